@@ -1,0 +1,21 @@
+//! Generates the gRPC code from `proto/` with a vendored `protoc`, so a fresh
+//! machine needs nothing but cargo.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // Hand protoc's path to prost-build through its config: `set_var` is unsafe
+    // in edition 2024 and not needed.
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let protos = ["proto/rampart/v1/authorization.proto"];
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("rampart_descriptor.bin"))
+        .compile_with_config(config, &protos, &["proto"])?;
+    Ok(())
+}

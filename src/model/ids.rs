@@ -1,0 +1,273 @@
+//! Validated identifiers: tenants, roles, groups and users.
+//!
+//! Each newtype is validated once, at construction, so the rest of the crate
+//! can rely on its shape. Nothing here knows about storage or the wire.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+/// Longest role or group name, in characters (rediacc: "Maximum group name length is 100").
+pub const MAX_NAME_CHARS: usize = 100;
+/// Longest tenant or user id, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// Why an identifier was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum IdError {
+    #[error("{kind} must not be empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} `{value}` must not be blank or start or end with white space")]
+    Blank { kind: &'static str, value: String },
+    #[error("{kind} `{value}` is longer than {max} {unit}")]
+    TooLong {
+        kind: &'static str,
+        value: String,
+        max: usize,
+        unit: &'static str,
+    },
+    #[error("{kind} `{value}` has a character outside {allowed}")]
+    BadChar {
+        kind: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+}
+
+fn check_id(kind: &'static str, value: &str, allowed: &'static str, ok: fn(u8) -> bool) -> Result<(), IdError> {
+    if value.is_empty() {
+        return Err(IdError::Empty { kind });
+    }
+    if value.len() > MAX_ID_BYTES {
+        return Err(IdError::TooLong {
+            kind,
+            value: truncate(value),
+            max: MAX_ID_BYTES,
+            unit: "bytes",
+        });
+    }
+    if !value.bytes().all(ok) {
+        return Err(IdError::BadChar {
+            kind,
+            value: truncate(value),
+            allowed,
+        });
+    }
+    Ok(())
+}
+
+fn check_name(kind: &'static str, value: &str) -> Result<(), IdError> {
+    if value.is_empty() {
+        return Err(IdError::Empty { kind });
+    }
+    if value.chars().count() > MAX_NAME_CHARS {
+        return Err(IdError::TooLong {
+            kind,
+            value: truncate(value),
+            max: MAX_NAME_CHARS,
+            unit: "characters",
+        });
+    }
+    if value.trim() != value || value.trim().is_empty() {
+        return Err(IdError::Blank {
+            kind,
+            value: value.to_owned(),
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(IdError::BadChar {
+            kind,
+            value: truncate(value),
+            allowed: "printable characters",
+        });
+    }
+    Ok(())
+}
+
+/// Shortens a rejected value for an error message.
+pub(crate) fn truncate(value: &str) -> String {
+    const KEEP: usize = 64;
+    if value.len() <= KEEP {
+        return value.to_owned();
+    }
+    let mut end = KEEP;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &value[..end])
+}
+
+fn tenant_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+fn user_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@' | b'+' | b'/')
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $validate:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Validates and wraps `value`.
+            pub fn new(value: impl AsRef<str>) -> Result<Self, IdError> {
+                let value = value.as_ref();
+                ($validate)(value)?;
+                Ok(Self(Arc::from(value)))
+            }
+
+            /// The identifier as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A tenant id: 1–256 bytes of `A-Z a-z 0-9 _ - .`.
+    TenantId,
+    |v: &str| check_id("tenant id", v, "`A-Z a-z 0-9 _ - .`", tenant_char)
+);
+id_type!(
+    /// A user id: 1–256 bytes of `A-Z a-z 0-9 _ - . @ + /` (so an email works).
+    UserId,
+    |v: &str| check_id("user id", v, "`A-Z a-z 0-9 _ - . @ + /`", user_char)
+);
+id_type!(
+    /// A role name: 1–100 characters, not blank, no surrounding white space,
+    /// case-sensitive.
+    RoleName,
+    |v: &str| check_name("role name", v)
+);
+id_type!(
+    /// A group name: 1–100 characters, not blank, no surrounding white space,
+    /// case-sensitive.
+    GroupName,
+    |v: &str| check_name("group name", v)
+);
+
+/// The role every tenant has that holds everything; its grants cannot change.
+pub const ADMINISTRATORS: &str = "Administrators";
+/// The default role of every member; editable, not deletable.
+pub const USERS: &str = "Users";
+/// The role of service accounts; protected, only Administrators assign it.
+pub const BRIDGES: &str = "Bridges";
+/// The reserved system role names.
+pub const SYSTEM_ROLES: [&str; 3] = [ADMINISTRATORS, USERS, BRIDGES];
+
+impl RoleName {
+    /// `Administrators`.
+    pub fn administrators() -> Self {
+        Self(Arc::from(ADMINISTRATORS))
+    }
+    /// `Users`.
+    pub fn users() -> Self {
+        Self(Arc::from(USERS))
+    }
+    /// `Bridges`.
+    pub fn bridges() -> Self {
+        Self(Arc::from(BRIDGES))
+    }
+    /// Whether this is one of the reserved system roles.
+    pub fn is_system(&self) -> bool {
+        SYSTEM_ROLES.contains(&self.as_str())
+    }
+}
+
+/// Who a binding or group membership names: a user, or a group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    User(UserId),
+    Group(GroupName),
+}
+
+/// The prefix that marks a group in a subject reference (`group:platform`).
+pub const GROUP_PREFIX: &str = "group:";
+
+impl Subject {
+    /// Parses `alice` (a user) or `group:platform` (a group).
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        match value.strip_prefix(GROUP_PREFIX) {
+            Some(group) => GroupName::new(group).map(Subject::Group),
+            None => UserId::new(value).map(Subject::User),
+        }
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::User(u) => write!(f, "user:{u}"),
+            Subject::Group(g) => write!(f, "{GROUP_PREFIX}{g}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_rediacc_rules() {
+        assert!(RoleName::new("developers").is_ok());
+        assert!(RoleName::new("read-only").is_ok());
+        assert!(matches!(RoleName::new(""), Err(IdError::Empty { .. })));
+        assert!(matches!(RoleName::new("   "), Err(IdError::Blank { .. })));
+        assert!(matches!(RoleName::new(" x"), Err(IdError::Blank { .. })));
+        assert!(RoleName::new("x".repeat(100)).is_ok());
+        assert!(matches!(RoleName::new("x".repeat(101)), Err(IdError::TooLong { .. })));
+        // Counted in characters, not bytes.
+        assert!(RoleName::new("é".repeat(100)).is_ok());
+    }
+
+    #[test]
+    fn ids_are_restricted() {
+        assert!(UserId::new("john@company.com").is_ok());
+        assert!(matches!(UserId::new("a b"), Err(IdError::BadChar { .. })));
+        assert!(matches!(UserId::new("a:b"), Err(IdError::BadChar { .. })));
+        assert!(TenantId::new("acme-1.eu").is_ok());
+        assert!(matches!(TenantId::new("acme/1"), Err(IdError::BadChar { .. })));
+        assert!(matches!(TenantId::new("a".repeat(257)), Err(IdError::TooLong { .. })));
+    }
+
+    #[test]
+    fn subjects_parse() {
+        assert_eq!(Subject::parse("alice").unwrap(), Subject::User(UserId::new("alice").unwrap()));
+        assert_eq!(
+            Subject::parse("group:platform").unwrap(),
+            Subject::Group(GroupName::new("platform").unwrap())
+        );
+        assert_eq!(Subject::parse("group:platform").unwrap().to_string(), "group:platform");
+        assert!(Subject::parse("group:").is_err());
+    }
+}

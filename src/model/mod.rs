@@ -1,0 +1,20 @@
+//! The pure domain: ids, permission paths, the catalog, tenants with their
+//! roles, groups, users and bindings, the state, and the policy file.
+//!
+//! Nothing here imports tokio, tonic or sled: the model can be read, tested
+//! and benchmarked without a runtime.
+
+pub mod catalog;
+pub mod ids;
+pub mod permission;
+pub mod policy_file;
+pub mod state;
+pub mod tenant;
+pub mod time;
+
+pub use catalog::{Catalog, CatalogEntry, CatalogPattern, Stability};
+pub use ids::{GroupName, RoleName, Subject, TenantId, UserId};
+pub use permission::{Effect, Grant, GrantPattern, PermissionPath};
+pub use state::State;
+pub use tenant::{Binding, Group, Role, RoleKind, Tenant, TenantSettings, User, UserStatus};
+pub use time::Timestamp;

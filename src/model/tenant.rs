@@ -1,0 +1,351 @@
+//! A tenant and what lives in it: roles, groups, users and bindings.
+//!
+//! Plain data with the invariants that hold after any accepted change (names
+//! unique, system roles present, bindings and members name things that
+//! exist). Validation of changes lives in the loader and, later, in the
+//! admin rules; compilation for checks lives in `policy/`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use super::ids::{ADMINISTRATORS, BRIDGES, GroupName, RoleName, Subject, TenantId, USERS, UserId};
+use super::permission::Grant;
+use super::time::Timestamp;
+
+/// Per-tenant switches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantSettings {
+    /// Assigning a role to a user replaces the user's current role (rediacc:
+    /// "users can only belong to one permission group").
+    pub single_role_per_user: bool,
+}
+
+/// What kind of role a name denotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleKind {
+    /// Holds everything; grants cannot change; cannot be deleted.
+    Administrators,
+    /// Every member's default role; editable, not deletable.
+    Users,
+    /// Service accounts; protected; its grants are the deployment's `bridges_grants`.
+    Bridges,
+    /// A role the tenant made.
+    Custom,
+}
+
+impl RoleKind {
+    /// The kind of the role named `name`.
+    pub fn of(name: &RoleName) -> Self {
+        match name.as_str() {
+            ADMINISTRATORS => RoleKind::Administrators,
+            USERS => RoleKind::Users,
+            BRIDGES => RoleKind::Bridges,
+            _ => RoleKind::Custom,
+        }
+    }
+}
+
+/// A named set of grants ("permission group").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub name: RoleName,
+    pub description: String,
+    /// In the order they were granted; no duplicates.
+    pub grants: Vec<Grant>,
+}
+
+impl Role {
+    /// An empty role.
+    pub fn new(name: RoleName) -> Self {
+        Self {
+            name,
+            description: String::new(),
+            grants: Vec::new(),
+        }
+    }
+
+    /// Which system role, if any, this is.
+    pub fn kind(&self) -> RoleKind {
+        RoleKind::of(&self.name)
+    }
+}
+
+/// A named set of users and groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: GroupName,
+    pub description: String,
+    pub members: BTreeSet<Subject>,
+}
+
+/// Whether a user may do anything at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserStatus {
+    #[default]
+    Active,
+    /// Denied everything.
+    Inactive,
+}
+
+impl UserStatus {
+    /// `active` or `inactive`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Inactive => "inactive",
+        }
+    }
+
+    /// Parses `active` or `inactive` (any case, as caosdb writes `ACTIVE`).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "active" => Some(UserStatus::Active),
+            "inactive" => Some(UserStatus::Inactive),
+            _ => None,
+        }
+    }
+}
+
+/// A member of the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub status: UserStatus,
+}
+
+/// Subject → role, optionally until a time (exclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub subject: Subject,
+    pub role: RoleName,
+    pub expires: Option<Timestamp>,
+}
+
+impl Binding {
+    /// Whether the binding is in force at `now`.
+    pub fn live_at(&self, now: Timestamp) -> bool {
+        self.expires.is_none_or(|e| now < e)
+    }
+}
+
+/// An isolated company, organization or realm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub settings: TenantSettings,
+    /// INVARIANT: holds the three system roles.
+    pub roles: BTreeMap<RoleName, Role>,
+    pub groups: BTreeMap<GroupName, Group>,
+    pub users: BTreeMap<UserId, User>,
+    /// Keyed by (subject, role): a subject is bound to a role at most once.
+    pub bindings: BTreeMap<(Subject, RoleName), Binding>,
+}
+
+impl Tenant {
+    /// A tenant with only the system roles.
+    pub fn new(id: TenantId, name: impl Into<String>) -> Self {
+        let mut roles = BTreeMap::new();
+        for role in [RoleName::administrators(), RoleName::users(), RoleName::bridges()] {
+            roles.insert(role.clone(), Role::new(role));
+        }
+        Self {
+            id,
+            name: name.into(),
+            settings: TenantSettings::default(),
+            roles,
+            groups: BTreeMap::new(),
+            users: BTreeMap::new(),
+            bindings: BTreeMap::new(),
+        }
+    }
+
+    /// Who contains whom: for each subject, the groups that list it directly.
+    pub fn parents(&self) -> HashMap<Subject, Vec<GroupName>> {
+        let mut parents: HashMap<Subject, Vec<GroupName>> = HashMap::new();
+        for group in self.groups.values() {
+            for member in &group.members {
+                parents.entry(member.clone()).or_default().push(group.name.clone());
+            }
+        }
+        parents
+    }
+
+    /// The bindings of each subject, live or not.
+    pub fn bindings_by_subject(&self) -> HashMap<&Subject, Vec<&Binding>> {
+        let mut by: HashMap<&Subject, Vec<&Binding>> = HashMap::new();
+        for binding in self.bindings.values() {
+            by.entry(&binding.subject).or_default().push(binding);
+        }
+        by
+    }
+
+    /// Whether adding `member` to `group` would close a cycle (including a
+    /// group containing itself).
+    pub fn would_cycle(&self, group: &GroupName, member: &GroupName) -> bool {
+        // A cycle appears iff `group` is reachable from `member` downwards.
+        let mut seen = BTreeSet::new();
+        let mut queue = VecDeque::from([member]);
+        while let Some(g) = queue.pop_front() {
+            if g == group {
+                return true;
+            }
+            if !seen.insert(g) {
+                continue;
+            }
+            if let Some(found) = self.groups.get(g) {
+                for m in &found.members {
+                    if let Subject::Group(child) = m {
+                        queue.push_back(child);
+                    }
+                }
+            }
+        }
+        false
+    }
+}
+
+/// How a role reached a subject: the user, then each group the binding came
+/// through, outermost last.
+pub type Chain = Vec<Subject>;
+
+/// A role in effect for a user, with the way it got there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectiveRole {
+    pub role: RoleName,
+    /// Empty for the implicit `Users` role.
+    pub chain: Chain,
+    pub expires: Option<Timestamp>,
+}
+
+impl Tenant {
+    /// The roles in effect for `user` at `now`, each once, with the shortest
+    /// chain that brings it (ties: the first found in name order). `Users`
+    /// comes first, with an empty chain.
+    ///
+    /// This is the plain definition of decision rule 4; `policy/` compiles
+    /// the same answer ahead of time.
+    pub fn effective_roles(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+        parents: &HashMap<Subject, Vec<GroupName>>,
+        bindings: &HashMap<&Subject, Vec<&Binding>>,
+    ) -> Vec<EffectiveRole> {
+        let mut out: Vec<EffectiveRole> = vec![EffectiveRole {
+            role: RoleName::users(),
+            chain: Vec::new(),
+            expires: None,
+        }];
+        let start = Subject::User(user.clone());
+        let mut seen: BTreeSet<Subject> = BTreeSet::from([start.clone()]);
+        // Breadth first, so the first chain found for a role is a shortest one.
+        let mut queue: VecDeque<Chain> = VecDeque::from([vec![start]]);
+        while let Some(chain) = queue.pop_front() {
+            let Some(at) = chain.last() else { continue };
+            if let Some(bs) = bindings.get(at) {
+                let mut bs: Vec<&&Binding> = bs.iter().collect();
+                bs.sort_by(|a, b| a.role.cmp(&b.role));
+                for b in bs {
+                    if !b.live_at(now) || out.iter().any(|e| e.role == b.role) {
+                        continue;
+                    }
+                    out.push(EffectiveRole {
+                        role: b.role.clone(),
+                        chain: chain.clone(),
+                        expires: b.expires,
+                    });
+                }
+            }
+            if let Some(groups) = parents.get(at) {
+                let mut groups = groups.clone();
+                groups.sort();
+                for g in groups {
+                    let next = Subject::Group(g);
+                    if seen.insert(next.clone()) {
+                        let mut longer = chain.clone();
+                        longer.push(next);
+                        queue.push_back(longer);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(name: &str) -> GroupName {
+        GroupName::new(name).unwrap()
+    }
+
+    fn tenant_with_groups(edges: &[(&str, &str)]) -> Tenant {
+        let mut t = Tenant::new(TenantId::new("t").unwrap(), "T");
+        for (parent, child) in edges {
+            for name in [parent, child] {
+                t.groups.entry(g(name)).or_insert_with(|| Group {
+                    name: g(name),
+                    description: String::new(),
+                    members: BTreeSet::new(),
+                });
+            }
+            t.groups
+                .get_mut(&g(parent))
+                .unwrap()
+                .members
+                .insert(Subject::Group(g(child)));
+        }
+        t
+    }
+
+    #[test]
+    fn cycles_are_detected() {
+        let t = tenant_with_groups(&[("a", "b"), ("b", "c")]);
+        assert!(t.would_cycle(&g("c"), &g("a")));
+        assert!(t.would_cycle(&g("a"), &g("a")));
+        assert!(!t.would_cycle(&g("a"), &g("c")));
+    }
+
+    #[test]
+    fn effective_roles_follow_group_chains_and_expiry() {
+        let mut t = tenant_with_groups(&[("outer", "inner")]);
+        let alice = UserId::new("alice").unwrap();
+        t.groups
+            .get_mut(&g("inner"))
+            .unwrap()
+            .members
+            .insert(Subject::User(alice.clone()));
+        let editors = RoleName::new("editors").unwrap();
+        let viewers = RoleName::new("viewers").unwrap();
+        for (subject, role, expires) in [
+            (Subject::Group(g("outer")), editors.clone(), None),
+            (Subject::User(alice.clone()), viewers.clone(), Some(Timestamp(100))),
+        ] {
+            t.bindings.insert(
+                (subject.clone(), role.clone()),
+                Binding {
+                    subject,
+                    role,
+                    expires,
+                },
+            );
+        }
+        let parents = t.parents();
+        let bindings = t.bindings_by_subject();
+        let at = |now| {
+            t.effective_roles(&alice, Timestamp(now), &parents, &bindings)
+                .into_iter()
+                .map(|e| (e.role.to_string(), e.chain.len()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            at(99),
+            vec![("Users".into(), 0), ("viewers".into(), 1), ("editors".into(), 3)]
+        );
+        assert_eq!(at(100), vec![("Users".into(), 0), ("editors".into(), 3)]);
+    }
+}
