@@ -4,3 +4,4 @@
 //! evaluates checks, `server` speaks gRPC, `cli` is the command line.
 
 pub mod model;
+pub mod policy;

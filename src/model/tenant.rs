@@ -172,11 +172,12 @@ impl Tenant {
         parents
     }
 
-    /// The bindings of each subject, live or not.
-    pub fn bindings_by_subject(&self) -> HashMap<&Subject, Vec<&Binding>> {
-        let mut by: HashMap<&Subject, Vec<&Binding>> = HashMap::new();
+    /// The bindings of each subject, live or not, in role-name order.
+    pub fn bindings_by_subject(&self) -> HashMap<Subject, Vec<Binding>> {
+        let mut by: HashMap<Subject, Vec<Binding>> = HashMap::new();
+        // The map is ordered by (subject, role), so each list is in role order.
         for binding in self.bindings.values() {
-            by.entry(&binding.subject).or_default().push(binding);
+            by.entry(binding.subject.clone()).or_default().push(binding.clone());
         }
         by
     }
@@ -231,7 +232,7 @@ impl Tenant {
         user: &UserId,
         now: Timestamp,
         parents: &HashMap<Subject, Vec<GroupName>>,
-        bindings: &HashMap<&Subject, Vec<&Binding>>,
+        bindings: &HashMap<Subject, Vec<Binding>>,
     ) -> Vec<EffectiveRole> {
         let mut out: Vec<EffectiveRole> = vec![EffectiveRole {
             role: RoleName::users(),
@@ -245,8 +246,6 @@ impl Tenant {
         while let Some(chain) = queue.pop_front() {
             let Some(at) = chain.last() else { continue };
             if let Some(bs) = bindings.get(at) {
-                let mut bs: Vec<&&Binding> = bs.iter().collect();
-                bs.sort_by(|a, b| a.role.cmp(&b.role));
                 for b in bs {
                     if !b.live_at(now) || out.iter().any(|e| e.role == b.role) {
                         continue;

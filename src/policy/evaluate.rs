@@ -1,0 +1,354 @@
+//! Deciding checks against a compiled [`Snapshot`], and the listings built
+//! on it.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use super::bits;
+use super::catalog_index::smallvec_lite::Segments;
+use super::compile::{Snapshot, TenantSnapshot};
+use super::reference;
+use crate::model::ids::{IdError, MAX_ID_BYTES, UserId};
+use crate::model::permission::{Effect, PathError, validate_path};
+use crate::model::tenant::UserStatus;
+use crate::model::{RoleName, Timestamp};
+
+/// One question: may `subject` do `permission` in `tenant`?
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub tenant: &'a str,
+    pub subject: &'a str,
+    pub permission: &'a str,
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    Allow,
+    Deny,
+}
+
+/// Why a decision came out as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Granted,
+    UnknownSubject,
+    SubjectInactive,
+    UnknownPermission,
+    DeniedByGrant,
+    NoMatchingGrant,
+}
+
+impl Reason {
+    /// The reason as the wire and policy tests spell it, e.g. `DENIED_BY_GRANT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Granted => "GRANTED",
+            Reason::UnknownSubject => "UNKNOWN_SUBJECT",
+            Reason::SubjectInactive => "SUBJECT_INACTIVE",
+            Reason::UnknownPermission => "UNKNOWN_PERMISSION",
+            Reason::DeniedByGrant => "DENIED_BY_GRANT",
+            Reason::NoMatchingGrant => "NO_MATCHING_GRANT",
+        }
+    }
+
+    /// Parses the spelling of [`Reason::as_str`].
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Reason::Granted,
+            Reason::UnknownSubject,
+            Reason::SubjectInactive,
+            Reason::UnknownPermission,
+            Reason::DeniedByGrant,
+            Reason::NoMatchingGrant,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A decision and its reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub reason: Reason,
+}
+
+impl Verdict {
+    const fn deny(reason: Reason) -> Self {
+        Self {
+            decision: Decision::Deny,
+            reason,
+        }
+    }
+}
+
+/// A request that cannot be decided: malformed, or for an unknown tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CheckError {
+    #[error("unknown tenant `{0}`")]
+    UnknownTenant(String),
+    #[error(transparent)]
+    InvalidPermission(PathError),
+    #[error("subject: {0}")]
+    InvalidSubject(IdError),
+}
+
+/// Refuses an empty or oversize subject; any other text is looked up (and
+/// is `UNKNOWN_SUBJECT` if no member has that id).
+pub(crate) fn check_subject(subject: &str) -> Result<(), CheckError> {
+    if subject.is_empty() {
+        return Err(CheckError::InvalidSubject(IdError::Empty { kind: "subject" }));
+    }
+    if subject.len() > MAX_ID_BYTES {
+        return Err(CheckError::InvalidSubject(IdError::TooLong {
+            kind: "subject",
+            value: crate::model::ids::truncate(subject),
+            max: MAX_ID_BYTES,
+            unit: "bytes",
+        }));
+    }
+    Ok(())
+}
+
+/// Decides `request` against `snapshot` at `now`, by the decision rule:
+/// unknown tenant and malformed input are errors; otherwise a verdict.
+pub fn evaluate(snapshot: &Snapshot, request: &Request<'_>, now: Timestamp) -> Result<Verdict, CheckError> {
+    let tenant = snapshot
+        .tenants
+        .get(request.tenant)
+        .ok_or_else(|| CheckError::UnknownTenant(request.tenant.to_owned()))?;
+    evaluate_in(snapshot, tenant, request.subject, request.permission, now)
+}
+
+/// [`evaluate`] with the tenant already found.
+pub(crate) fn evaluate_in(
+    snapshot: &Snapshot,
+    tenant: &TenantSnapshot,
+    subject: &str,
+    permission: &str,
+    now: Timestamp,
+) -> Result<Verdict, CheckError> {
+    // Interned paths are valid by construction; validate only the others.
+    let interned = tenant.perms.get(permission).copied();
+    if interned.is_none() {
+        validate_path(permission).map_err(CheckError::InvalidPermission)?;
+    }
+    check_subject(subject)?;
+    let Some(user) = tenant.users.get(subject) else {
+        return Ok(Verdict::deny(Reason::UnknownSubject));
+    };
+    if !user.active {
+        return Ok(Verdict::deny(Reason::SubjectInactive));
+    }
+    let covered = match interned {
+        Some(p) => tenant.perm_covered.get(p as usize).is_some_and(Option::is_some),
+        None => snapshot.catalog.covering(permission).is_some(),
+    };
+    if !covered {
+        return Ok(Verdict::deny(Reason::UnknownPermission));
+    }
+    let set = tenant.role_set(user.set_at(now.unix()));
+    let (mut allow, mut deny) = match interned {
+        Some(p) => (
+            bits::intersects(tenant.perm_allow(p), set),
+            bits::intersects(tenant.perm_deny(p), set),
+        ),
+        None => walk(tenant, permission, set),
+    };
+    for g in &tenant.subject_grants {
+        if bits::get(set, g.role) && g.pattern.matches(permission, subject) {
+            match g.effect {
+                Effect::Allow => allow = true,
+                Effect::Deny => deny = true,
+            }
+        }
+    }
+    Ok(if deny {
+        Verdict::deny(Reason::DeniedByGrant)
+    } else if allow {
+        Verdict {
+            decision: Decision::Allow,
+            reason: Reason::Granted,
+        }
+    } else {
+        Verdict::deny(Reason::NoMatchingGrant)
+    })
+}
+
+/// Walks the wildcard trie along `permission`: does a `prefix:*` grant of
+/// one of `set`'s roles allow it, and does one deny it?
+fn walk(tenant: &TenantSnapshot, permission: &str, set: &[u64]) -> (bool, bool) {
+    let (mut allow, mut deny) = (false, false);
+    let segments = Segments::new(permission);
+    let mut at = 0usize;
+    for segment in segments.as_slice() {
+        let Some(node) = tenant.trie.get(at) else { break };
+        if let Some(o) = node.star {
+            allow |= bits::intersects(tenant.star_allow(o), set);
+            deny |= bits::intersects(tenant.star_deny(o), set);
+        }
+        match node.children.get(*segment) {
+            Some(&n) => at = n as usize,
+            None => break,
+        }
+    }
+    (allow, deny)
+}
+
+/// A grant that decided, and how its role reached the subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecidingGrant {
+    pub role: RoleName,
+    pub effect: Effect,
+    pub pattern: String,
+    /// `user:alice`, then each group the binding came through; for the
+    /// implicit `Users` role, `user:alice` then `default`.
+    pub via: Vec<String>,
+    pub expires: Option<Timestamp>,
+}
+
+/// Why a check came out as it did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Explanation {
+    pub grants: Vec<DecidingGrant>,
+    pub catalog_entry: Option<String>,
+    pub effective_roles: Vec<RoleName>,
+}
+
+/// Decides `request` and explains the decision: the deciding grants (the
+/// matching denies for `DENIED_BY_GRANT`, the matching allows for
+/// `GRANTED`), their roles and the group chains that brought them.
+pub fn explain(
+    snapshot: &Snapshot,
+    request: &Request<'_>,
+    now: Timestamp,
+) -> Result<(Verdict, Explanation), CheckError> {
+    let verdict = evaluate(snapshot, request, now)?;
+    let outcome = reference::decide(&snapshot.state, request, now)?;
+    debug_assert_eq!(outcome.verdict, verdict, "compiled and reference evaluators disagree");
+    let wanted = match verdict.reason {
+        Reason::DeniedByGrant => Some(Effect::Deny),
+        Reason::Granted => Some(Effect::Allow),
+        _ => None,
+    };
+    let mut grants = Vec::new();
+    for (i, grant) in &outcome.matching {
+        if Some(grant.effect) != wanted {
+            continue;
+        }
+        let Some(e) = outcome.effective.get(*i) else { continue };
+        let mut via: Vec<String> = vec![format!("user:{}", request.subject)];
+        if e.chain.is_empty() {
+            via.push("default".to_owned());
+        } else {
+            via.extend(e.chain.iter().skip(1).map(ToString::to_string));
+        }
+        grants.push(DecidingGrant {
+            role: e.role.clone(),
+            effect: grant.effect,
+            pattern: grant.pattern.as_str().to_owned(),
+            via,
+            expires: e.expires,
+        });
+    }
+    let mut effective_roles: Vec<RoleName> = outcome.effective.iter().map(|e| e.role.clone()).collect();
+    effective_roles.sort();
+    Ok((
+        verdict,
+        Explanation {
+            grants,
+            catalog_entry: outcome.catalog_entry,
+            effective_roles,
+        },
+    ))
+}
+
+/// What a subject holds in a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectPermissions {
+    pub active: bool,
+    pub administrator: bool,
+    /// Sorted.
+    pub roles: Vec<RoleName>,
+    /// `(pattern, effect, role)`, sorted by pattern then role.
+    pub permissions: Vec<(String, Effect, RoleName)>,
+}
+
+/// Every grant a subject holds now, for UIs. `None` if the subject is not a
+/// member; an error for an unknown tenant or a malformed subject.
+pub fn list_subject_permissions(
+    snapshot: &Snapshot,
+    tenant: &str,
+    subject: &str,
+    now: Timestamp,
+) -> Result<Option<SubjectPermissions>, CheckError> {
+    let t = snapshot
+        .tenants
+        .get(tenant)
+        .ok_or_else(|| CheckError::UnknownTenant(tenant.to_owned()))?;
+    check_subject(subject)?;
+    let Some(user) = UserId::new(subject).ok().and_then(|id| t.tenant.users.get(&id)) else {
+        return Ok(None);
+    };
+    let effective = t.tenant.effective_roles(&user.id, now, &t.parents, &t.bindings);
+    let mut roles: Vec<RoleName> = effective.iter().map(|e| e.role.clone()).collect();
+    roles.sort();
+    let mut permissions = Vec::new();
+    for e in &effective {
+        if let Some(role) = t.tenant.roles.get(&e.role) {
+            for g in snapshot.state.grants_of(role) {
+                permissions.push((g.pattern.as_str().to_owned(), g.effect, e.role.clone()));
+            }
+        }
+    }
+    permissions.sort_by(|a, b| (&a.0, &a.2, a.1).cmp(&(&b.0, &b.2, b.1)));
+    Ok(Some(SubjectPermissions {
+        active: user.status == UserStatus::Active,
+        administrator: roles.iter().any(|r| *r == RoleName::administrators()),
+        roles,
+        permissions,
+    }))
+}
+
+/// Active users allowed `permission`, sorted by id, starting after `after`,
+/// at most `limit`; and whether more follow.
+pub fn list_subjects(
+    snapshot: &Snapshot,
+    tenant: &str,
+    permission: &str,
+    after: Option<&str>,
+    limit: usize,
+    now: Timestamp,
+) -> Result<(Vec<String>, bool), CheckError> {
+    let t = snapshot
+        .tenants
+        .get(tenant)
+        .ok_or_else(|| CheckError::UnknownTenant(tenant.to_owned()))?;
+    validate_path(permission).map_err(CheckError::InvalidPermission)?;
+    let mut out = Vec::new();
+    let range = match after {
+        Some(a) => t
+            .tenant
+            .users
+            .range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+        None => t.tenant.users.range::<str, _>(..),
+    };
+    for (id, _) in range {
+        if out.len() == limit {
+            return Ok((out, true));
+        }
+        let verdict = evaluate_in(snapshot, t, id.as_str(), permission, now)?;
+        if verdict.decision == Decision::Allow {
+            out.push(id.to_string());
+        }
+    }
+    Ok((out, false))
+}

@@ -1,0 +1,17 @@
+//! Compiling state into snapshots, and deciding checks against them.
+//!
+//! Pure: no tokio, tonic or sled. [`evaluate`] cannot fail on a well-formed
+//! request: a deny is an answer, not an error; only malformed input and an
+//! unknown tenant are errors.
+
+pub mod bits;
+pub mod catalog_index;
+pub mod compile;
+pub mod evaluate;
+pub mod reference;
+
+pub use compile::{Snapshot, TenantSnapshot, compile};
+pub use evaluate::{
+    CheckError, Decision, DecidingGrant, Explanation, Reason, Request, SubjectPermissions, Verdict,
+    evaluate, explain, list_subject_permissions, list_subjects,
+};
