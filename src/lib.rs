@@ -1,7 +1,11 @@
 //! rampart: a policy decision point for role- and group-based access control.
 //!
 //! `model` is the pure domain, `policy` compiles it into snapshots and
-//! evaluates checks, `server` speaks gRPC, `cli` is the command line.
+//! evaluates checks, `server` speaks gRPC, `cli` is the command line, and
+//! `synthetic` generates large policies for benchmarks.
 
+pub mod cli;
 pub mod model;
 pub mod policy;
+pub mod server;
+pub mod synthetic;

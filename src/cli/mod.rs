@@ -1,0 +1,84 @@
+//! The command line: `serve`, `validate`, `test` and `bench`.
+//!
+//! Parses arguments (clap, every flag also a `RAMPART_*` variable) and hands
+//! over to the library; holds no decision logic of its own.
+
+pub mod policy_test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::model::policy_file;
+
+#[derive(Debug, Parser)]
+#[command(name = "rampart", version, about = "A policy decision point for role- and group-based access")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve Check and BatchCheck over gRPC.
+    Serve(crate::server::ServeArgs),
+    /// Check policy files and report every error with its location.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run policy test files (expected decisions) without a server.
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print passing checks too.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Drive a running server with Check or BatchCheck load and report throughput and latency.
+    Bench(crate::server::loadgen::BenchArgs),
+}
+
+/// Runs the command line; the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => crate::server::serve_main(args),
+        Command::Validate { files } => validate(&files),
+        Command::Test { files, verbose } => test(&files, verbose),
+        Command::Bench(args) => crate::server::loadgen::bench_main(args),
+    }
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut bad = false;
+    for file in files {
+        let result = std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|text| policy_file::load_str(&text).map_err(|e| e.to_string()));
+        match result {
+            Ok(state) => println!(
+                "{}: ok ({} tenants, {} catalog entries)",
+                file.display(),
+                state.tenants.len(),
+                state.catalog.entries().len()
+            ),
+            Err(e) => {
+                bad = true;
+                eprintln!("{}: {e}", file.display());
+            }
+        }
+    }
+    if bad { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+fn test(files: &[PathBuf], verbose: bool) -> ExitCode {
+    let mut summary = policy_test::Summary::default();
+    for file in files {
+        policy_test::run_file(file, verbose, &mut summary);
+    }
+    print!("{}", summary.report);
+    println!("{} passed, {} failed", summary.passed, summary.failed);
+    if summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

@@ -1,0 +1,1 @@
+//! Synthetic policies for benchmarks (work in progress in this commit).
