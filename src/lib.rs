@@ -9,3 +9,4 @@ pub mod model;
 pub mod policy;
 pub mod server;
 pub mod synthetic;
+pub mod engine;

@@ -1,15 +1,243 @@
-//! The gRPC server (work in progress in this commit).
+//! The gRPC server: the Authorization service, health, reflection, and
+//! `rampart serve`.
+//!
+//! Owns the transport and the edge conversions; decisions come from
+//! `policy`, snapshots from `engine`.
 
+pub mod authorization;
+pub mod convert;
 pub mod loadgen;
+pub mod proto;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::server::HealthReporter;
+use tracing::{error, info, warn};
+
+pub use authorization::{AuthorizationService, DataPlaneConfig};
+use proto::authorization_server::AuthorizationServer;
+
+use crate::engine::Engine;
+use crate::model::{State, policy_file};
+
+/// The demo policy `rampart serve` loads when given no `--bootstrap` file.
+pub const QUICKSTART_POLICY: &str = include_str!("../../examples/quickstart/policy.yaml");
 
 /// `rampart serve` arguments.
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RAMPART_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Policy file to serve; without it, the built-in quickstart demo policy.
+    #[arg(long, env = "RAMPART_BOOTSTRAP")]
+    pub bootstrap: Option<PathBuf>,
+    /// Answer permissions the catalog does not cover with INVALID_ARGUMENT
+    /// instead of DENY UNKNOWN_PERMISSION.
+    #[arg(long, env = "RAMPART_STRICT_CATALOG")]
+    pub strict_catalog: bool,
+    /// Most items in one BatchCheck.
+    #[arg(long, env = "RAMPART_MAX_BATCH", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_batch: u32,
+    /// How long a check with `at_least_revision` waits for that revision, in milliseconds.
+    #[arg(long, env = "RAMPART_CONSISTENCY_WAIT_MS", default_value_t = 100)]
+    pub consistency_wait_ms: u64,
+    /// How long shutdown waits for in-flight calls, in milliseconds.
+    #[arg(long, env = "RAMPART_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
+    pub shutdown_grace_ms: u64,
+}
 
-/// Runs `rampart serve`.
-pub fn serve_main(_args: ServeArgs) -> ExitCode {
-    eprintln!("serve: not built yet");
-    ExitCode::FAILURE
+impl ServeArgs {
+    fn data_plane(&self) -> DataPlaneConfig {
+        DataPlaneConfig {
+            max_batch: self.max_batch as usize,
+            strict_catalog: self.strict_catalog,
+            consistency_wait: Duration::from_millis(self.consistency_wait_ms),
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its health reporter.
+    pub health: HealthReporter,
+    shutdown: oneshot::Sender<()>,
+    join: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl ServerHandle {
+    /// Reports NOT_SERVING, stops accepting, and waits (at most `grace`) for
+    /// in-flight calls to finish.
+    pub async fn shutdown(self, grace: Duration) {
+        set_health(&self.health, false).await;
+        let _ = self.shutdown.send(());
+        match tokio::time::timeout(grace, self.join).await {
+            Ok(Ok(Ok(()))) => info!("server stopped"),
+            Ok(Ok(Err(e))) => error!(error = %e, "server stopped with an error"),
+            Ok(Err(e)) => error!(error = %e, "server task failed"),
+            Err(_) => warn!(grace_ms = grace.as_millis() as u64, "in-flight calls did not finish within the grace period"),
+        }
+    }
+}
+
+async fn set_health(health: &HealthReporter, serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    health.set_service_status("", status).await;
+    health
+        .set_service_status(
+            <AuthorizationServer<AuthorizationService> as tonic::server::NamedService>::NAME,
+            status,
+        )
+        .await;
+}
+
+/// Serves the data plane on `listener` from `engine`. Health reports
+/// SERVING once this returns (the engine always holds a snapshot).
+pub async fn start(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    config: DataPlaneConfig,
+) -> Result<ServerHandle, Box<dyn std::error::Error + Send + Sync>> {
+    let addr = listener.local_addr()?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    set_health(&health, false).await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let authorization = AuthorizationServer::new(AuthorizationService::new(engine, config));
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(authorization);
+    let join = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        let _ = stop.await;
+    }));
+    // INVARIANT: the engine was built from a loaded state, so a snapshot is in place.
+    set_health(&health, true).await;
+    Ok(ServerHandle {
+        addr,
+        health,
+        shutdown,
+        join,
+    })
+}
+
+/// Loads the policy `rampart serve` starts from.
+pub fn load_bootstrap(path: Option<&std::path::Path>) -> Result<State, String> {
+    let (name, text) = match path {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))?,
+        ),
+        None => ("built-in quickstart policy".to_owned(), QUICKSTART_POLICY.to_owned()),
+    };
+    policy_file::load_str(&text).map_err(|e| format!("{name}: {e}"))
+}
+
+/// Runs `rampart serve` until SIGINT or SIGTERM.
+pub fn serve_main(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rampart: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let state = match load_bootstrap(args.bootstrap.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("rampart: {e}");
+            return ExitCode::from(65);
+        }
+    };
+    let tenants = state.tenants.len();
+    let engine = Arc::new(Engine::new(state));
+    let snapshot = engine.load();
+    info!(
+        tenants,
+        revision = snapshot.revision(),
+        matchers = snapshot.matcher_count(),
+        source = %args.bootstrap.as_ref().map_or("built-in quickstart".to_owned(), |p| p.display().to_string()),
+        "policy loaded"
+    );
+    let listener = match TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rampart: cannot listen on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let handle = match start(listener, engine, args.data_plane()).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("rampart: cannot start the server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(addr = %handle.addr, "serving rampart.v1.Authorization");
+    wait_for_signal().await;
+    info!("shutting down");
+    handle.shutdown(Duration::from_millis(args.shutdown_grace_ms)).await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }

@@ -1,0 +1,249 @@
+//! The `rampart.v1.Authorization` service: Check, BatchCheck and the two
+//! listings, each answered from one snapshot whose revision it reports.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Code, Request, Response, Status};
+use tracing::Span;
+
+use super::convert::{self, MAX_CORRELATION_BYTES};
+use super::proto::{self, authorization_server::Authorization};
+use crate::engine::Engine;
+use crate::model::Timestamp;
+use crate::policy::{self, Decision, Reason, Snapshot};
+
+/// Data-plane settings.
+#[derive(Debug, Clone)]
+pub struct DataPlaneConfig {
+    /// Most items in one BatchCheck.
+    pub max_batch: usize,
+    /// Answer a permission the catalog does not cover with `INVALID_ARGUMENT`
+    /// instead of `DENY UNKNOWN_PERMISSION`.
+    pub strict_catalog: bool,
+    /// How long `at_least_revision` waits for a newer snapshot.
+    pub consistency_wait: Duration,
+}
+
+impl Default for DataPlaneConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 1_000,
+            strict_catalog: false,
+            consistency_wait: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Default and largest page of ListSubjects.
+const DEFAULT_PAGE: usize = 1_000;
+const MAX_PAGE: usize = 10_000;
+
+/// The service.
+#[derive(Debug, Clone)]
+pub struct AuthorizationService {
+    engine: Arc<Engine>,
+    config: Arc<DataPlaneConfig>,
+}
+
+impl AuthorizationService {
+    pub fn new(engine: Arc<Engine>, config: DataPlaneConfig) -> Self {
+        Self {
+            engine,
+            config: Arc::new(config),
+        }
+    }
+
+    /// The snapshot a request may be answered from, honouring its consistency.
+    async fn snapshot(&self, consistency: Option<&proto::Consistency>) -> Result<Arc<Snapshot>, Status> {
+        use proto::consistency::Requirement;
+        match consistency.and_then(|c| c.requirement.as_ref()) {
+            Some(Requirement::AtLeastRevision(wanted)) => self
+                .engine
+                .at_least(*wanted, self.config.consistency_wait)
+                .await
+                .map_err(|have| {
+                    Status::unavailable(format!(
+                        "snapshot is at revision {} and revision {wanted} did not arrive within {} ms (at_least_revision)",
+                        have.revision(),
+                        self.config.consistency_wait.as_millis()
+                    ))
+                }),
+            Some(Requirement::MinimizeLatency(_)) | None => Ok(self.engine.load()),
+        }
+    }
+
+    /// Decides one item; the verdict, or the status it fails with.
+    fn decide(
+        &self,
+        snapshot: &Snapshot,
+        tenant: &str,
+        subject: &str,
+        permission: &str,
+        explain: bool,
+        now: Timestamp,
+    ) -> Result<proto::CheckResponse, Status> {
+        convert::check_fields(tenant, subject, permission)?;
+        let request = policy::Request {
+            tenant,
+            subject,
+            permission,
+        };
+        let (verdict, explanation) = if explain {
+            let (v, e) = policy::explain(snapshot, &request, now).map_err(|e| convert::check_error_status(&e))?;
+            (v, Some(e))
+        } else {
+            let v = policy::evaluate(snapshot, &request, now).map_err(|e| convert::check_error_status(&e))?;
+            (v, None)
+        };
+        if self.config.strict_catalog && verdict.reason == Reason::UnknownPermission {
+            return Err(Status::invalid_argument(format!(
+                "permission `{permission}` is not covered by the catalog (the server runs with --strict-catalog)"
+            )));
+        }
+        Ok(convert::response(verdict, snapshot.revision(), explanation))
+    }
+}
+
+fn record(verdict: &proto::CheckResponse) {
+    let span = Span::current();
+    span.record("revision", verdict.revision);
+    let decision = if verdict.decision == proto::Decision::Allow as i32 {
+        Decision::Allow
+    } else {
+        Decision::Deny
+    };
+    span.record("decision", tracing::field::debug(decision));
+    if let Ok(r) = proto::Reason::try_from(verdict.reason) {
+        span.record("reason", r.as_str_name());
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthorizationService {
+    #[tracing::instrument(name = "Check", skip_all, fields(tenant = %request.get_ref().tenant, decision, reason, revision))]
+    async fn check(&self, request: Request<proto::CheckRequest>) -> Result<Response<proto::CheckResponse>, Status> {
+        let req = request.into_inner();
+        let snapshot = self.snapshot(req.consistency.as_ref()).await?;
+        let response = self.decide(
+            &snapshot,
+            &req.tenant,
+            &req.subject,
+            &req.permission,
+            req.explain,
+            Timestamp::now(),
+        )?;
+        record(&response);
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(name = "BatchCheck", skip_all, fields(items = request.get_ref().items.len(), revision))]
+    async fn batch_check(
+        &self,
+        request: Request<proto::BatchCheckRequest>,
+    ) -> Result<Response<proto::BatchCheckResponse>, Status> {
+        let req = request.into_inner();
+        if req.items.len() > self.config.max_batch {
+            return Err(Status::invalid_argument(format!(
+                "batch has {} items, more than the limit of {}",
+                req.items.len(),
+                self.config.max_batch
+            )));
+        }
+        let snapshot = self.snapshot(req.consistency.as_ref()).await?;
+        let now = Timestamp::now();
+        let revision = snapshot.revision();
+        let results = req
+            .items
+            .into_iter()
+            .map(|item| {
+                let outcome = if item.correlation_id.len() > MAX_CORRELATION_BYTES {
+                    Err(Status::invalid_argument(format!(
+                        "`correlation_id` is {} bytes, more than the limit of {MAX_CORRELATION_BYTES}",
+                        item.correlation_id.len()
+                    )))
+                } else {
+                    self.decide(&snapshot, &item.tenant, &item.subject, &item.permission, req.explain, now)
+                };
+                proto::BatchCheckResult {
+                    correlation_id: item.correlation_id,
+                    outcome: Some(match outcome {
+                        Ok(r) => proto::batch_check_result::Outcome::Response(r),
+                        Err(s) => proto::batch_check_result::Outcome::Error(proto::ItemError {
+                            code: s.code() as i32,
+                            message: s.message().to_owned(),
+                        }),
+                    }),
+                }
+            })
+            .collect();
+        Span::current().record("revision", revision);
+        Ok(Response::new(proto::BatchCheckResponse { results, revision }))
+    }
+
+    #[tracing::instrument(name = "ListSubjectPermissions", skip_all, fields(tenant = %request.get_ref().tenant, revision))]
+    async fn list_subject_permissions(
+        &self,
+        request: Request<proto::ListSubjectPermissionsRequest>,
+    ) -> Result<Response<proto::ListSubjectPermissionsResponse>, Status> {
+        let req = request.into_inner();
+        convert::required("tenant", &req.tenant, convert::MAX_FIELD_BYTES)?;
+        convert::required("subject", &req.subject, convert::MAX_FIELD_BYTES)?;
+        let snapshot = self.snapshot(req.consistency.as_ref()).await?;
+        let listing = policy::list_subject_permissions(&snapshot, &req.tenant, &req.subject, Timestamp::now())
+            .map_err(|e| convert::check_error_status(&e))?
+            .ok_or_else(|| {
+                Status::new(
+                    Code::NotFound,
+                    format!("subject `{}` is not a member of tenant `{}`", req.subject, req.tenant),
+                )
+            })?;
+        Span::current().record("revision", snapshot.revision());
+        Ok(Response::new(proto::ListSubjectPermissionsResponse {
+            active: listing.active,
+            administrator: listing.administrator,
+            roles: listing.roles.iter().map(ToString::to_string).collect(),
+            permissions: listing
+                .permissions
+                .into_iter()
+                .map(|(pattern, effect, role)| proto::SubjectPermission {
+                    pattern,
+                    effect: effect.as_str().to_owned(),
+                    role: role.to_string(),
+                })
+                .collect(),
+            revision: snapshot.revision(),
+        }))
+    }
+
+    #[tracing::instrument(name = "ListSubjects", skip_all, fields(tenant = %request.get_ref().tenant, revision))]
+    async fn list_subjects(
+        &self,
+        request: Request<proto::ListSubjectsRequest>,
+    ) -> Result<Response<proto::ListSubjectsResponse>, Status> {
+        let req = request.into_inner();
+        convert::required("tenant", &req.tenant, convert::MAX_FIELD_BYTES)?;
+        convert::required("permission", &req.permission, convert::MAX_PERMISSION_BYTES)?;
+        let limit = match req.page_size as usize {
+            0 => DEFAULT_PAGE,
+            n if n > MAX_PAGE => {
+                return Err(Status::invalid_argument(format!(
+                    "`page_size` {n} is more than the limit of {MAX_PAGE}"
+                )));
+            }
+            n => n,
+        };
+        let snapshot = self.snapshot(req.consistency.as_ref()).await?;
+        let after = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
+        let (subjects, more) =
+            policy::list_subjects(&snapshot, &req.tenant, &req.permission, after, limit, Timestamp::now())
+                .map_err(|e| convert::check_error_status(&e))?;
+        let next_page_token = if more { subjects.last().cloned().unwrap_or_default() } else { String::new() };
+        Span::current().record("revision", snapshot.revision());
+        Ok(Response::new(proto::ListSubjectsResponse {
+            subjects,
+            next_page_token,
+            revision: snapshot.revision(),
+        }))
+    }
+}

@@ -1,0 +1,111 @@
+//! proto ⇄ model at the edge: request fields into checked values, verdicts
+//! and explanations into messages, and the one mapping from error kinds to
+//! `tonic::Code`.
+
+use tonic::{Code, Status};
+
+use super::proto;
+use crate::model::ids::MAX_ID_BYTES;
+use crate::policy::{CheckError, Decision, Explanation, Reason, Verdict};
+
+/// The gRPC code for a check error.
+pub fn check_error_code(e: &CheckError) -> Code {
+    match e {
+        CheckError::UnknownTenant(_) => Code::NotFound,
+        CheckError::InvalidPermission(_) | CheckError::InvalidSubject(_) => Code::InvalidArgument,
+    }
+}
+
+/// A check error as a status.
+pub fn check_error_status(e: &CheckError) -> Status {
+    Status::new(check_error_code(e), e.to_string())
+}
+
+/// Refuses an empty or oversize required field before any lookup.
+pub fn required(field: &'static str, value: &str, max: usize) -> Result<(), Status> {
+    if value.is_empty() {
+        return Err(Status::invalid_argument(format!("`{field}` must not be empty")));
+    }
+    if value.len() > max {
+        return Err(Status::invalid_argument(format!(
+            "`{field}` is {} bytes, more than the limit of {max}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The limit on tenant and subject fields.
+pub const MAX_FIELD_BYTES: usize = MAX_ID_BYTES;
+/// The limit on a permission field (a path is at most 512 bytes).
+pub const MAX_PERMISSION_BYTES: usize = crate::model::permission::MAX_PATH_BYTES;
+/// The limit on a batch item's correlation id.
+pub const MAX_CORRELATION_BYTES: usize = 256;
+
+/// Checks the three fields every check carries.
+pub fn check_fields(tenant: &str, subject: &str, permission: &str) -> Result<(), Status> {
+    required("tenant", tenant, MAX_FIELD_BYTES)?;
+    required("subject", subject, MAX_FIELD_BYTES)?;
+    required("permission", permission, MAX_PERMISSION_BYTES)
+}
+
+pub fn decision(d: Decision) -> proto::Decision {
+    match d {
+        Decision::Allow => proto::Decision::Allow,
+        Decision::Deny => proto::Decision::Deny,
+    }
+}
+
+pub fn reason(r: Reason) -> proto::Reason {
+    match r {
+        Reason::Granted => proto::Reason::Granted,
+        Reason::UnknownSubject => proto::Reason::UnknownSubject,
+        Reason::SubjectInactive => proto::Reason::SubjectInactive,
+        Reason::UnknownPermission => proto::Reason::UnknownPermission,
+        Reason::DeniedByGrant => proto::Reason::DeniedByGrant,
+        Reason::NoMatchingGrant => proto::Reason::NoMatchingGrant,
+    }
+}
+
+/// A verdict (and explanation) as a response at `revision`.
+pub fn response(verdict: Verdict, revision: u64, explanation: Option<Explanation>) -> proto::CheckResponse {
+    proto::CheckResponse {
+        decision: decision(verdict.decision) as i32,
+        reason: reason(verdict.reason) as i32,
+        revision,
+        explanation: explanation.map(explanation_message),
+    }
+}
+
+fn explanation_message(e: Explanation) -> proto::Explanation {
+    proto::Explanation {
+        grants: e
+            .grants
+            .into_iter()
+            .map(|g| proto::DecidingGrant {
+                role: g.role.to_string(),
+                effect: g.effect.as_str().to_owned(),
+                pattern: g.pattern,
+                via: g.via,
+                expires: g.expires.map(|t| t.to_string()).unwrap_or_default(),
+            })
+            .collect(),
+        catalog_entry: e.catalog_entry.unwrap_or_default(),
+        effective_roles: e.effective_roles.into_iter().map(|r| r.to_string()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_limits_name_the_field() {
+        let e = check_fields("", "a", "b").unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(e.message(), "`tenant` must not be empty");
+        let e = check_fields("t", &"x".repeat(257), "b").unwrap_err();
+        assert!(e.message().starts_with("`subject` is 257 bytes"), "{}", e.message());
+        assert!(check_fields("t", "s", "p").is_ok());
+    }
+}
