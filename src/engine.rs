@@ -47,7 +47,11 @@ impl Engine {
 
     /// A snapshot at `revision` or newer, waiting at most `wait` for one;
     /// `Err` with the newest snapshot if none arrived in time.
-    pub async fn at_least(&self, revision: u64, wait: Duration) -> Result<Arc<Snapshot>, Arc<Snapshot>> {
+    pub async fn at_least(
+        &self,
+        revision: u64,
+        wait: Duration,
+    ) -> Result<Arc<Snapshot>, Arc<Snapshot>> {
         let snapshot = self.load();
         if snapshot.revision() >= revision {
             return Ok(snapshot);

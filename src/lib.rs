@@ -5,8 +5,8 @@
 //! `synthetic` generates large policies for benchmarks.
 
 pub mod cli;
+pub mod engine;
 pub mod model;
 pub mod policy;
 pub mod server;
 pub mod synthetic;
-pub mod engine;

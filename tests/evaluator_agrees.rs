@@ -2,14 +2,21 @@
 //! policies and requests: wildcards, denies, `{subject}`, nested groups,
 //! inactive users, expiring bindings, catalog parameters, malformed input.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use rampart::model::catalog::{CatalogEntry, CatalogPattern, Stability};
 use rampart::model::{
-    Binding, Grant, GrantPattern, Group, GroupName, Role, RoleName, State, Subject, Tenant, TenantId,
-    Timestamp, User, UserId, UserStatus,
+    Binding, Grant, GrantPattern, Group, GroupName, Role, RoleName, State, Subject, Tenant,
+    TenantId, Timestamp, User, UserId, UserStatus,
 };
 use rampart::policy::{Request, compile, evaluate, explain, reference};
 
@@ -23,7 +30,10 @@ fn segment() -> impl Strategy<Value = String> {
 
 fn grant_text() -> impl Strategy<Value = String> {
     (
-        prop::collection::vec(prop_oneof![4 => segment(), 1 => Just("{subject}".to_owned())], 0..3),
+        prop::collection::vec(
+            prop_oneof![4 => segment(), 1 => Just("{subject}".to_owned())],
+            0..3,
+        ),
         any::<bool>(),
     )
         .prop_filter_map("a pattern needs a segment or a star", |(mut segs, star)| {
@@ -36,7 +46,10 @@ fn grant_text() -> impl Strategy<Value = String> {
 
 fn catalog_text() -> impl Strategy<Value = String> {
     (
-        prop::collection::vec(prop_oneof![3 => segment(), 1 => Just("?P?".to_owned())], 1..4),
+        prop::collection::vec(
+            prop_oneof![3 => segment(), 1 => Just("?P?".to_owned())],
+            1..4,
+        ),
         prop::bool::weighted(0.2),
     )
         .prop_map(|(mut segs, rest)| {
@@ -63,30 +76,43 @@ struct Spec {
 fn spec() -> impl Strategy<Value = Spec> {
     (
         prop::collection::vec(catalog_text(), 0..6),
-        prop::collection::vec(prop::collection::vec((any::<bool>(), grant_text()), 0..4), 5),
+        prop::collection::vec(
+            prop::collection::vec((any::<bool>(), grant_text()), 0..4),
+            5,
+        ),
         prop::collection::vec((any::<bool>(), grant_text()), 0..2),
         prop::collection::vec(prop::bool::weighted(0.85), 4),
         prop::collection::vec((0usize..4, 0usize..8), 0..8),
         prop::collection::vec(
-            (0usize..8, 0usize..6, prop::option::weighted(0.3, prop::sample::select(vec![10i64, 20, 30]))),
+            (
+                0usize..8,
+                0usize..6,
+                prop::option::weighted(0.3, prop::sample::select(vec![10i64, 20, 30])),
+            ),
             0..10,
         ),
     )
-        .prop_map(|(catalog, roles, users_grants, statuses, members, bindings)| Spec {
-            catalog,
-            roles,
-            users_grants,
-            statuses,
-            members,
-            bindings,
-        })
+        .prop_map(
+            |(catalog, roles, users_grants, statuses, members, bindings)| Spec {
+                catalog,
+                roles,
+                users_grants,
+                statuses,
+                members,
+                bindings,
+            },
+        )
 }
 
 fn grants(list: &[(bool, String)]) -> Vec<Grant> {
     let mut out: Vec<Grant> = Vec::new();
     for (allow, text) in list {
         let p = GrantPattern::parse(text).unwrap();
-        let g = if *allow { Grant::allow(p) } else { Grant::deny(p) };
+        let g = if *allow {
+            Grant::allow(p)
+        } else {
+            Grant::deny(p)
+        };
         if !out.contains(&g) {
             out.push(g);
         }
@@ -127,11 +153,17 @@ fn build(spec: &Spec) -> State {
                 id: u.clone(),
                 email: None,
                 display_name: None,
-                status: if spec.statuses[i] { UserStatus::Active } else { UserStatus::Inactive },
+                status: if spec.statuses[i] {
+                    UserStatus::Active
+                } else {
+                    UserStatus::Inactive
+                },
             },
         );
     }
-    let groups: Vec<GroupName> = (0..4).map(|i| GroupName::new(format!("g{i}")).unwrap()).collect();
+    let groups: Vec<GroupName> = (0..4)
+        .map(|i| GroupName::new(format!("g{i}")).unwrap())
+        .collect();
     for g in &groups {
         t.groups.insert(
             g.clone(),

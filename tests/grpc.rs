@@ -1,5 +1,12 @@
 //! The data plane over real gRPC: a server on 127.0.0.1:0 and a tonic client.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,8 +14,9 @@ use rampart::engine::Engine;
 use rampart::model::policy_file;
 use rampart::server::proto::authorization_client::AuthorizationClient;
 use rampart::server::proto::{
-    self, BatchCheckItem, BatchCheckRequest, CheckRequest, Consistency, Decision, ListSubjectPermissionsRequest,
-    ListSubjectsRequest, Reason, batch_check_result::Outcome, consistency::Requirement,
+    self, BatchCheckItem, BatchCheckRequest, CheckRequest, Consistency, Decision,
+    ListSubjectPermissionsRequest, ListSubjectsRequest, Reason, batch_check_result::Outcome,
+    consistency::Requirement,
 };
 use rampart::server::{DataPlaneConfig, ServerHandle, start};
 use tonic::Code;
@@ -48,12 +56,18 @@ async fn server(config: DataPlaneConfig) -> (ServerHandle, AuthorizationClient<C
     let engine = Arc::new(Engine::new(state));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let handle = start(listener, engine, config).await.unwrap();
-    let client = AuthorizationClient::connect(format!("http://{}", handle.addr)).await.unwrap();
+    let client = AuthorizationClient::connect(format!("http://{}", handle.addr))
+        .await
+        .unwrap();
     (handle, client)
 }
 
 async fn channel(h: &ServerHandle) -> Channel {
-    Channel::from_shared(format!("http://{}", h.addr)).unwrap().connect().await.unwrap()
+    Channel::from_shared(format!("http://{}", h.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 fn check(tenant: &str, subject: &str, permission: &str) -> CheckRequest {
@@ -71,20 +85,69 @@ async fn decisions_carry_reasons_and_the_revision() {
     let (_h, mut c) = server(DataPlaneConfig::default()).await;
     let cases = [
         ("alice", "documents:view", Decision::Allow, Reason::Granted),
-        ("alice", "documents:edit:readme", Decision::Allow, Reason::Granted),
-        ("alice", "documents:edit:locked", Decision::Deny, Reason::DeniedByGrant),
+        (
+            "alice",
+            "documents:edit:readme",
+            Decision::Allow,
+            Reason::Granted,
+        ),
+        (
+            "alice",
+            "documents:edit:locked",
+            Decision::Deny,
+            Reason::DeniedByGrant,
+        ),
         ("bob", "documents:edit:x", Decision::Allow, Reason::Granted),
-        ("alice", "profile:edit:alice", Decision::Allow, Reason::Granted),
-        ("alice", "profile:edit:bob", Decision::Deny, Reason::NoMatchingGrant),
+        (
+            "alice",
+            "profile:edit:alice",
+            Decision::Allow,
+            Reason::Granted,
+        ),
+        (
+            "alice",
+            "profile:edit:bob",
+            Decision::Deny,
+            Reason::NoMatchingGrant,
+        ),
         ("dave", "billing:view", Decision::Allow, Reason::Granted),
-        ("dave", "documents:edit:locked", Decision::Allow, Reason::Granted),
-        ("ghost", "documents:view", Decision::Deny, Reason::UnknownSubject),
-        ("carol", "documents:view", Decision::Deny, Reason::SubjectInactive),
-        ("alice", "documents:print", Decision::Deny, Reason::UnknownPermission),
-        ("alice", "billing:view", Decision::Deny, Reason::NoMatchingGrant),
+        (
+            "dave",
+            "documents:edit:locked",
+            Decision::Allow,
+            Reason::Granted,
+        ),
+        (
+            "ghost",
+            "documents:view",
+            Decision::Deny,
+            Reason::UnknownSubject,
+        ),
+        (
+            "carol",
+            "documents:view",
+            Decision::Deny,
+            Reason::SubjectInactive,
+        ),
+        (
+            "alice",
+            "documents:print",
+            Decision::Deny,
+            Reason::UnknownPermission,
+        ),
+        (
+            "alice",
+            "billing:view",
+            Decision::Deny,
+            Reason::NoMatchingGrant,
+        ),
     ];
     for (subject, permission, decision, reason) in cases {
-        let r = c.check(check("acme", subject, permission)).await.unwrap().into_inner();
+        let r = c
+            .check(check("acme", subject, permission))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(
             (r.decision(), r.reason()),
             (decision, reason),
@@ -94,7 +157,11 @@ async fn decisions_carry_reasons_and_the_revision() {
         assert!(r.explanation.is_none());
     }
     // Tenants are isolated: alice is a member of globex but holds nothing there.
-    let r = c.check(check("globex", "alice", "documents:view")).await.unwrap().into_inner();
+    let r = c
+        .check(check("globex", "alice", "documents:view"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(r.reason(), Reason::NoMatchingGrant);
 }
 
@@ -109,18 +176,39 @@ async fn explain_names_the_grant_role_and_group_chain() {
     assert_eq!(e.effective_roles, vec!["Users", "editors"]);
     assert_eq!(e.grants.len(), 1);
     let g = &e.grants[0];
-    assert_eq!((g.role.as_str(), g.effect.as_str(), g.pattern.as_str()), ("editors", "allow", "documents:edit:*"));
-    assert_eq!(g.via, vec!["user:bob", "group:platform", "group:engineering"]);
+    assert_eq!(
+        (g.role.as_str(), g.effect.as_str(), g.pattern.as_str()),
+        ("editors", "allow", "documents:edit:*")
+    );
+    assert_eq!(
+        g.via,
+        vec!["user:bob", "group:platform", "group:engineering"]
+    );
 
     let mut req = check("acme", "alice", "documents:edit:locked");
     req.explain = true;
-    let e = c.check(req).await.unwrap().into_inner().explanation.unwrap();
+    let e = c
+        .check(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .explanation
+        .unwrap();
     assert_eq!(e.grants.len(), 1);
-    assert_eq!((e.grants[0].effect.as_str(), e.grants[0].pattern.as_str()), ("deny", "documents:edit:locked"));
+    assert_eq!(
+        (e.grants[0].effect.as_str(), e.grants[0].pattern.as_str()),
+        ("deny", "documents:edit:locked")
+    );
 
     let mut req = check("acme", "alice", "profile:edit:alice");
     req.explain = true;
-    let e = c.check(req).await.unwrap().into_inner().explanation.unwrap();
+    let e = c
+        .check(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .explanation
+        .unwrap();
     assert_eq!(e.grants[0].role, "Users");
     assert_eq!(e.grants[0].via, vec!["user:alice", "default"]);
 }
@@ -129,19 +217,55 @@ async fn explain_names_the_grant_role_and_group_chain() {
 async fn bad_input_gets_the_right_code_and_names_the_field() {
     let (_h, mut c) = server(DataPlaneConfig::default()).await;
     let cases = [
-        (check("", "alice", "documents:view"), Code::InvalidArgument, "`tenant` must not be empty"),
-        (check("acme", "", "documents:view"), Code::InvalidArgument, "`subject` must not be empty"),
-        (check("acme", "alice", ""), Code::InvalidArgument, "`permission` must not be empty"),
-        (check("acme", &"x".repeat(300), "documents:view"), Code::InvalidArgument, "`subject` is 300 bytes"),
-        (check("acme", "alice", &"a".repeat(600)), Code::InvalidArgument, "`permission` is 600 bytes"),
-        (check("acme", "alice", "documents::view"), Code::InvalidArgument, "empty segment"),
-        (check("acme", "alice", "documents:vi ew"), Code::InvalidArgument, "character ` `"),
-        (check("nope", "alice", "documents:view"), Code::NotFound, "unknown tenant `nope`"),
+        (
+            check("", "alice", "documents:view"),
+            Code::InvalidArgument,
+            "`tenant` must not be empty",
+        ),
+        (
+            check("acme", "", "documents:view"),
+            Code::InvalidArgument,
+            "`subject` must not be empty",
+        ),
+        (
+            check("acme", "alice", ""),
+            Code::InvalidArgument,
+            "`permission` must not be empty",
+        ),
+        (
+            check("acme", &"x".repeat(300), "documents:view"),
+            Code::InvalidArgument,
+            "`subject` is 300 bytes",
+        ),
+        (
+            check("acme", "alice", &"a".repeat(600)),
+            Code::InvalidArgument,
+            "`permission` is 600 bytes",
+        ),
+        (
+            check("acme", "alice", "documents::view"),
+            Code::InvalidArgument,
+            "empty segment",
+        ),
+        (
+            check("acme", "alice", "documents:vi ew"),
+            Code::InvalidArgument,
+            "character ` `",
+        ),
+        (
+            check("nope", "alice", "documents:view"),
+            Code::NotFound,
+            "unknown tenant `nope`",
+        ),
     ];
     for (req, code, message) in cases {
         let e = c.check(req).await.unwrap_err();
         assert_eq!(e.code(), code, "{}", e.message());
-        assert!(e.message().contains(message), "`{}` lacks `{message}`", e.message());
+        assert!(
+            e.message().contains(message),
+            "`{}` lacks `{message}`",
+            e.message()
+        );
     }
 }
 
@@ -174,13 +298,21 @@ async fn batch_keeps_order_and_one_bad_item_does_not_fail_it() {
         .unwrap()
         .into_inner();
     assert_eq!(r.revision, 1);
-    let ids: Vec<&str> = r.results.iter().map(|x| x.correlation_id.as_str()).collect();
+    let ids: Vec<&str> = r
+        .results
+        .iter()
+        .map(|x| x.correlation_id.as_str())
+        .collect();
     assert_eq!(ids, ["a", "b", "c", "d", "e"]);
     let outcome = |i: usize| r.results[i].outcome.clone().unwrap();
     assert!(matches!(outcome(0), Outcome::Response(ref x) if x.decision() == Decision::Allow));
-    assert!(matches!(outcome(1), Outcome::Error(ref e) if e.code == Code::InvalidArgument as i32 && e.message.contains("empty segment")));
+    assert!(
+        matches!(outcome(1), Outcome::Error(ref e) if e.code == Code::InvalidArgument as i32 && e.message.contains("empty segment"))
+    );
     assert!(matches!(outcome(2), Outcome::Error(ref e) if e.code == Code::NotFound as i32));
-    assert!(matches!(outcome(3), Outcome::Error(ref e) if e.code == Code::InvalidArgument as i32 && e.message.contains("`subject`")));
+    assert!(
+        matches!(outcome(3), Outcome::Error(ref e) if e.code == Code::InvalidArgument as i32 && e.message.contains("`subject`"))
+    );
     assert!(matches!(outcome(4), Outcome::Response(ref x) if x.reason() == Reason::DeniedByGrant));
 }
 
@@ -212,7 +344,9 @@ async fn batch_size_is_limited() {
         .unwrap()
         .into_inner();
     assert_eq!(ok.results.len(), 3);
-    assert!(matches!(&ok.results[0].outcome, Some(Outcome::Response(x)) if x.explanation.is_some()));
+    assert!(
+        matches!(&ok.results[0].outcome, Some(Outcome::Response(x)) if x.explanation.is_some())
+    );
 }
 
 #[tokio::test]
@@ -222,11 +356,22 @@ async fn strict_catalog_turns_unknown_permissions_into_errors() {
         ..DataPlaneConfig::default()
     })
     .await;
-    let e = c.check(check("acme", "alice", "documents:print")).await.unwrap_err();
+    let e = c
+        .check(check("acme", "alice", "documents:print"))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().contains("not covered by the catalog"), "{}", e.message());
+    assert!(
+        e.message().contains("not covered by the catalog"),
+        "{}",
+        e.message()
+    );
     // Covered permissions still answer.
-    assert!(c.check(check("acme", "alice", "documents:view")).await.is_ok());
+    assert!(
+        c.check(check("acme", "alice", "documents:view"))
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -246,7 +391,11 @@ async fn at_least_revision_waits_then_answers_unavailable() {
     });
     let e = c.check(req).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);
-    assert!(e.message().contains("revision 1") && e.message().contains("revision 2"), "{}", e.message());
+    assert!(
+        e.message().contains("revision 1") && e.message().contains("revision 2"),
+        "{}",
+        e.message()
+    );
 }
 
 #[tokio::test]
@@ -263,7 +412,11 @@ async fn listings_for_uis_and_access_reviews() {
         .into_inner();
     assert!(r.active && !r.administrator);
     assert_eq!(r.roles, vec!["Users", "editors"]);
-    let patterns: Vec<(&str, &str)> = r.permissions.iter().map(|p| (p.pattern.as_str(), p.effect.as_str())).collect();
+    let patterns: Vec<(&str, &str)> = r
+        .permissions
+        .iter()
+        .map(|p| (p.pattern.as_str(), p.effect.as_str()))
+        .collect();
     assert_eq!(
         patterns,
         vec![
@@ -312,7 +465,9 @@ async fn listings_for_uis_and_access_reviews() {
 
 #[tokio::test]
 async fn health_serves_until_shutdown() {
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
     let (h, _c) = server(DataPlaneConfig::default()).await;
     let mut health = HealthClient::new(channel(&h).await);
     for service in ["", "rampart.v1.Authorization"] {
@@ -333,7 +488,10 @@ async fn health_serves_until_shutdown() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(watch.message().await.unwrap().unwrap().status(), ServingStatus::Serving);
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
     let reporter = h.health.clone();
     let stopping = tokio::spawn(h.shutdown(Duration::from_secs(2)));
     let next = watch.message().await.unwrap().unwrap();
@@ -365,7 +523,13 @@ async fn reflection_lists_the_service() {
         panic!("unexpected reflection response");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    assert!(names.contains(&"rampart.v1.Authorization".to_owned()), "{names:?}");
-    assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+    assert!(
+        names.contains(&"rampart.v1.Authorization".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
     let _ = proto::FILE_DESCRIPTOR_SET.len();
 }

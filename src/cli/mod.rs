@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use crate::model::policy_file;
 
 #[derive(Debug, Parser)]
-#[command(name = "rampart", version, about = "A policy decision point for role- and group-based access")]
+#[command(
+    name = "rampart",
+    version,
+    about = "A policy decision point for role- and group-based access"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -70,7 +74,11 @@ fn validate(files: &[PathBuf]) -> ExitCode {
             }
         }
     }
-    if bad { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if bad {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn test(files: &[PathBuf], verbose: bool) -> ExitCode {
@@ -80,5 +88,9 @@ fn test(files: &[PathBuf], verbose: bool) -> ExitCode {
     }
     print!("{}", summary.report);
     println!("{} passed, {} failed", summary.passed, summary.failed);
-    if summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if summary.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -119,15 +119,19 @@ pub fn run_file(path: &Path, verbose: bool, summary: &mut Summary) {
                 summary.failed += 1;
                 let _ = writeln!(
                     summary.report,
-                    "FAIL {file}: {name}\n     {} {} {} in {}: {why}",
-                    case.subject, "->", case.permission, case.tenant
+                    "FAIL {file}: {name}\n     {} -> {} in {}: {why}",
+                    case.subject, case.permission, case.tenant
                 );
             }
         }
     }
 }
 
-fn run_case(snapshot: &Snapshot, case: &CheckCase, default_now: Timestamp) -> Result<String, String> {
+fn run_case(
+    snapshot: &Snapshot,
+    case: &CheckCase,
+    default_now: Timestamp,
+) -> Result<String, String> {
     let now = match case.at.as_deref().map(Timestamp::parse).transpose()? {
         Some(t) => t,
         None => default_now,
@@ -146,17 +150,32 @@ fn run_case(snapshot: &Snapshot, case: &CheckCase, default_now: Timestamp) -> Re
     let actual = match &got {
         Ok(v) => format!(
             "{} ({})",
-            if v.decision == Decision::Allow { "allow" } else { "deny" },
+            if v.decision == Decision::Allow {
+                "allow"
+            } else {
+                "deny"
+            },
             v.reason
         ),
         Err(e) => format!("error {} ({e})", error_code_name(e)),
     };
     let ok = match (case.expect.as_str(), &got) {
-        ("allow", Ok(v)) => v.decision == Decision::Allow && expected_reason.is_none_or(|r| r == v.reason),
-        ("deny", Ok(v)) => v.decision == Decision::Deny && expected_reason.is_none_or(|r| r == v.reason),
-        ("error", Err(e)) => case.error.as_deref().is_none_or(|c| c == error_code_name(e)),
+        ("allow", Ok(v)) => {
+            v.decision == Decision::Allow && expected_reason.is_none_or(|r| r == v.reason)
+        }
+        ("deny", Ok(v)) => {
+            v.decision == Decision::Deny && expected_reason.is_none_or(|r| r == v.reason)
+        }
+        ("error", Err(e)) => case
+            .error
+            .as_deref()
+            .is_none_or(|c| c == error_code_name(e)),
         ("allow" | "deny" | "error", _) => false,
-        (other, _) => return Err(format!("`expect` must be allow, deny or error, not `{other}`")),
+        (other, _) => {
+            return Err(format!(
+                "`expect` must be allow, deny or error, not `{other}`"
+            ));
+        }
     };
     if ok {
         Ok(actual)
@@ -208,8 +227,19 @@ checks:
         .unwrap();
         let mut summary = Summary::default();
         run_file(&tests, false, &mut summary);
-        assert_eq!((summary.passed, summary.failed), (4, 1), "{}", summary.report);
+        assert_eq!(
+            (summary.passed, summary.failed),
+            (4, 1),
+            "{}",
+            summary.report
+        );
         assert!(summary.report.contains("wrong on purpose"));
-        assert!(summary.report.contains("expected deny, got allow (GRANTED)"), "{}", summary.report);
+        assert!(
+            summary
+                .report
+                .contains("expected deny, got allow (GRANTED)"),
+            "{}",
+            summary.report
+        );
     }
 }

@@ -110,7 +110,10 @@ impl CatalogPattern {
                     CatalogSegment::Param(Arc::from(name))
                 });
             } else {
-                if let Some(ch) = part.chars().find(|c| !c.is_ascii() || !segment_char(*c as u8)) {
+                if let Some(ch) = part
+                    .chars()
+                    .find(|c| !c.is_ascii() || !segment_char(*c as u8))
+                {
                     return Err(PathError::BadChar {
                         path: truncate(text),
                         ch,
@@ -133,6 +136,21 @@ impl CatalogPattern {
     /// The segments.
     pub fn segments(&self) -> &[CatalogSegment] {
         &self.segments
+    }
+
+    /// The entry with parameter names erased (`a:?:?*`): two entries of the
+    /// same shape cover exactly the same paths.
+    pub fn shape(&self) -> String {
+        let parts: Vec<&str> = self
+            .segments
+            .iter()
+            .map(|s| match s {
+                CatalogSegment::Literal(lit) => &**lit,
+                CatalogSegment::Param(_) => "?",
+                CatalogSegment::Rest(_) => "?*",
+            })
+            .collect();
+        parts.join(":")
     }
 
     /// The path this entry names exactly, when it has no parameters.
@@ -216,29 +234,60 @@ pub struct CatalogEntry {
 pub enum CatalogError {
     #[error("catalog entry `{0}` is listed twice")]
     Duplicate(String),
+    #[error(
+        "catalog entry `{0}` covers the same permissions as `{1}` (only parameter names differ)"
+    )]
+    SameShape(String, String),
 }
 
 /// The admin permissions rampart checks, after caosdb's `ACM:` scheme.
 pub const ADMIN_PERMISSIONS: &[(&str, &str)] = &[
     ("ACM:ROLE:INSERT", "Create a role"),
     ("ACM:ROLE:DELETE:?ROLE?", "Delete a role"),
-    ("ACM:ROLE:UPDATE:PERMISSIONS:?ROLE?", "Set the grants of a role"),
-    ("ACM:ROLE:UPDATE:DESCRIPTION:?ROLE?", "Update the description of a role"),
+    (
+        "ACM:ROLE:UPDATE:PERMISSIONS:?ROLE?",
+        "Set the grants of a role",
+    ),
+    (
+        "ACM:ROLE:UPDATE:DESCRIPTION:?ROLE?",
+        "Update the description of a role",
+    ),
     ("ACM:ROLE:ASSIGN:?ROLE?", "Assign a role to a user or group"),
-    ("ACM:ROLE:RETRIEVE:PERMISSIONS:?ROLE?", "Read the grants of a role"),
-    ("ACM:ROLE:RETRIEVE:DESCRIPTION:?ROLE?", "Read the description of a role"),
+    (
+        "ACM:ROLE:RETRIEVE:PERMISSIONS:?ROLE?",
+        "Read the grants of a role",
+    ),
+    (
+        "ACM:ROLE:RETRIEVE:DESCRIPTION:?ROLE?",
+        "Read the description of a role",
+    ),
     ("ACM:USER:INSERT", "Add a user to the tenant"),
     ("ACM:USER:DELETE:?USER?", "Remove a user from the tenant"),
-    ("ACM:USER:UPDATE:STATUS:?USER?", "Mark a user active or inactive"),
+    (
+        "ACM:USER:UPDATE:STATUS:?USER?",
+        "Mark a user active or inactive",
+    ),
     ("ACM:USER:UPDATE:ROLES:?USER?", "Change the roles of a user"),
-    ("ACM:USER:UPDATE:INFO:?USER?", "Update the email and display name of a user"),
+    (
+        "ACM:USER:UPDATE:INFO:?USER?",
+        "Update the email and display name of a user",
+    ),
     ("ACM:USER:RETRIEVE:INFO:?USER?", "Read the info of a user"),
     ("ACM:USER:RETRIEVE:ROLES:?USER?", "Read the roles of a user"),
     ("ACM:GROUP:INSERT", "Create a user group"),
     ("ACM:GROUP:DELETE:?GROUP?", "Delete a user group"),
-    ("ACM:GROUP:UPDATE:MEMBERS:?GROUP?", "Add or remove members of a user group"),
-    ("ACM:GROUP:UPDATE:DESCRIPTION:?GROUP?", "Update the description of a user group"),
-    ("ACM:GROUP:RETRIEVE:?GROUP?", "Read a user group and its members"),
+    (
+        "ACM:GROUP:UPDATE:MEMBERS:?GROUP?",
+        "Add or remove members of a user group",
+    ),
+    (
+        "ACM:GROUP:UPDATE:DESCRIPTION:?GROUP?",
+        "Update the description of a user group",
+    ),
+    (
+        "ACM:GROUP:RETRIEVE:?GROUP?",
+        "Read a user group and its members",
+    ),
     ("ACM:TENANT:UPDATE:SETTINGS", "Change the tenant's settings"),
     ("ACM:AUDIT:RETRIEVE", "Read the audit log"),
 ];
@@ -251,6 +300,9 @@ pub const ADMIN_CATEGORY: &str = "rampart administration";
 pub struct Catalog {
     entries: Vec<CatalogEntry>,
     by_text: HashMap<Arc<str>, usize>,
+    /// Entries by [`CatalogPattern::shape`], to refuse entries that differ
+    /// only in parameter names.
+    by_shape: HashMap<String, usize>,
     /// Entries by their first literal segment, to keep lookups short.
     by_first: HashMap<Arc<str>, Vec<usize>>,
     /// Entries whose first segment is a parameter.
@@ -286,20 +338,30 @@ impl Catalog {
     fn push(&mut self, entry: CatalogEntry) {
         let idx = self.entries.len();
         self.by_text.insert(Arc::clone(&entry.pattern.text), idx);
+        self.by_shape.insert(entry.pattern.shape(), idx);
         match entry.pattern.segments.first() {
-            Some(CatalogSegment::Literal(first)) => {
-                self.by_first.entry(Arc::clone(first)).or_default().push(idx)
-            }
+            Some(CatalogSegment::Literal(first)) => self
+                .by_first
+                .entry(Arc::clone(first))
+                .or_default()
+                .push(idx),
             _ => self.param_first.push(idx),
         }
         self.entries.push(entry);
     }
 
     /// Adds an entry. Restating a built-in entry updates its category,
-    /// description and stability; naming a user entry twice is an error.
+    /// description and stability; naming a user entry twice, or an entry of
+    /// the same shape as another (only parameter names differ), is an error.
     pub fn define(&mut self, entry: CatalogEntry) -> Result<(), CatalogError> {
-        if let Some(&idx) = self.by_text.get(entry.pattern.as_str()) {
+        if let Some(&idx) = self.by_shape.get(&entry.pattern.shape()) {
             let existing = &mut self.entries[idx];
+            if existing.pattern.text != entry.pattern.text {
+                return Err(CatalogError::SameShape(
+                    entry.pattern.as_str().to_owned(),
+                    existing.pattern.as_str().to_owned(),
+                ));
+            }
             if !existing.builtin {
                 return Err(CatalogError::Duplicate(entry.pattern.as_str().to_owned()));
             }
@@ -322,7 +384,10 @@ impl Catalog {
         self.by_text.get(text).map(|&i| &self.entries[i])
     }
 
-    fn candidates<'a>(&'a self, first: Option<&str>) -> impl Iterator<Item = &'a CatalogEntry> + 'a {
+    fn candidates<'a>(
+        &'a self,
+        first: Option<&str>,
+    ) -> impl Iterator<Item = &'a CatalogEntry> + 'a {
         let literal: &[usize] = match first {
             Some(first) => self.by_first.get(first).map(Vec::as_slice).unwrap_or(&[]),
             None => &[],
@@ -379,24 +444,41 @@ mod tests {
 
     #[test]
     fn builtins_parse() {
-        assert_eq!(Catalog::with_builtins().entries().len(), ADMIN_PERMISSIONS.len());
+        assert_eq!(
+            Catalog::with_builtins().entries().len(),
+            ADMIN_PERMISSIONS.len()
+        );
     }
 
     #[test]
     fn parameters_cover_one_segment_rest_covers_many() {
-        let c = catalog(&["ACM:USER:DELETE:?REALM?:?USER?", "SCRIPTING:EXECUTE:?PATH*?", "view_cases"]);
+        let c = catalog(&[
+            "ACM:USER:DELETE:?REALM?:?USER?",
+            "SCRIPTING:EXECUTE:?PATH*?",
+            "view_cases",
+        ]);
         assert!(c.covering("ACM:USER:DELETE:local:alice").is_some());
-        assert!(c.covering("ACM:USER:DELETE:local").is_some(), "built-in ACM:USER:DELETE:?USER?");
+        assert!(
+            c.covering("ACM:USER:DELETE:local").is_some(),
+            "built-in ACM:USER:DELETE:?USER?"
+        );
         assert!(c.covering("ACM:USER:DELETE:a:b:c").is_none());
         assert!(c.covering("SCRIPTING:EXECUTE:my_scripts:a:b").is_some());
-        assert!(c.covering("SCRIPTING:EXECUTE").is_none(), "rest takes one or more");
+        assert!(
+            c.covering("SCRIPTING:EXECUTE").is_none(),
+            "rest takes one or more"
+        );
         assert!(c.covering("view_cases").is_some());
         assert!(c.covering("view_case").is_none());
     }
 
     #[test]
     fn grants_are_covered_when_they_overlap_an_entry() {
-        let c = catalog(&["ACM:USER:DELETE:?REALM?:?USER?", "SCRIPTING:EXECUTE:?PATH*?", "documents:view"]);
+        let c = catalog(&[
+            "ACM:USER:DELETE:?REALM?:?USER?",
+            "SCRIPTING:EXECUTE:?PATH*?",
+            "documents:view",
+        ]);
         let covers = |g: &str| c.covers_grant(&GrantPattern::parse(g).unwrap());
         assert!(covers("ACM:*"));
         assert!(covers("*"));
@@ -414,19 +496,46 @@ mod tests {
     #[test]
     fn duplicates_are_refused_but_builtins_may_be_restated() {
         let mut c = catalog(&["a:b"]);
-        assert_eq!(c.define(entry("a:b")), Err(CatalogError::Duplicate("a:b".into())));
+        assert_eq!(
+            c.define(entry("a:b")),
+            Err(CatalogError::Duplicate("a:b".into()))
+        );
         let mut restated = entry("ACM:ROLE:INSERT");
         restated.category = "Role Management".into();
         c.define(restated).unwrap();
-        assert_eq!(c.get("ACM:ROLE:INSERT").unwrap().category, "Role Management");
+        assert_eq!(
+            c.get("ACM:ROLE:INSERT").unwrap().category,
+            "Role Management"
+        );
         assert_eq!(c.entries().len(), ADMIN_PERMISSIONS.len() + 1);
+        assert!(matches!(
+            c.define(entry("ACM:ROLE:DELETE:?NAME?")),
+            Err(CatalogError::SameShape(..))
+        ));
+        assert!(matches!(c.define(entry("a:?X?")), Ok(())));
+        assert!(matches!(
+            c.define(entry("a:?Y?")),
+            Err(CatalogError::SameShape(..))
+        ));
     }
 
     #[test]
     fn malformed_entries_are_refused() {
-        assert!(matches!(CatalogPattern::parse("a:?X*?:b"), Err(PathError::RestNotLast(_))));
-        assert!(matches!(CatalogPattern::parse("a:?X"), Err(PathError::BadParameter { .. })));
-        assert!(matches!(CatalogPattern::parse("a:??"), Err(PathError::BadParameter { .. })));
-        assert!(matches!(CatalogPattern::parse("a:*"), Err(PathError::BadChar { .. })));
+        assert!(matches!(
+            CatalogPattern::parse("a:?X*?:b"),
+            Err(PathError::RestNotLast(_))
+        ));
+        assert!(matches!(
+            CatalogPattern::parse("a:?X"),
+            Err(PathError::BadParameter { .. })
+        ));
+        assert!(matches!(
+            CatalogPattern::parse("a:??"),
+            Err(PathError::BadParameter { .. })
+        ));
+        assert!(matches!(
+            CatalogPattern::parse("a:*"),
+            Err(PathError::BadChar { .. })
+        ));
     }
 }

@@ -36,7 +36,12 @@ pub enum IdError {
     },
 }
 
-fn check_id(kind: &'static str, value: &str, allowed: &'static str, ok: fn(u8) -> bool) -> Result<(), IdError> {
+fn check_id(
+    kind: &'static str,
+    value: &str,
+    allowed: &'static str,
+    ok: fn(u8) -> bool,
+) -> Result<(), IdError> {
     if value.is_empty() {
         return Err(IdError::Empty { kind });
     }
@@ -245,7 +250,10 @@ mod tests {
         assert!(matches!(RoleName::new("   "), Err(IdError::Blank { .. })));
         assert!(matches!(RoleName::new(" x"), Err(IdError::Blank { .. })));
         assert!(RoleName::new("x".repeat(100)).is_ok());
-        assert!(matches!(RoleName::new("x".repeat(101)), Err(IdError::TooLong { .. })));
+        assert!(matches!(
+            RoleName::new("x".repeat(101)),
+            Err(IdError::TooLong { .. })
+        ));
         // Counted in characters, not bytes.
         assert!(RoleName::new("é".repeat(100)).is_ok());
     }
@@ -256,18 +264,30 @@ mod tests {
         assert!(matches!(UserId::new("a b"), Err(IdError::BadChar { .. })));
         assert!(matches!(UserId::new("a:b"), Err(IdError::BadChar { .. })));
         assert!(TenantId::new("acme-1.eu").is_ok());
-        assert!(matches!(TenantId::new("acme/1"), Err(IdError::BadChar { .. })));
-        assert!(matches!(TenantId::new("a".repeat(257)), Err(IdError::TooLong { .. })));
+        assert!(matches!(
+            TenantId::new("acme/1"),
+            Err(IdError::BadChar { .. })
+        ));
+        assert!(matches!(
+            TenantId::new("a".repeat(257)),
+            Err(IdError::TooLong { .. })
+        ));
     }
 
     #[test]
     fn subjects_parse() {
-        assert_eq!(Subject::parse("alice").unwrap(), Subject::User(UserId::new("alice").unwrap()));
+        assert_eq!(
+            Subject::parse("alice").unwrap(),
+            Subject::User(UserId::new("alice").unwrap())
+        );
         assert_eq!(
             Subject::parse("group:platform").unwrap(),
             Subject::Group(GroupName::new("platform").unwrap())
         );
-        assert_eq!(Subject::parse("group:platform").unwrap().to_string(), "group:platform");
+        assert_eq!(
+            Subject::parse("group:platform").unwrap().to_string(),
+            "group:platform"
+        );
         assert!(Subject::parse("group:").is_err());
     }
 }

@@ -32,24 +32,27 @@ pub enum PathError {
     TooManySegments(String),
     #[error("permission `{0}` has an empty segment")]
     EmptySegment(String),
-    #[error("permission `{path}` has the character `{ch}` outside `A-Z a-z 0-9 _ - . /`")]
+    #[error("permission `{path}` has the character `{ch}` outside `A-Z a-z 0-9 _ - . / @ +`")]
     BadChar { path: String, ch: char },
     #[error("pattern `{0}` may only have `*` as its last segment")]
     StarNotLast(String),
     #[error("catalog entry `{0}` may only have a `?NAME*?` parameter as its last segment")]
     RestNotLast(String),
-    #[error("catalog entry `{path}` has a malformed parameter `{segment}` (expected `?NAME?` or `?NAME*?`)")]
+    #[error(
+        "catalog entry `{path}` has a malformed parameter `{segment}` (expected `?NAME?` or `?NAME*?`)"
+    )]
     BadParameter { path: String, segment: String },
 }
 
-/// Whether `b` may appear in a literal segment.
+/// Whether `b` may appear in a literal segment: `A-Z a-z 0-9 _ - . /`, and
+/// also `@ +` so that a `{subject}` segment can match an email-style user id.
 pub fn segment_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b'@' | b'+')
 }
 
 /// Splits `text` into segments after checking length, segment count and
-/// emptiness, and hands each segment to `check`.
-fn split<'a>(text: &'a str) -> Result<Vec<&'a str>, PathError> {
+/// emptiness.
+fn split(text: &str) -> Result<Vec<&str>, PathError> {
     if text.is_empty() {
         return Err(PathError::Empty);
     }
@@ -67,7 +70,10 @@ fn split<'a>(text: &'a str) -> Result<Vec<&'a str>, PathError> {
 }
 
 fn check_literal(path: &str, segment: &str) -> Result<(), PathError> {
-    match segment.chars().find(|c| !c.is_ascii() || !segment_char(*c as u8)) {
+    match segment
+        .chars()
+        .find(|c| !c.is_ascii() || !segment_char(*c as u8))
+    {
         Some(ch) => Err(PathError::BadChar {
             path: truncate(path),
             ch,
@@ -216,7 +222,9 @@ impl GrantPattern {
 
     /// Whether any segment is `{subject}`.
     pub fn has_subject(&self) -> bool {
-        self.segments.iter().any(|s| matches!(s, PatternSegment::Subject))
+        self.segments
+            .iter()
+            .any(|s| matches!(s, PatternSegment::Subject))
     }
 
     /// The path this pattern names exactly, when it has no `*` and no `{subject}`.
@@ -296,16 +304,38 @@ mod tests {
         assert!(PermissionPath::parse("ACM:USER:DELETE:local:alice").is_ok());
         assert!(PermissionPath::parse("view_cases").is_ok());
         assert!(PermissionPath::parse("SCRIPTING:EXECUTE:my_scripts:a/b.py").is_ok());
+        assert!(PermissionPath::parse("profile:edit:john+x@company.com").is_ok());
         assert_eq!(PermissionPath::parse(""), Err(PathError::Empty));
-        assert!(matches!(PermissionPath::parse("a::b"), Err(PathError::EmptySegment(_))));
-        assert!(matches!(PermissionPath::parse("a:"), Err(PathError::EmptySegment(_))));
-        assert!(matches!(PermissionPath::parse("a:b c"), Err(PathError::BadChar { ch: ' ', .. })));
-        assert!(matches!(PermissionPath::parse("a:*"), Err(PathError::BadChar { ch: '*', .. })));
-        assert!(matches!(PermissionPath::parse("a:é"), Err(PathError::BadChar { ch: 'é', .. })));
+        assert!(matches!(
+            PermissionPath::parse("a::b"),
+            Err(PathError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            PermissionPath::parse("a:"),
+            Err(PathError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            PermissionPath::parse("a:b c"),
+            Err(PathError::BadChar { ch: ' ', .. })
+        ));
+        assert!(matches!(
+            PermissionPath::parse("a:*"),
+            Err(PathError::BadChar { ch: '*', .. })
+        ));
+        assert!(matches!(
+            PermissionPath::parse("a:é"),
+            Err(PathError::BadChar { ch: 'é', .. })
+        ));
         let long = vec!["a"; 33].join(":");
-        assert!(matches!(PermissionPath::parse(&long), Err(PathError::TooManySegments(_))));
+        assert!(matches!(
+            PermissionPath::parse(&long),
+            Err(PathError::TooManySegments(_))
+        ));
         assert!(PermissionPath::parse(&vec!["a"; 32].join(":")).is_ok());
-        assert!(matches!(PermissionPath::parse(&"a".repeat(513)), Err(PathError::TooLong(_))));
+        assert!(matches!(
+            PermissionPath::parse(&"a".repeat(513)),
+            Err(PathError::TooLong(_))
+        ));
     }
 
     #[test]
@@ -327,6 +357,7 @@ mod tests {
         let own = GrantPattern::parse("ACM:USER:UPDATE:INFO:{subject}").unwrap();
         assert!(own.matches("ACM:USER:UPDATE:INFO:alice", "alice"));
         assert!(!own.matches("ACM:USER:UPDATE:INFO:bob", "alice"));
+        assert!(own.matches("ACM:USER:UPDATE:INFO:john@company.com", "john@company.com"));
         assert!(own.as_exact().is_none());
 
         let exact = GrantPattern::parse("documents:view").unwrap();
@@ -338,7 +369,13 @@ mod tests {
 
     #[test]
     fn star_must_be_last() {
-        assert!(matches!(GrantPattern::parse("a:*:b"), Err(PathError::StarNotLast(_))));
-        assert!(matches!(GrantPattern::parse("a:b*"), Err(PathError::BadChar { ch: '*', .. })));
+        assert!(matches!(
+            GrantPattern::parse("a:*:b"),
+            Err(PathError::StarNotLast(_))
+        ));
+        assert!(matches!(
+            GrantPattern::parse("a:b*"),
+            Err(PathError::BadChar { ch: '*', .. })
+        ));
     }
 }

@@ -173,7 +173,11 @@ fn parse_grant(raw: &FileGrant) -> Result<Grant, String> {
             match (it.next(), it.next()) {
                 (Some((k, v)), None) if k == "allow" => (Effect::Allow, v.as_str()),
                 (Some((k, v)), None) if k == "deny" => (Effect::Deny, v.as_str()),
-                _ => return Err("a grant is a string, `{allow: PATTERN}` or `{deny: PATTERN}`".into()),
+                _ => {
+                    return Err(
+                        "a grant is a string, `{allow: PATTERN}` or `{deny: PATTERN}`".into(),
+                    );
+                }
             }
         }
     };
@@ -220,7 +224,10 @@ pub fn load_str(text: &str) -> Result<State, LoadErrors> {
             Some(s) => match Stability::parse(s) {
                 Some(s) => s,
                 None => {
-                    errors.push(&at, format!("stability `{s}` is not one of stable, preview, deprecated"));
+                    errors.push(
+                        &at,
+                        format!("stability `{s}` is not one of stable, preview, deprecated"),
+                    );
                     continue;
                 }
             },
@@ -241,11 +248,16 @@ pub fn load_str(text: &str) -> Result<State, LoadErrors> {
             }
         }
     }
-    state.bridges_grants = load_grants(&doc.bridges_grants, &catalog, "bridges_grants", &mut errors).into();
+    state.bridges_grants =
+        load_grants(&doc.bridges_grants, &catalog, "bridges_grants", &mut errors).into();
     state.catalog = Arc::new(catalog);
 
     for (i, raw) in doc.tenants.iter().enumerate() {
-        let label = if raw.id.is_empty() { i.to_string() } else { raw.id.clone() };
+        let label = if raw.id.is_empty() {
+            i.to_string()
+        } else {
+            raw.id.clone()
+        };
         let at = format!("tenants[{label}]");
         let id = match TenantId::new(&raw.id) {
             Ok(id) => id,
@@ -270,14 +282,27 @@ pub fn load_str(text: &str) -> Result<State, LoadErrors> {
     }
 }
 
-fn load_tenant(raw: &FileTenant, id: TenantId, state: &State, at: &str, errors: &mut Errors) -> Tenant {
-    let mut tenant = Tenant::new(id.clone(), raw.name.clone().unwrap_or_else(|| id.to_string()));
+fn load_tenant(
+    raw: &FileTenant,
+    id: TenantId,
+    state: &State,
+    at: &str,
+    errors: &mut Errors,
+) -> Tenant {
+    let mut tenant = Tenant::new(
+        id.clone(),
+        raw.name.clone().unwrap_or_else(|| id.to_string()),
+    );
     tenant.settings.single_role_per_user = raw.settings.single_role_per_user;
 
     // Roles. `Users` may be listed to set its grants; the other system roles may not.
     let mut listed: BTreeSet<RoleName> = BTreeSet::new();
     for (i, r) in raw.roles.iter().enumerate() {
-        let label = if r.name.is_empty() { i.to_string() } else { r.name.clone() };
+        let label = if r.name.is_empty() {
+            i.to_string()
+        } else {
+            r.name.clone()
+        };
         let here = format!("{at}.roles[{label}]");
         let name = match RoleName::new(&r.name) {
             Ok(n) => n,
@@ -310,7 +335,11 @@ fn load_tenant(raw: &FileTenant, id: TenantId, state: &State, at: &str, errors: 
 
     // Users.
     for (i, u) in raw.users.iter().enumerate() {
-        let label = if u.id.is_empty() { i.to_string() } else { u.id.clone() };
+        let label = if u.id.is_empty() {
+            i.to_string()
+        } else {
+            u.id.clone()
+        };
         let here = format!("{at}.users[{label}]");
         let id = match UserId::new(&u.id) {
             Ok(id) => id,
@@ -328,7 +357,10 @@ fn load_tenant(raw: &FileTenant, id: TenantId, state: &State, at: &str, errors: 
             Some(s) => match UserStatus::parse(s) {
                 Some(s) => s,
                 None => {
-                    errors.push(&here, format!("status `{s}` is not one of active, inactive"));
+                    errors.push(
+                        &here,
+                        format!("status `{s}` is not one of active, inactive"),
+                    );
                     UserStatus::Active
                 }
             },
@@ -351,7 +383,11 @@ fn load_tenant(raw: &FileTenant, id: TenantId, state: &State, at: &str, errors: 
 
     // Groups: names first, so members may name groups defined later.
     for (i, g) in raw.groups.iter().enumerate() {
-        let label = if g.name.is_empty() { i.to_string() } else { g.name.clone() };
+        let label = if g.name.is_empty() {
+            i.to_string()
+        } else {
+            g.name.clone()
+        };
         let here = format!("{at}.groups[{label}]");
         match GroupName::new(&g.name) {
             Err(e) => errors.push(here, e),
@@ -371,7 +407,9 @@ fn load_tenant(raw: &FileTenant, id: TenantId, state: &State, at: &str, errors: 
         }
     }
     for g in &raw.groups {
-        let Ok(name) = GroupName::new(&g.name) else { continue };
+        let Ok(name) = GroupName::new(&g.name) else {
+            continue;
+        };
         for (j, m) in g.members.iter().enumerate() {
             let here = format!("{at}.groups[{name}].members[{j}]");
             let member = match resolve_subject(m, &tenant) {
@@ -390,7 +428,9 @@ fn load_tenant(raw: &FileTenant, id: TenantId, state: &State, at: &str, errors: 
                 );
                 continue;
             }
-            let Some(group) = tenant.groups.get_mut(&name) else { continue };
+            let Some(group) = tenant.groups.get_mut(&name) else {
+                continue;
+            };
             if !group.members.insert(member) {
                 errors.push(here, format!("duplicate member `{m}`"));
             }
@@ -436,11 +476,20 @@ fn load_tenant(raw: &FileTenant, id: TenantId, state: &State, at: &str, errors: 
         {
             errors.push(
                 here,
-                format!("`{subject}` has more than one role but the tenant sets `single_role_per_user`"),
+                format!(
+                    "`{subject}` has more than one role but the tenant sets `single_role_per_user`"
+                ),
             );
             continue;
         }
-        tenant.bindings.insert(key, Binding { subject, role, expires });
+        tenant.bindings.insert(
+            key,
+            Binding {
+                subject,
+                role,
+                expires,
+            },
+        );
     }
     tenant
 }

@@ -147,7 +147,11 @@ impl Tenant {
     /// A tenant with only the system roles.
     pub fn new(id: TenantId, name: impl Into<String>) -> Self {
         let mut roles = BTreeMap::new();
-        for role in [RoleName::administrators(), RoleName::users(), RoleName::bridges()] {
+        for role in [
+            RoleName::administrators(),
+            RoleName::users(),
+            RoleName::bridges(),
+        ] {
             roles.insert(role.clone(), Role::new(role));
         }
         Self {
@@ -166,7 +170,10 @@ impl Tenant {
         let mut parents: HashMap<Subject, Vec<GroupName>> = HashMap::new();
         for group in self.groups.values() {
             for member in &group.members {
-                parents.entry(member.clone()).or_default().push(group.name.clone());
+                parents
+                    .entry(member.clone())
+                    .or_default()
+                    .push(group.name.clone());
             }
         }
         parents
@@ -177,7 +184,9 @@ impl Tenant {
         let mut by: HashMap<Subject, Vec<Binding>> = HashMap::new();
         // The map is ordered by (subject, role), so each list is in role order.
         for binding in self.bindings.values() {
-            by.entry(binding.subject.clone()).or_default().push(binding.clone());
+            by.entry(binding.subject.clone())
+                .or_default()
+                .push(binding.clone());
         }
         by
     }
@@ -322,7 +331,11 @@ mod tests {
         let viewers = RoleName::new("viewers").unwrap();
         for (subject, role, expires) in [
             (Subject::Group(g("outer")), editors.clone(), None),
-            (Subject::User(alice.clone()), viewers.clone(), Some(Timestamp(100))),
+            (
+                Subject::User(alice.clone()),
+                viewers.clone(),
+                Some(Timestamp(100)),
+            ),
         ] {
             t.bindings.insert(
                 (subject.clone(), role.clone()),
@@ -343,7 +356,11 @@ mod tests {
         };
         assert_eq!(
             at(99),
-            vec![("Users".into(), 0), ("viewers".into(), 1), ("editors".into(), 3)]
+            vec![
+                ("Users".into(), 0),
+                ("viewers".into(), 1),
+                ("editors".into(), 3)
+            ]
         );
         assert_eq!(at(100), vec![("Users".into(), 0), ("editors".into(), 3)]);
     }

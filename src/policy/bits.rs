@@ -33,7 +33,9 @@ pub fn or_into(into: &mut [u64], from: &[u64]) {
 /// The indices of the set bits, ascending.
 pub fn ones(bits: &[u64]) -> impl Iterator<Item = usize> + '_ {
     bits.iter().enumerate().flat_map(|(w, &word)| {
-        (0..64).filter(move |b| word & (1 << b) != 0).map(move |b| w * 64 + b)
+        (0..64)
+            .filter(move |b| word & (1 << b) != 0)
+            .map(move |b| w * 64 + b)
     })
 }
 

@@ -57,7 +57,10 @@ impl CatalogIndex {
                     }
                 };
             }
-            if !matches!(entry.pattern.segments().last(), Some(CatalogSegment::Rest(_))) {
+            if !matches!(
+                entry.pattern.segments().last(),
+                Some(CatalogSegment::Rest(_))
+            ) {
                 nodes[at].terminal.get_or_insert(idx);
             }
         }
@@ -155,8 +158,19 @@ mod tests {
         ]);
         let index = CatalogIndex::build(&c);
         for path in [
-            "a:b:c", "a:b:d", "a:q", "a:b:c:d", "a", "view_cases", "view", "x:z", "SCRIPTING:EXECUTE",
-            "SCRIPTING:EXECUTE:x:y", "ACM:ROLE:INSERT", "ACM:ROLE:DELETE:r", "ACM:ROLE:DELETE",
+            "a:b:c",
+            "a:b:d",
+            "a:q",
+            "a:b:c:d",
+            "a",
+            "view_cases",
+            "view",
+            "x:z",
+            "SCRIPTING:EXECUTE",
+            "SCRIPTING:EXECUTE:x:y",
+            "ACM:ROLE:INSERT",
+            "ACM:ROLE:DELETE:r",
+            "ACM:ROLE:DELETE",
         ] {
             assert_eq!(
                 index.covering(path).is_some(),

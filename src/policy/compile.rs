@@ -177,7 +177,10 @@ pub fn compile(state: Arc<State>) -> Snapshot {
     let catalog = Arc::new(CatalogIndex::build(&state.catalog));
     let mut tenants = FastMap::default();
     for (id, tenant) in &state.tenants {
-        tenants.insert(id.clone(), Arc::new(compile_tenant(&state, &catalog, Arc::clone(tenant))));
+        tenants.insert(
+            id.clone(),
+            Arc::new(compile_tenant(&state, &catalog, Arc::clone(tenant))),
+        );
     }
     Snapshot {
         revision: state.revision,
@@ -188,9 +191,14 @@ pub fn compile(state: Arc<State>) -> Snapshot {
 }
 
 /// Compiles one tenant against the state's catalog and bridge grants.
-pub fn compile_tenant(state: &State, catalog: &CatalogIndex, tenant: Arc<Tenant>) -> TenantSnapshot {
+pub fn compile_tenant(
+    state: &State,
+    catalog: &CatalogIndex,
+    tenant: Arc<Tenant>,
+) -> TenantSnapshot {
     let roles: Arc<[RoleName]> = tenant.roles.keys().cloned().collect();
-    let role_index: HashMap<&RoleName, usize> = roles.iter().enumerate().map(|(i, r)| (r, i)).collect();
+    let role_index: HashMap<&RoleName, usize> =
+        roles.iter().enumerate().map(|(i, r)| (r, i)).collect();
     let words = bits::words_for(roles.len());
     let users_role = role_index.get(&RoleName::users()).copied();
 
@@ -200,7 +208,9 @@ pub fn compile_tenant(state: &State, catalog: &CatalogIndex, tenant: Arc<Tenant>
     let mut exact: Vec<(Box<str>, Effect, usize)> = Vec::new();
     let mut subject_grants = Vec::new();
     for (ri, role_name) in roles.iter().enumerate() {
-        let Some(role) = tenant.roles.get(role_name) else { continue };
+        let Some(role) = tenant.roles.get(role_name) else {
+            continue;
+        };
         for grant in state.grants_of(role) {
             let pattern = &grant.pattern;
             if pattern.has_subject() {
@@ -215,7 +225,9 @@ pub fn compile_tenant(state: &State, catalog: &CatalogIndex, tenant: Arc<Tenant>
                 // `prefix:*`: mark the node the prefix leads to.
                 let mut at = 0usize;
                 for segment in pattern.segments() {
-                    let PatternSegment::Literal(lit) = segment else { break };
+                    let PatternSegment::Literal(lit) = segment else {
+                        break;
+                    };
                     at = match trie[at].children.get(&**lit) {
                         Some(&n) => n as usize,
                         None => {
@@ -235,7 +247,11 @@ pub fn compile_tenant(state: &State, catalog: &CatalogIndex, tenant: Arc<Tenant>
                         o
                     }
                 };
-                let half = if grant.effect == Effect::Allow { 0 } else { words };
+                let half = if grant.effect == Effect::Allow {
+                    0
+                } else {
+                    words
+                };
                 bits::set(&mut star_bits[offset + half..offset + half + words], ri);
             }
         }
@@ -303,7 +319,8 @@ pub fn compile_tenant(state: &State, catalog: &CatalogIndex, tenant: Arc<Tenant>
         let subject = Subject::User(id.clone());
         add_bindings(&mut reach, bindings.get(&subject), &role_index);
         for group in parents.get(&subject).into_iter().flatten() {
-            for &(r, until) in group_roles(group, &parents, &bindings, &role_index, &mut inherited) {
+            for &(r, until) in group_roles(group, &parents, &bindings, &role_index, &mut inherited)
+            {
                 merge(&mut reach, r, until);
             }
         }
@@ -341,7 +358,11 @@ fn merge(reach: &mut Vec<(usize, i64)>, role: usize, until: i64) {
     }
 }
 
-fn add_bindings(reach: &mut Vec<(usize, i64)>, bindings: Option<&Vec<Binding>>, index: &HashMap<&RoleName, usize>) {
+fn add_bindings(
+    reach: &mut Vec<(usize, i64)>,
+    bindings: Option<&Vec<Binding>>,
+    index: &HashMap<&RoleName, usize>,
+) {
     for b in bindings.into_iter().flatten() {
         if let Some(&r) = index.get(&b.role) {
             merge(reach, r, b.expires.map_or(i64::MAX, |t| t.unix()));
@@ -376,7 +397,11 @@ fn group_roles<'a>(
 }
 
 /// Splits a user's roles-with-expiry into phases of constant role set.
-fn phases_of(reach: &[(usize, i64)], words: usize, intern: &mut impl FnMut(Vec<u64>) -> u32) -> Phases {
+fn phases_of(
+    reach: &[(usize, i64)],
+    words: usize,
+    intern: &mut impl FnMut(Vec<u64>) -> u32,
+) -> Phases {
     let set_until = |t: i64| {
         // Roles in force for every instant before `t` since the previous boundary:
         // those whose expiry is at or after `t`.
@@ -388,12 +413,21 @@ fn phases_of(reach: &[(usize, i64)], words: usize, intern: &mut impl FnMut(Vec<u
         }
         set
     };
-    let mut bounds: Vec<i64> = reach.iter().map(|&(_, u)| u).filter(|&u| u != i64::MAX).collect();
+    let mut bounds: Vec<i64> = reach
+        .iter()
+        .map(|&(_, u)| u)
+        .filter(|&u| u != i64::MAX)
+        .collect();
     if bounds.is_empty() {
         return Phases::One(intern(set_until(i64::MAX)));
     }
     bounds.sort_unstable();
     bounds.dedup();
     bounds.push(i64::MAX);
-    Phases::Timed(bounds.into_iter().map(|b| (b, intern(set_until(b)))).collect())
+    Phases::Timed(
+        bounds
+            .into_iter()
+            .map(|b| (b, intern(set_until(b))))
+            .collect(),
+    )
 }

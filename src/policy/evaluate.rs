@@ -105,7 +105,9 @@ pub enum CheckError {
 /// is `UNKNOWN_SUBJECT` if no member has that id).
 pub(crate) fn check_subject(subject: &str) -> Result<(), CheckError> {
     if subject.is_empty() {
-        return Err(CheckError::InvalidSubject(IdError::Empty { kind: "subject" }));
+        return Err(CheckError::InvalidSubject(IdError::Empty {
+            kind: "subject",
+        }));
     }
     if subject.len() > MAX_ID_BYTES {
         return Err(CheckError::InvalidSubject(IdError::TooLong {
@@ -120,7 +122,11 @@ pub(crate) fn check_subject(subject: &str) -> Result<(), CheckError> {
 
 /// Decides `request` against `snapshot` at `now`, by the decision rule:
 /// unknown tenant and malformed input are errors; otherwise a verdict.
-pub fn evaluate(snapshot: &Snapshot, request: &Request<'_>, now: Timestamp) -> Result<Verdict, CheckError> {
+pub fn evaluate(
+    snapshot: &Snapshot,
+    request: &Request<'_>,
+    now: Timestamp,
+) -> Result<Verdict, CheckError> {
     let tenant = snapshot
         .tenants
         .get(request.tenant)
@@ -149,7 +155,10 @@ pub(crate) fn evaluate_in(
         return Ok(Verdict::deny(Reason::SubjectInactive));
     }
     let covered = match interned {
-        Some(p) => tenant.perm_covered.get(p as usize).is_some_and(Option::is_some),
+        Some(p) => tenant
+            .perm_covered
+            .get(p as usize)
+            .is_some_and(Option::is_some),
         None => snapshot.catalog.covering(permission).is_some(),
     };
     if !covered {
@@ -190,7 +199,9 @@ fn walk(tenant: &TenantSnapshot, permission: &str, set: &[u64]) -> (bool, bool) 
     let segments = Segments::new(permission);
     let mut at = 0usize;
     for segment in segments.as_slice() {
-        let Some(node) = tenant.trie.get(at) else { break };
+        let Some(node) = tenant.trie.get(at) else {
+            break;
+        };
         if let Some(o) = node.star {
             allow |= bits::intersects(tenant.star_allow(o), set);
             deny |= bits::intersects(tenant.star_deny(o), set);
@@ -233,7 +244,10 @@ pub fn explain(
 ) -> Result<(Verdict, Explanation), CheckError> {
     let verdict = evaluate(snapshot, request, now)?;
     let outcome = reference::decide(&snapshot.state, request, now)?;
-    debug_assert_eq!(outcome.verdict, verdict, "compiled and reference evaluators disagree");
+    debug_assert_eq!(
+        outcome.verdict, verdict,
+        "compiled and reference evaluators disagree"
+    );
     let wanted = match verdict.reason {
         Reason::DeniedByGrant => Some(Effect::Deny),
         Reason::Granted => Some(Effect::Allow),
@@ -244,7 +258,9 @@ pub fn explain(
         if Some(grant.effect) != wanted {
             continue;
         }
-        let Some(e) = outcome.effective.get(*i) else { continue };
+        let Some(e) = outcome.effective.get(*i) else {
+            continue;
+        };
         let mut via: Vec<String> = vec![format!("user:{}", request.subject)];
         if e.chain.is_empty() {
             via.push("default".to_owned());
@@ -259,7 +275,8 @@ pub fn explain(
             expires: e.expires,
         });
     }
-    let mut effective_roles: Vec<RoleName> = outcome.effective.iter().map(|e| e.role.clone()).collect();
+    let mut effective_roles: Vec<RoleName> =
+        outcome.effective.iter().map(|e| e.role.clone()).collect();
     effective_roles.sort();
     Ok((
         verdict,
@@ -295,10 +312,15 @@ pub fn list_subject_permissions(
         .get(tenant)
         .ok_or_else(|| CheckError::UnknownTenant(tenant.to_owned()))?;
     check_subject(subject)?;
-    let Some(user) = UserId::new(subject).ok().and_then(|id| t.tenant.users.get(&id)) else {
+    let Some(user) = UserId::new(subject)
+        .ok()
+        .and_then(|id| t.tenant.users.get(&id))
+    else {
         return Ok(None);
     };
-    let effective = t.tenant.effective_roles(&user.id, now, &t.parents, &t.bindings);
+    let effective = t
+        .tenant
+        .effective_roles(&user.id, now, &t.parents, &t.bindings);
     let mut roles: Vec<RoleName> = effective.iter().map(|e| e.role.clone()).collect();
     roles.sort();
     let mut permissions = Vec::new();

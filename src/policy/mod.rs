@@ -12,6 +12,6 @@ pub mod reference;
 
 pub use compile::{Snapshot, TenantSnapshot, compile};
 pub use evaluate::{
-    CheckError, Decision, DecidingGrant, Explanation, Reason, Request, SubjectPermissions, Verdict,
+    CheckError, DecidingGrant, Decision, Explanation, Reason, Request, SubjectPermissions, Verdict,
     evaluate, explain, list_subject_permissions, list_subjects,
 };

@@ -31,7 +31,10 @@ pub fn decide(state: &State, request: &Request<'_>, now: Timestamp) -> Result<Ou
         matching: Vec::new(),
         catalog_entry: None,
     };
-    let Some(user) = UserId::new(request.subject).ok().and_then(|id| tenant.users.get(&id)) else {
+    let Some(user) = UserId::new(request.subject)
+        .ok()
+        .and_then(|id| tenant.users.get(&id))
+    else {
         return Ok(done(Reason::UnknownSubject, Decision::Deny));
     };
     if user.status == UserStatus::Inactive {
@@ -45,7 +48,9 @@ pub fn decide(state: &State, request: &Request<'_>, now: Timestamp) -> Result<Ou
     let effective = tenant.effective_roles(&user.id, now, &parents, &bindings);
     let mut matching = Vec::new();
     for (i, e) in effective.iter().enumerate() {
-        let Some(role) = tenant.roles.get(&e.role) else { continue };
+        let Some(role) = tenant.roles.get(&e.role) else {
+            continue;
+        };
         for grant in state.grants_of(role) {
             if grant.pattern.matches(request.permission, request.subject) {
                 matching.push((i, grant.clone()));

@@ -55,7 +55,10 @@ impl AuthorizationService {
     }
 
     /// The snapshot a request may be answered from, honouring its consistency.
-    async fn snapshot(&self, consistency: Option<&proto::Consistency>) -> Result<Arc<Snapshot>, Status> {
+    async fn snapshot(
+        &self,
+        consistency: Option<&proto::Consistency>,
+    ) -> Result<Arc<Snapshot>, Status> {
         use proto::consistency::Requirement;
         match consistency.and_then(|c| c.requirement.as_ref()) {
             Some(Requirement::AtLeastRevision(wanted)) => self
@@ -90,10 +93,12 @@ impl AuthorizationService {
             permission,
         };
         let (verdict, explanation) = if explain {
-            let (v, e) = policy::explain(snapshot, &request, now).map_err(|e| convert::check_error_status(&e))?;
+            let (v, e) = policy::explain(snapshot, &request, now)
+                .map_err(|e| convert::check_error_status(&e))?;
             (v, Some(e))
         } else {
-            let v = policy::evaluate(snapshot, &request, now).map_err(|e| convert::check_error_status(&e))?;
+            let v = policy::evaluate(snapshot, &request, now)
+                .map_err(|e| convert::check_error_status(&e))?;
             (v, None)
         };
         if self.config.strict_catalog && verdict.reason == Reason::UnknownPermission {
@@ -122,7 +127,10 @@ fn record(verdict: &proto::CheckResponse) {
 #[tonic::async_trait]
 impl Authorization for AuthorizationService {
     #[tracing::instrument(name = "Check", skip_all, fields(tenant = %request.get_ref().tenant, decision, reason, revision))]
-    async fn check(&self, request: Request<proto::CheckRequest>) -> Result<Response<proto::CheckResponse>, Status> {
+    async fn check(
+        &self,
+        request: Request<proto::CheckRequest>,
+    ) -> Result<Response<proto::CheckResponse>, Status> {
         let req = request.into_inner();
         let snapshot = self.snapshot(req.consistency.as_ref()).await?;
         let response = self.decide(
@@ -178,7 +186,10 @@ impl Authorization for AuthorizationService {
             })
             .collect();
         Span::current().record("revision", revision);
-        Ok(Response::new(proto::BatchCheckResponse { results, revision }))
+        Ok(Response::new(proto::BatchCheckResponse {
+            results,
+            revision,
+        }))
     }
 
     #[tracing::instrument(name = "ListSubjectPermissions", skip_all, fields(tenant = %request.get_ref().tenant, revision))]
@@ -190,14 +201,22 @@ impl Authorization for AuthorizationService {
         convert::required("tenant", &req.tenant, convert::MAX_FIELD_BYTES)?;
         convert::required("subject", &req.subject, convert::MAX_FIELD_BYTES)?;
         let snapshot = self.snapshot(req.consistency.as_ref()).await?;
-        let listing = policy::list_subject_permissions(&snapshot, &req.tenant, &req.subject, Timestamp::now())
-            .map_err(|e| convert::check_error_status(&e))?
-            .ok_or_else(|| {
-                Status::new(
-                    Code::NotFound,
-                    format!("subject `{}` is not a member of tenant `{}`", req.subject, req.tenant),
-                )
-            })?;
+        let listing = policy::list_subject_permissions(
+            &snapshot,
+            &req.tenant,
+            &req.subject,
+            Timestamp::now(),
+        )
+        .map_err(|e| convert::check_error_status(&e))?
+        .ok_or_else(|| {
+            Status::new(
+                Code::NotFound,
+                format!(
+                    "subject `{}` is not a member of tenant `{}`",
+                    req.subject, req.tenant
+                ),
+            )
+        })?;
         Span::current().record("revision", snapshot.revision());
         Ok(Response::new(proto::ListSubjectPermissionsResponse {
             active: listing.active,
@@ -235,10 +254,20 @@ impl Authorization for AuthorizationService {
         };
         let snapshot = self.snapshot(req.consistency.as_ref()).await?;
         let after = (!req.page_token.is_empty()).then_some(req.page_token.as_str());
-        let (subjects, more) =
-            policy::list_subjects(&snapshot, &req.tenant, &req.permission, after, limit, Timestamp::now())
-                .map_err(|e| convert::check_error_status(&e))?;
-        let next_page_token = if more { subjects.last().cloned().unwrap_or_default() } else { String::new() };
+        let (subjects, more) = policy::list_subjects(
+            &snapshot,
+            &req.tenant,
+            &req.permission,
+            after,
+            limit,
+            Timestamp::now(),
+        )
+        .map_err(|e| convert::check_error_status(&e))?;
+        let next_page_token = if more {
+            subjects.last().cloned().unwrap_or_default()
+        } else {
+            String::new()
+        };
         Span::current().record("revision", snapshot.revision());
         Ok(Response::new(proto::ListSubjectsResponse {
             subjects,

@@ -24,7 +24,9 @@ pub fn check_error_status(e: &CheckError) -> Status {
 /// Refuses an empty or oversize required field before any lookup.
 pub fn required(field: &'static str, value: &str, max: usize) -> Result<(), Status> {
     if value.is_empty() {
-        return Err(Status::invalid_argument(format!("`{field}` must not be empty")));
+        return Err(Status::invalid_argument(format!(
+            "`{field}` must not be empty"
+        )));
     }
     if value.len() > max {
         return Err(Status::invalid_argument(format!(
@@ -68,7 +70,11 @@ pub fn reason(r: Reason) -> proto::Reason {
 }
 
 /// A verdict (and explanation) as a response at `revision`.
-pub fn response(verdict: Verdict, revision: u64, explanation: Option<Explanation>) -> proto::CheckResponse {
+pub fn response(
+    verdict: Verdict,
+    revision: u64,
+    explanation: Option<Explanation>,
+) -> proto::CheckResponse {
     proto::CheckResponse {
         decision: decision(verdict.decision) as i32,
         reason: reason(verdict.reason) as i32,
@@ -91,7 +97,11 @@ fn explanation_message(e: Explanation) -> proto::Explanation {
             })
             .collect(),
         catalog_entry: e.catalog_entry.unwrap_or_default(),
-        effective_roles: e.effective_roles.into_iter().map(|r| r.to_string()).collect(),
+        effective_roles: e
+            .effective_roles
+            .into_iter()
+            .map(|r| r.to_string())
+            .collect(),
     }
 }
 
@@ -105,7 +115,11 @@ mod tests {
         assert_eq!(e.code(), Code::InvalidArgument);
         assert_eq!(e.message(), "`tenant` must not be empty");
         let e = check_fields("t", &"x".repeat(257), "b").unwrap_err();
-        assert!(e.message().starts_with("`subject` is 257 bytes"), "{}", e.message());
+        assert!(
+            e.message().starts_with("`subject` is 257 bytes"),
+            "{}",
+            e.message()
+        );
         assert!(check_fields("t", "s", "p").is_ok());
     }
 }

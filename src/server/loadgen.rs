@@ -105,7 +105,10 @@ pub fn parse_items(text: &str) -> Result<Vec<Item>, String> {
         }
         let parts: Vec<&str> = line.split_whitespace().collect();
         let [tenant, subject, permission] = parts.as_slice() else {
-            return Err(format!("line {}: expected `TENANT SUBJECT PERMISSION`", n + 1));
+            return Err(format!(
+                "line {}: expected `TENANT SUBJECT PERMISSION`",
+                n + 1
+            ));
         };
         items.push(Item {
             tenant: (*tenant).into(),
@@ -256,7 +259,10 @@ pub fn bench_main(args: BenchArgs) -> ExitCode {
             }
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rampart bench: cannot start the runtime: {e}");
@@ -268,14 +274,33 @@ pub fn bench_main(args: BenchArgs) -> ExitCode {
             if args.json {
                 println!(
                     "{{\"mode\":\"{}\",\"calls\":{},\"errors\":{},\"decisions\":{},\"seconds\":{},\"calls_per_sec\":{:.0},\"decisions_per_sec\":{:.0},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{}}}",
-                    r.mode, r.calls, r.errors, r.decisions, r.seconds, r.calls_per_sec, r.decisions_per_sec,
-                    r.p50_us, r.p90_us, r.p99_us, r.max_us
+                    r.mode,
+                    r.calls,
+                    r.errors,
+                    r.decisions,
+                    r.seconds,
+                    r.calls_per_sec,
+                    r.decisions_per_sec,
+                    r.p50_us,
+                    r.p90_us,
+                    r.p99_us,
+                    r.max_us
                 );
             } else {
                 println!(
                     "{} x{} conns, {} in flight, {} s: {} calls ({} errors), {:.0} calls/s, {:.0} decisions/s; latency p50 {} us, p90 {} us, p99 {} us, max {} us",
-                    r.mode, args.connections, args.concurrency, r.seconds, r.calls, r.errors, r.calls_per_sec,
-                    r.decisions_per_sec, r.p50_us, r.p90_us, r.p99_us, r.max_us
+                    r.mode,
+                    args.connections,
+                    args.concurrency,
+                    r.seconds,
+                    r.calls,
+                    r.errors,
+                    r.calls_per_sec,
+                    r.decisions_per_sec,
+                    r.p50_us,
+                    r.p90_us,
+                    r.p99_us,
+                    r.max_us
                 );
             }
             if r.errors > 0 && r.calls == 0 {

@@ -86,7 +86,10 @@ impl ServerHandle {
             Ok(Ok(Ok(()))) => info!("server stopped"),
             Ok(Ok(Err(e))) => error!(error = %e, "server stopped with an error"),
             Ok(Err(e)) => error!(error = %e, "server task failed"),
-            Err(_) => warn!(grace_ms = grace.as_millis() as u64, "in-flight calls did not finish within the grace period"),
+            Err(_) => warn!(
+                grace_ms = grace.as_millis() as u64,
+                "in-flight calls did not finish within the grace period"
+            ),
         }
     }
 }
@@ -131,9 +134,12 @@ pub async fn start(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(authorization);
-    let join = tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-        let _ = stop.await;
-    }));
+    let join = tokio::spawn(router.serve_with_incoming_shutdown(
+        TcpListenerStream::new(listener),
+        async {
+            let _ = stop.await;
+        },
+    ));
     // INVARIANT: the engine was built from a loaded state, so a snapshot is in place.
     set_health(&health, true).await;
     Ok(ServerHandle {
@@ -149,9 +155,13 @@ pub fn load_bootstrap(path: Option<&std::path::Path>) -> Result<State, String> {
     let (name, text) = match path {
         Some(p) => (
             p.display().to_string(),
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read `{}`: {e}", p.display()))?,
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read `{}`: {e}", p.display()))?,
         ),
-        None => ("built-in quickstart policy".to_owned(), QUICKSTART_POLICY.to_owned()),
+        None => (
+            "built-in quickstart policy".to_owned(),
+            QUICKSTART_POLICY.to_owned(),
+        ),
     };
     policy_file::load_str(&text).map_err(|e| format!("{name}: {e}"))
 }
@@ -159,7 +169,10 @@ pub fn load_bootstrap(path: Option<&std::path::Path>) -> Result<State, String> {
 /// Runs `rampart serve` until SIGINT or SIGTERM.
 pub fn serve_main(args: ServeArgs) -> ExitCode {
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("rampart: cannot start the runtime: {e}");
@@ -205,7 +218,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
     info!(addr = %handle.addr, "serving rampart.v1.Authorization");
     wait_for_signal().await;
     info!("shutting down");
-    handle.shutdown(Duration::from_millis(args.shutdown_grace_ms)).await;
+    handle
+        .shutdown(Duration::from_millis(args.shutdown_grace_ms))
+        .await;
     ExitCode::SUCCESS
 }
 
