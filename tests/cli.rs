@@ -1,7 +1,12 @@
 //! The `rampart` binary as a user runs it: `validate`, `test`, and `serve`
 //! with the built-in quickstart answering over gRPC.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -18,22 +23,46 @@ fn validate_reports_every_error_with_its_location() {
         "catalog: [{ permission: \"a\" }]\ntenants:\n  - id: t\n    roles: [{ name: r, grants: [\"b\", \"a:*\"] }]\n    bindings: [{ subject: ghost, role: r }]\n",
     )
     .unwrap();
-    let out = Command::new(BIN).arg("validate").arg(&bad).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("3 error(s)"), "{err}");
-    assert!(err.contains("tenants[t].roles[r].grants[0]: grant `b` is not covered by the catalog"), "{err}");
-    assert!(err.contains("tenants[t].roles[r].grants[1]: grant `a:*` is not covered"), "{err}");
-    assert!(err.contains("tenants[t].bindings[0]: unknown user `ghost`"), "{err}");
+    assert!(
+        err.contains("tenants[t].roles[r].grants[0]: grant `b` is not covered by the catalog"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tenants[t].roles[r].grants[1]: grant `a:*` is not covered"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tenants[t].bindings[0]: unknown user `ghost`"),
+        "{err}"
+    );
 
-    let out = Command::new(BIN).args(["validate", "examples/quickstart/policy.yaml"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["validate", "examples/quickstart/policy.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn test_prints_failures_and_a_summary_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy("examples/quickstart/policy.yaml", dir.path().join("policy.yaml")).unwrap();
+    std::fs::copy(
+        "examples/quickstart/policy.yaml",
+        dir.path().join("policy.yaml"),
+    )
+    .unwrap();
     let tests = dir.path().join("tests.yaml");
     std::fs::write(
         &tests,
@@ -44,10 +73,16 @@ fn test_prints_failures_and_a_summary_line() {
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("FAIL"), "{text}");
-    assert!(text.contains("expected deny (NO_MATCHING_GRANT), got allow (GRANTED)"), "{text}");
+    assert!(
+        text.contains("expected deny (NO_MATCHING_GRANT), got allow (GRANTED)"),
+        "{text}"
+    );
     assert_eq!(text.lines().last(), Some("1 passed, 1 failed"));
 
-    let out = Command::new(BIN).args(["test", "examples/quickstart/tests.yaml"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["test", "examples/quickstart/tests.yaml"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).ends_with(" passed, 0 failed\n"));
 }
@@ -55,7 +90,11 @@ fn test_prints_failures_and_a_summary_line() {
 #[test]
 fn serve_starts_with_the_builtin_quickstart_and_stops_on_sigterm() {
     // Pick a free port, then hand it to the server.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "info")
@@ -84,7 +123,9 @@ fn serve_starts_with_the_builtin_quickstart_and_stops_on_sigterm() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let response = runtime.block_on(async {
         use rampart::server::proto::{CheckRequest, authorization_client::AuthorizationClient};
-        let mut c = AuthorizationClient::connect(format!("http://127.0.0.1:{port}")).await.unwrap();
+        let mut c = AuthorizationClient::connect(format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap();
         c.check(CheckRequest {
             tenant: "acme".into(),
             subject: "alice".into(),
@@ -96,17 +137,29 @@ fn serve_starts_with_the_builtin_quickstart_and_stops_on_sigterm() {
         .unwrap()
         .into_inner()
     });
-    assert_eq!(response.reason(), rampart::server::proto::Reason::DeniedByGrant);
+    assert_eq!(
+        response.reason(),
+        rampart::server::proto::Reason::DeniedByGrant
+    );
 
     // SIGTERM: a clean exit.
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
