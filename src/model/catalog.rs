@@ -16,7 +16,20 @@ use super::ids::truncate;
 use super::permission::{GrantPattern, PathError, PatternSegment, SEPARATOR, segment_char};
 
 /// Whether an entry is ready for use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Stability {
     #[default]
     Stable,
@@ -58,7 +71,8 @@ pub enum CatalogSegment {
 }
 
 /// A catalog entry's pattern, e.g. `ACM:USER:DELETE:?REALM?:?USER?`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct CatalogPattern {
     text: Arc<str>,
     segments: Arc<[CatalogSegment]>,
@@ -206,6 +220,19 @@ impl CatalogPattern {
     }
 }
 
+impl TryFrom<String> for CatalogPattern {
+    type Error = PathError;
+    fn try_from(value: String) -> Result<Self, PathError> {
+        Self::parse(&value)
+    }
+}
+
+impl From<CatalogPattern> for String {
+    fn from(value: CatalogPattern) -> String {
+        value.text.to_string()
+    }
+}
+
 impl fmt::Display for CatalogPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -219,7 +246,7 @@ impl fmt::Debug for CatalogPattern {
 }
 
 /// One catalog entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CatalogEntry {
     pub pattern: CatalogPattern,
     pub category: String,
@@ -372,6 +399,34 @@ impl Catalog {
         }
         self.push(entry);
         Ok(())
+    }
+
+    /// Sets an entry's stability; false if there is no such entry.
+    pub fn set_stability(&mut self, text: &str, stability: Stability) -> bool {
+        match self.by_text.get(text) {
+            Some(&i) => {
+                self.entries[i].stability = stability;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes a user-defined entry; false if there is none (built-ins stay).
+    pub fn remove(&mut self, text: &str) -> bool {
+        match self.by_text.get(text) {
+            Some(&i) if !self.entries[i].builtin => {
+                let entries = std::mem::take(&mut self.entries);
+                *self = Catalog::default();
+                for (j, e) in entries.into_iter().enumerate() {
+                    if j != i {
+                        self.push(e);
+                    }
+                }
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Every entry, built-ins first, then in definition order.

@@ -115,8 +115,22 @@ fn user_char(b: u8) -> bool {
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $validate:expr) => {
         $(#[$doc])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(try_from = "String", into = "String")]
         pub struct $name(Arc<str>);
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(value: String) -> Result<Self, IdError> {
+                Self::new(value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0.to_string()
+            }
+        }
 
         impl $name {
             /// Validates and wraps `value`.
@@ -209,8 +223,12 @@ impl RoleName {
     }
 }
 
-/// Who a binding or group membership names: a user, or a group.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Who a binding or group membership names: a user, or a group. Written
+/// as `alice` or `group:platform`.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub enum Subject {
     User(UserId),
     Group(GroupName),
@@ -225,6 +243,30 @@ impl Subject {
         match value.strip_prefix(GROUP_PREFIX) {
             Some(group) => GroupName::new(group).map(Subject::Group),
             None => UserId::new(value).map(Subject::User),
+        }
+    }
+}
+
+impl TryFrom<String> for Subject {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, IdError> {
+        Subject::parse(&value)
+    }
+}
+
+impl From<Subject> for String {
+    /// The reference form: `alice` or `group:platform`.
+    fn from(value: Subject) -> String {
+        value.reference()
+    }
+}
+
+impl Subject {
+    /// How a policy file or request names it: `alice` or `group:platform`.
+    pub fn reference(&self) -> String {
+        match self {
+            Subject::User(u) => u.to_string(),
+            Subject::Group(g) => format!("{GROUP_PREFIX}{g}"),
         }
     }
 }
@@ -289,5 +331,9 @@ mod tests {
             "group:platform"
         );
         assert!(Subject::parse("group:").is_err());
+        let alice: Subject = serde_json::from_str("\"alice\"").unwrap();
+        assert_eq!(serde_json::to_string(&alice).unwrap(), "\"alice\"");
+        let bad: Result<RoleName, _> = serde_json::from_str("\"  \"");
+        assert!(bad.is_err(), "ids are validated when read back");
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod ids;
+pub mod mutation;
 pub mod permission;
 pub mod policy_file;
 pub mod state;
@@ -14,6 +15,7 @@ pub mod time;
 
 pub use catalog::{Catalog, CatalogEntry, CatalogPattern, Stability};
 pub use ids::{GroupName, RoleName, Subject, TenantId, UserId};
+pub use mutation::{Mutation, Touched, apply};
 pub use permission::{Effect, Grant, GrantPattern, PermissionPath};
 pub use state::State;
 pub use tenant::{Binding, Group, Role, RoleKind, Tenant, TenantSettings, User, UserStatus};

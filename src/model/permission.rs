@@ -139,7 +139,10 @@ impl fmt::Debug for PermissionPath {
 }
 
 /// Allow or deny.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Effect {
     Allow,
     Deny,
@@ -173,7 +176,8 @@ pub enum PatternSegment {
 /// A grant's permission pattern: literal segments, `{subject}` segments, and
 /// optionally a trailing `*` that matches one or more further segments.
 /// `*` alone matches every permission.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct GrantPattern {
     text: Arc<str>,
     segments: Arc<[PatternSegment]>,
@@ -253,6 +257,19 @@ impl GrantPattern {
     }
 }
 
+impl TryFrom<String> for GrantPattern {
+    type Error = PathError;
+    fn try_from(value: String) -> Result<Self, PathError> {
+        Self::parse(&value)
+    }
+}
+
+impl From<GrantPattern> for String {
+    fn from(value: GrantPattern) -> String {
+        value.text.to_string()
+    }
+}
+
 impl fmt::Display for GrantPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -266,7 +283,9 @@ impl fmt::Debug for GrantPattern {
 }
 
 /// One entry of a role: an effect and a pattern.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Grant {
     pub effect: Effect,
     pub pattern: GrantPattern,

@@ -12,7 +12,7 @@ use super::permission::Grant;
 use super::time::Timestamp;
 
 /// Per-tenant switches.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TenantSettings {
     /// Assigning a role to a user replaces the user's current role (rediacc:
     /// "users can only belong to one permission group").
@@ -45,7 +45,7 @@ impl RoleKind {
 }
 
 /// A named set of grants ("permission group").
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Role {
     pub name: RoleName,
     pub description: String,
@@ -70,7 +70,7 @@ impl Role {
 }
 
 /// A named set of users and groups.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Group {
     pub name: GroupName,
     pub description: String,
@@ -78,7 +78,8 @@ pub struct Group {
 }
 
 /// Whether a user may do anything at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UserStatus {
     #[default]
     Active,
@@ -106,7 +107,7 @@ impl UserStatus {
 }
 
 /// A member of the tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub id: UserId,
     pub email: Option<String>,
@@ -115,7 +116,7 @@ pub struct User {
 }
 
 /// Subject → role, optionally until a time (exclusive).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Binding {
     pub subject: Subject,
     pub role: RoleName,
