@@ -9,6 +9,7 @@ pub mod ids;
 pub mod mutation;
 pub mod permission;
 pub mod policy_file;
+pub mod rules;
 pub mod state;
 pub mod tenant;
 pub mod time;
