@@ -8,7 +8,17 @@
 //!   - { name: editors can view, tenant: acme, subject: alice, permission: "documents:view", expect: allow }
 //!   - { name: locked, tenant: acme, subject: alice, permission: "documents:edit:locked", expect: deny, reason: DENIED_BY_GRANT }
 //!   - { name: no such tenant, tenant: nope, subject: a, permission: x, expect: error, error: NOT_FOUND }
+//! tenant: acme                      # the default tenant of steps
+//! steps:                            # admin changes and checks, in order
+//!   - { as: bob, do: assign_role, args: { subject: bob, role: Administrators }, expect: PERMISSION_DENIED }
+//!   - { do: add_user, args: { user: erin } , expect: OK }          # no `as`: the operator
+//!   - { check: { subject: erin, permission: "documents:view" }, expect: deny }
 //! ```
+//!
+//! A step's `do` is a mutation kind (`create_role`, `grant`, `assign`, …;
+//! `assign_role`/`unassign_role` are accepted too) with the mutation's fields
+//! as `args`. It is validated by the admin rules as the `as` user and, if
+//! accepted, applied, so later steps see it.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -16,8 +26,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::model::Timestamp;
 use crate::model::policy_file;
+use crate::model::rules::{Actor, Refusal, validate};
+use crate::model::{Mutation, State, Timestamp, UserId};
 use crate::policy::{CheckError, Decision, Reason, Request, Snapshot, compile, evaluate};
 
 #[derive(Debug, Deserialize)]
@@ -28,6 +39,59 @@ struct TestFile {
     now: Option<String>,
     #[serde(default)]
     checks: Vec<CheckCase>,
+    /// The tenant steps use when they name none.
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    steps: Vec<Step>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Step {
+    #[serde(default)]
+    name: Option<String>,
+    /// The acting user; absent or `operator` for the operator credential.
+    #[serde(default, rename = "as")]
+    actor: Option<String>,
+    /// A mutation kind.
+    #[serde(default, rename = "do")]
+    action: Option<String>,
+    #[serde(default)]
+    args: Option<serde_norway::Value>,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    check: Option<StepCheck>,
+    /// For `do`: `OK` or a refusal code (`PERMISSION_DENIED`, …); for `check`: allow, deny or error.
+    expect: String,
+    #[serde(default)]
+    reason: Option<String>,
+    /// A piece of the refusal message that must appear.
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    at: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepCheck {
+    #[serde(default)]
+    tenant: Option<String>,
+    subject: String,
+    permission: String,
+}
+
+/// The gRPC code name of a refusal.
+pub fn refusal_code_name(r: Refusal) -> &'static str {
+    match r {
+        Refusal::Denied => "PERMISSION_DENIED",
+        Refusal::Precondition => "FAILED_PRECONDITION",
+        Refusal::Invalid => "INVALID_ARGUMENT",
+        Refusal::NotFound => "NOT_FOUND",
+        Refusal::Exists => "ALREADY_EXISTS",
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,11 +131,10 @@ pub fn error_code_name(e: &CheckError) -> &'static str {
     }
 }
 
-/// Loads and compiles a policy file.
-pub fn load_policy(path: &Path) -> Result<Snapshot, String> {
+/// Loads a policy file.
+pub fn load_policy(path: &Path) -> Result<State, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let state = policy_file::load_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(compile(Arc::new(state)))
+    policy_file::load_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Runs one test file; a file that cannot be read or whose policy does not
@@ -90,7 +153,7 @@ pub fn run_file(path: &Path, verbose: bool, summary: &mut Summary) {
         }
     };
     let policy_path = path.parent().unwrap_or(Path::new(".")).join(&test.policy);
-    let snapshot = match load_policy(&policy_path) {
+    let state = match load_policy(&policy_path) {
         Ok(s) => s,
         Err(e) => {
             summary.failed += 1;
@@ -106,6 +169,7 @@ pub fn run_file(path: &Path, verbose: bool, summary: &mut Summary) {
             return;
         }
     };
+    let snapshot = compile(Arc::new(state.clone()));
     for (i, case) in test.checks.iter().enumerate() {
         let name = case.name.clone().unwrap_or_else(|| format!("checks[{i}]"));
         match run_case(&snapshot, case, default_now) {
@@ -124,6 +188,154 @@ pub fn run_file(path: &Path, verbose: bool, summary: &mut Summary) {
                 );
             }
         }
+    }
+    let mut state = state;
+    let mut snapshot = snapshot;
+    for (i, step) in test.steps.iter().enumerate() {
+        let name = step.name.clone().unwrap_or_else(|| format!("steps[{i}]"));
+        match run_step(
+            &mut state,
+            &mut snapshot,
+            step,
+            test.tenant.as_deref(),
+            default_now,
+        ) {
+            Ok(got) => {
+                summary.passed += 1;
+                if verbose {
+                    let _ = writeln!(summary.report, "ok   {file}: {name} ({got})");
+                }
+            }
+            Err(why) => {
+                summary.failed += 1;
+                let _ = writeln!(summary.report, "FAIL {file}: {name}\n     {why}");
+            }
+        }
+    }
+}
+
+/// Mutation kinds that change the whole deployment and so take no tenant.
+const GLOBAL_KINDS: [&str; 5] = [
+    "define_catalog_entry",
+    "set_catalog_stability",
+    "remove_catalog_entry",
+    "set_bridges_grants",
+    "update_user_info",
+];
+
+fn run_step(
+    state: &mut State,
+    snapshot: &mut Snapshot,
+    step: &Step,
+    default_tenant: Option<&str>,
+    default_now: Timestamp,
+) -> Result<String, String> {
+    let now = match step.at.as_deref().map(Timestamp::parse).transpose()? {
+        Some(t) => t,
+        None => default_now,
+    };
+    let tenant = step.tenant.as_deref().or(default_tenant);
+    match (&step.check, &step.action) {
+        (Some(check), None) => {
+            let case = CheckCase {
+                name: None,
+                tenant: check
+                    .tenant
+                    .clone()
+                    .or_else(|| tenant.map(str::to_owned))
+                    .ok_or("a check step needs a tenant (in the check or the file's `tenant:`)")?,
+                subject: check.subject.clone(),
+                permission: check.permission.clone(),
+                expect: step.expect.clone(),
+                reason: step.reason.clone(),
+                error: None,
+                at: None,
+            };
+            run_case(snapshot, &case, now)
+                .map_err(|why| format!("check {} -> {}: {why}", case.subject, case.permission))
+        }
+        (None, Some(action)) => {
+            let kind = match action.as_str() {
+                "assign_role" => "assign",
+                "unassign_role" => "unassign",
+                other => other,
+            };
+            let mut args = match &step.args {
+                None => serde_json::Map::new(),
+                Some(v) => match serde_json::to_value(v).map_err(|e| format!("args: {e}"))? {
+                    serde_json::Value::Object(map) => map,
+                    serde_json::Value::Null => serde_json::Map::new(),
+                    other => return Err(format!("args must be a mapping, not {other}")),
+                },
+            };
+            args.insert("kind".into(), kind.into());
+            if !GLOBAL_KINDS.contains(&kind)
+                && !args.contains_key("tenant")
+                && let Some(t) = tenant
+            {
+                args.insert("tenant".into(), t.into());
+            }
+            // A malformed value (a blank name, a bad pattern) is refused as the
+            // server would refuse it; a wrong or missing field is a bad test.
+            let parsed: Result<Mutation, String> =
+                serde_json::from_value(serde_json::Value::Object(args)).map_err(|e| e.to_string());
+            let mutation = match parsed {
+                Ok(m) => m,
+                Err(e)
+                    if e.starts_with("unknown field")
+                        || e.starts_with("missing field")
+                        || e.starts_with("unknown variant") =>
+                {
+                    return Err(format!(
+                        "`do: {action}` with these args is not a mutation: {e}"
+                    ));
+                }
+                Err(e) => {
+                    let got = format!("INVALID_ARGUMENT ({e})");
+                    if step.expect != "INVALID_ARGUMENT" {
+                        return Err(format!("{action}: expected {}, got {got}", step.expect));
+                    }
+                    if let Some(want) = &step.message
+                        && !e.contains(want.as_str())
+                    {
+                        return Err(format!(
+                            "{action}: expected a message containing `{want}`, got `{e}`"
+                        ));
+                    }
+                    return Ok(got);
+                }
+            };
+            let actor = match step.actor.as_deref() {
+                None | Some("operator") => Actor::Operator,
+                Some(u) => Actor::User(UserId::new(u).map_err(|e| format!("as: {e}"))?),
+            };
+            let outcome = validate(state, state, &actor, &mutation, now);
+            let got = match &outcome {
+                Ok(_) => "OK".to_owned(),
+                Err(e) => format!("{} ({})", refusal_code_name(e.refusal), e.message),
+            };
+            let code = match &outcome {
+                Ok(_) => "OK",
+                Err(e) => refusal_code_name(e.refusal),
+            };
+            if code != step.expect {
+                return Err(format!("{action}: expected {}, got {got}", step.expect));
+            }
+            if let (Some(want), Err(e)) = (&step.message, &outcome)
+                && !e.message.contains(want.as_str())
+            {
+                return Err(format!(
+                    "{action}: expected a message containing `{want}`, got `{}`",
+                    e.message
+                ));
+            }
+            if let Ok((next, _)) = outcome {
+                *state = next;
+                *snapshot = compile(Arc::new(state.clone()));
+            }
+            Ok(got)
+        }
+        _ => Err("a step has either `do` (with `args`) or `check`".into()),
     }
 }
 

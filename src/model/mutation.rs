@@ -21,7 +21,7 @@ use super::time::Timestamp;
 
 /// A change to the state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Mutation {
     // --- tenants (operator only, except settings)
     CreateTenant {

@@ -282,13 +282,41 @@ impl fmt::Debug for GrantPattern {
     }
 }
 
-/// One entry of a role: an effect and a pattern.
+/// One entry of a role: an effect and a pattern. Written as
+/// `{effect, pattern}`; read also as a plain pattern (allow) or as
+/// `{allow: PATTERN}` / `{deny: PATTERN}`, as policy files write it.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
+#[serde(try_from = "GrantForm")]
 pub struct Grant {
     pub effect: Effect,
     pub pattern: GrantPattern,
+}
+
+/// The forms a grant may be written in.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum GrantForm {
+    Plain(String),
+    Full { effect: Effect, pattern: String },
+    Allow { allow: String },
+    Deny { deny: String },
+}
+
+impl TryFrom<GrantForm> for Grant {
+    type Error = PathError;
+    fn try_from(form: GrantForm) -> Result<Self, PathError> {
+        let (effect, text) = match form {
+            GrantForm::Plain(t) | GrantForm::Allow { allow: t } => (Effect::Allow, t),
+            GrantForm::Deny { deny: t } => (Effect::Deny, t),
+            GrantForm::Full { effect, pattern } => (effect, pattern),
+        };
+        Ok(Grant {
+            effect,
+            pattern: GrantPattern::parse(&text)?,
+        })
+    }
 }
 
 impl Grant {
@@ -384,6 +412,24 @@ mod tests {
         assert!(exact.matches("documents:view", "x"));
         assert!(!exact.matches("documents:view:x", "x"));
         assert!(!exact.matches("documents", "x"));
+    }
+
+    #[test]
+    fn grants_read_every_form() {
+        let forms = [
+            ("\"a:b\"", Effect::Allow),
+            ("{\"allow\":\"a:b\"}", Effect::Allow),
+            ("{\"deny\":\"a:b\"}", Effect::Deny),
+            ("{\"effect\":\"deny\",\"pattern\":\"a:b\"}", Effect::Deny),
+        ];
+        for (text, effect) in forms {
+            let g: Grant = serde_json::from_str(text).unwrap();
+            assert_eq!((g.effect, g.pattern.as_str()), (effect, "a:b"), "{text}");
+        }
+        let g = Grant::deny(GrantPattern::parse("x:*").unwrap());
+        let text = serde_json::to_string(&g).unwrap();
+        assert_eq!(text, "{\"effect\":\"deny\",\"pattern\":\"x:*\"}");
+        assert!(serde_json::from_str::<Grant>("\"a::b\"").is_err());
     }
 
     #[test]

@@ -192,10 +192,11 @@ pub fn validate(
     mutation: &Mutation,
     now: Timestamp,
 ) -> Result<(State, Touched), AdminError> {
-    check_shape(state, mutation, now)?;
+    // Who asks comes first, so a refusal does not reveal what exists.
     if let Actor::User(actor) = actor {
         check_actor(state, authority, actor, mutation, now)?;
     }
+    check_shape(state, mutation, now)?;
     let mut next = state.clone();
     let touched = apply(&mut next, mutation).map_err(|e| err(Refusal::Precondition, e.why))?;
     check_last_admin(state, &next, mutation, now)?;
@@ -214,7 +215,10 @@ fn role_exists(t: &Tenant, role: &RoleName) -> Result<(), AdminError> {
     if t.roles.contains_key(role) {
         Ok(())
     } else {
-        Err(err(Refusal::NotFound, format!("unknown role `{role}` in tenant `{}`", t.id)))
+        Err(err(
+            Refusal::NotFound,
+            format!("unknown role `{role}` in tenant `{}`", t.id),
+        ))
     }
 }
 
@@ -226,7 +230,10 @@ fn subject_exists(t: &Tenant, s: &Subject) -> Result<(), AdminError> {
     if ok {
         Ok(())
     } else {
-        Err(err(Refusal::NotFound, format!("unknown {s} in tenant `{}`", t.id)))
+        Err(err(
+            Refusal::NotFound,
+            format!("unknown {s} in tenant `{}`", t.id),
+        ))
     }
 }
 
@@ -236,7 +243,10 @@ fn covered(catalog: &Catalog, grant: &Grant) -> Result<(), AdminError> {
     } else {
         Err(err(
             Refusal::Invalid,
-            format!("grant `{}` is not covered by the catalog: a permission must be a valid system permission name", grant.pattern),
+            format!(
+                "grant `{}` is not covered by the catalog: a permission must be a valid system permission name",
+                grant.pattern
+            ),
         ))
     }
 }
@@ -275,10 +285,17 @@ fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminE
     match m {
         Mutation::CreateTenant { tenant, .. } => {
             if state.tenants.contains_key(tenant) {
-                return Err(err(Refusal::Exists, format!("tenant `{tenant}` already exists")));
+                return Err(err(
+                    Refusal::Exists,
+                    format!("tenant `{tenant}` already exists"),
+                ));
             }
         }
-        Mutation::UpdateTenant { tenant: id, settings, .. } => {
+        Mutation::UpdateTenant {
+            tenant: id,
+            settings,
+            ..
+        } => {
             let t = tenant(state, id)?;
             if settings.as_ref().is_some_and(|s| s.single_role_per_user) {
                 let mut seen = BTreeSet::new();
@@ -286,7 +303,9 @@ fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminE
                     if matches!(s, Subject::User(_)) && !seen.insert(s) {
                         return Err(err(
                             Refusal::Precondition,
-                            format!("cannot turn on `single_role_per_user`: `{s}` has more than one role"),
+                            format!(
+                                "cannot turn on `single_role_per_user`: `{s}` has more than one role"
+                            ),
                         ));
                     }
                 }
@@ -297,16 +316,26 @@ fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminE
         }
         Mutation::DefineCatalogEntry { entry } => {
             let mut c = (*state.catalog).clone();
-            c.define(entry.clone()).map_err(|e| err(Refusal::Exists, e.to_string()))?;
+            c.define(entry.clone())
+                .map_err(|e| err(Refusal::Exists, e.to_string()))?;
         }
         Mutation::SetCatalogStability { permission, .. } => {
             if state.catalog.get(permission.as_str()).is_none() {
-                return Err(err(Refusal::NotFound, format!("unknown catalog entry `{permission}`")));
+                return Err(err(
+                    Refusal::NotFound,
+                    format!("unknown catalog entry `{permission}`"),
+                ));
             }
         }
-        Mutation::RemoveCatalogEntry { permission, cascade } => {
+        Mutation::RemoveCatalogEntry {
+            permission,
+            cascade,
+        } => {
             let Some(entry) = state.catalog.get(permission.as_str()) else {
-                return Err(err(Refusal::NotFound, format!("unknown catalog entry `{permission}`")));
+                return Err(err(
+                    Refusal::NotFound,
+                    format!("unknown catalog entry `{permission}`"),
+                ));
             };
             if entry.builtin {
                 return Err(err(
@@ -330,10 +359,17 @@ fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminE
                         }
                     }
                 }
-                if let Some(g) = state.bridges_grants.iter().find(|g| !c.covers_grant(&g.pattern)) {
+                if let Some(g) = state
+                    .bridges_grants
+                    .iter()
+                    .find(|g| !c.covers_grant(&g.pattern))
+                {
                     return Err(err(
                         Refusal::Precondition,
-                        format!("catalog entry `{permission}` is still used by bridges grant `{}`", g.pattern),
+                        format!(
+                            "catalog entry `{permission}` is still used by bridges grant `{}`",
+                            g.pattern
+                        ),
                     ));
                 }
             }
@@ -344,26 +380,46 @@ fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminE
             }
             no_duplicates(grants)?;
         }
-        Mutation::CreateRole { tenant: id, role, .. } => {
+        Mutation::CreateRole {
+            tenant: id, role, ..
+        } => {
             let t = tenant(state, id)?;
             if role.is_system() {
                 return Err(err(
                     Refusal::Invalid,
-                    format!("`{role}` is a reserved name: Administrators, Users and Bridges are system roles"),
+                    format!(
+                        "`{role}` is a reserved name: Administrators, Users and Bridges are system roles"
+                    ),
                 ));
             }
             if t.roles.contains_key(role) {
-                return Err(err(Refusal::Exists, format!("role `{role}` already exists in tenant `{id}`")));
+                return Err(err(
+                    Refusal::Exists,
+                    format!("role `{role}` already exists in tenant `{id}`"),
+                ));
             }
         }
-        Mutation::UpdateRoleDescription { tenant: id, role, description } => {
+        Mutation::UpdateRoleDescription {
+            tenant: id,
+            role,
+            description,
+        } => {
             let t = tenant(state, id)?;
             role_exists(t, role)?;
-            if matches!(RoleKind::of(role), RoleKind::Administrators | RoleKind::Bridges) {
-                return Err(err(Refusal::Precondition, format!("system role `{role}` is protected")));
+            if matches!(
+                RoleKind::of(role),
+                RoleKind::Administrators | RoleKind::Bridges
+            ) {
+                return Err(err(
+                    Refusal::Precondition,
+                    format!("system role `{role}` is protected"),
+                ));
             }
             if description.chars().count() > 1_000 {
-                return Err(err(Refusal::Invalid, "description must be at most 1000 characters"));
+                return Err(err(
+                    Refusal::Invalid,
+                    "description must be at most 1000 characters",
+                ));
             }
         }
         Mutation::DeleteRole { tenant: id, role } => {
@@ -379,28 +435,48 @@ fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminE
             if members > 0 {
                 return Err(err(
                     Refusal::Precondition,
-                    format!("role `{role}` has {members} member(s): unassign them before deleting it"),
+                    format!(
+                        "role `{role}` has {members} member(s): unassign them before deleting it"
+                    ),
                 ));
             }
         }
-        Mutation::Grant { tenant: id, role, grant } => {
+        Mutation::Grant {
+            tenant: id,
+            role,
+            grant,
+        } => {
             let t = tenant(state, id)?;
             role_exists(t, role)?;
             editable_grants(role)?;
             covered(&state.catalog, grant)?;
             if t.roles.get(role).is_some_and(|r| r.grants.contains(grant)) {
-                return Err(err(Refusal::Exists, format!("role `{role}` already has `{grant}`")));
+                return Err(err(
+                    Refusal::Exists,
+                    format!("role `{role}` already has `{grant}`"),
+                ));
             }
         }
-        Mutation::Revoke { tenant: id, role, grant } => {
+        Mutation::Revoke {
+            tenant: id,
+            role,
+            grant,
+        } => {
             let t = tenant(state, id)?;
             role_exists(t, role)?;
             editable_grants(role)?;
             if !t.roles.get(role).is_some_and(|r| r.grants.contains(grant)) {
-                return Err(err(Refusal::NotFound, format!("role `{role}` has no grant `{grant}`")));
+                return Err(err(
+                    Refusal::NotFound,
+                    format!("role `{role}` has no grant `{grant}`"),
+                ));
             }
         }
-        Mutation::SetGrants { tenant: id, role, grants } => {
+        Mutation::SetGrants {
+            tenant: id,
+            role,
+            grants,
+        } => {
             let t = tenant(state, id)?;
             role_exists(t, role)?;
             editable_grants(role)?;
@@ -409,22 +485,37 @@ fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminE
             }
             no_duplicates(grants)?;
         }
-        Mutation::CreateGroup { tenant: id, group, .. } => {
+        Mutation::CreateGroup {
+            tenant: id, group, ..
+        } => {
             let t = tenant(state, id)?;
             if t.groups.contains_key(group) {
-                return Err(err(Refusal::Exists, format!("group `{group}` already exists in tenant `{id}`")));
+                return Err(err(
+                    Refusal::Exists,
+                    format!("group `{group}` already exists in tenant `{id}`"),
+                ));
             }
         }
         Mutation::DeleteGroup { tenant: id, group } => {
             let t = tenant(state, id)?;
             subject_exists(t, &Subject::Group(group.clone()))?;
         }
-        Mutation::AddMember { tenant: id, group, member } => {
+        Mutation::AddMember {
+            tenant: id,
+            group,
+            member,
+        } => {
             let t = tenant(state, id)?;
             subject_exists(t, &Subject::Group(group.clone()))?;
             subject_exists(t, member)?;
-            if t.groups.get(group).is_some_and(|g| g.members.contains(member)) {
-                return Err(err(Refusal::Exists, format!("{member} is already a member of group `{group}`")));
+            if t.groups
+                .get(group)
+                .is_some_and(|g| g.members.contains(member))
+            {
+                return Err(err(
+                    Refusal::Exists,
+                    format!("{member} is already a member of group `{group}`"),
+                ));
             }
             if let Subject::Group(child) = member
                 && t.would_cycle(group, child)
@@ -435,11 +526,22 @@ fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminE
                 ));
             }
         }
-        Mutation::RemoveMember { tenant: id, group, member } => {
+        Mutation::RemoveMember {
+            tenant: id,
+            group,
+            member,
+        } => {
             let t = tenant(state, id)?;
             subject_exists(t, &Subject::Group(group.clone()))?;
-            if !t.groups.get(group).is_some_and(|g| g.members.contains(member)) {
-                return Err(err(Refusal::NotFound, format!("{member} is not a member of group `{group}`")));
+            if !t
+                .groups
+                .get(group)
+                .is_some_and(|g| g.members.contains(member))
+            {
+                return Err(err(
+                    Refusal::NotFound,
+                    format!("{member} is not a member of group `{group}`"),
+                ));
             }
         }
         Mutation::AddUser {
@@ -451,11 +553,16 @@ fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminE
         } => {
             let t = tenant(state, id)?;
             if t.users.contains_key(user) {
-                return Err(err(Refusal::Exists, format!("user `{user}` is already a member of tenant `{id}`")));
+                return Err(err(
+                    Refusal::Exists,
+                    format!("user `{user}` is already a member of tenant `{id}`"),
+                ));
             }
             valid_info(email, display_name)?;
         }
-        Mutation::UpdateUserStatus { tenant: id, user, .. } => {
+        Mutation::UpdateUserStatus {
+            tenant: id, user, ..
+        } => {
             let t = tenant(state, id)?;
             subject_exists(t, &Subject::User(user.clone()))?;
         }
@@ -485,18 +592,31 @@ fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminE
             if let Some(e) = expires
                 && *e <= now
             {
-                return Err(err(Refusal::Invalid, format!("expiry {e} is not in the future")));
+                return Err(err(
+                    Refusal::Invalid,
+                    format!("expiry {e} is not in the future"),
+                ));
             }
             if let Some(b) = t.bindings.get(&(subject.clone(), role.clone()))
                 && b.expires == *expires
             {
-                return Err(err(Refusal::Exists, format!("{subject} is already bound to `{role}`")));
+                return Err(err(
+                    Refusal::Exists,
+                    format!("{subject} is already bound to `{role}`"),
+                ));
             }
         }
-        Mutation::Unassign { tenant: id, subject, role } => {
+        Mutation::Unassign {
+            tenant: id,
+            subject,
+            role,
+        } => {
             let t = tenant(state, id)?;
             if !t.bindings.contains_key(&(subject.clone(), role.clone())) {
-                return Err(err(Refusal::NotFound, format!("{subject} is not bound to `{role}`")));
+                return Err(err(
+                    Refusal::NotFound,
+                    format!("{subject} is not bound to `{role}`"),
+                ));
             }
         }
     }
@@ -507,7 +627,10 @@ fn no_duplicates(grants: &[Grant]) -> Result<(), AdminError> {
     let mut seen = BTreeSet::new();
     for g in grants {
         if !seen.insert(g) {
-            return Err(err(Refusal::Invalid, format!("grant `{g}` is listed twice")));
+            return Err(err(
+                Refusal::Invalid,
+                format!("grant `{g}` is listed twice"),
+            ));
         }
     }
     Ok(())
@@ -516,7 +639,13 @@ fn no_duplicates(grants: &[Grant]) -> Result<(), AdminError> {
 /// Requires the actor to be allowed `prefix:param`. A parameter that is not a
 /// valid path segment (a role name with a space) can only be covered by a
 /// wildcard, so then the actor must hold `prefix:*`.
-fn require(view: &ActorView, actor: &UserId, tenant: &TenantId, prefix: &str, param: Option<&str>) -> Result<(), AdminError> {
+fn require(
+    view: &ActorView,
+    actor: &UserId,
+    tenant: &TenantId,
+    prefix: &str,
+    param: Option<&str>,
+) -> Result<(), AdminError> {
     let permission = match param {
         Some(p) => format!("{prefix}:{p}"),
         None => prefix.to_owned(),
@@ -569,7 +698,9 @@ fn hand_out(
     roles: impl IntoIterator<Item = RoleName>,
 ) -> Result<(), AdminError> {
     for role_name in roles {
-        let Some(role) = t.roles.get(&role_name) else { continue };
+        let Some(role) = t.roles.get(&role_name) else {
+            continue;
+        };
         if role.kind() == RoleKind::Bridges && !view.administrator {
             return Err(err(
                 Refusal::Denied,
@@ -591,8 +722,38 @@ fn hand_out(
     Ok(())
 }
 
+/// Deactivating or removing another user takes away everything it holds,
+/// so the actor must hold all of that itself (rediacc: "equal or fewer
+/// privileges"); a delegated admin cannot lock out an Administrator.
+fn outranks(
+    authority: &dyn Authority,
+    view: &ActorView,
+    actor: &UserId,
+    tenant: &TenantId,
+    target: &UserId,
+    now: Timestamp,
+) -> Result<(), AdminError> {
+    let theirs = authority.view(tenant, target, now);
+    for g in theirs.grants.iter().filter(|g| g.effect == Effect::Allow) {
+        if !view.holds(&g.pattern, actor.as_str()) {
+            return Err(err(
+                Refusal::Denied,
+                format!(
+                    "no escalation: `{target}` holds `{}` which actor `{actor}` does not, so `{actor}` cannot deactivate or remove them",
+                    g.pattern
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The roles bound (live) to a group or any group containing it.
-fn roles_through_group(t: &Tenant, group: &super::ids::GroupName, now: Timestamp) -> BTreeSet<RoleName> {
+fn roles_through_group(
+    t: &Tenant,
+    group: &super::ids::GroupName,
+    now: Timestamp,
+) -> BTreeSet<RoleName> {
     let mut groups = groups_containing(t, &Subject::Group(group.clone()));
     groups.insert(group.clone());
     t.bindings
@@ -605,7 +766,10 @@ fn roles_through_group(t: &Tenant, group: &super::ids::GroupName, now: Timestamp
 fn operator_only(m: &Mutation) -> Result<(), AdminError> {
     Err(err(
         Refusal::Denied,
-        format!("`{}` changes the whole deployment and needs an operator credential", m.kind()),
+        format!(
+            "`{}` changes the whole deployment and needs an operator credential",
+            m.kind()
+        ),
     ))
 }
 
@@ -622,23 +786,39 @@ fn check_actor(
         if user == actor {
             return Ok(()); // own profile: always
         }
-        let allowed = state.tenants.values().filter(|t| t.users.contains_key(user)).any(|t| {
-            let view = authority.view(&t.id, actor, now);
-            require(&view, actor, &t.id, "ACM:USER:UPDATE:INFO", Some(user.as_str())).is_ok()
-        });
+        let allowed = state
+            .tenants
+            .values()
+            .filter(|t| t.users.contains_key(user))
+            .any(|t| {
+                let view = authority.view(&t.id, actor, now);
+                require(
+                    &view,
+                    actor,
+                    &t.id,
+                    "ACM:USER:UPDATE:INFO",
+                    Some(user.as_str()),
+                )
+                .is_ok()
+            });
         return if allowed {
             Ok(())
         } else {
             Err(err(
                 Refusal::Denied,
-                format!("actor `{actor}` lacks `ACM:USER:UPDATE:INFO:{user}` in every tenant `{user}` belongs to"),
+                format!(
+                    "actor `{actor}` lacks `ACM:USER:UPDATE:INFO:{user}` in every tenant `{user}` belongs to"
+                ),
             ))
         };
     }
     let Some(id) = m.tenant() else {
         return operator_only(m);
     };
-    if matches!(m, Mutation::CreateTenant { .. } | Mutation::DeleteTenant { .. }) {
+    if matches!(
+        m,
+        Mutation::CreateTenant { .. } | Mutation::DeleteTenant { .. }
+    ) {
         return operator_only(m);
     }
     if let Mutation::AddUser { user, .. } = m
@@ -656,14 +836,34 @@ fn check_actor(
     }
     let role_param = |r: &RoleName| Some(r.as_str().to_owned());
     match m {
-        Mutation::UpdateTenant { .. } => require(&view, actor, id, "ACM:TENANT:UPDATE:SETTINGS", None),
-        Mutation::CreateRole { .. } => require(&view, actor, id, "ACM:ROLE:INSERT", None),
-        Mutation::UpdateRoleDescription { role, .. } => {
-            require(&view, actor, id, "ACM:ROLE:UPDATE:DESCRIPTION", role_param(role).as_deref())
+        Mutation::UpdateTenant { .. } => {
+            require(&view, actor, id, "ACM:TENANT:UPDATE:SETTINGS", None)
         }
-        Mutation::DeleteRole { role, .. } => require(&view, actor, id, "ACM:ROLE:DELETE", role_param(role).as_deref()),
-        Mutation::Grant { role, .. } | Mutation::Revoke { role, .. } | Mutation::SetGrants { role, .. } => {
-            require(&view, actor, id, "ACM:ROLE:UPDATE:PERMISSIONS", role_param(role).as_deref())?;
+        Mutation::CreateRole { .. } => require(&view, actor, id, "ACM:ROLE:INSERT", None),
+        Mutation::UpdateRoleDescription { role, .. } => require(
+            &view,
+            actor,
+            id,
+            "ACM:ROLE:UPDATE:DESCRIPTION",
+            role_param(role).as_deref(),
+        ),
+        Mutation::DeleteRole { role, .. } => require(
+            &view,
+            actor,
+            id,
+            "ACM:ROLE:DELETE",
+            role_param(role).as_deref(),
+        ),
+        Mutation::Grant { role, .. }
+        | Mutation::Revoke { role, .. }
+        | Mutation::SetGrants { role, .. } => {
+            require(
+                &view,
+                actor,
+                id,
+                "ACM:ROLE:UPDATE:PERMISSIONS",
+                role_param(role).as_deref(),
+            )?;
             // `Users` is everyone's, so editing it is not editing one's own grants.
             if view.roles.contains(role) && RoleKind::of(role) != RoleKind::Users {
                 return Err(err(
@@ -680,7 +880,10 @@ fn check_actor(
                 if g.effect == Effect::Allow && !view.holds(&g.pattern, actor.as_str()) {
                     return Err(err(
                         Refusal::Denied,
-                        format!("no escalation: actor `{actor}` does not hold `{}` and so cannot grant it", g.pattern),
+                        format!(
+                            "no escalation: actor `{actor}` does not hold `{}` and so cannot grant it",
+                            g.pattern
+                        ),
                     ));
                 }
             }
@@ -692,44 +895,75 @@ fn check_actor(
             if is_self(t, actor, &Subject::Group(group.clone())) {
                 return Err(err(
                     Refusal::Denied,
-                    format!("no one edits their own group memberships: actor `{actor}` is in group `{group}`"),
+                    format!(
+                        "no one edits their own group memberships: actor `{actor}` is in group `{group}`"
+                    ),
                 ));
             }
             Ok(())
         }
-        Mutation::AddMember { group, member, .. } | Mutation::RemoveMember { group, member, .. } => {
-            require(&view, actor, id, "ACM:GROUP:UPDATE:MEMBERS", Some(group.as_str()))?;
+        Mutation::AddMember { group, member, .. }
+        | Mutation::RemoveMember { group, member, .. } => {
+            require(
+                &view,
+                actor,
+                id,
+                "ACM:GROUP:UPDATE:MEMBERS",
+                Some(group.as_str()),
+            )?;
             if is_self(t, actor, member) {
                 return Err(err(
                     Refusal::Denied,
-                    format!("no one edits their own group memberships: {member} is or contains actor `{actor}`"),
+                    format!(
+                        "no one edits their own group memberships: {member} is or contains actor `{actor}`"
+                    ),
                 ));
             }
-            if matches!(m, Mutation::AddMember { .. }) {
-                hand_out(state, t, &view, actor, roles_through_group(t, group, now))?;
-            }
-            Ok(())
+            // Adding hands the group's roles out; removing takes them away:
+            // either needs the actor to hold them (equal or fewer privileges).
+            hand_out(state, t, &view, actor, roles_through_group(t, group, now))
         }
         Mutation::AddUser { .. } => require(&view, actor, id, "ACM:USER:INSERT", None),
         Mutation::UpdateUserStatus { user, .. } => {
-            require(&view, actor, id, "ACM:USER:UPDATE:STATUS", Some(user.as_str()))?;
+            require(
+                &view,
+                actor,
+                id,
+                "ACM:USER:UPDATE:STATUS",
+                Some(user.as_str()),
+            )?;
             if user == actor {
                 return Err(err(Refusal::Denied, "no one changes their own status"));
             }
-            Ok(())
+            outranks(authority, &view, actor, id, user, now)
         }
         Mutation::RemoveUser { user, .. } if user == actor => {
             // Leaving: needs the right to edit users there, another active
             // Administrator left behind, and another tenant to belong to.
-            require(&view, actor, id, "ACM:USER:UPDATE:ROLES", Some(user.as_str()))?;
-            let others = active_administrators(t, now).into_iter().filter(|a| a != actor).count();
+            require(
+                &view,
+                actor,
+                id,
+                "ACM:USER:UPDATE:ROLES",
+                Some(user.as_str()),
+            )?;
+            let others = active_administrators(t, now)
+                .into_iter()
+                .filter(|a| a != actor)
+                .count();
             if others == 0 {
                 return Err(err(
                     Refusal::Precondition,
-                    format!("`{actor}` may leave tenant `{id}` only while another active Administrator remains"),
+                    format!(
+                        "`{actor}` may leave tenant `{id}` only while another active Administrator remains"
+                    ),
                 ));
             }
-            if !state.tenants.values().any(|o| o.id != *id && o.users.contains_key(actor)) {
+            if !state
+                .tenants
+                .values()
+                .any(|o| o.id != *id && o.users.contains_key(actor))
+            {
                 return Err(err(
                     Refusal::Precondition,
                     format!("`{actor}` may not leave tenant `{id}`: it is their only tenant"),
@@ -737,22 +971,30 @@ fn check_actor(
             }
             Ok(())
         }
-        Mutation::RemoveUser { user, .. } => require(&view, actor, id, "ACM:USER:DELETE", Some(user.as_str())),
+        Mutation::RemoveUser { user, .. } => {
+            require(&view, actor, id, "ACM:USER:DELETE", Some(user.as_str()))?;
+            outranks(authority, &view, actor, id, user, now)
+        }
         Mutation::Assign { subject, role, .. } | Mutation::Unassign { subject, role, .. } => {
-            require(&view, actor, id, "ACM:ROLE:ASSIGN", role_param(role).as_deref())?;
+            require(
+                &view,
+                actor,
+                id,
+                "ACM:ROLE:ASSIGN",
+                role_param(role).as_deref(),
+            )?;
             if let Subject::User(u) = subject {
                 require(&view, actor, id, "ACM:USER:UPDATE:ROLES", Some(u.as_str()))?;
             }
             if is_self(t, actor, subject) {
                 return Err(err(
                     Refusal::Denied,
-                    format!("no one edits their own roles: {subject} is or contains actor `{actor}`"),
+                    format!(
+                        "no one edits their own roles: {subject} is or contains actor `{actor}`"
+                    ),
                 ));
             }
-            if matches!(m, Mutation::Assign { .. }) {
-                hand_out(state, t, &view, actor, [role.clone()])?;
-            }
-            Ok(())
+            hand_out(state, t, &view, actor, [role.clone()])
         }
         Mutation::CreateTenant { .. }
         | Mutation::DeleteTenant { .. }
@@ -781,7 +1023,10 @@ pub fn active_administrators(t: &Tenant, now: Timestamp) -> BTreeSet<UserId> {
         }
         match s {
             Subject::User(u) => {
-                if t.users.get(u).is_some_and(|u| u.status == UserStatus::Active) {
+                if t.users
+                    .get(u)
+                    .is_some_and(|u| u.status == UserStatus::Active)
+                {
                     out.insert(u.clone());
                 }
             }
@@ -799,12 +1044,19 @@ pub fn active_administrators(t: &Tenant, now: Timestamp) -> BTreeSet<UserId> {
 /// deactivated or deleted, by anyone, the operator included: a tenant never
 /// loses its last way to be administered by accident. Deleting the tenant
 /// itself is the operator's explicit way out.
-fn check_last_admin(before: &State, after: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminError> {
+fn check_last_admin(
+    before: &State,
+    after: &State,
+    m: &Mutation,
+    now: Timestamp,
+) -> Result<(), AdminError> {
     if matches!(m, Mutation::DeleteTenant { .. }) {
         return Ok(());
     }
     for (id, t) in &before.tenants {
-        let Some(next) = after.tenants.get(id) else { continue };
+        let Some(next) = after.tenants.get(id) else {
+            continue;
+        };
         if std::sync::Arc::ptr_eq(t, next) {
             continue;
         }
@@ -817,7 +1069,10 @@ fn check_last_admin(before: &State, after: &State, m: &Mutation, now: Timestamp)
                 Refusal::Precondition,
                 format!(
                     "cannot remove the last active Administrator of tenant `{id}` ({})",
-                    had.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    had.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         }

@@ -5,12 +5,31 @@ use std::fmt;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// A point in time, in whole seconds since 1970-01-01T00:00:00Z.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(transparent)]
+/// A point in time, in whole seconds since 1970-01-01T00:00:00Z. Written as
+/// RFC 3339; read from RFC 3339 or from whole seconds.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Timestamp(pub i64);
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Seconds(s) => Ok(Timestamp(s)),
+            Raw::Text(t) => Timestamp::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
 
 impl Timestamp {
     /// Parses RFC 3339, e.g. `2027-01-01T00:00:00Z` or `2027-01-01T02:00:00+02:00`.
@@ -60,5 +79,14 @@ mod tests {
         assert_eq!(t.to_string(), "2027-01-01T00:00:00Z");
         assert_eq!(Timestamp::parse("2027-01-01T02:00:00+02:00").unwrap(), t);
         assert!(Timestamp::parse("2027-01-01").is_err());
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            "\"2027-01-01T00:00:00Z\""
+        );
+        assert_eq!(
+            serde_json::from_str::<Timestamp>("\"2027-01-01T00:00:00Z\"").unwrap(),
+            t
+        );
+        assert_eq!(serde_json::from_str::<Timestamp>("1798761600").unwrap(), t);
     }
 }
