@@ -1,0 +1,103 @@
+//! Durable storage: the changelog (`revision → mutation`), the audit log,
+//! and state checkpoints, behind the [`Store`] trait so another backend can
+//! come later. `sled.rs` is the production backend, `memory.rs` the one for
+//! tests.
+//!
+//! Recovery is checkpoint + replay: [`Store::load`] reads the newest
+//! checkpoint and applies every later changelog entry with `model::apply`.
+//! A commit writes the changelog entry and its audit record in one
+//! transaction and flushes before returning, so an acknowledged mutation is
+//! durable.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::model::{Mutation, State, Timestamp};
+
+/// How an attempted change ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Committed at the record's revision.
+    Applied,
+    /// Refused by a rule; nothing changed.
+    Refused { code: String, message: String },
+}
+
+/// One audit log record: every mutation, and every refused attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Assigned by the store: increases by one per record, applied or refused.
+    #[serde(default)]
+    pub seq: u64,
+    pub time: Timestamp,
+    /// The acting user; `None` for an operator credential.
+    pub actor: Option<String>,
+    /// Which credential made the call (a token name, `operator`, `bootstrap`).
+    pub credential: String,
+    /// The revision the mutation was committed at; for a refusal, the
+    /// revision the state was at.
+    pub revision: u64,
+    /// The tenant it concerned, if any (for filtering).
+    pub tenant: Option<String>,
+    pub mutation: Mutation,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// Which audit records to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub tenant: Option<String>,
+    pub actor: Option<String>,
+    /// Inclusive revision range.
+    pub from_revision: Option<u64>,
+    pub to_revision: Option<u64>,
+    /// Start after this `seq` (paging); 0 from the start.
+    pub after_seq: u64,
+    /// At most this many records (the caller bounds it).
+    pub limit: usize,
+}
+
+/// A storage failure. Never a rule refusal: those are `AdminError`s.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Backend(String),
+    #[error("corrupt record at {at}: {why}")]
+    Corrupt { at: String, why: String },
+    #[error("revision {got} does not follow {have}")]
+    OutOfOrder { have: u64, got: u64 },
+}
+
+/// Durable storage of the changelog, the audit log and checkpoints.
+pub trait Store: Send + Sync {
+    /// The state at the last committed revision: the newest checkpoint with
+    /// every later changelog entry applied. An empty store gives `State::new()`
+    /// (revision 0).
+    fn load(&self) -> Result<State, StoreError>;
+
+    /// Durably appends `mutation` at `revision` (which must be the last
+    /// revision + 1) together with its audit record, in one transaction,
+    /// flushed before returning.
+    fn commit(&self, revision: u64, mutation: &Mutation, audit: AuditRecord) -> Result<(), StoreError>;
+
+    /// Durably records a refused attempt (no revision).
+    fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError>;
+
+    /// The changelog entries with revision > `after`, in order, at most `limit`.
+    fn changelog(&self, after: u64, limit: usize) -> Result<Vec<(u64, Mutation)>, StoreError>;
+
+    /// Audit records matching `filter`, in `seq` order.
+    fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Writes a checkpoint of `state` (at `state.revision`), so recovery
+    /// replays only what follows it. May run concurrently with commits.
+    fn checkpoint(&self, state: &State) -> Result<(), StoreError>;
+
+    /// The last committed revision (0 for an empty store).
+    fn revision(&self) -> Result<u64, StoreError>;
+
+    /// Flushes everything to disk.
+    fn flush(&self) -> Result<(), StoreError>;
+}
