@@ -8,7 +8,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Hand protoc's path to prost-build through its config: `set_var` is unsafe
     // in edition 2024 and not needed.
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    let protos = ["proto/rampart/v1/authorization.proto"];
+    let protos = [
+        "proto/rampart/v1/authorization.proto",
+        "proto/rampart/v1/admin.proto",
+    ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

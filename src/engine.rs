@@ -1,34 +1,97 @@
-//! The published snapshot: swapped atomically, read without locks.
+//! The one writer, and the published snapshot.
 //!
-//! Readers call [`Engine::load`] (an `ArcSwap` load, no lock). The one writer
-//! publishes a newly compiled snapshot with [`Engine::publish`], which also
-//! wakes anyone waiting for a revision (`at_least_revision`). The admin
-//! writer (validate → commit → apply → compile → swap) builds on this.
+//! Readers call [`Engine::load`] (an `ArcSwap` load, no lock). Every change
+//! goes through [`Engine::submit`], serialised by one async mutex:
+//! validate (the admin rules, against the current snapshot) → commit (the
+//! store writes the changelog entry and the audit record and flushes) →
+//! recompile what the change touched → swap → reply. Durable before
+//! visible: a change is in the snapshot only after the store acknowledged
+//! it, and in the snapshot before the caller hears back, so a Check sent
+//! after the reply sees it. A refused attempt is audited and changes nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::sync::watch;
+use thiserror::Error;
+use tokio::sync::{Mutex, watch};
 
-use crate::model::State;
-use crate::policy::{Snapshot, compile};
+use crate::model::rules::{Actor, AdminError, Refusal, validate};
+use crate::model::{Mutation, State, Timestamp, apply};
+use crate::policy::{Snapshot, compile, recompile};
+use crate::store::{AuditRecord, Outcome, Store, StoreError};
 
-/// Holds the current snapshot.
-#[derive(Debug)]
+/// Why a submitted change did not happen.
+#[derive(Debug, Error)]
+pub enum SubmitError {
+    /// A rule refused it.
+    #[error(transparent)]
+    Refused(#[from] AdminError),
+    /// The store failed; nothing changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// This node does not take changes (a read replica).
+    #[error("{0}")]
+    ReadOnly(String),
+}
+
+/// A change that was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The revision it was committed at (for a dry run: would be).
+    pub revision: u64,
+    pub dry_run: bool,
+    pub mutation: Mutation,
+}
+
+/// Holds the current snapshot and serialises changes.
 pub struct Engine {
     current: ArcSwap<Snapshot>,
     revision: watch::Sender<u64>,
+    writer: Mutex<()>,
+    store: Option<Arc<dyn Store>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("revision", &self.load().revision())
+            .field("durable", &self.store.is_some())
+            .finish()
+    }
+}
+
+fn code_name(r: Refusal) -> &'static str {
+    match r {
+        Refusal::Denied => "PERMISSION_DENIED",
+        Refusal::Precondition => "FAILED_PRECONDITION",
+        Refusal::Invalid => "INVALID_ARGUMENT",
+        Refusal::NotFound => "NOT_FOUND",
+        Refusal::Exists => "ALREADY_EXISTS",
+    }
 }
 
 impl Engine {
-    /// An engine serving `state`, compiled.
+    /// An engine serving `state` from memory, with no store: changes are
+    /// not durable. For tests, benchmarks and `serve --in-memory`.
     pub fn new(state: State) -> Self {
+        Self::build(state, None)
+    }
+
+    /// An engine over `store`, starting from the state it holds.
+    pub fn open(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let state = store.load()?;
+        Ok(Self::build(state, Some(store)))
+    }
+
+    fn build(state: State, store: Option<Arc<dyn Store>>) -> Self {
         let snapshot = compile(Arc::new(state));
         let (revision, _) = watch::channel(snapshot.revision());
         Self {
             current: ArcSwap::from_pointee(snapshot),
             revision,
+            writer: Mutex::new(()),
+            store,
         }
     }
 
@@ -38,8 +101,13 @@ impl Engine {
         self.current.load_full()
     }
 
-    /// Swaps in `snapshot` and wakes waiters. The caller is the one writer.
-    pub fn publish(&self, snapshot: Snapshot) {
+    /// The store, if durable.
+    pub fn store(&self) -> Option<&Arc<dyn Store>> {
+        self.store.as_ref()
+    }
+
+    /// Swaps in `snapshot` and wakes waiters. Only the writer calls this.
+    fn publish(&self, snapshot: Snapshot) {
         let revision = snapshot.revision();
         self.current.store(Arc::new(snapshot));
         self.revision.send_replace(revision);
@@ -64,11 +132,127 @@ impl Engine {
             _ => Err(snapshot),
         }
     }
+
+    /// Validates, commits and publishes one change, as `actor` with
+    /// `credential` (named in the audit log). With `dry_run`, validates and
+    /// reports the revision it would get, changing nothing.
+    pub async fn submit(
+        &self,
+        actor: Actor,
+        credential: &str,
+        mutation: Mutation,
+        dry_run: bool,
+    ) -> Result<Committed, SubmitError> {
+        let _writer = self.writer.lock().await;
+        let snapshot = self.load();
+        let state = snapshot.state();
+        let now = Timestamp::now();
+        let record = |revision: u64, outcome: Outcome| AuditRecord {
+            seq: 0,
+            time: now,
+            actor: match &actor {
+                Actor::Operator => None,
+                Actor::User(u) => Some(u.to_string()),
+            },
+            credential: credential.to_owned(),
+            revision,
+            tenant: mutation.tenant().map(ToString::to_string),
+            mutation: mutation.clone(),
+            outcome,
+        };
+        let (next, touched) = match validate(state, &*snapshot, &actor, &mutation, now) {
+            Ok(ok) => ok,
+            Err(refused) => {
+                if !dry_run && let Some(store) = &self.store {
+                    let audit = record(
+                        state.revision,
+                        Outcome::Refused {
+                            code: code_name(refused.refusal).to_owned(),
+                            message: refused.message.clone(),
+                        },
+                    );
+                    let store = Arc::clone(store);
+                    blocking(move || store.record_refusal(audit)).await?;
+                }
+                return Err(refused.into());
+            }
+        };
+        let revision = next.revision;
+        if dry_run {
+            return Ok(Committed {
+                revision,
+                dry_run: true,
+                mutation,
+            });
+        }
+        if let Some(store) = &self.store {
+            let audit = record(revision, Outcome::Applied);
+            let store = Arc::clone(store);
+            let m = mutation.clone();
+            blocking(move || store.commit(revision, &m, audit)).await?;
+        }
+        let compiled = recompile(&snapshot, Arc::new(next), &touched);
+        self.publish(compiled);
+        Ok(Committed {
+            revision,
+            dry_run: false,
+            mutation,
+        })
+    }
+
+    /// Applies `mutations` as the operator without the admin rules (they
+    /// come from a validated policy file), committing each, then publishes
+    /// once. For bootstrapping an empty store.
+    pub async fn bootstrap(
+        &self,
+        mutations: Vec<Mutation>,
+        credential: &str,
+    ) -> Result<u64, SubmitError> {
+        let _writer = self.writer.lock().await;
+        let snapshot = self.load();
+        let mut state = (**snapshot.state()).clone();
+        let now = Timestamp::now();
+        for m in mutations {
+            apply(&mut state, &m).map_err(|e| AdminError {
+                refusal: Refusal::Invalid,
+                message: e.to_string(),
+            })?;
+            if let Some(store) = &self.store {
+                let audit = AuditRecord {
+                    seq: 0,
+                    time: now,
+                    actor: None,
+                    credential: credential.to_owned(),
+                    revision: state.revision,
+                    tenant: m.tenant().map(ToString::to_string),
+                    mutation: m.clone(),
+                    outcome: Outcome::Applied,
+                };
+                let store = Arc::clone(store);
+                let revision = state.revision;
+                blocking(move || store.commit(revision, &m, audit)).await?;
+            }
+        }
+        let revision = state.revision;
+        self.publish(compile(Arc::new(state)));
+        Ok(revision)
+    }
+}
+
+/// Runs blocking store I/O off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(StoreError::Backend(format!("store task failed: {e}"))),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{TenantId, TenantSettings};
 
     #[tokio::test]
     async fn waits_for_a_revision_then_gives_up() {
@@ -81,10 +265,39 @@ mod tests {
             let engine = Arc::clone(&engine);
             tokio::spawn(async move { engine.at_least(1, Duration::from_secs(5)).await })
         };
-        let mut next = State::new();
-        next.revision = 1;
-        engine.publish(compile(Arc::new(next)));
+        let create = Mutation::CreateTenant {
+            tenant: TenantId::new("acme").unwrap(),
+            name: "Acme".into(),
+            settings: TenantSettings::default(),
+        };
+        let done = engine
+            .submit(Actor::Operator, "test", create.clone(), false)
+            .await
+            .unwrap();
+        assert_eq!(done.revision, 1);
         let got = waiter.await.unwrap().unwrap();
         assert_eq!(got.revision(), 1);
+        assert!(
+            got.tenant("acme").is_some(),
+            "the change is visible once acknowledged"
+        );
+
+        // A dry run changes nothing; a repeat is refused.
+        let dry = engine
+            .submit(
+                Actor::Operator,
+                "test",
+                Mutation::DeleteTenant {
+                    tenant: TenantId::new("acme").unwrap(),
+                },
+                true,
+            )
+            .await
+            .unwrap();
+        assert!(dry.dry_run && dry.revision == 2);
+        assert!(engine.load().tenant("acme").is_some());
+        let again = engine.submit(Actor::Operator, "test", create, false).await;
+        assert!(matches!(again, Err(SubmitError::Refused(e)) if e.refusal == Refusal::Exists));
+        assert_eq!(engine.load().revision(), 1);
     }
 }

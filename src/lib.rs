@@ -9,4 +9,5 @@ pub mod engine;
 pub mod model;
 pub mod policy;
 pub mod server;
+pub mod store;
 pub mod synthetic;

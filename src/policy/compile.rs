@@ -431,3 +431,54 @@ fn phases_of(
             .collect(),
     )
 }
+
+/// Compiles `state` reusing what `prev` already compiled: only the tenants
+/// `touched` names are compiled again, unless the change touched everything
+/// (the catalog or the bridge grants).
+pub fn recompile(prev: &Snapshot, state: Arc<State>, touched: &crate::model::Touched) -> Snapshot {
+    if touched.all {
+        return compile(state);
+    }
+    let mut tenants = prev.tenants.clone();
+    for id in &touched.tenants {
+        match state.tenants.get(id) {
+            Some(t) => {
+                tenants.insert(
+                    id.clone(),
+                    Arc::new(compile_tenant(&state, &prev.catalog, Arc::clone(t))),
+                );
+            }
+            None => {
+                tenants.remove(id);
+            }
+        }
+    }
+    Snapshot {
+        revision: state.revision,
+        state,
+        catalog: Arc::clone(&prev.catalog),
+        tenants,
+    }
+}
+
+/// What an actor holds, from the compiled snapshot's precomputed indexes.
+impl crate::model::rules::Authority for Snapshot {
+    fn view(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        now: crate::model::Timestamp,
+    ) -> crate::model::rules::ActorView {
+        match self.tenants.get(tenant) {
+            Some(t) => crate::model::rules::view_of(
+                &self.state,
+                &t.tenant,
+                user,
+                now,
+                &t.parents,
+                &t.bindings,
+            ),
+            None => crate::model::rules::ActorView::default(),
+        }
+    }
+}

@@ -10,7 +10,7 @@ pub mod compile;
 pub mod evaluate;
 pub mod reference;
 
-pub use compile::{Snapshot, TenantSnapshot, compile};
+pub use compile::{Snapshot, TenantSnapshot, compile, recompile};
 pub use evaluate::{
     CheckError, DecidingGrant, Decision, Explanation, Reason, Request, SubjectPermissions, Verdict,
     evaluate, explain, list_subject_permissions, list_subjects,

@@ -80,7 +80,12 @@ pub trait Store: Send + Sync {
     /// Durably appends `mutation` at `revision` (which must be the last
     /// revision + 1) together with its audit record, in one transaction,
     /// flushed before returning.
-    fn commit(&self, revision: u64, mutation: &Mutation, audit: AuditRecord) -> Result<(), StoreError>;
+    fn commit(
+        &self,
+        revision: u64,
+        mutation: &Mutation,
+        audit: AuditRecord,
+    ) -> Result<(), StoreError>;
 
     /// Durably records a refused attempt (no revision).
     fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError>;
