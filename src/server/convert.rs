@@ -21,6 +21,20 @@ pub fn check_error_status(e: &CheckError) -> Status {
     Status::new(check_error_code(e), e.to_string())
 }
 
+/// The gRPC status for a refused change: the rule's kind as the code, its
+/// message as the message.
+pub fn refusal_status(e: &crate::model::rules::AdminError) -> Status {
+    use crate::model::rules::Refusal;
+    let code = match e.refusal {
+        Refusal::Denied => Code::PermissionDenied,
+        Refusal::Precondition => Code::FailedPrecondition,
+        Refusal::Invalid => Code::InvalidArgument,
+        Refusal::NotFound => Code::NotFound,
+        Refusal::Exists => Code::AlreadyExists,
+    };
+    Status::new(code, e.message.clone())
+}
+
 /// Refuses an empty or oversize required field before any lookup.
 pub fn required(field: &'static str, value: &str, max: usize) -> Result<(), Status> {
     if value.is_empty() {

@@ -4,6 +4,7 @@
 //! Owns the transport and the edge conversions; decisions come from
 //! `policy`, snapshots from `engine`.
 
+pub mod admin;
 pub mod authorization;
 pub mod convert;
 pub mod loadgen;
@@ -127,13 +128,16 @@ pub async fn start(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let authorization = AuthorizationServer::new(AuthorizationService::new(engine, config));
+    let authorization =
+        AuthorizationServer::new(AuthorizationService::new(Arc::clone(&engine), config));
+    let admin = proto::admin_server::AdminServer::new(admin::AdminService::new(engine));
     let (shutdown, stop) = oneshot::channel::<()>();
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(authorization);
+        .add_service(authorization)
+        .add_service(admin);
     // TCP_NODELAY: without it, a large response (a BatchCheck of 1,000
     // results) meets Nagle's algorithm and the peer's delayed ACK: ~40 ms.
     let incoming = TcpIncoming::from(listener)

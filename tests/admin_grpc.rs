@@ -1,0 +1,256 @@
+//! The Admin API over real gRPC: refusals carry the rule's code and message,
+//! dry runs change nothing, and a Check sent after a reply sees the change.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::sync::Arc;
+
+use rampart::engine::Engine;
+use rampart::model::policy_file;
+use rampart::server::proto::admin_client::AdminClient;
+use rampart::server::proto::authorization_client::AuthorizationClient;
+use rampart::server::proto::{
+    self, AddMemberRequest, AssignRequest, CheckRequest, Consistency, CreateRoleRequest, Decision,
+    GetRoleRequest, GrantRequest, GrantSpec, ListRolesRequest, RemoveUserRequest, UnassignRequest,
+    consistency::Requirement,
+};
+use rampart::server::{DataPlaneConfig, start};
+use tonic::Code;
+use tonic::transport::Channel;
+
+async fn clients() -> (
+    AdminClient<Channel>,
+    AuthorizationClient<Channel>,
+    rampart::server::ServerHandle,
+) {
+    let text = std::fs::read_to_string("tests/rules/policy.yaml").unwrap();
+    let engine = Arc::new(Engine::new(policy_file::load_str(&text).unwrap()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handle = start(listener, engine, DataPlaneConfig::default())
+        .await
+        .unwrap();
+    let url = format!("http://{}", handle.addr);
+    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    (
+        AdminClient::new(channel.clone()),
+        AuthorizationClient::new(channel),
+        handle,
+    )
+}
+
+fn check(subject: &str, permission: &str, at_least: u64) -> CheckRequest {
+    CheckRequest {
+        tenant: "acme".into(),
+        subject: subject.into(),
+        permission: permission.into(),
+        consistency: Some(Consistency {
+            requirement: Some(Requirement::AtLeastRevision(at_least)),
+        }),
+        explain: false,
+    }
+}
+
+#[tokio::test]
+async fn a_change_is_visible_to_the_next_check() {
+    let (mut admin, mut authz, _h) = clients().await;
+    let before = authz
+        .check(check("bob", "billing:view", 1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(before.decision(), Decision::Deny);
+    let done = admin
+        .assign(AssignRequest {
+            actor: "alice".into(),
+            dry_run: false,
+            tenant: "acme".into(),
+            subject: "bob".into(),
+            role: "billing".into(),
+            expires: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.revision, 2);
+    assert!(
+        done.change.contains("\"kind\":\"assign\""),
+        "{}",
+        done.change
+    );
+    let after = authz
+        .check(check("bob", "billing:view", done.revision))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.decision(), Decision::Allow);
+    assert_eq!(after.revision, 2);
+}
+
+#[tokio::test]
+async fn dry_runs_change_nothing() {
+    let (mut admin, _authz, _h) = clients().await;
+    let dry = admin
+        .create_role(CreateRoleRequest {
+            actor: "alice".into(),
+            dry_run: true,
+            tenant: "acme".into(),
+            role: "auditors".into(),
+            description: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(dry.dry_run);
+    assert_eq!(dry.revision, 2, "the revision it would get");
+    let roles = admin
+        .list_roles(ListRolesRequest {
+            tenant: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(roles.revision, 1);
+    assert!(!roles.roles.iter().any(|r| r.role == "auditors"));
+    // Sorted by name, with counts.
+    let names: Vec<&str> = roles.roles.iter().map(|r| r.role.as_str()).collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    let editors = roles.roles.iter().find(|r| r.role == "editors").unwrap();
+    assert_eq!((editors.members, editors.grants), (2, 2));
+}
+
+#[tokio::test]
+async fn refusals_carry_the_rules_code_and_message() {
+    let (mut admin, _authz, _h) = clients().await;
+    let e = admin
+        .assign(AssignRequest {
+            actor: "mallory".into(),
+            dry_run: false,
+            tenant: "acme".into(),
+            subject: "bob".into(),
+            role: "Administrators".into(),
+            expires: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("no escalation"), "{}", e.message());
+
+    let e = admin
+        .grant(GrantRequest {
+            actor: String::new(),
+            dry_run: false,
+            tenant: "acme".into(),
+            role: "Administrators".into(),
+            grant: Some(GrantSpec {
+                effect: "allow".into(),
+                pattern: "billing:view".into(),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+
+    let e = admin
+        .grant(GrantRequest {
+            actor: String::new(),
+            dry_run: false,
+            tenant: "acme".into(),
+            role: "empty".into(),
+            grant: Some(GrantSpec {
+                effect: "allow".into(),
+                pattern: "nope:x".into(),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("not covered by the catalog"));
+
+    let e = admin
+        .grant(GrantRequest {
+            actor: String::new(),
+            dry_run: false,
+            tenant: "acme".into(),
+            role: "editors".into(),
+            grant: Some(GrantSpec {
+                effect: "allow".into(),
+                pattern: "documents:view".into(),
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::AlreadyExists);
+
+    let e = admin
+        .unassign(UnassignRequest {
+            actor: String::new(),
+            dry_run: false,
+            tenant: "acme".into(),
+            subject: "erin".into(),
+            role: "billing".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+
+    let e = admin
+        .remove_user(RemoveUserRequest {
+            actor: "mallory".into(),
+            dry_run: false,
+            tenant: "acme".into(),
+            user: "mallory".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("only tenant"), "{}", e.message());
+
+    let e = admin
+        .add_member(AddMemberRequest {
+            actor: "dave".into(),
+            dry_run: false,
+            tenant: "acme".into(),
+            group: "admins".into(),
+            member: "dave".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+
+    let e = admin
+        .create_role(CreateRoleRequest {
+            actor: "bad actor".into(),
+            dry_run: false,
+            tenant: "acme".into(),
+            role: "x".into(),
+            description: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("`actor`"), "{}", e.message());
+
+    let role = admin
+        .get_role(GetRoleRequest {
+            tenant: "acme".into(),
+            role: "Administrators".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(role.kind, "administrators");
+    assert_eq!(
+        role.grants,
+        vec![proto::GrantSpec {
+            effect: "allow".into(),
+            pattern: "*".into()
+        }]
+    );
+}
