@@ -9,7 +9,6 @@
     reason = "test code"
 )]
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -170,7 +169,7 @@ fn build(spec: &Spec) -> State {
             Group {
                 name: g.clone(),
                 description: String::new(),
-                members: BTreeSet::new(),
+                members: imbl::OrdSet::new(),
             },
         );
     }

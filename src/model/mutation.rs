@@ -324,13 +324,18 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             if *cascade {
                 let catalog = Arc::clone(&state.catalog);
                 for t in state.tenants.values_mut() {
-                    if t.roles
+                    let stale: Vec<RoleName> = t
+                        .roles
                         .values()
-                        .any(|r| r.grants.iter().any(|g| !catalog.covers_grant(&g.pattern)))
-                    {
+                        .filter(|r| r.grants.iter().any(|g| !catalog.covers_grant(&g.pattern)))
+                        .map(|r| r.name.clone())
+                        .collect();
+                    if !stale.is_empty() {
                         let t = Arc::make_mut(t);
-                        for r in t.roles.values_mut() {
-                            r.grants.retain(|g| catalog.covers_grant(&g.pattern));
+                        for name in stale {
+                            if let Some(r) = t.roles.get_mut(&name) {
+                                r.grants.retain(|g| catalog.covers_grant(&g.pattern));
+                            }
                         }
                     }
                 }
@@ -378,7 +383,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             if t.roles.remove(role).is_none() {
                 return Err(fail(m, format!("unknown role `{role}`")));
             }
-            t.bindings.retain(|(_, r), _| r != role);
+            t.drop_bindings(|_, r| r == role);
         }
         Mutation::Grant {
             tenant,
@@ -437,7 +442,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 Group {
                     name: group.clone(),
                     description: description.clone(),
-                    members: BTreeSet::new(),
+                    members: imbl::OrdSet::new(),
                 },
             );
         }
@@ -447,10 +452,8 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 return Err(fail(m, format!("unknown group `{group}`")));
             }
             let gone = Subject::Group(group.clone());
-            for g in t.groups.values_mut() {
-                g.members.remove(&gone);
-            }
-            t.bindings.retain(|(s, _), _| *s != gone);
+            t.drop_member_everywhere(&gone);
+            t.drop_bindings(|s, _| *s == gone);
         }
         Mutation::AddMember {
             tenant,
@@ -462,7 +465,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 .groups
                 .get_mut(group)
                 .ok_or_else(|| fail(m, format!("unknown group `{group}`")))?;
-            if !g.members.insert(member.clone()) {
+            if g.members.insert(member.clone()).is_some() {
                 return Err(fail(m, format!("`{member}` is already a member")));
             }
         }
@@ -476,7 +479,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 .groups
                 .get_mut(group)
                 .ok_or_else(|| fail(m, format!("unknown group `{group}`")))?;
-            if !g.members.remove(member) {
+            if g.members.remove(member).is_none() {
                 return Err(fail(m, format!("`{member}` is not a member")));
             }
         }
@@ -545,10 +548,8 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 return Err(fail(m, format!("unknown user `{user}`")));
             }
             let gone = Subject::User(user.clone());
-            for g in t.groups.values_mut() {
-                g.members.remove(&gone);
-            }
-            t.bindings.retain(|(s, _), _| *s != gone);
+            t.drop_member_everywhere(&gone);
+            t.drop_bindings(|s, _| *s == gone);
         }
         Mutation::Assign {
             tenant,
@@ -561,7 +562,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 return Err(fail(m, format!("unknown role `{role}`")));
             }
             if t.settings.single_role_per_user && matches!(subject, Subject::User(_)) {
-                t.bindings.retain(|(s, _), _| s != subject);
+                t.drop_bindings(|s, _| s == subject);
             }
             t.bindings.insert(
                 (subject.clone(), role.clone()),

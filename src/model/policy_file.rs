@@ -400,7 +400,7 @@ fn load_tenant(
                     Group {
                         name,
                         description: g.description.clone(),
-                        members: BTreeSet::new(),
+                        members: imbl::OrdSet::new(),
                     },
                 );
             }
@@ -431,7 +431,7 @@ fn load_tenant(
             let Some(group) = tenant.groups.get_mut(&name) else {
                 continue;
             };
-            if !group.members.insert(member) {
+            if group.members.insert(member).is_some() {
                 errors.push(here, format!("duplicate member `{m}`"));
             }
         }

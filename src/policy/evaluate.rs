@@ -356,13 +356,14 @@ pub fn list_subjects(
         .ok_or_else(|| CheckError::UnknownTenant(tenant.to_owned()))?;
     validate_path(permission).map_err(CheckError::InvalidPermission)?;
     let mut out = Vec::new();
-    let range = match after {
-        Some(a) => t
-            .tenant
-            .users
-            .range::<str, _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
-        None => t.tenant.users.range::<str, _>(..),
+    let lower = match after {
+        Some(a) => std::ops::Bound::Excluded(a),
+        None => std::ops::Bound::Unbounded,
     };
+    let range = t
+        .tenant
+        .users
+        .range::<_, str>((lower, std::ops::Bound::Unbounded));
     for (id, _) in range {
         if out.len() == limit {
             return Ok((out, true));
