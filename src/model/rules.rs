@@ -431,7 +431,11 @@ fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminE
                     format!("system role `{role}` cannot be deleted"),
                 ));
             }
-            let members = t.bindings.keys().filter(|(_, r)| r == role).count();
+            let members = t
+                .bindings
+                .values()
+                .filter(|b| b.role == *role && b.live_at(now))
+                .count();
             if members > 0 {
                 return Err(err(
                     Refusal::Precondition,
@@ -784,7 +788,21 @@ fn check_actor(
     // Profile info is per user, across tenants.
     if let Mutation::UpdateUserInfo { user, .. } = m {
         if user == actor {
-            return Ok(()); // own profile: always
+            // Own profile: always, for a user active in at least one tenant
+            // (an inactive user is denied everything).
+            let active = state.tenants.values().any(|t| {
+                t.users
+                    .get(actor)
+                    .is_some_and(|u| u.status == UserStatus::Active)
+            });
+            return if active {
+                Ok(())
+            } else {
+                Err(err(
+                    Refusal::Denied,
+                    format!("actor `{actor}` is not active in any tenant"),
+                ))
+            };
         }
         let allowed = state
             .tenants
@@ -871,17 +889,28 @@ fn check_actor(
                     format!("no one edits their own grants: actor `{actor}` holds role `{role}`"),
                 ));
             }
-            let handed: Vec<&Grant> = match m {
-                Mutation::Grant { grant, .. } => vec![grant],
-                Mutation::SetGrants { grants, .. } => grants.iter().collect(),
+            // Granting hands a permission out; revoking or replacing takes it
+            // away: either needs the actor to hold it (equal privileges).
+            let current: Vec<Grant> = t
+                .roles
+                .get(role)
+                .map(|r| r.grants.clone())
+                .unwrap_or_default();
+            let moved: Vec<&Grant> = match m {
+                Mutation::Grant { grant, .. } | Mutation::Revoke { grant, .. } => vec![grant],
+                Mutation::SetGrants { grants, .. } => grants
+                    .iter()
+                    .filter(|g| !current.contains(g))
+                    .chain(current.iter().filter(|g| !grants.contains(g)))
+                    .collect(),
                 _ => Vec::new(),
             };
-            for g in handed {
+            for g in moved {
                 if g.effect == Effect::Allow && !view.holds(&g.pattern, actor.as_str()) {
                     return Err(err(
                         Refusal::Denied,
                         format!(
-                            "no escalation: actor `{actor}` does not hold `{}` and so cannot grant it",
+                            "no escalation: actor `{actor}` does not hold `{}` and so cannot grant or revoke it",
                             g.pattern
                         ),
                     ));
@@ -994,7 +1023,20 @@ fn check_actor(
                     ),
                 ));
             }
-            hand_out(state, t, &view, actor, [role.clone()])
+            let mut moved_roles = vec![role.clone()];
+            // With one role per user, assigning takes the current role away.
+            if matches!(m, Mutation::Assign { .. })
+                && t.settings.single_role_per_user
+                && matches!(subject, Subject::User(_))
+            {
+                moved_roles.extend(
+                    t.bindings
+                        .keys()
+                        .filter(|(s, _)| s == subject)
+                        .map(|(_, r)| r.clone()),
+                );
+            }
+            hand_out(state, t, &view, actor, moved_roles)
         }
         Mutation::CreateTenant { .. }
         | Mutation::DeleteTenant { .. }
@@ -1050,7 +1092,17 @@ fn check_last_admin(
     m: &Mutation,
     now: Timestamp,
 ) -> Result<(), AdminError> {
-    if matches!(m, Mutation::DeleteTenant { .. }) {
+    // Only these can take an Administrator away; skip the scan for the rest.
+    let risky = matches!(
+        m,
+        Mutation::Assign { .. }
+            | Mutation::Unassign { .. }
+            | Mutation::RemoveUser { .. }
+            | Mutation::UpdateUserStatus { .. }
+            | Mutation::RemoveMember { .. }
+            | Mutation::DeleteGroup { .. }
+    );
+    if !risky {
         return Ok(());
     }
     for (id, t) in &before.tenants {

@@ -81,7 +81,7 @@ pub struct Group {
 
 /// Whether a user may do anything at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum UserStatus {
     #[default]
     Active,
@@ -105,6 +105,14 @@ impl UserStatus {
             "inactive" => Some(UserStatus::Inactive),
             _ => None,
         }
+    }
+}
+
+impl TryFrom<String> for UserStatus {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        UserStatus::parse(&value)
+            .ok_or_else(|| format!("status `{value}` is not one of active, inactive"))
     }
 }
 

@@ -189,6 +189,7 @@ pub fn serve_main(args: ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
+    let stop = shutdown_signal();
     let state = match load_bootstrap(args.bootstrap.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -222,7 +223,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     info!(addr = %handle.addr, "serving rampart.v1.Authorization");
-    wait_for_signal().await;
+    stop.await;
     info!("shutting down");
     handle
         .shutdown(Duration::from_millis(args.shutdown_grace_ms))
@@ -230,25 +231,23 @@ async fn serve(args: ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM/SIGINT handlers now, so a signal that arrives
+/// before the caller starts waiting is not lost (and does not kill the
+/// process with the default action); the future resolves on the first one.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = ctrl_c.await;
     }
 }
 
