@@ -1,6 +1,7 @@
 //! The example policies in `examples/`: each one loads, and its policy tests
-//! (`tests.yaml`) pass with at least 15 checks. The set of examples is fixed,
-//! so a missing one fails here. The rediacc example's load-time rules (one
+//! (`tests.yaml`) pass with at least 15 checks and a minimum number of admin
+//! steps (accepted and refused, ending with checks that prove their effect).
+//! The set of examples is fixed, so a missing one fails here. The rediacc example's load-time rules (one
 //! permission group per user, protected system groups, ...) are shown by
 //! editing its policy and expecting the loader to refuse it.
 
@@ -15,6 +16,14 @@ use rampart::model::policy_file::load_str;
 
 const EXPECTED: [&str; 5] = ["caosdb", "iot-platform", "quickstart", "reflex", "rediacc"];
 const MIN_CHECKS: usize = 15;
+/// The fewest admin steps (`do:`) each example's `steps:` must have.
+const MIN_ADMIN_STEPS: [(&str, usize); 5] = [
+    ("caosdb", 15),
+    ("iot-platform", 35),
+    ("quickstart", 8),
+    ("reflex", 15),
+    ("rediacc", 80),
+];
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")
@@ -78,6 +87,54 @@ fn every_example_passes_its_policy_tests() {
             "examples/{name}/tests.yaml: only {} checks passed, want at least {MIN_CHECKS}\n{}",
             summary.passed,
             summary.report
+        );
+    }
+}
+
+#[test]
+fn every_example_has_admin_steps_that_end_with_checks() {
+    for (name, dir) in example_folders() {
+        let path = dir.join("tests.yaml");
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let file: serde_norway::Value =
+            serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let steps = file
+            .get("steps")
+            .and_then(serde_norway::Value::as_sequence)
+            .unwrap_or_else(|| panic!("examples/{name}/tests.yaml has no `steps:`"));
+        let field = |step: &serde_norway::Value, key: &str| {
+            step.get(key)
+                .and_then(serde_norway::Value::as_str)
+                .map(str::to_owned)
+        };
+        let admin: Vec<&serde_norway::Value> =
+            steps.iter().filter(|s| s.get("do").is_some()).collect();
+        let min = MIN_ADMIN_STEPS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, m)| *m);
+        assert!(
+            admin.len() >= min,
+            "examples/{name}/tests.yaml: {} admin steps, want at least {min}",
+            admin.len()
+        );
+        let accepted = admin
+            .iter()
+            .filter(|s| field(s, "expect").as_deref() == Some("OK"))
+            .count();
+        assert!(
+            accepted > 0 && accepted < admin.len(),
+            "examples/{name}/tests.yaml: want both accepted and refused admin steps ({accepted} of {} accepted)",
+            admin.len()
+        );
+        assert!(
+            steps.iter().all(|s| field(s, "name").is_some()),
+            "examples/{name}/tests.yaml: every step has a name"
+        );
+        assert!(
+            steps.last().is_some_and(|s| s.get("check").is_some()),
+            "examples/{name}/tests.yaml: the steps end with a check proving their effect"
         );
     }
 }
