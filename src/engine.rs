@@ -61,16 +61,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-fn code_name(r: Refusal) -> &'static str {
-    match r {
-        Refusal::Denied => "PERMISSION_DENIED",
-        Refusal::Precondition => "FAILED_PRECONDITION",
-        Refusal::Invalid => "INVALID_ARGUMENT",
-        Refusal::NotFound => "NOT_FOUND",
-        Refusal::Exists => "ALREADY_EXISTS",
-    }
-}
-
 impl Engine {
     /// An engine serving `state` from memory, with no store: changes are
     /// not durable. For tests, benchmarks and `serve --in-memory`.
@@ -167,7 +157,7 @@ impl Engine {
                     let audit = record(
                         state.revision,
                         Outcome::Refused {
-                            code: code_name(refused.refusal).to_owned(),
+                            code: refused.refusal.code_name().to_owned(),
                             message: refused.message.clone(),
                         },
                     );

@@ -4,7 +4,12 @@
 //! 20 cycles here; `RAMPART_CRASH_CYCLES=500 cargo test --release --test crash`
 //! for a longer soak.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -19,7 +24,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 
 fn start(data: &std::path::Path, port: u16) -> Child {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(data)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -54,10 +64,17 @@ fn next(seed: &mut u64) -> u64 {
 
 #[test]
 fn acknowledged_mutations_survive_kill_9() {
-    let cycles: usize = std::env::var("RAMPART_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let cycles: usize = std::env::var("RAMPART_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::new(Mutex::new(BTreeSet::new()));
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
@@ -71,16 +88,32 @@ fn acknowledged_mutations_survive_kill_9() {
         let (users, revision) = runtime.block_on(async {
             let mut admin = AdminClient::connect(url.clone()).await.unwrap();
             let users = admin
-                .list_users(ListUsersRequest { tenant: "acme".into() })
+                .list_users(ListUsersRequest {
+                    tenant: "acme".into(),
+                })
                 .await
                 .unwrap()
                 .into_inner();
-            let tenants = admin.list_tenants(ListTenantsRequest {}).await.unwrap().into_inner();
-            (users.users.into_iter().map(|u| u.user).collect::<BTreeSet<String>>(), tenants.revision)
+            let tenants = admin
+                .list_tenants(ListTenantsRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            (
+                users
+                    .users
+                    .into_iter()
+                    .map(|u| u.user)
+                    .collect::<BTreeSet<String>>(),
+                tenants.revision,
+            )
         });
         let wanted = acked.lock().unwrap().clone();
         let missing: Vec<&String> = wanted.difference(&users).collect();
-        assert!(missing.is_empty(), "cycle {cycle}: acknowledged but lost: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "cycle {cycle}: acknowledged but lost: {missing:?}"
+        );
         let quickstart_users = users.iter().filter(|u| !u.starts_with("crash-")).count();
         let crash_users = users.len() - quickstart_users;
         // Each crash user is one AddUser = one revision on top of the bootstrap.
@@ -99,7 +132,9 @@ fn acknowledged_mutations_survive_kill_9() {
                 let url = url.clone();
                 let acked = Arc::clone(&acked);
                 tasks.push(tokio::spawn(async move {
-                    let Ok(mut admin) = AdminClient::connect(url).await else { return };
+                    let Ok(mut admin) = AdminClient::connect(url).await else {
+                        return;
+                    };
                     let mut i = 0;
                     while tokio::time::Instant::now() < deadline {
                         let user = format!("crash-{cycle}-{client}-{i}");
@@ -130,7 +165,10 @@ fn acknowledged_mutations_survive_kill_9() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
     }
-    assert!(acked.lock().unwrap().len() > cycles, "too few mutations were acknowledged to prove anything");
+    assert!(
+        acked.lock().unwrap().len() > cycles,
+        "too few mutations were acknowledged to prove anything"
+    );
 }
 
 /// The revision the built-in quickstart bootstrap ends at (the number of

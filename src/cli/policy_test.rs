@@ -27,7 +27,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::model::policy_file;
-use crate::model::rules::{Actor, Refusal, validate};
+use crate::model::rules::{Actor, validate};
 use crate::model::{Mutation, State, Timestamp, UserId};
 use crate::policy::{CheckError, Decision, Reason, Request, Snapshot, compile, evaluate};
 
@@ -81,17 +81,6 @@ struct StepCheck {
     tenant: Option<String>,
     subject: String,
     permission: String,
-}
-
-/// The gRPC code name of a refusal.
-pub fn refusal_code_name(r: Refusal) -> &'static str {
-    match r {
-        Refusal::Denied => "PERMISSION_DENIED",
-        Refusal::Precondition => "FAILED_PRECONDITION",
-        Refusal::Invalid => "INVALID_ARGUMENT",
-        Refusal::NotFound => "NOT_FOUND",
-        Refusal::Exists => "ALREADY_EXISTS",
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,11 +301,11 @@ fn run_step(
             let outcome = validate(state, state, &actor, &mutation, now);
             let got = match &outcome {
                 Ok(_) => "OK".to_owned(),
-                Err(e) => format!("{} ({})", refusal_code_name(e.refusal), e.message),
+                Err(e) => format!("{} ({})", e.refusal.code_name(), e.message),
             };
             let code = match &outcome {
                 Ok(_) => "OK",
-                Err(e) => refusal_code_name(e.refusal),
+                Err(e) => e.refusal.code_name(),
             };
             if code != step.expect {
                 return Err(format!("{action}: expected {}, got {got}", step.expect));

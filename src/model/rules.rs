@@ -36,6 +36,20 @@ pub enum Refusal {
     Exists,
 }
 
+impl Refusal {
+    /// The gRPC code name, e.g. `PERMISSION_DENIED` (for logs, the audit log
+    /// and policy tests; the server maps to `tonic::Code` itself).
+    pub fn code_name(self) -> &'static str {
+        match self {
+            Refusal::Denied => "PERMISSION_DENIED",
+            Refusal::Precondition => "FAILED_PRECONDITION",
+            Refusal::Invalid => "INVALID_ARGUMENT",
+            Refusal::NotFound => "NOT_FOUND",
+            Refusal::Exists => "ALREADY_EXISTS",
+        }
+    }
+}
+
 /// Why a mutation was refused: the kind and a message naming the rule.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{message}")]

@@ -168,6 +168,17 @@ fn kind_name(r: &RoleName) -> &'static str {
     }
 }
 
+/// The tenant `id` in `snapshot`, or NOT_FOUND naming it.
+fn known_tenant<'a>(
+    snapshot: &'a crate::policy::Snapshot,
+    id: &str,
+) -> Result<&'a Arc<crate::model::Tenant>, Status> {
+    snapshot
+        .state()
+        .tenant(id)
+        .ok_or_else(|| Status::not_found(format!("unknown tenant `{id}`")))
+}
+
 type MutationResult = Result<Response<proto::MutationResponse>, Status>;
 
 #[tonic::async_trait]
@@ -350,10 +361,7 @@ impl Admin for AdminService {
     ) -> Result<Response<proto::RoleInfo>, Status> {
         let r = r.into_inner();
         let snapshot = self.engine.load();
-        let t = snapshot
-            .state()
-            .tenant(&r.tenant)
-            .ok_or_else(|| Status::not_found(format!("unknown tenant `{}`", r.tenant)))?;
+        let t = known_tenant(&snapshot, &r.tenant)?;
         let name = role(&r.role)?;
         let found = t.roles.get(&name).ok_or_else(|| {
             Status::not_found(format!("unknown role `{name}` in tenant `{}`", r.tenant))
@@ -379,10 +387,7 @@ impl Admin for AdminService {
     ) -> Result<Response<proto::ListRolesResponse>, Status> {
         let r = r.into_inner();
         let snapshot = self.engine.load();
-        let t = snapshot
-            .state()
-            .tenant(&r.tenant)
-            .ok_or_else(|| Status::not_found(format!("unknown tenant `{}`", r.tenant)))?;
+        let t = known_tenant(&snapshot, &r.tenant)?;
         let roles = t
             .roles
             .values()
@@ -475,10 +480,7 @@ impl Admin for AdminService {
     ) -> Result<Response<proto::ListGroupsResponse>, Status> {
         let r = r.into_inner();
         let snapshot = self.engine.load();
-        let t = snapshot
-            .state()
-            .tenant(&r.tenant)
-            .ok_or_else(|| Status::not_found(format!("unknown tenant `{}`", r.tenant)))?;
+        let t = known_tenant(&snapshot, &r.tenant)?;
         let groups = t
             .groups
             .values()
@@ -549,10 +551,7 @@ impl Admin for AdminService {
     ) -> Result<Response<proto::ListUsersResponse>, Status> {
         let r = r.into_inner();
         let snapshot = self.engine.load();
-        let t = snapshot
-            .state()
-            .tenant(&r.tenant)
-            .ok_or_else(|| Status::not_found(format!("unknown tenant `{}`", r.tenant)))?;
+        let t = known_tenant(&snapshot, &r.tenant)?;
         let users = t
             .users
             .values()
@@ -601,10 +600,7 @@ impl Admin for AdminService {
     ) -> Result<Response<proto::ListBindingsResponse>, Status> {
         let r = r.into_inner();
         let snapshot = self.engine.load();
-        let t = snapshot
-            .state()
-            .tenant(&r.tenant)
-            .ok_or_else(|| Status::not_found(format!("unknown tenant `{}`", r.tenant)))?;
+        let t = known_tenant(&snapshot, &r.tenant)?;
         let only = if r.subject.is_empty() {
             None
         } else {
