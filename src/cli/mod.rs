@@ -3,6 +3,7 @@
 //! Parses arguments (clap, every flag also a `RAMPART_*` variable) and hands
 //! over to the library; holds no decision logic of its own.
 
+pub mod ctl;
 pub mod policy_test;
 
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ pub enum Command {
     },
     /// Drive a running server with Check or BatchCheck load and report throughput and latency.
     Bench(crate::server::loadgen::BenchArgs),
+    /// The admin client: every Admin call, check, batch-check and audit.
+    Ctl(ctl::CtlArgs),
 }
 
 /// Runs the command line; the process's exit code.
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::Validate { files } => validate(&files),
         Command::Test { files, verbose } => test(&files, verbose),
         Command::Bench(args) => crate::server::loadgen::bench_main(args),
+        Command::Ctl(args) => ctl::ctl_main(args),
     }
 }
 

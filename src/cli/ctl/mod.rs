@@ -1,0 +1,300 @@
+//! `rampart ctl`: the command-line client for every Admin call, plus
+//! `check`, `batch-check` and `audit`.
+//!
+//! Owns the top of the argument tree, the connection and the exit codes;
+//! the Admin nouns' arguments live in `args.rs` and their calls in
+//! `admin.rs`, `audit` in `audit.rs`, the data-plane calls in `check.rs`,
+//! printing in `output.rs`. It is a client only: it never reads the engine or the model,
+//! only the generated `proto` types, so it behaves exactly as any other
+//! client of the server would.
+//!
+//! Exit codes: 0 success (a `check` deny included, unless `--exit-code`),
+//! 1 the server refused or failed, 2 usage (clap's, and unreadable input),
+//! 3 a deny under `check --exit-code`, 69 (`EX_UNAVAILABLE`) the server
+//! cannot be reached.
+
+mod admin;
+mod args;
+mod audit;
+mod check;
+mod output;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use thiserror::Error;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::server::proto::admin_client::AdminClient;
+use crate::server::proto::authorization_client::AuthorizationClient;
+pub use output::Format;
+use output::{Report, code_name};
+
+/// `rampart ctl` arguments.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// Server to talk to (`http://HOST:PORT`; `http://` is assumed if omitted).
+    #[arg(
+        long,
+        global = true,
+        env = "RAMPART_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub server: String,
+    /// `table` (aligned columns) or `json` (one document, for scripts).
+    #[arg(
+        short,
+        long,
+        global = true,
+        value_enum,
+        env = "RAMPART_OUTPUT",
+        default_value = "table"
+    )]
+    pub output: Format,
+    /// How long to wait for the connection, in milliseconds.
+    #[arg(
+        long,
+        global = true,
+        env = "RAMPART_CONNECT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub connect_timeout_ms: u64,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// The nouns (and the verbs that stand alone).
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Tenants: create, update, delete, list.
+    #[command(subcommand)]
+    Tenant(args::TenantCmd),
+    /// The permission catalog (global): define, stability, remove, list.
+    #[command(subcommand)]
+    Catalog(args::CatalogCmd),
+    /// The grants every tenant's `Bridges` role holds (global).
+    #[command(subcommand)]
+    Bridges(args::BridgesCmd),
+    /// Roles: create, describe, delete, get, list.
+    #[command(subcommand)]
+    Role(args::RoleCmd),
+    /// A role's grants: add, remove, set.
+    #[command(subcommand)]
+    Grant(args::GrantCmd),
+    /// Groups and their members.
+    #[command(subcommand)]
+    Group(args::GroupCmd),
+    /// Users of a tenant.
+    #[command(subcommand)]
+    User(args::UserCmd),
+    /// Bindings of users and groups to roles: assign, unassign, list.
+    #[command(subcommand)]
+    Binding(args::BindingCmd),
+    /// Same as `binding assign`.
+    Assign(args::AssignArgs),
+    /// Same as `binding unassign`.
+    Unassign(args::UnassignArgs),
+    /// May SUBJECT do PERMISSION in TENANT? A deny is an answer: exit 0
+    /// unless --exit-code.
+    Check(check::CheckArgs),
+    /// Decide many requests read from a file or stdin, one row per item in order.
+    BatchCheck(check::BatchCheckArgs),
+    /// The audit log: every change and every refused attempt.
+    Audit(audit::AuditArgs),
+}
+
+/// Acting as a user, or trying a change without making it: on every
+/// mutating verb.
+#[derive(Debug, Clone, Args)]
+pub struct Mutate {
+    /// Act as this user of the tenant (the administration rules apply);
+    /// without it, as the operator.
+    #[arg(long, env = "RAMPART_ACTOR")]
+    pub actor: Option<String>,
+    /// Validate the change and report the revision it would get; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl Mutate {
+    fn actor(&self) -> String {
+        self.actor.clone().unwrap_or_default()
+    }
+}
+
+/// Why a command failed, and so its exit code.
+#[derive(Debug, Error)]
+pub enum CtlError {
+    /// The server answered with an error status.
+    #[error("{}: {}", code_name(.0.code()), .0.message())]
+    Status(Box<tonic::Status>),
+    /// The server could not be reached.
+    #[error("cannot reach the server at {url}: {why}")]
+    Unreachable { url: String, why: String },
+    /// Bad arguments or input the server never saw.
+    #[error("{0}")]
+    Usage(String),
+    /// Some items of a batch got an error (every row is still printed).
+    #[error("{failed} of {total} items got an error")]
+    Items { failed: usize, total: usize },
+    /// The command ran and printed its answer, but wants this exit code.
+    #[error("exit {0}")]
+    Exit(u8),
+}
+
+impl CtlError {
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::from(match self {
+            Self::Status(_) | Self::Items { .. } => 1,
+            Self::Usage(_) => 2,
+            Self::Unreachable { .. } => 69,
+            Self::Exit(code) => *code,
+        })
+    }
+}
+
+/// The connection: both services over one channel.
+#[derive(Debug, Clone)]
+pub struct Client {
+    url: String,
+    pub admin: AdminClient<Channel>,
+    pub authz: AuthorizationClient<Channel>,
+}
+
+impl Client {
+    async fn connect(server: &str, timeout: Duration) -> Result<Self, CtlError> {
+        let url = if server.contains("://") {
+            server.to_owned()
+        } else {
+            format!("http://{server}")
+        };
+        let endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| CtlError::Usage(format!("bad --server `{server}`: {e}")))?
+            .connect_timeout(timeout)
+            .tcp_nodelay(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| CtlError::Unreachable {
+                url: url.clone(),
+                why: error_chain(&e),
+            })?;
+        Ok(Self {
+            url,
+            admin: AdminClient::new(channel.clone()),
+            authz: AuthorizationClient::new(channel),
+        })
+    }
+
+    /// A read's answer, or the error it became.
+    pub fn read<T>(
+        &self,
+        answer: Result<tonic::Response<T>, tonic::Status>,
+    ) -> Result<T, CtlError> {
+        answer
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.fail(s))
+    }
+
+    /// A failed call as an error: a transport failure (the connection
+    /// dropped) is `Unreachable`, anything the server said is `Status`.
+    pub fn fail(&self, status: tonic::Status) -> CtlError {
+        if status.code() == tonic::Code::Unavailable && std::error::Error::source(&status).is_some()
+        {
+            CtlError::Unreachable {
+                url: self.url.clone(),
+                why: error_chain(&status),
+            }
+        } else {
+            CtlError::Status(Box::new(status))
+        }
+    }
+}
+
+/// An error and its sources, `: `-joined, skipping repeats.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Runs `rampart ctl`.
+pub fn ctl_main(args: CtlArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rampart ctl: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let format = args.output;
+    match runtime.block_on(run(args)) {
+        Ok(report) => {
+            print!("{}", report.render(format));
+            ExitCode::SUCCESS
+        }
+        Err(Failure { printed, error }) => {
+            if let Some(report) = printed {
+                print!("{}", report.render(format));
+            }
+            if !matches!(error, CtlError::Exit(_)) {
+                eprintln!("rampart ctl: {error}");
+            }
+            error.exit_code()
+        }
+    }
+}
+
+/// A failed command, with whatever it has to print first (the answer of a
+/// `check --exit-code` deny, the grants added before a refusal).
+#[derive(Debug)]
+pub struct Failure {
+    pub printed: Option<Report>,
+    pub error: CtlError,
+}
+
+impl From<CtlError> for Failure {
+    fn from(error: CtlError) -> Self {
+        Self {
+            printed: None,
+            error,
+        }
+    }
+}
+
+async fn run(args: CtlArgs) -> Result<Report, Failure> {
+    // Input is read before connecting: bad input is a usage error whether
+    // or not the server is up.
+    let input = match &args.command {
+        CtlCommand::BatchCheck(a) => check::read_input(a)?,
+        _ => Vec::new(),
+    };
+    let timeout = Duration::from_millis(args.connect_timeout_ms);
+    let client = Client::connect(&args.server, timeout).await?;
+    match args.command {
+        CtlCommand::Tenant(c) => admin::tenant(client, c).await,
+        CtlCommand::Catalog(c) => admin::catalog(client, c).await,
+        CtlCommand::Bridges(c) => admin::bridges(client, c).await,
+        CtlCommand::Role(c) => admin::role(client, c).await,
+        CtlCommand::Grant(c) => admin::grant(client, c).await,
+        CtlCommand::Group(c) => admin::group(client, c).await,
+        CtlCommand::User(c) => admin::user(client, c).await,
+        CtlCommand::Binding(c) => admin::binding(client, c).await,
+        CtlCommand::Assign(a) => admin::binding(client, args::BindingCmd::Assign(a)).await,
+        CtlCommand::Unassign(a) => admin::binding(client, args::BindingCmd::Unassign(a)).await,
+        CtlCommand::Check(a) => check::check(client, a).await,
+        CtlCommand::BatchCheck(a) => check::batch_check(client, a, input).await,
+        CtlCommand::Audit(a) => audit::run(client, a).await,
+    }
+}
