@@ -51,6 +51,7 @@ fn start(data: &std::path::Path, port: u16) -> Child {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("server did not become ready");
 }
 
