@@ -1,7 +1,8 @@
 //! rampart: a policy decision point for role- and group-based access control.
 //!
 //! `model` is the pure domain, `policy` compiles it into snapshots and
-//! evaluates checks, `server` speaks gRPC, `cli` is the command line, and
+//! evaluates checks, `store` keeps the changelog, the audit log and
+//! checkpoints durably, `server` speaks gRPC, `cli` is the command line, and
 //! `synthetic` generates large policies for benchmarks.
 
 pub mod cli;
@@ -9,4 +10,5 @@ pub mod engine;
 pub mod model;
 pub mod policy;
 pub mod server;
+pub mod store;
 pub mod synthetic;
