@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{AuditFilter, AuditRecord, Recovery, Store, StoreError, max_count, replay};
+use super::{
+    AuditFilter, AuditRecord, Recovery, Store, StoreError, encode_audit, encode_mutation,
+    max_count, replay,
+};
 use crate::model::{Mutation, State};
 
 /// An in-memory store.
@@ -30,9 +33,12 @@ impl Inner {
         self.changelog.keys().next_back().copied().unwrap_or(0)
     }
 
-    fn push_audit(&mut self, mut audit: AuditRecord) {
+    /// Checks and appends `audit`, giving it the next `seq`.
+    fn push_audit(&mut self, mut audit: AuditRecord) -> Result<(), StoreError> {
         audit.seq = self.audit.len() as u64 + 1;
+        encode_audit(&audit)?;
         self.audit.push(audit);
+        Ok(())
     }
 }
 
@@ -77,6 +83,8 @@ impl Store for MemoryStore {
         mutation: &Mutation,
         mut audit: AuditRecord,
     ) -> Result<(), StoreError> {
+        // Same refusal as the sled store, though nothing is written here.
+        encode_mutation(revision, mutation)?;
         let mut inner = self.lock();
         let have = inner.revision();
         if Some(revision) != have.checked_add(1) {
@@ -85,15 +93,14 @@ impl Store for MemoryStore {
                 got: revision,
             });
         }
-        inner.changelog.insert(revision, mutation.clone());
         audit.revision = revision;
-        inner.push_audit(audit);
+        inner.push_audit(audit)?;
+        inner.changelog.insert(revision, mutation.clone());
         Ok(())
     }
 
     fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError> {
-        self.lock().push_audit(audit);
-        Ok(())
+        self.lock().push_audit(audit)
     }
 
     fn changelog(&self, after: u64, limit: usize) -> Result<Vec<(u64, Mutation)>, StoreError> {

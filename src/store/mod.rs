@@ -9,12 +9,15 @@
 //! transaction and flushes before returning, so an acknowledged mutation is
 //! durable.
 //!
-//! The checkpoint format (a JSON image of the state) is in `image.rs`.
+//! On-disk layout and durability notes for sled are in `sled.rs`; the
+//! checkpoint format (a JSON image of the state) is in `image.rs`.
 
 pub mod image;
 pub mod memory;
+pub mod sled;
 
 pub use self::memory::MemoryStore;
+pub use self::sled::SledStore;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -87,6 +90,34 @@ impl AuditFilter {
                 .is_none_or(|from| record.revision >= from)
             && self.to_revision.is_none_or(|to| record.revision <= to)
     }
+}
+
+/// The JSON of `value`, refusing a value whose JSON does not read back as
+/// the same value: writing it would fail every later read (for the
+/// changelog: every restart, at replay). A `Timestamp` outside years
+/// 0–9999 is one today: it is written as `@<seconds>`, which it cannot read.
+pub(crate) fn encode_checked<T>(what: impl Fn() -> String, value: &T) -> Result<Vec<u8>, StoreError>
+where
+    T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let unreadable =
+        |why: String| StoreError::Backend(format!("{} would not read back: {why}", what()));
+    let json = serde_json::to_vec(value).map_err(|e| unreadable(e.to_string()))?;
+    match serde_json::from_slice::<T>(&json) {
+        Ok(back) if back == *value => Ok(json),
+        Ok(back) => Err(unreadable(format!("reads back as {back:?}"))),
+        Err(e) => Err(unreadable(e.to_string())),
+    }
+}
+
+/// [`encode_checked`] for the mutation committed at `revision`.
+pub(crate) fn encode_mutation(revision: u64, mutation: &Mutation) -> Result<Vec<u8>, StoreError> {
+    encode_checked(|| format!("the mutation for revision {revision}"), mutation)
+}
+
+/// [`encode_checked`] for an audit record (after its `seq` is set).
+pub(crate) fn encode_audit(record: &AuditRecord) -> Result<Vec<u8>, StoreError> {
+    encode_checked(|| format!("audit record {}", record.seq), record)
 }
 
 /// `limit` as a count: 0 means no limit.
