@@ -1,7 +1,8 @@
 //! rampart: a policy decision point for role- and group-based access control.
 //!
 //! `model` is the pure domain, `policy` compiles it into snapshots and
-//! evaluates checks, `server` speaks gRPC, `cli` is the command line, and
+//! evaluates checks, `store` keeps the changelog, the audit log and
+//! checkpoints durably, `server` speaks gRPC, `cli` is the command line, and
 //! `synthetic` generates large policies for benchmarks.
 
 pub mod cli;

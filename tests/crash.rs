@@ -22,7 +22,22 @@ use rampart::server::proto::{AddUserRequest, ListTenantsRequest, ListUsersReques
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
 
-fn start(data: &std::path::Path, port: u16) -> Child {
+/// The server process; killed and reaped when dropped, so a failing
+/// assertion never leaves it running.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(data: &std::path::Path, port: u16) -> Server {
+    Server(start_child(data, port))
+}
+
+fn start_child(data: &std::path::Path, port: u16) -> Child {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -32,6 +47,7 @@ fn start(data: &std::path::Path, port: u16) -> Child {
         ])
         .arg(data)
         .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -81,7 +97,7 @@ fn acknowledged_mutations_survive_kill_9() {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
 
     for cycle in 0..cycles {
-        let mut child = start(&data, port);
+        let server = start(&data, port);
         let url = format!("http://127.0.0.1:{port}");
 
         // After the restart: everything acknowledged before is there, and the
@@ -163,8 +179,7 @@ fn acknowledged_mutations_survive_kill_9() {
                 t.abort();
             }
         });
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        drop(server); // SIGKILL, then reap
     }
     assert!(
         acked.lock().unwrap().len() > cycles,

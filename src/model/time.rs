@@ -26,7 +26,11 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
         }
         match Raw::deserialize(d)? {
             Raw::Seconds(s) => Ok(Timestamp(s)),
-            Raw::Text(t) => Timestamp::parse(&t).map_err(serde::de::Error::custom),
+            // `@SECONDS` is how Display writes an instant outside RFC 3339's years.
+            Raw::Text(t) => match t.strip_prefix('@').map(str::parse::<i64>) {
+                Some(Ok(s)) => Ok(Timestamp(s)),
+                _ => Timestamp::parse(&t).map_err(serde::de::Error::custom),
+            },
         }
     }
 }
@@ -88,5 +92,9 @@ mod tests {
             t
         );
         assert_eq!(serde_json::from_str::<Timestamp>("1798761600").unwrap(), t);
+        // Beyond year 9999 it is written as `@SECONDS` and read back the same.
+        let far = Timestamp(253_402_300_800);
+        let text = serde_json::to_string(&far).unwrap();
+        assert_eq!(serde_json::from_str::<Timestamp>(&text).unwrap(), far, "{text}");
     }
 }

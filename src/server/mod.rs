@@ -28,6 +28,8 @@ use proto::authorization_server::AuthorizationServer;
 
 use crate::engine::Engine;
 use crate::model::{State, policy_file};
+use crate::store::Store;
+use crate::store::sled::SledStore;
 
 /// The demo policy `rampart serve` loads when given no `--bootstrap` file.
 pub const QUICKSTART_POLICY: &str = include_str!("../../examples/quickstart/policy.yaml");
@@ -38,9 +40,18 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "RAMPART_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
-    /// Policy file to serve; without it, the built-in quickstart demo policy.
+    /// Where the store lives (sled): the changelog, the audit log, checkpoints.
+    #[arg(long, env = "RAMPART_DATA_DIR", default_value = "./rampart-data")]
+    pub data_dir: PathBuf,
+    /// Policy file applied (as operator mutations) when the store is empty;
+    /// without it, the built-in quickstart demo policy. Ignored, with a log
+    /// line, when the store already holds a state.
     #[arg(long, env = "RAMPART_BOOTSTRAP")]
     pub bootstrap: Option<PathBuf>,
+    /// Write a checkpoint after this many new revisions (recovery replays
+    /// only what follows the newest checkpoint).
+    #[arg(long, env = "RAMPART_CHECKPOINT_EVERY", default_value_t = 10_000)]
+    pub checkpoint_every: u64,
     /// Answer permissions the catalog does not cover with INVALID_ARGUMENT
     /// instead of DENY UNKNOWN_PERMISSION.
     #[arg(long, env = "RAMPART_STRICT_CATALOG")]
@@ -190,24 +201,57 @@ pub fn serve_main(args: ServeArgs) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> ExitCode {
     let stop = shutdown_signal();
-    let state = match load_bootstrap(args.bootstrap.as_deref()) {
-        Ok(s) => s,
+    let store: Arc<dyn Store> = match SledStore::open(&args.data_dir) {
+        Ok(s) => Arc::new(s),
         Err(e) => {
-            error!("{e}");
-            eprintln!("rampart: {e}");
-            return ExitCode::from(65);
+            eprintln!("rampart: cannot open the store in `{}`: {e}", args.data_dir.display());
+            return ExitCode::FAILURE;
         }
     };
-    let tenants = state.tenants.len();
-    let engine = Arc::new(Engine::new(state));
+    let started = std::time::Instant::now();
+    let engine = match Engine::open(Arc::clone(&store)) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            eprintln!("rampart: cannot recover the state from `{}`: {e}", args.data_dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let recovered = engine.load().revision();
+    if recovered == 0 {
+        let state = match load_bootstrap(args.bootstrap.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                error!("{e}");
+                eprintln!("rampart: {e}");
+                return ExitCode::from(65);
+            }
+        };
+        let mutations = crate::model::policy_file::to_mutations(&state);
+        let count = mutations.len();
+        if let Err(e) = engine.bootstrap(mutations, "bootstrap").await {
+            eprintln!("rampart: bootstrap failed: {e}");
+            return ExitCode::FAILURE;
+        }
+        info!(
+            mutations = count,
+            source = %args.bootstrap.as_ref().map_or("built-in quickstart".to_owned(), |p| p.display().to_string()),
+            "empty store bootstrapped"
+        );
+    } else {
+        if let Some(p) = &args.bootstrap {
+            info!(file = %p.display(), revision = recovered, "the store already holds a state; --bootstrap ignored");
+        }
+        info!(revision = recovered, ms = started.elapsed().as_millis() as u64, "state recovered from the store");
+    }
     let snapshot = engine.load();
     info!(
-        tenants,
+        tenants = snapshot.state().tenants.len(),
         revision = snapshot.revision(),
         matchers = snapshot.matcher_count(),
-        source = %args.bootstrap.as_ref().map_or("built-in quickstart".to_owned(), |p| p.display().to_string()),
+        data_dir = %args.data_dir.display(),
         "policy loaded"
     );
+    let checkpoints = tokio::spawn(checkpoint_loop(Arc::clone(&engine), Arc::clone(&store), args.checkpoint_every));
     let listener = match TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -215,20 +259,50 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let handle = match start(listener, engine, args.data_plane()).await {
+    let handle = match start(listener, Arc::clone(&engine), args.data_plane()).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("rampart: cannot start the server: {e}");
             return ExitCode::FAILURE;
         }
     };
-    info!(addr = %handle.addr, "serving rampart.v1.Authorization");
+    info!(addr = %handle.addr, "serving rampart.v1.Authorization and rampart.v1.Admin");
     stop.await;
     info!("shutting down");
-    handle
-        .shutdown(Duration::from_millis(args.shutdown_grace_ms))
-        .await;
+    handle.shutdown(Duration::from_millis(args.shutdown_grace_ms)).await;
+    checkpoints.abort();
+    let state = Arc::clone(engine.load().state());
+    let done = tokio::task::spawn_blocking(move || store.checkpoint(&state).and_then(|()| store.flush())).await;
+    match done {
+        Ok(Ok(())) => info!("store checkpointed and flushed"),
+        Ok(Err(e)) => error!(error = %e, "final checkpoint failed; the changelog still holds every change"),
+        Err(e) => error!(error = %e, "final checkpoint task failed"),
+    }
     ExitCode::SUCCESS
+}
+
+/// Writes a checkpoint whenever `every` revisions have passed since the last
+/// one, from a copy of the current state (an `Arc` clone), off the writer.
+async fn checkpoint_loop(engine: Arc<Engine>, store: Arc<dyn Store>, every: u64) {
+    let mut last = engine.load().revision();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let state = Arc::clone(engine.load().state());
+        if state.revision < last.saturating_add(every.max(1)) {
+            continue;
+        }
+        let revision = state.revision;
+        let store = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || store.checkpoint(&state)).await {
+            Ok(Ok(())) => {
+                info!(revision, "checkpoint written");
+                last = revision;
+            }
+            Ok(Err(e)) => warn!(error = %e, "checkpoint failed; will retry"),
+            Err(e) => warn!(error = %e, "checkpoint task failed; will retry"),
+        }
+    }
 }
 
 /// Installs the SIGTERM/SIGINT handlers now, so a signal that arrives

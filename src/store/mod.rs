@@ -8,11 +8,21 @@
 //! A commit writes the changelog entry and its audit record in one
 //! transaction and flushes before returning, so an acknowledged mutation is
 //! durable.
+//!
+//! On-disk layout and durability notes for sled are in `sled.rs`; the
+//! checkpoint format (a JSON image of the state) is in `image.rs`.
+
+pub mod image;
+pub mod memory;
+pub mod sled;
+
+pub use self::memory::MemoryStore;
+pub use self::sled::SledStore;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::model::{Mutation, State, Timestamp};
+use crate::model::{Mutation, State, Timestamp, apply};
 
 /// How an attempted change ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,18 +55,112 @@ pub struct AuditRecord {
     pub outcome: Outcome,
 }
 
-/// Which audit records to list.
+/// Which audit records to list. Every condition that is set must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
+    /// `None`: any. `Some("")`: only records that concern no tenant
+    /// (catalog, bridge grants, profile info). Otherwise that tenant.
     pub tenant: Option<String>,
+    /// `None`: any. `Some("")`: only records of operator credentials
+    /// (`actor: None`; a user id is never empty). Otherwise that user.
     pub actor: Option<String>,
     /// Inclusive revision range.
     pub from_revision: Option<u64>,
     pub to_revision: Option<u64>,
     /// Start after this `seq` (paging); 0 from the start.
     pub after_seq: u64,
-    /// At most this many records (the caller bounds it).
+    /// At most this many records (the caller bounds it); 0 means no limit.
     pub limit: usize,
+}
+
+impl AuditFilter {
+    /// Whether `record` passes every condition but `after_seq` and `limit`.
+    pub fn matches(&self, record: &AuditRecord) -> bool {
+        fn field(want: &Option<String>, have: &Option<String>) -> bool {
+            match (want.as_deref(), have.as_deref()) {
+                (None, _) => true,
+                (Some(""), have) => have.is_none(),
+                (Some(want), have) => have == Some(want),
+            }
+        }
+        field(&self.tenant, &record.tenant)
+            && field(&self.actor, &record.actor)
+            && self
+                .from_revision
+                .is_none_or(|from| record.revision >= from)
+            && self.to_revision.is_none_or(|to| record.revision <= to)
+    }
+}
+
+/// The JSON of `value`, refusing a value whose JSON does not read back as
+/// the same value: writing it would fail every later read (for the
+/// changelog: every restart, at replay). A `Timestamp` outside years
+/// 0–9999 is one today: it is written as `@<seconds>`, which it cannot read.
+pub(crate) fn encode_checked<T>(what: impl Fn() -> String, value: &T) -> Result<Vec<u8>, StoreError>
+where
+    T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let unreadable =
+        |why: String| StoreError::Backend(format!("{} would not read back: {why}", what()));
+    let json = serde_json::to_vec(value).map_err(|e| unreadable(e.to_string()))?;
+    match serde_json::from_slice::<T>(&json) {
+        Ok(back) if back == *value => Ok(json),
+        Ok(back) => Err(unreadable(format!("reads back as {back:?}"))),
+        Err(e) => Err(unreadable(e.to_string())),
+    }
+}
+
+/// [`encode_checked`] for the mutation committed at `revision`.
+pub(crate) fn encode_mutation(revision: u64, mutation: &Mutation) -> Result<Vec<u8>, StoreError> {
+    encode_checked(|| format!("the mutation for revision {revision}"), mutation)
+}
+
+/// [`encode_checked`] for an audit record (after its `seq` is set).
+pub(crate) fn encode_audit(record: &AuditRecord) -> Result<Vec<u8>, StoreError> {
+    encode_checked(|| format!("audit record {}", record.seq), record)
+}
+
+/// `limit` as a count: 0 means no limit.
+pub(crate) fn max_count(limit: usize) -> usize {
+    if limit == 0 { usize::MAX } else { limit }
+}
+
+/// What recovery did, for logs and tests: where it started and how much it
+/// replayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// The state at the last committed revision.
+    pub state: State,
+    /// The revision of the checkpoint recovery started from (0: none).
+    pub checkpoint: u64,
+    /// How many changelog entries were applied after the checkpoint.
+    pub replayed: u64,
+}
+
+/// Applies changelog entries to `state` in order; each must be the next
+/// revision. Returns how many were applied. A gap or an entry that does not
+/// apply is `Corrupt`, naming the revision.
+pub(crate) fn replay(
+    state: &mut State,
+    entries: impl IntoIterator<Item = Result<(u64, Mutation), StoreError>>,
+) -> Result<u64, StoreError> {
+    let mut count = 0;
+    for entry in entries {
+        let (revision, mutation) = entry?;
+        let at = || format!("changelog revision {revision}");
+        if Some(revision) != state.revision.checked_add(1) {
+            return Err(StoreError::Corrupt {
+                at: at(),
+                why: format!("expected revision {}", state.revision.saturating_add(1)),
+            });
+        }
+        apply(state, &mutation).map_err(|e| StoreError::Corrupt {
+            at: at(),
+            why: e.to_string(),
+        })?;
+        count += 1;
+    }
+    Ok(count)
 }
 
 /// A storage failure. Never a rule refusal: those are `AdminError`s.
@@ -79,7 +183,8 @@ pub trait Store: Send + Sync {
 
     /// Durably appends `mutation` at `revision` (which must be the last
     /// revision + 1) together with its audit record, in one transaction,
-    /// flushed before returning.
+    /// flushed before returning. The store sets the record's `seq` and its
+    /// `revision` (to `revision`).
     fn commit(
         &self,
         revision: u64,
@@ -87,10 +192,12 @@ pub trait Store: Send + Sync {
         audit: AuditRecord,
     ) -> Result<(), StoreError>;
 
-    /// Durably records a refused attempt (no revision).
+    /// Durably records a refused attempt (no revision). The store sets the
+    /// record's `seq`.
     fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError>;
 
-    /// The changelog entries with revision > `after`, in order, at most `limit`.
+    /// The changelog entries with revision > `after`, in order, at most
+    /// `limit` (0: no limit).
     fn changelog(&self, after: u64, limit: usize) -> Result<Vec<(u64, Mutation)>, StoreError>;
 
     /// Audit records matching `filter`, in `seq` order.
@@ -98,6 +205,8 @@ pub trait Store: Send + Sync {
 
     /// Writes a checkpoint of `state` (at `state.revision`), so recovery
     /// replays only what follows it. May run concurrently with commits.
+    /// A state ahead of the last commit is `OutOfOrder`; one not newer than
+    /// the current checkpoint changes nothing.
     fn checkpoint(&self, state: &State) -> Result<(), StoreError>;
 
     /// The last committed revision (0 for an empty store).

@@ -1,0 +1,402 @@
+//! A serde image of a whole [`State`], for checkpoints.
+//!
+//! Maps keyed by a value's own name become lists (JSON cannot key a map by
+//! the `(subject, role)` tuple of `Tenant::bindings`), and the catalog is
+//! kept as its entries, built-ins included so their restated category,
+//! description and stability survive. Reading an image checks what the
+//! lists cannot express (no name twice, the system roles present), so a
+//! damaged image is an [`ImageError`], never a state that breaks an
+//! invariant. This module only converts; where images are kept is the
+//! backend's business.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize, Serializer};
+use thiserror::Error;
+
+use crate::model::catalog::CatalogError;
+use crate::model::ids::SYSTEM_ROLES;
+use crate::model::{
+    Binding, Catalog, CatalogEntry, Grant, Group, Role, State, Tenant, TenantId, TenantSettings,
+    User,
+};
+
+/// The whole state at one revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub revision: u64,
+    /// Every catalog entry, built-ins first, in catalog order.
+    pub catalog: Vec<CatalogEntry>,
+    pub bridges_grants: Vec<Grant>,
+    /// In tenant id order.
+    pub tenants: Vec<TenantImage>,
+}
+
+/// One tenant, with its maps as lists in key order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantImage {
+    pub id: TenantId,
+    pub name: String,
+    pub settings: TenantSettings,
+    pub roles: Vec<Role>,
+    pub groups: Vec<Group>,
+    pub users: Vec<User>,
+    pub bindings: Vec<Binding>,
+}
+
+/// Why an image does not make a valid state.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ImageError {
+    #[error("not a valid image: {0}")]
+    Decode(String),
+    #[error("tenant `{tenant}` lists {what} `{name}` twice")]
+    Duplicate {
+        tenant: String,
+        what: &'static str,
+        name: String,
+    },
+    #[error("tenant `{tenant}` lacks the system role `{role}`")]
+    MissingSystemRole { tenant: String, role: &'static str },
+    #[error("tenant `{0}` is listed twice")]
+    DuplicateTenant(String),
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogError),
+}
+
+impl Image {
+    /// The image of `state` (copies the data; see [`encode_tenant`] for a
+    /// tenant's image written without a copy).
+    pub fn of(state: &State) -> Self {
+        Self {
+            revision: state.revision,
+            catalog: state.catalog.entries().to_vec(),
+            bridges_grants: state.bridges_grants.to_vec(),
+            tenants: state.tenants.values().map(|t| TenantImage::of(t)).collect(),
+        }
+    }
+
+    /// The state this image describes.
+    pub fn into_state(self) -> Result<State, ImageError> {
+        let tenants = self
+            .tenants
+            .into_iter()
+            .map(TenantImage::into_tenant)
+            .collect::<Result<Vec<_>, _>>()?;
+        assemble(self.revision, self.catalog, self.bridges_grants, tenants)
+    }
+}
+
+impl TenantImage {
+    /// The image of `tenant`.
+    pub fn of(tenant: &Tenant) -> Self {
+        Self {
+            id: tenant.id.clone(),
+            name: tenant.name.clone(),
+            settings: tenant.settings.clone(),
+            roles: tenant.roles.values().cloned().collect(),
+            groups: tenant.groups.values().cloned().collect(),
+            users: tenant.users.values().cloned().collect(),
+            bindings: tenant.bindings.values().cloned().collect(),
+        }
+    }
+
+    /// The tenant this image describes.
+    pub fn into_tenant(self) -> Result<Tenant, ImageError> {
+        let tenant = self.id.as_str();
+        let duplicate = |what: &'static str, name: String| ImageError::Duplicate {
+            tenant: tenant.to_owned(),
+            what,
+            name,
+        };
+        let mut roles = BTreeMap::new();
+        for role in self.roles {
+            let name = role.name.clone();
+            if roles.insert(name.clone(), role).is_some() {
+                return Err(duplicate("role", name.to_string()));
+            }
+        }
+        for system in SYSTEM_ROLES {
+            if !roles.contains_key(system) {
+                return Err(ImageError::MissingSystemRole {
+                    tenant: tenant.to_owned(),
+                    role: system,
+                });
+            }
+        }
+        let mut groups = BTreeMap::new();
+        for group in self.groups {
+            let name = group.name.clone();
+            if groups.insert(name.clone(), group).is_some() {
+                return Err(duplicate("group", name.to_string()));
+            }
+        }
+        let mut users = BTreeMap::new();
+        for user in self.users {
+            let id = user.id.clone();
+            if users.insert(id.clone(), user).is_some() {
+                return Err(duplicate("user", id.to_string()));
+            }
+        }
+        let mut bindings = BTreeMap::new();
+        for binding in self.bindings {
+            let key = (binding.subject.clone(), binding.role.clone());
+            if bindings.insert(key, binding).is_some() {
+                return Err(duplicate("binding", "(subject, role)".to_owned()));
+            }
+        }
+        Ok(Tenant {
+            id: self.id,
+            name: self.name,
+            settings: self.settings,
+            roles: roles.into_iter().collect(),
+            groups: groups.into_iter().collect(),
+            users: users.into_iter().collect(),
+            bindings: bindings.into_iter().collect(),
+        })
+    }
+}
+
+/// Rebuilds a catalog from its entries: the built-ins, then `define` for
+/// each entry (which restates a built-in and appends a user entry).
+pub fn rebuild_catalog(entries: Vec<CatalogEntry>) -> Result<Catalog, ImageError> {
+    let mut catalog = Catalog::with_builtins();
+    for entry in entries {
+        catalog.define(entry)?;
+    }
+    Ok(catalog)
+}
+
+/// A state from its parts, as a backend that keeps them apart reads them.
+pub fn assemble(
+    revision: u64,
+    catalog: Vec<CatalogEntry>,
+    bridges_grants: Vec<Grant>,
+    tenants: Vec<Tenant>,
+) -> Result<State, ImageError> {
+    let mut state = State::new();
+    state.revision = revision;
+    state.catalog = Arc::new(rebuild_catalog(catalog)?);
+    state.bridges_grants = bridges_grants.into();
+    for tenant in tenants {
+        let id = tenant.id.clone();
+        if state.tenants.insert(id.clone(), Arc::new(tenant)).is_some() {
+            return Err(ImageError::DuplicateTenant(id.to_string()));
+        }
+    }
+    Ok(state)
+}
+
+/// The JSON of `TenantImage::of(tenant)`, written straight from the
+/// tenant's maps without copying them.
+pub fn encode_tenant(tenant: &Tenant) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(&TenantView::from(tenant))
+}
+
+/// Reads what [`encode_tenant`] wrote.
+pub fn decode_tenant(bytes: &[u8]) -> Result<Tenant, ImageError> {
+    serde_json::from_slice::<TenantImage>(bytes)
+        .map_err(|e| ImageError::Decode(e.to_string()))?
+        .into_tenant()
+}
+
+/// Borrowed twin of [`TenantImage`]: same field names and order, so the
+/// JSON is the same.
+#[derive(Serialize)]
+struct TenantView<'a> {
+    id: &'a TenantId,
+    name: &'a str,
+    settings: &'a TenantSettings,
+    #[serde(serialize_with = "values")]
+    roles: &'a imbl::OrdMap<crate::model::RoleName, Role>,
+    #[serde(serialize_with = "values")]
+    groups: &'a imbl::OrdMap<crate::model::GroupName, Group>,
+    #[serde(serialize_with = "values")]
+    users: &'a imbl::OrdMap<crate::model::UserId, User>,
+    #[serde(serialize_with = "values")]
+    bindings: &'a imbl::OrdMap<(crate::model::Subject, crate::model::RoleName), Binding>,
+}
+
+impl<'a> From<&'a Tenant> for TenantView<'a> {
+    fn from(t: &'a Tenant) -> Self {
+        Self {
+            id: &t.id,
+            name: &t.name,
+            settings: &t.settings,
+            roles: &t.roles,
+            groups: &t.groups,
+            users: &t.users,
+            bindings: &t.bindings,
+        }
+    }
+}
+
+/// A map's values as a list (`serialize_with` passes `&field`, hence `&&`).
+fn values<S: Serializer, K: Ord + Clone, V: Serialize + Clone>(
+    map: &&imbl::OrdMap<K, V>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(map.values())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{
+        CatalogPattern, GrantPattern, GroupName, RoleName, Stability, Subject, Timestamp, UserId,
+        UserStatus,
+    };
+    use std::collections::BTreeSet;
+
+    fn sample() -> State {
+        let mut state = State::new();
+        state.revision = 42;
+        let mut catalog = Catalog::with_builtins();
+        catalog
+            .define(CatalogEntry {
+                pattern: CatalogPattern::parse("ACM:ROLE:INSERT").unwrap(),
+                category: "Roles".into(),
+                description: "restated".into(),
+                stability: Stability::Preview,
+                builtin: false,
+            })
+            .unwrap();
+        for text in ["documents:view", "SCRIPTING:EXECUTE:?PATH*?", "z:?X?"] {
+            catalog
+                .define(CatalogEntry {
+                    pattern: CatalogPattern::parse(text).unwrap(),
+                    category: "c".into(),
+                    description: text.into(),
+                    stability: Stability::Stable,
+                    builtin: false,
+                })
+                .unwrap();
+        }
+        assert!(catalog.remove("documents:view"));
+        catalog
+            .define(CatalogEntry {
+                pattern: CatalogPattern::parse("documents:view").unwrap(),
+                category: "again".into(),
+                description: String::new(),
+                stability: Stability::Stable,
+                builtin: false,
+            })
+            .unwrap();
+        state.catalog = Arc::new(catalog);
+        state.bridges_grants =
+            vec![Grant::allow(GrantPattern::parse("documents:*").unwrap())].into();
+        for id in ["acme", "beta"] {
+            let mut t = Tenant::new(TenantId::new(id).unwrap(), format!("{id} Inc."));
+            t.settings.single_role_per_user = id == "beta";
+            let editors = RoleName::new("editors").unwrap();
+            let mut role = Role::new(editors.clone());
+            role.description = "edit".into();
+            role.grants = vec![
+                Grant::allow(GrantPattern::parse("documents:view").unwrap()),
+                Grant::deny(GrantPattern::parse("documents:*").unwrap()),
+            ];
+            t.roles.insert(editors.clone(), role);
+            let alice = UserId::new("alice@x.org").unwrap();
+            t.users.insert(
+                alice.clone(),
+                User {
+                    id: alice.clone(),
+                    email: Some("alice@x.org".into()),
+                    display_name: None,
+                    status: UserStatus::Inactive,
+                },
+            );
+            let eng = GroupName::new("eng team").unwrap();
+            t.groups.insert(
+                eng.clone(),
+                Group {
+                    name: eng.clone(),
+                    description: "engineers".into(),
+                    members: BTreeSet::from([Subject::User(alice.clone())]),
+                },
+            );
+            for (subject, expires) in [
+                (Subject::User(alice.clone()), Some(Timestamp(1_798_761_600))),
+                (Subject::Group(eng.clone()), None),
+            ] {
+                t.bindings.insert(
+                    (subject.clone(), editors.clone()),
+                    Binding {
+                        subject,
+                        role: editors.clone(),
+                        expires,
+                    },
+                );
+            }
+            state.tenants.insert(t.id.clone(), Arc::new(t));
+        }
+        state
+    }
+
+    #[test]
+    fn state_round_trips_through_json() {
+        let state = sample();
+        let text = serde_json::to_string(&Image::of(&state)).unwrap();
+        let back: Image = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.into_state().unwrap(), state);
+    }
+
+    #[test]
+    fn empty_state_round_trips() {
+        let state = State::new();
+        assert_eq!(Image::of(&state).into_state().unwrap(), state);
+    }
+
+    #[test]
+    fn borrowed_encoding_matches_the_owned_image() {
+        let state = sample();
+        for t in state.tenants.values() {
+            let borrowed = encode_tenant(t).unwrap();
+            let owned = serde_json::to_vec(&TenantImage::of(t)).unwrap();
+            assert_eq!(borrowed, owned);
+            assert_eq!(&decode_tenant(&borrowed).unwrap(), &**t);
+        }
+    }
+
+    #[test]
+    fn damaged_images_are_errors() {
+        let state = sample();
+        let acme = &state.tenants["acme"];
+
+        let mut twice = TenantImage::of(acme);
+        twice.users.push(twice.users[0].clone());
+        assert!(matches!(
+            twice.into_tenant(),
+            Err(ImageError::Duplicate { what: "user", .. })
+        ));
+
+        let mut no_admins = TenantImage::of(acme);
+        no_admins
+            .roles
+            .retain(|r| r.name.as_str() != "Administrators");
+        assert!(matches!(
+            no_admins.into_tenant(),
+            Err(ImageError::MissingSystemRole {
+                role: "Administrators",
+                ..
+            })
+        ));
+
+        let mut image = Image::of(&state);
+        image.tenants.push(image.tenants[0].clone());
+        assert!(matches!(
+            image.into_state(),
+            Err(ImageError::DuplicateTenant(_))
+        ));
+
+        let mut image = Image::of(&state);
+        let last = image.catalog.last().unwrap().clone();
+        image.catalog.push(last);
+        assert!(matches!(image.into_state(), Err(ImageError::Catalog(_))));
+
+        assert!(matches!(
+            decode_tenant(b"{\"id\":\"\"}"),
+            Err(ImageError::Decode(_))
+        ));
+    }
+}

@@ -1,0 +1,158 @@
+//! `MemoryStore`: the [`Store`] contract kept in memory behind a mutex, for
+//! tests of the layers above. Nothing survives the process; everything else
+//! (ordering, audit sequence numbers, filters, checkpoint + replay) behaves
+//! as the sled store does.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::{
+    AuditFilter, AuditRecord, Recovery, Store, StoreError, encode_audit, encode_mutation,
+    max_count, replay,
+};
+use crate::model::{Mutation, State};
+
+/// An in-memory store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    changelog: BTreeMap<u64, Mutation>,
+    /// In `seq` order; `seq` starts at 1.
+    audit: Vec<AuditRecord>,
+    /// The newest checkpoint. States share their tenants through `Arc`s,
+    /// so keeping one is cheap.
+    checkpoint: Option<State>,
+}
+
+impl Inner {
+    fn revision(&self) -> u64 {
+        self.changelog.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Checks and appends `audit`, giving it the next `seq`.
+    fn push_audit(&mut self, mut audit: AuditRecord) -> Result<(), StoreError> {
+        audit.seq = self.audit.len() as u64 + 1;
+        encode_audit(&audit)?;
+        self.audit.push(audit);
+        Ok(())
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every method checks before it changes anything, so a panic in
+        // another holder cannot have left the data half-changed.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// [`Store::load`], also saying where recovery started.
+    pub fn recover(&self) -> Result<Recovery, StoreError> {
+        let inner = self.lock();
+        let mut state = inner.checkpoint.clone().unwrap_or_default();
+        let checkpoint = state.revision;
+        let after = inner
+            .changelog
+            .range(checkpoint.saturating_add(1)..)
+            .map(|(r, m)| Ok((*r, m.clone())));
+        let replayed = replay(&mut state, after)?;
+        Ok(Recovery {
+            state,
+            checkpoint,
+            replayed,
+        })
+    }
+}
+
+impl Store for MemoryStore {
+    fn load(&self) -> Result<State, StoreError> {
+        self.recover().map(|r| r.state)
+    }
+
+    fn commit(
+        &self,
+        revision: u64,
+        mutation: &Mutation,
+        mut audit: AuditRecord,
+    ) -> Result<(), StoreError> {
+        // Same refusal as the sled store, though nothing is written here.
+        encode_mutation(revision, mutation)?;
+        let mut inner = self.lock();
+        let have = inner.revision();
+        if Some(revision) != have.checked_add(1) {
+            return Err(StoreError::OutOfOrder {
+                have,
+                got: revision,
+            });
+        }
+        audit.revision = revision;
+        inner.push_audit(audit)?;
+        inner.changelog.insert(revision, mutation.clone());
+        Ok(())
+    }
+
+    fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError> {
+        self.lock().push_audit(audit)
+    }
+
+    fn changelog(&self, after: u64, limit: usize) -> Result<Vec<(u64, Mutation)>, StoreError> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .lock()
+            .changelog
+            .range(first..)
+            .take(max_count(limit))
+            .map(|(r, m)| (*r, m.clone()))
+            .collect())
+    }
+
+    fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        let inner = self.lock();
+        let start = usize::try_from(filter.after_seq).unwrap_or(usize::MAX);
+        Ok(inner
+            .audit
+            .iter()
+            .skip(start)
+            .filter(|r| filter.matches(r))
+            .take(max_count(filter.limit))
+            .cloned()
+            .collect())
+    }
+
+    fn checkpoint(&self, state: &State) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let have = inner.revision();
+        if state.revision > have {
+            return Err(StoreError::OutOfOrder {
+                have,
+                got: state.revision,
+            });
+        }
+        let newer = inner
+            .checkpoint
+            .as_ref()
+            .is_none_or(|c| state.revision > c.revision);
+        if newer {
+            inner.checkpoint = Some(state.clone());
+        }
+        Ok(())
+    }
+
+    fn revision(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().revision())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,1043 @@
+//! The store contract: the same behaviour tests run against `MemoryStore`
+//! and `SledStore` (through `Harness`), then sled-only tests for what only
+//! a disk can do (reopen, corrupt bytes, checkpoint layout).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rampart::model::{
+    CatalogEntry, CatalogPattern, Grant, GrantPattern, GroupName, Mutation, RoleName, Stability,
+    State, Subject, Tenant, TenantId, Timestamp, User, UserId, UserStatus, apply,
+};
+use rampart::store::{
+    AuditFilter, AuditRecord, MemoryStore, Outcome, Recovery, SledStore, Store, StoreError,
+};
+
+// ---------------------------------------------------------------- fixtures
+
+fn t(id: &str) -> TenantId {
+    TenantId::new(id).unwrap()
+}
+fn role(name: &str) -> RoleName {
+    RoleName::new(name).unwrap()
+}
+fn user(id: &str) -> UserId {
+    UserId::new(id).unwrap()
+}
+
+fn add_user(tenant: &str, id: &str) -> Mutation {
+    Mutation::AddUser {
+        tenant: t(tenant),
+        user: user(id),
+        email: Some(format!("{id}@example.org")),
+        display_name: None,
+        status: UserStatus::Active,
+    }
+}
+
+/// A history touching tenants, roles, grants, groups, users, bindings, the
+/// catalog and the bridge grants.
+fn history() -> Vec<Mutation> {
+    let mut out = Vec::new();
+    for id in ["acme", "beta"] {
+        out.push(Mutation::CreateTenant {
+            tenant: t(id),
+            name: format!("{id} Inc."),
+            settings: Default::default(),
+        });
+    }
+    out.push(Mutation::DefineCatalogEntry {
+        entry: CatalogEntry {
+            pattern: CatalogPattern::parse("documents:?DOC?").unwrap(),
+            category: "documents".into(),
+            description: "a document".into(),
+            stability: Stability::Stable,
+            builtin: false,
+        },
+    });
+    out.push(Mutation::SetBridgesGrants {
+        grants: vec![Grant::allow(GrantPattern::parse("documents:*").unwrap())],
+    });
+    out.push(Mutation::CreateRole {
+        tenant: t("acme"),
+        role: role("editors"),
+        description: "edit things".into(),
+    });
+    out.push(Mutation::Grant {
+        tenant: t("acme"),
+        role: role("editors"),
+        grant: Grant::allow(GrantPattern::parse("documents:*").unwrap()),
+    });
+    for u in ["alice", "bob", "carol"] {
+        out.push(add_user("acme", u));
+    }
+    out.push(add_user("beta", "bob"));
+    out.push(Mutation::CreateGroup {
+        tenant: t("acme"),
+        group: GroupName::new("eng").unwrap(),
+        description: String::new(),
+    });
+    out.push(Mutation::AddMember {
+        tenant: t("acme"),
+        group: GroupName::new("eng").unwrap(),
+        member: Subject::User(user("carol")),
+    });
+    out.push(Mutation::Assign {
+        tenant: t("acme"),
+        subject: Subject::User(user("alice")),
+        role: role("editors"),
+        expires: Some(Timestamp(1_798_761_600)),
+    });
+    out.push(Mutation::Assign {
+        tenant: t("acme"),
+        subject: Subject::parse("group:eng").unwrap(),
+        role: role("editors"),
+        expires: None,
+    });
+    out.push(Mutation::UpdateUserInfo {
+        user: user("bob"),
+        email: None,
+        display_name: Some("Bob".into()),
+    });
+    out.push(Mutation::RemoveUser {
+        tenant: t("acme"),
+        user: user("carol"),
+    });
+    out
+}
+
+/// The states after each prefix of `ms`: `states[r]` is at revision `r`.
+fn states(ms: &[Mutation]) -> Vec<State> {
+    let mut state = State::new();
+    let mut out = vec![state.clone()];
+    for m in ms {
+        apply(&mut state, m).unwrap();
+        out.push(state.clone());
+    }
+    out
+}
+
+fn record(m: &Mutation, actor: Option<&str>, outcome: Outcome, revision: u64) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        time: Timestamp(1_700_000_000 + revision as i64),
+        actor: actor.map(str::to_owned),
+        credential: if actor.is_some() { "token" } else { "operator" }.into(),
+        revision,
+        tenant: m.tenant().map(ToString::to_string),
+        mutation: m.clone(),
+        outcome,
+    }
+}
+
+fn commit_all<S: Store>(store: &S, ms: &[Mutation], from: u64) {
+    for (i, m) in ms.iter().enumerate() {
+        let rev = from + i as u64 + 1;
+        store
+            .commit(rev, m, record(m, None, Outcome::Applied, rev))
+            .unwrap();
+    }
+}
+
+fn refused() -> Outcome {
+    Outcome::Refused {
+        code: "no_permission".into(),
+        message: "no".into(),
+    }
+}
+
+// ---------------------------------------------------------------- harness
+
+/// Retries `open` while the folder is still locked: after the last handle
+/// is dropped, sled's I/O threads may hold the log file open for a moment
+/// longer (a new process never sees this; a reopen in the same one may).
+fn retry_locked<T>(mut open: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match open() {
+            Ok(v) => return v,
+            Err(e) if e.contains("could not acquire lock") && start.elapsed().as_secs() < 10 => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open: {e}"),
+        }
+    }
+}
+
+fn open_sled(dir: &Path) -> SledStore {
+    retry_locked(|| SledStore::open(dir).map_err(|e| e.to_string()))
+}
+
+/// A store and a way to "restart" it: for sled, drop it and open the folder
+/// again; for memory, keep it (nothing survives a real restart).
+trait Harness {
+    type S: Store;
+    fn open(&mut self) -> Self::S;
+    fn reopen(&mut self, old: Self::S) -> Self::S;
+    fn recover(store: &Self::S) -> Recovery;
+}
+
+struct Memory;
+
+impl Harness for Memory {
+    type S = MemoryStore;
+    fn open(&mut self) -> MemoryStore {
+        MemoryStore::new()
+    }
+    fn reopen(&mut self, old: MemoryStore) -> MemoryStore {
+        old
+    }
+    fn recover(store: &MemoryStore) -> Recovery {
+        store.recover().unwrap()
+    }
+}
+
+struct Sled(tempfile::TempDir);
+
+impl Sled {
+    fn new() -> Self {
+        Sled(tempfile::tempdir().unwrap())
+    }
+}
+
+impl Harness for Sled {
+    type S = SledStore;
+    fn open(&mut self) -> SledStore {
+        open_sled(self.0.path())
+    }
+    fn reopen(&mut self, old: SledStore) -> SledStore {
+        drop(old);
+        self.open()
+    }
+    fn recover(store: &SledStore) -> Recovery {
+        store.recover().unwrap()
+    }
+}
+
+/// Runs one behaviour test against both stores.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $( #[test] fn $name() { super::$name(&mut super::Memory) } )*
+        }
+        mod sled {
+            $( #[test] fn $name() { super::$name(&mut super::Sled::new()) } )*
+        }
+    };
+}
+
+both!(
+    an_empty_store_is_revision_zero,
+    commits_survive_a_restart,
+    the_changelog_pages,
+    checkpoints_shorten_replay,
+    checkpoints_must_not_run_ahead,
+    out_of_order_revisions_are_refused,
+    audit_filters_and_pages,
+    audit_seq_keeps_increasing_across_restarts,
+    an_entry_that_does_not_apply_is_corrupt,
+    what_cannot_be_read_back_is_never_committed,
+);
+
+// ---------------------------------------------------------------- behaviour
+
+fn an_empty_store_is_revision_zero<T: Harness>(h: &mut T) {
+    let store = h.open();
+    assert_eq!(store.load().unwrap(), State::new());
+    assert_eq!(store.revision().unwrap(), 0);
+    assert!(store.changelog(0, 0).unwrap().is_empty());
+    assert!(store.audit(&AuditFilter::default()).unwrap().is_empty());
+    store.flush().unwrap();
+    let store = h.reopen(store);
+    assert_eq!(store.load().unwrap(), State::new());
+}
+
+fn commits_survive_a_restart<T: Harness>(h: &mut T) {
+    let ms = history();
+    let expected = states(&ms);
+    let store = h.open();
+    commit_all(&store, &ms, 0);
+    assert_eq!(store.load().unwrap(), expected[ms.len()]);
+    let store = h.reopen(store);
+    let n = ms.len() as u64;
+    assert_eq!(store.revision().unwrap(), n);
+    let recovery = T::recover(&store);
+    assert_eq!(recovery.state, expected[ms.len()]);
+    assert_eq!((recovery.checkpoint, recovery.replayed), (0, n));
+    let audit = store.audit(&AuditFilter::default()).unwrap();
+    assert_eq!(audit.len(), ms.len());
+    for (i, r) in audit.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1);
+        assert_eq!(r.revision, i as u64 + 1);
+        assert_eq!(r.mutation, ms[i]);
+        assert_eq!(r.outcome, Outcome::Applied);
+    }
+}
+
+fn the_changelog_pages<T: Harness>(h: &mut T) {
+    let ms = history();
+    let store = h.open();
+    commit_all(&store, &ms, 0);
+    let all = store.changelog(0, 0).unwrap();
+    let revisions: Vec<u64> = all.iter().map(|(r, _)| *r).collect();
+    assert_eq!(revisions, (1..=ms.len() as u64).collect::<Vec<_>>());
+    assert_eq!(all.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>(), ms);
+    let page = store.changelog(3, 2).unwrap();
+    assert_eq!(page, vec![(4, ms[3].clone()), (5, ms[4].clone())]);
+    assert!(store.changelog(ms.len() as u64, 10).unwrap().is_empty());
+    assert!(store.changelog(u64::MAX, 10).unwrap().is_empty());
+}
+
+fn checkpoints_shorten_replay<T: Harness>(h: &mut T) {
+    let ms = history();
+    let expected = states(&ms);
+    let (n, k) = (ms.len(), 6);
+    let store = h.open();
+    commit_all(&store, &ms[..k], 0);
+    store.checkpoint(&expected[k]).unwrap();
+    commit_all(&store, &ms[k..], k as u64);
+    // An older state changes nothing.
+    store.checkpoint(&expected[k - 2]).unwrap();
+
+    let store = h.reopen(store);
+    let recovery = T::recover(&store);
+    assert_eq!(recovery.state, expected[n]);
+    assert_eq!(recovery.checkpoint, k as u64);
+    assert_eq!(recovery.replayed, (n - k) as u64);
+    assert_eq!(store.load().unwrap(), expected[n]);
+
+    // A checkpoint at the last revision leaves nothing to replay.
+    store.checkpoint(&expected[n]).unwrap();
+    let store = h.reopen(store);
+    let recovery = T::recover(&store);
+    assert_eq!(recovery.state, expected[n]);
+    assert_eq!((recovery.checkpoint, recovery.replayed), (n as u64, 0));
+    // The changelog is kept whole for replicas.
+    assert_eq!(store.changelog(0, 0).unwrap().len(), n);
+}
+
+fn checkpoints_must_not_run_ahead<T: Harness>(h: &mut T) {
+    let ms = history();
+    let expected = states(&ms);
+    let store = h.open();
+    commit_all(&store, &ms[..3], 0);
+    assert!(matches!(
+        store.checkpoint(&expected[4]),
+        Err(StoreError::OutOfOrder { have: 3, got: 4 })
+    ));
+    let recovery = T::recover(&store);
+    assert_eq!((recovery.checkpoint, recovery.replayed), (0, 3));
+}
+
+fn out_of_order_revisions_are_refused<T: Harness>(h: &mut T) {
+    let ms = history();
+    let store = h.open();
+    let rec = |rev| record(&ms[0], None, Outcome::Applied, rev);
+    assert!(matches!(
+        store.commit(2, &ms[0], rec(2)),
+        Err(StoreError::OutOfOrder { have: 0, got: 2 })
+    ));
+    assert!(matches!(
+        store.commit(0, &ms[0], rec(0)),
+        Err(StoreError::OutOfOrder { have: 0, got: 0 })
+    ));
+    store.commit(1, &ms[0], rec(1)).unwrap();
+    assert!(matches!(
+        store.commit(1, &ms[1], rec(1)),
+        Err(StoreError::OutOfOrder { have: 1, got: 1 })
+    ));
+    assert!(matches!(
+        store.commit(3, &ms[1], rec(3)),
+        Err(StoreError::OutOfOrder { have: 1, got: 3 })
+    ));
+    // Nothing of the refused commits was written.
+    assert_eq!(store.revision().unwrap(), 1);
+    assert_eq!(store.changelog(0, 0).unwrap(), vec![(1, ms[0].clone())]);
+    assert_eq!(store.audit(&AuditFilter::default()).unwrap().len(), 1);
+    // The store writes the revision into the record.
+    store
+        .commit(2, &ms[1], record(&ms[1], None, Outcome::Applied, 999))
+        .unwrap();
+    let last = store.audit(&AuditFilter::default()).unwrap().pop().unwrap();
+    assert_eq!((last.seq, last.revision), (2, 2));
+}
+
+/// Commits `history()` with alternating actors and refusals in between;
+/// returns the audit records in seq order as the store should hold them.
+fn audited_history<S: Store>(store: &S) -> Vec<AuditRecord> {
+    let ms = history();
+    let mut expected = Vec::new();
+    for (i, m) in ms.iter().enumerate() {
+        let rev = i as u64 + 1;
+        // Tenants, the catalog and bridge grants are operator business.
+        let actor = match (m.tenant().map(TenantId::as_str), m) {
+            (_, Mutation::CreateTenant { .. }) | (None, _) => None,
+            (Some("acme"), _) => Some("alice"),
+            (Some(_), _) => Some("bob"),
+        };
+        let r = record(m, actor, Outcome::Applied, rev);
+        store.commit(rev, m, r.clone()).unwrap();
+        expected.push(AuditRecord {
+            seq: expected.len() as u64 + 1,
+            ..r
+        });
+        if i % 4 == 3 {
+            // Bob tries something in acme and is refused at this revision.
+            let attempt = add_user("acme", &format!("mallory{i}"));
+            let r = record(&attempt, Some("bob"), refused(), rev);
+            store.record_refusal(r.clone()).unwrap();
+            expected.push(AuditRecord {
+                seq: expected.len() as u64 + 1,
+                ..r
+            });
+        }
+    }
+    expected
+}
+
+fn audit_filters_and_pages<T: Harness>(h: &mut T) {
+    let store = h.open();
+    let all = audited_history(&store);
+    let store = h.reopen(store);
+    let list = |f: AuditFilter| store.audit(&f).unwrap();
+    let pick = |keep: &dyn Fn(&AuditRecord) -> bool| -> Vec<AuditRecord> {
+        all.iter().filter(|r| keep(r)).cloned().collect()
+    };
+    assert_eq!(list(AuditFilter::default()), all);
+
+    let acme = list(AuditFilter {
+        tenant: Some("acme".into()),
+        ..Default::default()
+    });
+    assert!(!acme.is_empty());
+    assert_eq!(acme, pick(&|r| r.tenant.as_deref() == Some("acme")));
+
+    let deployment = list(AuditFilter {
+        tenant: Some(String::new()),
+        ..Default::default()
+    });
+    assert_eq!(deployment, pick(&|r| r.tenant.is_none()));
+    assert_eq!(deployment.len(), 3, "catalog, bridges, profile info");
+
+    let operator = list(AuditFilter {
+        actor: Some(String::new()),
+        ..Default::default()
+    });
+    assert_eq!(operator, pick(&|r| r.actor.is_none()));
+    assert!(!operator.is_empty());
+
+    let bob = list(AuditFilter {
+        actor: Some("bob".into()),
+        ..Default::default()
+    });
+    assert_eq!(bob, pick(&|r| r.actor.as_deref() == Some("bob")));
+    let bob_refused = bob
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Refused { .. }))
+        .count();
+    assert_eq!(bob_refused, history().len() / 4);
+
+    let bob_in_acme = list(AuditFilter {
+        tenant: Some("acme".into()),
+        actor: Some("bob".into()),
+        ..Default::default()
+    });
+    assert_eq!(bob_in_acme.len(), bob_refused, "only his refusals");
+
+    let window = list(AuditFilter {
+        from_revision: Some(4),
+        to_revision: Some(8),
+        ..Default::default()
+    });
+    assert_eq!(window, pick(&|r| (4..=8).contains(&r.revision)));
+    assert_eq!(window.len(), 5 + 2, "five commits and two refusals");
+
+    // Paging: `after_seq` + `limit`, with and without a filter.
+    for filter in [
+        AuditFilter::default(),
+        AuditFilter {
+            actor: Some("bob".into()),
+            ..Default::default()
+        },
+    ] {
+        let mut pages = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = list(AuditFilter {
+                after_seq: after,
+                limit: 2,
+                ..filter.clone()
+            });
+            assert!(page.len() <= 2);
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            pages.extend(page);
+        }
+        assert_eq!(pages, list(filter));
+    }
+    let last = all.last().unwrap().seq;
+    assert!(
+        list(AuditFilter {
+            after_seq: last,
+            ..Default::default()
+        })
+        .is_empty()
+    );
+    assert!(
+        list(AuditFilter {
+            after_seq: u64::MAX,
+            ..Default::default()
+        })
+        .is_empty()
+    );
+}
+
+fn audit_seq_keeps_increasing_across_restarts<T: Harness>(h: &mut T) {
+    let ms = history();
+    let store = h.open();
+    commit_all(&store, &ms[..2], 0);
+    store
+        .record_refusal(record(&ms[2], Some("bob"), refused(), 2))
+        .unwrap();
+    let store = h.reopen(store);
+    store
+        .record_refusal(record(&ms[2], Some("bob"), refused(), 2))
+        .unwrap();
+    commit_all(&store, &ms[2..3], 2);
+    let seqs: Vec<u64> = store
+        .audit(&AuditFilter::default())
+        .unwrap()
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+}
+
+fn an_entry_that_does_not_apply_is_corrupt<T: Harness>(h: &mut T) {
+    let ms = history();
+    let store = h.open();
+    commit_all(&store, &ms[..2], 0);
+    // The store does not validate; replay catches what does not apply.
+    let bad = Mutation::CreateRole {
+        tenant: t("nowhere"),
+        role: role("r"),
+        description: String::new(),
+    };
+    store
+        .commit(3, &bad, record(&bad, None, Outcome::Applied, 3))
+        .unwrap();
+    let store = h.reopen(store);
+    match store.load() {
+        Err(StoreError::Corrupt { at, why }) => {
+            assert_eq!(at, "changelog revision 3");
+            assert!(why.contains("unknown tenant `nowhere`"), "{why}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+fn what_cannot_be_read_back_is_never_committed<T: Harness>(h: &mut T) {
+    let ms = history();
+    let store = h.open();
+    commit_all(&store, &ms[..7], 0);
+    // Year 10000: today `Timestamp` writes it as `@253402300800`, which it
+    // cannot read. Either the store refuses it, or it must round-trip.
+    let far = Mutation::Assign {
+        tenant: t("acme"),
+        subject: Subject::User(user("alice")),
+        role: role("editors"),
+        expires: Some(Timestamp(253_402_300_800)),
+    };
+    let mut expected = states(&ms[..7]).pop().unwrap();
+    match store.commit(8, &far, record(&far, None, Outcome::Applied, 8)) {
+        Ok(()) => {
+            apply(&mut expected, &far).unwrap();
+        }
+        Err(StoreError::Backend(why)) => {
+            assert!(why.contains("would not read back"), "{why}");
+            assert_eq!(store.revision().unwrap(), 7);
+            assert_eq!(store.audit(&AuditFilter::default()).unwrap().len(), 7);
+        }
+        Err(e) => panic!("unexpected {e:?}"),
+    }
+    // The same for an audit record's time, on a commit and on a refusal.
+    let mut late = record(&ms[7], None, Outcome::Applied, 8);
+    late.time = Timestamp(253_402_300_800);
+    let before = store.audit(&AuditFilter::default()).unwrap().len();
+    let committed = store.commit(store.revision().unwrap() + 1, &ms[7], late.clone());
+    let refused = store.record_refusal(late);
+    for result in [&committed, &refused] {
+        assert!(
+            matches!(result, Ok(()) | Err(StoreError::Backend(_))),
+            "{result:?}"
+        );
+    }
+    if committed.is_ok() {
+        apply(&mut expected, &ms[7]).unwrap();
+    }
+    let written = [&committed, &refused].iter().filter(|r| r.is_ok()).count();
+    let store = h.reopen(store);
+    assert_eq!(store.load().unwrap(), expected);
+    let audit = store.audit(&AuditFilter::default()).unwrap();
+    assert_eq!(audit.len(), before + written);
+    assert_eq!(audit.last().unwrap().seq, audit.len() as u64);
+}
+
+// ---------------------------------------------------------------- sled only
+
+/// Runs `f` on the raw sled database in `dir` (the store must be closed).
+fn raw(dir: &Path, f: impl FnOnce(&::sled::Db)) {
+    let db = retry_locked(|| ::sled::open(dir).map_err(|e| e.to_string()));
+    f(&db);
+    db.flush().unwrap();
+}
+
+fn expect_corrupt<T: std::fmt::Debug>(result: Result<T, StoreError>, want_at: &str) {
+    match result {
+        Err(StoreError::Corrupt { at, .. }) => assert!(at.contains(want_at), "{at}"),
+        other => panic!("expected Corrupt at {want_at}, got {other:?}"),
+    }
+}
+
+#[test]
+fn sled_garbage_in_the_changelog_is_corrupt_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let ms = history();
+    let store = open_sled(dir.path());
+    commit_all(&store, &ms[..4], 0);
+    drop(store);
+    raw(dir.path(), |db| {
+        let log = db.open_tree("changelog").unwrap();
+        log.insert(2u64.to_be_bytes(), &b"{\"kind\":\"nonsense\"}"[..])
+            .unwrap();
+        let audit = db.open_tree("audit").unwrap();
+        audit.insert(3u64.to_be_bytes(), &[0xff, 0x00][..]).unwrap();
+    });
+    let store = open_sled(dir.path());
+    expect_corrupt(store.load(), "changelog revision 2");
+    expect_corrupt(store.changelog(0, 0), "changelog revision 2");
+    assert_eq!(store.changelog(2, 0).unwrap().len(), 2);
+    expect_corrupt(store.audit(&AuditFilter::default()), "audit seq 3");
+    assert_eq!(
+        store
+            .audit(&AuditFilter {
+                limit: 2,
+                ..Default::default()
+            })
+            .unwrap()
+            .len(),
+        2
+    );
+    drop(store);
+
+    raw(dir.path(), |db| {
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("revision", &b"x"[..]).unwrap();
+    });
+    let store = open_sled(dir.path());
+    expect_corrupt(store.revision(), "meta `revision`");
+    let m = &ms[4];
+    expect_corrupt(
+        store.commit(5, m, record(m, None, Outcome::Applied, 5)),
+        "meta `revision`",
+    );
+}
+
+#[test]
+fn sled_a_gap_in_the_changelog_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let ms = history();
+    let store = open_sled(dir.path());
+    commit_all(&store, &ms[..4], 0);
+    drop(store);
+    raw(dir.path(), |db| {
+        db.open_tree("changelog")
+            .unwrap()
+            .remove(3u64.to_be_bytes())
+            .unwrap();
+    });
+    let store = open_sled(dir.path());
+    expect_corrupt(store.load(), "changelog revision 4");
+}
+
+#[test]
+fn sled_changelog_and_meta_must_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let ms = history();
+    let expected = states(&ms);
+    let store = open_sled(dir.path());
+    commit_all(&store, &ms[..4], 0);
+    store.checkpoint(&expected[3]).unwrap();
+    drop(store);
+    // An entry past the last revision, as no commit writes it.
+    raw(dir.path(), |db| {
+        let log = db.open_tree("changelog").unwrap();
+        log.insert(5u64.to_be_bytes(), serde_json::to_vec(&ms[4]).unwrap())
+            .unwrap();
+    });
+    let store = open_sled(dir.path());
+    expect_corrupt(store.load(), "meta `revision`");
+    drop(store);
+    // A checkpoint pointer claiming an absurd header length.
+    raw(dir.path(), |db| {
+        let log = db.open_tree("changelog").unwrap();
+        log.remove(5u64.to_be_bytes()).unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        let mut pointer = 3u64.to_be_bytes().to_vec();
+        pointer.extend(u64::MAX.to_be_bytes());
+        meta.insert("checkpoint", pointer).unwrap();
+    });
+    let store = open_sled(dir.path());
+    expect_corrupt(store.load(), "checkpoint 3 header");
+    drop(store);
+    raw(dir.path(), |db| {
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("checkpoint", &b"short"[..]).unwrap();
+    });
+    let store = open_sled(dir.path());
+    expect_corrupt(store.load(), "meta `checkpoint`");
+    expect_corrupt(store.checkpoint(&expected[4]), "meta `checkpoint`");
+}
+
+#[test]
+fn sled_replay_starts_after_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ms = history();
+    let expected = states(&ms);
+    let store = open_sled(dir.path());
+    commit_all(&store, &ms, 0);
+    store.checkpoint(&expected[8]).unwrap();
+    drop(store);
+    // Garbage at or before the checkpoint is never read by recovery...
+    raw(dir.path(), |db| {
+        let log = db.open_tree("changelog").unwrap();
+        for rev in 1..=8u64 {
+            log.insert(rev.to_be_bytes(), &b"garbage"[..]).unwrap();
+        }
+    });
+    let store = open_sled(dir.path());
+    let recovery = store.recover().unwrap();
+    assert_eq!(recovery.state, expected[ms.len()]);
+    assert_eq!(recovery.checkpoint, 8);
+    drop(store);
+    // ...but right after it, it is.
+    raw(dir.path(), |db| {
+        let log = db.open_tree("changelog").unwrap();
+        log.insert(9u64.to_be_bytes(), &b"garbage"[..]).unwrap();
+    });
+    let store = open_sled(dir.path());
+    expect_corrupt(store.load(), "changelog revision 9");
+}
+
+/// A tenant with `n` users, each bound to a role and in a group.
+fn big_tenant(id: &str, n: usize) -> Tenant {
+    let mut tenant = Tenant::new(t(id), "Big");
+    let readers = role("readers");
+    let mut r = rampart::model::Role::new(readers.clone());
+    r.grants
+        .push(Grant::allow(GrantPattern::parse("documents:*").unwrap()));
+    tenant.roles.insert(readers.clone(), r);
+    let group = GroupName::new("everyone").unwrap();
+    let mut members = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let u = user(&format!("user{i:07}"));
+        tenant.users.insert(
+            u.clone(),
+            User {
+                id: u.clone(),
+                email: Some(format!("user{i}@example.org")),
+                display_name: Some(format!("User {i}")),
+                status: UserStatus::Active,
+            },
+        );
+        if i % 2 == 0 {
+            members.insert(Subject::User(u.clone()));
+        } else {
+            let subject = Subject::User(u);
+            tenant.bindings.insert(
+                (subject.clone(), readers.clone()),
+                rampart::model::Binding {
+                    subject,
+                    role: readers.clone(),
+                    expires: None,
+                },
+            );
+        }
+    }
+    tenant.groups.insert(
+        group.clone(),
+        rampart::model::Group {
+            name: group,
+            description: String::new(),
+            members: members.into_iter().collect(),
+        },
+    );
+    tenant
+}
+
+/// `history()` committed, then a big tenant put straight into the state
+/// (the store checkpoints whatever state it is given).
+fn with_big_tenant(users: usize) -> (Vec<Mutation>, State) {
+    let ms = history();
+    let mut state = states(&ms).pop().unwrap();
+    let big = big_tenant("big", users);
+    state.tenants.insert(big.id.clone(), Arc::new(big));
+    (ms, state)
+}
+
+fn checkpoint_revisions(dir: &Path) -> std::collections::BTreeSet<u64> {
+    let mut revs = std::collections::BTreeSet::new();
+    raw(dir, |db| {
+        for key in db.open_tree("checkpoint").unwrap().iter().keys() {
+            let key = key.unwrap();
+            revs.insert(u64::from_be_bytes(key[..8].try_into().unwrap()));
+        }
+    });
+    revs
+}
+
+#[test]
+fn sled_a_large_checkpoint_spans_chunks_and_replaces_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ms, state) = with_big_tenant(3_000);
+    let n = ms.len() as u64;
+    let store = open_sled(dir.path());
+    commit_all(&store, &ms[..5], 0);
+    store.checkpoint(&states(&ms)[5]).unwrap();
+    commit_all(&store, &ms[5..], 5);
+    store.checkpoint(&state).unwrap();
+    assert_eq!(store.checkpoint_revision().unwrap(), n);
+    drop(store);
+    assert_eq!(checkpoint_revisions(dir.path()), [n].into());
+    let store = open_sled(dir.path());
+    let recovery = store.recover().unwrap();
+    assert_eq!(recovery.state, state);
+    assert_eq!((recovery.checkpoint, recovery.replayed), (n, 0));
+    drop(store);
+
+    // A lost chunk, and a damaged one, are reported, not half-loaded.
+    let mut chunk_keys = Vec::new();
+    raw(dir.path(), |db| {
+        let tree = db.open_tree("checkpoint").unwrap();
+        chunk_keys = tree.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+        assert!(chunk_keys.len() > 20, "{} chunks", chunk_keys.len());
+        tree.remove(&chunk_keys[chunk_keys.len() / 2]).unwrap();
+    });
+    let store = open_sled(dir.path());
+    expect_corrupt(store.load(), &format!("checkpoint {n}"));
+    drop(store);
+    raw(dir.path(), |db| {
+        let tree = db.open_tree("checkpoint").unwrap();
+        let key = &chunk_keys[chunk_keys.len() / 2];
+        tree.insert(key, vec![b'x'; 4096]).unwrap();
+    });
+    let store = open_sled(dir.path());
+    expect_corrupt(store.load(), "checkpoint");
+}
+
+#[test]
+fn sled_leftovers_of_an_interrupted_checkpoint_are_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    let ms = history();
+    let expected = states(&ms);
+    let store = open_sled(dir.path());
+    commit_all(&store, &ms, 0);
+    store.checkpoint(&expected[3]).unwrap();
+    drop(store);
+    // A crash while writing checkpoint 7: chunks, no pointer.
+    raw(dir.path(), |db| {
+        let tree = db.open_tree("checkpoint").unwrap();
+        for part in 0u32..3 {
+            for chunk in 0u32..5 {
+                let mut key = 7u64.to_be_bytes().to_vec();
+                key.extend(part.to_be_bytes());
+                key.extend(chunk.to_be_bytes());
+                tree.insert(key, &b"half"[..]).unwrap();
+            }
+        }
+    });
+    assert_eq!(checkpoint_revisions(dir.path()), [3, 7].into());
+    let store = open_sled(dir.path());
+    // Recovery ignores them...
+    assert_eq!(store.recover().unwrap().checkpoint, 3);
+    // ...and checkpoint 7 proper replaces them.
+    store.checkpoint(&expected[7]).unwrap();
+    drop(store);
+    assert_eq!(checkpoint_revisions(dir.path()), [7].into());
+    let store = open_sled(dir.path());
+    let recovery = store.recover().unwrap();
+    assert_eq!(recovery.state, expected[ms.len()]);
+    assert_eq!(recovery.checkpoint, 7);
+}
+
+#[test]
+fn sled_commits_go_on_while_checkpoints_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_sled(dir.path());
+    let mut ms = vec![Mutation::CreateTenant {
+        tenant: t("acme"),
+        name: "Acme".into(),
+        settings: Default::default(),
+    }];
+    ms.extend((0..150).map(|i| add_user("acme", &format!("u{i}"))));
+    let expected = states(&ms);
+    std::thread::scope(|s| {
+        s.spawn(|| commit_all(&store, &ms, 0));
+        s.spawn(|| {
+            let mut done = 0;
+            while done < ms.len() as u64 {
+                let rev = store.revision().unwrap();
+                store.checkpoint(&expected[rev as usize]).unwrap();
+                done = rev;
+            }
+        });
+    });
+    drop(store);
+    let store = open_sled(dir.path());
+    let recovery = store.recover().unwrap();
+    assert_eq!(recovery.state, expected[ms.len()]);
+    assert_eq!(
+        recovery.checkpoint + recovery.replayed,
+        ms.len() as u64,
+        "{recovery:?}"
+    );
+}
+
+// ---------------------------------------------------------------- measure
+
+/// Not a test: `cargo test --release --test store -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, run by hand"]
+fn measure_commits_and_checkpoints() {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("loadavg before: {}", loadavg.trim());
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_sled(dir.path());
+    let mut ms = vec![Mutation::CreateTenant {
+        tenant: t("acme"),
+        name: "Acme".into(),
+        settings: Default::default(),
+    }];
+    let commits = 2_000;
+    ms.extend((1..commits).map(|i| add_user("acme", &format!("u{i}"))));
+    let start = Instant::now();
+    let mut worst = std::time::Duration::ZERO;
+    for (i, m) in ms.iter().enumerate() {
+        let rev = i as u64 + 1;
+        let one = Instant::now();
+        store
+            .commit(rev, m, record(m, Some("alice"), Outcome::Applied, rev))
+            .unwrap();
+        worst = worst.max(one.elapsed());
+    }
+    let took = start.elapsed();
+    println!(
+        "{commits} commits (flushed + fdatasync): {took:?}, {:.0}/s, worst {worst:?}",
+        commits as f64 / took.as_secs_f64()
+    );
+
+    // What the extra fdatasync costs: raw sled, 2,000 small inserts.
+    for sync in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ::sled::open(dir.path()).unwrap();
+        let log = std::fs::File::open(dir.path().join("db")).unwrap();
+        let start = Instant::now();
+        for i in 0..2_000u64 {
+            db.insert(i.to_be_bytes(), vec![b'x'; 300]).unwrap();
+            db.flush().unwrap();
+            if sync {
+                log.sync_data().unwrap();
+            }
+        }
+        let took = start.elapsed();
+        println!(
+            "raw sled insert + flush{}: {:.0}/s",
+            if sync { " + fdatasync" } else { "" },
+            2_000.0 / took.as_secs_f64()
+        );
+    }
+
+    for users in [100_000, 1_000_000] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sled(dir.path());
+        let (hist, state) = with_big_tenant(users);
+        commit_all(&store, &hist, 0);
+        let start = Instant::now();
+        store.checkpoint(&state).unwrap();
+        let cp = start.elapsed();
+        // Commits while the next checkpoint (one revision later) is written.
+        let first = add_user("acme", "x");
+        let base = state.revision + 1;
+        store
+            .commit(base, &first, record(&first, None, Outcome::Applied, base))
+            .unwrap();
+        let mut next = state.clone();
+        apply(&mut next, &first).unwrap();
+        let mut last = next.clone();
+        // Commit without pause until the checkpoint is done.
+        let (during, cp2) = std::thread::scope(|s| {
+            let bg = s.spawn(|| {
+                let start = Instant::now();
+                store.checkpoint(&next).unwrap();
+                start.elapsed()
+            });
+            let mut lat = Vec::new();
+            let mut rev = base;
+            while !bg.is_finished() {
+                rev += 1;
+                let m = add_user("acme", &format!("x{rev}"));
+                let one = Instant::now();
+                store
+                    .commit(rev, &m, record(&m, None, Outcome::Applied, rev))
+                    .unwrap();
+                lat.push(one.elapsed());
+                apply(&mut last, &m).unwrap();
+            }
+            lat.sort();
+            (lat, bg.join().unwrap())
+        });
+        drop(store);
+        let size: u64 = walk_size(dir.path());
+        let start = Instant::now();
+        let store = open_sled(dir.path());
+        let opened = start.elapsed();
+        let recovery = store.recover().unwrap();
+        let load = start.elapsed();
+        assert_eq!(recovery.state, last);
+        println!(
+            "{users} users: checkpoint {cp:?}; reopen {opened:?}, open+load {load:?} \
+             (replayed {}); folder {:.1} MiB; {} commits during the next checkpoint \
+             ({cp2:?}): median {:?}, max {:?}",
+            recovery.replayed,
+            size as f64 / (1 << 20) as f64,
+            during.len(),
+            during[during.len() / 2],
+            during[during.len() - 1],
+        );
+    }
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("loadavg after: {}", loadavg.trim());
+}
+
+fn walk_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            walk_size(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
