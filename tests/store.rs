@@ -817,6 +817,11 @@ fn sled_a_large_checkpoint_spans_chunks_and_replaces_the_old_one() {
     assert_eq!(store.checkpoint_revision().unwrap(), n);
     drop(store);
     assert_eq!(checkpoint_revisions(dir.path()), [n].into());
+    // Chunks stay under sled's blob threshold: blob files are never fsynced.
+    let blobs = std::fs::read_dir(dir.path().join("blobs"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(blobs, 0, "sled wrote blob files");
     let store = open_sled(dir.path());
     let recovery = store.recover().unwrap();
     assert_eq!(recovery.state, state);
