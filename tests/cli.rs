@@ -97,7 +97,12 @@ fn serve_starts_with_the_builtin_quickstart_and_stops_on_sigterm() {
         .port();
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(data.path())
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())

@@ -95,6 +95,10 @@ mod tests {
         // Beyond year 9999 it is written as `@SECONDS` and read back the same.
         let far = Timestamp(253_402_300_800);
         let text = serde_json::to_string(&far).unwrap();
-        assert_eq!(serde_json::from_str::<Timestamp>(&text).unwrap(), far, "{text}");
+        assert_eq!(
+            serde_json::from_str::<Timestamp>(&text).unwrap(),
+            far,
+            "{text}"
+        );
     }
 }

@@ -204,7 +204,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let store: Arc<dyn Store> = match SledStore::open(&args.data_dir) {
         Ok(s) => Arc::new(s),
         Err(e) => {
-            eprintln!("rampart: cannot open the store in `{}`: {e}", args.data_dir.display());
+            eprintln!(
+                "rampart: cannot open the store in `{}`: {e}",
+                args.data_dir.display()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -212,7 +215,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let engine = match Engine::open(Arc::clone(&store)) {
         Ok(e) => Arc::new(e),
         Err(e) => {
-            eprintln!("rampart: cannot recover the state from `{}`: {e}", args.data_dir.display());
+            eprintln!(
+                "rampart: cannot recover the state from `{}`: {e}",
+                args.data_dir.display()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -241,7 +247,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         if let Some(p) = &args.bootstrap {
             info!(file = %p.display(), revision = recovered, "the store already holds a state; --bootstrap ignored");
         }
-        info!(revision = recovered, ms = started.elapsed().as_millis() as u64, "state recovered from the store");
+        info!(
+            revision = recovered,
+            ms = started.elapsed().as_millis() as u64,
+            "state recovered from the store"
+        );
     }
     let snapshot = engine.load();
     info!(
@@ -251,7 +261,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         data_dir = %args.data_dir.display(),
         "policy loaded"
     );
-    let checkpoints = tokio::spawn(checkpoint_loop(Arc::clone(&engine), Arc::clone(&store), args.checkpoint_every));
+    let checkpoints = tokio::spawn(checkpoint_loop(
+        Arc::clone(&engine),
+        Arc::clone(&store),
+        args.checkpoint_every,
+    ));
     let listener = match TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -269,13 +283,19 @@ async fn serve(args: ServeArgs) -> ExitCode {
     info!(addr = %handle.addr, "serving rampart.v1.Authorization and rampart.v1.Admin");
     stop.await;
     info!("shutting down");
-    handle.shutdown(Duration::from_millis(args.shutdown_grace_ms)).await;
+    handle
+        .shutdown(Duration::from_millis(args.shutdown_grace_ms))
+        .await;
     checkpoints.abort();
     let state = Arc::clone(engine.load().state());
-    let done = tokio::task::spawn_blocking(move || store.checkpoint(&state).and_then(|()| store.flush())).await;
+    let done =
+        tokio::task::spawn_blocking(move || store.checkpoint(&state).and_then(|()| store.flush()))
+            .await;
     match done {
         Ok(Ok(())) => info!("store checkpointed and flushed"),
-        Ok(Err(e)) => error!(error = %e, "final checkpoint failed; the changelog still holds every change"),
+        Ok(Err(e)) => {
+            error!(error = %e, "final checkpoint failed; the changelog still holds every change")
+        }
         Err(e) => error!(error = %e, "final checkpoint task failed"),
     }
     ExitCode::SUCCESS

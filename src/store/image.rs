@@ -246,7 +246,6 @@ mod tests {
         CatalogPattern, GrantPattern, GroupName, RoleName, Stability, Subject, Timestamp, UserId,
         UserStatus,
     };
-    use std::collections::BTreeSet;
 
     fn sample() -> State {
         let mut state = State::new();
@@ -312,7 +311,7 @@ mod tests {
                 Group {
                     name: eng.clone(),
                     description: "engineers".into(),
-                    members: BTreeSet::from([Subject::User(alice.clone())]),
+                    members: imbl::OrdSet::unit(Subject::User(alice.clone())),
                 },
             );
             for (subject, expires) in [
