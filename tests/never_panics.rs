@@ -42,6 +42,15 @@ proptest! {
     }
 
     #[test]
+    fn the_fast_splitter_accepts_exactly_the_valid_paths(text in texty()) {
+        let fast = rampart::policy::catalog_index::smallvec_lite::Segments::parse(&text);
+        prop_assert_eq!(fast.is_some(), PermissionPath::parse(&text).is_ok(), "{:?}", text);
+        if let Some(segments) = fast {
+            prop_assert_eq!(segments.as_slice().join(":"), text);
+        }
+    }
+
+    #[test]
     fn valid_paths_round_trip(segments in prop::collection::vec("[A-Za-z0-9_./@+-]{1,8}", 1..32)) {
         let text = segments.join(":");
         let path = PermissionPath::parse(&text).unwrap();

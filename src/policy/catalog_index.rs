@@ -71,7 +71,12 @@ impl CatalogIndex {
     /// over parameters at each step.
     pub fn covering(&self, path: &str) -> Option<usize> {
         let segments: smallvec_lite::Segments<'_> = smallvec_lite::Segments::new(path);
-        self.walk(0, segments.as_slice()).map(|i| i as usize)
+        self.covering_segments(segments.as_slice())
+    }
+
+    /// [`CatalogIndex::covering`] for a path already split into segments.
+    pub fn covering_segments(&self, segments: &[&str]) -> Option<usize> {
+        self.walk(0, segments).map(|i| i as usize)
     }
 
     fn walk(&self, at: usize, rest: &[&str]) -> Option<u32> {
@@ -95,7 +100,7 @@ impl CatalogIndex {
 
 /// Splitting a path into a stack buffer of segments (at most 32, by the
 /// path rules), so the hot path does not allocate.
-pub(crate) mod smallvec_lite {
+pub mod smallvec_lite {
     use super::SEPARATOR;
     use crate::model::permission::MAX_SEGMENTS;
 
@@ -122,6 +127,39 @@ pub(crate) mod smallvec_lite {
 
         pub fn as_slice(&self) -> &[&'a str] {
             &self.buf[..self.len]
+        }
+
+        /// Splits and validates `path` in one pass over its bytes: `None`
+        /// if it is not a well-formed permission path (the caller then asks
+        /// `validate_path` for the precise error).
+        #[inline]
+        pub fn parse(path: &'a str) -> Option<Self> {
+            use crate::model::permission::{MAX_PATH_BYTES, segment_char};
+            let bytes = path.as_bytes();
+            if bytes.is_empty() || bytes.len() > MAX_PATH_BYTES {
+                return None;
+            }
+            let mut buf = [""; MAX_SEGMENTS];
+            let mut len = 0;
+            let mut start = 0;
+            for (i, &b) in bytes.iter().enumerate() {
+                if b == b':' {
+                    if i == start || len == MAX_SEGMENTS {
+                        return None;
+                    }
+                    buf[len] = path.get(start..i)?;
+                    len += 1;
+                    start = i + 1;
+                } else if !segment_char(b) {
+                    return None;
+                }
+            }
+            if start == bytes.len() || len == MAX_SEGMENTS {
+                return None;
+            }
+            buf[len] = path.get(start..)?;
+            len += 1;
+            Some(Self { buf, len })
         }
     }
 }

@@ -142,11 +142,21 @@ pub(crate) fn evaluate_in(
     permission: &str,
     now: Timestamp,
 ) -> Result<Verdict, CheckError> {
-    // Interned paths are valid by construction; validate only the others.
+    // Interned paths are valid by construction; split and validate the
+    // others once, in one pass, and hand the segments to both walks.
     let interned = tenant.perms.get(permission).copied();
-    if interned.is_none() {
-        validate_path(permission).map_err(CheckError::InvalidPermission)?;
-    }
+    let segments = match interned {
+        Some(_) => None,
+        None => match Segments::parse(permission) {
+            Some(s) => Some(s),
+            None => {
+                validate_path(permission).map_err(CheckError::InvalidPermission)?;
+                // INVARIANT: `parse` and `validate_path` accept the same paths
+                // (tests/never_panics.rs checks it); be safe if they ever differ.
+                Some(Segments::new(permission))
+            }
+        },
+    };
     check_subject(subject)?;
     let Some(user) = tenant.users.get(subject) else {
         return Ok(Verdict::deny(Reason::UnknownSubject));
@@ -154,23 +164,28 @@ pub(crate) fn evaluate_in(
     if !user.active {
         return Ok(Verdict::deny(Reason::SubjectInactive));
     }
-    let covered = match interned {
-        Some(p) => tenant
+    let covered = match (interned, &segments) {
+        (Some(p), _) => tenant
             .perm_covered
             .get(p as usize)
             .is_some_and(Option::is_some),
-        None => snapshot.catalog.covering(permission).is_some(),
+        (None, Some(segments)) => snapshot
+            .catalog
+            .covering_segments(segments.as_slice())
+            .is_some(),
+        (None, None) => false,
     };
     if !covered {
         return Ok(Verdict::deny(Reason::UnknownPermission));
     }
     let set = tenant.role_set(user.set_at(now.unix()));
-    let (mut allow, mut deny) = match interned {
-        Some(p) => (
+    let (mut allow, mut deny) = match (interned, &segments) {
+        (Some(p), _) => (
             bits::intersects(tenant.perm_allow(p), set),
             bits::intersects(tenant.perm_deny(p), set),
         ),
-        None => walk(tenant, permission, set),
+        (None, Some(segments)) => walk(tenant, segments.as_slice(), set),
+        (None, None) => (false, false),
     };
     for g in &tenant.subject_grants {
         if bits::get(set, g.role) && g.pattern.matches(permission, subject) {
@@ -194,11 +209,10 @@ pub(crate) fn evaluate_in(
 
 /// Walks the wildcard trie along `permission`: does a `prefix:*` grant of
 /// one of `set`'s roles allow it, and does one deny it?
-fn walk(tenant: &TenantSnapshot, permission: &str, set: &[u64]) -> (bool, bool) {
+fn walk(tenant: &TenantSnapshot, segments: &[&str], set: &[u64]) -> (bool, bool) {
     let (mut allow, mut deny) = (false, false);
-    let segments = Segments::new(permission);
     let mut at = 0usize;
-    for segment in segments.as_slice() {
+    for segment in segments {
         let Some(node) = tenant.trie.get(at) else {
             break;
         };
