@@ -8,11 +8,10 @@
     reason = "test code"
 )]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rampart");
+mod common;
+use common::BIN;
 
 #[test]
 fn validate_reports_every_error_with_its_location() {
@@ -89,43 +88,9 @@ fn test_prints_failures_and_a_summary_line() {
 
 #[test]
 fn serve_starts_with_the_builtin_quickstart_and_stops_on_sigterm() {
-    // Pick a free port, then hand it to the server.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data.path())
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut ready = false;
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
-            && line.contains("serving rampart.v1.Authorization")
-        {
-            ready = true;
-            break;
-        }
-    }
-    assert!(ready, "server did not report readiness");
+    let server = common::Server::start(data.path(), port);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let response = runtime.block_on(async {
@@ -150,24 +115,6 @@ fn serve_starts_with_the_builtin_quickstart_and_stops_on_sigterm() {
     );
 
     // SIGTERM: a clean exit.
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "server did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }

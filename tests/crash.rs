@@ -12,64 +12,14 @@
 )]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rampart::server::proto::admin_client::AdminClient;
 use rampart::server::proto::{AddUserRequest, ListTenantsRequest, ListUsersRequest};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rampart");
-
-/// The server process; killed and reaped when dropped, so a failing
-/// assertion never leaves it running.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(data: &std::path::Path, port: u16) -> Server {
-    Server(start_child(data, port))
-}
-
-fn start_child(data: &std::path::Path, port: u16) -> Child {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100))
-            && line.contains("serving rampart.v1.Authorization")
-        {
-            return child;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("server did not become ready");
-}
+mod common;
+use common::{Server, free_port};
 
 /// A tiny deterministic generator, so a failing cycle can be replayed.
 fn next(seed: &mut u64) -> u64 {
@@ -87,17 +37,13 @@ fn acknowledged_mutations_survive_kill_9() {
         .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let acked: Arc<Mutex<BTreeSet<String>>> = Arc::new(Mutex::new(BTreeSet::new()));
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
 
     for cycle in 0..cycles {
-        let server = start(&data, port);
+        let server = Server::start(&data, port);
         let url = format!("http://127.0.0.1:{port}");
 
         // After the restart: everything acknowledged before is there, and the
