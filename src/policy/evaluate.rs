@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use super::bits;
 use super::catalog_index::smallvec_lite::Segments;
-use super::compile::{Snapshot, TenantSnapshot};
+use super::compile::{GrantIndex, Snapshot, TenantSnapshot};
 use super::reference;
 use crate::model::ids::{IdError, MAX_ID_BYTES, UserId};
 use crate::model::permission::{Effect, PathError, validate_path};
@@ -143,7 +143,8 @@ pub(crate) fn evaluate_in(
     now: Timestamp,
 ) -> Result<Verdict, CheckError> {
     // Interned paths are valid by construction; validate only the others.
-    let interned = tenant.perms.get(permission).copied();
+    let grants = &*tenant.grants;
+    let interned = grants.perms.get(permission).copied();
     if interned.is_none() {
         validate_path(permission).map_err(CheckError::InvalidPermission)?;
     }
@@ -155,7 +156,7 @@ pub(crate) fn evaluate_in(
         return Ok(Verdict::deny(Reason::SubjectInactive));
     }
     let covered = match interned {
-        Some(p) => tenant
+        Some(p) => grants
             .perm_covered
             .get(p as usize)
             .is_some_and(Option::is_some),
@@ -164,15 +165,15 @@ pub(crate) fn evaluate_in(
     if !covered {
         return Ok(Verdict::deny(Reason::UnknownPermission));
     }
-    let set = tenant.role_set(user.set_at(now.unix()));
+    let set = tenant.user_set(user, now.unix());
     let (mut allow, mut deny) = match interned {
         Some(p) => (
-            bits::intersects(tenant.perm_allow(p), set),
-            bits::intersects(tenant.perm_deny(p), set),
+            bits::intersects(grants.perm_allow(p), set),
+            bits::intersects(grants.perm_deny(p), set),
         ),
-        None => walk(tenant, permission, set),
+        None => walk(grants, permission, set),
     };
-    for g in &tenant.subject_grants {
+    for g in &grants.subject_grants {
         if bits::get(set, g.role) && g.pattern.matches(permission, subject) {
             match g.effect {
                 Effect::Allow => allow = true,
@@ -194,17 +195,17 @@ pub(crate) fn evaluate_in(
 
 /// Walks the wildcard trie along `permission`: does a `prefix:*` grant of
 /// one of `set`'s roles allow it, and does one deny it?
-fn walk(tenant: &TenantSnapshot, permission: &str, set: &[u64]) -> (bool, bool) {
+fn walk(grants: &GrantIndex, permission: &str, set: &[u64]) -> (bool, bool) {
     let (mut allow, mut deny) = (false, false);
     let segments = Segments::new(permission);
     let mut at = 0usize;
     for segment in segments.as_slice() {
-        let Some(node) = tenant.trie.get(at) else {
+        let Some(node) = grants.trie.get(at) else {
             break;
         };
         if let Some(o) = node.star {
-            allow |= bits::intersects(tenant.star_allow(o), set);
-            deny |= bits::intersects(tenant.star_deny(o), set);
+            allow |= bits::intersects(grants.star_allow(o), set);
+            deny |= bits::intersects(grants.star_deny(o), set);
         }
         match node.children.get(*segment) {
             Some(&n) => at = n as usize,
@@ -318,9 +319,8 @@ pub fn list_subject_permissions(
     else {
         return Ok(None);
     };
-    let effective = t
-        .tenant
-        .effective_roles(&user.id, now, &t.parents, &t.bindings);
+    let (parents, bindings) = t.indexes_for(&user.id);
+    let effective = t.tenant.effective_roles(&user.id, now, &parents, &bindings);
     let mut roles: Vec<RoleName> = effective.iter().map(|e| e.role.clone()).collect();
     roles.sort();
     let mut permissions = Vec::new();
