@@ -6,7 +6,7 @@
 //! mutation that does not fit the state it changes nothing and says why, so
 //! a corrupt changelog can never half-apply an entry.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -221,12 +221,46 @@ pub struct ApplyError {
 }
 
 /// What a mutation touched, so the compiler can redo only that.
+///
+/// Errs on the side of more: naming a subject or a membership that did not
+/// really change costs a little work, leaving out one that did gives a
+/// wrong snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Touched {
-    /// Tenants whose compiled form must change.
-    pub tenants: BTreeSet<TenantId>,
-    /// Everything: the catalog or the bridge grants changed.
+    /// The tenants the mutation changed, created or deleted, and what in
+    /// each. A tenant named here with nothing else said ([`TenantTouch`]'s
+    /// default) changed only in what no check reads (a name, a description,
+    /// profile information): the compiled form is kept and points at the new
+    /// tenant.
+    pub tenants: BTreeMap<TenantId, TenantTouch>,
+    /// The catalog or the bridge grants changed: the catalog index and every
+    /// tenant's permission side are rebuilt (no user's roles change).
     pub all: bool,
+}
+
+/// What a mutation changed in one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TenantTouch {
+    /// Compile the tenant from scratch: it is new, or its set of roles
+    /// changed (a role's bit is its position by name, so every set shifts).
+    pub full: bool,
+    /// Some role's grants changed: rebuild the permission side.
+    pub grants: bool,
+    /// Subjects whose own bindings, existence or status may have changed:
+    /// their bindings are read again, and every user at or under each (a
+    /// user; a group: every user it lists, transitively) is recompiled.
+    pub subjects: BTreeSet<Subject>,
+    /// Memberships `(group, member)` that may have been added or removed:
+    /// the member's groups are read again, and every user at or under the
+    /// member is recompiled.
+    pub members: BTreeSet<(GroupName, Subject)>,
+}
+
+impl Touched {
+    /// What changed in `tenant`, recorded as changed with nothing else said.
+    pub fn tenant(&mut self, tenant: &TenantId) -> &mut TenantTouch {
+        self.tenants.entry(tenant.clone()).or_default()
+    }
 }
 
 fn fail(m: &Mutation, why: impl Into<String>) -> ApplyError {
@@ -263,8 +297,10 @@ pub fn apply(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
 
 fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
     let mut touched = Touched::default();
+    // Every tenant-scoped mutation changes its tenant's model (a new
+    // `Arc<Tenant>`); each arm says what else, if anything, to recompile.
     if let Some(t) = m.tenant() {
-        touched.tenants.insert(t.clone());
+        touched.tenant(t);
     }
     match m {
         Mutation::CreateTenant {
@@ -278,6 +314,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             let mut t = Tenant::new(tenant.clone(), name.clone());
             t.settings = settings.clone();
             state.tenants.insert(tenant.clone(), Arc::new(t));
+            touched.tenant(tenant).full = true;
         }
         Mutation::UpdateTenant {
             tenant,
@@ -289,6 +326,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 t.name = name.clone();
             }
             if let Some(settings) = settings {
+                // Read by `apply` (single role per user), not by checks.
                 t.settings = settings.clone();
             }
         }
@@ -296,6 +334,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             if state.tenants.remove(tenant).is_none() {
                 return Err(fail(m, format!("unknown tenant `{tenant}`")));
             }
+            touched.tenant(tenant).full = true;
         }
         Mutation::DefineCatalogEntry { entry } => {
             let catalog = Arc::make_mut(&mut state.catalog);
@@ -365,6 +404,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             let mut r = Role::new(role.clone());
             r.description = description.clone();
             t.roles.insert(role.clone(), r);
+            touched.tenant(tenant).full = true;
         }
         Mutation::UpdateRoleDescription {
             tenant,
@@ -384,6 +424,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 return Err(fail(m, format!("unknown role `{role}`")));
             }
             t.drop_bindings(|_, r| r == role);
+            touched.tenant(tenant).full = true;
         }
         Mutation::Grant {
             tenant,
@@ -399,6 +440,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 return Err(fail(m, format!("`{grant}` is already granted")));
             }
             r.grants.push(grant.clone());
+            touched.tenant(tenant).grants = true;
         }
         Mutation::Revoke {
             tenant,
@@ -415,6 +457,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             if r.grants.len() == before {
                 return Err(fail(m, format!("`{grant}` is not granted")));
             }
+            touched.tenant(tenant).grants = true;
         }
         Mutation::SetGrants {
             tenant,
@@ -427,6 +470,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 .get_mut(role)
                 .ok_or_else(|| fail(m, format!("unknown role `{role}`")))?;
             r.grants = grants.clone();
+            touched.tenant(tenant).grants = true;
         }
         Mutation::CreateGroup {
             tenant,
@@ -437,6 +481,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             if t.groups.contains_key(group) {
                 return Err(fail(m, format!("group `{group}` exists")));
             }
+            // A new group lists nobody: no user's roles change.
             t.groups.insert(
                 group.clone(),
                 Group {
@@ -448,12 +493,23 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
         }
         Mutation::DeleteGroup { tenant, group } => {
             let t = tenant_mut(state, m, tenant)?;
-            if t.groups.remove(group).is_none() {
+            let Some(removed) = t.groups.remove(group) else {
                 return Err(fail(m, format!("unknown group `{group}`")));
-            }
+            };
             let gone = Subject::Group(group.clone());
+            let holding = t.groups_listing(&gone);
             t.drop_member_everywhere(&gone);
             t.drop_bindings(|s, _| *s == gone);
+            // Its bindings and memberships go; its members lose what they
+            // got through it.
+            let touch = touched.tenant(tenant);
+            touch.subjects.insert(gone.clone());
+            for member in removed.members {
+                touch.members.insert((group.clone(), member));
+            }
+            for parent in holding {
+                touch.members.insert((parent, gone.clone()));
+            }
         }
         Mutation::AddMember {
             tenant,
@@ -468,6 +524,10 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             if g.members.insert(member.clone()).is_some() {
                 return Err(fail(m, format!("`{member}` is already a member")));
             }
+            touched
+                .tenant(tenant)
+                .members
+                .insert((group.clone(), member.clone()));
         }
         Mutation::RemoveMember {
             tenant,
@@ -482,6 +542,10 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             if g.members.remove(member).is_none() {
                 return Err(fail(m, format!("`{member}` is not a member")));
             }
+            touched
+                .tenant(tenant)
+                .members
+                .insert((group.clone(), member.clone()));
         }
         Mutation::AddUser {
             tenant,
@@ -503,6 +567,11 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                     status: *status,
                 },
             );
+            // Bindings and memberships may name the user before it joins.
+            touched
+                .tenant(tenant)
+                .subjects
+                .insert(Subject::User(user.clone()));
         }
         Mutation::UpdateUserStatus {
             tenant,
@@ -515,6 +584,10 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 .get_mut(user)
                 .ok_or_else(|| fail(m, format!("unknown user `{user}`")))?;
             u.status = *status;
+            touched
+                .tenant(tenant)
+                .subjects
+                .insert(Subject::User(user.clone()));
         }
         Mutation::UpdateUserInfo {
             user,
@@ -527,7 +600,8 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                     continue;
                 }
                 found = true;
-                touched.tenants.insert(id.clone());
+                // Profile information: nothing compiled reads it.
+                touched.tenant(id);
                 let t = Arc::make_mut(t);
                 if let Some(u) = t.users.get_mut(user) {
                     if let Some(e) = email {
@@ -548,8 +622,14 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 return Err(fail(m, format!("unknown user `{user}`")));
             }
             let gone = Subject::User(user.clone());
+            let holding = t.groups_listing(&gone);
             t.drop_member_everywhere(&gone);
             t.drop_bindings(|s, _| *s == gone);
+            let touch = touched.tenant(tenant);
+            for group in holding {
+                touch.members.insert((group, gone.clone()));
+            }
+            touch.subjects.insert(gone);
         }
         Mutation::Assign {
             tenant,
@@ -572,6 +652,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                     expires: *expires,
                 },
             );
+            touched.tenant(tenant).subjects.insert(subject.clone());
         }
         Mutation::Unassign {
             tenant,
@@ -585,6 +666,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             {
                 return Err(fail(m, format!("`{subject}` is not bound to `{role}`")));
             }
+            touched.tenant(tenant).subjects.insert(subject.clone());
         }
     }
     Ok(touched)

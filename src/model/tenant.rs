@@ -209,6 +209,60 @@ impl Tenant {
         }
     }
 
+    /// The groups that list `subject` directly, in name order.
+    pub fn groups_listing(&self, subject: &Subject) -> Vec<GroupName> {
+        self.groups
+            .values()
+            .filter(|g| g.members.contains(subject))
+            .map(|g| g.name.clone())
+            .collect()
+    }
+
+    /// The bindings of one subject, live or not, in role-name order: a range
+    /// of the bindings map, O(log n + k).
+    pub fn bindings_of(&self, subject: &Subject) -> Vec<Binding> {
+        // `!` sorts before every valid role name: a name's first character
+        // is neither white space nor a control character, so it is above
+        // U+0020, and `!` is U+0021.
+        let Ok(least) = RoleName::new("!") else {
+            return self
+                .bindings
+                .values()
+                .filter(|b| b.subject == *subject)
+                .cloned()
+                .collect();
+        };
+        self.bindings
+            .range((subject.clone(), least)..)
+            .take_while(|((s, _), _)| s == subject)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// The groups `group` lists directly, in name order: a range of its
+    /// members (groups sort after users), so O(log n + k) however many users
+    /// it lists.
+    pub fn subgroups(&self, group: &GroupName) -> Vec<&GroupName> {
+        let Some(found) = self.groups.get(group) else {
+            return Vec::new();
+        };
+        fn groups(s: &Subject) -> Option<&GroupName> {
+            match s {
+                Subject::Group(g) => Some(g),
+                Subject::User(_) => None,
+            }
+        }
+        // `!` sorts before every valid group name (see `bindings_of`).
+        match GroupName::new("!") {
+            Ok(least) => found
+                .members
+                .range(Subject::Group(least)..)
+                .filter_map(groups)
+                .collect(),
+            Err(_) => found.members.iter().filter_map(groups).collect(),
+        }
+    }
+
     /// Who contains whom: for each subject, the groups that list it directly.
     pub fn parents(&self) -> HashMap<Subject, Vec<GroupName>> {
         let mut parents: HashMap<Subject, Vec<GroupName>> = HashMap::new();
@@ -434,5 +488,56 @@ mod tests {
             ]
         );
         assert_eq!(at(100), vec![("Users".into(), 0), ("editors".into(), 3)]);
+    }
+
+    #[test]
+    fn bindings_of_one_subject_is_a_range() {
+        // Nothing valid sorts before `!`.
+        for below in ["", " x", "\u{1f}x", "\tx"] {
+            assert!(RoleName::new(below).is_err(), "{below:?}");
+        }
+        let mut t = tenant_with_groups(&[("a", "b")]);
+        let alice = Subject::User(UserId::new("alice").unwrap());
+        let bob = Subject::User(UserId::new("bob").unwrap());
+        let group = Subject::Group(g("a"));
+        for (subject, role) in [
+            (&alice, "!"),
+            (&alice, "zed"),
+            (&alice, "Users"),
+            (&bob, "!"),
+            (&bob, "x"),
+            (&group, "\"quoted"),
+        ] {
+            let role = RoleName::new(role).unwrap();
+            t.bindings.insert(
+                (subject.clone(), role.clone()),
+                Binding {
+                    subject: subject.clone(),
+                    role,
+                    expires: None,
+                },
+            );
+        }
+        let all = t.bindings_by_subject();
+        for subject in [&alice, &bob, &group, &Subject::Group(g("b"))] {
+            assert_eq!(
+                t.bindings_of(subject),
+                all.get(subject).cloned().unwrap_or_default(),
+                "{subject:?}"
+            );
+        }
+        t.groups
+            .get_mut(&g("b"))
+            .unwrap()
+            .members
+            .insert(alice.clone());
+        assert_eq!(t.groups_listing(&alice), vec![g("b")]);
+        assert_eq!(t.groups_listing(&Subject::Group(g("b"))), vec![g("a")]);
+        assert!(t.groups_listing(&bob).is_empty());
+        for (name, member) in [("a", alice.clone()), ("a", Subject::Group(g("!")))] {
+            t.groups.get_mut(&g(name)).unwrap().members.insert(member);
+        }
+        assert_eq!(t.subgroups(&g("a")), [&g("!"), &g("b")]);
+        assert!(t.subgroups(&g("b")).is_empty() && t.subgroups(&g("zz")).is_empty());
     }
 }

@@ -7,7 +7,7 @@ use thiserror::Error;
 
 use super::bits;
 use super::catalog_index::smallvec_lite::Segments;
-use super::compile::{Snapshot, TenantSnapshot};
+use super::compile::{GrantIndex, Snapshot, TenantSnapshot};
 use super::reference;
 use crate::model::ids::{IdError, MAX_ID_BYTES, UserId};
 use crate::model::permission::{Effect, PathError, validate_path};
@@ -144,7 +144,8 @@ pub(crate) fn evaluate_in(
 ) -> Result<Verdict, CheckError> {
     // Interned paths are valid by construction; split and validate the
     // others once, in one pass, and hand the segments to both walks.
-    let interned = tenant.perms.get(permission).copied();
+    let grants = &*tenant.grants;
+    let interned = grants.perms.get(permission).copied();
     let segments = match interned {
         Some(_) => None,
         None => match Segments::parse(permission) {
@@ -165,7 +166,7 @@ pub(crate) fn evaluate_in(
         return Ok(Verdict::deny(Reason::SubjectInactive));
     }
     let covered = match (interned, &segments) {
-        (Some(p), _) => tenant
+        (Some(p), _) => grants
             .perm_covered
             .get(p as usize)
             .is_some_and(Option::is_some),
@@ -178,16 +179,16 @@ pub(crate) fn evaluate_in(
     if !covered {
         return Ok(Verdict::deny(Reason::UnknownPermission));
     }
-    let set = tenant.role_set(user.set_at(now.unix()));
+    let set = tenant.user_set(user, now.unix());
     let (mut allow, mut deny) = match (interned, &segments) {
         (Some(p), _) => (
-            bits::intersects(tenant.perm_allow(p), set),
-            bits::intersects(tenant.perm_deny(p), set),
+            bits::intersects(grants.perm_allow(p), set),
+            bits::intersects(grants.perm_deny(p), set),
         ),
-        (None, Some(segments)) => walk(tenant, segments.as_slice(), set),
+        (None, Some(segments)) => walk(grants, segments.as_slice(), set),
         (None, None) => (false, false),
     };
-    for g in &tenant.subject_grants {
+    for g in &grants.subject_grants {
         if bits::get(set, g.role) && g.pattern.matches(permission, subject) {
             match g.effect {
                 Effect::Allow => allow = true,
@@ -207,18 +208,18 @@ pub(crate) fn evaluate_in(
     })
 }
 
-/// Walks the wildcard trie along `permission`: does a `prefix:*` grant of
+/// Walks the wildcard trie along `segments`: does a `prefix:*` grant of
 /// one of `set`'s roles allow it, and does one deny it?
-fn walk(tenant: &TenantSnapshot, segments: &[&str], set: &[u64]) -> (bool, bool) {
+fn walk(grants: &GrantIndex, segments: &[&str], set: &[u64]) -> (bool, bool) {
     let (mut allow, mut deny) = (false, false);
     let mut at = 0usize;
     for segment in segments {
-        let Some(node) = tenant.trie.get(at) else {
+        let Some(node) = grants.trie.get(at) else {
             break;
         };
         if let Some(o) = node.star {
-            allow |= bits::intersects(tenant.star_allow(o), set);
-            deny |= bits::intersects(tenant.star_deny(o), set);
+            allow |= bits::intersects(grants.star_allow(o), set);
+            deny |= bits::intersects(grants.star_deny(o), set);
         }
         match node.children.get(*segment) {
             Some(&n) => at = n as usize,
@@ -332,9 +333,8 @@ pub fn list_subject_permissions(
     else {
         return Ok(None);
     };
-    let effective = t
-        .tenant
-        .effective_roles(&user.id, now, &t.parents, &t.bindings);
+    let (parents, bindings) = t.indexes_for(&user.id);
+    let effective = t.tenant.effective_roles(&user.id, now, &parents, &bindings);
     let mut roles: Vec<RoleName> = effective.iter().map(|e| e.role.clone()).collect();
     roles.sort();
     let mut permissions = Vec::new();

@@ -1,0 +1,312 @@
+//! Compiles a [`State`] into an immutable [`Snapshot`], and patches a
+//! snapshot after a mutation.
+//!
+//! Per tenant:
+//! - roles are numbered, and every user's effective role set becomes a bitset,
+//!   hash-consed so users with the same roles share one ("a million users
+//!   cost a handful of matchers");
+//! - binding expiry becomes *phases*: a user's role set for each interval
+//!   between the expiry times that touch it, so a check never recomputes;
+//! - every permission written literally in a grant is interned with the
+//!   allow and deny role bitsets of every grant that matches it, wildcards
+//!   included, so an exact check is one probe and two bitset ANDs;
+//! - wildcard grants (`prefix:*`) go into a segment trie for permissions
+//!   that are not interned; `{subject}` grants stay as patterns resolved at
+//!   check time.
+//!
+//! - users with the same own bindings and the same direct groups share a
+//!   *class*, whose phases are computed once.
+//!
+//! A compiled tenant is two halves that change for different reasons: the
+//! permission side ([`grants`], rebuilt when a grant, the catalog or the
+//! bridge grants change) and the user side ([`users`]: persistent maps and
+//! vectors, patched when a binding, a membership or a user changes: a
+//! user's entry when its own bindings or groups change, the classes under a
+//! group when the group's do). [`recompile`] redoes only what a mutation's
+//! [`Touched`] names; [`compile`] builds everything and is the reference the
+//! incremental path is tested against.
+
+mod grants;
+mod patch;
+mod users;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use foldhash::fast::RandomState;
+
+use super::bits;
+use super::catalog_index::CatalogIndex;
+use crate::model::ids::{GroupName, Subject, UserId};
+use crate::model::tenant::{Binding, Tenant};
+use crate::model::{RoleName, State, TenantId, Timestamp, Touched};
+use users::Resolver;
+
+pub(crate) use grants::GrantIndex;
+pub(crate) use users::{Class, ClassKey, Parents, RoleSets, UserEntry};
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, RandomState>;
+/// A persistent hash map: O(1) to copy, O(log n) to change.
+pub(crate) type PMap<K, V> =
+    imbl::GenericHashMap<K, V, RandomState, imbl::shared_ptr::DefaultSharedPtr>;
+
+/// An immutable, compiled view of the whole state at one revision.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub(crate) revision: u64,
+    pub(crate) state: Arc<State>,
+    pub(crate) catalog: Arc<CatalogIndex>,
+    pub(crate) tenants: FastMap<TenantId, Arc<TenantSnapshot>>,
+}
+
+impl Snapshot {
+    /// The revision this snapshot was compiled at.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The state it was compiled from.
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// The compiled tenant with this id.
+    pub fn tenant(&self, id: &str) -> Option<&Arc<TenantSnapshot>> {
+        self.tenants.get(id)
+    }
+
+    /// How many distinct role sets (matchers) the tenants hold in all.
+    pub fn matcher_count(&self) -> usize {
+        self.tenants.values().map(|t| t.role_set_count()).sum()
+    }
+}
+
+/// One tenant, compiled.
+#[derive(Debug, Clone)]
+pub struct TenantSnapshot {
+    pub(crate) tenant: Arc<Tenant>,
+    /// Words per role bitset.
+    pub(crate) words: usize,
+    /// Role index → name, sorted by name.
+    pub(crate) roles: Arc<[RoleName]>,
+    pub(crate) users: PMap<UserId, UserEntry>,
+    /// The classes `users` point into, and the table that finds one by key.
+    pub(crate) classes: imbl::Vector<Class>,
+    pub(crate) class_ids: PMap<ClassKey, u32>,
+    /// The distinct role sets the classes' phases point into.
+    pub(crate) sets: RoleSets,
+    /// How many classes and sets the last full compile made. A patch never
+    /// drops either, so once they outgrow these by far the tenant is
+    /// compiled afresh.
+    pub(crate) at_full: (usize, usize),
+    /// The permission side, shared until a grant changes.
+    pub(crate) grants: Arc<GrantIndex>,
+    /// Who lists whom, for patches, explanations and the admin rules (a
+    /// subject's bindings are a range of the tenant's own map).
+    pub(crate) parents: Parents,
+}
+
+impl TenantSnapshot {
+    /// The tenant model this was compiled from.
+    pub fn tenant(&self) -> &Arc<Tenant> {
+        &self.tenant
+    }
+
+    /// The tenant's roles, sorted by name; a role's position is its bit.
+    pub fn roles(&self) -> &[RoleName] {
+        &self.roles
+    }
+
+    /// How many distinct role sets its users share (after a patch, possibly
+    /// a few no user holds any more).
+    pub fn role_set_count(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// The roles in force for `user` at `now`, from the compiled role sets,
+    /// sorted; `None` if the tenant has no such user.
+    pub fn compiled_roles(&self, user: &str, now: Timestamp) -> Option<Vec<RoleName>> {
+        let entry = self.users.get(user)?;
+        let set = self.user_set(entry, now.unix());
+        Some(
+            bits::ones(set)
+                .filter_map(|i| self.roles.get(i).cloned())
+                .collect(),
+        )
+    }
+
+    /// The role set of a user at `now`; empty if its class is unknown
+    /// (cannot happen: a patch never drops a class).
+    #[inline]
+    pub(crate) fn user_set(&self, user: &UserEntry, now: i64) -> &[u64] {
+        match self.classes.get(user.class as usize) {
+            Some(class) => self.sets.get(class.phases.set_at(now)),
+            None => &[],
+        }
+    }
+
+    /// The parents and bindings of `user` and of every group above it: all
+    /// of the indexes the model's `effective_roles` reads for that user.
+    #[allow(
+        clippy::type_complexity,
+        reason = "the shape the model's effective_roles takes"
+    )]
+    pub(crate) fn indexes_for(
+        &self,
+        user: &UserId,
+    ) -> (
+        HashMap<Subject, Vec<GroupName>>,
+        HashMap<Subject, Vec<Binding>>,
+    ) {
+        let mut parents = HashMap::new();
+        let mut bindings = HashMap::new();
+        let mut queue = vec![Subject::User(user.clone())];
+        while let Some(subject) = queue.pop() {
+            if parents.contains_key(&subject) || bindings.contains_key(&subject) {
+                continue;
+            }
+            let own = self.tenant.bindings_of(&subject);
+            if !own.is_empty() {
+                bindings.insert(subject.clone(), own);
+            }
+            if let Some(groups) = self.parents.get(&subject) {
+                queue.extend(groups.iter().cloned().map(Subject::Group));
+                parents.insert(subject, groups.to_vec());
+            }
+        }
+        (parents, bindings)
+    }
+}
+
+/// Compiles every tenant of `state`.
+pub fn compile(state: Arc<State>) -> Snapshot {
+    let catalog = Arc::new(CatalogIndex::build(&state.catalog));
+    let mut tenants = FastMap::default();
+    for (id, tenant) in &state.tenants {
+        tenants.insert(
+            id.clone(),
+            Arc::new(compile_tenant(&state, &catalog, Arc::clone(tenant))),
+        );
+    }
+    Snapshot {
+        revision: state.revision,
+        state,
+        catalog,
+        tenants,
+    }
+}
+
+/// Compiles one tenant against the state's catalog and bridge grants.
+pub fn compile_tenant(
+    state: &State,
+    catalog: &CatalogIndex,
+    tenant: Arc<Tenant>,
+) -> TenantSnapshot {
+    let roles: Arc<[RoleName]> = tenant.roles.keys().cloned().collect();
+    let words = bits::words_for(roles.len());
+    let grants = Arc::new(GrantIndex::build(state, catalog, &tenant, &roles, words));
+
+    let index = users::Built::new(&tenant);
+    let mut sets = users::RoleSetsBuilder::new(words);
+    let mut resolver = Resolver::new(&roles, &index);
+    let mut class_ids: FastMap<ClassKey, u32> = FastMap::default();
+    let mut classes: Vec<Class> = Vec::new();
+    let mut entries: Vec<(UserId, UserEntry)> = Vec::with_capacity(tenant.users.len());
+    for (id, user) in &tenant.users {
+        let key = resolver.key(id);
+        let class = match class_ids.get(&key) {
+            Some(&c) => c,
+            None => {
+                let c = classes.len() as u32;
+                let phases = resolver.phases(&key, &mut sets);
+                class_ids.insert(key.clone(), c);
+                classes.push(Class { key, phases });
+                c
+            }
+        };
+        entries.push((id.clone(), users::entry(user.status, class)));
+    }
+    drop(resolver);
+    let sets = sets.finish();
+
+    TenantSnapshot {
+        words,
+        roles,
+        users: entries.into_iter().collect(),
+        at_full: (classes.len(), sets.len()),
+        classes: classes.into_iter().collect(),
+        class_ids: class_ids.into_iter().collect(),
+        sets,
+        grants,
+        parents: index.parents_index(),
+        tenant,
+    }
+}
+
+/// Compiles `state` reusing what `prev` already compiled: the tenants
+/// `touched` does not name are kept as they are; those it names are patched
+/// (only the users under the subjects it names are computed again, and the
+/// permission side only if a grant changed) or, when their roles changed,
+/// compiled afresh. A catalog or bridge-grant change rebuilds the catalog
+/// index and every tenant's permission side, and keeps every user side.
+pub fn recompile(prev: &Snapshot, state: Arc<State>, touched: &Touched) -> Snapshot {
+    let catalog = if touched.all {
+        Arc::new(CatalogIndex::build(&state.catalog))
+    } else {
+        Arc::clone(&prev.catalog)
+    };
+    let mut tenants = FastMap::default();
+    tenants.reserve(state.tenants.len());
+    let untouched = crate::model::mutation::TenantTouch::default();
+    for (id, tenant) in &state.tenants {
+        let touch = touched.tenants.get(id);
+        let compiled = match prev.tenants.get(id) {
+            None => Arc::new(compile_tenant(&state, &catalog, Arc::clone(tenant))),
+            Some(before) if touch.is_none() && !touched.all => {
+                if Arc::ptr_eq(&before.tenant, tenant) {
+                    Arc::clone(before)
+                } else {
+                    // The tenant changed but the mutation did not say so:
+                    // do not trust the old compiled form.
+                    Arc::new(compile_tenant(&state, &catalog, Arc::clone(tenant)))
+                }
+            }
+            Some(before) => Arc::new(patch::patch_tenant(
+                &state,
+                &catalog,
+                before,
+                Arc::clone(tenant),
+                touch.unwrap_or(&untouched),
+                touched.all,
+            )),
+        };
+        tenants.insert(id.clone(), compiled);
+    }
+    Snapshot {
+        revision: state.revision,
+        state,
+        catalog,
+        tenants,
+    }
+}
+
+/// What an actor holds, from the compiled snapshot's precomputed indexes.
+impl crate::model::rules::Authority for Snapshot {
+    fn view(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        now: crate::model::Timestamp,
+    ) -> crate::model::rules::ActorView {
+        match self.tenants.get(tenant) {
+            Some(t) => {
+                let (parents, bindings) = t.indexes_for(user);
+                crate::model::rules::view_of(&self.state, &t.tenant, user, now, &parents, &bindings)
+            }
+            None => crate::model::rules::ActorView::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

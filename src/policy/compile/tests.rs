@@ -1,0 +1,234 @@
+//! What a patch shares with the snapshot it patched. (That it agrees with
+//! a full compile is `tests/incremental.rs`.)
+
+use std::sync::Arc;
+
+use super::*;
+use crate::model::{Grant, GrantPattern, GroupName, Mutation, UserStatus, apply};
+
+fn tenant() -> TenantId {
+    TenantId::new("t").unwrap()
+}
+
+fn base() -> State {
+    let role = |r: &str| RoleName::new(r).unwrap();
+    let mut ms = vec![Mutation::CreateTenant {
+        tenant: tenant(),
+        name: "T".into(),
+        settings: Default::default(),
+    }];
+    for r in ["a", "b"] {
+        ms.push(Mutation::CreateRole {
+            tenant: tenant(),
+            role: role(r),
+            description: String::new(),
+        });
+    }
+    ms.push(Mutation::CreateGroup {
+        tenant: tenant(),
+        group: GroupName::new("g").unwrap(),
+        description: String::new(),
+    });
+    for u in 0..50 {
+        let user = UserId::new(format!("u{u}")).unwrap();
+        ms.push(Mutation::AddUser {
+            tenant: tenant(),
+            user: user.clone(),
+            email: None,
+            display_name: None,
+            status: UserStatus::Active,
+        });
+        ms.push(Mutation::Assign {
+            tenant: tenant(),
+            subject: Subject::User(user.clone()),
+            role: role(["a", "b"][u % 2]),
+            expires: None,
+        });
+        if u < 10 {
+            ms.push(Mutation::AddMember {
+                tenant: tenant(),
+                group: GroupName::new("g").unwrap(),
+                member: Subject::User(user),
+            });
+        }
+    }
+    let mut state = State::new();
+    for m in &ms {
+        apply(&mut state, m).unwrap();
+    }
+    state
+}
+
+/// The tenant before and after `m`.
+fn patched(m: Mutation) -> (Arc<TenantSnapshot>, Arc<TenantSnapshot>) {
+    let mut state = base();
+    let before = compile(Arc::new(state.clone()));
+    let touched = apply(&mut state, &m).unwrap();
+    let after = recompile(&before, Arc::new(state.clone()), &touched);
+    assert!(Arc::ptr_eq(
+        after.tenant("t").unwrap().tenant(),
+        &state.tenants[&tenant()]
+    ));
+    (
+        Arc::clone(before.tenant("t").unwrap()),
+        Arc::clone(after.tenant("t").unwrap()),
+    )
+}
+
+/// The users whose compiled entries differ.
+fn moved(a: &TenantSnapshot, b: &TenantSnapshot) -> Vec<String> {
+    let mut ids: Vec<String> = a
+        .users
+        .keys()
+        .chain(b.users.keys())
+        .filter(|id| a.users.get(*id) != b.users.get(*id))
+        .map(ToString::to_string)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The users whose roles differ at some time.
+fn changed(a: &TenantSnapshot, b: &TenantSnapshot) -> Vec<String> {
+    let mut ids: Vec<String> = a
+        .users
+        .keys()
+        .chain(b.users.keys())
+        .filter(|id| {
+            [50, 150].into_iter().any(|t| {
+                let now = Timestamp(t);
+                a.compiled_roles(id.as_str(), now) != b.compiled_roles(id.as_str(), now)
+            })
+        })
+        .map(ToString::to_string)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[test]
+fn profile_changes_share_everything() {
+    let (a, b) = patched(Mutation::UpdateUserInfo {
+        user: UserId::new("u1").unwrap(),
+        email: Some("u1@example.com".into()),
+        display_name: None,
+    });
+    assert!(a.users.ptr_eq(&b.users));
+    assert!(Arc::ptr_eq(&a.grants, &b.grants));
+    assert!(a.parents.ptr_eq(&b.parents) && a.class_ids.ptr_eq(&b.class_ids));
+    assert!(!Arc::ptr_eq(a.tenant(), b.tenant()));
+}
+
+#[test]
+fn a_binding_recompiles_one_user_and_keeps_the_grants() {
+    let (a, b) = patched(Mutation::Assign {
+        tenant: tenant(),
+        subject: Subject::User(UserId::new("u1").unwrap()),
+        role: RoleName::new("a").unwrap(),
+        expires: None,
+    });
+    assert_eq!(changed(&a, &b), ["u1"]);
+    assert_eq!(moved(&a, &b), ["u1"]);
+    assert!(Arc::ptr_eq(&a.grants, &b.grants));
+    assert!(a.parents.ptr_eq(&b.parents));
+    // u1 now holds {Users, a, b}: a new class and a new set.
+    assert_eq!(b.classes.len(), a.classes.len() + 1);
+    assert_eq!(b.role_set_count(), a.role_set_count() + 1);
+}
+
+#[test]
+fn a_group_binding_recompiles_classes_not_users() {
+    let (a, b) = patched(Mutation::Assign {
+        tenant: tenant(),
+        subject: Subject::Group(GroupName::new("g").unwrap()),
+        role: RoleName::new("a").unwrap(),
+        expires: Some(Timestamp(100)),
+    });
+    // Members already bound to `a` keep their set (Users+a, before and
+    // after 100); the others (odd ones, bound to `b`) change.
+    let members: Vec<String> = [1, 3, 5, 7, 9].map(|u| format!("u{u}")).to_vec();
+    assert_eq!(changed(&a, &b), members);
+    // Its members' classes changed, no user entry did.
+    assert!(a.users.ptr_eq(&b.users));
+}
+
+#[test]
+fn a_grant_rebuilds_only_the_permission_side() {
+    let (a, b) = patched(Mutation::Grant {
+        tenant: tenant(),
+        role: RoleName::new("a").unwrap(),
+        grant: Grant::allow(GrantPattern::parse("x:y").unwrap()),
+    });
+    assert!(a.users.ptr_eq(&b.users));
+    assert!(!Arc::ptr_eq(&a.grants, &b.grants));
+    assert!(b.grants.perms.contains_key("x:y"));
+}
+
+#[test]
+fn a_new_role_compiles_the_tenant_afresh() {
+    let (a, b) = patched(Mutation::CreateRole {
+        tenant: tenant(),
+        role: RoleName::new("0first").unwrap(),
+        description: String::new(),
+    });
+    assert_eq!(b.roles().len(), a.roles().len() + 1);
+    assert!(!a.users.ptr_eq(&b.users));
+}
+
+#[test]
+fn removing_a_member_updates_its_groups() {
+    let (a, b) = patched(Mutation::RemoveMember {
+        tenant: tenant(),
+        group: GroupName::new("g").unwrap(),
+        member: Subject::User(UserId::new("u3").unwrap()),
+    });
+    let u3 = Subject::User(UserId::new("u3").unwrap());
+    assert!(a.parents.contains_key(&u3) && !b.parents.contains_key(&u3));
+    // No binding on `g`: u3's roles are the same, in another class.
+    assert!(changed(&a, &b).is_empty());
+    assert_eq!(moved(&a, &b), ["u3"]);
+}
+
+#[test]
+fn unused_classes_do_not_pile_up() {
+    // Each assignment with a new expiry moves u1 to a new class; the old
+    // ones stay until the tenant is compiled afresh.
+    let mut state = base();
+    let mut snapshot = compile(Arc::new(state.clone()));
+    let start = snapshot.tenant("t").unwrap().classes.len();
+    let mut recompiled = false;
+    for i in 0..1500 {
+        let touched = apply(
+            &mut state,
+            &Mutation::Assign {
+                tenant: tenant(),
+                subject: Subject::User(UserId::new("u1").unwrap()),
+                role: RoleName::new("a").unwrap(),
+                expires: Some(Timestamp(1_000 + i)),
+            },
+        )
+        .unwrap();
+        snapshot = recompile(&snapshot, Arc::new(state.clone()), &touched);
+        let t = snapshot.tenant("t").unwrap();
+        assert!(t.classes.len() <= 2 * t.at_full.0 + patch::SPARE + 1);
+        recompiled |= t.classes.len() < start + i as usize + 1;
+    }
+    assert!(recompiled);
+    let full = compile(Arc::new(state.clone()));
+    for u in 0..50 {
+        let id = format!("u{u}");
+        for now in [0, 1_200, 5_000] {
+            assert_eq!(
+                snapshot
+                    .tenant("t")
+                    .unwrap()
+                    .compiled_roles(&id, Timestamp(now)),
+                full.tenant("t")
+                    .unwrap()
+                    .compiled_roles(&id, Timestamp(now)),
+            );
+        }
+    }
+}
