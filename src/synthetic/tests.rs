@@ -141,8 +141,16 @@ fn probes_give_the_decision_they_are_named_for() {
     // The exact probe is one interned lookup; the wildcard one is not interned
     // (the trie is walked) and only `prefix:*` grants match it.
     let t = snapshot.tenant(&tenant).unwrap();
-    assert!(t.grants.perms.contains_key(p.exact_allow.permission.as_str()));
-    assert!(!t.grants.perms.contains_key(p.wildcard_allow.permission.as_str()));
+    assert!(
+        t.grants
+            .perms
+            .contains_key(p.exact_allow.permission.as_str())
+    );
+    assert!(
+        !t.grants
+            .perms
+            .contains_key(p.wildcard_allow.permission.as_str())
+    );
     let matching = |probe: &Probe| {
         reference::decide(&state, &probe.request(), NOW)
             .unwrap()
