@@ -1119,6 +1119,23 @@ fn check_last_admin(
     if !risky {
         return Ok(());
     }
+    // The common binding changes cannot take an Administrator away; skip
+    // the scan of every binding for them.
+    let admin = RoleName::administrators();
+    let cannot_reduce = match m {
+        Mutation::Unassign { role, .. } => *role != admin,
+        Mutation::Assign {
+            tenant, subject, ..
+        } => before.tenants.get(tenant).is_none_or(|t| {
+            // Assigning removes a binding only when it replaces the user's role.
+            !(t.settings.single_role_per_user
+                && t.bindings.contains_key(&(subject.clone(), admin.clone())))
+        }),
+        _ => false,
+    };
+    if cannot_reduce {
+        return Ok(());
+    }
     for (id, t) in &before.tenants {
         let Some(next) = after.tenants.get(id) else {
             continue;
