@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/rampart/v1/authorization.proto",
         "proto/rampart/v1/admin.proto",
+        "proto/rampart/v1/replication.proto",
     ];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

@@ -19,7 +19,7 @@ use tokio::sync::{Mutex, watch};
 use crate::model::rules::{Actor, AdminError, Refusal, validate};
 use crate::model::{Mutation, State, Timestamp, apply};
 use crate::policy::{Snapshot, compile, recompile};
-use crate::store::{AuditRecord, Outcome, Store, StoreError};
+use crate::store::{AuditRecord, Change, Outcome, Store, StoreError};
 
 /// Why a submitted change did not happen.
 #[derive(Debug, Error)]
@@ -30,7 +30,8 @@ pub enum SubmitError {
     /// The store failed; nothing changed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// This node does not take changes (a read replica).
+    /// This node does not take this change (a read replica; an import into
+    /// a node that holds a state).
     #[error("{0}")]
     ReadOnly(String),
 }
@@ -94,6 +95,80 @@ impl Engine {
     /// The store, if durable.
     pub fn store(&self) -> Option<&Arc<dyn Store>> {
         self.store.as_ref()
+    }
+
+    /// Applies a change replicated from the leader (which validated and
+    /// audited it): it must be the next revision. Stored (when durable),
+    /// then published, like a local change.
+    pub async fn replicate(&self, change: Change) -> Result<u64, SubmitError> {
+        let _writer = self.writer.lock().await;
+        let snapshot = self.load();
+        let have = snapshot.revision();
+        if Some(change.revision) != have.checked_add(1) {
+            return Err(StoreError::OutOfOrder {
+                have,
+                got: change.revision,
+            }
+            .into());
+        }
+        let mut next = (**snapshot.state()).clone();
+        let touched = apply(&mut next, &change.mutation).map_err(|e| AdminError {
+            refusal: Refusal::Invalid,
+            message: format!("replicated revision {}: {e}", change.revision),
+        })?;
+        if let Some(store) = &self.store {
+            let store = Arc::clone(store);
+            let change = change.clone();
+            blocking(move || store.append(&change)).await?;
+        }
+        self.publish(recompile(&snapshot, Arc::new(next), &touched));
+        Ok(change.revision)
+    }
+
+    /// Replaces the whole state with `state` (a replica's bootstrap, an
+    /// imported backup), as history `history`, and publishes it.
+    pub async fn install(&self, state: State, history: &str) -> Result<u64, SubmitError> {
+        let writer = self.writer.lock().await;
+        self.install_locked(writer, state, history).await
+    }
+
+    /// [`Engine::install`], only while the engine holds no state (revision
+    /// 0): for importing a backup.
+    pub async fn install_if_empty(&self, state: State, history: &str) -> Result<u64, SubmitError> {
+        let writer = self.writer.lock().await;
+        let have = self.load().revision();
+        if have != 0 {
+            return Err(SubmitError::ReadOnly(format!(
+                "this node already holds a state (revision {have}): import only into an empty store"
+            )));
+        }
+        self.install_locked(writer, state, history).await
+    }
+
+    async fn install_locked(
+        &self,
+        _writer: tokio::sync::MutexGuard<'_, ()>,
+        state: State,
+        history: &str,
+    ) -> Result<u64, SubmitError> {
+        let state = Arc::new(state);
+        if let Some(store) = &self.store {
+            let store = Arc::clone(store);
+            let state = Arc::clone(&state);
+            let history = history.to_owned();
+            blocking(move || store.install(&state, &history)).await?;
+        }
+        let revision = state.revision;
+        let compiled = tokio::task::spawn_blocking(move || compile(state))
+            .await
+            .map_err(|e| StoreError::Backend(format!("compile task failed: {e}")))?;
+        self.publish(compiled);
+        Ok(revision)
+    }
+
+    /// A receiver that sees every published revision.
+    pub fn revisions(&self) -> watch::Receiver<u64> {
+        self.revision.subscribe()
     }
 
     /// Swaps in `snapshot` and wakes waiters. Only the writer calls this.

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod engine;
 pub mod model;
 pub mod policy;
+pub mod replication;
 pub mod server;
 pub mod store;
 pub mod synthetic;

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use rampart::engine::Engine;
 use rampart::model::{Mutation, State, policy_file};
 use rampart::server::{DataPlaneConfig, ServerHandle, start};
-use rampart::store::{AuditFilter, AuditRecord, Store, StoreError};
+use rampart::store::{AuditFilter, AuditRecord, Change, History, Store, StoreError};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
@@ -557,8 +557,27 @@ impl Store for AuditOnly {
         self.push(audit);
         Ok(())
     }
-    fn changelog(&self, _: u64, _: usize) -> Result<Vec<(u64, Mutation)>, StoreError> {
+    fn append(&self, _: &Change) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn changelog(&self, _: u64, _: usize) -> Result<Vec<Change>, StoreError> {
         Ok(Vec::new())
+    }
+    fn history(&self) -> Result<History, StoreError> {
+        Ok(History {
+            id: "audit-only".into(),
+            first: 1,
+            last: 0,
+        })
+    }
+    fn checkpoint_revision(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+    fn compact(&self, _: u64) -> Result<u64, StoreError> {
+        Ok(1)
+    }
+    fn install(&self, _: &State, _: &str) -> Result<(), StoreError> {
+        Ok(())
     }
     fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
         Ok(self

@@ -18,7 +18,8 @@ use rampart::model::{
     State, Subject, Tenant, TenantId, Timestamp, User, UserId, UserStatus, apply,
 };
 use rampart::store::{
-    AuditFilter, AuditRecord, MemoryStore, Outcome, Recovery, SledStore, Store, StoreError,
+    AuditFilter, AuditRecord, Change, MemoryStore, Outcome, Recovery, Retention, SledStore, Store,
+    StoreError,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -245,6 +246,10 @@ both!(
     audit_seq_keeps_increasing_across_restarts,
     an_entry_that_does_not_apply_is_corrupt,
     what_cannot_be_read_back_is_never_committed,
+    compaction_keeps_what_recovery_needs,
+    retention_bounds_compaction,
+    install_replaces_the_state_and_the_history,
+    append_takes_the_next_revision_without_audit,
 );
 
 // ---------------------------------------------------------------- behaviour
@@ -287,11 +292,23 @@ fn the_changelog_pages<T: Harness>(h: &mut T) {
     let store = h.open();
     commit_all(&store, &ms, 0);
     let all = store.changelog(0, 0).unwrap();
-    let revisions: Vec<u64> = all.iter().map(|(r, _)| *r).collect();
+    let revisions: Vec<u64> = all.iter().map(|c| c.revision).collect();
     assert_eq!(revisions, (1..=ms.len() as u64).collect::<Vec<_>>());
-    assert_eq!(all.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>(), ms);
+    assert_eq!(
+        all.iter().map(|c| c.mutation.clone()).collect::<Vec<_>>(),
+        ms
+    );
+    assert!(
+        all.iter().all(|c| c.time.is_some()),
+        "commits keep their time"
+    );
     let page = store.changelog(3, 2).unwrap();
-    assert_eq!(page, vec![(4, ms[3].clone()), (5, ms[4].clone())]);
+    assert_eq!(
+        page.iter()
+            .map(|c| (c.revision, c.mutation.clone()))
+            .collect::<Vec<_>>(),
+        vec![(4, ms[3].clone()), (5, ms[4].clone())]
+    );
     assert!(store.changelog(ms.len() as u64, 10).unwrap().is_empty());
     assert!(store.changelog(u64::MAX, 10).unwrap().is_empty());
 }
@@ -360,7 +377,13 @@ fn out_of_order_revisions_are_refused<T: Harness>(h: &mut T) {
     ));
     // Nothing of the refused commits was written.
     assert_eq!(store.revision().unwrap(), 1);
-    assert_eq!(store.changelog(0, 0).unwrap(), vec![(1, ms[0].clone())]);
+    let log = store.changelog(0, 0).unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|c| (c.revision, c.mutation.clone()))
+            .collect::<Vec<_>>(),
+        vec![(1, ms[0].clone())]
+    );
     assert_eq!(store.audit(&AuditFilter::default()).unwrap().len(), 1);
     // The store writes the revision into the record.
     store
@@ -677,15 +700,30 @@ fn sled_changelog_and_meta_must_agree() {
     commit_all(&store, &ms[..4], 0);
     store.checkpoint(&expected[3]).unwrap();
     drop(store);
-    // An entry past the last revision, as no commit writes it.
+    // An entry past the last revision, as no commit writes it (an
+    // install that crashed before its cleanup leaves such): never
+    // acknowledged, so dropped when the store opens.
     raw(dir.path(), |db| {
         let log = db.open_tree("changelog").unwrap();
         log.insert(5u64.to_be_bytes(), serde_json::to_vec(&ms[4]).unwrap())
             .unwrap();
     });
     let store = open_sled(dir.path());
+    assert_eq!(store.load().unwrap(), expected[4]);
+    assert_eq!(store.changelog(0, 0).unwrap().len(), 4);
+    drop(store);
+    // A `revision` past the changelog's end.
+    raw(dir.path(), |db| {
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("revision", &5u64.to_be_bytes()[..]).unwrap();
+    });
+    let store = open_sled(dir.path());
     expect_corrupt(store.load(), "meta `revision`");
     drop(store);
+    raw(dir.path(), |db| {
+        let meta = db.open_tree("meta").unwrap();
+        meta.insert("revision", &4u64.to_be_bytes()[..]).unwrap();
+    });
     // A checkpoint pointer claiming an absurd header length.
     raw(dir.path(), |db| {
         let log = db.open_tree("changelog").unwrap();
@@ -1045,4 +1083,169 @@ fn walk_size(dir: &Path) -> u64 {
         };
     }
     total
+}
+
+fn compaction_keeps_what_recovery_needs<T: Harness>(h: &mut T) {
+    let ms = history();
+    let n = ms.len() as u64;
+    let expected = states(&ms);
+    let store = h.open();
+    commit_all(&store, &ms, 0);
+    assert_eq!(store.history().unwrap().first, 1);
+    // Without a checkpoint, nothing can go: recovery replays from 1.
+    assert_eq!(store.compact(n).unwrap(), 1);
+    store.checkpoint(&expected[5]).unwrap();
+    // Bounded by the checkpoint: entries after revision 5 stay.
+    assert_eq!(store.compact(u64::MAX).unwrap(), 6);
+    let h1 = store.history().unwrap();
+    assert_eq!((h1.first, h1.last), (6, n));
+    let log = store.changelog(0, 0).unwrap();
+    assert_eq!(log.first().unwrap().revision, 6);
+    assert_eq!(log.len() as u64, n - 5);
+    assert_eq!(store.load().unwrap(), expected[n as usize]);
+    // Compacting less than is gone changes nothing.
+    assert_eq!(store.compact(3).unwrap(), 6);
+    let store = h.reopen(store);
+    assert_eq!(store.history().unwrap(), h1);
+    assert_eq!(store.load().unwrap(), expected[n as usize]);
+    assert_eq!(store.changelog(2, 1).unwrap()[0].revision, 6);
+}
+
+fn retention_bounds_compaction<T: Harness>(h: &mut T) {
+    let ms = history();
+    let n = ms.len() as u64;
+    let expected = states(&ms);
+    let store = h.open();
+    commit_all(&store, &ms, 0);
+    // `record` stamps revision r at 1_700_000_000 + r.
+    let now = Timestamp(1_700_000_000 + n as i64);
+    let none = Retention::default();
+    assert_eq!(
+        none.cutoff(&store, now).unwrap(),
+        1,
+        "no bound, no compaction"
+    );
+    let last_two = Retention {
+        revisions: Some(2),
+        age: None,
+    };
+    // Bounded by the (absent) checkpoint first.
+    assert_eq!(last_two.cutoff(&store, now).unwrap(), 1);
+    store.checkpoint(&expected[n as usize]).unwrap();
+    assert_eq!(last_two.cutoff(&store, now).unwrap(), n - 1);
+    // Every entry is seconds old: an hour's age bound keeps them all, and
+    // both bounds must agree before an entry goes.
+    let hour = Retention {
+        revisions: None,
+        age: Some(std::time::Duration::from_secs(3600)),
+    };
+    assert_eq!(hour.cutoff(&store, now).unwrap(), 1);
+    let both = Retention {
+        revisions: Some(2),
+        ..hour
+    };
+    assert_eq!(both.cutoff(&store, now).unwrap(), 1);
+    let five = Retention {
+        revisions: None,
+        age: Some(std::time::Duration::from_secs(5)),
+    };
+    assert_eq!(five.cutoff(&store, now).unwrap(), n - 5);
+    // An hour later, they are all older than the bound.
+    let later = Timestamp(now.0 + 7200);
+    assert_eq!(hour.cutoff(&store, later).unwrap(), n + 1);
+    assert_eq!(both.cutoff(&store, later).unwrap(), n - 1);
+    let first = store.compact(both.cutoff(&store, later).unwrap()).unwrap();
+    assert_eq!(first, n - 1);
+    assert_eq!(store.changelog(0, 0).unwrap().len(), 2);
+}
+
+fn install_replaces_the_state_and_the_history<T: Harness>(h: &mut T) {
+    let ms = history();
+    let n = ms.len() as u64;
+    let expected = states(&ms);
+    let store = h.open();
+    commit_all(&store, &ms, 0);
+    let before = store.history().unwrap();
+    assert!(!before.id.is_empty());
+    // Back to an older revision of another history (a leader restored from
+    // a backup), then on from there.
+    store.install(&expected[3], "restored").unwrap();
+    assert_eq!(store.load().unwrap(), expected[3]);
+    let after = store.history().unwrap();
+    assert_eq!(
+        (after.id.as_str(), after.first, after.last),
+        ("restored", 4, 3)
+    );
+    assert!(store.changelog(0, 0).unwrap().is_empty());
+    store
+        .commit(4, &ms[3], record(&ms[3], None, Outcome::Applied, 4))
+        .unwrap();
+    // The audit log is kept whole.
+    assert_eq!(
+        store.audit(&AuditFilter::default()).unwrap().len() as u64,
+        n + 1
+    );
+    let store = h.reopen(store);
+    assert_eq!(store.load().unwrap(), expected[4]);
+    assert_eq!(store.history().unwrap().id, "restored");
+    let log = store.changelog(0, 0).unwrap();
+    assert_eq!(log.iter().map(|c| c.revision).collect::<Vec<_>>(), [4]);
+    // And forward, at the same revision as the checkpoint it replaces.
+    store.install(&expected[4], "again").unwrap();
+    let store = h.reopen(store);
+    assert_eq!(store.load().unwrap(), expected[4]);
+    assert_eq!(store.history().unwrap().id, "again");
+    assert_eq!(store.checkpoint_revision().unwrap(), 4);
+}
+
+fn append_takes_the_next_revision_without_audit<T: Harness>(h: &mut T) {
+    let ms = history();
+    let expected = states(&ms);
+    let store = h.open();
+    let change = |revision: u64| Change {
+        revision,
+        time: Some(Timestamp(1_700_000_000)),
+        mutation: ms[revision as usize - 1].clone(),
+    };
+    store.append(&change(1)).unwrap();
+    assert!(matches!(
+        store.append(&change(3)),
+        Err(StoreError::OutOfOrder { have: 1, got: 3 })
+    ));
+    store.append(&change(2)).unwrap();
+    assert!(store.audit(&AuditFilter::default()).unwrap().is_empty());
+    let store = h.reopen(store);
+    assert_eq!(store.load().unwrap(), expected[2]);
+    assert_eq!(store.changelog(0, 0).unwrap(), vec![change(1), change(2)]);
+}
+
+#[test]
+fn sled_reads_changelog_entries_written_before_times_were_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let ms = history();
+    let expected = states(&ms);
+    let store = open_sled(dir.path());
+    commit_all(&store, &ms[..3], 0);
+    drop(store);
+    raw(dir.path(), |db| {
+        let log = db.open_tree("changelog").unwrap();
+        log.insert(2u64.to_be_bytes(), serde_json::to_vec(&ms[1]).unwrap())
+            .unwrap();
+    });
+    let store = open_sled(dir.path());
+    assert_eq!(store.load().unwrap(), expected[3]);
+    let log = store.changelog(0, 0).unwrap();
+    assert_eq!(log[1].time, None);
+    assert_eq!(log[1].mutation, ms[1]);
+    assert!(log[0].time.is_some());
+}
+
+#[test]
+fn sled_history_ids_persist_and_differ_between_stores() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let id = open_sled(a.path()).history().unwrap().id;
+    assert_eq!(id.len(), 32);
+    assert_eq!(open_sled(a.path()).history().unwrap().id, id);
+    assert_ne!(open_sled(b.path()).history().unwrap().id, id);
 }

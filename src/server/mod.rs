@@ -106,7 +106,8 @@ impl ServerHandle {
     }
 }
 
-async fn set_health(health: &HealthReporter, serving: bool) {
+/// Sets the health of the whole server and of the Authorization service.
+pub async fn set_health(health: &HealthReporter, serving: bool) {
     let status = if serving {
         tonic_health::ServingStatus::Serving
     } else {

@@ -7,20 +7,34 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{
-    AuditFilter, AuditRecord, Recovery, Store, StoreError, encode_audit, encode_mutation,
-    max_count, replay,
+    AuditFilter, AuditRecord, Change, History, Recovery, Store, StoreError, encode_audit,
+    encode_change, max_count, new_history_id, replay,
 };
 use crate::model::{Mutation, State};
 
 /// An in-memory store.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                history: new_history_id(),
+                ..Inner::default()
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    changelog: BTreeMap<u64, Mutation>,
+    changelog: BTreeMap<u64, Change>,
+    /// The last committed revision.
+    revision: u64,
+    history: String,
     /// In `seq` order; `seq` starts at 1.
     audit: Vec<AuditRecord>,
     /// The newest checkpoint. States share their tenants through `Arc`s,
@@ -30,7 +44,20 @@ struct Inner {
 
 impl Inner {
     fn revision(&self) -> u64 {
-        self.changelog.keys().next_back().copied().unwrap_or(0)
+        self.revision
+    }
+
+    fn push_change(&mut self, change: Change) -> Result<(), StoreError> {
+        let have = self.revision;
+        if Some(change.revision) != have.checked_add(1) {
+            return Err(StoreError::OutOfOrder {
+                have,
+                got: change.revision,
+            });
+        }
+        self.revision = change.revision;
+        self.changelog.insert(change.revision, change);
+        Ok(())
     }
 
     /// Checks and appends `audit`, giving it the next `seq`.
@@ -62,7 +89,7 @@ impl MemoryStore {
         let after = inner
             .changelog
             .range(checkpoint.saturating_add(1)..)
-            .map(|(r, m)| Ok((*r, m.clone())));
+            .map(|(_, c)| Ok(c.clone()));
         let replayed = replay(&mut state, after)?;
         Ok(Recovery {
             state,
@@ -83,8 +110,13 @@ impl Store for MemoryStore {
         mutation: &Mutation,
         mut audit: AuditRecord,
     ) -> Result<(), StoreError> {
+        let change = Change {
+            revision,
+            time: Some(audit.time),
+            mutation: mutation.clone(),
+        };
         // Same refusal as the sled store, though nothing is written here.
-        encode_mutation(revision, mutation)?;
+        encode_change(&change)?;
         let mut inner = self.lock();
         let have = inner.revision();
         if Some(revision) != have.checked_add(1) {
@@ -95,15 +127,19 @@ impl Store for MemoryStore {
         }
         audit.revision = revision;
         inner.push_audit(audit)?;
-        inner.changelog.insert(revision, mutation.clone());
-        Ok(())
+        inner.push_change(change)
+    }
+
+    fn append(&self, change: &Change) -> Result<(), StoreError> {
+        encode_change(change)?;
+        self.lock().push_change(change.clone())
     }
 
     fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError> {
         self.lock().push_audit(audit)
     }
 
-    fn changelog(&self, after: u64, limit: usize) -> Result<Vec<(u64, Mutation)>, StoreError> {
+    fn changelog(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
         let Some(first) = after.checked_add(1) else {
             return Ok(Vec::new());
         };
@@ -112,8 +148,54 @@ impl Store for MemoryStore {
             .changelog
             .range(first..)
             .take(max_count(limit))
-            .map(|(r, m)| (*r, m.clone()))
+            .map(|(_, c)| c.clone())
             .collect())
+    }
+
+    fn history(&self) -> Result<History, StoreError> {
+        let inner = self.lock();
+        let last = inner.revision;
+        Ok(History {
+            id: inner.history.clone(),
+            first: inner
+                .changelog
+                .keys()
+                .next()
+                .copied()
+                .unwrap_or(last.saturating_add(1)),
+            last,
+        })
+    }
+
+    fn checkpoint_revision(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().checkpoint.as_ref().map_or(0, |c| c.revision))
+    }
+
+    fn compact(&self, before: u64) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let covered = inner
+            .checkpoint
+            .as_ref()
+            .map_or(0, |c| c.revision)
+            .saturating_add(1);
+        let keep = inner.changelog.split_off(&before.min(covered));
+        inner.changelog = keep;
+        let last = inner.revision;
+        Ok(inner
+            .changelog
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(last.saturating_add(1)))
+    }
+
+    fn install(&self, state: &State, history: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.changelog.clear();
+        inner.revision = state.revision;
+        inner.checkpoint = Some(state.clone());
+        history.clone_into(&mut inner.history);
+        Ok(())
     }
 
     fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {

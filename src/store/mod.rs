@@ -24,6 +24,95 @@ use thiserror::Error;
 
 use crate::model::{Mutation, State, Timestamp, apply};
 
+/// One changelog entry: the mutation committed at `revision`, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub revision: u64,
+    /// The commit time; `None` for entries written before times were kept.
+    pub time: Option<Timestamp>,
+    pub mutation: Mutation,
+}
+
+/// A changelog entry's stored value (its revision is the key).
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+#[serde(deny_unknown_fields)]
+struct StoredChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    time: Option<Timestamp>,
+    mutation: Mutation,
+}
+
+/// Encodes a changelog entry's value, refusing one that would not read back.
+pub(crate) fn encode_change(change: &Change) -> Result<Vec<u8>, StoreError> {
+    let stored = StoredChange {
+        time: change.time,
+        mutation: change.mutation.clone(),
+    };
+    encode_checked(
+        || format!("the mutation for revision {}", change.revision),
+        &stored,
+    )
+}
+
+/// Decodes the changelog value stored at `revision`: `{time, mutation}`, or
+/// a bare mutation (the format before times were kept).
+pub(crate) fn decode_change(revision: u64, bytes: &[u8]) -> Result<Change, StoreError> {
+    let corrupt = |why: serde_json::Error| StoreError::Corrupt {
+        at: format!("changelog revision {revision}"),
+        why: why.to_string(),
+    };
+    match serde_json::from_slice::<StoredChange>(bytes) {
+        Ok(s) => Ok(Change {
+            revision,
+            time: s.time,
+            mutation: s.mutation,
+        }),
+        Err(first) => match serde_json::from_slice::<Mutation>(bytes) {
+            Ok(mutation) => Ok(Change {
+                revision,
+                time: None,
+                mutation,
+            }),
+            Err(_) => Err(corrupt(first)),
+        },
+    }
+}
+
+/// Which revisions a store's changelog holds, and which history they
+/// belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    /// Names this line of revisions. A store starts a new one when it is
+    /// created empty or a backup is imported into it; a replica takes its
+    /// leader's. Revision `r` means the same state on two stores only if
+    /// they share the history id.
+    pub id: String,
+    /// The oldest revision still in the changelog: every entry from here to
+    /// `last` is present. `last + 1` when the changelog holds none.
+    pub first: u64,
+    /// The last committed revision.
+    pub last: u64,
+}
+
+/// A fresh, random history id (32 hex digits), from the standard library's
+/// per-process random hash keys and the clock: no dependency needed for an
+/// id that only has to differ between stores.
+pub fn new_history_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let word = |salt: u64| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(salt);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    format!("{:016x}{:016x}", word(1), word(2))
+}
+
 /// How an attempted change ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -110,11 +199,6 @@ where
     }
 }
 
-/// [`encode_checked`] for the mutation committed at `revision`.
-pub(crate) fn encode_mutation(revision: u64, mutation: &Mutation) -> Result<Vec<u8>, StoreError> {
-    encode_checked(|| format!("the mutation for revision {revision}"), mutation)
-}
-
 /// [`encode_checked`] for an audit record (after its `seq` is set).
 pub(crate) fn encode_audit(record: &AuditRecord) -> Result<Vec<u8>, StoreError> {
     encode_checked(|| format!("audit record {}", record.seq), record)
@@ -142,11 +226,13 @@ pub struct Recovery {
 /// apply is `Corrupt`, naming the revision.
 pub(crate) fn replay(
     state: &mut State,
-    entries: impl IntoIterator<Item = Result<(u64, Mutation), StoreError>>,
+    entries: impl IntoIterator<Item = Result<Change, StoreError>>,
 ) -> Result<u64, StoreError> {
     let mut count = 0;
     for entry in entries {
-        let (revision, mutation) = entry?;
+        let Change {
+            revision, mutation, ..
+        } = entry?;
         let at = || format!("changelog revision {revision}");
         if Some(revision) != state.revision.checked_add(1) {
             return Err(StoreError::Corrupt {
@@ -174,6 +260,57 @@ pub enum StoreError {
     OutOfOrder { have: u64, got: u64 },
 }
 
+/// How much changelog to keep. An entry is removed only when every bound
+/// that is set says so, and never one the newest checkpoint still needs
+/// for recovery. With no bound set, nothing is removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep at least the last this many revisions.
+    pub revisions: Option<u64>,
+    /// Keep at least the entries committed within this long.
+    pub age: Option<std::time::Duration>,
+}
+
+impl Retention {
+    /// The revision compaction may remove entries below, as of `now`: every
+    /// entry before it is outside each set bound and covered by the
+    /// checkpoint. Reads entry times from `store` when an age is set.
+    pub fn cutoff(&self, store: &dyn Store, now: Timestamp) -> Result<u64, StoreError> {
+        let history = store.history()?;
+        if self.revisions.is_none() && self.age.is_none() {
+            return Ok(history.first);
+        }
+        // Entries after the checkpoint are what recovery replays.
+        let mut cutoff = store.checkpoint_revision()?.saturating_add(1);
+        if let Some(n) = self.revisions {
+            cutoff = cutoff.min(history.last.saturating_add(1).saturating_sub(n));
+        }
+        if let Some(age) = self.age {
+            let oldest_kept = now
+                .0
+                .saturating_sub(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
+            // The first entry young enough to keep; entries are in commit
+            // (so time) order.
+            let mut at = history.first.saturating_sub(1);
+            'scan: while at.saturating_add(1) < cutoff {
+                let page = store.changelog(at, 1024)?;
+                if page.is_empty() {
+                    break;
+                }
+                for change in page {
+                    if change.revision >= cutoff || change.time.is_some_and(|t| t.0 >= oldest_kept)
+                    {
+                        cutoff = cutoff.min(change.revision);
+                        break 'scan;
+                    }
+                    at = change.revision;
+                }
+            }
+        }
+        Ok(cutoff.max(history.first))
+    }
+}
+
 /// Durable storage of the changelog, the audit log and checkpoints.
 pub trait Store: Send + Sync {
     /// The state at the last committed revision: the newest checkpoint with
@@ -196,9 +333,31 @@ pub trait Store: Send + Sync {
     /// record's `seq`.
     fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError>;
 
+    /// Durably appends a change replicated from a leader (which audited
+    /// it): `change.revision` must be the last revision + 1.
+    fn append(&self, change: &Change) -> Result<(), StoreError>;
+
     /// The changelog entries with revision > `after`, in order, at most
-    /// `limit` (0: no limit).
-    fn changelog(&self, after: u64, limit: usize) -> Result<Vec<(u64, Mutation)>, StoreError>;
+    /// `limit` (0: no limit). Starts at [`History::first`] when `after` is
+    /// older.
+    fn changelog(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError>;
+
+    /// The history id and the range of revisions the changelog holds.
+    fn history(&self) -> Result<History, StoreError>;
+
+    /// The revision of the newest checkpoint (0: none).
+    fn checkpoint_revision(&self) -> Result<u64, StoreError>;
+
+    /// Removes the changelog entries below `before` (bounded by the newest
+    /// checkpoint: recovery needs what follows it), in small steps that do
+    /// not hold up commits. Returns the new [`History::first`].
+    fn compact(&self, before: u64) -> Result<u64, StoreError>;
+
+    /// Replaces everything but the audit log with `state`, as history
+    /// `history`: the checkpoint becomes `state`, the changelog restarts
+    /// after `state.revision`. For a replica's bootstrap and for importing a
+    /// backup. The caller serialises it with commits.
+    fn install(&self, state: &State, history: &str) -> Result<(), StoreError>;
 
     /// Audit records matching `filter`, in `seq` order.
     fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError>;

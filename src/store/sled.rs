@@ -4,10 +4,12 @@
 //!
 //! | tree         | key                                   | value                          |
 //! |--------------|---------------------------------------|--------------------------------|
-//! | `changelog`  | revision, big-endian u64              | JSON `Mutation`                |
+//! | `changelog`  | revision, big-endian u64              | JSON `{time, mutation}`        |
 //! | `audit`      | seq, big-endian u64                   | JSON `AuditRecord`             |
 //! | `meta`       | `revision`                            | last revision, big-endian u64  |
 //! | `meta`       | `next_audit_seq`                      | next seq, big-endian u64       |
+//! | `meta`       | `first_retained`                      | oldest changelog revision kept, big-endian u64 (absent: 1) |
+//! | `meta`       | `history`                             | the history id, UTF-8          |
 //! | `meta`       | `checkpoint`                          | revision u64 ++ header bytes u64 (big-endian) |
 //! | `checkpoint` | revision u64 ++ part u32 ++ chunk u32 | up to 4 KiB of a part's JSON   |
 //!
@@ -30,7 +32,15 @@
 //! made durable, and only then made current by one insert of the `meta`
 //! pointer (made durable too); the older checkpoint is deleted afterwards.
 //! A crash at any point leaves the old or the new checkpoint whole, and
-//! leftovers are removed by the next checkpoint. The writes are ordinary
+//! leftovers are removed by the next checkpoint.
+//!
+//! Only the changelog entries from `first_retained` to `revision` are
+//! live. Compaction raises `first_retained` (durably) before it deletes
+//! what lies below; an install (a replica's bootstrap, an import) writes its
+//! checkpoint, then moves the pointer, `revision`, `first_retained` and
+//! `history` in one transaction, and deletes the old entries afterwards.
+//! Entries outside the live range that a crash left behind are deleted when
+//! the store is opened, and never read before that. The writes are ordinary
 //! inserts, not one batch: a sled batch holds sled's global write lock for
 //! its whole length, which would stall commits behind a large checkpoint.
 
@@ -44,8 +54,8 @@ use serde::{Deserialize, Serialize};
 
 use super::image::{self, ImageError};
 use super::{
-    AuditFilter, AuditRecord, Recovery, Store, StoreError, encode_audit, encode_mutation,
-    max_count, replay,
+    AuditFilter, AuditRecord, Change, History, Recovery, Store, StoreError, decode_change,
+    encode_audit, encode_change, max_count, new_history_id, replay,
 };
 use crate::model::{CatalogEntry, Grant, Mutation, State, TenantId};
 
@@ -55,6 +65,12 @@ const REVISION: &[u8] = b"revision";
 const NEXT_AUDIT_SEQ: &[u8] = b"next_audit_seq";
 /// `meta` key: the current checkpoint (revision, header length).
 const CHECKPOINT: &[u8] = b"checkpoint";
+/// `meta` key: the oldest changelog revision kept.
+const FIRST_RETAINED: &[u8] = b"first_retained";
+/// `meta` key: the history id.
+const HISTORY: &[u8] = b"history";
+/// Changelog keys deleted per step of compaction or cleanup.
+const DELETE_STEP: usize = 512;
 /// Bytes of a part per checkpoint chunk. A sled leaf holds up to 17 entries
 /// before it splits, so 4 KiB keeps leaves well under the blob threshold.
 const CHUNK_BYTES: usize = 4 * 1024;
@@ -199,7 +215,7 @@ impl SledStore {
         // sled 0.34 keeps its log in `<path>/db`. fsync works on a read-only
         // handle: it syncs the file, not the descriptor.
         let log = File::open(path.join("db")).map_err(|e| io("open sled's log `db`", e))?;
-        Ok(Self {
+        let store = Self {
             db,
             changelog,
             audit,
@@ -207,7 +223,53 @@ impl SledStore {
             checkpoints,
             log,
             checkpointing: Mutex::new(()),
-        })
+        };
+        if store.meta.get(HISTORY).map_err(backend)?.is_none() {
+            store
+                .meta
+                .insert(HISTORY, new_history_id().as_bytes())
+                .map_err(backend)?;
+            store.durable()?;
+        }
+        // Unreadable counters are reported by the first call that needs them.
+        if let Ok(live) = store.history() {
+            store.delete_changelog(..live.first)?;
+            store.delete_changelog(live.last.saturating_add(1)..)?;
+        }
+        Ok(store)
+    }
+
+    /// Deletes the changelog keys in `range`, a step at a time.
+    fn delete_changelog(
+        &self,
+        range: impl std::ops::RangeBounds<u64> + Clone,
+    ) -> Result<u64, StoreError> {
+        use std::ops::Bound;
+        let bound = |b: Bound<&u64>| match b {
+            Bound::Included(n) => Bound::Included(n.to_be_bytes()),
+            Bound::Excluded(n) => Bound::Excluded(n.to_be_bytes()),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let keys = (bound(range.start_bound()), bound(range.end_bound()));
+        let mut removed = 0;
+        loop {
+            let step: Vec<IVec> = self
+                .changelog
+                .range::<[u8; 8], _>(keys)
+                .keys()
+                .take(DELETE_STEP)
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            if step.is_empty() {
+                return Ok(removed);
+            }
+            let mut batch = ::sled::Batch::default();
+            for key in &step {
+                batch.remove(key.clone());
+            }
+            self.changelog.apply_batch(batch).map_err(backend)?;
+            removed += step.len() as u64;
+        }
     }
 
     /// Makes every write so far durable: sled's flush, then `fdatasync`.
@@ -227,11 +289,6 @@ impl SledStore {
                 _ => Err(corrupt("meta `checkpoint`", "not two 8-byte numbers")),
             },
         }
-    }
-
-    /// The revision of the current checkpoint (0: none).
-    pub fn checkpoint_revision(&self) -> Result<u64, StoreError> {
-        Ok(self.current_checkpoint()?.map_or(0, |(rev, _)| rev))
     }
 
     /// The bytes of part `part` of checkpoint `revision`, which must be
@@ -316,8 +373,7 @@ impl SledStore {
             .map(|item| {
                 let (key, value) = item.map_err(backend)?;
                 let revision = key_u64("changelog", &key)?;
-                let mutation = decode(|| format!("changelog revision {revision}"), &value)?;
-                Ok((revision, mutation))
+                decode_change(revision, &value)
             });
         let replayed = replay(&mut state, entries)?;
         let after = self.revision()?;
@@ -391,7 +447,11 @@ impl Store for SledStore {
         mutation: &Mutation,
         mut audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        let entry = encode_mutation(revision, mutation)?;
+        let entry = encode_change(&Change {
+            revision,
+            time: Some(audit.time),
+            mutation: mutation.clone(),
+        })?;
         audit.revision = revision;
         let result =
             (&self.changelog, &self.audit, &self.meta).transaction(|(log, records, meta)| {
@@ -433,20 +493,113 @@ impl Store for SledStore {
         self.durable()
     }
 
-    fn changelog(&self, after: u64, limit: usize) -> Result<Vec<(u64, Mutation)>, StoreError> {
-        let Some(first) = after.checked_add(1) else {
+    fn append(&self, change: &Change) -> Result<(), StoreError> {
+        let entry = encode_change(change)?;
+        let revision = change.revision;
+        let result = (&self.changelog, &self.meta).transaction(|(log, meta)| {
+            let have = counter(meta.get(REVISION)?, REVISION, 0)
+                .map_err(ConflictableTransactionError::Abort)?;
+            if Some(revision) != have.checked_add(1) {
+                return abort(StoreError::OutOfOrder {
+                    have,
+                    got: revision,
+                });
+            }
+            log.insert(&revision.to_be_bytes()[..], entry.as_slice())?;
+            meta.insert(REVISION, &revision.to_be_bytes()[..])?;
+            Ok(())
+        });
+        tx(result)?;
+        self.durable()
+    }
+
+    fn changelog(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let live = self.history()?;
+        let first = after.saturating_add(1).max(live.first);
+        if first > live.last {
             return Ok(Vec::new());
-        };
+        }
         self.changelog
-            .range(first.to_be_bytes()..)
+            .range(first.to_be_bytes()..=live.last.to_be_bytes())
             .take(max_count(limit))
             .map(|item| {
                 let (key, value) = item.map_err(backend)?;
                 let revision = key_u64("changelog", &key)?;
-                let mutation = decode(|| format!("changelog revision {revision}"), &value)?;
-                Ok((revision, mutation))
+                decode_change(revision, &value)
             })
             .collect()
+    }
+
+    fn history(&self) -> Result<History, StoreError> {
+        let id = match self.meta.get(HISTORY).map_err(backend)? {
+            Some(v) => {
+                String::from_utf8(v.to_vec()).map_err(|_| corrupt("meta `history`", "not UTF-8"))?
+            }
+            None => String::new(),
+        };
+        let last = self.revision()?;
+        let first = counter(
+            self.meta.get(FIRST_RETAINED).map_err(backend)?,
+            FIRST_RETAINED,
+            1,
+        )?;
+        Ok(History {
+            id,
+            first: first.min(last.saturating_add(1)),
+            last,
+        })
+    }
+
+    fn checkpoint_revision(&self) -> Result<u64, StoreError> {
+        Ok(self.current_checkpoint()?.map_or(0, |(rev, _)| rev))
+    }
+
+    fn compact(&self, before: u64) -> Result<u64, StoreError> {
+        let live = self.history()?;
+        let cutoff = before
+            .min(self.checkpoint_revision()?.saturating_add(1))
+            .min(live.last.saturating_add(1));
+        if cutoff <= live.first {
+            return Ok(live.first);
+        }
+        // INVARIANT: the entries below `first_retained` are never read, so
+        // it is raised durably before any of them goes.
+        self.meta
+            .insert(FIRST_RETAINED, &cutoff.to_be_bytes()[..])
+            .map_err(backend)?;
+        self.durable()?;
+        self.delete_changelog(..cutoff)?;
+        Ok(cutoff)
+    }
+
+    fn install(&self, state: &State, history: &str) -> Result<(), StoreError> {
+        let _one = self
+            .checkpointing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let revision = state.revision;
+        let mut current = self.current_checkpoint()?.map(|(rev, _)| rev);
+        if current == Some(revision) {
+            // The new checkpoint's keys would overwrite the current one's:
+            // drop the pointer first (a crash now leaves a store that no
+            // longer recovers, rather than a mix of two states).
+            self.meta.remove(CHECKPOINT).map_err(backend)?;
+            self.durable()?;
+            current = None;
+        }
+        let pointer = self.write_image(state, current)?;
+        let first = revision.saturating_add(1);
+        tx(self.meta.transaction(|meta| {
+            meta.insert(CHECKPOINT, &pointer[..])?;
+            meta.insert(REVISION, &revision.to_be_bytes()[..])?;
+            meta.insert(FIRST_RETAINED, &first.to_be_bytes()[..])?;
+            meta.insert(HISTORY, history.as_bytes())?;
+            Ok(())
+        }))?;
+        self.durable()?;
+        self.remove_checkpoints_but(Some(revision))?;
+        self.delete_changelog(..)?;
+        self.durable()
     }
 
     fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
@@ -487,9 +640,32 @@ impl Store for SledStore {
         if current.is_some_and(|(rev, _)| rev >= revision) {
             return Ok(());
         }
+        let pointer = self.write_image(state, current.map(|(rev, _)| rev))?;
+        self.meta
+            .insert(CHECKPOINT, &pointer[..])
+            .map_err(backend)?;
+        self.durable()?;
+        self.remove_checkpoints_but(Some(revision))
+    }
+
+    fn revision(&self) -> Result<u64, StoreError> {
+        counter(self.meta.get(REVISION).map_err(backend)?, REVISION, 0)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.durable()
+    }
+}
+
+impl SledStore {
+    /// Writes `state` as a checkpoint that is not current yet (beside the
+    /// current one, `current`), durably, and returns the `meta` pointer
+    /// that makes it current. Caller holds `checkpointing`.
+    fn write_image(&self, state: &State, current: Option<u64>) -> Result<[u8; 16], StoreError> {
+        let revision = state.revision;
         // Leftovers of checkpoints that never became current, at this
         // revision or another.
-        self.remove_checkpoints_but(current.map(|(rev, _)| rev))?;
+        self.remove_checkpoints_but(current)?;
         let mut tenants = Vec::with_capacity(state.tenants.len());
         for (i, tenant) in state.tenants.values().enumerate() {
             let bytes = image::encode_tenant(tenant).map_err(|e| {
@@ -514,23 +690,11 @@ impl Store for SledStore {
             },
         )?;
         self.write_part(revision, 0, &header)?;
+        // INVARIANT: every part is durable before a pointer names it.
         self.durable()?;
-        // INVARIANT: every part is durable before the pointer names it.
         let mut pointer = [0; 16];
         pointer[..8].copy_from_slice(&revision.to_be_bytes());
         pointer[8..].copy_from_slice(&(header.len() as u64).to_be_bytes());
-        self.meta
-            .insert(CHECKPOINT, &pointer[..])
-            .map_err(backend)?;
-        self.durable()?;
-        self.remove_checkpoints_but(Some(revision))
-    }
-
-    fn revision(&self) -> Result<u64, StoreError> {
-        counter(self.meta.get(REVISION).map_err(backend)?, REVISION, 0)
-    }
-
-    fn flush(&self) -> Result<(), StoreError> {
-        self.durable()
+        Ok(pointer)
     }
 }

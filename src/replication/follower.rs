@@ -1,0 +1,313 @@
+//! `rampart serve --follow URL`: a read replica.
+//!
+//! One task: connect to the leader, Watch from the replica's own revision
+//! and history, apply each change through `Engine::replicate` (the leader's
+//! `apply` + incremental compile + swap, and the replica's own durable
+//! changelog), and on `OUT_OF_RANGE` (the changelog was compacted past the
+//! replica, or the leader's history is another one) bootstrap again from
+//! Export. Any other failure reconnects with exponential backoff.
+//!
+//! A new replica's store has a fresh history of its own, so its first Watch
+//! is refused and it bootstraps: one path for "new", "too far behind" and
+//! "the leader was restored from a backup".
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::server::HealthReporter;
+use tracing::{error, info, warn};
+
+use super::ReplicaStatus;
+use super::export::Reader;
+use crate::engine::{Engine, SubmitError};
+use crate::model::{Mutation, Timestamp};
+use crate::server::proto::{self, replication_client::ReplicationClient, watch_event::Event};
+use crate::server::set_health;
+use crate::store::{Change, StoreError};
+
+/// How a replica follows its leader.
+#[derive(Debug, Clone)]
+pub struct FollowConfig {
+    /// The leader's URL, e.g. `http://leader:50051`.
+    pub leader: String,
+    /// Health is NOT_SERVING while the replica's lag exceeds this.
+    pub max_lag: Duration,
+    /// The longest wait between reconnection attempts.
+    pub backoff_max: Duration,
+}
+
+/// Why one round of following ended.
+enum Ended {
+    /// The leader cannot serve our revision: bootstrap again.
+    Rebootstrap(String),
+    /// The connection failed or closed: reconnect after a pause.
+    Reconnect(String),
+}
+
+/// Follows the leader until the task is aborted.
+pub async fn follow(
+    engine: Arc<Engine>,
+    config: FollowConfig,
+    status: Arc<ReplicaStatus>,
+    health: HealthReporter,
+) {
+    let first_backoff = Duration::from_millis(100);
+    let mut backoff = first_backoff;
+    let mut serving = false;
+    // A restarted replica that must bootstrap again counts as a re-bootstrap.
+    let mut had_state = engine.load().revision() > 0;
+    loop {
+        let ended = match connect(&config.leader).await {
+            Err(e) => Ended::Reconnect(e),
+            Ok(mut client) => {
+                let round = watch(
+                    &mut client,
+                    &engine,
+                    &config,
+                    &status,
+                    &health,
+                    &mut serving,
+                    &mut backoff,
+                )
+                .await;
+                match round {
+                    Ended::Rebootstrap(why) => {
+                        info!(leader = %config.leader, reason = %why, "bootstrapping from the leader's export");
+                        match bootstrap(&mut client, &engine).await {
+                            Ok(revision) => {
+                                if had_state {
+                                    status.rebootstraps.fetch_add(1, Ordering::Relaxed);
+                                }
+                                had_state = true;
+                                info!(revision, "bootstrapped from the leader");
+                                continue;
+                            }
+                            Err(e) => Ended::Reconnect(format!("bootstrap failed: {e}")),
+                        }
+                    }
+                    other => other,
+                }
+            }
+        };
+        if let Ended::Reconnect(why) = ended {
+            status.connected.store(false, Ordering::Relaxed);
+            status.reconnects.fetch_add(1, Ordering::Relaxed);
+            warn!(leader = %config.leader, reason = %why, retry_ms = backoff.as_millis() as u64, "lost the leader; reconnecting");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(config.backoff_max);
+        }
+    }
+}
+
+async fn connect(leader: &str) -> Result<ReplicationClient<Channel>, String> {
+    let endpoint = Endpoint::from_shared(leader.to_owned())
+        .map_err(|e| format!("`{leader}` is not a URL: {e}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {leader}: {e}"))?;
+    Ok(ReplicationClient::new(channel).max_decoding_message_size(64 << 20))
+}
+
+/// One Watch stream, until it ends.
+async fn watch(
+    client: &mut ReplicationClient<Channel>,
+    engine: &Arc<Engine>,
+    config: &FollowConfig,
+    status: &ReplicaStatus,
+    health: &HealthReporter,
+    serving: &mut bool,
+    backoff: &mut Duration,
+) -> Ended {
+    let history = match engine.store() {
+        Some(store) => {
+            let store = Arc::clone(store);
+            match tokio::task::spawn_blocking(move || store.history()).await {
+                Ok(Ok(h)) => h.id,
+                Ok(Err(e)) => return Ended::Reconnect(e.to_string()),
+                Err(e) => return Ended::Reconnect(e.to_string()),
+            }
+        }
+        None => String::new(),
+    };
+    let from = engine.load().revision();
+    let request = proto::WatchRequest {
+        from_revision: from,
+        tenants: Vec::new(),
+        history,
+    };
+    let mut stream = match client.watch(request).await {
+        Ok(r) => r.into_inner(),
+        Err(s) if s.code() == Code::OutOfRange => return Ended::Rebootstrap(s.message().into()),
+        Err(s) => return Ended::Reconnect(s.message().into()),
+    };
+    status.connected.store(true, Ordering::Relaxed);
+    *backoff = Duration::from_millis(100);
+    info!(leader = %config.leader, from, "following the leader");
+    loop {
+        let event = match stream.message().await {
+            Ok(Some(e)) => e,
+            Ok(None) => return Ended::Reconnect("the leader closed the stream".into()),
+            Err(s) if s.code() == Code::OutOfRange => {
+                return Ended::Rebootstrap(s.message().into());
+            }
+            Err(s) => return Ended::Reconnect(s.message().into()),
+        };
+        let head = event.head_revision;
+        status.leader_revision.store(head, Ordering::Relaxed);
+        let applied = match event.event {
+            Some(Event::Change(change)) => {
+                let revision = change.revision;
+                let time = change.time.clone();
+                match apply(engine, change).await {
+                    Ok(()) => {}
+                    Err(Failure::Diverged(why)) => {
+                        error!(revision, reason = %why, "a replicated change does not apply: bootstrapping again");
+                        return Ended::Rebootstrap(why);
+                    }
+                    Err(Failure::Retry(why)) => return Ended::Reconnect(why),
+                }
+                let lag = if head > revision {
+                    Timestamp::parse(&time).map_or(0, |t| lag_ms(t, Timestamp::now()))
+                } else {
+                    0
+                };
+                status.lag_ms.store(lag, Ordering::Relaxed);
+                revision
+            }
+            Some(Event::Checkpoint(_)) | None => {
+                let have = engine.load().revision();
+                if have >= head {
+                    status.lag_ms.store(0, Ordering::Relaxed);
+                }
+                have
+            }
+        };
+        if applied >= head {
+            status.caught_up.store(true, Ordering::Relaxed);
+        }
+        let ok = status.caught_up.load(Ordering::Relaxed)
+            && ReplicaStatus::get(&status.lag_ms) <= config.max_lag.as_millis() as u64;
+        if ok != *serving {
+            *serving = ok;
+            if ok {
+                info!(revision = applied, "replica caught up: SERVING");
+            } else {
+                warn!(
+                    lag_ms = ReplicaStatus::get(&status.lag_ms),
+                    "replica lag over the bound: NOT_SERVING"
+                );
+            }
+            set_health(health, ok).await;
+        }
+    }
+}
+
+/// How far `then` is behind `now`, in milliseconds (times have second
+/// resolution).
+fn lag_ms(then: Timestamp, now: Timestamp) -> u64 {
+    u64::try_from(now.unix().saturating_sub(then.unix()))
+        .unwrap_or(0)
+        .saturating_mul(1000)
+}
+
+enum Failure {
+    /// The replica's state cannot take the change: bootstrap again.
+    Diverged(String),
+    /// Try again after reconnecting (a store failure, a gap).
+    Retry(String),
+}
+
+async fn apply(engine: &Engine, change: proto::Change) -> Result<(), Failure> {
+    let revision = change.revision;
+    let mutation: Mutation = serde_json::from_slice(&change.mutation).map_err(|e| {
+        Failure::Retry(format!(
+            "revision {revision} carries a mutation this build cannot read ({e}); is the leader a newer version?"
+        ))
+    })?;
+    let time = if change.time.is_empty() {
+        None
+    } else {
+        Timestamp::parse(&change.time).ok()
+    };
+    match engine
+        .replicate(Change {
+            revision,
+            time,
+            mutation,
+        })
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(SubmitError::Refused(e)) => Err(Failure::Diverged(e.message)),
+        Err(SubmitError::Store(StoreError::OutOfOrder { have, got })) => Err(Failure::Retry(
+            format!("the leader sent revision {got} after {have}; watching again"),
+        )),
+        Err(e) => Err(Failure::Retry(e.to_string())),
+    }
+}
+
+/// Reads the leader's export and installs it. Returns its revision.
+async fn bootstrap(
+    client: &mut ReplicationClient<Channel>,
+    engine: &Engine,
+) -> Result<u64, String> {
+    let mut stream = client
+        .export(proto::ExportRequest {})
+        .await
+        .map_err(|s| s.message().to_owned())?
+        .into_inner();
+    // Parse off the async workers: a million users is ~1 s of JSON.
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+    let reading = tokio::task::spawn_blocking(move || {
+        let mut reader = Reader::new();
+        while let Some(data) = rx.blocking_recv() {
+            reader.feed(&data).map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>(reader)
+    });
+    let mut history = None;
+    let mut digest = None;
+    let mut failed = None;
+    loop {
+        match stream.message().await {
+            Ok(Some(chunk)) => {
+                history.get_or_insert(chunk.history);
+                if !chunk.digest.is_empty() {
+                    digest = Some(chunk.digest);
+                }
+                if tx.send(chunk.data).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(s) => {
+                failed = Some(s.message().to_owned());
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let reader = reading.await.map_err(|e| e.to_string())??;
+    if let Some(why) = failed {
+        return Err(why);
+    }
+    let digest = digest.ok_or("the export ended without its digest")?;
+    let history = history.unwrap_or_default();
+    let (state, _) = tokio::task::spawn_blocking(move || reader.finish(Some(&digest)))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    engine
+        .install(state, &history)
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,421 @@
+//! The `rampart.v1.Replication` service: Watch, Export, Import, GetState.
+//!
+//! Watch reads the store's changelog page by page from the client's
+//! revision, then waits on the engine's revision channel for more: every
+//! watcher reads the same durable log, so a slow watcher holds nothing up
+//! but itself, and "in order, no gaps" holds by construction (each page is
+//! checked to follow the last).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{Mutex, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info};
+
+use super::export::{self, ExportError};
+use super::{ReplicaStatus, ReplicationConfig, Role};
+use crate::engine::Engine;
+use crate::model::TenantId;
+use crate::server::proto::{self, replication_server::Replication};
+use crate::store::{Change, History, Store, StoreError, new_history_id};
+
+/// Changelog entries read per page.
+const PAGE: usize = 512;
+/// Bytes of export data per chunk.
+const CHUNK_BYTES: usize = 1 << 20;
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<proto::WatchEvent, Status>> + Send>>;
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<proto::ExportChunk, Status>> + Send>>;
+
+/// The service.
+#[derive(Clone)]
+pub struct ReplicationService {
+    engine: Arc<Engine>,
+    config: Arc<ReplicationConfig>,
+    watchers: Arc<AtomicU64>,
+    /// The last digest computed: (revision, history, digest).
+    digest: Arc<Mutex<Option<(u64, String, String)>>>,
+}
+
+impl std::fmt::Debug for ReplicationService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationService")
+            .field("role", &self.config.role)
+            .finish_non_exhaustive()
+    }
+}
+
+fn store_status(e: StoreError) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// Runs blocking store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(store_status),
+        Err(e) => Err(Status::internal(format!("store task failed: {e}"))),
+    }
+}
+
+/// The wire form of a change.
+pub fn change_event(change: &Change, head: u64) -> Result<proto::WatchEvent, Status> {
+    let mutation = serde_json::to_vec(&change.mutation)
+        .map_err(|e| Status::internal(format!("revision {}: {e}", change.revision)))?;
+    Ok(proto::WatchEvent {
+        event: Some(proto::watch_event::Event::Change(proto::Change {
+            revision: change.revision,
+            time: change.time.map(|t| t.to_string()).unwrap_or_default(),
+            kind: change.mutation.kind().to_owned(),
+            tenant: change
+                .mutation
+                .tenant()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            mutation,
+        })),
+        head_revision: head,
+    })
+}
+
+/// Why a Watch from `from` (in `history`, empty: any) cannot be served by a
+/// node whose changelog is `have`; `None` when it can.
+pub fn watch_refusal(from: u64, history: &str, have: &History) -> Option<Status> {
+    if !history.is_empty() && history != have.id {
+        return Some(Status::out_of_range(format!(
+            "history `{history}` is not this node's (`{}`): bootstrap again with Export",
+            have.id
+        )));
+    }
+    if from > have.last {
+        return Some(Status::out_of_range(format!(
+            "from_revision {from} is ahead of this node's revision {}: bootstrap again with Export",
+            have.last
+        )));
+    }
+    if from.saturating_add(1) < have.first {
+        return Some(Status::out_of_range(format!(
+            "revision {} is no longer retained; the oldest retained revision is {}: bootstrap again with Export",
+            from.saturating_add(1),
+            have.first
+        )));
+    }
+    None
+}
+
+impl ReplicationService {
+    pub fn new(engine: Arc<Engine>, config: ReplicationConfig) -> Self {
+        Self {
+            engine,
+            config: Arc::new(config),
+            watchers: Arc::new(AtomicU64::new(0)),
+            digest: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Watch streams served now.
+    pub fn watchers(&self) -> u64 {
+        self.watchers.load(Ordering::Relaxed)
+    }
+
+    fn store(&self) -> Result<Arc<dyn Store>, Status> {
+        self.engine.store().cloned().ok_or_else(|| {
+            Status::failed_precondition("this node keeps no changelog (it runs without a store)")
+        })
+    }
+
+    /// The digest of the current snapshot's state, cached per revision.
+    async fn current_digest(&self) -> Result<(u64, String), Status> {
+        let state = Arc::clone(self.engine.load().state());
+        let history = self.history().await?.id;
+        let mut cached = self.digest.lock().await;
+        if let Some((rev, hist, digest)) = cached.as_ref()
+            && *rev == state.revision
+            && *hist == history
+        {
+            return Ok((*rev, digest.clone()));
+        }
+        let revision = state.revision;
+        let digest = tokio::task::spawn_blocking(move || export::digest(&state))
+            .await
+            .map_err(|e| Status::internal(format!("digest task failed: {e}")))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        *cached = Some((revision, history, digest.clone()));
+        Ok((revision, digest))
+    }
+
+    async fn history(&self) -> Result<History, Status> {
+        match self.engine.store() {
+            Some(store) => {
+                let store = Arc::clone(store);
+                blocking(move || store.history()).await
+            }
+            None => {
+                let last = self.engine.load().revision();
+                Ok(History {
+                    id: String::new(),
+                    first: last.saturating_add(1),
+                    last,
+                })
+            }
+        }
+    }
+}
+
+/// Decrements the watcher count when a Watch task ends, however it ends.
+struct Watching(Arc<AtomicU64>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[tonic::async_trait]
+impl Replication for ReplicationService {
+    type WatchStream = EventStream;
+    type ExportStream = ChunkStream;
+
+    async fn watch(
+        &self,
+        request: Request<proto::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let req = request.into_inner();
+        let store = self.store()?;
+        let mut tenants = Vec::with_capacity(req.tenants.len());
+        for t in &req.tenants {
+            tenants.push(
+                TenantId::new(t.as_str())
+                    .map_err(|e| Status::invalid_argument(format!("tenants: `{t}`: {e}")))?,
+            );
+        }
+        let have = self.history().await?;
+        if let Some(refused) = watch_refusal(req.from_revision, &req.history, &have) {
+            return Err(refused);
+        }
+        let (tx, rx) = mpsc::channel(PAGE);
+        self.watchers.fetch_add(1, Ordering::Relaxed);
+        let guard = Watching(Arc::clone(&self.watchers));
+        let mut revisions = self.engine.revisions();
+        let heartbeat = self.config.heartbeat;
+        let history = have.id;
+        let from = req.from_revision;
+        debug!(from, tenants = tenants.len(), "watch started");
+        tokio::spawn(async move {
+            let _guard = guard;
+            let mut cursor = from;
+            let wanted = |change: &Change| {
+                tenants.is_empty() || change.mutation.tenant().is_none_or(|t| tenants.contains(t))
+            };
+            loop {
+                revisions.borrow_and_update();
+                let page = {
+                    let store = Arc::clone(&store);
+                    blocking(move || {
+                        let page = store.changelog(cursor, PAGE)?;
+                        let head = store.revision()?;
+                        Ok((page, head))
+                    })
+                    .await
+                };
+                let (page, head) = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                if page.is_empty() {
+                    tokio::select! {
+                        changed = revisions.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                        }
+                        () = tokio::time::sleep(heartbeat) => {
+                            let event = proto::WatchEvent {
+                                event: Some(proto::watch_event::Event::Checkpoint(proto::WatchCheckpoint {
+                                    revision: cursor,
+                                    history: history.clone(),
+                                })),
+                                head_revision: head.max(cursor),
+                            };
+                            if tx.send(Ok(event)).await.is_err() {
+                                return;
+                            }
+                        }
+                        () = tx.closed() => return,
+                    }
+                    continue;
+                }
+                for change in page {
+                    if Some(change.revision) != cursor.checked_add(1) {
+                        // Compacted between pages: the client must bootstrap.
+                        let _ = tx
+                            .send(Err(Status::out_of_range(format!(
+                                "revision {} is no longer retained (the next retained is {}): bootstrap again with Export",
+                                cursor.saturating_add(1),
+                                change.revision
+                            ))))
+                            .await;
+                        return;
+                    }
+                    cursor = change.revision;
+                    if !wanted(&change) {
+                        continue;
+                    }
+                    let event = change_event(&change, head.max(cursor));
+                    if tx.send(event).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn export(
+        &self,
+        _request: Request<proto::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let state = Arc::clone(self.engine.load().state());
+        let history = self.history().await?.id;
+        let revision = state.revision;
+        let (tx, rx) = mpsc::channel::<Result<proto::ExportChunk, Status>>(4);
+        info!(revision, "export started");
+        tokio::task::spawn_blocking(move || {
+            let chunk = |data: Vec<u8>, digest: String| proto::ExportChunk {
+                revision,
+                data,
+                digest,
+                history: history.clone(),
+            };
+            let mut hasher_input = Vec::with_capacity(CHUNK_BYTES);
+            let mut digest = sha2::Sha256::default();
+            for line in export::lines(&state) {
+                let line = match line {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+                        return;
+                    }
+                };
+                sha2::Digest::update(&mut digest, &line);
+                hasher_input.extend_from_slice(&line);
+                while hasher_input.len() >= CHUNK_BYTES {
+                    let rest = hasher_input.split_off(CHUNK_BYTES);
+                    let full = std::mem::replace(&mut hasher_input, rest);
+                    if tx.blocking_send(Ok(chunk(full, String::new()))).is_err() {
+                        return;
+                    }
+                }
+            }
+            let digest = export::format_digest(digest);
+            let _ = tx.blocking_send(Ok(chunk(hasher_input, digest)));
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn import(
+        &self,
+        request: Request<Streaming<proto::ExportChunk>>,
+    ) -> Result<Response<proto::ImportResponse>, Status> {
+        if let Role::Replica { leader, .. } = &self.config.role {
+            return Err(Status::failed_precondition(format!(
+                "this node is a read replica: import into the leader at {leader}"
+            )));
+        }
+        self.store()?;
+        if self.engine.load().revision() != 0 {
+            return Err(Status::failed_precondition(format!(
+                "this node already holds a state (revision {}): import only into an empty store",
+                self.engine.load().revision()
+            )));
+        }
+        let mut stream = request.into_inner();
+        let mut reader = export::Reader::new();
+        let mut stated = None;
+        while let Some(chunk) = stream.message().await? {
+            if stated.is_some() {
+                return Err(Status::invalid_argument(
+                    "a chunk follows the one that carried the digest",
+                ));
+            }
+            reader
+                .feed(&chunk.data)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            if !chunk.digest.is_empty() {
+                stated = Some(chunk.digest);
+            }
+        }
+        let Some(stated) = stated else {
+            return Err(Status::invalid_argument(
+                "the export ends without its digest: it is incomplete",
+            ));
+        };
+        let (state, digest) = tokio::task::spawn_blocking(move || reader.finish(Some(&stated)))
+            .await
+            .map_err(|e| Status::internal(format!("import task failed: {e}")))?
+            .map_err(|e: ExportError| Status::invalid_argument(e.to_string()))?;
+        let history = new_history_id();
+        let revision = self
+            .engine
+            .install_if_empty(state, &history)
+            .await
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        info!(revision, %digest, %history, "export imported");
+        Ok(Response::new(proto::ImportResponse {
+            revision,
+            digest,
+            history,
+        }))
+    }
+
+    async fn get_state(
+        &self,
+        request: Request<proto::GetStateRequest>,
+    ) -> Result<Response<proto::GetStateResponse>, Status> {
+        let history = self.history().await?;
+        // With a digest, the revision is the one the digest is of.
+        let (revision, digest) = if request.into_inner().digest {
+            self.current_digest().await?
+        } else {
+            (self.engine.load().revision(), String::new())
+        };
+        let mut out = proto::GetStateResponse {
+            revision,
+            history: history.id,
+            digest,
+            role: "leader".into(),
+            oldest_retained: history.first,
+            watchers: self.watchers(),
+            ..Default::default()
+        };
+        if let Role::Replica { leader, status } = &self.config.role {
+            replica_fields(&mut out, leader, status, revision);
+        }
+        Ok(Response::new(out))
+    }
+}
+
+fn replica_fields(
+    out: &mut proto::GetStateResponse,
+    leader: &str,
+    status: &ReplicaStatus,
+    revision: u64,
+) {
+    let leader_revision = ReplicaStatus::get(&status.leader_revision);
+    "replica".clone_into(&mut out.role);
+    leader.clone_into(&mut out.leader);
+    out.leader_revision = leader_revision;
+    out.lag_revisions = leader_revision.saturating_sub(revision);
+    out.lag_ms = ReplicaStatus::get(&status.lag_ms);
+    out.reconnects = ReplicaStatus::get(&status.reconnects);
+    out.rebootstraps = ReplicaStatus::get(&status.rebootstraps);
+    out.connected = status.connected.load(Ordering::Relaxed);
+}
