@@ -53,6 +53,8 @@ pub enum Role {
         /// The leader's address, as given to `--follow`.
         leader: String,
         status: std::sync::Arc<ReplicaStatus>,
+        /// Health is NOT_SERVING while the lag exceeds this.
+        max_lag: Duration,
     },
 }
 

@@ -39,6 +39,8 @@ pub struct ReplicationService {
     watchers: Arc<AtomicU64>,
     /// The last digest computed: (revision, history, digest).
     digest: Arc<Mutex<Option<(u64, String, String)>>>,
+    /// Becomes `true` when the server shuts down: Watch streams end.
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for ReplicationService {
@@ -109,12 +111,17 @@ pub fn watch_refusal(from: u64, history: &str, have: &History) -> Option<Status>
 }
 
 impl ReplicationService {
-    pub fn new(engine: Arc<Engine>, config: ReplicationConfig) -> Self {
+    pub fn new(
+        engine: Arc<Engine>,
+        config: ReplicationConfig,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         Self {
             engine,
             config: Arc::new(config),
             watchers: Arc::new(AtomicU64::new(0)),
             digest: Arc::new(Mutex::new(None)),
+            stopping,
         }
     }
 
@@ -202,6 +209,7 @@ impl Replication for ReplicationService {
         self.watchers.fetch_add(1, Ordering::Relaxed);
         let guard = Watching(Arc::clone(&self.watchers));
         let mut revisions = self.engine.revisions();
+        let mut stopping = self.stopping.clone();
         let heartbeat = self.config.heartbeat;
         let history = have.id;
         let from = req.from_revision;
@@ -250,6 +258,10 @@ impl Replication for ReplicationService {
                             }
                         }
                         () = tx.closed() => return,
+                        () = async { let _ = stopping.wait_for(|s| *s).await; } => {
+                            let _ = tx.send(Err(Status::unavailable("the server is shutting down"))).await;
+                            return;
+                        }
                     }
                     continue;
                 }
@@ -396,7 +408,7 @@ impl Replication for ReplicationService {
             watchers: self.watchers(),
             ..Default::default()
         };
-        if let Role::Replica { leader, status } = &self.config.role {
+        if let Role::Replica { leader, status, .. } = &self.config.role {
             replica_fields(&mut out, leader, status, revision);
         }
         Ok(Response::new(out))

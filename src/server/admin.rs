@@ -35,6 +35,12 @@ impl AdminService {
         }
     }
 
+    /// On a read replica: refuse changes, naming the leader.
+    pub fn with_leader(mut self, leader: Option<String>) -> Self {
+        self.leader = leader;
+        self
+    }
+
     async fn submit(
         &self,
         actor: &str,

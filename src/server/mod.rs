@@ -27,9 +27,12 @@ pub use authorization::{AuthorizationService, DataPlaneConfig};
 use proto::authorization_server::AuthorizationServer;
 
 use crate::engine::Engine;
-use crate::model::{State, policy_file};
-use crate::store::Store;
+use crate::model::{State, Timestamp, policy_file};
+use crate::replication::{
+    FollowConfig, ReplicaStatus, ReplicationConfig, ReplicationService, Role, follow,
+};
 use crate::store::sled::SledStore;
+use crate::store::{Retention, Store};
 
 /// The demo policy `rampart serve` loads when given no `--bootstrap` file.
 pub const QUICKSTART_POLICY: &str = include_str!("../../examples/quickstart/policy.yaml");
@@ -65,6 +68,48 @@ pub struct ServeArgs {
     /// How long shutdown waits for in-flight calls, in milliseconds.
     #[arg(long, env = "RAMPART_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
+    /// Run as a read replica of the leader at this URL (e.g.
+    /// `http://leader:50051`): bootstrap from its export, follow its
+    /// changelog, answer checks, refuse admin calls.
+    #[arg(long, env = "RAMPART_FOLLOW", value_name = "URL")]
+    pub follow: Option<String>,
+    /// A replica reports NOT_SERVING while the change it applies is older
+    /// than this, in milliseconds.
+    #[arg(long, env = "RAMPART_MAX_LAG_MS", default_value_t = 5_000)]
+    pub max_lag_ms: u64,
+    /// Keep at least the last this many changelog revisions for replicas
+    /// to catch up from (0: no revision bound).
+    #[arg(long, env = "RAMPART_RETAIN_REVISIONS", default_value_t = 100_000)]
+    pub retain_revisions: u64,
+    /// Keep at least the changelog entries younger than this (`90s`, `30m`,
+    /// `12h`, `7d`); an entry goes only when every bound set allows it.
+    #[arg(long, env = "RAMPART_RETAIN_FOR", value_parser = parse_duration)]
+    pub retain_for: Option<Duration>,
+    /// How often an idle Watch stream gets a checkpoint, in milliseconds.
+    #[arg(long, env = "RAMPART_WATCH_HEARTBEAT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub watch_heartbeat_ms: u64,
+}
+
+/// A duration as a number and a unit: `s`, `m`, `h` or `d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 90s, 30m, 12h or 7d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}`: the unit must be s, m, h or d")),
+    };
+    n.checked_mul(secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long"))
 }
 
 impl ServeArgs {
@@ -73,6 +118,28 @@ impl ServeArgs {
             max_batch: self.max_batch as usize,
             strict_catalog: self.strict_catalog,
             consistency_wait: Duration::from_millis(self.consistency_wait_ms),
+        }
+    }
+
+    fn retention(&self) -> Retention {
+        Retention {
+            revisions: (self.retain_revisions > 0).then_some(self.retain_revisions),
+            age: self.retain_for,
+        }
+    }
+
+    fn replication(&self) -> ReplicationConfig {
+        ReplicationConfig {
+            role: match &self.follow {
+                None => Role::Leader,
+                Some(leader) => Role::Replica {
+                    leader: leader.clone(),
+                    status: Arc::new(ReplicaStatus::default()),
+                    max_lag: Duration::from_millis(self.max_lag_ms),
+                },
+            },
+            heartbeat: Duration::from_millis(self.watch_heartbeat_ms),
+            retention: self.retention(),
         }
     }
 }
@@ -86,6 +153,10 @@ pub struct ServerHandle {
     pub health: HealthReporter,
     shutdown: oneshot::Sender<()>,
     join: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Tells Watch streams to end.
+    stopping: tokio::sync::watch::Sender<bool>,
+    /// A replica's follower task.
+    follower: Option<JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -93,6 +164,10 @@ impl ServerHandle {
     /// in-flight calls to finish.
     pub async fn shutdown(self, grace: Duration) {
         set_health(&self.health, false).await;
+        if let Some(follower) = &self.follower {
+            follower.abort();
+        }
+        self.stopping.send_replace(true);
         let _ = self.shutdown.send(());
         match tokio::time::timeout(grace, self.join).await {
             Ok(Ok(Ok(()))) => info!("server stopped"),
@@ -122,12 +197,25 @@ pub async fn set_health(health: &HealthReporter, serving: bool) {
         .await;
 }
 
-/// Serves the data plane on `listener` from `engine`. Health reports
-/// SERVING once this returns (the engine always holds a snapshot).
+/// Serves a leader on `listener` from `engine`, with the default
+/// replication settings. Health reports SERVING once this returns (the
+/// engine always holds a snapshot).
 pub async fn start(
     listener: TcpListener,
     engine: Arc<Engine>,
     config: DataPlaneConfig,
+) -> Result<ServerHandle, Box<dyn std::error::Error + Send + Sync>> {
+    start_node(listener, engine, config, ReplicationConfig::default()).await
+}
+
+/// Serves every service on `listener` from `engine`, as a leader or a
+/// replica. A leader reports SERVING once this returns; a replica's
+/// follower task reports SERVING once it has caught up with its leader.
+pub async fn start_node(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    config: DataPlaneConfig,
+    replication: ReplicationConfig,
 ) -> Result<ServerHandle, Box<dyn std::error::Error + Send + Sync>> {
     let addr = listener.local_addr()?;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -142,14 +230,26 @@ pub async fn start(
         .build_v1alpha()?;
     let authorization =
         AuthorizationServer::new(AuthorizationService::new(Arc::clone(&engine), config));
-    let admin = proto::admin_server::AdminServer::new(admin::AdminService::new(engine));
+    let leader = match &replication.role {
+        Role::Leader => None,
+        Role::Replica { leader, .. } => Some(leader.clone()),
+    };
+    let admin = proto::admin_server::AdminServer::new(
+        admin::AdminService::new(Arc::clone(&engine)).with_leader(leader),
+    );
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let replication_service = proto::replication_server::ReplicationServer::new(
+        ReplicationService::new(Arc::clone(&engine), replication.clone(), stopped),
+    )
+    .max_decoding_message_size(64 << 20);
     let (shutdown, stop) = oneshot::channel::<()>();
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(authorization)
-        .add_service(admin);
+        .add_service(admin)
+        .add_service(replication_service);
     // TCP_NODELAY: without it, a large response (a BatchCheck of 1,000
     // results) meets Nagle's algorithm and the peer's delayed ACK: ~40 ms.
     let incoming = TcpIncoming::from(listener)
@@ -158,13 +258,34 @@ pub async fn start(
     let join = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop.await;
     }));
-    // INVARIANT: the engine was built from a loaded state, so a snapshot is in place.
-    set_health(&health, true).await;
+    let follower = match replication.role {
+        // INVARIANT: the engine was built from a loaded state, so a snapshot is in place.
+        Role::Leader => {
+            set_health(&health, true).await;
+            None
+        }
+        Role::Replica {
+            leader,
+            status,
+            max_lag,
+        } => Some(tokio::spawn(follow(
+            Arc::clone(&engine),
+            FollowConfig {
+                leader,
+                max_lag,
+                backoff_max: Duration::from_secs(5),
+            },
+            status,
+            health.clone(),
+        ))),
+    };
     Ok(ServerHandle {
         addr,
         health,
         shutdown,
         join,
+        stopping,
+        follower,
     })
 }
 
@@ -224,7 +345,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let recovered = engine.load().revision();
-    if recovered == 0 {
+    if let Some(leader) = &args.follow {
+        if let Some(p) = &args.bootstrap {
+            info!(file = %p.display(), "a replica takes its state from the leader; --bootstrap ignored");
+        }
+        info!(%leader, revision = recovered, "starting as a read replica");
+    } else if recovered == 0 {
         let state = match load_bootstrap(args.bootstrap.as_deref()) {
             Ok(s) => s,
             Err(e) => {
@@ -262,10 +388,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         data_dir = %args.data_dir.display(),
         "policy loaded"
     );
-    let checkpoints = tokio::spawn(checkpoint_loop(
+    let checkpoints = tokio::spawn(maintenance_loop(
         Arc::clone(&engine),
         Arc::clone(&store),
         args.checkpoint_every,
+        args.retention(),
     ));
     let listener = match TcpListener::bind(args.listen).await {
         Ok(l) => l,
@@ -274,14 +401,21 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let handle = match start(listener, Arc::clone(&engine), args.data_plane()).await {
+    let handle = match start_node(
+        listener,
+        Arc::clone(&engine),
+        args.data_plane(),
+        args.replication(),
+    )
+    .await
+    {
         Ok(h) => h,
         Err(e) => {
             eprintln!("rampart: cannot start the server: {e}");
             return ExitCode::FAILURE;
         }
     };
-    info!(addr = %handle.addr, "serving rampart.v1.Authorization and rampart.v1.Admin");
+    info!(addr = %handle.addr, role = if args.follow.is_some() { "replica" } else { "leader" }, "serving rampart.v1.Authorization, Admin and Replication");
     stop.await;
     info!("shutting down");
     handle
@@ -302,14 +436,42 @@ async fn serve(args: ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Writes a checkpoint whenever `every` revisions have passed since the last
-/// one, from a copy of the current state (an `Arc` clone), off the writer.
-async fn checkpoint_loop(engine: Arc<Engine>, store: Arc<dyn Store>, every: u64) {
+/// Every few seconds: writes a checkpoint once `every` revisions have passed
+/// since the last one (from a copy of the current state, an `Arc` clone,
+/// off the writer), then compacts the changelog as `retention` allows.
+/// Neither holds up checks or commits.
+async fn maintenance_loop(
+    engine: Arc<Engine>,
+    store: Arc<dyn Store>,
+    every: u64,
+    retention: Retention,
+) {
     let mut last = engine.load().revision();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
+        let compacting = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || {
+            let before = compacting.history()?.first;
+            let cutoff = retention.cutoff(&*compacting, Timestamp::now())?;
+            compacting.compact(cutoff).map(|first| (before, first))
+        })
+        .await
+        {
+            Ok(Ok((before, first))) if first > before => {
+                info!(
+                    removed = first - before,
+                    oldest_retained = first,
+                    "changelog compacted"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "compaction failed; will retry"),
+            Err(e) => warn!(error = %e, "compaction task failed; will retry"),
+        }
         let state = Arc::clone(engine.load().state());
+        // A replica's bootstrap can move the revision back.
+        last = last.min(state.revision);
         if state.revision < last.saturating_add(every.max(1)) {
             continue;
         }

@@ -1,0 +1,704 @@
+//! Replication end to end: a leader and replicas as in-process servers on
+//! 127.0.0.1:0, each with its own sled store, talking real gRPC.
+//!
+//! - a leader + 2 replicas under thousands of random mutations, checks on
+//!   the replicas at just-acknowledged revisions, equal digests at the end;
+//! - a replica killed and restarted mid-stream resumes from its own store;
+//! - a restarted leader: replicas reconnect;
+//! - compaction past a stopped replica: it bootstraps again;
+//! - 50 concurrent watchers see every revision in order;
+//! - export → import round trip; admin refused on a replica; the refusals.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rampart::engine::Engine;
+use rampart::model::rules::Actor;
+use rampart::model::{
+    Grant, GrantPattern, GroupName, Mutation, RoleName, Subject, TenantId, UserId, UserStatus,
+    policy_file,
+};
+use rampart::replication::{ReplicaStatus, ReplicationConfig, Role};
+use rampart::server::proto::admin_client::AdminClient;
+use rampart::server::proto::authorization_client::AuthorizationClient;
+use rampart::server::proto::replication_client::ReplicationClient;
+use rampart::server::proto::{
+    self, CheckRequest, Consistency, Decision, consistency::Requirement, watch_event::Event,
+};
+use rampart::server::{DataPlaneConfig, ServerHandle, start_node};
+use rampart::store::{SledStore, Store};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const POLICY: &str = r#"
+catalog:
+  - { permission: "docs:?DOC?" }
+  - { permission: "admin:panel" }
+tenants:
+  - id: t0
+    roles:
+      - { name: readers, grants: ["docs:read"] }
+      - { name: writers, grants: ["docs:*"] }
+    users: [{ id: root }]
+    bindings: [{ subject: root, role: Administrators }]
+  - id: t1
+    roles:
+      - { name: readers, grants: ["docs:read"] }
+      - { name: writers, grants: ["docs:*"] }
+    users: [{ id: root }]
+    bindings: [{ subject: root, role: Administrators }]
+  - id: t2
+    roles:
+      - { name: readers, grants: ["docs:read"] }
+      - { name: writers, grants: ["docs:*"] }
+    users: [{ id: root }]
+    bindings: [{ subject: root, role: Administrators }]
+"#;
+
+const HEARTBEAT: Duration = Duration::from_millis(200);
+
+/// One node: its engine, its server, where its store lives.
+struct Node {
+    engine: Arc<Engine>,
+    handle: ServerHandle,
+}
+
+impl Node {
+    fn url(&self) -> String {
+        format!("http://{}", self.handle.addr)
+    }
+    async fn stop(self) {
+        self.handle.shutdown(Duration::from_secs(2)).await;
+        // Let the server's tasks drop their engine (and store) handles.
+        drop(self.engine);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn open_store(dir: &Path) -> Arc<dyn Store> {
+    // A just-stopped node's sled may still be closing: retry the lock.
+    let started = Instant::now();
+    loop {
+        match SledStore::open(dir) {
+            Ok(s) => return Arc::new(s),
+            Err(e) if started.elapsed() < Duration::from_secs(10) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot open {}: {e}", dir.display()),
+        }
+    }
+}
+
+fn replication(role: Role) -> ReplicationConfig {
+    ReplicationConfig {
+        role,
+        heartbeat: HEARTBEAT,
+        ..ReplicationConfig::default()
+    }
+}
+
+async fn listen(addr: Option<SocketAddr>) -> tokio::net::TcpListener {
+    let addr = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
+    let started = Instant::now();
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) if started.elapsed() < Duration::from_secs(10) => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cannot bind {addr}: {e}"),
+        }
+    }
+}
+
+/// A leader on `dir`, bootstrapped with `POLICY` when empty.
+async fn leader(dir: &Path, addr: Option<SocketAddr>) -> Node {
+    let engine = Arc::new(Engine::open(open_store(dir)).unwrap());
+    if engine.load().revision() == 0 {
+        let state = policy_file::load_str(POLICY).unwrap();
+        engine
+            .bootstrap(policy_file::to_mutations(&state), "bootstrap")
+            .await
+            .unwrap();
+    }
+    let handle = start_node(
+        listen(addr).await,
+        Arc::clone(&engine),
+        DataPlaneConfig {
+            consistency_wait: Duration::from_secs(5),
+            ..DataPlaneConfig::default()
+        },
+        replication(Role::Leader),
+    )
+    .await
+    .unwrap();
+    Node { engine, handle }
+}
+
+/// A replica of `leader_url` on `dir`.
+async fn replica(dir: &Path, leader_url: &str) -> Node {
+    let engine = Arc::new(Engine::open(open_store(dir)).unwrap());
+    let handle = start_node(
+        listen(None).await,
+        Arc::clone(&engine),
+        DataPlaneConfig {
+            consistency_wait: Duration::from_secs(5),
+            ..DataPlaneConfig::default()
+        },
+        replication(Role::Replica {
+            leader: leader_url.to_owned(),
+            status: Arc::new(ReplicaStatus::default()),
+            max_lag: Duration::from_secs(5),
+        }),
+    )
+    .await
+    .unwrap();
+    Node { engine, handle }
+}
+
+async fn channel(url: &str) -> Channel {
+    Channel::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn state_of(url: &str, digest: bool) -> proto::GetStateResponse {
+    ReplicationClient::new(channel(url).await)
+        .get_state(proto::GetStateRequest { digest })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Waits until `node` is at `revision` (bounded).
+async fn reach(node: &Node, revision: u64) {
+    let got = node
+        .engine
+        .at_least(revision, Duration::from_secs(30))
+        .await;
+    assert!(
+        got.is_ok(),
+        "{} stuck at revision {} (wanted {revision})",
+        node.url(),
+        node.engine.load().revision()
+    );
+}
+
+/// Every node at the leader's revision with one digest.
+async fn assert_converged(leader: &Node, replicas: &[&Node]) -> String {
+    let head = leader.engine.load().revision();
+    let want = state_of(&leader.url(), true).await;
+    assert_eq!(want.revision, head);
+    for r in replicas {
+        reach(r, head).await;
+        let got = state_of(&r.url(), true).await;
+        assert_eq!(got.revision, head, "{}", r.url());
+        assert_eq!(got.digest, want.digest, "replica {} digest", r.url());
+        assert_eq!(got.history, want.history, "replica {} history", r.url());
+        assert_eq!(got.role, "replica");
+    }
+    want.digest
+}
+
+fn tid(i: u64) -> TenantId {
+    TenantId::new(format!("t{}", i % 3)).unwrap()
+}
+
+/// A small deterministic generator of mutations; many are refused (a user
+/// that does not exist, a duplicate), which is part of the workload.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+
+    fn mutation(&mut self) -> Mutation {
+        let tenant = tid(self.next(3));
+        let u = UserId::new(format!("u{}", self.next(60))).unwrap();
+        let role = RoleName::new(["readers", "writers", "Users"][self.next(3) as usize]).unwrap();
+        let group = GroupName::new(format!("g{}", self.next(6))).unwrap();
+        match self.next(9) {
+            0 | 1 => Mutation::AddUser {
+                tenant,
+                user: u,
+                email: None,
+                display_name: None,
+                status: UserStatus::Active,
+            },
+            2 | 3 => Mutation::Assign {
+                tenant,
+                subject: Subject::User(u),
+                role,
+                expires: None,
+            },
+            4 => Mutation::Unassign {
+                tenant,
+                subject: Subject::User(u),
+                role,
+            },
+            5 => Mutation::CreateGroup {
+                tenant,
+                group,
+                description: String::new(),
+            },
+            6 => Mutation::AddMember {
+                tenant,
+                group,
+                member: Subject::User(u),
+            },
+            7 => Mutation::UpdateUserStatus {
+                tenant,
+                user: u,
+                status: if self.next(2) == 0 {
+                    UserStatus::Active
+                } else {
+                    UserStatus::Inactive
+                },
+            },
+            _ => Mutation::Grant {
+                tenant,
+                role: RoleName::new("readers").unwrap(),
+                grant: Grant::allow(
+                    GrantPattern::parse(&format!("docs:d{}", self.next(1000))).unwrap(),
+                ),
+            },
+        }
+    }
+}
+
+/// Submits `n` generated mutations as the operator; returns how many were
+/// applied.
+async fn churn(engine: &Engine, seed: u64, n: usize) -> usize {
+    let mut g = Gen(seed | 1);
+    let mut applied = 0;
+    for _ in 0..n {
+        if engine
+            .submit(Actor::Operator, "test", g.mutation(), false)
+            .await
+            .is_ok()
+        {
+            applied += 1;
+        }
+    }
+    applied
+}
+
+fn at_least(revision: u64) -> Option<Consistency> {
+    Some(Consistency {
+        requirement: Some(Requirement::AtLeastRevision(revision)),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_and_two_replicas_converge_under_random_mutations() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let lead = leader(dirs[0].path(), None).await;
+    let r1 = replica(dirs[1].path(), &lead.url()).await;
+    let r2 = replica(dirs[2].path(), &lead.url()).await;
+    reach(&r1, lead.engine.load().revision()).await;
+    reach(&r2, lead.engine.load().revision()).await;
+
+    // Writers on the leader; after each probe write, a check on a replica
+    // at the acknowledged revision must see it.
+    let total = std::env::var("RAMPART_REPLICATION_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000usize);
+    let mut clients = [
+        AuthorizationClient::new(channel(&r1.url()).await),
+        AuthorizationClient::new(channel(&r2.url()).await),
+    ];
+    let mut admin = AdminClient::new(channel(&lead.url()).await);
+    let mut mutations = Gen(0x5eed);
+    let mut probes = 0;
+    for i in 0..total {
+        if i % 100 == 0 {
+            // A probe through the Admin API: a fresh user granted docs:read.
+            let user = format!("probe{i}");
+            let tenant = format!("t{}", i % 3);
+            admin
+                .add_user(proto::AddUserRequest {
+                    tenant: tenant.clone(),
+                    user: user.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            let done = admin
+                .assign(proto::AssignRequest {
+                    tenant: tenant.clone(),
+                    subject: user.clone(),
+                    role: "readers".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            let replica = &mut clients[probes % 2];
+            probes += 1;
+            let answer = replica
+                .check(CheckRequest {
+                    tenant,
+                    subject: user,
+                    permission: "docs:read".into(),
+                    consistency: at_least(done.revision),
+                    explain: false,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                answer.decision,
+                Decision::Allow as i32,
+                "a replica at revision {} must see the assignment acknowledged at {}",
+                answer.revision,
+                done.revision
+            );
+            assert!(answer.revision >= done.revision);
+        } else {
+            let _ = lead
+                .engine
+                .submit(Actor::Operator, "test", mutations.mutation(), false)
+                .await;
+        }
+    }
+    assert!(lead.engine.load().revision() > (total / 3) as u64);
+    assert_converged(&lead, &[&r1, &r2]).await;
+    // A replica refuses admin calls, naming its leader.
+    let refused = AdminClient::new(channel(&r1.url()).await)
+        .add_user(proto::AddUserRequest {
+            tenant: "t0".into(),
+            user: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains(&lead.url()),
+        "{}",
+        refused.message()
+    );
+    let s = state_of(&r1.url(), false).await;
+    assert_eq!((s.lag_revisions, s.rebootstraps), (0, 0));
+    assert!(s.connected);
+    assert_eq!(s.leader, lead.url());
+    for n in [r1, r2, lead] {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_replica_resumes_and_a_restarted_leader_is_found_again() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let lead = leader(dirs[0].path(), None).await;
+    let addr = lead.handle.addr;
+    let rep = replica(dirs[1].path(), &lead.url()).await;
+    churn(&lead.engine, 1, 300).await;
+    assert_converged(&lead, &[&rep]).await;
+
+    // Kill the replica mid-stream (writes keep coming), restart it on the
+    // same store: it resumes from its own revision, without a bootstrap.
+    let writer = {
+        let engine = Arc::clone(&lead.engine);
+        tokio::spawn(async move { churn(&engine, 2, 300).await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let url = lead.url();
+    rep.stop().await;
+    writer.await.unwrap();
+    let rep = replica(dirs[1].path(), &url).await;
+    assert_converged(&lead, &[&rep]).await;
+    let s = state_of(&rep.url(), false).await;
+    assert_eq!(s.rebootstraps, 0, "it resumed from its store");
+
+    // Restart the leader on the same address: the replica reconnects.
+    lead.stop().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lead = leader(dirs[0].path(), Some(addr)).await;
+    churn(&lead.engine, 3, 200).await;
+    assert_converged(&lead, &[&rep]).await;
+    let s = state_of(&rep.url(), false).await;
+    assert!(s.reconnects >= 1, "{s:?}");
+    assert_eq!(s.rebootstraps, 0);
+    rep.stop().await;
+    lead.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_past_a_stopped_replica_makes_it_bootstrap_again() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let lead = leader(dirs[0].path(), None).await;
+    let rep = replica(dirs[1].path(), &lead.url()).await;
+    churn(&lead.engine, 4, 100).await;
+    assert_converged(&lead, &[&rep]).await;
+    let stopped_at = rep.engine.load().revision();
+    rep.stop().await;
+
+    churn(&lead.engine, 5, 200).await;
+    let store = Arc::clone(lead.engine.store().unwrap());
+    store.checkpoint(lead.engine.load().state()).unwrap();
+    let first = store.compact(u64::MAX).unwrap();
+    assert!(first > stopped_at + 1, "compacted past the replica");
+    // Watch from there is refused, naming the oldest retained revision.
+    let err = ReplicationClient::new(channel(&lead.url()).await)
+        .watch(proto::WatchRequest {
+            from_revision: stopped_at,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange);
+    assert!(
+        err.message()
+            .contains(&format!("oldest retained revision is {first}")),
+        "{}",
+        err.message()
+    );
+
+    let rep = replica(dirs[1].path(), &lead.url()).await;
+    assert_converged(&lead, &[&rep]).await;
+    let s = state_of(&rep.url(), false).await;
+    assert_eq!(s.rebootstraps, 1, "{s:?}");
+    // It follows on from the installed state.
+    churn(&lead.engine, 6, 50).await;
+    assert_converged(&lead, &[&rep]).await;
+    rep.stop().await;
+    lead.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_watchers_see_every_revision_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let lead = leader(dir.path(), None).await;
+    let start = lead.engine.load().revision();
+    let ch = channel(&lead.url()).await;
+    // The final revision, once known: each watcher stops when it has it.
+    let (end_tx, end_rx) = tokio::sync::watch::channel(u64::MAX);
+    let mut watchers = Vec::new();
+    for i in 0..50u64 {
+        let mut client = ReplicationClient::new(ch.clone());
+        // Half from the start, half from the current revision.
+        let from = if i % 2 == 0 { 0 } else { start };
+        let mut stream = client
+            .watch(proto::WatchRequest {
+                from_revision: from,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let end_rx = end_rx.clone();
+        watchers.push(tokio::spawn(async move {
+            let mut seen: Vec<u64> = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            // Idle heartbeats wake the loop, so it sees `end` arrive.
+            while seen.last().copied().unwrap_or(from) != *end_rx.borrow() {
+                let event = tokio::time::timeout_at(deadline.into(), stream.message())
+                    .await
+                    .expect("watch stalled")
+                    .unwrap()
+                    .expect("the stream ended early");
+                if let Event::Change(c) = event.event.unwrap() {
+                    // The mutation is the changelog's JSON.
+                    let m: Mutation = serde_json::from_slice(&c.mutation).unwrap();
+                    assert_eq!(m.kind(), c.kind);
+                    seen.push(c.revision);
+                }
+            }
+            (from, seen)
+        }));
+    }
+    churn(&lead.engine, 7, 400).await;
+    let end = lead.engine.load().revision();
+    assert!(end > start + 50);
+    let mut watching = state_of(&lead.url(), false).await.watchers;
+    assert_eq!(watching, 50);
+    end_tx.send_replace(end);
+    for w in watchers {
+        let (from, seen) = w.await.unwrap();
+        let want: Vec<u64> = (from + 1..=end).collect();
+        assert_eq!(seen, want, "watcher from {from}: in order, no gaps");
+    }
+    // The streams ended on the client side; the server notices.
+    for _ in 0..50 {
+        watching = state_of(&lead.url(), false).await.watchers;
+        if watching == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(watching, 0);
+    lead.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_import_round_trips_and_refusals_name_the_problem() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let lead = leader(dirs[0].path(), None).await;
+    churn(&lead.engine, 8, 200).await;
+    let mut client = ReplicationClient::new(channel(&lead.url()).await);
+    let mut stream = client
+        .export(proto::ExportRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut chunks = Vec::new();
+    while let Some(c) = stream.message().await.unwrap() {
+        chunks.push(c);
+    }
+    let bytes: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
+    let digest = chunks.last().unwrap().digest.clone();
+    let source = state_of(&lead.url(), true).await;
+    assert_eq!(
+        digest, source.digest,
+        "the export's digest is the state digest"
+    );
+
+    // Into an empty node (a leader whose store holds nothing).
+    let engine = Arc::new(Engine::open(open_store(dirs[1].path())).unwrap());
+    let empty = start_node(
+        listen(None).await,
+        Arc::clone(&engine),
+        DataPlaneConfig::default(),
+        replication(Role::Leader),
+    )
+    .await
+    .unwrap();
+    let target = Node {
+        engine,
+        handle: empty,
+    };
+    let mut to = ReplicationClient::new(channel(&target.url()).await);
+    let send = |chunks: Vec<proto::ExportChunk>| tokio_stream::iter(chunks);
+    // A damaged digest is refused and nothing is installed.
+    let mut bad = chunks.clone();
+    bad.last_mut().unwrap().digest = "sha256:00".into();
+    let err = to.import(send(bad)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("digest"), "{}", err.message());
+    assert_eq!(target.engine.load().revision(), 0);
+    // A truncated export too.
+    let err = to
+        .import(send(chunks[..chunks.len() - 1].to_vec()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    let done = to.import(send(chunks.clone())).await.unwrap().into_inner();
+    assert_eq!(done.revision, source.revision);
+    assert_eq!(done.digest, source.digest);
+    assert_ne!(done.history, source.history, "an import starts a history");
+    let imported = state_of(&target.url(), true).await;
+    assert_eq!(imported.digest, source.digest);
+    // Exported again: the same bytes.
+    let mut again = to
+        .export(proto::ExportRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let mut bytes2 = Vec::new();
+    while let Some(c) = again.message().await.unwrap() {
+        bytes2.extend(c.data);
+    }
+    assert_eq!(bytes2, bytes);
+    // A second import is refused: the node holds a state.
+    let err = to.import(send(chunks)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    // The imported node keeps working as a leader.
+    target
+        .engine
+        .submit(
+            Actor::Operator,
+            "test",
+            Mutation::AddUser {
+                tenant: tid(0),
+                user: UserId::new("after-import").unwrap(),
+                email: None,
+                display_name: None,
+                status: UserStatus::Active,
+            },
+            false,
+        )
+        .await
+        .unwrap();
+
+    // Watch refusals.
+    let head = lead.engine.load().revision();
+    let ahead = client
+        .watch(proto::WatchRequest {
+            from_revision: head + 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(ahead.code(), Code::OutOfRange);
+    assert!(ahead.message().contains("ahead"), "{}", ahead.message());
+    let other = client
+        .watch(proto::WatchRequest {
+            from_revision: 1,
+            history: "not-this-one".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::OutOfRange);
+    assert!(other.message().contains("history"), "{}", other.message());
+    let bad_tenant = client
+        .watch(proto::WatchRequest {
+            tenants: vec!["no spaces".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_tenant.code(), Code::InvalidArgument);
+
+    // A tenant filter: only that tenant's changes (and tenant-less ones).
+    let mut filtered = client
+        .watch(proto::WatchRequest {
+            from_revision: 0,
+            tenants: vec!["t1".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = 0;
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(10), filtered.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match e.event.unwrap() {
+            Event::Change(c) => {
+                assert!(c.tenant == "t1" || c.tenant.is_empty(), "{c:?}");
+                assert!(c.revision > last);
+                last = c.revision;
+            }
+            Event::Checkpoint(c) => {
+                assert_eq!(c.revision, head);
+                break;
+            }
+        }
+    }
+    target.stop().await;
+    lead.stop().await;
+}
