@@ -118,3 +118,139 @@ fn serve_starts_with_the_builtin_quickstart_and_stops_on_sigterm() {
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+/// `rampart ctl ARGS` against `port`: (exit code, stdout, stderr).
+fn ctl(port: u16, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(["ctl", "--server", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ctl_json(port: u16, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["-o", "json"];
+    all.extend_from_slice(args);
+    let (code, out, err) = ctl(port, &all);
+    assert_eq!(code, 0, "ctl {args:?}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn a_replica_process_follows_and_a_backup_round_trips_through_ctl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p1, p2, p3) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let leader = common::Server::start(&dir.path().join("leader"), p1);
+    let leader_url = format!("http://127.0.0.1:{p1}");
+    let replica =
+        common::Server::start_with(&dir.path().join("replica"), p2, &["--follow", &leader_url]);
+
+    // Write on the leader, read the write on the replica.
+    let done = ctl_json(p1, &["user", "add", "--tenant", "acme", "--user", "zoe"]);
+    let revision = done["revision"].as_u64().unwrap();
+    ctl_json(
+        p1,
+        &[
+            "assign",
+            "--tenant",
+            "acme",
+            "--subject",
+            "zoe",
+            "--role",
+            "editors",
+        ],
+    );
+    let answer = ctl_json(
+        p2,
+        &[
+            "check",
+            "--tenant",
+            "acme",
+            "--subject",
+            "zoe",
+            "--permission",
+            "documents:edit:readme",
+            "--at-least-revision",
+            &(revision + 1).to_string(),
+        ],
+    );
+    assert_eq!(answer["decision"], "allow", "{answer}");
+    let lead = ctl_json(p1, &["status", "--digest"]);
+    let rep = ctl_json(p2, &["status", "--digest"]);
+    assert_eq!(rep["role"], "replica");
+    assert_eq!(rep["revision"], lead["revision"]);
+    assert_eq!(rep["digest"], lead["digest"]);
+    assert_eq!(rep["history"], lead["history"]);
+    assert_eq!(rep["leader"], leader_url.as_str());
+    // Admin calls on the replica are refused, naming the leader.
+    let (code, _, err) = ctl(p2, &["user", "add", "--tenant", "acme", "--user", "x"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("FAILED_PRECONDITION") && err.contains(&leader_url),
+        "{err}"
+    );
+    // The changelog, every revision in order.
+    let (code, out, err) = ctl(
+        p1,
+        &[
+            "-o",
+            "json",
+            "watch",
+            "--from-revision",
+            "0",
+            "--until-idle",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let revisions: Vec<u64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["revision"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let head = lead["revision"].as_u64().unwrap();
+    assert_eq!(revisions, (1..=head).collect::<Vec<_>>());
+
+    // Backup and restore into an empty node: the same digest, the same bytes.
+    let backup = dir.path().join("backup.jsonl");
+    let (code, _, err) = ctl(p2, &["export", "--file", backup.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains(lead["digest"].as_str().unwrap()), "{err}");
+    let restored =
+        common::Server::start_with(&dir.path().join("restored"), p3, &["--no-bootstrap"]);
+    let imported = ctl_json(
+        p3,
+        &[
+            "import",
+            backup.to_str().unwrap(),
+            "--expect-digest",
+            lead["digest"].as_str().unwrap(),
+        ],
+    );
+    assert_eq!(imported["digest"], lead["digest"]);
+    assert_ne!(imported["history"], lead["history"]);
+    let again = dir.path().join("again.jsonl");
+    assert_eq!(ctl(p3, &["export", "--file", again.to_str().unwrap()]).0, 0);
+    assert_eq!(
+        std::fs::read(&backup).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
+    let (code, _, err) = ctl(p3, &["import", backup.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("import only into an empty store"), "{err}");
+
+    for s in [replica, restored, leader] {
+        assert!(s.terminate().success());
+    }
+}

@@ -65,6 +65,7 @@ pub async fn follow(
             Err(e) => Ended::Reconnect(e),
             Ok(mut client) => {
                 let round = watch(
+                    !had_state,
                     &mut client,
                     &engine,
                     &config,
@@ -118,7 +119,9 @@ async fn connect(leader: &str) -> Result<ReplicationClient<Channel>, String> {
 }
 
 /// One Watch stream, until it ends.
+#[allow(clippy::too_many_arguments, reason = "one caller; the loop's state")]
 async fn watch(
+    fresh: bool,
     client: &mut ReplicationClient<Channel>,
     engine: &Arc<Engine>,
     config: &FollowConfig,
@@ -139,6 +142,9 @@ async fn watch(
         None => String::new(),
     };
     let from = engine.load().revision();
+    if fresh {
+        return Ended::Rebootstrap("this replica holds no state yet".into());
+    }
     let request = proto::WatchRequest {
         from_revision: from,
         tenants: Vec::new(),

@@ -217,6 +217,9 @@ impl Replication for ReplicationService {
         tokio::spawn(async move {
             let _guard = guard;
             let mut cursor = from;
+            // The first time the client is caught up it hears so at once
+            // (a replica becomes ready without waiting a heartbeat).
+            let mut told_caught_up = false;
             let wanted = |change: &Change| {
                 tenants.is_empty() || change.mutation.tenant().is_none_or(|t| tenants.contains(t))
             };
@@ -239,6 +242,22 @@ impl Replication for ReplicationService {
                     }
                 };
                 if page.is_empty() {
+                    let checkpoint = proto::WatchEvent {
+                        event: Some(proto::watch_event::Event::Checkpoint(
+                            proto::WatchCheckpoint {
+                                revision: cursor,
+                                history: history.clone(),
+                            },
+                        )),
+                        head_revision: head.max(cursor),
+                    };
+                    if !told_caught_up {
+                        told_caught_up = true;
+                        if tx.send(Ok(checkpoint)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     tokio::select! {
                         changed = revisions.changed() => {
                             if changed.is_err() {
@@ -246,14 +265,7 @@ impl Replication for ReplicationService {
                             }
                         }
                         () = tokio::time::sleep(heartbeat) => {
-                            let event = proto::WatchEvent {
-                                event: Some(proto::watch_event::Event::Checkpoint(proto::WatchCheckpoint {
-                                    revision: cursor,
-                                    history: history.clone(),
-                                })),
-                                head_revision: head.max(cursor),
-                            };
-                            if tx.send(Ok(event)).await.is_err() {
+                            if tx.send(Ok(checkpoint)).await.is_err() {
                                 return;
                             }
                         }

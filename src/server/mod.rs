@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// line, when the store already holds a state.
     #[arg(long, env = "RAMPART_BOOTSTRAP")]
     pub bootstrap: Option<PathBuf>,
+    /// Start an empty store empty (revision 0) instead of bootstrapping it:
+    /// to restore a backup with `rampart ctl import`.
+    #[arg(long, env = "RAMPART_NO_BOOTSTRAP", conflicts_with = "bootstrap")]
+    pub no_bootstrap: bool,
     /// Write a checkpoint after this many new revisions (recovery replays
     /// only what follows the newest checkpoint).
     #[arg(long, env = "RAMPART_CHECKPOINT_EVERY", default_value_t = 10_000)]
@@ -350,6 +354,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
             info!(file = %p.display(), "a replica takes its state from the leader; --bootstrap ignored");
         }
         info!(%leader, revision = recovered, "starting as a read replica");
+    } else if recovered == 0 && args.no_bootstrap {
+        info!("the store is empty and stays so (--no-bootstrap): waiting for `rampart ctl import`");
     } else if recovered == 0 {
         let state = match load_bootstrap(args.bootstrap.as_deref()) {
             Ok(s) => s,

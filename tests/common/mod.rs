@@ -33,6 +33,11 @@ impl Server {
     /// Starts `rampart serve` on `port` with its store in `data`, and waits
     /// (up to 30 s) until it logs that it is serving.
     pub fn start(data: &Path, port: u16) -> Self {
+        Self::start_with(data, port, &[])
+    }
+
+    /// [`Server::start`] with more `serve` arguments.
+    pub fn start_with(data: &Path, port: u16, extra: &[&str]) -> Self {
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -41,6 +46,7 @@ impl Server {
                 "--data-dir",
             ])
             .arg(data)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -1,10 +1,11 @@
 //! `rampart ctl`: the command-line client for every Admin call, plus
-//! `check`, `batch-check` and `audit`.
+//! `check`, `batch-check`, `audit`, and the Replication calls (`status`,
+//! `export`, `import`, `watch`).
 //!
 //! Owns the top of the argument tree, the connection and the exit codes;
 //! the Admin nouns' arguments live in `args.rs` and their calls in
 //! `admin.rs`, `audit` in `audit.rs`, the data-plane calls in `check.rs`,
-//! printing in `output.rs`. It is a client only: it never reads the engine or the model,
+//! the Replication calls in `replication.rs`, printing in `output.rs`. It is a client only: it never reads the engine or the model,
 //! only the generated `proto` types, so it behaves exactly as any other
 //! client of the server would.
 //!
@@ -18,6 +19,7 @@ mod args;
 mod audit;
 mod check;
 mod output;
+mod replication;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,6 +30,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::server::proto::admin_client::AdminClient;
 use crate::server::proto::authorization_client::AuthorizationClient;
+use crate::server::proto::replication_client::ReplicationClient;
 pub use output::Format;
 use output::{Report, code_name};
 
@@ -102,6 +105,14 @@ pub enum CtlCommand {
     BatchCheck(check::BatchCheckArgs),
     /// The audit log: every change and every refused attempt.
     Audit(audit::AuditArgs),
+    /// The node's revision, history, role, replication lag (and digest).
+    Status(replication::StatusArgs),
+    /// The whole state at one revision, to stdout or --file (a backup).
+    Export(replication::ExportArgs),
+    /// Load an export into a node that holds no state.
+    Import(replication::ImportArgs),
+    /// Print the changelog as it happens, from a revision.
+    Watch(replication::WatchArgs),
 }
 
 /// Acting as a user, or trying a change without making it: on every
@@ -160,6 +171,7 @@ pub struct Client {
     url: String,
     pub admin: AdminClient<Channel>,
     pub authz: AuthorizationClient<Channel>,
+    pub replication: ReplicationClient<Channel>,
 }
 
 impl Client {
@@ -183,7 +195,10 @@ impl Client {
         Ok(Self {
             url,
             admin: AdminClient::new(channel.clone()),
-            authz: AuthorizationClient::new(channel),
+            authz: AuthorizationClient::new(channel.clone()),
+            replication: ReplicationClient::new(channel)
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
         })
     }
 
@@ -280,6 +295,10 @@ async fn run(args: CtlArgs) -> Result<Report, Failure> {
         CtlCommand::BatchCheck(a) => check::read_input(a)?,
         _ => Vec::new(),
     };
+    let import = match &args.command {
+        CtlCommand::Import(a) => replication::read_import(a)?,
+        _ => Vec::new(),
+    };
     let timeout = Duration::from_millis(args.connect_timeout_ms);
     let client = Client::connect(&args.server, timeout).await?;
     match args.command {
@@ -296,5 +315,9 @@ async fn run(args: CtlArgs) -> Result<Report, Failure> {
         CtlCommand::Check(a) => check::check(client, a).await,
         CtlCommand::BatchCheck(a) => check::batch_check(client, a, input).await,
         CtlCommand::Audit(a) => audit::run(client, a).await,
+        CtlCommand::Status(a) => replication::status(client, a).await,
+        CtlCommand::Export(a) => replication::export(client, a).await,
+        CtlCommand::Import(a) => replication::import(client, a, import).await,
+        CtlCommand::Watch(a) => replication::watch(client, a, args.output).await,
     }
 }

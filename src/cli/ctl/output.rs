@@ -44,6 +44,9 @@ pub enum Report {
     },
     /// Anything else: the JSON document and the table text, built together.
     Custom { json: Value, table: String },
+    /// Nothing more to print: the command wrote its output as it went
+    /// (`watch`, `export`).
+    Nothing,
 }
 
 impl Report {
@@ -60,6 +63,9 @@ impl Report {
 
     /// The text to print on stdout in `format` (ends with a newline unless empty).
     pub fn render(&self, format: Format) -> String {
+        if matches!(self, Self::Nothing) {
+            return String::new();
+        }
         match format {
             Format::Json => {
                 let mut s = self.json().to_string();
@@ -95,6 +101,7 @@ impl Report {
                 Value::Object(doc)
             }
             Self::Custom { json, .. } => json.clone(),
+            Self::Nothing => Value::Null,
         }
     }
 
@@ -110,6 +117,7 @@ impl Report {
                 table(header, rows)
             }
             Self::Custom { table, .. } => table.clone(),
+            Self::Nothing => String::new(),
         }
     }
 }

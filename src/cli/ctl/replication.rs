@@ -1,0 +1,294 @@
+//! `rampart ctl status | export | import | watch`: the Replication service.
+//!
+//! `export` writes the export file's bytes (to stdout or `--file`) and
+//! checks them against the digest the server sent; `import` sends a file
+//! in chunks, with the file's own digest, to a node that holds no state;
+//! `watch` prints the changelog as it happens, one line per event.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::output::{Format, Report, embedded_json, table};
+use super::{Client, CtlError, Failure};
+use crate::server::proto::{self, watch_event::Event};
+
+/// Bytes per Import chunk.
+const CHUNK: usize = 1 << 20;
+
+/// `status` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Also compute the state digest (reads the whole state on the server).
+    #[arg(long)]
+    pub digest: bool,
+}
+
+/// `export` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Write here instead of stdout.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+}
+
+/// `import` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The export file; `-` for stdin.
+    pub file: PathBuf,
+    /// Refuse the file unless it hashes to this (`sha256:…`, as `export`
+    /// printed).
+    #[arg(long)]
+    pub expect_digest: Option<String>,
+}
+
+/// `watch` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct WatchArgs {
+    /// Start after this revision (0: the whole retained changelog).
+    #[arg(long, default_value_t = 0)]
+    pub from_revision: u64,
+    /// Only these tenants' changes (and those that concern no tenant).
+    #[arg(long = "tenant")]
+    pub tenants: Vec<String>,
+    /// Stop after this many changes.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop at the first idle checkpoint (every change so far was printed).
+    #[arg(long)]
+    pub until_idle: bool,
+    /// Print idle checkpoints too.
+    #[arg(long)]
+    pub checkpoints: bool,
+}
+
+fn hex_digest(hasher: Sha256) -> String {
+    let mut out = String::from("sha256:");
+    for b in hasher.finalize() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// `status`: the node's revision, history, role and replication status.
+pub async fn status(mut client: Client, a: StatusArgs) -> Result<Report, Failure> {
+    let r = client
+        .replication
+        .get_state(proto::GetStateRequest { digest: a.digest })
+        .await;
+    let s = client.read(r)?;
+    let json = json!({
+        "revision": s.revision,
+        "history": s.history,
+        "digest": s.digest,
+        "role": s.role,
+        "leader": s.leader,
+        "oldest_retained": s.oldest_retained,
+        "leader_revision": s.leader_revision,
+        "lag_revisions": s.lag_revisions,
+        "lag_ms": s.lag_ms,
+        "reconnects": s.reconnects,
+        "rebootstraps": s.rebootstraps,
+        "connected": s.connected,
+        "watchers": s.watchers,
+    });
+    let mut rows = vec![
+        ("role", s.role.clone()),
+        ("revision", s.revision.to_string()),
+        ("history", s.history.clone()),
+        ("oldest retained", s.oldest_retained.to_string()),
+        ("watchers", s.watchers.to_string()),
+    ];
+    if !s.digest.is_empty() {
+        rows.push(("digest", s.digest.clone()));
+    }
+    if s.role == "replica" {
+        rows.extend([
+            ("leader", s.leader.clone()),
+            ("connected", s.connected.to_string()),
+            ("leader revision", s.leader_revision.to_string()),
+            ("lag (revisions)", s.lag_revisions.to_string()),
+            ("lag (ms)", s.lag_ms.to_string()),
+            ("reconnects", s.reconnects.to_string()),
+            ("rebootstraps", s.rebootstraps.to_string()),
+        ]);
+    }
+    let text = table(
+        vec!["FIELD".into(), "VALUE".into()],
+        rows.into_iter()
+            .map(|(k, v)| vec![k.to_owned(), v])
+            .collect(),
+    );
+    Ok(Report::Custom { json, table: text })
+}
+
+/// `export`: the bytes go to the file or stdout; the summary to stderr.
+pub async fn export(mut client: Client, a: ExportArgs) -> Result<Report, Failure> {
+    let r = client.replication.export(proto::ExportRequest {}).await;
+    let mut stream = client.read(r)?;
+    let mut out: Box<dyn Write> = match &a.file {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| CtlError::Usage(format!("cannot create `{}`: {e}", path.display())))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let write_failed = |e: std::io::Error| CtlError::Usage(format!("cannot write the export: {e}"));
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    let mut last = None;
+    while let Some(chunk) = stream.message().await.map_err(|s| client.fail(s))? {
+        hasher.update(&chunk.data);
+        bytes += chunk.data.len() as u64;
+        out.write_all(&chunk.data).map_err(write_failed)?;
+        last = Some((chunk.revision, chunk.digest, chunk.history));
+    }
+    out.flush().map_err(write_failed)?;
+    let Some((revision, stated, history)) = last else {
+        return Err(CtlError::Usage("the server sent an empty export".into()).into());
+    };
+    let actual = hex_digest(hasher);
+    if stated != actual {
+        return Err(CtlError::Usage(format!(
+            "the export is damaged: the server's digest is `{stated}`, the bytes received hash to `{actual}`"
+        ))
+        .into());
+    }
+    eprintln!(
+        "rampart ctl: exported revision {revision} ({bytes} bytes, {actual}, history {history})"
+    );
+    Ok(Report::Nothing)
+}
+
+/// `import`: the file in chunks, the last with the file's digest.
+pub async fn import(mut client: Client, a: ImportArgs, data: Vec<u8>) -> Result<Report, Failure> {
+    let mut hasher = Sha256::new();
+    hasher.update(&data);
+    let digest = hex_digest(hasher);
+    if let Some(want) = &a.expect_digest
+        && *want != digest
+    {
+        return Err(CtlError::Usage(format!(
+            "`{}` hashes to `{digest}`, not `{want}`",
+            a.file.display()
+        ))
+        .into());
+    }
+    let mut chunks: Vec<proto::ExportChunk> = data
+        .chunks(CHUNK)
+        .map(|c| proto::ExportChunk {
+            data: c.to_vec(),
+            ..Default::default()
+        })
+        .collect();
+    match chunks.last_mut() {
+        Some(last) => last.digest.clone_from(&digest),
+        None => {
+            return Err(CtlError::Usage(format!("`{}` is empty", a.file.display())).into());
+        }
+    }
+    let r = client.replication.import(tokio_stream::iter(chunks)).await;
+    let done = client.read(r)?;
+    let json = json!({
+        "revision": done.revision,
+        "digest": done.digest,
+        "history": done.history,
+    });
+    let text = format!(
+        "imported revision {} ({}), new history {}\n",
+        done.revision, done.digest, done.history
+    );
+    Ok(Report::Custom { json, table: text })
+}
+
+/// Reads `import`'s file (or stdin) before connecting.
+pub fn read_import(a: &ImportArgs) -> Result<Vec<u8>, CtlError> {
+    let mut data = Vec::new();
+    if a.file.as_os_str() == "-" {
+        std::io::stdin()
+            .read_to_end(&mut data)
+            .map_err(|e| CtlError::Usage(format!("cannot read stdin: {e}")))?;
+    } else {
+        data = std::fs::read(&a.file)
+            .map_err(|e| CtlError::Usage(format!("cannot read `{}`: {e}", a.file.display())))?;
+    }
+    Ok(data)
+}
+
+/// `watch`: one line per event as it arrives (a table row, or a JSON
+/// object per line with `--output json`).
+pub async fn watch(mut client: Client, a: WatchArgs, format: Format) -> Result<Report, Failure> {
+    let r = client
+        .replication
+        .watch(proto::WatchRequest {
+            from_revision: a.from_revision,
+            tenants: a.tenants.clone(),
+            history: String::new(),
+        })
+        .await;
+    let mut stream = client.read(r)?;
+    let mut stdout = std::io::stdout().lock();
+    let mut print = |value: Value, text: String| {
+        let line = match format {
+            Format::Json => value.to_string(),
+            Format::Table => text,
+        };
+        // A closed pipe (`| head`) ends the watch quietly.
+        writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .is_ok()
+    };
+    let mut changes = 0u64;
+    if format == Format::Table
+        && !print(Value::Null, "REVISION  TIME  KIND  TENANT  MUTATION".into())
+    {
+        return Ok(Report::Nothing);
+    }
+    while let Some(event) = stream.message().await.map_err(|s| client.fail(s))? {
+        let head = event.head_revision;
+        let printed = match event.event {
+            Some(Event::Change(c)) => {
+                changes += 1;
+                let mutation = embedded_json(&String::from_utf8_lossy(&c.mutation));
+                let text = format!(
+                    "{}  {}  {}  {}  {}",
+                    c.revision,
+                    if c.time.is_empty() { "-" } else { &c.time },
+                    c.kind,
+                    if c.tenant.is_empty() { "-" } else { &c.tenant },
+                    mutation
+                );
+                print(
+                    json!({
+                        "revision": c.revision,
+                        "time": c.time,
+                        "kind": c.kind,
+                        "tenant": c.tenant,
+                        "mutation": mutation,
+                        "head_revision": head,
+                    }),
+                    text,
+                )
+            }
+            Some(Event::Checkpoint(c)) => {
+                if a.until_idle {
+                    break;
+                }
+                !a.checkpoints
+                    || print(
+                        json!({"checkpoint": c.revision, "history": c.history, "head_revision": head}),
+                        format!("{}  (checkpoint: idle, history {})", c.revision, c.history),
+                    )
+            }
+            None => true,
+        };
+        if !printed || a.count.is_some_and(|n| changes >= n) {
+            break;
+        }
+    }
+    Ok(Report::Nothing)
+}
