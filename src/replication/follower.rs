@@ -40,6 +40,9 @@ pub struct FollowConfig {
     pub backoff_max: Duration,
 }
 
+/// How often a connected replica logs its status.
+const STATUS_EVERY: Duration = Duration::from_secs(60);
+
 /// Why one round of following ended.
 enum Ended {
     /// The leader cannot serve our revision: bootstrap again.
@@ -158,6 +161,7 @@ async fn watch(
     status.connected.store(true, Ordering::Relaxed);
     *backoff = Duration::from_millis(100);
     info!(leader = %config.leader, from, "following the leader");
+    let mut reported = std::time::Instant::now();
     loop {
         let event = match stream.message().await {
             Ok(Some(e)) => e,
@@ -199,6 +203,18 @@ async fn watch(
         };
         if applied >= head {
             status.caught_up.store(true, Ordering::Relaxed);
+        }
+        if reported.elapsed() >= STATUS_EVERY {
+            reported = std::time::Instant::now();
+            info!(
+                applied,
+                leader_revision = head,
+                lag_revisions = head.saturating_sub(applied),
+                lag_ms = ReplicaStatus::get(&status.lag_ms),
+                reconnects = ReplicaStatus::get(&status.reconnects),
+                rebootstraps = ReplicaStatus::get(&status.rebootstraps),
+                "replica status"
+            );
         }
         let ok = status.caught_up.load(Ordering::Relaxed)
             && ReplicaStatus::get(&status.lag_ms) <= config.max_lag.as_millis() as u64;
