@@ -191,6 +191,34 @@ fn a_replica_process_follows_and_a_backup_round_trips_through_ctl() {
     assert_eq!(rep["digest"], lead["digest"]);
     assert_eq!(rep["history"], lead["history"]);
     assert_eq!(rep["leader"], leader_url.as_str());
+    // kill -9 the replica, change more on the leader, restart the replica
+    // on its store: it resumes and converges.
+    drop(replica);
+    for u in ["k1", "k2", "k3"] {
+        ctl_json(p1, &["user", "add", "--tenant", "acme", "--user", u]);
+    }
+    let replica =
+        common::Server::start_with(&dir.path().join("replica"), p2, &["--follow", &leader_url]);
+    let lead = ctl_json(p1, &["status", "--digest"]);
+    let head = lead["revision"].as_u64().unwrap().to_string();
+    let answer = ctl_json(
+        p2,
+        &[
+            "check",
+            "--tenant",
+            "acme",
+            "--subject",
+            "k3",
+            "--permission",
+            "documents:view",
+            "--at-least-revision",
+            &head,
+        ],
+    );
+    assert_eq!(answer["revision"], lead["revision"], "{answer}");
+    let rep = ctl_json(p2, &["status", "--digest"]);
+    assert_eq!(rep["digest"], lead["digest"]);
+    assert_eq!(rep["rebootstraps"], 0, "it resumed from its own store");
     // Admin calls on the replica are refused, naming the leader.
     let (code, _, err) = ctl(p2, &["user", "add", "--tenant", "acme", "--user", "x"]);
     assert_eq!(code, 1);

@@ -327,6 +327,41 @@ async fn a_leader_and_two_replicas_converge_under_random_mutations() {
     ];
     let mut admin = AdminClient::new(channel(&lead.url()).await);
     let mut mutations = Gen(0x5eed);
+    // Meanwhile, readers hammer both replicas: every answer is a decision
+    // (never an error), and a replica's revision never goes back.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for url in [r1.url(), r2.url()] {
+        let mut c = AuthorizationClient::new(channel(&url).await);
+        let stop = Arc::clone(&stop);
+        readers.push(tokio::spawn(async move {
+            let (mut last, mut answered) = (0, 0u64);
+            let mut g = Gen(7);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let a = c
+                    .check(CheckRequest {
+                        tenant: format!("t{}", g.next(3)),
+                        subject: format!("u{}", g.next(60)),
+                        permission: "docs:read".into(),
+                        consistency: None,
+                        explain: false,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(
+                    a.revision >= last,
+                    "{url} went back from {last} to {}",
+                    a.revision
+                );
+                last = a.revision;
+                answered += 1;
+                // Readers share the two cores with the writer and the replicas.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            answered
+        }));
+    }
     let mut probes = 0;
     for i in 0..total {
         if i % 100 == 0 {
@@ -380,6 +415,10 @@ async fn a_leader_and_two_replicas_converge_under_random_mutations() {
         }
     }
     assert!(lead.engine.load().revision() > (total / 3) as u64);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        assert!(r.await.unwrap() > 10, "the readers ran throughout");
+    }
     assert_converged(&lead, &[&r1, &r2]).await;
     // A replica refuses admin calls, naming its leader.
     let refused = AdminClient::new(channel(&r1.url()).await)
