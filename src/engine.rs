@@ -97,32 +97,41 @@ impl Engine {
         self.store.as_ref()
     }
 
-    /// Applies a change replicated from the leader (which validated and
-    /// audited it): it must be the next revision. Stored (when durable),
-    /// then published, like a local change.
-    pub async fn replicate(&self, change: Change) -> Result<u64, SubmitError> {
+    /// Applies changes replicated from the leader (which validated and
+    /// audited them): consecutive revisions, the first the next one. They
+    /// are stored in one flush (when durable), then published once, at the
+    /// last revision: all or nothing, like a local change.
+    pub async fn replicate(&self, changes: Vec<Change>) -> Result<u64, SubmitError> {
         let _writer = self.writer.lock().await;
         let snapshot = self.load();
-        let have = snapshot.revision();
-        if Some(change.revision) != have.checked_add(1) {
-            return Err(StoreError::OutOfOrder {
-                have,
-                got: change.revision,
+        let mut compiled: Option<Snapshot> = None;
+        let mut state = (**snapshot.state()).clone();
+        for change in &changes {
+            let have = state.revision;
+            if Some(change.revision) != have.checked_add(1) {
+                return Err(StoreError::OutOfOrder {
+                    have,
+                    got: change.revision,
+                }
+                .into());
             }
-            .into());
+            let touched = apply(&mut state, &change.mutation).map_err(|e| AdminError {
+                refusal: Refusal::Invalid,
+                message: format!("replicated revision {}: {e}", change.revision),
+            })?;
+            let prev: &Snapshot = compiled.as_ref().unwrap_or(&*snapshot);
+            compiled = Some(recompile(prev, Arc::new(state.clone()), &touched));
         }
-        let mut next = (**snapshot.state()).clone();
-        let touched = apply(&mut next, &change.mutation).map_err(|e| AdminError {
-            refusal: Refusal::Invalid,
-            message: format!("replicated revision {}: {e}", change.revision),
-        })?;
+        let Some(compiled) = compiled else {
+            return Ok(snapshot.revision());
+        };
         if let Some(store) = &self.store {
             let store = Arc::clone(store);
-            let change = change.clone();
-            blocking(move || store.append(&change)).await?;
+            blocking(move || store.append(&changes)).await?;
         }
-        self.publish(recompile(&snapshot, Arc::new(next), &touched));
-        Ok(change.revision)
+        let revision = compiled.revision();
+        self.publish(compiled);
+        Ok(revision)
     }
 
     /// Replaces the whole state with `state` (a replica's bootstrap, an

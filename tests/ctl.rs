@@ -557,7 +557,7 @@ impl Store for AuditOnly {
         self.push(audit);
         Ok(())
     }
-    fn append(&self, _: &Change) -> Result<(), StoreError> {
+    fn append(&self, _: &[Change]) -> Result<(), StoreError> {
         Ok(())
     }
     fn changelog(&self, _: u64, _: usize) -> Result<Vec<Change>, StoreError> {

@@ -1207,16 +1207,26 @@ fn append_takes_the_next_revision_without_audit<T: Harness>(h: &mut T) {
         time: Some(Timestamp(1_700_000_000)),
         mutation: ms[revision as usize - 1].clone(),
     };
-    store.append(&change(1)).unwrap();
+    store.append(&[change(1)]).unwrap();
     assert!(matches!(
-        store.append(&change(3)),
+        store.append(&[change(3)]),
         Err(StoreError::OutOfOrder { have: 1, got: 3 })
     ));
-    store.append(&change(2)).unwrap();
+    // A batch is all or nothing: a gap inside refuses all of it.
+    assert!(matches!(
+        store.append(&[change(2), change(4)]),
+        Err(StoreError::OutOfOrder { have: 2, got: 4 })
+    ));
+    assert_eq!(store.revision().unwrap(), 1);
+    store.append(&[change(2), change(3)]).unwrap();
+    store.append(&[]).unwrap();
     assert!(store.audit(&AuditFilter::default()).unwrap().is_empty());
     let store = h.reopen(store);
-    assert_eq!(store.load().unwrap(), expected[2]);
-    assert_eq!(store.changelog(0, 0).unwrap(), vec![change(1), change(2)]);
+    assert_eq!(store.load().unwrap(), expected[3]);
+    assert_eq!(
+        store.changelog(0, 0).unwrap(),
+        vec![change(1), change(2), change(3)]
+    );
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub struct FollowConfig {
     pub backoff_max: Duration,
 }
 
+/// Most changes applied (and flushed) together.
+const BATCH: usize = 256;
+
 /// How often a connected replica logs its status.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
 
@@ -163,44 +166,65 @@ async fn watch(
     info!(leader = %config.leader, from, "following the leader");
     let mut reported = std::time::Instant::now();
     loop {
-        let event = match stream.message().await {
+        // One event, then whatever else has already arrived: applied and
+        // made durable together, published once.
+        let mut events = vec![match stream.message().await {
             Ok(Some(e)) => e,
             Ok(None) => return Ended::Reconnect("the leader closed the stream".into()),
             Err(s) if s.code() == Code::OutOfRange => {
                 return Ended::Rebootstrap(s.message().into());
             }
             Err(s) => return Ended::Reconnect(s.message().into()),
-        };
-        let head = event.head_revision;
+        }];
+        let mut ended = None;
+        while events.len() < BATCH {
+            // A zero timeout polls once: an event already received, or none.
+            match tokio::time::timeout(Duration::ZERO, stream.message()).await {
+                Ok(Ok(Some(e))) => events.push(e),
+                Ok(Ok(None)) => {
+                    ended = Some(Ended::Reconnect("the leader closed the stream".into()));
+                    break;
+                }
+                Ok(Err(s)) if s.code() == Code::OutOfRange => {
+                    ended = Some(Ended::Rebootstrap(s.message().into()));
+                    break;
+                }
+                Ok(Err(s)) => {
+                    ended = Some(Ended::Reconnect(s.message().into()));
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let head = events.iter().map(|e| e.head_revision).max().unwrap_or(0);
         status.leader_revision.store(head, Ordering::Relaxed);
-        let applied = match event.event {
-            Some(Event::Change(change)) => {
-                let revision = change.revision;
-                let time = change.time.clone();
-                match apply(engine, change).await {
-                    Ok(()) => {}
-                    Err(Failure::Diverged(why)) => {
-                        error!(revision, reason = %why, "a replicated change does not apply: bootstrapping again");
-                        return Ended::Rebootstrap(why);
-                    }
-                    Err(Failure::Retry(why)) => return Ended::Reconnect(why),
+        let changes: Vec<proto::Change> = events
+            .into_iter()
+            .filter_map(|e| match e.event {
+                Some(Event::Change(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let last_time = changes.last().map(|c| c.time.clone());
+        let first = changes.first().map(|c| c.revision);
+        if let Err(failure) = apply(engine, changes).await {
+            match failure {
+                Failure::Diverged(why) => {
+                    error!(revision = first, reason = %why, "a replicated change does not apply: bootstrapping again");
+                    return Ended::Rebootstrap(why);
                 }
-                let lag = if head > revision {
-                    Timestamp::parse(&time).map_or(0, |t| lag_ms(t, Timestamp::now()))
-                } else {
-                    0
-                };
-                status.lag_ms.store(lag, Ordering::Relaxed);
-                revision
+                Failure::Retry(why) => return Ended::Reconnect(why),
             }
-            Some(Event::Checkpoint(_)) | None => {
-                let have = engine.load().revision();
-                if have >= head {
-                    status.lag_ms.store(0, Ordering::Relaxed);
-                }
-                have
+        }
+        let applied = engine.load().revision();
+        let lag = match last_time {
+            Some(time) if head > applied => {
+                Timestamp::parse(&time).map_or(0, |t| lag_ms(t, Timestamp::now()))
             }
+            _ if applied >= head => 0,
+            _ => ReplicaStatus::get(&status.lag_ms),
         };
+        status.lag_ms.store(lag, Ordering::Relaxed);
         if applied >= head {
             status.caught_up.store(true, Ordering::Relaxed);
         }
@@ -230,6 +254,9 @@ async fn watch(
             }
             set_health(health, ok).await;
         }
+        if let Some(ended) = ended {
+            return ended;
+        }
     }
 }
 
@@ -248,26 +275,30 @@ enum Failure {
     Retry(String),
 }
 
-async fn apply(engine: &Engine, change: proto::Change) -> Result<(), Failure> {
-    let revision = change.revision;
-    let mutation: Mutation = serde_json::from_slice(&change.mutation).map_err(|e| {
-        Failure::Retry(format!(
-            "revision {revision} carries a mutation this build cannot read ({e}); is the leader a newer version?"
-        ))
-    })?;
-    let time = if change.time.is_empty() {
-        None
-    } else {
-        Timestamp::parse(&change.time).ok()
-    };
-    match engine
-        .replicate(Change {
+async fn apply(engine: &Engine, changes: Vec<proto::Change>) -> Result<(), Failure> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut batch = Vec::with_capacity(changes.len());
+    for change in changes {
+        let revision = change.revision;
+        let mutation: Mutation = serde_json::from_slice(&change.mutation).map_err(|e| {
+            Failure::Retry(format!(
+                "revision {revision} carries a mutation this build cannot read ({e}); is the leader a newer version?"
+            ))
+        })?;
+        let time = if change.time.is_empty() {
+            None
+        } else {
+            Timestamp::parse(&change.time).ok()
+        };
+        batch.push(Change {
             revision,
             time,
             mutation,
-        })
-        .await
-    {
+        });
+    }
+    match engine.replicate(batch).await {
         Ok(_) => Ok(()),
         Err(SubmitError::Refused(e)) => Err(Failure::Diverged(e.message)),
         Err(SubmitError::Store(StoreError::OutOfOrder { have, got })) => Err(Failure::Retry(

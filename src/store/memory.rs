@@ -130,9 +130,25 @@ impl Store for MemoryStore {
         inner.push_change(change)
     }
 
-    fn append(&self, change: &Change) -> Result<(), StoreError> {
-        encode_change(change)?;
-        self.lock().push_change(change.clone())
+    fn append(&self, changes: &[Change]) -> Result<(), StoreError> {
+        for change in changes {
+            encode_change(change)?;
+        }
+        let mut inner = self.lock();
+        let mut have = inner.revision;
+        for change in changes {
+            if Some(change.revision) != have.checked_add(1) {
+                return Err(StoreError::OutOfOrder {
+                    have,
+                    got: change.revision,
+                });
+            }
+            have = change.revision;
+        }
+        for change in changes {
+            inner.push_change(change.clone())?;
+        }
+        Ok(())
     }
 
     fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError> {

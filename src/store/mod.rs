@@ -333,9 +333,10 @@ pub trait Store: Send + Sync {
     /// record's `seq`.
     fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError>;
 
-    /// Durably appends a change replicated from a leader (which audited
-    /// it): `change.revision` must be the last revision + 1.
-    fn append(&self, change: &Change) -> Result<(), StoreError>;
+    /// Durably appends changes replicated from a leader (which audited
+    /// them), in one transaction and one flush: the first must be the last
+    /// revision + 1, each the one before + 1.
+    fn append(&self, changes: &[Change]) -> Result<(), StoreError>;
 
     /// The changelog entries with revision > `after`, in order, at most
     /// `limit` (0: no limit). Starts at [`History::first`] when `after` is

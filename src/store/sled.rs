@@ -493,20 +493,28 @@ impl Store for SledStore {
         self.durable()
     }
 
-    fn append(&self, change: &Change) -> Result<(), StoreError> {
-        let entry = encode_change(change)?;
-        let revision = change.revision;
+    fn append(&self, changes: &[Change]) -> Result<(), StoreError> {
+        let Some(last) = changes.last() else {
+            return Ok(());
+        };
+        let entries = changes
+            .iter()
+            .map(|c| encode_change(c).map(|e| (c.revision, e)))
+            .collect::<Result<Vec<_>, _>>()?;
         let result = (&self.changelog, &self.meta).transaction(|(log, meta)| {
-            let have = counter(meta.get(REVISION)?, REVISION, 0)
+            let mut have = counter(meta.get(REVISION)?, REVISION, 0)
                 .map_err(ConflictableTransactionError::Abort)?;
-            if Some(revision) != have.checked_add(1) {
-                return abort(StoreError::OutOfOrder {
-                    have,
-                    got: revision,
-                });
+            for (revision, entry) in &entries {
+                if Some(*revision) != have.checked_add(1) {
+                    return abort(StoreError::OutOfOrder {
+                        have,
+                        got: *revision,
+                    });
+                }
+                log.insert(&revision.to_be_bytes()[..], entry.as_slice())?;
+                have = *revision;
             }
-            log.insert(&revision.to_be_bytes()[..], entry.as_slice())?;
-            meta.insert(REVISION, &revision.to_be_bytes()[..])?;
+            meta.insert(REVISION, &last.revision.to_be_bytes()[..])?;
             Ok(())
         });
         tx(result)?;
