@@ -1,10 +1,12 @@
 //! The one writer, and the published snapshot.
 //!
 //! Readers call [`Engine::load`] (an `ArcSwap` load, no lock). Every change
-//! goes through [`Engine::submit`], serialised by one async mutex:
-//! validate (the admin rules, against the current snapshot) → commit (the
-//! store writes the changelog entry and the audit record and flushes) →
-//! recompile what the change touched → swap → reply. Durable before
+//! goes through [`Engine::submit`], serialised by one async mutex, in
+//! batches of whatever was submitted meanwhile (group commit): validate
+//! each (the admin rules, against the state the one before left) and
+//! recompile what it touched → commit the batch (the store writes the
+//! changelog entries and audit records in one transaction and flushes) →
+//! swap → reply. Durable before
 //! visible: a change is in the snapshot only after the store acknowledged
 //! it, and in the snapshot before the caller hears back, so a Check sent
 //! after the reply sees it. A refused attempt is audited and changes nothing.
@@ -13,13 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use std::sync::PoisonError;
 use thiserror::Error;
-use tokio::sync::{Mutex, watch};
+
+use tokio::sync::{Mutex, oneshot, watch};
 
 use crate::model::rules::{Actor, AdminError, Refusal, validate};
 use crate::model::{Mutation, State, Timestamp, apply};
 use crate::policy::{Snapshot, compile, recompile};
-use crate::store::{AuditRecord, Change, Outcome, Store, StoreError};
+use crate::store::{AuditRecord, Change, Outcome, Outcomes, Store, StoreError};
 
 /// Why a submitted change did not happen.
 #[derive(Debug, Error)]
@@ -45,11 +49,21 @@ pub struct Committed {
     pub mutation: Mutation,
 }
 
+/// A change waiting for the next group commit.
+struct Queued {
+    actor: Actor,
+    credential: String,
+    mutation: Mutation,
+    reply: oneshot::Sender<Result<Committed, SubmitError>>,
+}
+
 /// Holds the current snapshot and serialises changes.
 pub struct Engine {
     current: ArcSwap<Snapshot>,
     revision: watch::Sender<u64>,
     writer: Mutex<()>,
+    /// Changes submitted and not yet taken by a batch.
+    queue: std::sync::Mutex<Vec<Queued>>,
     store: Option<Arc<dyn Store>>,
 }
 
@@ -82,6 +96,7 @@ impl Engine {
             current: ArcSwap::from_pointee(snapshot),
             revision,
             writer: Mutex::new(()),
+            queue: std::sync::Mutex::new(Vec::new()),
             store,
         }
     }
@@ -210,68 +225,136 @@ impl Engine {
     /// Validates, commits and publishes one change, as `actor` with
     /// `credential` (named in the audit log). With `dry_run`, validates and
     /// reports the revision it would get, changing nothing.
+    ///
+    /// Changes submitted together are committed together (group commit):
+    /// the request joins a queue, and one batch task validates each queued
+    /// change against the state left by the one before, writes them all in
+    /// one store transaction and one flush, publishes once, then answers
+    /// each. The batch runs in its own task, so a caller that goes away (a
+    /// cancelled RPC) cannot stop a commit between the store and the swap.
     pub async fn submit(
-        &self,
+        self: &Arc<Self>,
         actor: Actor,
         credential: &str,
         mutation: Mutation,
         dry_run: bool,
     ) -> Result<Committed, SubmitError> {
+        if dry_run {
+            let _writer = self.writer.lock().await;
+            let snapshot = self.load();
+            let (next, _) = validate(
+                snapshot.state(),
+                &*snapshot,
+                &actor,
+                &mutation,
+                Timestamp::now(),
+            )?;
+            return Ok(Committed {
+                revision: next.revision,
+                dry_run: true,
+                mutation,
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Queued {
+                actor,
+                credential: credential.to_owned(),
+                mutation,
+                reply,
+            });
+        let engine = Arc::clone(self);
+        tokio::spawn(async move { engine.drain().await });
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Backend("the writer task ended without an answer".into()).into())
+        })
+    }
+
+    /// Takes the writer and commits whatever is queued (possibly nothing:
+    /// an earlier batch may have taken this caller's request).
+    async fn drain(&self) {
         let _writer = self.writer.lock().await;
+        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
+        if !batch.is_empty() {
+            self.commit_batch(batch).await;
+        }
+    }
+
+    /// One group commit. Caller holds the writer.
+    async fn commit_batch(&self, batch: Vec<Queued>) {
         let snapshot = self.load();
-        let state = snapshot.state();
+        let mut state = Arc::clone(snapshot.state());
+        let mut compiled: Option<Snapshot> = None;
         let now = Timestamp::now();
-        let record = |revision: u64, outcome: Outcome| AuditRecord {
-            seq: 0,
-            time: now,
-            actor: match &actor {
-                Actor::Operator => None,
-                Actor::User(u) => Some(u.to_string()),
-            },
-            credential: credential.to_owned(),
-            revision,
-            tenant: mutation.tenant().map(ToString::to_string),
-            mutation: mutation.clone(),
-            outcome,
-        };
-        let (next, touched) = match validate(state, &*snapshot, &actor, &mutation, now) {
-            Ok(ok) => ok,
-            Err(refused) => {
-                if !dry_run && let Some(store) = &self.store {
-                    let audit = record(
+        let mut records = Vec::with_capacity(batch.len());
+        let mut answers = Vec::with_capacity(batch.len());
+        for q in &batch {
+            let authority: &Snapshot = compiled.as_ref().unwrap_or(&*snapshot);
+            let record = |revision: u64, outcome: Outcome| AuditRecord {
+                seq: 0,
+                time: now,
+                actor: match &q.actor {
+                    Actor::Operator => None,
+                    Actor::User(u) => Some(u.to_string()),
+                },
+                credential: q.credential.clone(),
+                revision,
+                tenant: q.mutation.tenant().map(ToString::to_string),
+                mutation: q.mutation.clone(),
+                outcome,
+            };
+            match validate(&state, authority, &q.actor, &q.mutation, now) {
+                Ok((next, touched)) => {
+                    let revision = next.revision;
+                    let next = Arc::new(next);
+                    let recompiled = recompile(authority, Arc::clone(&next), &touched);
+                    compiled = Some(recompiled);
+                    state = next;
+                    records.push(Outcomes::Applied {
+                        revision,
+                        mutation: q.mutation.clone(),
+                        audit: record(revision, Outcome::Applied),
+                    });
+                    answers.push(Ok(revision));
+                }
+                Err(refused) => {
+                    records.push(Outcomes::Refused(record(
                         state.revision,
                         Outcome::Refused {
                             code: refused.refusal.code_name().to_owned(),
                             message: refused.message.clone(),
                         },
-                    );
-                    let store = Arc::clone(store);
-                    blocking(move || store.record_refusal(audit)).await?;
+                    )));
+                    answers.push(Err(refused));
                 }
-                return Err(refused.into());
             }
-        };
-        let revision = next.revision;
-        if dry_run {
-            return Ok(Committed {
-                revision,
-                dry_run: true,
-                mutation,
-            });
         }
         if let Some(store) = &self.store {
-            let audit = record(revision, Outcome::Applied);
             let store = Arc::clone(store);
-            let m = mutation.clone();
-            blocking(move || store.commit(revision, &m, audit)).await?;
+            if let Err(e) = blocking(move || store.commit_batch(&records)).await {
+                // Nothing of the batch was written: every caller hears why.
+                let why = e.to_string();
+                for q in batch {
+                    let _ = q.reply.send(Err(StoreError::Backend(why.clone()).into()));
+                }
+                return;
+            }
         }
-        let compiled = recompile(&snapshot, Arc::new(next), &touched);
-        self.publish(compiled);
-        Ok(Committed {
-            revision,
-            dry_run: false,
-            mutation,
-        })
+        if let Some(compiled) = compiled {
+            self.publish(compiled);
+        }
+        for (q, answer) in batch.into_iter().zip(answers) {
+            let _ = q.reply.send(match answer {
+                Ok(revision) => Ok(Committed {
+                    revision,
+                    dry_run: false,
+                    mutation: q.mutation,
+                }),
+                Err(refused) => Err(refused.into()),
+            });
+        }
     }
 
     /// Applies `mutations` as the operator without the admin rules (they
@@ -326,7 +409,104 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{TenantId, TenantSettings};
+    use crate::model::{TenantId, TenantSettings, UserId, UserStatus};
+    use crate::store::{AuditFilter, MemoryStore};
+
+    fn add_user(id: &str) -> Mutation {
+        Mutation::AddUser {
+            tenant: TenantId::new("acme").unwrap(),
+            user: UserId::new(id).unwrap(),
+            email: None,
+            display_name: None,
+            status: UserStatus::Active,
+        }
+    }
+
+    async fn with_acme() -> (Arc<Engine>, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::new());
+        let engine = Arc::new(Engine::open(Arc::clone(&store) as Arc<dyn Store>).unwrap());
+        engine
+            .submit(
+                Actor::Operator,
+                "test",
+                Mutation::CreateTenant {
+                    tenant: TenantId::new("acme").unwrap(),
+                    name: "Acme".into(),
+                    settings: TenantSettings::default(),
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        (engine, store)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_changes_commit_in_groups_with_one_revision_each() {
+        let (engine, store) = with_acme().await;
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let engine = Arc::clone(&engine);
+            // Every sixth repeats an id: refused as a duplicate, audited.
+            let id = if i % 6 == 5 {
+                format!("u{}", i - 1)
+            } else {
+                format!("u{i}")
+            };
+            tasks.push(tokio::spawn(async move {
+                engine
+                    .submit(Actor::Operator, "test", add_user(&id), false)
+                    .await
+            }));
+        }
+        let mut revisions = Vec::new();
+        let mut refused = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(c) => revisions.push(c.revision),
+                Err(SubmitError::Refused(e)) => {
+                    assert_eq!(e.refusal, Refusal::Exists);
+                    refused += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        revisions.sort_unstable();
+        // The duplicate loses the race or wins it: 50 distinct ids applied.
+        assert_eq!(revisions, (2..=51).collect::<Vec<_>>());
+        assert_eq!(refused, 10);
+        assert_eq!(engine.load().revision(), 51);
+        assert_eq!(engine.load().state().tenants["acme"].users.len(), 50);
+        // The store holds exactly what was acknowledged, and every attempt.
+        assert_eq!(store.load().unwrap(), **engine.load().state());
+        assert_eq!(store.audit(&AuditFilter::default()).unwrap().len(), 61);
+    }
+
+    // One thread: the batch task cannot run before the caller is dropped.
+    #[tokio::test]
+    async fn a_caller_that_goes_away_does_not_stop_its_commit() {
+        let (engine, store) = with_acme().await;
+        // Polled once (queued), then dropped, as a cancelled RPC is.
+        let gone = tokio::time::timeout(
+            Duration::ZERO,
+            engine.submit(Actor::Operator, "test", add_user("zed"), false),
+        )
+        .await;
+        assert!(gone.is_err(), "the call was dropped before its answer");
+        let snapshot = engine.at_least(2, Duration::from_secs(5)).await.unwrap();
+        assert!(
+            snapshot.state().tenants["acme"]
+                .users
+                .contains_key(&UserId::new("zed").unwrap())
+        );
+        assert_eq!(store.revision().unwrap(), 2);
+        // And the writer is free for the next change.
+        let next = engine
+            .submit(Actor::Operator, "test", add_user("amy"), false)
+            .await
+            .unwrap();
+        assert_eq!(next.revision, 3);
+    }
 
     #[tokio::test]
     async fn waits_for_a_revision_then_gives_up() {

@@ -285,7 +285,7 @@ impl Gen {
 
 /// Submits `n` generated mutations as the operator; returns how many were
 /// applied.
-async fn churn(engine: &Engine, seed: u64, n: usize) -> usize {
+async fn churn(engine: &Arc<Engine>, seed: u64, n: usize) -> usize {
     let mut g = Gen(seed | 1);
     let mut applied = 0;
     for _ in 0..n {

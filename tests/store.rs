@@ -18,8 +18,8 @@ use rampart::model::{
     State, Subject, Tenant, TenantId, Timestamp, User, UserId, UserStatus, apply,
 };
 use rampart::store::{
-    AuditFilter, AuditRecord, Change, MemoryStore, Outcome, Recovery, Retention, SledStore, Store,
-    StoreError,
+    AuditFilter, AuditRecord, Change, MemoryStore, Outcome, Outcomes, Recovery, Retention,
+    SledStore, Store, StoreError,
 };
 
 // ---------------------------------------------------------------- fixtures
@@ -250,6 +250,7 @@ both!(
     retention_bounds_compaction,
     install_replaces_the_state_and_the_history,
     append_takes_the_next_revision_without_audit,
+    a_batch_commits_whole_or_not_at_all,
 );
 
 // ---------------------------------------------------------------- behaviour
@@ -1258,4 +1259,46 @@ fn sled_history_ids_persist_and_differ_between_stores() {
     assert_eq!(id.len(), 32);
     assert_eq!(open_sled(a.path()).history().unwrap().id, id);
     assert_ne!(open_sled(b.path()).history().unwrap().id, id);
+}
+
+fn a_batch_commits_whole_or_not_at_all<T: Harness>(h: &mut T) {
+    let ms = history();
+    let expected = states(&ms);
+    let store = h.open();
+    let applied = |rev: u64| Outcomes::Applied {
+        revision: rev,
+        mutation: ms[rev as usize - 1].clone(),
+        audit: record(&ms[rev as usize - 1], None, Outcome::Applied, rev),
+    };
+    let refused = Outcomes::Refused(record(
+        &ms[0],
+        Some("bob"),
+        Outcome::Refused {
+            code: "PERMISSION_DENIED".into(),
+            message: "no".into(),
+        },
+        0,
+    ));
+    // A gap in the middle: nothing of the batch is written.
+    let bad = [applied(1), refused.clone(), applied(3)];
+    assert!(matches!(
+        store.commit_batch(&bad),
+        Err(StoreError::OutOfOrder { have: 1, got: 3 })
+    ));
+    assert_eq!(store.revision().unwrap(), 0);
+    assert!(store.audit(&AuditFilter::default()).unwrap().is_empty());
+    // In order, refusals between: one audit seq each, in batch order.
+    store
+        .commit_batch(&[applied(1), refused.clone(), applied(2), applied(3)])
+        .unwrap();
+    let store = h.reopen(store);
+    assert_eq!(store.load().unwrap(), expected[3]);
+    let audit = store.audit(&AuditFilter::default()).unwrap();
+    let seqs: Vec<u64> = audit.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert_eq!(audit[1].actor.as_deref(), Some("bob"));
+    assert_eq!(
+        audit.iter().map(|r| r.revision).collect::<Vec<_>>(),
+        [1, 0, 2, 3]
+    );
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::{
-    AuditFilter, AuditRecord, Change, History, Recovery, Store, StoreError, encode_audit,
+    AuditFilter, AuditRecord, Change, History, Outcomes, Recovery, Store, StoreError, encode_audit,
     encode_change, max_count, new_history_id, replay,
 };
 use crate::model::{Mutation, State};
@@ -153,6 +153,58 @@ impl Store for MemoryStore {
 
     fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError> {
         self.lock().push_audit(audit)
+    }
+
+    fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        // Check everything first: all or nothing.
+        let mut have = inner.revision;
+        for entry in batch {
+            let audit = match entry {
+                Outcomes::Applied {
+                    revision,
+                    mutation,
+                    audit,
+                } => {
+                    if Some(*revision) != have.checked_add(1) {
+                        return Err(StoreError::OutOfOrder {
+                            have,
+                            got: *revision,
+                        });
+                    }
+                    have = *revision;
+                    encode_change(&Change {
+                        revision: *revision,
+                        time: Some(audit.time),
+                        mutation: mutation.clone(),
+                    })?;
+                    audit
+                }
+                Outcomes::Refused(audit) => audit,
+            };
+            encode_audit(audit)?;
+        }
+        for entry in batch {
+            match entry {
+                Outcomes::Applied {
+                    revision,
+                    mutation,
+                    audit,
+                } => {
+                    let time = audit.time;
+                    let mut audit = audit.clone();
+                    audit.revision = *revision;
+                    inner.push_audit(audit)?;
+                    inner.push_change(Change {
+                        revision: *revision,
+                        time: Some(time),
+                        mutation: mutation.clone(),
+                    })?;
+                }
+                Outcomes::Refused(audit) => inner.push_audit(audit.clone())?,
+            }
+        }
+        Ok(())
     }
 
     fn changelog(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {

@@ -144,6 +144,19 @@ pub struct AuditRecord {
     pub outcome: Outcome,
 }
 
+/// One entry of [`Store::commit_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcomes {
+    /// A mutation committed at `revision`, with its audit record.
+    Applied {
+        revision: u64,
+        mutation: Mutation,
+        audit: AuditRecord,
+    },
+    /// A refused attempt's audit record.
+    Refused(AuditRecord),
+}
+
 /// Which audit records to list. Every condition that is set must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
@@ -332,6 +345,25 @@ pub trait Store: Send + Sync {
     /// Durably records a refused attempt (no revision). The store sets the
     /// record's `seq`.
     fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError>;
+
+    /// Commits a batch of outcomes in order, all or nothing: each applied
+    /// one as [`Store::commit`] would, each refused one as
+    /// [`Store::record_refusal`] would. A backend should make it one
+    /// transaction and one flush (group commit); this default does each in
+    /// turn, which is all or nothing only if nothing fails midway.
+    fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
+        for entry in batch {
+            match entry {
+                Outcomes::Applied {
+                    revision,
+                    mutation,
+                    audit,
+                } => self.commit(*revision, mutation, audit.clone())?,
+                Outcomes::Refused(audit) => self.record_refusal(audit.clone())?,
+            }
+        }
+        Ok(())
+    }
 
     /// Durably appends changes replicated from a leader (which audited
     /// them), in one transaction and one flush: the first must be the last

@@ -54,8 +54,8 @@ use serde::{Deserialize, Serialize};
 
 use super::image::{self, ImageError};
 use super::{
-    AuditFilter, AuditRecord, Change, History, Recovery, Store, StoreError, decode_change,
-    encode_audit, encode_change, max_count, new_history_id, replay,
+    AuditFilter, AuditRecord, Change, History, Outcomes, Recovery, Store, StoreError,
+    decode_change, encode_audit, encode_change, max_count, new_history_id, replay,
 };
 use crate::model::{CatalogEntry, Grant, Mutation, State, TenantId};
 
@@ -472,6 +472,60 @@ impl Store for SledStore {
                 records.insert(&seq.to_be_bytes()[..], record)?;
                 meta.insert(REVISION, &revision.to_be_bytes()[..])?;
                 meta.insert(NEXT_AUDIT_SEQ, &seq.saturating_add(1).to_be_bytes()[..])?;
+                Ok(())
+            });
+        tx(result)?;
+        self.durable()
+    }
+
+    fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
+        // Encode (and check) everything before the transaction.
+        let mut entries = Vec::with_capacity(batch.len());
+        for entry in batch {
+            entries.push(match entry {
+                Outcomes::Applied {
+                    revision,
+                    mutation,
+                    audit,
+                } => {
+                    let change = encode_change(&Change {
+                        revision: *revision,
+                        time: Some(audit.time),
+                        mutation: mutation.clone(),
+                    })?;
+                    let mut audit = audit.clone();
+                    audit.revision = *revision;
+                    (Some((*revision, change)), audit)
+                }
+                Outcomes::Refused(audit) => (None, audit.clone()),
+            });
+        }
+        let result =
+            (&self.changelog, &self.audit, &self.meta).transaction(|(log, records, meta)| {
+                let mut have = counter(meta.get(REVISION)?, REVISION, 0)
+                    .map_err(ConflictableTransactionError::Abort)?;
+                let mut seq = counter(meta.get(NEXT_AUDIT_SEQ)?, NEXT_AUDIT_SEQ, 1)
+                    .map_err(ConflictableTransactionError::Abort)?;
+                for (change, audit) in &entries {
+                    if let Some((revision, bytes)) = change {
+                        if Some(*revision) != have.checked_add(1) {
+                            return abort(StoreError::OutOfOrder {
+                                have,
+                                got: *revision,
+                            });
+                        }
+                        log.insert(&revision.to_be_bytes()[..], bytes.as_slice())?;
+                        have = *revision;
+                    }
+                    let mut record = audit.clone();
+                    record.seq = seq;
+                    let record =
+                        encode_audit(&record).map_err(ConflictableTransactionError::Abort)?;
+                    records.insert(&seq.to_be_bytes()[..], record)?;
+                    seq = seq.saturating_add(1);
+                }
+                meta.insert(REVISION, &have.to_be_bytes()[..])?;
+                meta.insert(NEXT_AUDIT_SEQ, &seq.to_be_bytes()[..])?;
                 Ok(())
             });
         tx(result)?;
