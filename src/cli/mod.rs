@@ -1,10 +1,12 @@
-//! The command line: `serve`, `validate`, `test` and `bench`.
+//! The command line: `serve`, `validate`, `test`, `bench`, `ctl`, and the
+//! hidden `dev-seed` (benchmarks only).
 //!
 //! Parses arguments (clap, every flag also a `RAMPART_*` variable) and hands
 //! over to the library; holds no decision logic of its own.
 
 pub mod ctl;
 pub mod policy_test;
+pub mod seed;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +47,9 @@ pub enum Command {
     Bench(crate::server::loadgen::BenchArgs),
     /// The admin client: every Admin call, check, batch-check and audit.
     Ctl(ctl::CtlArgs),
+    /// For benchmarks: write a synthetic state into an empty data folder.
+    #[command(hide = true)]
+    DevSeed(seed::SeedArgs),
 }
 
 /// Runs the command line; the process's exit code.
@@ -56,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Test { files, verbose } => test(&files, verbose),
         Command::Bench(args) => crate::server::loadgen::bench_main(args),
         Command::Ctl(args) => ctl::ctl_main(args),
+        Command::DevSeed(args) => seed::seed_main(args),
     }
 }
 

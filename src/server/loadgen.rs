@@ -2,6 +2,13 @@
 //! or BatchCheck with N connections and M requests in flight for a bounded
 //! time, and reports throughput and latency percentiles. Traffic goes only
 //! to the address given (loopback by default).
+//!
+//! `--mode mutate` drives the Admin API instead: M writers each toggle a
+//! role binding of their own users (assign, then unassign, ...), and after
+//! every acknowledged change send a Check at the revision the reply gave,
+//! which must show the change. It reports acknowledged mutations/s, the
+//! acknowledgement latency, and mutation → visible latency (from sending the
+//! mutation to the Check answer that reflects it).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,14 +17,32 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
 
+use super::proto::admin_client::AdminClient;
 use super::proto::authorization_client::AuthorizationClient;
-use super::proto::{BatchCheckItem, BatchCheckRequest, CheckRequest};
+use super::proto::consistency::Requirement;
+use super::proto::{
+    AddUserRequest, AssignRequest, BatchCheckItem, BatchCheckRequest, CatalogEntry, CheckRequest,
+    Consistency, CreateRoleRequest, Decision, DefineCatalogEntryRequest, GrantRequest, GrantSpec,
+    UnassignRequest,
+};
 
 /// Which RPC to drive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
     Check,
     Batch,
+    Mutate,
+}
+
+/// The catalog entry, role and user names `--mode mutate` adds to its tenant.
+pub const MUTATE_PERMISSION: &str = "rampart-bench:toggle";
+pub const MUTATE_ROLE: &str = "rampart-bench-toggle";
+/// Users per writer in `--mode mutate`; a writer cycles through them.
+pub const MUTATE_USERS_PER_WRITER: usize = 4;
+
+/// The id of `--mode mutate`'s user `k` of writer `writer`.
+pub fn mutate_user(writer: usize, k: usize) -> String {
+    format!("rampart-bench-w{writer}-{k}")
 }
 
 /// `rampart bench` arguments.
@@ -26,13 +51,22 @@ pub struct BenchArgs {
     /// Server to drive.
     #[arg(long, env = "RAMPART_SERVER", default_value = "http://127.0.0.1:50051")]
     pub server: String,
-    /// `check` (one decision per call) or `batch` (BatchCheck of --batch-size items).
+    /// `check` (one decision per call), `batch` (BatchCheck of --batch-size
+    /// items), or `mutate` (--concurrency writers toggle role bindings in
+    /// --tenant through the Admin API, each change confirmed by a Check).
     #[arg(long, value_enum, default_value = "check")]
     pub mode: Mode,
+    /// The tenant `--mode mutate` changes. It adds a catalog entry
+    /// `rampart-bench:toggle`, a role `rampart-bench-toggle` holding it, and
+    /// 4 users per writer (`rampart-bench-w<W>-<K>`), then toggles their
+    /// bindings to that role.
+    #[arg(long, default_value = "acme")]
+    pub tenant: String,
     /// HTTP/2 connections.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub connections: u32,
-    /// Requests in flight at once, spread over the connections.
+    /// Requests in flight at once, spread over the connections (in
+    /// `--mode mutate`: writers).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub concurrency: u32,
     /// How long to measure, in seconds (after the warm-up).
@@ -75,6 +109,15 @@ pub struct Report {
     pub p90_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    /// `--mode mutate` only (zero otherwise): checks at the acknowledged
+    /// revision that did not show the change (also counted in `errors`).
+    pub mismatches: u64,
+    /// `--mode mutate` only: from sending a mutation to the Check answer
+    /// that shows it, for the `calls` that were confirmed.
+    pub visible_p50_us: u64,
+    pub visible_p90_us: u64,
+    pub visible_p99_us: u64,
+    pub visible_max_us: u64,
 }
 
 fn quickstart_items() -> Vec<Item> {
@@ -130,6 +173,10 @@ fn percentile(sorted: &[u32], p: f64) -> u64 {
     u64::from(sorted[rank.min(sorted.len() - 1)])
 }
 
+fn micros(d: Duration) -> u32 {
+    d.as_micros().min(u128::from(u32::MAX)) as u32
+}
+
 /// Drives the server as `args` says.
 pub async fn run(args: &BenchArgs, items: Vec<Item>) -> Result<Report, String> {
     let endpoint = Endpoint::from_shared(args.server.clone())
@@ -143,6 +190,9 @@ pub async fn run(args: &BenchArgs, items: Vec<Item>) -> Result<Report, String> {
                 .await
                 .map_err(|e| format!("cannot connect to {}: {e}", args.server))?,
         );
+    }
+    if args.mode == Mode::Mutate {
+        return run_mutate(args, &channels).await;
     }
     let items = Arc::new(items);
     let batch: Arc<Vec<BatchCheckItem>> = Arc::new(
@@ -198,13 +248,13 @@ pub async fn run(args: &BenchArgs, items: Vec<Item>) -> Result<Report, String> {
                         })
                         .await
                         .is_ok(),
+                    Mode::Mutate => false,
                 };
                 if started < warm_until {
                     continue;
                 }
                 if ok {
-                    let us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-                    latencies.push(us);
+                    latencies.push(micros(started.elapsed()));
                 } else {
                     errors += 1;
                 }
@@ -223,13 +273,14 @@ pub async fn run(args: &BenchArgs, items: Vec<Item>) -> Result<Report, String> {
     let seconds = args.duration_secs as f64;
     let calls = all.len() as u64;
     let per_call = match args.mode {
-        Mode::Check => 1,
+        Mode::Check | Mode::Mutate => 1,
         Mode::Batch => u64::from(args.batch_size),
     };
     Ok(Report {
         mode: match args.mode {
             Mode::Check => "check",
             Mode::Batch => "batch",
+            Mode::Mutate => "mutate",
         },
         calls,
         errors,
@@ -241,7 +292,311 @@ pub async fn run(args: &BenchArgs, items: Vec<Item>) -> Result<Report, String> {
         p90_us: percentile(&all, 90.0),
         p99_us: percentile(&all, 99.0),
         max_us: all.last().copied().map_or(0, u64::from),
+        mismatches: 0,
+        visible_p50_us: 0,
+        visible_p90_us: 0,
+        visible_p99_us: 0,
+        visible_max_us: 0,
     })
+}
+
+/// Whether an Admin reply is a success, or a refusal that says the thing
+/// is already there (setup is idempotent across runs).
+fn created<T>(reply: Result<tonic::Response<T>, tonic::Status>) -> Result<(), tonic::Status> {
+    match reply {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
+        Err(s) => Err(s),
+    }
+}
+
+/// `--mode mutate`'s setup, as the operator: the catalog entry, the role
+/// holding it, and every writer's users.
+async fn mutate_setup(args: &BenchArgs, channel: Channel) -> Result<(), String> {
+    let mut admin = AdminClient::new(channel);
+    let tenant = args.tenant.clone();
+    let failed = |what: &str, s: tonic::Status| {
+        format!(
+            "setup: {what} in tenant `{tenant}`: {:?}: {}",
+            s.code(),
+            s.message()
+        )
+    };
+    created(
+        admin
+            .define_catalog_entry(DefineCatalogEntryRequest {
+                entry: Some(CatalogEntry {
+                    permission: MUTATE_PERMISSION.into(),
+                    category: "rampart bench".into(),
+                    description: "toggled by `rampart bench --mode mutate`".into(),
+                    stability: "stable".into(),
+                    builtin: false,
+                }),
+                ..Default::default()
+            })
+            .await,
+    )
+    .map_err(|s| failed("define the catalog entry", s))?;
+    created(
+        admin
+            .create_role(CreateRoleRequest {
+                tenant: tenant.clone(),
+                role: MUTATE_ROLE.into(),
+                description: "toggled by `rampart bench --mode mutate`".into(),
+                ..Default::default()
+            })
+            .await,
+    )
+    .map_err(|s| failed("create the role", s))?;
+    created(
+        admin
+            .grant(GrantRequest {
+                tenant: tenant.clone(),
+                role: MUTATE_ROLE.into(),
+                grant: Some(GrantSpec {
+                    effect: "allow".into(),
+                    pattern: MUTATE_PERMISSION.into(),
+                }),
+                ..Default::default()
+            })
+            .await,
+    )
+    .map_err(|s| failed("grant the role", s))?;
+    for writer in 0..args.concurrency as usize {
+        for k in 0..MUTATE_USERS_PER_WRITER {
+            created(
+                admin
+                    .add_user(AddUserRequest {
+                        tenant: tenant.clone(),
+                        user: mutate_user(writer, k),
+                        status: "active".into(),
+                        ..Default::default()
+                    })
+                    .await,
+            )
+            .map_err(|s| failed("add a user", s))?;
+        }
+    }
+    Ok(())
+}
+
+/// A Check of `user` for the toggled permission, at `revision` or newer:
+/// whether it is allowed.
+async fn toggled(
+    client: &mut AuthorizationClient<Channel>,
+    tenant: &str,
+    user: &str,
+    revision: u64,
+) -> Result<bool, tonic::Status> {
+    let reply = client
+        .check(CheckRequest {
+            tenant: tenant.to_owned(),
+            subject: user.to_owned(),
+            permission: MUTATE_PERMISSION.into(),
+            consistency: Some(Consistency {
+                requirement: Some(Requirement::AtLeastRevision(revision)),
+            }),
+            explain: false,
+        })
+        .await?;
+    Ok(reply.into_inner().decision == Decision::Allow as i32)
+}
+
+/// What one writer measured.
+#[derive(Debug, Default)]
+struct WriterResult {
+    ack: Vec<u32>,
+    visible: Vec<u32>,
+    errors: u64,
+    mismatches: u64,
+}
+
+async fn mutate_writer(
+    channel: Channel,
+    tenant: String,
+    writer: usize,
+    warm_until: Instant,
+    end: Instant,
+) -> WriterResult {
+    let mut admin = AdminClient::new(channel.clone());
+    let mut check = AuthorizationClient::new(channel);
+    let users: Vec<String> = (0..MUTATE_USERS_PER_WRITER)
+        .map(|k| mutate_user(writer, k))
+        .collect();
+    let mut out = WriterResult::default();
+    // Whether each user holds the role now; `None`: ask the server first.
+    let mut bound: Vec<Option<bool>> = vec![None; users.len()];
+    let mut step = 0usize;
+    loop {
+        let k = step % users.len();
+        step += 1;
+        let user = &users[k];
+        let holds = match bound[k] {
+            Some(b) => b,
+            None => match toggled(&mut check, &tenant, user, 0).await {
+                Ok(b) => *bound[k].insert(b),
+                Err(_) => {
+                    let now = Instant::now();
+                    if now >= warm_until {
+                        out.errors += 1;
+                    }
+                    if now >= end {
+                        break;
+                    }
+                    continue;
+                }
+            },
+        };
+        let started = Instant::now();
+        if started >= end {
+            break;
+        }
+        let measuring = started >= warm_until;
+        let reply = if holds {
+            admin
+                .unassign(UnassignRequest {
+                    tenant: tenant.clone(),
+                    subject: user.clone(),
+                    role: MUTATE_ROLE.into(),
+                    ..Default::default()
+                })
+                .await
+        } else {
+            admin
+                .assign(AssignRequest {
+                    tenant: tenant.clone(),
+                    subject: user.clone(),
+                    role: MUTATE_ROLE.into(),
+                    ..Default::default()
+                })
+                .await
+        };
+        let acked = started.elapsed();
+        let revision = match reply {
+            Ok(r) => r.into_inner().revision,
+            Err(_) => {
+                // Ask the server where this user stands before the next try.
+                bound[k] = None;
+                if measuring {
+                    out.errors += 1;
+                }
+                continue;
+            }
+        };
+        let want = !holds;
+        bound[k] = Some(want);
+        let answer = toggled(&mut check, &tenant, user, revision).await;
+        let visible = started.elapsed();
+        if !measuring {
+            continue;
+        }
+        out.ack.push(micros(acked));
+        match answer {
+            Ok(now) if now == want => out.visible.push(micros(visible)),
+            Ok(_) => {
+                out.mismatches += 1;
+                out.errors += 1;
+            }
+            Err(_) => out.errors += 1,
+        }
+    }
+    out
+}
+
+/// `--mode mutate`: see the module comment.
+async fn run_mutate(args: &BenchArgs, channels: &[Channel]) -> Result<Report, String> {
+    let first = channels.first().ok_or("no connection")?;
+    mutate_setup(args, first.clone()).await?;
+    let warm_until = Instant::now() + Duration::from_secs(args.warmup_secs);
+    let end = warm_until + Duration::from_secs(args.duration_secs);
+    let tasks: Vec<_> = (0..args.concurrency as usize)
+        .map(|writer| {
+            tokio::spawn(mutate_writer(
+                channels[writer % channels.len()].clone(),
+                args.tenant.clone(),
+                writer,
+                warm_until,
+                end,
+            ))
+        })
+        .collect();
+    let mut total = WriterResult::default();
+    for t in tasks {
+        let r = t.await.map_err(|e| format!("writer failed: {e}"))?;
+        total.ack.extend(r.ack);
+        total.visible.extend(r.visible);
+        total.errors += r.errors;
+        total.mismatches += r.mismatches;
+    }
+    total.ack.sort_unstable();
+    total.visible.sort_unstable();
+    let seconds = args.duration_secs as f64;
+    let calls = total.ack.len() as u64;
+    let confirmed = total.visible.len() as u64;
+    Ok(Report {
+        mode: "mutate",
+        calls,
+        errors: total.errors,
+        decisions: confirmed,
+        seconds,
+        calls_per_sec: calls as f64 / seconds,
+        decisions_per_sec: confirmed as f64 / seconds,
+        p50_us: percentile(&total.ack, 50.0),
+        p90_us: percentile(&total.ack, 90.0),
+        p99_us: percentile(&total.ack, 99.0),
+        max_us: total.ack.last().copied().map_or(0, u64::from),
+        mismatches: total.mismatches,
+        visible_p50_us: percentile(&total.visible, 50.0),
+        visible_p90_us: percentile(&total.visible, 90.0),
+        visible_p99_us: percentile(&total.visible, 99.0),
+        visible_max_us: total.visible.last().copied().map_or(0, u64::from),
+    })
+}
+
+/// Prints a `--mode mutate` report: `calls` are acknowledged mutations,
+/// `decisions` the checks that confirmed them.
+fn print_mutate(args: &BenchArgs, r: &Report) {
+    if args.json {
+        println!(
+            "{{\"mode\":\"{}\",\"calls\":{},\"errors\":{},\"mismatches\":{},\"decisions\":{},\"seconds\":{},\"calls_per_sec\":{:.0},\"decisions_per_sec\":{:.0},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{},\"visible_p50_us\":{},\"visible_p90_us\":{},\"visible_p99_us\":{},\"visible_max_us\":{}}}",
+            r.mode,
+            r.calls,
+            r.errors,
+            r.mismatches,
+            r.decisions,
+            r.seconds,
+            r.calls_per_sec,
+            r.decisions_per_sec,
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.max_us,
+            r.visible_p50_us,
+            r.visible_p90_us,
+            r.visible_p99_us,
+            r.visible_max_us
+        );
+    } else {
+        println!(
+            "{} x{} conns, {} writers, {} s: {} acknowledged mutations ({} errors, {} mismatches), {:.0} mutations/s; ack latency p50 {} us, p90 {} us, p99 {} us, max {} us; mutation -> visible p50 {} us, p90 {} us, p99 {} us, max {} us",
+            r.mode,
+            args.connections,
+            args.concurrency,
+            r.seconds,
+            r.calls,
+            r.errors,
+            r.mismatches,
+            r.calls_per_sec,
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.max_us,
+            r.visible_p50_us,
+            r.visible_p90_us,
+            r.visible_p99_us,
+            r.visible_max_us
+        );
+    }
 }
 
 /// Runs `rampart bench`.
@@ -271,7 +626,9 @@ pub fn bench_main(args: BenchArgs) -> ExitCode {
     };
     match runtime.block_on(run(&args, items)) {
         Ok(r) => {
-            if args.json {
+            if args.mode == Mode::Mutate {
+                print_mutate(&args, &r);
+            } else if args.json {
                 println!(
                     "{{\"mode\":\"{}\",\"calls\":{},\"errors\":{},\"decisions\":{},\"seconds\":{},\"calls_per_sec\":{:.0},\"decisions_per_sec\":{:.0},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{}}}",
                     r.mode,
@@ -327,6 +684,38 @@ mod tests {
         assert_eq!(items[1].permission, "p");
         assert!(parse_items("acme alice").unwrap_err().contains("line 1"));
         assert!(parse_items("# nothing").is_err());
+    }
+
+    /// The mutate mode against an in-process server on the quickstart: every
+    /// acknowledged toggle is visible at its revision, and a second run on
+    /// the same server (setup already done, users left bound) works too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mutate_mode_sees_every_acknowledged_change() {
+        let state = crate::server::load_bootstrap(None).unwrap();
+        let engine = Arc::new(crate::engine::Engine::new(state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let handle = crate::server::start(listener, engine, Default::default())
+            .await
+            .unwrap();
+        let args = |duration_secs| BenchArgs {
+            server: format!("http://{}", handle.addr),
+            mode: Mode::Mutate,
+            tenant: "acme".into(),
+            connections: 1,
+            concurrency: 3,
+            duration_secs,
+            warmup_secs: 0,
+            batch_size: 1,
+            requests_file: None,
+            json: false,
+        };
+        for _ in 0..2 {
+            let r = run(&args(1), Vec::new()).await.unwrap();
+            assert_eq!((r.mode, r.errors, r.mismatches), ("mutate", 0, 0));
+            assert!(r.calls > 0);
+            assert_eq!(r.decisions, r.calls);
+        }
+        handle.shutdown(Duration::from_secs(1)).await;
     }
 
     #[test]
