@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Validates every manifest in deploy/:
+#  1. renders each kustomization (deploy/base, deploy/sidecar) with kubectl's
+#     kustomize, which fails on a bad kustomization or a missing file;
+#  2. checks every resource, as written and as rendered, against the
+#     Kubernetes JSON schemas of the oldest and newest versions we support,
+#     strictly: an unknown field, a wrong type or an unknown kind/apiVersion
+#     is an error;
+#  3. runs deploy/check_manifests.py: the hardening every container must
+#     have, the probes, the grace periods, the tokens files against the
+#     token files, and the policy copy against examples/quickstart.
+#
+# Usage: bash deploy/validate.sh
+#   RAMPART_BIN=target/release/rampart bash deploy/validate.sh
+#     also checks that every `--flag` the manifests pass exists in that
+#     binary's `serve --help`, and validates the policy with it.
+#
+# The tools (deploy/requirements.txt, pinned) are installed from PyPI into a
+# virtualenv, target/deploy-tools by default (RAMPART_DEPLOY_TOOLS to move
+# it). They bring their schemas with them: validation needs no network.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+tools="${RAMPART_DEPLOY_TOOLS:-$root/target/deploy-tools}"
+# The oldest Kubernetes the manifests need (native sidecars and the preStop
+# sleep action are on by default from 1.30) and the newest we know.
+versions=(1.30 1.37)
+kustomizations=(base sidecar)
+
+python="${PYTHON:-python3}"
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "deploy/validate.sh: needs Python 3.11 or later (found $("$python" --version 2>&1))" >&2
+  exit 2
+fi
+
+stamp="$tools/.requirements.txt"
+if ! cmp -s "$here/requirements.txt" "$stamp" 2>/dev/null; then
+  echo "installing the validation tools into $tools"
+  rm -rf "$tools"
+  "$python" -m venv "$tools"
+  "$tools/bin/pip" install --quiet --disable-pip-version-check --no-input \
+    -r "$here/requirements.txt"
+  cp "$here/requirements.txt" "$stamp"
+fi
+kubectl="$tools/bin/kubectl"
+echo "kubectl $("$kubectl" version --client | tr '\n' ' ')"
+echo "kubernetes-validate $("$tools/bin/kubernetes-validate" --version)"
+
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+# 1. Render.
+rendered=()
+for k in "${kustomizations[@]}"; do
+  "$kubectl" kustomize "$here/$k" > "$out/$k.yaml"
+  rendered+=("$out/$k.yaml")
+  echo "rendered deploy/$k: $(grep -c '^kind:' "$out/$k.yaml") resources"
+done
+
+# Every resource file as written: the YAML files beside each
+# kustomization.yaml, but for the kustomization itself and the policy.
+sources=()
+for k in "${kustomizations[@]}"; do
+  for f in "$here/$k"/*.yaml; do
+    case "$(basename "$f")" in
+      kustomization.yaml | policy.yaml) ;;
+      *) sources+=("$f") ;;
+    esac
+  done
+done
+
+# 2. Schemas. kubernetes-validate exits 0 after a WARN (e.g. "Couldn't find
+# schema" for a mistyped apiVersion), so any line but INFO is a failure.
+failed=0
+for v in "${versions[@]}"; do
+  log="$out/validate-$v.log"
+  if ! "$tools/bin/kubernetes-validate" --strict -k "$v" "${sources[@]}" "${rendered[@]}" > "$log" 2>&1; then
+    failed=1
+  fi
+  if grep -v '^INFO ' "$log" | sed "s|$out/|rendered |; s|$root/||" | grep .; then
+    failed=1
+  fi
+  echo "Kubernetes $v schemas: $(grep -c '^INFO .* passed' "$log") resources passed"
+done
+if [ "$failed" != 0 ]; then
+  echo "deploy/validate.sh: schema validation failed" >&2
+  exit 1
+fi
+
+# 3. rampart's own rules.
+"$tools/bin/python" "$here/check_manifests.py" --root "$root" "${rendered[@]}"
+
+if [ -n "${RAMPART_BIN:-}" ]; then
+  "$RAMPART_BIN" validate "$here/base/policy.yaml"
+  "$RAMPART_BIN" serve --help > "$out/serve-help.txt"
+  missing=0
+  for flag in $(sed -n 's/^ *- \(--[a-z-]*\).*/\1/p' "$here"/base/*.yaml "$here"/sidecar/*.yaml | sort -u); do
+    if ! grep -q -- "$flag\b" "$out/serve-help.txt"; then
+      echo "deploy/: \`$flag\` is not a flag of \`$RAMPART_BIN serve\`" >&2
+      missing=1
+    fi
+  done
+  [ "$missing" = 0 ] || exit 1
+  echo "every flag the manifests pass is one of \`rampart serve\`'s"
+fi
+echo "deploy/: every manifest is valid"
