@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::proto::authorization_client::AuthorizationClient;
 use super::proto::{BatchCheckItem, BatchCheckRequest, CheckRequest};
@@ -51,6 +51,12 @@ pub struct BenchArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Bearer token to send with every call.
+    #[arg(long, env = "RAMPART_TOKEN", hide_env_values = true)]
+    pub token: Option<super::auth::Secret>,
+    /// CA of an `https://` server (PEM).
+    #[arg(long, env = "RAMPART_CA", value_name = "PEM")]
+    pub ca: Option<PathBuf>,
 }
 
 /// One request to cycle through.
@@ -132,7 +138,9 @@ fn percentile(sorted: &[u32], p: f64) -> u64 {
 
 /// Drives the server as `args` says.
 pub async fn run(args: &BenchArgs, items: Vec<Item>) -> Result<Report, String> {
-    let endpoint = Endpoint::from_shared(args.server.clone())
+    let tls = super::tls::ClientTls::load(args.ca.as_deref(), None, None)?;
+    let bearer = super::auth::Bearer::new(args.token.as_ref())?;
+    let endpoint = super::tls::endpoint(&args.server, tls.as_ref())
         .map_err(|e| format!("bad --server `{}`: {e}", args.server))?
         .tcp_nodelay(true);
     let mut channels: Vec<Channel> = Vec::new();
@@ -162,7 +170,10 @@ pub async fn run(args: &BenchArgs, items: Vec<Item>) -> Result<Report, String> {
     let end = warm_until + Duration::from_secs(args.duration_secs);
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency as usize {
-        let mut client = AuthorizationClient::new(channels[worker % channels.len()].clone());
+        let mut client = AuthorizationClient::with_interceptor(
+            channels[worker % channels.len()].clone(),
+            bearer.clone(),
+        );
         let items = Arc::clone(&items);
         let batch = Arc::clone(&batch);
         let mode = args.mode;
