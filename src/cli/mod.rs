@@ -50,6 +50,25 @@ pub enum Command {
     /// For benchmarks: write a synthetic state into an empty data folder.
     #[command(hide = true)]
     DevSeed(seed::SeedArgs),
+    /// Bearer tokens: make one, or hash one for the tokens file.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+/// `rampart token`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Read a token from stdin and print its SHA-256 (what the tokens file holds).
+    Hash,
+    /// Print a fresh random token (shown once) and its tokens-file entry.
+    New {
+        /// The entry's name (recorded as the audit log's credential).
+        #[arg(long, default_value = "new-token")]
+        name: String,
+        /// Its scopes: check, admin, watch, operator (repeat or comma-separate).
+        #[arg(long = "scope", value_delimiter = ',', default_value = "check", value_parser = ["check", "admin", "watch", "operator"])]
+        scopes: Vec<String>,
+    },
 }
 
 /// Runs the command line; the process's exit code.
@@ -62,7 +81,64 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => crate::server::loadgen::bench_main(args),
         Command::Ctl(args) => ctl::ctl_main(args),
         Command::DevSeed(args) => seed::seed_main(args),
+        Command::Token(cmd) => token(cmd),
     }
+}
+
+fn token(cmd: TokenCmd) -> ExitCode {
+    use crate::server::auth::{hash_hex, new_token, valid_token};
+    match cmd {
+        TokenCmd::Hash => {
+            let mut text = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                eprintln!("rampart token hash: cannot read stdin: {e}");
+                return ExitCode::from(2);
+            }
+            let token = text.trim();
+            if !valid_token(token) {
+                eprintln!(
+                    "rampart token hash: a token is 1 to 4096 visible ASCII characters on one line"
+                );
+                return ExitCode::from(2);
+            }
+            println!("{}", hash_hex(token));
+            ExitCode::SUCCESS
+        }
+        TokenCmd::New { name, scopes } => match new_token() {
+            Ok(token) => {
+                let scopes: Vec<String> = scopes.iter().map(|s| format!("\"{s}\"")).collect();
+                println!(
+                    "# The token: give it to the client (RAMPART_TOKEN). It is not stored anywhere."
+                );
+                println!("{token}");
+                println!("# The tokens-file entry: it holds only the hash.");
+                println!("[[token]]");
+                println!("name = {}", toml_string(&name));
+                println!("sha256 = \"{}\"", hash_hex(&token));
+                println!("scopes = [{}]", scopes.join(", "));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rampart token new: the system's random source failed: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn validate(files: &[PathBuf]) -> ExitCode {

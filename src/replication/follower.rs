@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
 use tonic_health::server::HealthReporter;
 use tracing::{error, info, warn};
 
@@ -25,8 +24,10 @@ use super::ReplicaStatus;
 use super::export::Reader;
 use crate::engine::{Engine, SubmitError};
 use crate::model::{Mutation, Timestamp};
+use crate::server::auth::{AuthedChannel, Bearer};
 use crate::server::proto::{self, replication_client::ReplicationClient, watch_event::Event};
 use crate::server::set_health;
+use crate::server::tls::{self, ClientSecurity};
 use crate::store::{Change, StoreError};
 
 /// How a replica follows its leader.
@@ -38,6 +39,8 @@ pub struct FollowConfig {
     pub max_lag: Duration,
     /// The longest wait between reconnection attempts.
     pub backoff_max: Duration,
+    /// TLS settings for an `https://` leader, and the bearer token to send.
+    pub security: ClientSecurity,
 }
 
 /// Most changes applied (and flushed) together.
@@ -67,7 +70,7 @@ pub async fn follow(
     // A restarted replica that must bootstrap again counts as a re-bootstrap.
     let mut had_state = engine.load().revision() > 0;
     loop {
-        let ended = match connect(&config.leader).await {
+        let ended = match connect(&config.leader, &config.security).await {
             Err(e) => Ended::Reconnect(e),
             Ok(mut client) => {
                 let round = watch(
@@ -110,9 +113,12 @@ pub async fn follow(
     }
 }
 
-async fn connect(leader: &str) -> Result<ReplicationClient<Channel>, String> {
-    let endpoint = Endpoint::from_shared(leader.to_owned())
-        .map_err(|e| format!("`{leader}` is not a URL: {e}"))?
+async fn connect(
+    leader: &str,
+    security: &ClientSecurity,
+) -> Result<ReplicationClient<AuthedChannel>, String> {
+    let bearer = Bearer::new(security.token.as_ref())?;
+    let endpoint = tls::endpoint(leader, security.tls.as_ref())?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -121,14 +127,14 @@ async fn connect(leader: &str) -> Result<ReplicationClient<Channel>, String> {
         .connect()
         .await
         .map_err(|e| format!("cannot connect to {leader}: {e}"))?;
-    Ok(ReplicationClient::new(channel).max_decoding_message_size(64 << 20))
+    Ok(ReplicationClient::with_interceptor(channel, bearer).max_decoding_message_size(64 << 20))
 }
 
 /// One Watch stream, until it ends.
 #[allow(clippy::too_many_arguments, reason = "one caller; the loop's state")]
 async fn watch(
     fresh: bool,
-    client: &mut ReplicationClient<Channel>,
+    client: &mut ReplicationClient<AuthedChannel>,
     engine: &Arc<Engine>,
     config: &FollowConfig,
     status: &ReplicaStatus,
@@ -310,7 +316,7 @@ async fn apply(engine: &Engine, changes: Vec<proto::Change>) -> Result<(), Failu
 
 /// Reads the leader's export and installs it. Returns its revision.
 async fn bootstrap(
-    client: &mut ReplicationClient<Channel>,
+    client: &mut ReplicationClient<AuthedChannel>,
     engine: &Engine,
 ) -> Result<u64, String> {
     let mut stream = client

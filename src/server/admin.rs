@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::auth::{Principal, Scope};
 use super::convert;
 use super::proto::{self, admin_server::Admin};
 use crate::engine::{Committed, Engine, SubmitError};
@@ -41,12 +42,26 @@ impl AdminService {
         self
     }
 
+    /// Submits a change. `who` is the authenticated caller (`None` when the
+    /// server runs without credentials): acting as the operator (an empty
+    /// `actor`) needs its `operator` scope, and the audit log records its
+    /// name as the credential.
     async fn submit(
         &self,
+        who: Option<&Principal>,
         actor: &str,
         dry_run: bool,
         mutation: Mutation,
     ) -> Result<Response<proto::MutationResponse>, Status> {
+        if let Some(who) = who
+            && actor.is_empty()
+            && !who.has(Scope::Operator)
+        {
+            return Err(Status::permission_denied(format!(
+                "acting as the operator (an empty `actor`) needs the `operator` scope; `{}` has {}",
+                who.name, who.scopes
+            )));
+        }
         if let Some(leader) = &self.leader {
             return Err(Status::failed_precondition(format!(
                 "this node is a read replica: send admin calls to the leader at {leader}"
@@ -57,9 +72,10 @@ impl AdminService {
         } else {
             Actor::User(field("actor", UserId::new(actor))?)
         };
-        let credential = match &actor {
-            Actor::Operator => "operator",
-            Actor::User(_) => "user",
+        let credential = match (who, &actor) {
+            (Some(who), _) => &*who.name,
+            (None, Actor::Operator) => "operator",
+            (None, Actor::User(_)) => "user",
         };
         let kind = mutation.kind();
         match self
@@ -92,6 +108,12 @@ impl AdminService {
             Err(SubmitError::ReadOnly(m)) => Err(Status::failed_precondition(m)),
         }
     }
+}
+
+/// The authenticated caller (set by the auth layer) and the message.
+fn caller<T>(request: Request<T>) -> (Option<Principal>, T) {
+    let who = request.extensions().get::<Principal>().cloned();
+    (who, request.into_inner())
 }
 
 /// A field's validation error as INVALID_ARGUMENT naming the field.
@@ -190,7 +212,7 @@ type MutationResult = Result<Response<proto::MutationResponse>, Status>;
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn create_tenant(&self, r: Request<proto::CreateTenantRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::CreateTenant {
             tenant: tenant(&r.tenant)?,
             name: if r.name.is_empty() {
@@ -200,25 +222,25 @@ impl Admin for AdminService {
             },
             settings: settings(r.settings.as_ref()),
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn update_tenant(&self, r: Request<proto::UpdateTenantRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::UpdateTenant {
             tenant: tenant(&r.tenant)?,
             name: r.name,
             settings: r.settings.as_ref().map(|s| settings(Some(s))),
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn delete_tenant(&self, r: Request<proto::DeleteTenantRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::DeleteTenant {
             tenant: tenant(&r.tenant)?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn list_tenants(
@@ -251,7 +273,7 @@ impl Admin for AdminService {
         &self,
         r: Request<proto::DefineCatalogEntryRequest>,
     ) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let e = r
             .entry
             .ok_or_else(|| Status::invalid_argument("`entry` is required"))?;
@@ -264,31 +286,31 @@ impl Admin for AdminService {
                 builtin: false,
             },
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn set_catalog_stability(
         &self,
         r: Request<proto::SetCatalogStabilityRequest>,
     ) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::SetCatalogStability {
             permission: field("permission", CatalogPattern::parse(&r.permission))?,
             stability: stability(&r.stability)?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn remove_catalog_entry(
         &self,
         r: Request<proto::RemoveCatalogEntryRequest>,
     ) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::RemoveCatalogEntry {
             permission: field("permission", CatalogPattern::parse(&r.permission))?,
             cascade: r.cascade,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn list_catalog(
@@ -322,43 +344,43 @@ impl Admin for AdminService {
         &self,
         r: Request<proto::SetBridgesGrantsRequest>,
     ) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::SetBridgesGrants {
             grants: grants(&r.grants)?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn create_role(&self, r: Request<proto::CreateRoleRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::CreateRole {
             tenant: tenant(&r.tenant)?,
             role: role(&r.role)?,
             description: r.description,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn update_role_description(
         &self,
         r: Request<proto::UpdateRoleDescriptionRequest>,
     ) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::UpdateRoleDescription {
             tenant: tenant(&r.tenant)?,
             role: role(&r.role)?,
             description: r.description,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn delete_role(&self, r: Request<proto::DeleteRoleRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::DeleteRole {
             tenant: tenant(&r.tenant)?,
             role: role(&r.role)?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn get_role(
@@ -412,72 +434,72 @@ impl Admin for AdminService {
     }
 
     async fn grant(&self, r: Request<proto::GrantRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::Grant {
             tenant: tenant(&r.tenant)?,
             role: role(&r.role)?,
             grant: grant(r.grant.as_ref())?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn revoke(&self, r: Request<proto::RevokeRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::Revoke {
             tenant: tenant(&r.tenant)?,
             role: role(&r.role)?,
             grant: grant(r.grant.as_ref())?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn set_grants(&self, r: Request<proto::SetGrantsRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::SetGrants {
             tenant: tenant(&r.tenant)?,
             role: role(&r.role)?,
             grants: grants(&r.grants)?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn create_group(&self, r: Request<proto::CreateGroupRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::CreateGroup {
             tenant: tenant(&r.tenant)?,
             group: group(&r.group)?,
             description: r.description,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn delete_group(&self, r: Request<proto::DeleteGroupRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::DeleteGroup {
             tenant: tenant(&r.tenant)?,
             group: group(&r.group)?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn add_member(&self, r: Request<proto::AddMemberRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::AddMember {
             tenant: tenant(&r.tenant)?,
             group: group(&r.group)?,
             member: subject("member", &r.member)?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn remove_member(&self, r: Request<proto::RemoveMemberRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::RemoveMember {
             tenant: tenant(&r.tenant)?,
             group: group(&r.group)?,
             member: subject("member", &r.member)?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn list_groups(
@@ -503,7 +525,7 @@ impl Admin for AdminService {
     }
 
     async fn add_user(&self, r: Request<proto::AddUserRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::AddUser {
             tenant: tenant(&r.tenant)?,
             user: user(&r.user)?,
@@ -511,14 +533,14 @@ impl Admin for AdminService {
             display_name: optional(&r.display_name),
             status: status(&r.status)?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn update_user_status(
         &self,
         r: Request<proto::UpdateUserStatusRequest>,
     ) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         if r.status.is_empty() {
             return Err(Status::invalid_argument(
                 "`status` must be active or inactive",
@@ -529,26 +551,26 @@ impl Admin for AdminService {
             user: user(&r.user)?,
             status: status(&r.status)?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn update_user_info(&self, r: Request<proto::UpdateUserInfoRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::UpdateUserInfo {
             user: user(&r.user)?,
             email: r.email,
             display_name: r.display_name,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn remove_user(&self, r: Request<proto::RemoveUserRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::RemoveUser {
             tenant: tenant(&r.tenant)?,
             user: user(&r.user)?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn list_users(
@@ -575,7 +597,7 @@ impl Admin for AdminService {
     }
 
     async fn assign(&self, r: Request<proto::AssignRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let expires = if r.expires.is_empty() {
             None
         } else {
@@ -587,17 +609,17 @@ impl Admin for AdminService {
             role: role(&r.role)?,
             expires,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn unassign(&self, r: Request<proto::UnassignRequest>) -> MutationResult {
-        let r = r.into_inner();
+        let (who, r) = caller(r);
         let m = Mutation::Unassign {
             tenant: tenant(&r.tenant)?,
             subject: subject("subject", &r.subject)?,
             role: role(&r.role)?,
         };
-        self.submit(&r.actor, r.dry_run, m).await
+        self.submit(who.as_ref(), &r.actor, r.dry_run, m).await
     }
 
     async fn list_bindings(

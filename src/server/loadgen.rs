@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::proto::admin_client::AdminClient;
 use super::proto::authorization_client::AuthorizationClient;
@@ -85,6 +85,12 @@ pub struct BenchArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Bearer token to send with every call.
+    #[arg(long, env = "RAMPART_TOKEN", hide_env_values = true)]
+    pub token: Option<super::auth::Secret>,
+    /// CA of an `https://` server (PEM).
+    #[arg(long, env = "RAMPART_CA", value_name = "PEM")]
+    pub ca: Option<PathBuf>,
 }
 
 /// One request to cycle through.
@@ -179,7 +185,9 @@ fn micros(d: Duration) -> u32 {
 
 /// Drives the server as `args` says.
 pub async fn run(args: &BenchArgs, items: Vec<Item>) -> Result<Report, String> {
-    let endpoint = Endpoint::from_shared(args.server.clone())
+    let tls = super::tls::ClientTls::load(args.ca.as_deref(), None, None)?;
+    let bearer = super::auth::Bearer::new(args.token.as_ref())?;
+    let endpoint = super::tls::endpoint(&args.server, tls.as_ref())
         .map_err(|e| format!("bad --server `{}`: {e}", args.server))?
         .tcp_nodelay(true);
     let mut channels: Vec<Channel> = Vec::new();
@@ -212,7 +220,10 @@ pub async fn run(args: &BenchArgs, items: Vec<Item>) -> Result<Report, String> {
     let end = warm_until + Duration::from_secs(args.duration_secs);
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency as usize {
-        let mut client = AuthorizationClient::new(channels[worker % channels.len()].clone());
+        let mut client = AuthorizationClient::with_interceptor(
+            channels[worker % channels.len()].clone(),
+            bearer.clone(),
+        );
         let items = Arc::clone(&items);
         let batch = Arc::clone(&batch);
         let mode = args.mode;
@@ -708,6 +719,8 @@ mod tests {
             batch_size: 1,
             requests_file: None,
             json: false,
+            token: None,
+            ca: None,
         };
         for _ in 0..2 {
             let r = run(&args(1), Vec::new()).await.unwrap();

@@ -5,10 +5,12 @@
 //! `policy`, snapshots from `engine`.
 
 pub mod admin;
+pub mod auth;
 pub mod authorization;
 pub mod convert;
 pub mod loadgen;
 pub mod proto;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -92,6 +94,9 @@ pub struct ServeArgs {
     /// How often an idle Watch stream gets a checkpoint, in milliseconds.
     #[arg(long, env = "RAMPART_WATCH_HEARTBEAT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..))]
     pub watch_heartbeat_ms: u64,
+    // Authentication and TLS (auth.rs, tls.rs).
+    #[command(flatten)]
+    pub security: tls::SecurityArgs,
 }
 
 /// A duration as a number and a unit: `s`, `m`, `h` or `d`.
@@ -221,6 +226,26 @@ pub async fn start_node(
     config: DataPlaneConfig,
     replication: ReplicationConfig,
 ) -> Result<ServerHandle, Box<dyn std::error::Error + Send + Sync>> {
+    start_secured(
+        listener,
+        engine,
+        config,
+        replication,
+        tls::Security::default(),
+    )
+    .await
+}
+
+/// [`start_node`] with TLS, credentials (every call but health and
+/// reflection authenticated by [`auth::AuthLayer`]) and, for a replica, how
+/// it reaches its leader.
+pub async fn start_secured(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    config: DataPlaneConfig,
+    replication: ReplicationConfig,
+    security: tls::Security,
+) -> Result<ServerHandle, Box<dyn std::error::Error + Send + Sync>> {
     let addr = listener.local_addr()?;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, false).await;
@@ -247,7 +272,12 @@ pub async fn start_node(
     )
     .max_decoding_message_size(64 << 20);
     let (shutdown, stop) = oneshot::channel::<()>();
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &security.tls {
+        builder = builder.tls_config(tls.config())?;
+    }
+    let router = builder
+        .layer(auth::AuthLayer::new(security.credentials.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -278,6 +308,7 @@ pub async fn start_node(
                 leader,
                 max_lag,
                 backoff_max: Duration::from_secs(5),
+                security: security.follow,
             },
             status,
             health.clone(),
@@ -327,6 +358,19 @@ pub fn serve_main(args: ServeArgs) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> ExitCode {
     let stop = shutdown_signal();
+    // Credentials and TLS are checked before the store is touched.
+    let security = match args
+        .security
+        .load(args.listen, args.follow.as_deref(), |k| {
+            std::env::var(k).ok()
+        }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rampart: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    security.log(args.listen);
     let store: Arc<dyn Store> = match SledStore::open(&args.data_dir) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -407,11 +451,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let handle = match start_node(
+    let handle = match start_secured(
         listener,
         Arc::clone(&engine),
         args.data_plane(),
         args.replication(),
+        security,
     )
     .await
     {

@@ -26,7 +26,9 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use thiserror::Error;
-use tonic::transport::{Channel, Endpoint};
+
+use crate::server::auth::{AuthedChannel, Bearer, Secret};
+use crate::server::tls::{self, ClientTls};
 
 use crate::server::proto::admin_client::AdminClient;
 use crate::server::proto::authorization_client::AuthorizationClient;
@@ -63,6 +65,30 @@ pub struct CtlArgs {
         default_value_t = 5_000
     )]
     pub connect_timeout_ms: u64,
+    /// Bearer token to send (prefer the variable: a flag shows in `ps`).
+    #[arg(long, global = true, env = "RAMPART_TOKEN", hide_env_values = true)]
+    pub token: Option<Secret>,
+    /// CA that signed the server's certificate (PEM), for an `https://` server.
+    #[arg(long, global = true, env = "RAMPART_CA", value_name = "PEM")]
+    pub ca: Option<std::path::PathBuf>,
+    /// Client certificate for mTLS (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "RAMPART_CERT",
+        value_name = "PEM",
+        requires = "key"
+    )]
+    pub cert: Option<std::path::PathBuf>,
+    /// Key of --cert (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "RAMPART_KEY",
+        value_name = "PEM",
+        requires = "cert"
+    )]
+    pub key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -169,19 +195,27 @@ impl CtlError {
 #[derive(Debug, Clone)]
 pub struct Client {
     url: String,
-    pub admin: AdminClient<Channel>,
-    pub authz: AuthorizationClient<Channel>,
-    pub replication: ReplicationClient<Channel>,
+    pub admin: AdminClient<AuthedChannel>,
+    pub authz: AuthorizationClient<AuthedChannel>,
+    pub replication: ReplicationClient<AuthedChannel>,
 }
 
 impl Client {
-    async fn connect(server: &str, timeout: Duration) -> Result<Self, CtlError> {
+    async fn connect(args: &CtlArgs, timeout: Duration) -> Result<Self, CtlError> {
+        let server = &args.server;
         let url = if server.contains("://") {
             server.to_owned()
         } else {
             format!("http://{server}")
         };
-        let endpoint = Endpoint::from_shared(url.clone())
+        let tls = ClientTls::load(
+            args.ca.as_deref(),
+            args.cert.as_deref(),
+            args.key.as_deref(),
+        )
+        .map_err(CtlError::Usage)?;
+        let bearer = Bearer::new(args.token.as_ref()).map_err(CtlError::Usage)?;
+        let endpoint = tls::endpoint(&url, tls.as_ref())
             .map_err(|e| CtlError::Usage(format!("bad --server `{server}`: {e}")))?
             .connect_timeout(timeout)
             .tcp_nodelay(true);
@@ -194,9 +228,9 @@ impl Client {
             })?;
         Ok(Self {
             url,
-            admin: AdminClient::new(channel.clone()),
-            authz: AuthorizationClient::new(channel.clone()),
-            replication: ReplicationClient::new(channel)
+            admin: AdminClient::with_interceptor(channel.clone(), bearer.clone()),
+            authz: AuthorizationClient::with_interceptor(channel.clone(), bearer.clone()),
+            replication: ReplicationClient::with_interceptor(channel, bearer)
                 .max_decoding_message_size(64 << 20)
                 .max_encoding_message_size(64 << 20),
         })
@@ -300,7 +334,7 @@ async fn run(args: CtlArgs) -> Result<Report, Failure> {
         _ => Vec::new(),
     };
     let timeout = Duration::from_millis(args.connect_timeout_ms);
-    let client = Client::connect(&args.server, timeout).await?;
+    let client = Client::connect(&args, timeout).await?;
     match args.command {
         CtlCommand::Tenant(c) => admin::tenant(client, c).await,
         CtlCommand::Catalog(c) => admin::catalog(client, c).await,

@@ -1,0 +1,475 @@
+//! Transport security and the serve flags that configure it: TLS (rustls,
+//! through tonic's `tls-ring`) for the server, optional client-certificate
+//! verification (mTLS), TLS and a bearer token for a replica following its
+//! leader, and the startup rule that refuses a non-loopback address with no
+//! credentials.
+//!
+//! Owns reading certificate files and building tonic's TLS configurations,
+//! and [`subject_cn`]; who may call what is `auth.rs`'s. It never logs a
+//! token or a key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use thiserror::Error;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+
+use super::auth::{Credentials, CredentialsError, Secret};
+
+/// The server's certificate and key, and the CA that client certificates
+/// must chain to (mTLS), as PEM.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("mtls", &self.client_ca.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerTls {
+    /// tonic's configuration. With a client CA, a client may present a
+    /// certificate (it must chain to that CA, or the handshake fails) or
+    /// none and use a bearer token: probes and token clients keep working.
+    pub fn config(&self) -> ServerTlsConfig {
+        let config = ServerTlsConfig::new().identity(Identity::from_pem(&self.cert, &self.key));
+        match &self.client_ca {
+            Some(ca) => config
+                .client_ca_root(Certificate::from_pem(ca))
+                .client_auth_optional(true),
+            None => config,
+        }
+    }
+}
+
+/// How a client connects over TLS: the CA it trusts, and its own
+/// certificate and key for mTLS, as PEM.
+#[derive(Clone, Default)]
+pub struct ClientTls {
+    pub ca: Option<Vec<u8>>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("ca", &self.ca.is_some())
+            .field("client_cert", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl ClientTls {
+    /// Reads `--ca`, `--cert` and `--key` style files; `None` when none is given.
+    pub fn load(
+        ca: Option<&Path>,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> Result<Option<Self>, String> {
+        let identity = match (cert, key) {
+            (Some(c), Some(k)) => Some((read_pem(c)?, read_pem(k)?)),
+            (None, None) => None,
+            _ => return Err("a client certificate needs both its cert and its key".into()),
+        };
+        let ca = ca.map(read_pem).transpose()?;
+        Ok((ca.is_some() || identity.is_some()).then_some(Self { ca, identity }))
+    }
+}
+
+/// How a client reaches a server: TLS settings and the bearer token.
+#[derive(Debug, Clone, Default)]
+pub struct ClientSecurity {
+    pub tls: Option<ClientTls>,
+    pub token: Option<Secret>,
+}
+
+/// An endpoint for `url`: `https://` uses `tls` (which must name the CA to
+/// trust: there are no built-in roots), `http://` refuses TLS settings.
+pub fn endpoint(url: &str, tls: Option<&ClientTls>) -> Result<Endpoint, String> {
+    let endpoint =
+        Endpoint::from_shared(url.to_owned()).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let https = url.starts_with("https://");
+    match (https, tls) {
+        (false, None) => Ok(endpoint),
+        (false, Some(_)) => Err(format!(
+            "TLS settings were given but `{url}` is not an https:// URL"
+        )),
+        (true, tls) => {
+            let tls = tls.cloned().unwrap_or_default();
+            let Some(ca) = &tls.ca else {
+                return Err(format!(
+                    "`{url}` needs the CA that signed the server's certificate (a PEM file)"
+                ));
+            };
+            let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(Identity::from_pem(cert, key));
+            }
+            endpoint
+                .tls_config(config)
+                .map_err(|e| format!("cannot use the TLS settings for `{url}`: {e}"))
+        }
+    }
+}
+
+fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(format!("`{}` holds no PEM block", path.display()));
+    }
+    Ok(bytes)
+}
+
+/// The subject common name of a DER certificate, if it has one. The
+/// certificate was verified by rustls before this reads it; still, any
+/// malformed input gives `None`, never a panic.
+pub fn subject_cn(cert: &[u8]) -> Option<String> {
+    const SEQUENCE: u8 = 0x30;
+    const SET: u8 = 0x31;
+    const COMMON_NAME: [u8; 3] = [0x55, 0x04, 0x03];
+    let (SEQUENCE, certificate, _) = tlv(cert)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = tlv(certificate)? else {
+        return None;
+    };
+    // version [0] (optional), serialNumber, signature, issuer, validity, subject.
+    let (tag, _, mut rest) = tlv(tbs)?;
+    if tag == 0xa0 {
+        rest = tlv(rest)?.2;
+    }
+    for _ in 0..3 {
+        rest = tlv(rest)?.2;
+    }
+    let (SEQUENCE, mut names, _) = tlv(rest)? else {
+        return None;
+    };
+    while !names.is_empty() {
+        let (SET, mut set, next) = tlv(names)? else {
+            return None;
+        };
+        names = next;
+        while !set.is_empty() {
+            let (SEQUENCE, pair, next) = tlv(set)? else {
+                return None;
+            };
+            set = next;
+            let (0x06, oid, value) = tlv(pair)? else {
+                return None;
+            };
+            if oid == COMMON_NAME {
+                // UTF8String, PrintableString, IA5String.
+                let (0x0c | 0x13 | 0x16, text, _) = tlv(value)? else {
+                    return None;
+                };
+                return String::from_utf8(text.to_vec()).ok();
+            }
+        }
+    }
+    None
+}
+
+/// One DER element: its tag, its contents, and what follows it.
+fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at(n);
+        (
+            bytes.iter().fold(0usize, |l, b| (l << 8) | usize::from(*b)),
+            rest,
+        )
+    };
+    if rest.len() < len {
+        return None;
+    }
+    let (contents, rest) = rest.split_at(len);
+    Some((tag, contents, rest))
+}
+
+/// The `rampart serve` flags for credentials and TLS.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SecurityArgs {
+    /// Bearer tokens (by SHA-256) and client-certificate mappings, with
+    /// their scopes: a TOML file. The same TOML may also be given inline in
+    /// RAMPART_TOKENS; both are used.
+    #[arg(long, env = "RAMPART_TOKENS_FILE", value_name = "PATH")]
+    pub tokens_file: Option<PathBuf>,
+    /// The server's certificate chain (PEM): serve TLS.
+    #[arg(
+        long,
+        env = "RAMPART_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[arg(
+        long,
+        env = "RAMPART_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Verify client certificates against this CA (PEM): mTLS. A verified
+    /// certificate gets the scopes its `[[client_cert]]` entry gives.
+    #[arg(
+        long,
+        env = "RAMPART_TLS_CLIENT_CA",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Listen on a non-loopback address with no credentials configured
+    /// (anyone who reaches the port can act as the operator).
+    #[arg(long, env = "RAMPART_INSECURE")]
+    pub insecure: bool,
+    /// The CA to trust for an `https://` --follow URL (PEM).
+    #[arg(
+        long,
+        env = "RAMPART_FOLLOW_CA",
+        value_name = "PEM",
+        requires = "follow"
+    )]
+    pub follow_ca: Option<PathBuf>,
+    /// The replica's client certificate for mTLS to its leader (PEM).
+    #[arg(long, env = "RAMPART_FOLLOW_CERT", value_name = "PEM", requires_all = ["follow", "follow_key"])]
+    pub follow_cert: Option<PathBuf>,
+    /// The key of --follow-cert (PEM).
+    #[arg(
+        long,
+        env = "RAMPART_FOLLOW_KEY",
+        value_name = "PEM",
+        requires = "follow_cert"
+    )]
+    pub follow_key: Option<PathBuf>,
+    /// A file holding the bearer token the replica sends its leader (it
+    /// needs the `watch` scope). Or put the token in RAMPART_FOLLOW_TOKEN.
+    #[arg(
+        long,
+        env = "RAMPART_FOLLOW_TOKEN_FILE",
+        value_name = "PATH",
+        requires = "follow"
+    )]
+    pub follow_token_file: Option<PathBuf>,
+}
+
+/// What `rampart serve` runs with: TLS, credentials, and how a replica
+/// reaches its leader.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// Serve TLS with this.
+    pub tls: Option<ServerTls>,
+    /// Authenticate every call (but health and reflection) against these;
+    /// `None`: everything is open (loopback dev mode).
+    pub credentials: Option<Arc<Credentials>>,
+    /// How a replica connects to its leader.
+    pub follow: ClientSecurity,
+}
+
+impl Security {
+    /// Logs how the server is protected: counts and modes, never a token
+    /// or a hash.
+    pub fn log(&self, listen: SocketAddr) {
+        let (tokens, certs) = self.credentials.as_ref().map_or((0, 0), |c| c.counts());
+        let tls = match &self.tls {
+            None => "off",
+            Some(t) if t.client_ca.is_some() => "on, client certificates verified",
+            Some(_) => "on",
+        };
+        match &self.credentials {
+            Some(_) => tracing::info!(
+                tokens,
+                client_cert_mappings = certs,
+                tls,
+                "authentication on"
+            ),
+            None if listen.ip().is_loopback() => {
+                tracing::info!(
+                    tls,
+                    "no credentials configured: every call is open (loopback only)"
+                )
+            }
+            None => {
+                tracing::warn!(%listen, tls, "no credentials configured and --insecure: every call is open to anyone who reaches this address")
+            }
+        }
+    }
+}
+
+/// Why `rampart serve` will not start with these flags.
+#[derive(Debug, Error)]
+pub enum SecurityError {
+    /// The non-loopback rule: exit 64.
+    #[error(
+        "refusing to listen on non-loopback address {0} with no credentials configured: anyone who can reach it could act as the operator; configure bearer tokens (--tokens-file or RAMPART_TOKENS) or client certificates (--tls-client-ca), or pass --insecure to accept the risk"
+    )]
+    Unprotected(SocketAddr),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl SecurityError {
+    /// 64 (`EX_USAGE`) for the non-loopback rule, 78 (`EX_CONFIG`) for
+    /// files that cannot be used.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Unprotected(_) => 64,
+            _ => 78,
+        }
+    }
+}
+
+impl SecurityArgs {
+    /// Reads every file the flags name, plus RAMPART_TOKENS and
+    /// RAMPART_FOLLOW_TOKEN from `env`, and applies the non-loopback rule.
+    pub fn load(
+        &self,
+        listen: SocketAddr,
+        follow: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Security, SecurityError> {
+        let mut credentials: Option<Credentials> = None;
+        if let Some(path) = &self.tokens_file {
+            credentials = Some(Credentials::load(path)?);
+        }
+        if let Some(inline) = env("RAMPART_TOKENS").filter(|t| !t.trim().is_empty()) {
+            let parsed = Credentials::parse(&inline, "RAMPART_TOKENS")?;
+            credentials = Some(match credentials {
+                Some(c) => c.merge(parsed, "RAMPART_TOKENS")?,
+                None => parsed,
+            });
+        }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(ServerTls {
+                cert: read_pem(cert).map_err(SecurityError::Config)?,
+                key: read_pem(key).map_err(SecurityError::Config)?,
+                client_ca: self
+                    .tls_client_ca
+                    .as_deref()
+                    .map(read_pem)
+                    .transpose()
+                    .map_err(SecurityError::Config)?,
+            }),
+            _ => None,
+        };
+        let mtls = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        if mtls && credentials.is_none() {
+            // Verified certificates with nothing to map them: every call
+            // but health and reflection is refused, which is safe.
+            credentials = Some(Credentials::default());
+        }
+        if credentials.is_none() && !listen.ip().is_loopback() && !self.insecure {
+            return Err(SecurityError::Unprotected(listen));
+        }
+        let follow_tls = ClientTls::load(
+            self.follow_ca.as_deref(),
+            self.follow_cert.as_deref(),
+            self.follow_key.as_deref(),
+        )
+        .map_err(|e| SecurityError::Config(format!("--follow-ca/--follow-cert: {e}")))?;
+        let token = match &self.follow_token_file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                SecurityError::Config(format!("cannot read `{}`: {e}", path.display()))
+            })?),
+            None => env("RAMPART_FOLLOW_TOKEN"),
+        };
+        let token = token
+            .map(|t| {
+                t.parse::<Secret>()
+                    .map_err(|e| SecurityError::Config(format!("the replica's bearer token: {e}")))
+            })
+            .transpose()?;
+        if let Some(url) = follow {
+            endpoint(url, follow_tls.as_ref())
+                .map_err(|e| SecurityError::Config(format!("--follow: {e}")))?;
+        }
+        Ok(Security {
+            tls,
+            credentials: credentials.map(Arc::new),
+            follow: ClientSecurity {
+                tls: follow_tls,
+                token,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tlv_refuses_truncated_and_oversized_input() {
+        assert_eq!(tlv(&[]), None);
+        assert_eq!(tlv(&[0x30]), None);
+        assert_eq!(tlv(&[0x30, 0x05, 1, 2]), None);
+        assert_eq!(tlv(&[0x30, 0x85, 1, 1, 1, 1, 1]), None);
+        assert_eq!(
+            tlv(&[0x30, 0x81, 0x01, 7, 9]),
+            Some((0x30, &[7u8][..], &[9u8][..]))
+        );
+        for len in 0..64 {
+            let junk: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
+            let _ = subject_cn(&junk);
+        }
+    }
+
+    #[test]
+    fn the_non_loopback_rule() {
+        let none = |_: &str| None;
+        let args = SecurityArgs::default();
+        let local: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:1".parse().unwrap();
+        assert!(args.load(local, None, none).unwrap().credentials.is_none());
+        let e = args.load(any, None, none).unwrap_err();
+        assert_eq!(e.exit_code(), 64);
+        assert!(e.to_string().contains("--insecure"), "{e}");
+        let insecure = SecurityArgs {
+            insecure: true,
+            ..SecurityArgs::default()
+        };
+        assert!(insecure.load(any, None, none).is_ok());
+        let inline = format!(
+            "[[token]]\nname = \"a\"\nsha256 = \"{}\"\nscopes = [\"check\"]\n",
+            super::super::auth::hash_hex("x")
+        );
+        let with_tokens = args
+            .load(any, None, |k: &str| {
+                (k == "RAMPART_TOKENS").then(|| inline.clone())
+            })
+            .unwrap();
+        assert_eq!(with_tokens.credentials.unwrap().counts(), (1, 0));
+    }
+
+    #[test]
+    fn https_needs_a_ca_and_http_refuses_tls_settings() {
+        assert!(endpoint("https://h:1", None).unwrap_err().contains("CA"));
+        let tls = ClientTls {
+            ca: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
+            identity: None,
+        };
+        assert!(
+            endpoint("http://h:1", Some(&tls))
+                .unwrap_err()
+                .contains("https")
+        );
+        assert!(endpoint("http://h:1", None).is_ok());
+    }
+}

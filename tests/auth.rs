@@ -1,0 +1,707 @@
+//! Authentication and transport security over real gRPC: the scope matrix
+//! (each credential × each service and method class, with the exact codes),
+//! acting as the operator on Admin, the audit log's credential, TLS and mTLS
+//! handshakes with certificates made here (rcgen), a replica following a
+//! TLS leader with a token, and the non-loopback refusal of the real binary.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart::engine::Engine;
+use rampart::model::policy_file;
+use rampart::replication::{ReplicaStatus, ReplicationConfig, Role};
+use rampart::server::auth::{Credentials, Scope, Scopes, hash_hex, parse_hash};
+use rampart::server::proto::admin_client::AdminClient;
+use rampart::server::proto::authorization_client::AuthorizationClient;
+use rampart::server::proto::replication_client::ReplicationClient;
+use rampart::server::proto::{self, CheckRequest, CreateRoleRequest, ListRolesRequest};
+use rampart::server::tls::{ClientSecurity, ClientTls, Security, ServerTls};
+use rampart::server::{DataPlaneConfig, ServerHandle, start_secured};
+use rampart::store::SledStore;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+const POLICY: &str = r#"
+catalog:
+  - { permission: "docs:?DOC?" }
+tenants:
+  - id: t0
+    roles:
+      - { name: readers, grants: ["docs:read"] }
+    users: [{ id: root }, { id: alice }]
+    bindings:
+      - { subject: root, role: Administrators }
+      - { subject: alice, role: readers }
+"#;
+
+/// The tokens of the matrix, by scope.
+const TOKENS: [(&str, &str, Scope); 4] = [
+    ("orders-svc", "tok-check", Scope::Check),
+    ("delegated-admin", "tok-admin", Scope::Admin),
+    ("replica", "tok-watch", Scope::Watch),
+    ("ops-console", "tok-operator", Scope::Operator),
+];
+
+fn credentials() -> Credentials {
+    let mut c = Credentials::default();
+    for (name, token, scope) in TOKENS {
+        c.add_token(
+            name,
+            parse_hash(&hash_hex(token)).unwrap(),
+            Scopes::from_iter([scope]),
+            "test",
+        )
+        .unwrap();
+    }
+    c.add_client_cert("replica-1", Scopes::from_iter([Scope::Watch]));
+    c
+}
+
+async fn serve(dir: &Path, security: Security, role: Role) -> (Arc<Engine>, ServerHandle) {
+    let engine = Arc::new(Engine::open(Arc::new(SledStore::open(dir).unwrap())).unwrap());
+    if engine.load().revision() == 0 && matches!(role, Role::Leader) {
+        let state = policy_file::load_str(POLICY).unwrap();
+        engine
+            .bootstrap(policy_file::to_mutations(&state), "bootstrap")
+            .await
+            .unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handle = start_secured(
+        listener,
+        Arc::clone(&engine),
+        DataPlaneConfig::default(),
+        ReplicationConfig {
+            role,
+            heartbeat: Duration::from_millis(200),
+            ..ReplicationConfig::default()
+        },
+        security,
+    )
+    .await
+    .unwrap();
+    (engine, handle)
+}
+
+/// How a call presents itself.
+#[derive(Debug, Clone, Copy)]
+enum Cred {
+    Nothing,
+    Malformed,
+    Wrong,
+    Token(&'static str),
+}
+
+fn request<T>(message: T, cred: Cred) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    let value = match cred {
+        Cred::Nothing => return r,
+        Cred::Malformed => "Basic dXNlcjpwYXNz".to_owned(),
+        Cred::Wrong => "Bearer tok-not-configured".to_owned(),
+        Cred::Token(t) => format!("Bearer {t}"),
+    };
+    r.metadata_mut()
+        .insert("authorization", value.parse().unwrap());
+    r
+}
+
+/// The method classes of the matrix.
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Check,
+    AdminRead,
+    AdminAsUser,
+    AdminAsOperator,
+    GetState,
+    Watch,
+    Import,
+    Health,
+}
+
+/// The code `call` ends with (the status of the first response for streams).
+async fn code(channel: &Channel, call: Call, cred: Cred) -> Code {
+    let authz = AuthorizationClient::new(channel.clone());
+    let admin = AdminClient::new(channel.clone());
+    let replication = ReplicationClient::new(channel.clone());
+    let code_of = |r: Result<(), tonic::Status>| r.err().map_or(Code::Ok, |s| s.code());
+    let create = |actor: &str| CreateRoleRequest {
+        actor: actor.into(),
+        dry_run: true,
+        tenant: "t0".into(),
+        role: "auditors".into(),
+        description: String::new(),
+    };
+    match call {
+        Call::Check => code_of(
+            authz
+                .clone()
+                .check(request(
+                    CheckRequest {
+                        tenant: "t0".into(),
+                        subject: "alice".into(),
+                        permission: "docs:read".into(),
+                        ..CheckRequest::default()
+                    },
+                    cred,
+                ))
+                .await
+                .map(drop),
+        ),
+        Call::AdminRead => code_of(
+            admin
+                .clone()
+                .list_roles(request(
+                    ListRolesRequest {
+                        tenant: "t0".into(),
+                    },
+                    cred,
+                ))
+                .await
+                .map(drop),
+        ),
+        Call::AdminAsUser => code_of(
+            admin
+                .clone()
+                .create_role(request(create("root"), cred))
+                .await
+                .map(drop),
+        ),
+        Call::AdminAsOperator => code_of(
+            admin
+                .clone()
+                .create_role(request(create(""), cred))
+                .await
+                .map(drop),
+        ),
+        Call::GetState => code_of(
+            replication
+                .clone()
+                .get_state(request(proto::GetStateRequest { digest: false }, cred))
+                .await
+                .map(drop),
+        ),
+        Call::Watch => code_of(
+            replication
+                .clone()
+                .watch(request(proto::WatchRequest::default(), cred))
+                .await
+                .map(drop),
+        ),
+        Call::Import => {
+            let chunks = tokio_stream::iter(vec![proto::ExportChunk::default()]);
+            code_of(
+                replication
+                    .clone()
+                    .import(request(chunks, cred))
+                    .await
+                    .map(drop),
+            )
+        }
+        Call::Health => {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+            code_of(
+                health
+                    .check(request(
+                        tonic_health::pb::HealthCheckRequest::default(),
+                        cred,
+                    ))
+                    .await
+                    .map(drop),
+            )
+        }
+    }
+}
+
+async fn plain_channel(handle: &ServerHandle) -> Channel {
+    Channel::from_shared(format!("http://{}", handle.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_scope_against_each_service() {
+    use Code::{FailedPrecondition as Fp, Ok, PermissionDenied as D, Unauthenticated as U};
+    let dir = tempfile::tempdir().unwrap();
+    let security = Security {
+        credentials: Some(Arc::new(credentials())),
+        ..Security::default()
+    };
+    let (_engine, handle) = serve(dir.path(), security, Role::Leader).await;
+    let channel = plain_channel(&handle).await;
+    let creds = [
+        Cred::Nothing,
+        Cred::Malformed,
+        Cred::Wrong,
+        Cred::Token("tok-check"),
+        Cred::Token("tok-admin"),
+        Cred::Token("tok-watch"),
+        Cred::Token("tok-operator"),
+    ];
+    // Columns: nothing, malformed, wrong, check, admin, watch, operator.
+    // Import past authentication is refused because the node holds a state.
+    let matrix: [(Call, [Code; 7]); 8] = [
+        (Call::Check, [U, U, U, Ok, D, D, Ok]),
+        (Call::AdminRead, [U, U, U, D, Ok, D, Ok]),
+        (Call::AdminAsUser, [U, U, U, D, Ok, D, Ok]),
+        (Call::AdminAsOperator, [U, U, U, D, D, D, Ok]),
+        (Call::GetState, [U, U, U, D, D, Ok, Ok]),
+        (Call::Watch, [U, U, U, D, D, Ok, Ok]),
+        (Call::Import, [U, U, U, D, D, D, Fp]),
+        (Call::Health, [Ok, Ok, Ok, Ok, Ok, Ok, Ok]),
+    ];
+    let mut wrong = Vec::new();
+    for (call, codes) in matrix {
+        for (cred, want) in creds.iter().zip(codes) {
+            let got = code(&channel, call, *cred).await;
+            if got != want {
+                wrong.push(format!(
+                    "{call:?} with {cred:?}: got {got:?}, want {want:?}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    handle.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn refusals_say_why_and_never_echo_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let security = Security {
+        credentials: Some(Arc::new(credentials())),
+        ..Security::default()
+    };
+    let (_engine, handle) = serve(dir.path(), security, Role::Leader).await;
+    let mut admin = AdminClient::new(plain_channel(&handle).await);
+    let list = || ListRolesRequest {
+        tenant: "t0".into(),
+    };
+    let e = admin
+        .list_roles(request(list(), Cred::Token("tok-check")))
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().contains("`orders-svc` lacks the `admin` scope"),
+        "{}",
+        e.message()
+    );
+    let e = admin
+        .list_roles(request(list(), Cred::Wrong))
+        .await
+        .unwrap_err();
+    assert!(
+        !e.message().contains("tok-not-configured"),
+        "{}",
+        e.message()
+    );
+    let e = admin
+        .create_role(request(
+            CreateRoleRequest {
+                tenant: "t0".into(),
+                role: "x".into(),
+                ..CreateRoleRequest::default()
+            },
+            Cred::Token("tok-admin"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("`operator` scope"), "{}", e.message());
+    handle.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn the_audit_log_records_the_token_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let security = Security {
+        credentials: Some(Arc::new(credentials())),
+        ..Security::default()
+    };
+    let (_engine, handle) = serve(dir.path(), security, Role::Leader).await;
+    let mut admin = AdminClient::new(plain_channel(&handle).await);
+    for (actor, role, token) in [
+        ("", "auditors", "tok-operator"),
+        ("root", "editors", "tok-admin"),
+        // Refused by the administration rules (alice is no admin): audited too.
+        ("alice", "nope", "tok-admin"),
+    ] {
+        let _ = admin
+            .create_role(request(
+                CreateRoleRequest {
+                    actor: actor.into(),
+                    tenant: "t0".into(),
+                    role: role.into(),
+                    ..CreateRoleRequest::default()
+                },
+                Cred::Token(token),
+            ))
+            .await;
+    }
+    let log = admin
+        .list_audit_log(request(
+            proto::ListAuditLogRequest::default(),
+            Cred::Token("tok-admin"),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let last: Vec<(&str, &str, &str)> = log
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(|e| (e.actor.as_str(), e.credential.as_str(), e.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("", "ops-console", "applied"),
+            ("root", "delegated-admin", "applied"),
+            ("alice", "delegated-admin", "refused"),
+        ]
+    );
+    handle.shutdown(Duration::from_secs(2)).await;
+}
+
+/// A CA and what it signs, as PEM.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        Self {
+            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
+        }
+    }
+
+    fn pem(&self) -> Vec<u8> {
+        self.issuer.pem().into_bytes()
+    }
+
+    /// A leaf certificate and its key, for a server (`localhost`,
+    /// `127.0.0.1`) and a client.
+    fn leaf(&self, cn: &str) -> (Vec<u8>, Vec<u8>) {
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
+    }
+}
+
+async fn tls_channel(
+    handle: &ServerHandle,
+    ca: &[u8],
+    identity: Option<&(Vec<u8>, Vec<u8>)>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Endpoint::from_shared(format!("https://{}", handle.addr))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+}
+
+fn tls_security(ca: &Ca) -> Security {
+    let (cert, key) = ca.leaf("rampart-server");
+    Security {
+        tls: Some(ServerTls {
+            cert,
+            key,
+            client_ca: Some(ca.pem()),
+        }),
+        credentials: Some(Arc::new(credentials())),
+        ..Security::default()
+    }
+}
+
+#[tokio::test]
+async fn tls_serves_token_clients_and_refuses_plaintext() {
+    let ca = Ca::new("test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (_engine, handle) = serve(dir.path(), tls_security(&ca), Role::Leader).await;
+    let channel = tls_channel(&handle, &ca.pem(), None).await.unwrap();
+    assert_eq!(
+        code(&channel, Call::Check, Cred::Token("tok-check")).await,
+        Code::Ok
+    );
+    assert_eq!(
+        code(&channel, Call::Check, Cred::Nothing).await,
+        Code::Unauthenticated
+    );
+    assert_eq!(code(&channel, Call::Health, Cred::Nothing).await, Code::Ok);
+    // A plaintext client never gets an answer.
+    let plain = Channel::from_shared(format!("http://{}", handle.addr))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await;
+    if let Ok(plain) = plain {
+        let got = code(&plain, Call::Check, Cred::Token("tok-check")).await;
+        assert_ne!(got, Code::Ok);
+    }
+    // A client that does not trust the server's CA fails the handshake.
+    let other = Ca::new("other CA");
+    assert!(tls_channel(&handle, &other.pem(), None).await.is_err());
+    handle.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn mtls_maps_a_certificate_to_its_scopes_and_refuses_other_cas() {
+    let ca = Ca::new("test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (_engine, handle) = serve(dir.path(), tls_security(&ca), Role::Leader).await;
+    let replica = ca.leaf("replica-1");
+    let channel = tls_channel(&handle, &ca.pem(), Some(&replica))
+        .await
+        .unwrap();
+    // `replica-1` maps to `watch`, and nothing else.
+    assert_eq!(
+        code(&channel, Call::GetState, Cred::Nothing).await,
+        Code::Ok
+    );
+    assert_eq!(code(&channel, Call::Watch, Cred::Nothing).await, Code::Ok);
+    assert_eq!(
+        code(&channel, Call::Check, Cred::Nothing).await,
+        Code::PermissionDenied
+    );
+    // A token on the same connection takes precedence over the certificate.
+    assert_eq!(
+        code(&channel, Call::Check, Cred::Token("tok-check")).await,
+        Code::Ok
+    );
+    // A certificate from the CA that no entry maps: authenticated as nobody.
+    let stranger = ca.leaf("stranger");
+    let channel = tls_channel(&handle, &ca.pem(), Some(&stranger))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(&channel, Call::GetState, Cred::Nothing).await,
+        Code::Unauthenticated
+    );
+    // A certificate from another CA: the handshake fails, or the first call.
+    let other = Ca::new("other CA");
+    let forged = other.leaf("replica-1");
+    if let Ok(channel) = tls_channel(&handle, &ca.pem(), Some(&forged)).await {
+        let got = code(&channel, Call::GetState, Cred::Nothing).await;
+        assert!(
+            got == Code::Unavailable || got == Code::Unknown,
+            "a certificate from another CA got {got:?}"
+        );
+    }
+    handle.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn a_replica_follows_a_tls_leader_with_a_token() {
+    let ca = Ca::new("test CA");
+    let leader_dir = tempfile::tempdir().unwrap();
+    let replica_dir = tempfile::tempdir().unwrap();
+    let (leader, leader_handle) = serve(leader_dir.path(), tls_security(&ca), Role::Leader).await;
+    let follow = ClientSecurity {
+        tls: Some(ClientTls {
+            ca: Some(ca.pem()),
+            identity: None,
+        }),
+        token: Some("tok-watch".parse().unwrap()),
+    };
+    let (replica, replica_handle) = serve(
+        replica_dir.path(),
+        Security {
+            follow,
+            ..Security::default()
+        },
+        Role::Replica {
+            leader: format!("https://{}", leader_handle.addr),
+            status: Arc::new(ReplicaStatus::default()),
+            max_lag: Duration::from_secs(5),
+        },
+    )
+    .await;
+    // Changes made after the replica bootstrapped reach it through Watch.
+    let mut admin = AdminClient::new(tls_channel(&leader_handle, &ca.pem(), None).await.unwrap());
+    for role in ["a", "b", "c"] {
+        admin
+            .create_role(request(
+                CreateRoleRequest {
+                    tenant: "t0".into(),
+                    role: role.into(),
+                    ..CreateRoleRequest::default()
+                },
+                Cred::Token("tok-operator"),
+            ))
+            .await
+            .unwrap();
+    }
+    let head = leader.load().revision();
+    assert!(
+        replica
+            .at_least(head, Duration::from_secs(30))
+            .await
+            .is_ok(),
+        "the replica is at {} (leader {head})",
+        replica.load().revision()
+    );
+    assert_eq!(
+        replica.load().state().tenants.len(),
+        leader.load().state().tenants.len()
+    );
+    replica_handle.shutdown(Duration::from_secs(2)).await;
+    leader_handle.shutdown(Duration::from_secs(2)).await;
+}
+
+#[test]
+fn serve_refuses_a_non_loopback_address_without_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(common::BIN)
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("RAMPART_TOKENS")
+        .env_remove("RAMPART_TOKENS_FILE")
+        .env_remove("RAMPART_INSECURE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("0.0.0.0:0") && stderr.contains("--insecure"),
+        "{stderr}"
+    );
+    assert!(!data.exists(), "the store was touched before the refusal");
+}
+
+#[test]
+fn a_bad_tokens_file_stops_serve_without_echoing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.toml");
+    std::fs::write(
+        &file,
+        "[[token]]\nname = \"x\"\nsha256 = \"rampart_the-raw-token\"\nscopes = [\"check\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--tokens-file"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("64 hex digits"), "{stderr}");
+    assert!(!stderr.contains("the-raw-token"), "{stderr}");
+}
+
+#[test]
+fn token_new_hash_and_ctl_against_the_real_binary() {
+    let new = Command::new(common::BIN)
+        .args(["token", "new", "--name", "cli", "--scope", "check,admin"])
+        .output()
+        .unwrap();
+    assert!(new.status.success());
+    let text = String::from_utf8(new.stdout).unwrap();
+    let token = text
+        .lines()
+        .find(|l| l.starts_with("rampart_"))
+        .unwrap()
+        .to_owned();
+    let entry: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("[[token]]"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    // `token hash` agrees with the entry.
+    let mut hash = Command::new(common::BIN)
+        .args(["token", "hash"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        hash.stdin.as_mut().unwrap(),
+        format!("{token}\n").as_bytes(),
+    )
+    .unwrap();
+    let hashed = hash.wait_with_output().unwrap();
+    let hashed = String::from_utf8(hashed.stdout).unwrap();
+    assert!(
+        entry.contains(&format!("sha256 = \"{}\"", hashed.trim())),
+        "{entry}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.toml");
+    std::fs::write(&file, &entry).unwrap();
+    let port = common::free_port();
+    let server = common::Server::start_with(
+        &dir.path().join("data"),
+        port,
+        &["--tokens-file", file.to_str().unwrap()],
+    );
+    let ctl = |token: Option<&str>| {
+        let mut c = Command::new(common::BIN);
+        c.args([
+            "ctl",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "check",
+            "--tenant",
+            "acme",
+            "--subject",
+            "alice",
+            "--permission",
+            "documents:view",
+        ])
+        .env_remove("RAMPART_TOKEN");
+        if let Some(t) = token {
+            c.env("RAMPART_TOKEN", t);
+        }
+        c.output().unwrap()
+    };
+    let without = ctl(None);
+    assert_eq!(without.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&without.stderr).contains("UNAUTHENTICATED"));
+    let with = ctl(Some(&token));
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    assert!(String::from_utf8_lossy(&with.stdout).contains("allow"));
+    server.terminate();
+}
