@@ -208,9 +208,9 @@ impl SledStore {
     /// Opens (or creates) the store in the folder `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        // sled's default page cache is 1 GiB, and it keeps what recovery
-        // just read: at 1M users that was ~440 MiB of RSS for nothing (the
-        // state lives in the model). Checks never read sled.
+        // sled's default page cache is 1 GiB. Checks never read sled and
+        // the state lives in the model, so a small bound is enough (the
+        // 1M-user cold start's RSS moved only from 1,717 to 1,704 MiB).
         let db = ::sled::Config::new()
             .path(path)
             .cache_capacity(CACHE_BYTES)
