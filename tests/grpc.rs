@@ -533,3 +533,95 @@ async fn reflection_lists_the_service() {
     );
     let _ = proto::FILE_DESCRIPTOR_SET.len();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_past_the_in_flight_limit_are_shed_not_queued() {
+    use rampart::server::limits::Limits;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let (h, c) = server(DataPlaneConfig {
+        consistency_wait: Duration::from_secs(2),
+        limits: Limits {
+            max_in_flight: 1,
+            max_message_bytes: 2048,
+            ..Limits::default()
+        },
+        ..DataPlaneConfig::default()
+    })
+    .await;
+    // One call holds the only permit: it waits for a revision that never comes.
+    let mut waiting = c.clone();
+    let held = tokio::spawn(async move {
+        let mut r = check("acme", "alice", "documents:view");
+        r.consistency = Some(Consistency {
+            requirement: Some(Requirement::AtLeastRevision(1_000)),
+        });
+        waiting.check(r).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut other = c.clone();
+    let shed = other
+        .check(check("acme", "alice", "documents:view"))
+        .await
+        .unwrap_err();
+    assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+    assert!(
+        shed.message().contains("--max-in-flight"),
+        "{}",
+        shed.message()
+    );
+    // Health is never limited.
+    let health = HealthClient::new(channel(&h).await)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status, 1, "SERVING");
+    // The held call ends (UNAVAILABLE: its revision never came); the
+    // permit is back.
+    assert_eq!(held.await.unwrap().unwrap_err().code(), Code::Unavailable);
+    other
+        .check(check("acme", "alice", "documents:view"))
+        .await
+        .unwrap();
+    // A message over the size limit is refused, naming the limit.
+    let big = BatchCheckRequest {
+        items: vec![item("acme", "alice", "documents:view", ""); 100],
+        consistency: None,
+        explain: false,
+    };
+    let too_big = other.batch_check(big).await.unwrap_err();
+    assert_eq!(too_big.code(), Code::OutOfRange, "{too_big:?}");
+    assert!(too_big.message().contains("2048"), "{}", too_big.message());
+}
+
+#[tokio::test]
+async fn a_call_past_the_server_deadline_is_cut() {
+    use rampart::server::limits::Limits;
+    let (_h, mut c) = server(DataPlaneConfig {
+        consistency_wait: Duration::from_secs(5),
+        limits: Limits {
+            call_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        },
+        ..DataPlaneConfig::default()
+    })
+    .await;
+    let mut r = check("acme", "alice", "documents:view");
+    r.consistency = Some(Consistency {
+        requirement: Some(Requirement::AtLeastRevision(1_000)),
+    });
+    let started = std::time::Instant::now();
+    let cut = c.check(r).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cut at the deadline, not after the 5 s wait"
+    );
+    assert_eq!(cut.code(), Code::DeadlineExceeded, "{cut:?}");
+    assert!(
+        cut.message().contains("--call-timeout-ms"),
+        "{}",
+        cut.message()
+    );
+}

@@ -741,3 +741,40 @@ async fn export_import_round_trips_and_refusals_name_the_problem() {
     target.stop().await;
     lead.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_stream_outlives_the_call_deadline() {
+    use rampart::server::limits::Limits;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Engine::open(open_store(dir.path())).unwrap());
+    let handle = start_node(
+        listen(None).await,
+        Arc::clone(&engine),
+        DataPlaneConfig {
+            limits: Limits {
+                call_timeout: Duration::from_millis(200),
+                ..Limits::default()
+            },
+            ..DataPlaneConfig::default()
+        },
+        replication(Role::Leader),
+    )
+    .await
+    .unwrap();
+    let node = Node { engine, handle };
+    let mut stream = ReplicationClient::new(channel(&node.url()).await)
+        .watch(proto::WatchRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let started = Instant::now();
+    let mut checkpoints = 0;
+    while started.elapsed() < Duration::from_millis(1_200) {
+        let e = stream.message().await.unwrap().expect("the stream is open");
+        if let Some(Event::Checkpoint(_)) = e.event {
+            checkpoints += 1;
+        }
+    }
+    assert!(checkpoints >= 3, "heartbeats kept coming: {checkpoints}");
+    node.stop().await;
+}

@@ -23,6 +23,8 @@ pub struct DataPlaneConfig {
     pub strict_catalog: bool,
     /// How long `at_least_revision` waits for a newer snapshot.
     pub consistency_wait: Duration,
+    /// In-flight, message size, deadline and keepalive limits of the server.
+    pub limits: super::limits::Limits,
 }
 
 impl Default for DataPlaneConfig {
@@ -31,6 +33,7 @@ impl Default for DataPlaneConfig {
             max_batch: 1_000,
             strict_catalog: false,
             consistency_wait: Duration::from_millis(100),
+            limits: super::limits::Limits::default(),
         }
     }
 }

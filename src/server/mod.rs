@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod authorization;
 pub mod convert;
+pub mod limits;
 pub mod loadgen;
 pub mod proto;
 pub mod tls;
@@ -97,6 +98,9 @@ pub struct ServeArgs {
     // Authentication and TLS (auth.rs, tls.rs).
     #[command(flatten)]
     pub security: tls::SecurityArgs,
+    // Limits and load shedding (limits.rs).
+    #[command(flatten)]
+    pub limits: limits::LimitsArgs,
 }
 
 /// A duration as a number and a unit: `s`, `m`, `h` or `d`.
@@ -127,6 +131,7 @@ impl ServeArgs {
             max_batch: self.max_batch as usize,
             strict_catalog: self.strict_catalog,
             consistency_wait: Duration::from_millis(self.consistency_wait_ms),
+            limits: self.limits.limits(),
         }
     }
 
@@ -257,27 +262,35 @@ pub async fn start_secured(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let limits = config.limits;
     let authorization =
-        AuthorizationServer::new(AuthorizationService::new(Arc::clone(&engine), config));
+        AuthorizationServer::new(AuthorizationService::new(Arc::clone(&engine), config))
+            .max_decoding_message_size(limits.max_message_bytes);
     let leader = match &replication.role {
         Role::Leader => None,
         Role::Replica { leader, .. } => Some(leader.clone()),
     };
     let admin = proto::admin_server::AdminServer::new(
         admin::AdminService::new(Arc::clone(&engine)).with_leader(leader),
-    );
+    )
+    .max_decoding_message_size(limits.max_message_bytes);
     let (stopping, stopped) = tokio::sync::watch::channel(false);
     let replication_service = proto::replication_server::ReplicationServer::new(
         ReplicationService::new(Arc::clone(&engine), replication.clone(), stopped),
     )
     .max_decoding_message_size(64 << 20);
     let (shutdown, stop) = oneshot::channel::<()>();
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout));
     if let Some(tls) = &security.tls {
         builder = builder.tls_config(tls.config())?;
     }
     let router = builder
+        // Outermost first: a call that fails authentication never takes
+        // an in-flight permit.
         .layer(auth::AuthLayer::new(security.credentials.clone()))
+        .layer(limits::LimitLayer::new(&limits))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

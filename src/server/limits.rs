@@ -1,0 +1,182 @@
+//! Limits and load shedding: how many calls may be in flight, how large a
+//! message may be, how long a call may take, and HTTP/2 keepalive.
+//!
+//! The in-flight limit is a semaphore taken without waiting: a call that
+//! finds none free is answered `RESOURCE_EXHAUSTED` at once, rather than
+//! queued without bound behind the ones already running. Health and
+//! reflection never take a permit, so a saturated server still answers its
+//! probes. A streaming call (Watch, Export) holds its permit only until its
+//! response starts.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tonic::Status;
+
+/// `rampart serve`'s limit flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitsArgs {
+    /// Most calls in flight at once (health and reflection not counted);
+    /// past it, calls are refused with RESOURCE_EXHAUSTED, not queued.
+    #[arg(long, env = "RAMPART_MAX_IN_FLIGHT", default_value_t = 4_096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+    /// Largest request message of the Authorization and Admin services, in
+    /// bytes (Replication's Import chunks have their own 64 MiB bound).
+    #[arg(long, env = "RAMPART_MAX_MESSAGE_BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_message_bytes: u32,
+    /// Server-side deadline of a unary call, in milliseconds (a client's
+    /// shorter `grpc-timeout` applies too). Streams are not cut by it.
+    #[arg(long, env = "RAMPART_CALL_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub call_timeout_ms: u64,
+}
+
+/// The limits a server runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_in_flight: usize,
+    pub max_message_bytes: usize,
+    pub call_timeout: Duration,
+    /// HTTP/2 PING interval and how long to wait for the answer: a dead
+    /// peer's connection (and its streams) is closed.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 4_096,
+            max_message_bytes: 4 << 20,
+            call_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl LimitsArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_in_flight: self.max_in_flight as usize,
+            max_message_bytes: self.max_message_bytes as usize,
+            call_timeout: Duration::from_millis(self.call_timeout_ms),
+            ..Limits::default()
+        }
+    }
+}
+
+/// Whether a path is exempt from the in-flight limit: health and
+/// reflection.
+fn exempt(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+}
+
+/// The in-flight limit and the call deadline, as a tower layer.
+#[derive(Debug, Clone)]
+pub struct LimitLayer {
+    permits: Arc<Semaphore>,
+    max: usize,
+    deadline: Duration,
+}
+
+impl LimitLayer {
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(limits.max_in_flight)),
+            max: limits.max_in_flight,
+            deadline: limits.call_timeout,
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for LimitLayer {
+    type Service = LimitService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LimitService {
+            inner,
+            permits: Arc::clone(&self.permits),
+            max: self.max,
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// [`LimitLayer`]'s service.
+#[derive(Debug, Clone)]
+pub struct LimitService<S> {
+    inner: S,
+    permits: Arc<Semaphore>,
+    max: usize,
+    deadline: Duration,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B, R> tower_service::Service<http::Request<B>> for LimitService<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: Default + Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if exempt(request.uri().path()) {
+            return Box::pin(self.inner.call(request));
+        }
+        match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => {
+                let call = self.inner.call(request);
+                let deadline = self.deadline;
+                Box::pin(async move {
+                    // A stream's response is its headers: the deadline
+                    // does not cut the stream itself.
+                    let response = match tokio::time::timeout(deadline, call).await {
+                        Ok(response) => response,
+                        Err(_) => Ok(Status::deadline_exceeded(format!(
+                            "the call took longer than the server's deadline of {} ms (--call-timeout-ms)",
+                            deadline.as_millis()
+                        ))
+                        .into_http()),
+                    };
+                    drop(permit);
+                    response
+                })
+            }
+            Err(_) => {
+                let status = Status::resource_exhausted(format!(
+                    "the server is at its limit of {} calls in flight (--max-in-flight); retry with backoff",
+                    self.max
+                ));
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_are_never_limited() {
+        assert!(exempt("/grpc.health.v1.Health/Check"));
+        assert!(exempt(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        ));
+        assert!(!exempt("/rampart.v1.Authorization/Check"));
+        assert!(!exempt("/rampart.v1.Replication/Watch"));
+    }
+}
