@@ -282,3 +282,77 @@ fn a_replica_process_follows_and_a_backup_round_trips_through_ctl() {
         assert!(s.terminate().success());
     }
 }
+
+#[test]
+fn config_file_precedence_is_flag_then_env_then_file_then_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rampart.toml");
+    std::fs::write(
+        &file,
+        "max_batch = 50\nconsistency-wait-ms = 250\nstrict_catalog = true\nretain_for = \"7d\"\nshutdown_grace_ms = 1234\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .args(["--consistency-wait-ms", "10", "--print-config"])
+        .env("RAMPART_MAX_BATCH", "70")
+        .env("RAMPART_SHUTDOWN_GRACE_MS", "")
+        .env_remove("RAMPART_SHUTDOWN_GRACE_MS")
+        .env("RAMPART_FOLLOW_TOKEN", "super-secret-value")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no `{key}` in:\n{text}"))
+            .to_owned()
+    };
+    assert!(
+        line("consistency_wait_ms").contains("= 10 ")
+            && line("consistency_wait_ms").ends_with("# flag")
+    );
+    assert!(line("max_batch").contains("= 70 ") && line("max_batch").ends_with("# environment"));
+    assert!(
+        line("strict_catalog").contains("= true ") && line("strict_catalog").ends_with("# file")
+    );
+    assert!(line("retain_for").contains("\"7d\"") && line("retain_for").ends_with("# file"));
+    assert!(line("shutdown_grace_ms").contains("= 1234 "));
+    assert!(line("checkpoint_every").ends_with("# default"));
+    assert!(!text.contains("super-secret-value"), "secrets are redacted");
+    assert!(text.contains("RAMPART_FOLLOW_TOKEN: set (redacted)"));
+
+    // A bad key or value exits 64 naming the key.
+    for (content, want) in [
+        ("max_batch = 0\n", "key `max_batch`"),
+        ("nope = 1\n", "key `nope`: not a `rampart serve` setting"),
+        ("insecure = \"yes\"\n", "key `insecure`"),
+        ("max_batch = \n", "not valid TOML"),
+    ] {
+        std::fs::write(&file, content).unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{content}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{content}: {err}");
+    }
+    // The documented example parses.
+    let out = Command::new(BIN)
+        .args(["serve", "--config", "deploy/rampart.toml", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

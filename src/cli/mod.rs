@@ -4,6 +4,7 @@
 //! Parses arguments (clap, every flag also a `RAMPART_*` variable) and hands
 //! over to the library; holds no decision logic of its own.
 
+pub mod config;
 pub mod ctl;
 pub mod policy_test;
 pub mod seed;
@@ -73,8 +74,20 @@ pub enum TokenCmd {
 
 /// Runs the command line; the process's exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let folded = match config::fold(argv.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("rampart: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let cli = Cli::parse_from(&folded);
     match cli.command {
+        Command::Serve(args) if args.print_config => {
+            print!("{}", config::render(&argv, &folded, args.config.as_deref()));
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => crate::server::serve_main(args),
         Command::Validate { files } => validate(&files),
         Command::Test { files, verbose } => test(&files, verbose),

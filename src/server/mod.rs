@@ -101,6 +101,14 @@ pub struct ServeArgs {
     // Limits and load shedding (limits.rs).
     #[command(flatten)]
     pub limits: limits::LimitsArgs,
+    /// Read settings from this TOML file (every key a flag's name): flags
+    /// and RAMPART_* variables take precedence over it.
+    #[arg(long, env = "RAMPART_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (and where each value came from,
+    /// secrets redacted) and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// A duration as a number and a unit: `s`, `m`, `h` or `d`.
