@@ -141,8 +141,11 @@ impl Engine {
             return Ok(snapshot.revision());
         };
         if let Some(store) = &self.store {
-            let store = Arc::clone(store);
-            blocking(move || store.append(&changes)).await?;
+            let writing = Arc::clone(store);
+            if let Err(e) = blocking(move || writing.append(&changes)).await {
+                let why = self.resync(store, snapshot.revision(), &e).await;
+                return Err(StoreError::Backend(why).into());
+            }
         }
         let revision = compiled.revision();
         self.publish(compiled);
@@ -157,8 +160,23 @@ impl Engine {
     }
 
     /// [`Engine::install`], only while the engine holds no state (revision
-    /// 0): for importing a backup.
-    pub async fn install_if_empty(&self, state: State, history: &str) -> Result<u64, SubmitError> {
+    /// 0): for importing a backup. Runs in its own task, so a caller that
+    /// goes away cannot stop it between the store and the swap.
+    pub async fn install_if_empty(
+        self: &Arc<Self>,
+        state: State,
+        history: &str,
+    ) -> Result<u64, SubmitError> {
+        let engine = Arc::clone(self);
+        let history = history.to_owned();
+        tokio::spawn(async move { engine.install_if_empty_now(state, &history).await })
+            .await
+            .unwrap_or_else(
+                |e| Err(StoreError::Backend(format!("install task failed: {e}")).into()),
+            )
+    }
+
+    async fn install_if_empty_now(&self, state: State, history: &str) -> Result<u64, SubmitError> {
         let writer = self.writer.lock().await;
         let have = self.load().revision();
         if have != 0 {
@@ -177,10 +195,22 @@ impl Engine {
     ) -> Result<u64, SubmitError> {
         let state = Arc::new(state);
         if let Some(store) = &self.store {
-            let store = Arc::clone(store);
-            let state = Arc::clone(&state);
+            let writing = Arc::clone(store);
+            let installing = Arc::clone(&state);
             let history = history.to_owned();
-            blocking(move || store.install(&state, &history)).await?;
+            if let Err(e) = blocking(move || writing.install(&installing, &history)).await {
+                // Whatever part of the install landed, serve what the store
+                // now holds (when it still loads), not the old snapshot.
+                let reading = Arc::clone(store);
+                if let Ok(Ok(held)) = tokio::task::spawn_blocking(move || {
+                    reading.load().map(|s| compile(Arc::new(s)))
+                })
+                .await
+                {
+                    self.publish(held);
+                }
+                return Err(e.into());
+            }
         }
         let revision = state.revision;
         let compiled = tokio::task::spawn_blocking(move || compile(state))
@@ -332,10 +362,12 @@ impl Engine {
             }
         }
         if let Some(store) = &self.store {
-            let store = Arc::clone(store);
-            if let Err(e) = blocking(move || store.commit_batch(&records)).await {
-                // Nothing of the batch was written: every caller hears why.
-                let why = e.to_string();
+            let writing = Arc::clone(store);
+            if let Err(e) = blocking(move || writing.commit_batch(&records)).await {
+                // The transaction may have committed before the flush
+                // failed: the outcome is unknown, and the snapshot must
+                // follow the store, or every later change is refused.
+                let why = self.resync(store, snapshot.revision(), &e).await;
                 for q in batch {
                     let _ = q.reply.send(Err(StoreError::Backend(why.clone()).into()));
                 }
@@ -355,6 +387,58 @@ impl Engine {
                 Err(refused) => Err(refused.into()),
             });
         }
+    }
+
+    /// After a failed store write: when the store's revision moved past the
+    /// published one (the transaction committed, the flush failed), reload
+    /// the state from the store and publish it, so the engine and its store
+    /// agree again. Returns the message for the callers. Caller holds the
+    /// writer.
+    async fn resync(&self, store: &Arc<dyn Store>, published: u64, failure: &StoreError) -> String {
+        let reading = Arc::clone(store);
+        let now = blocking(move || reading.revision()).await;
+        match now {
+            Ok(have) if have == published => format!("{failure}; nothing was written"),
+            Ok(have) => {
+                let reading = Arc::clone(store);
+                match blocking(move || reading.load()).await {
+                    Ok(state) => {
+                        let compiled =
+                            tokio::task::spawn_blocking(move || compile(Arc::new(state))).await;
+                        match compiled {
+                            Ok(compiled) => {
+                                tracing::error!(error = %failure, revision = have, "the store failed after writing; reloaded the state from it");
+                                self.publish(compiled);
+                                format!(
+                                    "{failure}; the change may have been applied (the store is now at revision {have}): read it back before retrying"
+                                )
+                            }
+                            Err(e) => format!("{failure}; reloading after it failed too: {e}"),
+                        }
+                    }
+                    Err(e) => format!("{failure}; reloading after it failed too: {e}"),
+                }
+            }
+            Err(e) => format!("{failure}; the store cannot say its revision either: {e}"),
+        }
+    }
+
+    /// The published snapshot and the store's history, read together: no
+    /// change or install is half done while the writer is held. For
+    /// Export and the digest, which must label a state with its history.
+    pub async fn consistent_view(
+        &self,
+    ) -> Result<(Arc<Snapshot>, Option<crate::store::History>), StoreError> {
+        let _writer = self.writer.lock().await;
+        let snapshot = self.load();
+        let history = match &self.store {
+            Some(store) => {
+                let store = Arc::clone(store);
+                Some(blocking(move || store.history()).await?)
+            }
+            None => None,
+        };
+        Ok((snapshot, history))
     }
 
     /// Applies `mutations` as the operator without the admin rules (they
@@ -482,17 +566,102 @@ mod tests {
         assert_eq!(store.audit(&AuditFilter::default()).unwrap().len(), 61);
     }
 
-    // One thread: the batch task cannot run before the caller is dropped.
+    /// A store whose writes land but whose flush then fails, once.
+    struct FlushFails {
+        inner: MemoryStore,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl Store for FlushFails {
+        fn load(&self) -> Result<State, StoreError> {
+            self.inner.load()
+        }
+        fn commit(&self, r: u64, m: &Mutation, a: AuditRecord) -> Result<(), StoreError> {
+            self.inner.commit(r, m, a)
+        }
+        fn record_refusal(&self, a: AuditRecord) -> Result<(), StoreError> {
+            self.inner.record_refusal(a)
+        }
+        fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
+            self.inner.commit_batch(batch)?;
+            if self.fail.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Backend("fdatasync failed".into()));
+            }
+            Ok(())
+        }
+        fn append(&self, c: &[Change]) -> Result<(), StoreError> {
+            self.inner.append(c)
+        }
+        fn changelog(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+            self.inner.changelog(after, limit)
+        }
+        fn history(&self) -> Result<crate::store::History, StoreError> {
+            self.inner.history()
+        }
+        fn checkpoint_revision(&self) -> Result<u64, StoreError> {
+            self.inner.checkpoint_revision()
+        }
+        fn compact(&self, before: u64) -> Result<u64, StoreError> {
+            self.inner.compact(before)
+        }
+        fn install(&self, state: &State, history: &str) -> Result<(), StoreError> {
+            self.inner.install(state, history)
+        }
+        fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+            self.inner.audit(f)
+        }
+        fn checkpoint(&self, state: &State) -> Result<(), StoreError> {
+            self.inner.checkpoint(state)
+        }
+        fn revision(&self) -> Result<u64, StoreError> {
+            self.inner.revision()
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.inner.flush()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_fails_after_writing_does_not_wedge_the_writer() {
+        let store = Arc::new(FlushFails {
+            inner: MemoryStore::new(),
+            fail: std::sync::atomic::AtomicBool::new(false),
+        });
+        let engine = Arc::new(Engine::open(Arc::clone(&store) as Arc<dyn Store>).unwrap());
+        let create = Mutation::CreateTenant {
+            tenant: TenantId::new("acme").unwrap(),
+            name: "Acme".into(),
+            settings: TenantSettings::default(),
+        };
+        engine
+            .submit(Actor::Operator, "t", create, false)
+            .await
+            .unwrap();
+        store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        let err = engine
+            .submit(Actor::Operator, "t", add_user("zed"), false)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("may have been applied"), "{err}");
+        // The engine follows the store: the change is there, and the next
+        // one gets the next revision instead of a refusal forever.
+        assert_eq!(engine.load().revision(), 2);
+        let next = engine
+            .submit(Actor::Operator, "t", add_user("amy"), false)
+            .await
+            .unwrap();
+        assert_eq!(next.revision, 3);
+        assert_eq!(store.revision().unwrap(), 3);
+    }
+
     #[tokio::test]
     async fn a_caller_that_goes_away_does_not_stop_its_commit() {
         let (engine, store) = with_acme().await;
         // Polled once (queued), then dropped, as a cancelled RPC is.
-        let gone = tokio::time::timeout(
-            Duration::ZERO,
-            engine.submit(Actor::Operator, "test", add_user("zed"), false),
-        )
-        .await;
-        assert!(gone.is_err(), "the call was dropped before its answer");
+        let mut call = Box::pin(engine.submit(Actor::Operator, "test", add_user("zed"), false));
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
+        assert!(first.is_pending(), "the answer comes from the batch task");
+        drop(call);
         let snapshot = engine.at_least(2, Duration::from_secs(5)).await.unwrap();
         assert!(
             snapshot.state().tenants["acme"]

@@ -69,12 +69,15 @@ pub async fn follow(
     let mut serving = false;
     // A restarted replica that must bootstrap again counts as a re-bootstrap.
     let mut had_state = engine.load().revision() > 0;
+    // After a failed bootstrap the store may hold part of it: bootstrap
+    // again before anything else.
+    let mut must_bootstrap = false;
     loop {
         let ended = match connect(&config.leader, &config.security).await {
             Err(e) => Ended::Reconnect(e),
             Ok(mut client) => {
                 let round = watch(
-                    !had_state,
+                    !had_state || must_bootstrap,
                     &mut client,
                     &engine,
                     &config,
@@ -89,6 +92,7 @@ pub async fn follow(
                         info!(leader = %config.leader, reason = %why, "bootstrapping from the leader's export");
                         match bootstrap(&mut client, &engine).await {
                             Ok(revision) => {
+                                must_bootstrap = false;
                                 if had_state {
                                     status.rebootstraps.fetch_add(1, Ordering::Relaxed);
                                 }
@@ -96,7 +100,10 @@ pub async fn follow(
                                 info!(revision, "bootstrapped from the leader");
                                 continue;
                             }
-                            Err(e) => Ended::Reconnect(format!("bootstrap failed: {e}")),
+                            Err(e) => {
+                                must_bootstrap = true;
+                                Ended::Reconnect(format!("bootstrap failed: {e}"))
+                            }
                         }
                     }
                     other => other,

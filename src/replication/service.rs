@@ -138,8 +138,9 @@ impl ReplicationService {
 
     /// The digest of the current snapshot's state, cached per revision.
     async fn current_digest(&self) -> Result<(u64, String), Status> {
-        let state = Arc::clone(self.engine.load().state());
-        let history = self.history().await?.id;
+        let (snapshot, history) = self.view().await?;
+        let state = Arc::clone(snapshot.state());
+        let history = history.id;
         let mut cached = self.digest.lock().await;
         if let Some((rev, hist, digest)) = cached.as_ref()
             && *rev == state.revision
@@ -154,6 +155,20 @@ impl ReplicationService {
             .map_err(|e| Status::internal(e.to_string()))?;
         *cached = Some((revision, history, digest.clone()));
         Ok((revision, digest))
+    }
+
+    /// The published snapshot and this node's history, read together.
+    async fn view(&self) -> Result<(Arc<crate::policy::Snapshot>, History), Status> {
+        let (snapshot, history) = self.engine.consistent_view().await.map_err(store_status)?;
+        let last = snapshot.revision();
+        Ok((
+            snapshot,
+            history.unwrap_or(History {
+                id: String::new(),
+                first: last.saturating_add(1),
+                last,
+            }),
+        ))
     }
 
     async fn history(&self) -> Result<History, Status> {
@@ -224,18 +239,33 @@ impl Replication for ReplicationService {
                 tenants.is_empty() || change.mutation.tenant().is_none_or(|t| tenants.contains(t))
             };
             loop {
-                revisions.borrow_and_update();
-                let page = {
+                // Only what is published: a change is published once
+                // durable, so a watcher never gets a change the node could
+                // still lose in a crash.
+                let head = *revisions.borrow_and_update();
+                let page = if cursor < head {
                     let store = Arc::clone(&store);
                     blocking(move || {
-                        let page = store.changelog(cursor, PAGE)?;
-                        let head = store.revision()?;
-                        Ok((page, head))
+                        let mut page = store.changelog(cursor, PAGE)?;
+                        page.retain(|c| c.revision <= head);
+                        Ok((page, store.history()?.id))
                     })
                     .await
+                } else {
+                    Ok((Vec::new(), history.clone()))
                 };
-                let (page, head) = match page {
-                    Ok(p) => p,
+                let page = match page {
+                    Ok((_, now)) if now != history => {
+                        // Installed anew (a replica's re-bootstrap): the
+                        // revisions after the cursor are another history's.
+                        let _ = tx
+                            .send(Err(Status::out_of_range(format!(
+                                "this node's history changed from `{history}` to `{now}`: bootstrap again with Export"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Ok((page, _)) => page,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
                         return;
@@ -307,8 +337,9 @@ impl Replication for ReplicationService {
         &self,
         _request: Request<proto::ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
-        let state = Arc::clone(self.engine.load().state());
-        let history = self.history().await?.id;
+        let (snapshot, history) = self.view().await?;
+        let state = Arc::clone(snapshot.state());
+        let history = history.id;
         let revision = state.revision;
         let (tx, rx) = mpsc::channel::<Result<proto::ExportChunk, Status>>(4);
         info!(revision, "export started");

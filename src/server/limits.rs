@@ -75,6 +75,12 @@ fn exempt(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
 }
 
+/// Whether a call runs without the deadline: Import's response comes only
+/// after the whole upload and the install, which may take minutes.
+fn no_deadline(path: &str) -> bool {
+    path == "/rampart.v1.Replication/Import"
+}
+
 /// The in-flight limit and the call deadline, as a tower layer.
 #[derive(Debug, Clone)]
 pub struct LimitLayer {
@@ -138,8 +144,12 @@ where
         }
         match Arc::clone(&self.permits).try_acquire_owned() {
             Ok(permit) => {
+                let deadline = if no_deadline(request.uri().path()) {
+                    Duration::MAX
+                } else {
+                    self.deadline
+                };
                 let call = self.inner.call(request);
-                let deadline = self.deadline;
                 Box::pin(async move {
                     // A stream's response is its headers: the deadline
                     // does not cut the stream itself.
@@ -178,5 +188,7 @@ mod tests {
         ));
         assert!(!exempt("/rampart.v1.Authorization/Check"));
         assert!(!exempt("/rampart.v1.Replication/Watch"));
+        assert!(no_deadline("/rampart.v1.Replication/Import"));
+        assert!(!no_deadline("/rampart.v1.Authorization/Check"));
     }
 }

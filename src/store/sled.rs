@@ -626,6 +626,12 @@ impl Store for SledStore {
     }
 
     fn compact(&self, before: u64) -> Result<u64, StoreError> {
+        // Serialised with install (which moves the checkpoint and the
+        // history): a cutoff computed before an install must not apply after.
+        let _one = self
+            .checkpointing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let live = self.history()?;
         let cutoff = before
             .min(self.checkpoint_revision()?.saturating_add(1))
