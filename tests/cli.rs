@@ -356,3 +356,91 @@ fn config_file_precedence_is_flag_then_env_then_file_then_default() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn sigterm_drains_in_flight_calls_and_closes_watch_streams() {
+    use rampart::server::proto::replication_client::ReplicationClient;
+    use rampart::server::proto::{
+        CheckRequest, Consistency, WatchRequest, authorization_client::AuthorizationClient,
+        consistency::Requirement,
+    };
+    let port = common::free_port();
+    let data = tempfile::tempdir().unwrap();
+    let server = common::Server::start_with(
+        data.path(),
+        port,
+        &[
+            "--consistency-wait-ms",
+            "1500",
+            "--shutdown-grace-ms",
+            "5000",
+        ],
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (slow, mut watch) = runtime.block_on(async {
+        let mut watch = ReplicationClient::connect(url.clone())
+            .await
+            .unwrap()
+            .watch(WatchRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        // The stream is live: it has sent the changelog so far.
+        assert!(watch.message().await.unwrap().is_some());
+        // A call that takes 1.5 s: it waits for a revision that never comes.
+        let mut c = AuthorizationClient::connect(url.clone()).await.unwrap();
+        let slow = tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let answer = c
+                .check(CheckRequest {
+                    tenant: "acme".into(),
+                    subject: "alice".into(),
+                    permission: "documents:view".into(),
+                    consistency: Some(Consistency {
+                        requirement: Some(Requirement::AtLeastRevision(1_000_000)),
+                    }),
+                    explain: false,
+                })
+                .await;
+            (answer, started.elapsed())
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        (slow, watch)
+    });
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    runtime.block_on(async {
+        // The in-flight call is not cut: it ends as it would have, with
+        // UNAVAILABLE naming the revision it waited for, after its full wait.
+        let (answer, took) = slow.await.unwrap();
+        let status = answer.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(status.message().contains("at_least_revision"), "{status:?}");
+        assert!(took >= std::time::Duration::from_millis(1_400), "{took:?}");
+        // The Watch stream is closed by the server, not left hanging.
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                match watch.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return None,
+                    Err(s) => return Some(s),
+                }
+            }
+        })
+        .await
+        .expect("the Watch stream ends at shutdown");
+        if let Some(s) = ended {
+            assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
+        }
+    });
+    // And the process exits 0 within the grace period.
+    let status = server.terminate_wait();
+    assert!(status.success(), "{status:?}");
+}

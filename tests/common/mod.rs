@@ -72,7 +72,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits (up to 10 s) for a clean exit.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(self) -> std::process::ExitStatus {
         let pid = self.0.id().to_string();
         assert!(
             Command::new("kill")
@@ -81,6 +81,12 @@ impl Server {
                 .unwrap()
                 .success()
         );
+        self.terminate_wait()
+    }
+
+    /// Waits (up to 10 s) for the process to exit after a signal sent
+    /// elsewhere.
+    pub fn terminate_wait(mut self) -> std::process::ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.0.try_wait().unwrap() {
