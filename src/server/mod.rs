@@ -10,6 +10,7 @@ pub mod authorization;
 pub mod convert;
 pub mod limits;
 pub mod loadgen;
+pub mod otel;
 pub mod proto;
 pub mod tls;
 
@@ -109,6 +110,9 @@ pub struct ServeArgs {
     /// secrets redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Logs on stderr as `text` or `json` (one object per line).
+    #[arg(long, env = "RAMPART_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: otel::LogFormat,
 }
 
 /// A duration as a number and a unit: `s`, `m`, `h` or `d`.
@@ -299,6 +303,7 @@ pub async fn start_secured(
         // an in-flight permit.
         .layer(auth::AuthLayer::new(security.credentials.clone()))
         .layer(limits::LimitLayer::new(&limits))
+        .layer(otel::TraceLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -363,7 +368,6 @@ pub fn load_bootstrap(path: Option<&std::path::Path>) -> Result<State, String> {
 
 /// Runs `rampart serve` until SIGINT or SIGTERM.
 pub fn serve_main(args: ServeArgs) -> ExitCode {
-    init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -374,7 +378,16 @@ pub fn serve_main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(args))
+    runtime.block_on(async {
+        // Inside the runtime: the OTLP exporter's channel lives on it.
+        let telemetry = otel::init(args.log_format);
+        let code = serve(args).await;
+        // Flush the spans of the shutdown too.
+        tokio::task::spawn_blocking(move || telemetry.shutdown())
+            .await
+            .ok();
+        code
+    })
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
