@@ -15,12 +15,15 @@ use std::time::Duration;
 
 use rampart::engine::Engine;
 use rampart::model::policy_file;
-use rampart::replication::ReplicationConfig;
+use rampart::model::rules::Actor;
+use rampart::model::{Mutation, TenantId, UserId, UserStatus};
+use rampart::replication::{ReplicaStatus, ReplicationConfig, Role};
 use rampart::server::proto::admin_client::AdminClient;
 use rampart::server::proto::authorization_client::AuthorizationClient;
 use rampart::server::proto::{AddUserRequest, BatchCheckItem, BatchCheckRequest, CheckRequest};
 use rampart::server::tls::Security;
 use rampart::server::{DataPlaneConfig, ServerHandle, start_observed};
+use rampart::store::{SledStore, Store};
 use rampart::telemetry::{DecisionLogConfig, Target, TelemetryConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
@@ -481,4 +484,134 @@ async fn sampling_nothing_but_denies_logs_exactly_the_denies() {
     );
     assert!(lines.iter().all(|l| l["decision"] == "DENY"));
     handle.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A node with metrics on `127.0.0.1:0`, over a sled store in `dir`.
+async fn node(dir: &Path, role: Role) -> (ServerHandle, Arc<Engine>) {
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
+    let engine = Arc::new(Engine::open(store).unwrap());
+    if matches!(role, Role::Leader) {
+        let state = policy_file::load_str(POLICY).unwrap();
+        engine
+            .bootstrap(policy_file::to_mutations(&state), "bootstrap")
+            .await
+            .unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handle = start_observed(
+        listener,
+        Arc::clone(&engine),
+        DataPlaneConfig::default(),
+        ReplicationConfig {
+            role,
+            heartbeat: Duration::from_millis(100),
+            ..ReplicationConfig::default()
+        },
+        Security::default(),
+        TelemetryConfig {
+            metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+            decision_log: None,
+        },
+    )
+    .await
+    .unwrap();
+    (handle, engine)
+}
+
+async fn scrape(handle: &ServerHandle) -> Page {
+    let (status, _, body) = get(handle.metrics_addr.unwrap(), "/metrics").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    Page::parse(&body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_reports_its_lag_and_the_leader_its_watch_stream() {
+    let (leader_dir, replica_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (leader, leader_engine) = node(leader_dir.path(), Role::Leader).await;
+    let (replica, replica_engine) = node(
+        replica_dir.path(),
+        Role::Replica {
+            leader: format!("http://{}", leader.addr),
+            status: Arc::new(ReplicaStatus::default()),
+            max_lag: Duration::from_secs(5),
+        },
+    )
+    .await;
+    let bootstrapped = leader_engine.load().revision();
+    assert!(
+        replica_engine
+            .at_least(bootstrapped, Duration::from_secs(30))
+            .await
+            .is_ok()
+    );
+    // A change after the bootstrap reaches the replica through its Watch.
+    leader_engine
+        .submit(
+            Actor::Operator,
+            "test",
+            Mutation::AddUser {
+                tenant: TenantId::new("acme").unwrap(),
+                user: UserId::new("erin").unwrap(),
+                email: None,
+                display_name: None,
+                status: UserStatus::Active,
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    let head = bootstrapped + 1;
+    assert!(
+        replica_engine
+            .at_least(head, Duration::from_secs(30))
+            .await
+            .is_ok()
+    );
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let page = loop {
+        let page = scrape(&replica).await;
+        let settled = page.get("rampart_replica_lag_revisions", &[]) == 0.0
+            && page.get("rampart_replica_lag_seconds", &[]) == 0.0;
+        if settled || tokio::time::Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(page.types["rampart_replica_lag_revisions"], "gauge");
+    assert_eq!(page.get("rampart_replica_lag_revisions", &[]), 0.0);
+    assert_eq!(page.get("rampart_replica_lag_seconds", &[]), 0.0);
+    assert_eq!(page.get("rampart_replica_reconnects_total", &[]), 0.0);
+    assert_eq!(page.get("rampart_replica_rebootstraps_total", &[]), 0.0);
+    assert_eq!(page.get("rampart_snapshot_revision", &[]), head as f64);
+    // Replicated changes are not submissions.
+    assert_eq!(
+        page.get(
+            "rampart_mutations_total",
+            &[("kind", "add_user"), ("outcome", "applied")]
+        ),
+        0.0
+    );
+
+    let page = scrape(&leader).await;
+    assert_eq!(page.get("rampart_watch_streams", &[]), 1.0);
+    assert_eq!(page.get("rampart_snapshot_revision", &[]), head as f64);
+    assert_eq!(
+        page.get(
+            "rampart_mutations_total",
+            &[("kind", "add_user"), ("outcome", "applied")]
+        ),
+        1.0
+    );
+    let watch = [
+        ("service", "rampart.v1.Replication"),
+        ("method", "Watch"),
+        ("code", "OK"),
+    ];
+    page.histogram("rampart_rpc_duration_seconds", &watch);
+    assert!(page.get("rampart_rpc_duration_seconds_count", &watch) >= 1.0);
+    assert!(!page.types.contains_key("rampart_replica_lag_seconds"));
+
+    replica.shutdown(Duration::from_secs(2)).await;
+    leader.shutdown(Duration::from_secs(2)).await;
 }
