@@ -41,7 +41,7 @@ pub struct TelemetryArgs {
     #[arg(long, env = "RAMPART_DECISION_LOG", value_name = "PATH|-")]
     pub decision_log: Option<String>,
     /// The share of decisions the decision log keeps, 0.0 to 1.0.
-    #[arg(long, env = "RAMPART_DECISION_LOG_SAMPLE", default_value_t = 1.0, value_parser = parse_rate, requires = "decision_log")]
+    #[arg(long, env = "RAMPART_DECISION_LOG_SAMPLE", default_value_t = 1.0, value_parser = parse_rate, requires = "decision_log", value_name = "RATE")]
     pub decision_log_sample: f64,
     /// Log every deny, whatever `--decision-log-sample` says.
     #[arg(long, env = "RAMPART_DECISION_LOG_DENIES", requires = "decision_log")]
