@@ -173,3 +173,30 @@ impl Telemetry {
         page.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_shares_and_dash_is_stdout() {
+        assert_eq!(parse_rate("0.25"), Ok(0.25));
+        assert_eq!(parse_rate("1"), Ok(1.0));
+        for bad in ["1.5", "-0.1", "half", "NaN"] {
+            let err = parse_rate(bad).unwrap_err();
+            assert!(err.contains(&format!("`{bad}`")), "{err}");
+        }
+        let args = TelemetryArgs {
+            decision_log: Some("-".into()),
+            decision_log_sample: 0.5,
+            ..TelemetryArgs::default()
+        };
+        let config = args.config().decision_log.unwrap();
+        assert_eq!(config.target, Target::Stdout);
+        assert_eq!(config.sample, 0.5);
+        assert_eq!(
+            TelemetryArgs::default().config(),
+            TelemetryConfig::default()
+        );
+    }
+}
