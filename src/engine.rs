@@ -24,6 +24,7 @@ use crate::model::rules::{Actor, AdminError, Refusal, validate};
 use crate::model::{Mutation, State, Timestamp, apply};
 use crate::policy::{Snapshot, compile, recompile};
 use crate::store::{AuditRecord, Change, Outcome, Outcomes, Store, StoreError};
+use crate::telemetry::metrics::{EngineMetrics, MutationOutcome};
 
 /// Why a submitted change did not happen.
 #[derive(Debug, Error)]
@@ -65,6 +66,8 @@ pub struct Engine {
     /// Changes submitted and not yet taken by a batch.
     queue: std::sync::Mutex<Vec<Queued>>,
     store: Option<Arc<dyn Store>>,
+    /// Compile times and mutation outcomes (relaxed atomics).
+    metrics: EngineMetrics,
 }
 
 impl std::fmt::Debug for Engine {
@@ -90,7 +93,8 @@ impl Engine {
     }
 
     fn build(state: State, store: Option<Arc<dyn Store>>) -> Self {
-        let snapshot = compile(Arc::new(state));
+        let metrics = EngineMetrics::default();
+        let snapshot = timed(&metrics, || compile(Arc::new(state)));
         let (revision, _) = watch::channel(snapshot.revision());
         Self {
             current: ArcSwap::from_pointee(snapshot),
@@ -98,7 +102,13 @@ impl Engine {
             writer: Mutex::new(()),
             queue: std::sync::Mutex::new(Vec::new()),
             store,
+            metrics,
         }
+    }
+
+    /// The writer's metrics.
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.metrics
     }
 
     /// The current snapshot. Never blocks.
@@ -135,7 +145,9 @@ impl Engine {
                 message: format!("replicated revision {}: {e}", change.revision),
             })?;
             let prev: &Snapshot = compiled.as_ref().unwrap_or(&*snapshot);
-            compiled = Some(recompile(prev, Arc::new(state.clone()), &touched));
+            compiled = Some(timed(&self.metrics, || {
+                recompile(prev, Arc::new(state.clone()), &touched)
+            }));
         }
         let Some(compiled) = compiled else {
             return Ok(snapshot.revision());
@@ -213,9 +225,11 @@ impl Engine {
             }
         }
         let revision = state.revision;
+        let started = std::time::Instant::now();
         let compiled = tokio::task::spawn_blocking(move || compile(state))
             .await
             .map_err(|e| StoreError::Backend(format!("compile task failed: {e}")))?;
+        self.metrics.compile.observe_duration(started.elapsed());
         self.publish(compiled);
         Ok(revision)
     }
@@ -339,7 +353,9 @@ impl Engine {
                 Ok((next, touched)) => {
                     let revision = next.revision;
                     let next = Arc::new(next);
-                    let recompiled = recompile(authority, Arc::clone(&next), &touched);
+                    let recompiled = timed(&self.metrics, || {
+                        recompile(authority, Arc::clone(&next), &touched)
+                    });
                     compiled = Some(recompiled);
                     state = next;
                     records.push(Outcomes::Applied {
@@ -369,6 +385,7 @@ impl Engine {
                 // follow the store, or every later change is refused.
                 let why = self.resync(store, snapshot.revision(), &e).await;
                 for q in batch {
+                    self.metrics.mutation(&q.mutation, MutationOutcome::Failed);
                     let _ = q.reply.send(Err(StoreError::Backend(why.clone()).into()));
                 }
                 return;
@@ -378,6 +395,11 @@ impl Engine {
             self.publish(compiled);
         }
         for (q, answer) in batch.into_iter().zip(answers) {
+            let outcome = match answer {
+                Ok(_) => MutationOutcome::Applied,
+                Err(_) => MutationOutcome::Refused,
+            };
+            self.metrics.mutation(&q.mutation, outcome);
             let _ = q.reply.send(match answer {
                 Ok(revision) => Ok(Committed {
                     revision,
@@ -475,9 +497,17 @@ impl Engine {
             }
         }
         let revision = state.revision;
-        self.publish(compile(Arc::new(state)));
+        self.publish(timed(&self.metrics, || compile(Arc::new(state))));
         Ok(revision)
     }
+}
+
+/// Runs `compile` and records how long it took.
+fn timed(metrics: &EngineMetrics, compile: impl FnOnce() -> Snapshot) -> Snapshot {
+    let started = std::time::Instant::now();
+    let snapshot = compile();
+    metrics.compile.observe_duration(started.elapsed());
+    snapshot
 }
 
 /// Runs blocking store I/O off the async workers.

@@ -2,8 +2,9 @@
 //!
 //! `model` is the pure domain, `policy` compiles it into snapshots and
 //! evaluates checks, `store` keeps the changelog, the audit log and
-//! checkpoints durably, `server` speaks gRPC, `cli` is the command line, and
-//! `synthetic` generates large policies for benchmarks.
+//! checkpoints durably, `server` speaks gRPC, `telemetry` exports metrics
+//! and the decision log, `cli` is the command line, and `synthetic`
+//! generates large policies for benchmarks.
 
 pub mod cli;
 pub mod engine;
@@ -13,3 +14,4 @@ pub mod replication;
 pub mod server;
 pub mod store;
 pub mod synthetic;
+pub mod telemetry;

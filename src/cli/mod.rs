@@ -30,7 +30,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve Check and BatchCheck over gRPC.
-    Serve(crate::server::ServeArgs),
+    Serve(Box<crate::server::ServeArgs>),
     /// Check policy files and report every error with its location.
     Validate {
         #[arg(required = true)]
@@ -88,7 +88,7 @@ pub fn main() -> ExitCode {
             print!("{}", config::render(&argv, &folded, args.config.as_deref()));
             ExitCode::SUCCESS
         }
-        Command::Serve(args) => crate::server::serve_main(args),
+        Command::Serve(args) => crate::server::serve_main(*args),
         Command::Validate { files } => validate(&files),
         Command::Test { files, verbose } => test(&files, verbose),
         Command::Bench(args) => crate::server::loadgen::bench_main(args),

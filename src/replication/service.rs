@@ -130,6 +130,11 @@ impl ReplicationService {
         self.watchers.load(Ordering::Relaxed)
     }
 
+    /// The live count behind [`ReplicationService::watchers`], for metrics.
+    pub fn watcher_count(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.watchers)
+    }
+
     fn store(&self) -> Result<Arc<dyn Store>, Status> {
         self.engine.store().cloned().ok_or_else(|| {
             Status::failed_precondition("this node keeps no changelog (it runs without a store)")

@@ -1,6 +1,7 @@
 //! The `rampart.v1.Authorization` service: Check, BatchCheck and the two
 //! listings, each answered from one snapshot whose revision it reports.
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,9 @@ use super::proto::{self, authorization_server::Authorization};
 use crate::engine::Engine;
 use crate::model::Timestamp;
 use crate::policy::{self, Decision, Reason, Snapshot};
+use crate::telemetry::DecisionLog;
+use crate::telemetry::decision_log::Record;
+use crate::telemetry::metrics::{CheckMetrics, decision_name};
 
 /// Data-plane settings.
 #[derive(Debug, Clone)]
@@ -47,6 +51,29 @@ const MAX_PAGE: usize = 10_000;
 pub struct AuthorizationService {
     engine: Arc<Engine>,
     config: Arc<DataPlaneConfig>,
+    metrics: Arc<CheckMetrics>,
+    log: Option<Arc<DecisionLog>>,
+}
+
+/// The call a decision belongs to, for the decision log.
+struct Call<'a> {
+    method: &'static str,
+    /// The caller's `x-request-id`.
+    request_id: Option<&'a str>,
+    /// The id logged: the caller's, or one made for the call when its
+    /// first decision is logged (every item of a batch shares it).
+    logged_id: &'a OnceCell<String>,
+    correlation_id: &'a str,
+}
+
+/// The caller's `x-request-id`, if it sent a printable one.
+fn request_id<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= MAX_CORRELATION_BYTES)
+        .map(str::to_owned)
 }
 
 impl AuthorizationService {
@@ -54,7 +81,20 @@ impl AuthorizationService {
         Self {
             engine,
             config: Arc::new(config),
+            metrics: Arc::default(),
+            log: None,
         }
+    }
+
+    /// Counts decisions into `metrics` and, with `log`, logs them.
+    pub fn with_telemetry(
+        mut self,
+        metrics: Arc<CheckMetrics>,
+        log: Option<Arc<DecisionLog>>,
+    ) -> Self {
+        self.metrics = metrics;
+        self.log = log;
+        self
     }
 
     /// The snapshot a request may be answered from, honouring its consistency.
@@ -79,9 +119,12 @@ impl AuthorizationService {
         }
     }
 
-    /// Decides one item; the verdict, or the status it fails with.
+    /// Decides one item; the verdict, or the status it fails with. Counts
+    /// the decision and hands it to the decision log.
+    #[expect(clippy::too_many_arguments, reason = "one item's fields and its call")]
     fn decide(
         &self,
+        call: &Call<'_>,
         snapshot: &Snapshot,
         tenant: &str,
         subject: &str,
@@ -109,6 +152,29 @@ impl AuthorizationService {
                 "permission `{permission}` is not covered by the catalog (the server runs with --strict-catalog)"
             )));
         }
+        self.metrics.check(verdict.decision, verdict.reason);
+        if let Some(log) = &self.log
+            && log.wants(verdict.decision == Decision::Deny)
+        {
+            log.send(Record {
+                time: std::time::SystemTime::now(),
+                request_id: call
+                    .logged_id
+                    .get_or_init(|| {
+                        call.request_id
+                            .map_or_else(|| log.request_id(), str::to_owned)
+                    })
+                    .clone(),
+                correlation_id: call.correlation_id.to_owned(),
+                tenant: tenant.to_owned(),
+                subject: subject.to_owned(),
+                permission: permission.to_owned(),
+                decision: decision_name(verdict.decision),
+                reason: verdict.reason.as_str(),
+                revision: snapshot.revision(),
+                method: call.method,
+            });
+        }
         Ok(convert::response(verdict, snapshot.revision(), explanation))
     }
 }
@@ -134,9 +200,17 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<proto::CheckRequest>,
     ) -> Result<Response<proto::CheckResponse>, Status> {
+        let id = request_id(&request);
         let req = request.into_inner();
         let snapshot = self.snapshot(req.consistency.as_ref()).await?;
+        let call = Call {
+            method: "Check",
+            request_id: id.as_deref(),
+            logged_id: &OnceCell::new(),
+            correlation_id: "",
+        };
         let response = self.decide(
+            &call,
             &snapshot,
             &req.tenant,
             &req.subject,
@@ -153,7 +227,9 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<proto::BatchCheckRequest>,
     ) -> Result<Response<proto::BatchCheckResponse>, Status> {
+        let id = request_id(&request);
         let req = request.into_inner();
+        self.metrics.batch_size.observe(req.items.len() as u64);
         if req.items.len() > self.config.max_batch {
             return Err(Status::invalid_argument(format!(
                 "batch has {} items, more than the limit of {}",
@@ -164,6 +240,7 @@ impl Authorization for AuthorizationService {
         let snapshot = self.snapshot(req.consistency.as_ref()).await?;
         let now = Timestamp::now();
         let revision = snapshot.revision();
+        let logged_id = OnceCell::new();
         let results = req
             .items
             .into_iter()
@@ -174,7 +251,13 @@ impl Authorization for AuthorizationService {
                         item.correlation_id.len()
                     )))
                 } else {
-                    self.decide(&snapshot, &item.tenant, &item.subject, &item.permission, req.explain, now)
+                    let call = Call {
+                        method: "BatchCheck",
+                        request_id: id.as_deref(),
+                        logged_id: &logged_id,
+                        correlation_id: &item.correlation_id,
+                    };
+                    self.decide(&call, &snapshot, &item.tenant, &item.subject, &item.permission, req.explain, now)
                 };
                 proto::BatchCheckResult {
                     correlation_id: item.correlation_id,

@@ -37,6 +37,8 @@ use crate::replication::{
 };
 use crate::store::sled::SledStore;
 use crate::store::{Retention, Store};
+use crate::telemetry::metrics::{CheckMetrics, RpcMetrics};
+use crate::telemetry::{DecisionLog, Telemetry, TelemetryArgs, TelemetryConfig};
 
 /// The demo policy `rampart serve` loads when given no `--bootstrap` file.
 pub const QUICKSTART_POLICY: &str = include_str!("../../examples/quickstart/policy.yaml");
@@ -113,6 +115,9 @@ pub struct ServeArgs {
     /// Logs on stderr as `text` or `json` (one object per line).
     #[arg(long, env = "RAMPART_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: otel::LogFormat,
+    // Metrics and the decision log (telemetry/).
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 /// A duration as a number and a unit: `s`, `m`, `h` or `d`.
@@ -177,12 +182,16 @@ pub struct ServerHandle {
     pub addr: SocketAddr,
     /// Its health reporter.
     pub health: HealthReporter,
+    /// Where `GET /metrics` is served, when it is.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: oneshot::Sender<()>,
     join: JoinHandle<Result<(), tonic::transport::Error>>,
     /// Tells Watch streams to end.
     stopping: tokio::sync::watch::Sender<bool>,
     /// A replica's follower task.
     follower: Option<JoinHandle<()>>,
+    /// The metrics listener; ends when `stopping` turns true.
+    metrics: Option<JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -195,6 +204,9 @@ impl ServerHandle {
         }
         self.stopping.send_replace(true);
         let _ = self.shutdown.send(());
+        if let Some(metrics) = self.metrics {
+            let _ = metrics.await;
+        }
         match tokio::time::timeout(grace, self.join).await {
             Ok(Ok(Ok(()))) => info!("server stopped"),
             Ok(Ok(Err(e))) => error!(error = %e, "server stopped with an error"),
@@ -263,7 +275,46 @@ pub async fn start_secured(
     replication: ReplicationConfig,
     security: tls::Security,
 ) -> Result<ServerHandle, Box<dyn std::error::Error + Send + Sync>> {
+    start_observed(
+        listener,
+        engine,
+        config,
+        replication,
+        security,
+        TelemetryConfig::default(),
+    )
+    .await
+}
+
+/// [`start_secured`] with metrics served on their own listener and a
+/// decision log, as `telemetry` asks.
+pub async fn start_observed(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    config: DataPlaneConfig,
+    replication: ReplicationConfig,
+    security: tls::Security,
+    telemetry: TelemetryConfig,
+) -> Result<ServerHandle, Box<dyn std::error::Error + Send + Sync>> {
     let addr = listener.local_addr()?;
+    // Bound first: a taken metrics port fails the start before anything serves.
+    let metrics_listener = match telemetry.metrics_listen {
+        Some(at) => Some(
+            TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("cannot listen for metrics on {at}: {e}"))?,
+        ),
+        None => None,
+    };
+    let checks = Arc::new(CheckMetrics::default());
+    let rpc = Arc::new(RpcMetrics::default());
+    let decision_log = match &telemetry.decision_log {
+        Some(c) => Some(
+            DecisionLog::start(c, Arc::clone(&checks))
+                .map_err(|e| format!("cannot open the decision log {:?}: {e}", c.target))?,
+        ),
+        None => None,
+    };
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, false).await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -275,9 +326,11 @@ pub async fn start_secured(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let limits = config.limits;
-    let authorization =
-        AuthorizationServer::new(AuthorizationService::new(Arc::clone(&engine), config))
-            .max_decoding_message_size(limits.max_message_bytes);
+    let authorization = AuthorizationServer::new(
+        AuthorizationService::new(Arc::clone(&engine), config)
+            .with_telemetry(Arc::clone(&checks), decision_log),
+    )
+    .max_decoding_message_size(limits.max_message_bytes);
     let leader = match &replication.role {
         Role::Leader => None,
         Role::Replica { leader, .. } => Some(leader.clone()),
@@ -287,10 +340,28 @@ pub async fn start_secured(
     )
     .max_decoding_message_size(limits.max_message_bytes);
     let (stopping, stopped) = tokio::sync::watch::channel(false);
-    let replication_service = proto::replication_server::ReplicationServer::new(
-        ReplicationService::new(Arc::clone(&engine), replication.clone(), stopped),
-    )
-    .max_decoding_message_size(64 << 20);
+    let replication_service =
+        ReplicationService::new(Arc::clone(&engine), replication.clone(), stopped.clone());
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let metrics = metrics_listener.map(|l| {
+        let sources = Telemetry {
+            checks,
+            rpc: Arc::clone(&rpc),
+            engine: Arc::clone(&engine),
+            replica: match &replication.role {
+                Role::Leader => None,
+                Role::Replica { status, .. } => Some(Arc::clone(status)),
+            },
+            watchers: replication_service.watcher_count(),
+        };
+        tokio::spawn(crate::telemetry::http::serve(l, Arc::new(sources), stopped))
+    });
+    let replication_service =
+        proto::replication_server::ReplicationServer::new(replication_service)
+            .max_decoding_message_size(64 << 20);
     let (shutdown, stop) = oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(limits.keepalive_interval))
@@ -298,9 +369,12 @@ pub async fn start_secured(
     if let Some(tls) = &security.tls {
         builder = builder.tls_config(tls.config())?;
     }
+    // Outermost, so calls the auth layer refuses are timed with their code.
     let router = builder
-        // Outermost first: a call that fails authentication never takes
-        // an in-flight permit.
+        // Outermost first: every call is timed and counted, then
+        // authenticated; one that fails authentication never takes an
+        // in-flight permit.
+        .layer(crate::telemetry::layer::MetricsLayer::new(rpc))
         .layer(auth::AuthLayer::new(security.credentials.clone()))
         .layer(limits::LimitLayer::new(&limits))
         .layer(otel::TraceLayer)
@@ -343,10 +417,12 @@ pub async fn start_secured(
     Ok(ServerHandle {
         addr,
         health,
+        metrics_addr,
         shutdown,
         join,
         stopping,
         follower,
+        metrics,
     })
 }
 
@@ -485,12 +561,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let handle = match start_secured(
+    let handle = match start_observed(
         listener,
         Arc::clone(&engine),
         args.data_plane(),
         args.replication(),
         security,
+        args.telemetry.config(),
     )
     .await
     {
@@ -501,6 +578,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     info!(addr = %handle.addr, role = if args.follow.is_some() { "replica" } else { "leader" }, "serving rampart.v1.Authorization, Admin and Replication");
+    if let Some(at) = handle.metrics_addr {
+        info!(url = %format!("http://{at}/metrics"), "serving metrics");
+    }
     stop.await;
     info!("shutting down");
     handle
