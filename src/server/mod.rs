@@ -192,6 +192,9 @@ pub struct ServerHandle {
     follower: Option<JoinHandle<()>>,
     /// The metrics listener; ends when `stopping` turns true.
     metrics: Option<JoinHandle<()>>,
+    /// The decision log's writer thread: it ends, having written
+    /// everything queued, once the server (holding the log) is dropped.
+    decision_log_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ServerHandle {
@@ -208,7 +211,23 @@ impl ServerHandle {
             let _ = metrics.await;
         }
         match tokio::time::timeout(grace, self.join).await {
-            Ok(Ok(Ok(()))) => info!("server stopped"),
+            Ok(Ok(Ok(()))) => {
+                info!("server stopped");
+                // The services (and their decision-log senders) are gone:
+                // wait for the writer to write what is queued.
+                if let Some(writer) = self.decision_log_writer {
+                    let joined = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        tokio::task::spawn_blocking(move || writer.join()),
+                    )
+                    .await;
+                    if !matches!(joined, Ok(Ok(Ok(())))) {
+                        warn!(
+                            "the decision log's writer did not finish; its last records may be lost"
+                        );
+                    }
+                }
+            }
             Ok(Ok(Err(e))) => error!(error = %e, "server stopped with an error"),
             Ok(Err(e)) => error!(error = %e, "server task failed"),
             Err(_) => warn!(
@@ -308,12 +327,13 @@ pub async fn start_observed(
     };
     let checks = Arc::new(CheckMetrics::default());
     let rpc = Arc::new(RpcMetrics::default());
-    let decision_log = match &telemetry.decision_log {
-        Some(c) => Some(
-            DecisionLog::start(c, Arc::clone(&checks))
-                .map_err(|e| format!("cannot open the decision log {:?}: {e}", c.target))?,
-        ),
-        None => None,
+    let (decision_log, decision_log_writer) = match &telemetry.decision_log {
+        Some(c) => {
+            let (log, writer) = DecisionLog::start(c, Arc::clone(&checks))
+                .map_err(|e| format!("cannot open the decision log {:?}: {e}", c.target))?;
+            (Some(log), Some(writer))
+        }
+        None => (None, None),
     };
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, false).await;
@@ -423,6 +443,7 @@ pub async fn start_observed(
         stopping,
         follower,
         metrics,
+        decision_log_writer,
     })
 }
 

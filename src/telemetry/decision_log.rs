@@ -94,11 +94,12 @@ static BOOT: LazyLock<u64> = LazyLock::new(|| {
 
 impl DecisionLog {
     /// Opens the target and starts the writer thread, which ends (after
-    /// writing what is queued) when the last sender is dropped.
+    /// writing what is queued) when the last sender is dropped; join it to
+    /// know everything was written.
     pub fn start(
         config: &DecisionLogConfig,
         metrics: Arc<CheckMetrics>,
-    ) -> std::io::Result<Arc<Self>> {
+    ) -> std::io::Result<(Arc<Self>, std::thread::JoinHandle<()>)> {
         let out: Box<dyn Write + Send> = match &config.target {
             Target::Stdout => Box::new(std::io::stdout()),
             Target::File(path) => Box::new(
@@ -109,17 +110,18 @@ impl DecisionLog {
             ),
         };
         let (tx, rx) = sync_channel(CAPACITY);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("decision-log".into())
             .spawn(move || write_loop(&rx, std::io::BufWriter::new(out)))?;
-        Ok(Arc::new(Self {
+        let log = Arc::new(Self {
             tx,
             rate_ppm: (config.sample.clamp(0.0, 1.0) * PPM as f64).round() as u64,
             denies: config.denies,
             seen: AtomicU64::new(0),
             ids: AtomicU64::new(0),
             metrics,
-        }))
+        });
+        Ok((log, writer))
     }
 
     /// Whether to log the next decision (a deny when `deny`).
