@@ -10,6 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use opentelemetry::propagation::Extractor;
@@ -31,6 +32,10 @@ pub enum LogFormat {
     /// One JSON object per line, for log pipelines.
     Json,
 }
+
+/// Whether spans are exported: without an exporter the per-RPC span would
+/// only cost time (the services' own spans still log as before).
+static EXPORTING: AtomicBool = AtomicBool::new(false);
 
 /// What [`init`] set up, to flush at exit.
 #[derive(Debug, Default)]
@@ -99,6 +104,7 @@ pub fn init(format: LogFormat) -> Telemetry {
                     .build();
                 let tracer = provider.tracer("rampart");
                 telemetry.provider = Some(provider);
+                EXPORTING.store(true, Ordering::Relaxed);
                 Some(tracing_opentelemetry::layer().with_tracer(tracer))
             }
             Err(e) => {
@@ -136,8 +142,8 @@ impl Extractor for Headers<'_> {
     }
 }
 
-/// One span per RPC (health and reflection excepted), child of the
-/// caller's `traceparent` when it sent one. The services' own spans (a
+/// One span per RPC (health and reflection excepted, and only while spans
+/// are exported), child of the caller's `traceparent` when it sent one. The services' own spans (a
 /// Check's tenant, decision, reason, revision) nest inside it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceLayer;
@@ -173,7 +179,10 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let path = request.uri().path();
-        if path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.") {
+        if !EXPORTING.load(Ordering::Relaxed)
+            || path.starts_with("/grpc.health.")
+            || path.starts_with("/grpc.reflection.")
+        {
             return Box::pin(self.inner.call(request));
         }
         let (service, method) = path
