@@ -355,8 +355,9 @@ impl SledStore {
                 format!("format {} at revision {}", header.format, header.revision),
             ));
         }
-        let mut tenants = Vec::with_capacity(header.tenants.len());
-        for (i, info) in header.tenants.iter().enumerate() {
+        // Tenants are independent parts: read and decode them on every
+        // core (decoding JSON is most of a cold start).
+        let read_one = |i: usize, info: &PartInfo| -> Result<crate::model::Tenant, StoreError> {
             let at = || format!("checkpoint {revision} tenant `{}`", info.id);
             let part = u32::try_from(i + 1).map_err(|_| corrupt(at(), "too many tenants"))?;
             let bytes = self.read_part(revision, part, info.bytes, &at)?;
@@ -364,7 +365,64 @@ impl SledStore {
             if tenant.id != info.id {
                 return Err(corrupt(at(), format!("holds tenant `{}`", tenant.id)));
             }
-            tenants.push(tenant);
+            Ok(tenant)
+        };
+        let workers = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 8)
+            .min(header.tenants.len().max(1));
+        let parts = &header.tenants;
+        let decoded: Vec<Vec<(usize, Result<crate::model::Tenant, StoreError>)>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|w| {
+                        let read_one = &read_one;
+                        scope.spawn(move || {
+                            parts
+                                .iter()
+                                .enumerate()
+                                .skip(w)
+                                .step_by(workers)
+                                .map(|(i, info)| (i, read_one(i, info)))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            vec![(
+                                0,
+                                Err(StoreError::Backend("a checkpoint reader panicked".into())),
+                            )]
+                        })
+                    })
+                    .collect()
+            });
+        let mut slots: Vec<Option<crate::model::Tenant>> = Vec::new();
+        slots.resize_with(parts.len(), || None);
+        let mut first_error: Option<(usize, StoreError)> = None;
+        for (i, result) in decoded.into_iter().flatten() {
+            match result {
+                Ok(tenant) => {
+                    if let Some(slot) = slots.get_mut(i) {
+                        *slot = Some(tenant);
+                    }
+                }
+                // The same error a one-by-one read would report: the first.
+                Err(e) if first_error.as_ref().is_none_or(|(j, _)| i < *j) => {
+                    first_error = Some((i, e));
+                }
+                Err(_) => {}
+            }
+        }
+        if let Some((_, e)) = first_error {
+            return Err(e);
+        }
+        let tenants: Vec<crate::model::Tenant> = slots.into_iter().flatten().collect();
+        if tenants.len() != parts.len() {
+            return Err(corrupt(header_at(), "a tenant part was not read"));
         }
         image::assemble(revision, header.catalog, header.bridges_grants, tenants)
             .map(Some)
