@@ -108,26 +108,13 @@ impl Store for MemoryStore {
         &self,
         revision: u64,
         mutation: &Mutation,
-        mut audit: AuditRecord,
+        audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        let change = Change {
+        self.commit_batch(&[Outcomes::Applied {
             revision,
-            time: Some(audit.time),
             mutation: mutation.clone(),
-        };
-        // Same refusal as the sled store, though nothing is written here.
-        encode_change(&change)?;
-        let mut inner = self.lock();
-        let have = inner.revision();
-        if Some(revision) != have.checked_add(1) {
-            return Err(StoreError::OutOfOrder {
-                have,
-                got: revision,
-            });
-        }
-        audit.revision = revision;
-        inner.push_audit(audit)?;
-        inner.push_change(change)
+            audit,
+        }])
     }
 
     fn append(&self, changes: &[Change]) -> Result<(), StoreError> {
@@ -152,7 +139,7 @@ impl Store for MemoryStore {
     }
 
     fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError> {
-        self.lock().push_audit(audit)
+        self.commit_batch(&[Outcomes::Refused(audit)])
     }
 
     fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {

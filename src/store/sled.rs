@@ -512,37 +512,13 @@ impl Store for SledStore {
         &self,
         revision: u64,
         mutation: &Mutation,
-        mut audit: AuditRecord,
+        audit: AuditRecord,
     ) -> Result<(), StoreError> {
-        let entry = encode_change(&Change {
+        self.commit_batch(&[Outcomes::Applied {
             revision,
-            time: Some(audit.time),
             mutation: mutation.clone(),
-        })?;
-        audit.revision = revision;
-        let result =
-            (&self.changelog, &self.audit, &self.meta).transaction(|(log, records, meta)| {
-                let have = counter(meta.get(REVISION)?, REVISION, 0)
-                    .map_err(ConflictableTransactionError::Abort)?;
-                if Some(revision) != have.checked_add(1) {
-                    return abort(StoreError::OutOfOrder {
-                        have,
-                        got: revision,
-                    });
-                }
-                let seq = counter(meta.get(NEXT_AUDIT_SEQ)?, NEXT_AUDIT_SEQ, 1)
-                    .map_err(ConflictableTransactionError::Abort)?;
-                let mut record = audit.clone();
-                record.seq = seq;
-                let record = encode_audit(&record).map_err(ConflictableTransactionError::Abort)?;
-                log.insert(&revision.to_be_bytes()[..], entry.as_slice())?;
-                records.insert(&seq.to_be_bytes()[..], record)?;
-                meta.insert(REVISION, &revision.to_be_bytes()[..])?;
-                meta.insert(NEXT_AUDIT_SEQ, &seq.saturating_add(1).to_be_bytes()[..])?;
-                Ok(())
-            });
-        tx(result)?;
-        self.durable()
+            audit,
+        }])
     }
 
     fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
@@ -600,18 +576,7 @@ impl Store for SledStore {
     }
 
     fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError> {
-        let result = (&self.audit, &self.meta).transaction(|(records, meta)| {
-            let seq = counter(meta.get(NEXT_AUDIT_SEQ)?, NEXT_AUDIT_SEQ, 1)
-                .map_err(ConflictableTransactionError::Abort)?;
-            let mut record = audit.clone();
-            record.seq = seq;
-            let record = encode_audit(&record).map_err(ConflictableTransactionError::Abort)?;
-            records.insert(&seq.to_be_bytes()[..], record)?;
-            meta.insert(NEXT_AUDIT_SEQ, &seq.saturating_add(1).to_be_bytes()[..])?;
-            Ok(())
-        });
-        tx(result)?;
-        self.durable()
+        self.commit_batch(&[Outcomes::Refused(audit)])
     }
 
     fn append(&self, changes: &[Change]) -> Result<(), StoreError> {

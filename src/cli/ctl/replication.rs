@@ -12,6 +12,8 @@ use clap::Args;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::replication::export::format_digest;
+
 use super::output::{Format, Report, embedded_json, table};
 use super::{Client, CtlError, Failure};
 use crate::server::proto::{self, watch_event::Event};
@@ -64,14 +66,6 @@ pub struct WatchArgs {
     /// Print idle checkpoints too.
     #[arg(long)]
     pub checkpoints: bool,
-}
-
-fn hex_digest(hasher: Sha256) -> String {
-    let mut out = String::from("sha256:");
-    for b in hasher.finalize() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
 }
 
 /// `status`: the node's revision, history, role and replication status.
@@ -151,7 +145,7 @@ pub async fn export(mut client: Client, a: ExportArgs) -> Result<Report, Failure
     let Some((revision, stated, history)) = last else {
         return Err(CtlError::Usage("the server sent an empty export".into()).into());
     };
-    let actual = hex_digest(hasher);
+    let actual = format_digest(hasher);
     if stated != actual {
         return Err(CtlError::Usage(format!(
             "the export is damaged: the server's digest is `{stated}`, the bytes received hash to `{actual}`"
@@ -168,7 +162,7 @@ pub async fn export(mut client: Client, a: ExportArgs) -> Result<Report, Failure
 pub async fn import(mut client: Client, a: ImportArgs, data: Vec<u8>) -> Result<Report, Failure> {
     let mut hasher = Sha256::new();
     hasher.update(&data);
-    let digest = hex_digest(hasher);
+    let digest = format_digest(hasher);
     if let Some(want) = &a.expect_digest
         && *want != digest
     {
