@@ -213,14 +213,7 @@ impl Engine {
             if let Err(e) = blocking(move || writing.install(&installing, &history)).await {
                 // Whatever part of the install landed, serve what the store
                 // now holds (when it still loads), not the old snapshot.
-                let reading = Arc::clone(store);
-                if let Ok(Ok(held)) = tokio::task::spawn_blocking(move || {
-                    reading.load().map(|s| compile(Arc::new(s)))
-                })
-                .await
-                {
-                    self.publish(held);
-                }
+                let _ = self.reload(store).await;
                 return Err(e.into());
             }
         }
@@ -418,31 +411,28 @@ impl Engine {
     /// writer.
     async fn resync(&self, store: &Arc<dyn Store>, published: u64, failure: &StoreError) -> String {
         let reading = Arc::clone(store);
-        let now = blocking(move || reading.revision()).await;
-        match now {
+        match blocking(move || reading.revision()).await {
             Ok(have) if have == published => format!("{failure}; nothing was written"),
-            Ok(have) => {
-                let reading = Arc::clone(store);
-                match blocking(move || reading.load()).await {
-                    Ok(state) => {
-                        let compiled =
-                            tokio::task::spawn_blocking(move || compile(Arc::new(state))).await;
-                        match compiled {
-                            Ok(compiled) => {
-                                tracing::error!(error = %failure, revision = have, "the store failed after writing; reloaded the state from it");
-                                self.publish(compiled);
-                                format!(
-                                    "{failure}; the change may have been applied (the store is now at revision {have}): read it back before retrying"
-                                )
-                            }
-                            Err(e) => format!("{failure}; reloading after it failed too: {e}"),
-                        }
-                    }
-                    Err(e) => format!("{failure}; reloading after it failed too: {e}"),
+            Ok(have) => match self.reload(store).await {
+                Ok(()) => {
+                    tracing::error!(error = %failure, revision = have, "the store failed after writing; reloaded the state from it");
+                    format!(
+                        "{failure}; the change may have been applied (the store is now at revision {have}): read it back before retrying"
+                    )
                 }
-            }
+                Err(e) => format!("{failure}; reloading after it failed too: {e}"),
+            },
             Err(e) => format!("{failure}; the store cannot say its revision either: {e}"),
         }
+    }
+
+    /// Loads the state `store` holds, compiles and publishes it. Caller
+    /// holds the writer.
+    async fn reload(&self, store: &Arc<dyn Store>) -> Result<(), StoreError> {
+        let reading = Arc::clone(store);
+        let compiled = blocking(move || reading.load().map(|s| compile(Arc::new(s)))).await?;
+        self.publish(compiled);
+        Ok(())
     }
 
     /// The published snapshot and the store's history, read together: no
@@ -511,7 +501,7 @@ fn timed(metrics: &EngineMetrics, compile: impl FnOnce() -> Snapshot) -> Snapsho
 }
 
 /// Runs blocking store I/O off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     match tokio::task::spawn_blocking(f).await {

@@ -152,9 +152,8 @@ async fn watch(
     let history = match engine.store() {
         Some(store) => {
             let store = Arc::clone(store);
-            match tokio::task::spawn_blocking(move || store.history()).await {
-                Ok(Ok(h)) => h.id,
-                Ok(Err(e)) => return Ended::Reconnect(e.to_string()),
+            match crate::engine::blocking(move || store.history()).await {
+                Ok(h) => h.id,
                 Err(e) => return Ended::Reconnect(e.to_string()),
             }
         }

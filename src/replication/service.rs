@@ -59,10 +59,7 @@ fn store_status(e: StoreError) -> Status {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Status> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(store_status),
-        Err(e) => Err(Status::internal(format!("store task failed: {e}"))),
-    }
+    crate::engine::blocking(f).await.map_err(store_status)
 }
 
 /// The wire form of a change.
