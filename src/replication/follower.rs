@@ -15,13 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tonic::Code;
 use tonic_health::server::HealthReporter;
 use tracing::{error, info, warn};
 
 use super::ReplicaStatus;
-use super::export::Reader;
+use super::service::receive_export;
 use crate::engine::{Engine, SubmitError};
 use crate::model::{Mutation, Timestamp};
 use crate::server::auth::{AuthedChannel, Bearer};
@@ -330,47 +329,10 @@ async fn bootstrap(
         .await
         .map_err(|s| s.message().to_owned())?
         .into_inner();
-    // Parse off the async workers: a million users is ~1 s of JSON.
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
-    let reading = tokio::task::spawn_blocking(move || {
-        let mut reader = Reader::new();
-        while let Some(data) = rx.blocking_recv() {
-            reader.feed(&data).map_err(|e| e.to_string())?;
-        }
-        Ok::<_, String>(reader)
-    });
-    let mut history = None;
-    let mut digest = None;
-    let mut failed = None;
-    loop {
-        match stream.message().await {
-            Ok(Some(chunk)) => {
-                history.get_or_insert(chunk.history);
-                if !chunk.digest.is_empty() {
-                    digest = Some(chunk.digest);
-                }
-                if tx.send(chunk.data).await.is_err() {
-                    break;
-                }
-            }
-            Ok(None) => break,
-            Err(s) => {
-                failed = Some(s.message().to_owned());
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let reader = reading.await.map_err(|e| e.to_string())??;
-    if let Some(why) = failed {
-        return Err(why);
-    }
-    let digest = digest.ok_or("the export ended without its digest")?;
-    let history = history.unwrap_or_default();
-    let (state, _) = tokio::task::spawn_blocking(move || reader.finish(Some(&digest)))
+    let received = receive_export(&mut stream)
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|s| s.message().to_owned())?;
+    let (state, history) = (received.state, received.history);
     engine
         .install(state, &history)
         .await

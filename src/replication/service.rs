@@ -191,6 +191,82 @@ impl ReplicationService {
     }
 }
 
+/// A whole export, read and checked against its digest.
+pub(crate) struct Received {
+    pub state: crate::model::State,
+    pub digest: String,
+    /// The history the chunks carried (empty if none did).
+    pub history: String,
+}
+
+/// Reads an export stream (Import's request, or Export's answer to a
+/// replica), parsing off the async workers as the chunks arrive (a million
+/// users is ~1 s of JSON), and checks it against the digest of its last
+/// chunk. A malformed, truncated or unsigned export is INVALID_ARGUMENT; a
+/// failed stream is its own status.
+pub(crate) async fn receive_export(
+    stream: &mut Streaming<proto::ExportChunk>,
+) -> Result<Received, Status> {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+    let parsing = tokio::task::spawn_blocking(move || {
+        let mut reader = export::Reader::new();
+        while let Some(data) = rx.blocking_recv() {
+            reader.feed(&data)?;
+        }
+        Ok::<_, ExportError>(reader)
+    });
+    let mut history = None;
+    let mut stated: Option<String> = None;
+    let mut failed = None;
+    loop {
+        match stream.message().await {
+            Ok(Some(chunk)) => {
+                if stated.is_some() {
+                    failed = Some(Status::invalid_argument(
+                        "a chunk follows the one that carried the digest",
+                    ));
+                    break;
+                }
+                history.get_or_insert(chunk.history);
+                if !chunk.digest.is_empty() {
+                    stated = Some(chunk.digest);
+                }
+                // The parser stopped on bad input: its error says why.
+                if tx.send(chunk.data).await.is_err() {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(s) => {
+                failed = Some(s);
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let parsed = parsing
+        .await
+        .map_err(|e| Status::internal(format!("import task failed: {e}")))?;
+    if let Some(status) = failed {
+        return Err(status);
+    }
+    let reader = parsed.map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let Some(stated) = stated else {
+        return Err(Status::invalid_argument(
+            "the export ends without its digest: it is incomplete",
+        ));
+    };
+    let (state, digest) = tokio::task::spawn_blocking(move || reader.finish(Some(&stated)))
+        .await
+        .map_err(|e| Status::internal(format!("import task failed: {e}")))?
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(Received {
+        state,
+        digest,
+        history: history.unwrap_or_default(),
+    })
+}
+
 /// Decrements the watcher count when a Watch task ends, however it ends.
 struct Watching(Arc<AtomicU64>);
 
@@ -394,31 +470,8 @@ impl Replication for ReplicationService {
                 self.engine.load().revision()
             )));
         }
-        let mut stream = request.into_inner();
-        let mut reader = export::Reader::new();
-        let mut stated = None;
-        while let Some(chunk) = stream.message().await? {
-            if stated.is_some() {
-                return Err(Status::invalid_argument(
-                    "a chunk follows the one that carried the digest",
-                ));
-            }
-            reader
-                .feed(&chunk.data)
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
-            if !chunk.digest.is_empty() {
-                stated = Some(chunk.digest);
-            }
-        }
-        let Some(stated) = stated else {
-            return Err(Status::invalid_argument(
-                "the export ends without its digest: it is incomplete",
-            ));
-        };
-        let (state, digest) = tokio::task::spawn_blocking(move || reader.finish(Some(&stated)))
-            .await
-            .map_err(|e| Status::internal(format!("import task failed: {e}")))?
-            .map_err(|e: ExportError| Status::invalid_argument(e.to_string()))?;
+        let received = receive_export(&mut request.into_inner()).await?;
+        let (state, digest) = (received.state, received.digest);
         let history = new_history_id();
         let revision = self
             .engine
