@@ -408,14 +408,7 @@ fn sigterm_drains_in_flight_calls_and_closes_watch_streams() {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         (slow, watch)
     });
-    let pid = server.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    server.sigterm();
     runtime.block_on(async {
         // The in-flight call is not cut: it ends as it would have, with
         // UNAVAILABLE naming the revision it waited for, after its full wait.

@@ -73,6 +73,12 @@ impl Server {
 
     /// Sends SIGTERM and waits (up to 10 s) for a clean exit.
     pub fn terminate(self) -> std::process::ExitStatus {
+        self.sigterm();
+        self.terminate_wait()
+    }
+
+    /// Sends SIGTERM (and returns at once).
+    pub fn sigterm(&self) {
         let pid = self.0.id().to_string();
         assert!(
             Command::new("kill")
@@ -81,7 +87,6 @@ impl Server {
                 .unwrap()
                 .success()
         );
-        self.terminate_wait()
     }
 
     /// Waits (up to 10 s) for the process to exit after a signal sent
