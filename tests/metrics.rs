@@ -18,6 +18,7 @@ use rampart::model::policy_file;
 use rampart::model::rules::Actor;
 use rampart::model::{Mutation, TenantId, UserId, UserStatus};
 use rampart::replication::{ReplicaStatus, ReplicationConfig, Role};
+use rampart::server::limits::Limits;
 use rampart::server::proto::admin_client::AdminClient;
 use rampart::server::proto::authorization_client::AuthorizationClient;
 use rampart::server::proto::{AddUserRequest, BatchCheckItem, BatchCheckRequest, CheckRequest};
@@ -45,12 +46,19 @@ tenants:
 "#;
 
 async fn server(telemetry: TelemetryConfig) -> (ServerHandle, Arc<Engine>, Channel) {
+    server_with(DataPlaneConfig::default(), telemetry).await
+}
+
+async fn server_with(
+    config: DataPlaneConfig,
+    telemetry: TelemetryConfig,
+) -> (ServerHandle, Arc<Engine>, Channel) {
     let engine = Arc::new(Engine::new(policy_file::load_str(POLICY).unwrap()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let handle = start_observed(
         listener,
         Arc::clone(&engine),
-        DataPlaneConfig::default(),
+        config,
         ReplicationConfig::default(),
         Security::default(),
         telemetry,
@@ -614,4 +622,78 @@ async fn a_replica_reports_its_lag_and_the_leader_its_watch_stream() {
 
     replica.shutdown(Duration::from_secs(2)).await;
     leader.shutdown(Duration::from_secs(2)).await;
+}
+
+/// One Check on `channel`: its decision, or its error code.
+async fn check_code(channel: &Channel, permission: &str) -> Result<i32, tonic::Code> {
+    AuthorizationClient::new(channel.clone())
+        .check(CheckRequest {
+            tenant: "acme".into(),
+            subject: "alice".into(),
+            permission: permission.into(),
+            ..CheckRequest::default()
+        })
+        .await
+        .map(|r| r.into_inner().decision)
+        .map_err(|s| s.code())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_keeps_failing_is_paused_and_the_others_are_not() {
+    let config = DataPlaneConfig {
+        limits: Limits {
+            max_failed_calls_per_sec: 50,
+            ..Limits::default()
+        },
+        ..DataPlaneConfig::default()
+    };
+    let (handle, _engine, good) = server_with(
+        config,
+        TelemetryConfig {
+            metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+            decision_log: None,
+        },
+    )
+    .await;
+    // Its own connection: a Channel connects once.
+    let bad = Channel::from_shared(format!("http://{}", handle.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let flood = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut codes = Vec::new();
+        for _ in 0..100 {
+            codes.push(check_code(&bad, "bad::path").await);
+        }
+        (started.elapsed(), codes)
+    });
+    // Meanwhile the other connection gets every answer, unpaused.
+    for _ in 0..50 {
+        assert_eq!(check_code(&good, "documents:view").await, Ok(1));
+    }
+    let good_finished_first = !flood.is_finished();
+    let (elapsed, codes) = flood.await.unwrap();
+    // Paused, not refused or cut: every call got its own answer.
+    assert!(
+        codes
+            .iter()
+            .all(|c| *c == Err(tonic::Code::InvalidArgument)),
+        "{codes:?}"
+    );
+    // A burst of 50, then 50 more at 50 a second: at least a second.
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "100 failing calls went through in {elapsed:?}: not paused"
+    );
+    assert!(
+        good_finished_first,
+        "the good connection waited for the flooding one"
+    );
+    let page = scrape(&handle).await;
+    assert_eq!(page.get("rampart_connections_throttled_total", &[]), 1.0);
+    assert_eq!(page.types["rampart_connections_throttled_total"], "counter");
+    // The good connection made no failing call: still unpaused.
+    assert_eq!(check_code(&good, "documents:view").await, Ok(1));
 }

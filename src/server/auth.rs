@@ -24,7 +24,7 @@ use thiserror::Error;
 use tonic::Status;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::server::NamedService;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::transport::server::TlsConnectInfo;
 
 use super::admin::AdminService;
 use super::authorization::AuthorizationService;
@@ -392,7 +392,7 @@ impl Credentials {
                 .ok_or_else(|| Status::unauthenticated("the bearer token is not valid here"));
         }
         let cert = extensions
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .get::<TlsConnectInfo<super::conn::ConnInfo>>()
             .and_then(TlsConnectInfo::peer_certs);
         if let Some(cert) = cert.as_ref().and_then(|c| c.first()) {
             return self.cert(cert).cloned();

@@ -32,6 +32,11 @@ pub struct LimitsArgs {
     /// shorter `grpc-timeout` applies too). Streams are not cut by it.
     #[arg(long, env = "RAMPART_CALL_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub call_timeout_ms: u64,
+    /// Failing calls (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT)
+    /// a second one connection may make; past it, the server stops reading
+    /// from that connection until it is back under (0: no limit).
+    #[arg(long, env = "RAMPART_MAX_FAILED_CALLS_PER_SEC", default_value_t = 100)]
+    pub max_failed_calls_per_sec: u32,
 }
 
 /// The limits a server runs with.
@@ -44,6 +49,8 @@ pub struct Limits {
     /// peer's connection (and its streams) is closed.
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
+    /// A connection's budget of failing calls a second (`conn.rs`); 0: none.
+    pub max_failed_calls_per_sec: u32,
 }
 
 impl Default for Limits {
@@ -54,6 +61,7 @@ impl Default for Limits {
             call_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
+            max_failed_calls_per_sec: 100,
         }
     }
 }
@@ -64,6 +72,7 @@ impl LimitsArgs {
             max_in_flight: self.max_in_flight as usize,
             max_message_bytes: self.max_message_bytes as usize,
             call_timeout: Duration::from_millis(self.call_timeout_ms),
+            max_failed_calls_per_sec: self.max_failed_calls_per_sec,
             ..Limits::default()
         }
     }

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod auth;
 pub mod authorization;
+pub mod conn;
 pub mod convert;
 pub mod limits;
 pub mod loadgen;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt as _;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 use tracing::{error, info, warn};
@@ -366,8 +368,10 @@ pub async fn start_observed(
         .as_ref()
         .map(TcpListener::local_addr)
         .transpose()?;
+    let guard = conn::Guard::new(limits.max_failed_calls_per_sec);
     let metrics = metrics_listener.map(|l| {
         let sources = Telemetry {
+            connections: Arc::clone(&guard),
             checks,
             rpc: Arc::clone(&rpc),
             engine: Arc::clone(&engine),
@@ -408,7 +412,8 @@ pub async fn start_observed(
     // results) meets Nagle's algorithm and the peer's delayed ACK: ~40 ms.
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)));
+        .with_keepalive(Some(Duration::from_secs(60)))
+        .map(move |accepted| accepted.map(|io| guard.wrap(io)));
     let join = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop.await;
     }));

@@ -1,4 +1,6 @@
-//! The tower layer that times every RPC by service, method and status code.
+//! The tower layer that times every RPC by service, method and status code,
+//! and charges a call the client got wrong to its connection's budget
+//! (`server::conn`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,6 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::metrics::RpcMetrics;
+use crate::server::conn::{client_fault, conn_state};
 
 /// Times each call from its arrival to its response headers. The status
 /// code is the `grpc-status` header when the response carries one (an
@@ -64,6 +67,7 @@ where
         // Resolved now: the path is not kept (no allocation per call).
         let method = self.metrics.method(request.uri().path());
         let metrics = Arc::clone(&self.metrics);
+        let conn = conn_state(request.extensions()).cloned();
         let call = self.inner.call(request);
         Box::pin(async move {
             let result = call.await;
@@ -78,6 +82,11 @@ where
                 Err(_) => 2,
             };
             metrics.observe(method, code, started.elapsed());
+            if let Some(conn) = conn
+                && client_fault(code)
+            {
+                conn.failed();
+            }
             result
         })
     }

@@ -91,6 +91,8 @@ pub struct Telemetry {
     pub replica: Option<Arc<ReplicaStatus>>,
     /// Watch streams open now.
     pub watchers: Arc<AtomicU64>,
+    /// The connections' budgets of failing calls.
+    pub connections: Arc<crate::server::conn::Guard>,
 }
 
 impl Telemetry {
@@ -126,6 +128,16 @@ impl Telemetry {
             "rampart_watch_streams",
             &[],
             self.watchers.load(Ordering::Relaxed),
+        );
+        page.family(
+            "rampart_connections_throttled_total",
+            "counter",
+            "Connections paused for making more failing calls a second than --max-failed-calls-per-sec.",
+        );
+        page.sample(
+            "rampart_connections_throttled_total",
+            &[],
+            self.connections.throttled(),
         );
         if let Some(status) = &self.replica {
             let get = ReplicaStatus::get;

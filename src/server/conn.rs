@@ -1,0 +1,325 @@
+//! Client connections, and the budget of failing calls each one has.
+//!
+//! Every accepted TCP connection is wrapped in a [`Conn`] whose
+//! [`ConnInfo`] tonic puts into each request's extensions (inside its
+//! `TlsConnectInfo` with TLS). The outermost layer
+//! (`telemetry::layer::MetricsLayer`) sees each call's status code and,
+//! for a call the client got wrong (`UNAUTHENTICATED`, `PERMISSION_DENIED`,
+//! `INVALID_ARGUMENT`), spends one token of the connection's budget: a
+//! token bucket of `--max-failed-calls-per-sec` tokens, refilled at that
+//! rate.
+//!
+//! A connection that overdraws its budget is not closed but *paused*: the
+//! server stops reading from it until the debt is paid back at the
+//! configured rate. Its calls in flight still get their answers; new ones
+//! wait in the kernel's buffers, and the client's own flow control stops
+//! it. So a client flooding bad calls gets at most that many failures a
+//! second and costs the server almost nothing beyond them, while every
+//! other connection (a NATed neighbour on the same address included) is
+//! untouched. A client that opens a fresh connection for every few calls
+//! is not stopped by this: that needs a limit in front of rampart (a
+//! network policy, a load balancer's rate limit).
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+use tonic::transport::server::{Connected, TlsConnectInfo};
+
+/// Whether a status code is the client's fault, and so spends budget.
+pub fn client_fault(code: usize) -> bool {
+    // INVALID_ARGUMENT, PERMISSION_DENIED, UNAUTHENTICATED.
+    matches!(code, 3 | 7 | 16)
+}
+
+/// The budget every connection starts with, and what the server counts.
+#[derive(Debug)]
+pub struct Guard {
+    /// Failing calls a second a connection may make; `0`: no limit.
+    rate: u32,
+    /// Connections that have overdrawn their budget at least once.
+    throttled: AtomicU64,
+}
+
+impl Guard {
+    pub fn new(failed_calls_per_sec: u32) -> Arc<Self> {
+        Arc::new(Self {
+            rate: failed_calls_per_sec,
+            throttled: AtomicU64::new(0),
+        })
+    }
+
+    /// Connections paused at least once for overdrawing their budget.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// Wraps an accepted connection.
+    pub fn wrap(self: &Arc<Self>, io: TcpStream) -> Conn {
+        let peer = io.peer_addr().ok();
+        Conn {
+            io,
+            state: Arc::new(ConnState {
+                guard: Arc::clone(self),
+                peer,
+                opened: Instant::now(),
+                bucket: Mutex::new(Bucket {
+                    tokens: f64::from(self.rate),
+                    at: Instant::now(),
+                }),
+                paused_until: AtomicU64::new(0),
+                warned: AtomicBool::new(false),
+            }),
+            pause: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Bucket {
+    /// May go below zero: the debt a pause pays back.
+    tokens: f64,
+    at: Instant,
+}
+
+/// One connection's budget.
+#[derive(Debug)]
+pub struct ConnState {
+    guard: Arc<Guard>,
+    peer: Option<SocketAddr>,
+    opened: Instant,
+    bucket: Mutex<Bucket>,
+    /// Nanoseconds after `opened` until which the connection is not read;
+    /// 0: never paused.
+    paused_until: AtomicU64,
+    warned: AtomicBool,
+}
+
+impl ConnState {
+    /// Spends one token for a failed call; overdrawn, pauses the
+    /// connection until the debt is paid back.
+    pub fn failed(&self) {
+        let rate = self.guard.rate;
+        if rate == 0 {
+            return;
+        }
+        let rate = f64::from(rate);
+        let now = Instant::now();
+        let debt = {
+            let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+            let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * rate;
+            bucket.tokens = (bucket.tokens + refill).min(rate) - 1.0;
+            bucket.at = now;
+            -bucket.tokens
+        };
+        if debt <= 0.0 {
+            return;
+        }
+        let until = now + Duration::from_secs_f64(debt / rate);
+        let nanos = u64::try_from(until.saturating_duration_since(self.opened).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.paused_until.fetch_max(nanos, Ordering::Relaxed);
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            self.guard.throttled.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                peer = ?self.peer,
+                limit = self.guard.rate,
+                "a connection makes more failing calls a second than --max-failed-calls-per-sec allows: reading from it is paused while it is over"
+            );
+        }
+    }
+
+    /// Until when the connection is not read, if it is paused now.
+    fn paused(&self) -> Option<Instant> {
+        match self.paused_until.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => {
+                let until = self.opened + Duration::from_nanos(nanos);
+                (until > Instant::now()).then_some(until)
+            }
+        }
+    }
+}
+
+/// What tonic puts into each request's extensions for a [`Conn`].
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote_addr: Option<SocketAddr>,
+    pub state: Arc<ConnState>,
+}
+
+/// The connection a request came on, with or without TLS.
+pub fn conn_state(extensions: &http::Extensions) -> Option<&Arc<ConnState>> {
+    extensions
+        .get::<ConnInfo>()
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<ConnInfo>>()
+                .map(TlsConnectInfo::get_ref)
+        })
+        .map(|info| &info.state)
+}
+
+/// An accepted TCP connection that is not read while it is paused.
+#[derive(Debug)]
+pub struct Conn {
+    io: TcpStream,
+    state: Arc<ConnState>,
+    pause: Option<Pin<Box<Sleep>>>,
+}
+
+impl Connected for Conn {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        ConnInfo {
+            remote_addr: self.state.peer,
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(until) = this.state.paused() {
+            let deadline = tokio::time::Instant::from_std(until);
+            let pause = this
+                .pause
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if pause.deadline() != deadline {
+                pause.as_mut().reset(deadline);
+            }
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn pair(guard: &Arc<Guard>) -> (Conn, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        (guard.wrap(server), client)
+    }
+
+    #[test]
+    fn only_the_clients_mistakes_count() {
+        assert!(client_fault(3) && client_fault(7) && client_fault(16));
+        // OK, NOT_FOUND, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, UNAVAILABLE.
+        for code in [0, 5, 8, 9, 14] {
+            assert!(!client_fault(code), "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_paused_only_once_it_overdraws_and_for_its_debt() {
+        let guard = Guard::new(10);
+        let (conn, _client) = pair(&guard).await;
+        for _ in 0..10 {
+            conn.state.failed();
+        }
+        assert_eq!(conn.state.paused(), None, "within its budget");
+        assert_eq!(guard.throttled(), 0);
+        let before = Instant::now();
+        for _ in 0..5 {
+            conn.state.failed();
+        }
+        let until = conn.state.paused().expect("paused once overdrawn");
+        // 5 tokens of debt at 10 a second: half a second, less what
+        // refilled while the loop ran.
+        let pause = until.saturating_duration_since(before);
+        assert!(
+            pause > Duration::from_millis(250) && pause <= Duration::from_millis(501),
+            "{pause:?}"
+        );
+        assert_eq!(guard.throttled(), 1, "counted once per connection");
+        conn.state.failed();
+        assert_eq!(guard.throttled(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_paused_connection_is_not_read_until_its_pause_ends() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let guard = Guard::new(20);
+        let (mut conn, mut client) = pair(&guard).await;
+        for _ in 0..22 {
+            conn.state.failed();
+        }
+        let until = conn.state.paused().expect("paused");
+        client.write_all(b"x").await.expect("write");
+        let mut byte = [0u8; 1];
+        conn.read_exact(&mut byte).await.expect("read");
+        assert!(Instant::now() >= until, "read before the pause ended");
+        assert_eq!(&byte, b"x");
+        assert_eq!(conn.state.paused(), None);
+        // Writes are never held back.
+        conn.write_all(b"y").await.expect("write back");
+        client.read_exact(&mut byte).await.expect("read back");
+        assert_eq!(&byte, b"y");
+    }
+
+    #[tokio::test]
+    async fn zero_means_no_budget_at_all() {
+        let guard = Guard::new(0);
+        let (conn, _client) = pair(&guard).await;
+        for _ in 0..10_000 {
+            conn.state.failed();
+        }
+        assert_eq!(conn.state.paused(), None);
+        assert_eq!(guard.throttled(), 0);
+    }
+}
