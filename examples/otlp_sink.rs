@@ -1,6 +1,7 @@
 //! A minimal OTLP/gRPC trace receiver for benchmarks: it accepts every
-//! export, counts the spans, and prints the count when the process gets
-//! SIGINT or SIGTERM. It keeps nothing.
+//! export, counts the spans by the resource's `service.name`, and prints
+//! the counts as one JSON object when the process gets SIGINT or SIGTERM.
+//! It keeps nothing else.
 //!
 //! ```sh
 //! cargo run --release --example otlp_sink -- 127.0.0.1:4317
@@ -12,8 +13,8 @@
 
 #![allow(clippy::expect_used, reason = "a benchmark helper")]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -23,10 +24,24 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use tonic::{Request, Response, Status};
 
+/// Spans received, by service name.
 #[derive(Clone, Default)]
-struct Sink {
-    spans: Arc<AtomicU64>,
-    exports: Arc<AtomicU64>,
+struct Sink(Arc<Mutex<BTreeMap<String, u64>>>);
+
+fn service_name(resource: Option<&opentelemetry_proto::tonic::resource::v1::Resource>) -> String {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    resource
+        .into_iter()
+        .flat_map(|r| &r.attributes)
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |v| match v {
+                Value::StringValue(s) => s.clone(),
+                other => format!("{other:?}"),
+            },
+        )
 }
 
 #[tonic::async_trait]
@@ -35,15 +50,13 @@ impl TraceService for Sink {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let spans: usize = request
-            .get_ref()
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
-        self.spans.fetch_add(spans as u64, Ordering::Relaxed);
-        self.exports.fetch_add(1, Ordering::Relaxed);
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for resource in &request.get_ref().resource_spans {
+            let spans: usize = resource.scope_spans.iter().map(|s| s.spans.len()).sum();
+            *counts
+                .entry(service_name(resource.resource.as_ref()))
+                .or_default() += spans as u64;
+        }
         Ok(Response::new(ExportTraceServiceResponse {
             partial_success: None,
         }))
@@ -72,9 +85,7 @@ async fn main() {
         });
     eprintln!("otlp_sink: listening on {addr}");
     server.await.expect("serve");
-    println!(
-        "{{\"spans\":{},\"exports\":{}}}",
-        report.spans.load(Ordering::Relaxed),
-        report.exports.load(Ordering::Relaxed)
-    );
+    let counts = report.0.lock().unwrap_or_else(|e| e.into_inner());
+    let fields: Vec<String> = counts.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+    println!("{{{}}}", fields.join(","));
 }

@@ -4,6 +4,9 @@
 //! tower layer that opens one span per RPC as a child of the caller's W3C
 //! `traceparent`.
 //!
+//! `RUST_LOG` filters the logs only: the exported spans are rampart's
+//! info-level spans whatever it says.
+//!
 //! The exporter reads the rest of its settings from the standard
 //! `OTEL_EXPORTER_OTLP_*` and `OTEL_SERVICE_NAME` variables; spans are
 //! batched on the SDK's own thread and flushed by [`Telemetry::shutdown`].
@@ -105,7 +108,16 @@ pub fn init(format: LogFormat) -> Telemetry {
                 let tracer = provider.tracer("rampart");
                 telemetry.provider = Some(provider);
                 EXPORTING.store(true, Ordering::Relaxed);
-                Some(tracing_opentelemetry::layer().with_tracer(tracer))
+                // Its own filter: RUST_LOG quiets the logs, not the
+                // traces (RUST_LOG=warn used to drop every span).
+                Some(
+                    tracing_opentelemetry::layer()
+                        .with_tracer(tracer)
+                        .with_filter(
+                            tracing_subscriber::filter::Targets::new()
+                                .with_target("rampart", tracing::Level::INFO),
+                        ),
+                )
             }
             Err(e) => {
                 exporter_error = Some(e.to_string());
@@ -117,8 +129,7 @@ pub fn init(format: LogFormat) -> Telemetry {
     };
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
+        .with(fmt.with_filter(filter))
         .with(otel)
         .try_init();
     if let Some(e) = exporter_error {
