@@ -105,6 +105,23 @@ async fn spans_continue_the_callers_trace_and_are_flushed_at_shutdown() {
         format!("00-{trace_id}-{parent_id}-01").parse().unwrap(),
     );
     client.check(request).await.unwrap();
+    // A caller that did not sample its trace (flags 00): under the default
+    // parentbased_always_on, no span of it is built or exported.
+    let unsampled = "0af7651916cd43dd8448eb211c80319c";
+    let mut request = Request::new(CheckRequest {
+        tenant: "acme".into(),
+        subject: "alice".into(),
+        permission: "documents:view".into(),
+        consistency: None,
+        explain: false,
+    });
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{unsampled}-b7ad6b7169203331-00")
+            .parse()
+            .unwrap(),
+    );
+    client.check(request).await.unwrap();
 
     // SIGTERM: the exporter is flushed before the process exits.
     assert!(
@@ -151,6 +168,10 @@ async fn spans_continue_the_callers_trace_and_are_flushed_at_shutdown() {
             )
         });
     assert_eq!(hex(&rpc.trace_id), trace_id, "the caller's trace continues");
+    assert!(
+        spans.iter().all(|s| hex(&s.trace_id) != unsampled),
+        "a span of the unsampled trace was exported"
+    );
     assert_eq!(
         hex(&rpc.parent_span_id),
         parent_id,
