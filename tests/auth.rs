@@ -703,5 +703,40 @@ fn token_new_hash_and_ctl_against_the_real_binary() {
         String::from_utf8_lossy(&with.stderr)
     );
     assert!(String::from_utf8_lossy(&with.stdout).contains("allow"));
-    server.terminate();
+
+    // Rotation: a new token replaces the old one in the file, and SIGHUP
+    // reloads it at once (no restart).
+    let rotated = "rampart_rotated-token-for-the-reload-test";
+    let rotated_entry = format!(
+        "[[token]]\nname = \"cli-2\"\nsha256 = \"{}\"\nscopes = [\"check\"]\n",
+        hash_hex(rotated)
+    );
+    std::fs::write(&file, &rotated_entry).unwrap();
+    let hup = || {
+        assert!(
+            Command::new("kill")
+                .args(["-HUP", &server.0.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    hup();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !ctl(Some(rotated)).status.success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload the tokens file"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let revoked = ctl(Some(&token));
+    assert!(String::from_utf8_lossy(&revoked.stderr).contains("UNAUTHENTICATED"));
+    // A broken file and SIGHUP: the server keeps the credentials it has,
+    // and keeps running.
+    std::fs::write(&file, "[[token]]\nname = 'broken'\nsha256 = 'nope'\n").unwrap();
+    hup();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(ctl(Some(rotated)).status.success());
+    assert!(server.terminate().success());
 }

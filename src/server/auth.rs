@@ -482,16 +482,20 @@ fn bearer(value: &http::HeaderValue) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && valid_token(token)).then_some(token)
 }
 
+/// The credentials a server checks calls against, swapped whole when the
+/// tokens file is reloaded (a call sees the old set or the new one).
+pub type LiveCredentials = Arc<arc_swap::ArcSwap<Credentials>>;
+
 /// The tower layer that authenticates every call (when credentials are
 /// configured) and puts the [`Principal`] into the request's extensions.
 /// Without credentials it lets everything through: loopback dev mode.
 #[derive(Debug, Clone, Default)]
 pub struct AuthLayer {
-    credentials: Option<Arc<Credentials>>,
+    credentials: Option<LiveCredentials>,
 }
 
 impl AuthLayer {
-    pub fn new(credentials: Option<Arc<Credentials>>) -> Self {
+    pub fn new(credentials: Option<LiveCredentials>) -> Self {
         Self { credentials }
     }
 }
@@ -511,7 +515,7 @@ impl<S> tower_layer::Layer<S> for AuthLayer {
 #[derive(Debug, Clone)]
 pub struct AuthService<S> {
     inner: S,
-    credentials: Option<Arc<Credentials>>,
+    credentials: Option<LiveCredentials>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -533,7 +537,7 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         if let Some(credentials) = &self.credentials {
-            match credentials.authorize(
+            match credentials.load().authorize(
                 request.uri().path(),
                 request.headers(),
                 request.extensions(),

@@ -186,6 +186,9 @@ pub struct ServerHandle {
     pub health: HealthReporter,
     /// Where `GET /metrics` is served, when it is.
     pub metrics_addr: Option<SocketAddr>,
+    /// The credentials calls are checked against (`None`: every call is
+    /// open); a reload stores a new set here.
+    pub credentials: Option<auth::LiveCredentials>,
     shutdown: oneshot::Sender<()>,
     join: JoinHandle<Result<(), tonic::transport::Error>>,
     /// Tells Watch streams to end.
@@ -386,6 +389,10 @@ pub async fn start_observed(
     let replication_service =
         proto::replication_server::ReplicationServer::new(replication_service)
             .max_decoding_message_size(64 << 20);
+    let credentials: Option<auth::LiveCredentials> = security
+        .credentials
+        .clone()
+        .map(|c| Arc::new(arc_swap::ArcSwap::new(c)));
     let (shutdown, stop) = oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(limits.keepalive_interval))
@@ -399,7 +406,7 @@ pub async fn start_observed(
         // authenticated; one that fails authentication never takes an
         // in-flight permit.
         .layer(crate::telemetry::layer::MetricsLayer::new(rpc))
-        .layer(auth::AuthLayer::new(security.credentials.clone()))
+        .layer(auth::AuthLayer::new(credentials.clone()))
         .layer(limits::LimitLayer::new(&limits))
         .layer(otel::TraceLayer)
         .add_service(health_service)
@@ -443,6 +450,7 @@ pub async fn start_observed(
         addr,
         health,
         metrics_addr,
+        credentials,
         shutdown,
         join,
         stopping,
@@ -494,6 +502,8 @@ pub fn serve_main(args: ServeArgs) -> ExitCode {
 
 async fn serve(args: ServeArgs) -> ExitCode {
     let stop = shutdown_signal();
+    // Installed now: SIGHUP's default action would end the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     // Credentials and TLS are checked before the store is touched.
     let security = match args
         .security
@@ -607,7 +617,14 @@ async fn serve(args: ServeArgs) -> ExitCode {
     if let Some(at) = handle.metrics_addr {
         info!(url = %format!("http://{at}/metrics"), "serving metrics");
     }
+    let reloads = tokio::spawn(reload_credentials(
+        args.security.clone(),
+        handle.credentials.clone(),
+        hangup,
+        TOKENS_POLL,
+    ));
     stop.await;
+    reloads.abort();
     info!("shutting down");
     handle
         .shutdown(Duration::from_millis(args.shutdown_grace_ms))
@@ -625,6 +642,81 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => error!(error = %e, "final checkpoint task failed"),
     }
     ExitCode::SUCCESS
+}
+
+/// How often the tokens file is checked for a change: a Kubernetes Secret
+/// volume is updated in place, and nothing signals the process.
+const TOKENS_POLL: Duration = Duration::from_secs(10);
+
+/// Reloads the credentials on SIGHUP and whenever the tokens file's
+/// contents change. A file that cannot be read or parsed leaves the
+/// credentials in use (the error names the entry, never a value). A server
+/// started without credentials stays open: a reload cannot turn
+/// authentication on or off, only change who gets in.
+async fn reload_credentials(
+    args: tls::SecurityArgs,
+    live: Option<auth::LiveCredentials>,
+    mut hangup: Option<tokio::signal::unix::Signal>,
+    poll: Duration,
+) {
+    let read = |args: &tls::SecurityArgs| {
+        args.tokens_file
+            .as_deref()
+            .and_then(|path| std::fs::read(path).ok())
+    };
+    let mut seen = read(&args);
+    let mut tick = tokio::time::interval(poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick.tick().await;
+    loop {
+        let signalled = tokio::select! {
+            _ = tick.tick() => false,
+            Some(()) = async {
+                match &mut hangup {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => true,
+        };
+        let Some(live) = &live else {
+            if signalled {
+                info!("SIGHUP: no credentials are configured, so there is nothing to reload");
+            }
+            continue;
+        };
+        let now = read(&args);
+        if !signalled && now == seen {
+            continue;
+        }
+        seen = now;
+        let trigger = if signalled {
+            "SIGHUP"
+        } else {
+            "the tokens file changed"
+        };
+        match args.credentials(|k| std::env::var(k).ok()) {
+            Ok(Some(credentials)) => {
+                let (tokens, certs) = credentials.counts();
+                live.store(Arc::new(credentials));
+                info!(
+                    tokens,
+                    client_cert_mappings = certs,
+                    trigger,
+                    "credentials reloaded"
+                );
+            }
+            Ok(None) => {
+                warn!(
+                    trigger,
+                    "no tokens file or RAMPART_TOKENS to reload from; the credentials in use stay"
+                )
+            }
+            Err(e) => error!(
+                trigger,
+                "cannot reload the credentials: {e}; the ones in use stay"
+            ),
+        }
+    }
 }
 
 /// Every few seconds: writes a checkpoint once `every` revisions have passed
@@ -724,5 +816,61 @@ mod tests {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains('`'), "{bad}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_changed_tokens_file_is_reloaded_and_a_broken_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.toml");
+        let entry = |name: &str, token: &str| {
+            format!(
+                "[[token]]\nname = \"{name}\"\nsha256 = \"{}\"\nscopes = [\"check\"]\n",
+                auth::hash_hex(token)
+            )
+        };
+        std::fs::write(&file, entry("first", "tok-first")).unwrap();
+        let args = tls::SecurityArgs {
+            tokens_file: Some(file.clone()),
+            ..tls::SecurityArgs::default()
+        };
+        let live: auth::LiveCredentials = Arc::new(arc_swap::ArcSwap::from_pointee(
+            args.credentials(|_| None).unwrap().unwrap(),
+        ));
+        let task = tokio::spawn(reload_credentials(
+            args,
+            Some(Arc::clone(&live)),
+            None,
+            Duration::from_millis(20),
+        ));
+        let admits = |token: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().unwrap(),
+            );
+            live.load()
+                .authenticate(&headers, &http::Extensions::new())
+                .is_ok()
+        };
+        assert!(admits("tok-first"));
+        // A broken file: the credentials in use stay.
+        std::fs::write(&file, "[[token]]\nname = \"x\"\nsha256 = \"not-a-hash\"\n").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            admits("tok-first"),
+            "a broken file replaced the credentials"
+        );
+        // A good one replaces them, with no signal.
+        std::fs::write(&file, entry("second", "tok-second")).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !admits("tok-second") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the changed file was not reloaded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!admits("tok-first"), "a revoked token still gets in");
+        task.abort();
     }
 }

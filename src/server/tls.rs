@@ -337,14 +337,12 @@ impl SecurityError {
 }
 
 impl SecurityArgs {
-    /// Reads every file the flags name, plus RAMPART_TOKENS and
-    /// RAMPART_FOLLOW_TOKEN from `env`, and applies the non-loopback rule.
-    pub fn load(
+    /// The tokens file and RAMPART_TOKENS, merged: what `load` starts with
+    /// and what a reload reads again. `None` when neither is given.
+    pub fn credentials(
         &self,
-        listen: SocketAddr,
-        follow: Option<&str>,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Security, SecurityError> {
+    ) -> Result<Option<Credentials>, CredentialsError> {
         let mut credentials: Option<Credentials> = None;
         if let Some(path) = &self.tokens_file {
             credentials = Some(Credentials::load(path)?);
@@ -356,6 +354,18 @@ impl SecurityArgs {
                 None => parsed,
             });
         }
+        Ok(credentials)
+    }
+
+    /// Reads every file the flags name, plus RAMPART_TOKENS and
+    /// RAMPART_FOLLOW_TOKEN from `env`, and applies the non-loopback rule.
+    pub fn load(
+        &self,
+        listen: SocketAddr,
+        follow: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Security, SecurityError> {
+        let mut credentials = self.credentials(&env)?;
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(ServerTls {
                 cert: read_pem(cert).map_err(SecurityError::Config)?,
@@ -369,8 +379,7 @@ impl SecurityArgs {
             }),
             _ => None,
         };
-        let mtls = tls.as_ref().is_some_and(|t| t.client_ca.is_some());
-        if mtls && credentials.is_none() {
+        if tls.as_ref().is_some_and(|t| t.client_ca.is_some()) && credentials.is_none() {
             // Verified certificates with nothing to map them: every call
             // but health and reflection is refused, which is safe.
             credentials = Some(Credentials::default());
