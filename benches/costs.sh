@@ -20,22 +20,9 @@
 # (`cargo build --release --bins --examples`), openssl, curl, python3.
 set -euo pipefail
 
-rounds=${1:-3}
-secs=${2:-5}
-bin=${RAMPART_BIN:-target/release/rampart}
+# rounds, secs, bin, work, pids (killed at exit), token, $work/tokens.toml
+source "$(dirname "$0")/common.sh"
 sink=${OTLP_SINK_BIN:-target/release/examples/otlp_sink}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$bin" token new --scope check --name bench >"$work/new.txt"
-token=$(sed -n 2p "$work/new.txt")
-sed -n '/^\[\[token\]\]/,$p' "$work/new.txt" >"$work/tokens.toml"
 # A CA and a server certificate it signs (rustls refuses a CA certificate
 # as the server's own).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
@@ -104,7 +91,6 @@ done | tee "$work/results.jsonl"
 # their exporters flush.
 for pid in "${pids[@]:1}"; do kill "$pid" 2>/dev/null || true; done
 sleep 3
-grep -h "exporting traces" "$work"/otlp*.log >&2 || echo "costs.sh: no server exported traces" >&2
 kill "$sink_pid"
 wait "$sink_pid" 2>/dev/null || true
 echo "otlp sink received: $(cat "$work/sink.out")"

@@ -16,22 +16,8 @@
 # Needs: target/release/rampart (or RAMPART_BIN), python3 for the summary.
 set -euo pipefail
 
-rounds=${1:-3}
-secs=${2:-5}
-bin=${RAMPART_BIN:-target/release/rampart}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$bin" token new --scope check --name bench >"$work/new.txt"
-token=$(sed -n 2p "$work/new.txt")
-sed -n '/^\[\[token\]\]/,$p' "$work/new.txt" >"$work/tokens.toml"
-grep -q sha256 "$work/tokens.toml"
+# rounds, secs, bin, work, pids (killed at exit), token, $work/tokens.toml
+source "$(dirname "$0")/common.sh"
 printf 'acme alice bad::path\n' >"$work/malformed.txt"
 
 start() { # name port budget

@@ -93,35 +93,30 @@ async fn spans_continue_the_callers_trace_and_are_flushed_at_shutdown() {
     };
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let parent_id = "00f067aa0ba902b7";
-    let mut request = Request::new(CheckRequest {
-        tenant: "acme".into(),
-        subject: "alice".into(),
-        permission: "documents:view".into(),
-        consistency: None,
-        explain: false,
-    });
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{trace_id}-{parent_id}-01").parse().unwrap(),
-    );
-    client.check(request).await.unwrap();
+    let traced = |traceparent: String| {
+        let mut request = Request::new(CheckRequest {
+            tenant: "acme".into(),
+            subject: "alice".into(),
+            permission: "documents:view".into(),
+            consistency: None,
+            explain: false,
+        });
+        request
+            .metadata_mut()
+            .insert("traceparent", traceparent.parse().unwrap());
+        request
+    };
+    client
+        .check(traced(format!("00-{trace_id}-{parent_id}-01")))
+        .await
+        .unwrap();
     // A caller that did not sample its trace (flags 00): under the default
     // parentbased_always_on, no span of it is built or exported.
     let unsampled = "0af7651916cd43dd8448eb211c80319c";
-    let mut request = Request::new(CheckRequest {
-        tenant: "acme".into(),
-        subject: "alice".into(),
-        permission: "documents:view".into(),
-        consistency: None,
-        explain: false,
-    });
-    request.metadata_mut().insert(
-        "traceparent",
-        format!("00-{unsampled}-b7ad6b7169203331-00")
-            .parse()
-            .unwrap(),
-    );
-    client.check(request).await.unwrap();
+    client
+        .check(traced(format!("00-{unsampled}-b7ad6b7169203331-00")))
+        .await
+        .unwrap();
 
     // SIGTERM: the exporter is flushed before the process exits.
     assert!(
