@@ -31,7 +31,7 @@ use rampart::model::{Mutation, RoleName, Subject, TenantId, UserId};
 use rampart::replication::{ReplicaStatus, ReplicationConfig, Role};
 use rampart::server::proto::replication_client::ReplicationClient;
 use rampart::server::proto::{self, watch_event::Event};
-use rampart::server::{DataPlaneConfig, ServerHandle, start_node};
+use rampart::server::{DataPlaneConfig, ServerHandle, ServerOptions, start_with};
 use rampart::store::{MemoryStore, SledStore, Store};
 use rampart::synthetic::{Spec, generate};
 
@@ -68,14 +68,17 @@ fn summary(name: &str, mut ms: Vec<f64>) -> String {
 
 async fn serve(engine: Arc<Engine>, role: Role) -> ServerHandle {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    start_node(
+    start_with(
         listener,
         engine,
-        DataPlaneConfig::default(),
-        ReplicationConfig {
-            role,
-            heartbeat: Duration::from_millis(500),
-            ..ReplicationConfig::default()
+        ServerOptions {
+            data_plane: DataPlaneConfig::default(),
+            replication: ReplicationConfig {
+                role,
+                heartbeat: Duration::from_millis(500),
+                ..ReplicationConfig::default()
+            },
+            ..ServerOptions::default()
         },
     )
     .await

@@ -27,7 +27,7 @@ use rampart::server::proto::authorization_client::AuthorizationClient;
 use rampart::server::proto::replication_client::ReplicationClient;
 use rampart::server::proto::{self, CheckRequest, CreateRoleRequest, ListRolesRequest};
 use rampart::server::tls::{ClientSecurity, ClientTls, Security, ServerTls};
-use rampart::server::{DataPlaneConfig, ServerHandle, start_secured};
+use rampart::server::{DataPlaneConfig, ServerHandle, ServerOptions, start_with};
 use rampart::store::SledStore;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -82,16 +82,19 @@ async fn serve(dir: &Path, security: Security, role: Role) -> (Arc<Engine>, Serv
             .unwrap();
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = start_secured(
+    let handle = start_with(
         listener,
         Arc::clone(&engine),
-        DataPlaneConfig::default(),
-        ReplicationConfig {
-            role,
-            heartbeat: Duration::from_millis(200),
-            ..ReplicationConfig::default()
+        ServerOptions {
+            data_plane: DataPlaneConfig::default(),
+            replication: ReplicationConfig {
+                role,
+                heartbeat: Duration::from_millis(200),
+                ..ReplicationConfig::default()
+            },
+            security,
+            ..ServerOptions::default()
         },
-        security,
     )
     .await
     .unwrap();

@@ -23,7 +23,7 @@ use rampart::server::proto::admin_client::AdminClient;
 use rampart::server::proto::authorization_client::AuthorizationClient;
 use rampart::server::proto::{AddUserRequest, BatchCheckItem, BatchCheckRequest, CheckRequest};
 use rampart::server::tls::Security;
-use rampart::server::{DataPlaneConfig, ServerHandle, start_observed};
+use rampart::server::{DataPlaneConfig, ServerHandle, ServerOptions, start_with};
 use rampart::store::{SledStore, Store};
 use rampart::telemetry::{DecisionLogConfig, Target, TelemetryConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,13 +55,15 @@ async fn server_with(
 ) -> (ServerHandle, Arc<Engine>, Channel) {
     let engine = Arc::new(Engine::new(policy_file::load_str(POLICY).unwrap()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = start_observed(
+    let handle = start_with(
         listener,
         Arc::clone(&engine),
-        config,
-        ReplicationConfig::default(),
-        Security::default(),
-        telemetry,
+        ServerOptions {
+            data_plane: config,
+            replication: ReplicationConfig::default(),
+            security: Security::default(),
+            telemetry,
+        },
     )
     .await
     .unwrap();
@@ -506,19 +508,21 @@ async fn node(dir: &Path, role: Role) -> (ServerHandle, Arc<Engine>) {
             .unwrap();
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = start_observed(
+    let handle = start_with(
         listener,
         Arc::clone(&engine),
-        DataPlaneConfig::default(),
-        ReplicationConfig {
-            role,
-            heartbeat: Duration::from_millis(100),
-            ..ReplicationConfig::default()
-        },
-        Security::default(),
-        TelemetryConfig {
-            metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
-            decision_log: None,
+        ServerOptions {
+            data_plane: DataPlaneConfig::default(),
+            replication: ReplicationConfig {
+                role,
+                heartbeat: Duration::from_millis(100),
+                ..ReplicationConfig::default()
+            },
+            security: Security::default(),
+            telemetry: TelemetryConfig {
+                metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+                decision_log: None,
+            },
         },
     )
     .await

@@ -34,7 +34,7 @@ use rampart::server::proto::replication_client::ReplicationClient;
 use rampart::server::proto::{
     self, CheckRequest, Consistency, Decision, consistency::Requirement, watch_event::Event,
 };
-use rampart::server::{DataPlaneConfig, ServerHandle, start_node};
+use rampart::server::{DataPlaneConfig, ServerHandle, ServerOptions, start_with};
 use rampart::store::{SledStore, Store};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -132,14 +132,17 @@ async fn leader(dir: &Path, addr: Option<SocketAddr>) -> Node {
             .await
             .unwrap();
     }
-    let handle = start_node(
+    let handle = start_with(
         listen(addr).await,
         Arc::clone(&engine),
-        DataPlaneConfig {
-            consistency_wait: Duration::from_secs(5),
-            ..DataPlaneConfig::default()
+        ServerOptions {
+            data_plane: DataPlaneConfig {
+                consistency_wait: Duration::from_secs(5),
+                ..DataPlaneConfig::default()
+            },
+            replication: replication(Role::Leader),
+            ..ServerOptions::default()
         },
-        replication(Role::Leader),
     )
     .await
     .unwrap();
@@ -149,18 +152,21 @@ async fn leader(dir: &Path, addr: Option<SocketAddr>) -> Node {
 /// A replica of `leader_url` on `dir`.
 async fn replica(dir: &Path, leader_url: &str) -> Node {
     let engine = Arc::new(Engine::open(open_store(dir)).unwrap());
-    let handle = start_node(
+    let handle = start_with(
         listen(None).await,
         Arc::clone(&engine),
-        DataPlaneConfig {
-            consistency_wait: Duration::from_secs(5),
-            ..DataPlaneConfig::default()
+        ServerOptions {
+            data_plane: DataPlaneConfig {
+                consistency_wait: Duration::from_secs(5),
+                ..DataPlaneConfig::default()
+            },
+            replication: replication(Role::Replica {
+                leader: leader_url.to_owned(),
+                status: Arc::new(ReplicaStatus::default()),
+                max_lag: Duration::from_secs(5),
+            }),
+            ..ServerOptions::default()
         },
-        replication(Role::Replica {
-            leader: leader_url.to_owned(),
-            status: Arc::new(ReplicaStatus::default()),
-            max_lag: Duration::from_secs(5),
-        }),
     )
     .await
     .unwrap();
@@ -613,11 +619,14 @@ async fn export_import_round_trips_and_refusals_name_the_problem() {
 
     // Into an empty node (a leader whose store holds nothing).
     let engine = Arc::new(Engine::open(open_store(dirs[1].path())).unwrap());
-    let empty = start_node(
+    let empty = start_with(
         listen(None).await,
         Arc::clone(&engine),
-        DataPlaneConfig::default(),
-        replication(Role::Leader),
+        ServerOptions {
+            data_plane: DataPlaneConfig::default(),
+            replication: replication(Role::Leader),
+            ..ServerOptions::default()
+        },
     )
     .await
     .unwrap();
@@ -747,17 +756,20 @@ async fn a_watch_stream_outlives_the_call_deadline() {
     use rampart::server::limits::Limits;
     let dir = tempfile::tempdir().unwrap();
     let engine = Arc::new(Engine::open(open_store(dir.path())).unwrap());
-    let handle = start_node(
+    let handle = start_with(
         listen(None).await,
         Arc::clone(&engine),
-        DataPlaneConfig {
-            limits: Limits {
-                call_timeout: Duration::from_millis(200),
-                ..Limits::default()
+        ServerOptions {
+            data_plane: DataPlaneConfig {
+                limits: Limits {
+                    call_timeout: Duration::from_millis(200),
+                    ..Limits::default()
+                },
+                ..DataPlaneConfig::default()
             },
-            ..DataPlaneConfig::default()
+            replication: replication(Role::Leader),
+            ..ServerOptions::default()
         },
-        replication(Role::Leader),
     )
     .await
     .unwrap();

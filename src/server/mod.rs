@@ -259,67 +259,53 @@ pub async fn set_health(health: &HealthReporter, serving: bool) {
         .await;
 }
 
-/// Serves a leader on `listener` from `engine`, with the default
-/// replication settings. Health reports SERVING once this returns (the
-/// engine always holds a snapshot).
+/// What a server runs with. The default: a loopback leader with the default
+/// limits, no credentials, no TLS, no metrics listener and no decision log.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    pub data_plane: DataPlaneConfig,
+    /// Leader or replica, the Watch heartbeat, changelog retention.
+    pub replication: ReplicationConfig,
+    /// TLS, credentials (every call but health and reflection authenticated
+    /// by [`auth::AuthLayer`]) and, for a replica, how it reaches its leader.
+    pub security: tls::Security,
+    /// Metrics on their own listener, and the decision log.
+    pub telemetry: TelemetryConfig,
+}
+
+/// Serves a leader on `listener` from `engine` with `config` and every other
+/// option at its default ([`start_with`]).
 pub async fn start(
     listener: TcpListener,
     engine: Arc<Engine>,
     config: DataPlaneConfig,
 ) -> Result<ServerHandle, Box<dyn std::error::Error + Send + Sync>> {
-    start_node(listener, engine, config, ReplicationConfig::default()).await
+    start_with(
+        listener,
+        engine,
+        ServerOptions {
+            data_plane: config,
+            ..ServerOptions::default()
+        },
+    )
+    .await
 }
 
 /// Serves every service on `listener` from `engine`, as a leader or a
-/// replica. A leader reports SERVING once this returns; a replica's
-/// follower task reports SERVING once it has caught up with its leader.
-pub async fn start_node(
+/// replica. A leader reports SERVING once this returns (the engine always
+/// holds a snapshot); a replica's follower task reports SERVING once it has
+/// caught up with its leader.
+pub async fn start_with(
     listener: TcpListener,
     engine: Arc<Engine>,
-    config: DataPlaneConfig,
-    replication: ReplicationConfig,
+    options: ServerOptions,
 ) -> Result<ServerHandle, Box<dyn std::error::Error + Send + Sync>> {
-    start_secured(
-        listener,
-        engine,
-        config,
-        replication,
-        tls::Security::default(),
-    )
-    .await
-}
-
-/// [`start_node`] with TLS, credentials (every call but health and
-/// reflection authenticated by [`auth::AuthLayer`]) and, for a replica, how
-/// it reaches its leader.
-pub async fn start_secured(
-    listener: TcpListener,
-    engine: Arc<Engine>,
-    config: DataPlaneConfig,
-    replication: ReplicationConfig,
-    security: tls::Security,
-) -> Result<ServerHandle, Box<dyn std::error::Error + Send + Sync>> {
-    start_observed(
-        listener,
-        engine,
-        config,
+    let ServerOptions {
+        data_plane: config,
         replication,
         security,
-        TelemetryConfig::default(),
-    )
-    .await
-}
-
-/// [`start_secured`] with metrics served on their own listener and a
-/// decision log, as `telemetry` asks.
-pub async fn start_observed(
-    listener: TcpListener,
-    engine: Arc<Engine>,
-    config: DataPlaneConfig,
-    replication: ReplicationConfig,
-    security: tls::Security,
-    telemetry: TelemetryConfig,
-) -> Result<ServerHandle, Box<dyn std::error::Error + Send + Sync>> {
+        telemetry,
+    } = options;
     let addr = listener.local_addr()?;
     // Bound first: a taken metrics port fails the start before anything serves.
     let metrics_listener = match telemetry.metrics_listen {
@@ -597,16 +583,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let handle = match start_observed(
-        listener,
-        Arc::clone(&engine),
-        args.data_plane(),
-        args.replication(),
+    let options = ServerOptions {
+        data_plane: args.data_plane(),
+        replication: args.replication(),
         security,
-        args.telemetry.config(),
-    )
-    .await
-    {
+        telemetry: args.telemetry.config(),
+    };
+    let handle = match start_with(listener, Arc::clone(&engine), options).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("rampart: cannot start the server: {e}");
