@@ -12,11 +12,8 @@
 //! hash belongs must not end up in a log).
 
 use std::fmt;
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
@@ -28,6 +25,7 @@ use tonic::transport::server::TlsConnectInfo;
 
 use super::admin::AdminService;
 use super::authorization::AuthorizationService;
+use super::edge::{BoxFuture, Edge};
 use super::proto::admin_server::AdminServer;
 use super::proto::authorization_server::AuthorizationServer;
 use super::proto::replication_server::ReplicationServer;
@@ -500,42 +498,18 @@ impl AuthLayer {
     }
 }
 
-impl<S> tower_layer::Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            credentials: self.credentials.clone(),
-        }
-    }
-}
-
-/// [`AuthLayer`]'s service.
-#[derive(Debug, Clone)]
-pub struct AuthService<S> {
-    inner: S,
-    credentials: Option<LiveCredentials>,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B, R> tower_service::Service<http::Request<B>> for AuthService<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    R: Default + Send + 'static,
-{
-    type Response = http::Response<R>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+impl Edge for AuthLayer {
+    fn call<S, B, R>(
+        &self,
+        inner: &mut S,
+        mut request: http::Request<B>,
+    ) -> BoxFuture<Result<http::Response<R>, S::Error>>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        R: Default + Send + 'static,
+    {
         if let Some(credentials) = &self.credentials {
             match credentials.load().authorize(
                 request.uri().path(),
@@ -552,7 +526,7 @@ where
                 }
             }
         }
-        Box::pin(self.inner.call(request))
+        Box::pin(inner.call(request))
     }
 }
 

@@ -8,12 +8,10 @@
 //! probes. A streaming call (Watch, Export) holds its permit only until its
 //! response starts.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::edge::{BoxFuture, Edge};
 use tokio::sync::Semaphore;
 use tonic::Status;
 
@@ -108,48 +106,20 @@ impl LimitLayer {
     }
 }
 
-impl<S> tower_layer::Layer<S> for LimitLayer {
-    type Service = LimitService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        LimitService {
-            inner,
-            permits: Arc::clone(&self.permits),
-            max: self.max,
-            deadline: self.deadline,
-        }
-    }
-}
-
-/// [`LimitLayer`]'s service.
-#[derive(Debug, Clone)]
-pub struct LimitService<S> {
-    inner: S,
-    permits: Arc<Semaphore>,
-    max: usize,
-    deadline: Duration,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B, R> tower_service::Service<http::Request<B>> for LimitService<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    R: Default + Send + 'static,
-{
-    type Response = http::Response<R>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+impl Edge for LimitLayer {
+    fn call<S, B, R>(
+        &self,
+        inner: &mut S,
+        request: http::Request<B>,
+    ) -> BoxFuture<Result<http::Response<R>, S::Error>>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        R: Default + Send + 'static,
+    {
         if exempt(request.uri().path()) {
-            return Box::pin(self.inner.call(request));
+            return Box::pin(inner.call(request));
         }
         match Arc::clone(&self.permits).try_acquire_owned() {
             Ok(permit) => {
@@ -158,7 +128,7 @@ where
                 } else {
                     self.deadline
                 };
-                let call = self.inner.call(request);
+                let call = inner.call(request);
                 Box::pin(async move {
                     // A stream's response is its headers: the deadline
                     // does not cut the stream itself.

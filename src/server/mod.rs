@@ -9,6 +9,7 @@ pub mod auth;
 pub mod authorization;
 pub mod conn;
 pub mod convert;
+pub mod edge;
 pub mod limits;
 pub mod loadgen;
 pub mod otel;
@@ -391,10 +392,12 @@ pub async fn start_with(
         // Outermost first: every call is timed and counted, then
         // authenticated; one that fails authentication never takes an
         // in-flight permit.
-        .layer(crate::telemetry::layer::MetricsLayer::new(rpc))
-        .layer(auth::AuthLayer::new(credentials.clone()))
-        .layer(limits::LimitLayer::new(&limits))
-        .layer(otel::TraceLayer)
+        .layer(edge::EdgeLayer(crate::telemetry::layer::MetricsLayer::new(
+            rpc,
+        )))
+        .layer(edge::EdgeLayer(auth::AuthLayer::new(credentials.clone())))
+        .layer(edge::EdgeLayer(limits::LimitLayer::new(&limits)))
+        .layer(edge::EdgeLayer(otel::TraceLayer))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -19,11 +19,9 @@
 //! `OTEL_EXPORTER_OTLP_*` and `OTEL_SERVICE_NAME` variables; spans are
 //! batched on the SDK's own thread and flushed by [`Telemetry::shutdown`].
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 
+use super::edge::{BoxFuture, Edge};
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -381,42 +379,24 @@ impl Extractor for Headers<'_> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceLayer;
 
-impl<S> tower_layer::Layer<S> for TraceLayer {
-    type Service = TraceService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        TraceService { inner }
-    }
-}
-
-/// [`TraceLayer`]'s service.
-#[derive(Debug, Clone)]
-pub struct TraceService<S> {
-    inner: S,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B> tower_service::Service<http::Request<B>> for TraceService<S>
-where
-    S: tower_service::Service<http::Request<B>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+impl Edge for TraceLayer {
+    fn call<S, B, R>(
+        &self,
+        inner: &mut S,
+        request: http::Request<B>,
+    ) -> BoxFuture<Result<http::Response<R>, S::Error>>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        R: Default + Send + 'static,
+    {
         let path = request.uri().path();
         if !EXPORTING.load(Ordering::Relaxed)
             || path.starts_with("/grpc.health.")
             || path.starts_with("/grpc.reflection.")
         {
-            return Box::pin(self.inner.call(request));
+            return Box::pin(inner.call(request));
         }
         // Without a traceparent there is no parent to extract.
         let parent = if request.headers().contains_key("traceparent") {
@@ -442,7 +422,7 @@ where
             .unwrap_or_default()
             .sample(remote, coin());
         if !sampled {
-            let call = SAMPLED.sync_scope(false, || self.inner.call(request));
+            let call = SAMPLED.sync_scope(false, || inner.call(request));
             return Box::pin(SAMPLED.scope(false, call));
         }
         let (service, method) = path
@@ -460,7 +440,7 @@ where
         let _ = span.set_parent(parent);
         let call = {
             let _entered = span.enter();
-            SAMPLED.sync_scope(true, || self.inner.call(request))
+            SAMPLED.sync_scope(true, || inner.call(request))
         };
         Box::pin(SAMPLED.scope(true, call.instrument(span)))
     }

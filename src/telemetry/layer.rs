@@ -2,14 +2,12 @@
 //! and charges a call the client got wrong to its connection's budget
 //! (`server::conn`).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use super::metrics::RpcMetrics;
 use crate::server::conn::{client_fault, conn_state};
+use crate::server::edge::{BoxFuture, Edge};
 
 /// Times each call from its arrival to its response headers. The status
 /// code is the `grpc-status` header when the response carries one (an
@@ -27,48 +25,24 @@ impl MetricsLayer {
     }
 }
 
-impl<S> tower_layer::Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        MetricsService {
-            inner,
-            metrics: Arc::clone(&self.metrics),
-        }
-    }
-}
-
-/// [`MetricsLayer`]'s service.
-#[derive(Debug, Clone)]
-pub struct MetricsService<S> {
-    inner: S,
-    metrics: Arc<RpcMetrics>,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B, R> tower_service::Service<http::Request<B>> for MetricsService<S>
-where
-    S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    R: Send + 'static,
-{
-    type Response = http::Response<R>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+impl Edge for MetricsLayer {
+    fn call<S, B, R>(
+        &self,
+        inner: &mut S,
+        request: http::Request<B>,
+    ) -> BoxFuture<Result<http::Response<R>, S::Error>>
+    where
+        S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
+        S::Future: Send + 'static,
+        S::Error: Send + 'static,
+        R: Default + Send + 'static,
+    {
         let started = Instant::now();
         // Resolved now: the path is not kept (no allocation per call).
         let method = self.metrics.method(request.uri().path());
         let metrics = Arc::clone(&self.metrics);
         let conn = conn_state(request.extensions()).cloned();
-        let call = self.inner.call(request);
+        let call = inner.call(request);
         Box::pin(async move {
             let result = call.await;
             let code = match &result {
