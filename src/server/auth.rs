@@ -25,7 +25,7 @@ use tonic::transport::server::TlsConnectInfo;
 
 use super::admin::AdminService;
 use super::authorization::AuthorizationService;
-use super::edge::{BoxFuture, Edge};
+use super::edge::{BoxFuture, Edge, Inner};
 use super::proto::admin_server::AdminServer;
 use super::proto::authorization_server::AuthorizationServer;
 use super::proto::replication_server::ReplicationServer;
@@ -499,17 +499,11 @@ impl AuthLayer {
 }
 
 impl Edge for AuthLayer {
-    fn call<S, B, R>(
+    fn call<S: Inner<B, R>, B, R: Default + Send + 'static>(
         &self,
         inner: &mut S,
         mut request: http::Request<B>,
-    ) -> BoxFuture<Result<http::Response<R>, S::Error>>
-    where
-        S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        R: Default + Send + 'static,
-    {
+    ) -> BoxFuture<Result<http::Response<R>, S::Error>> {
         if let Some(credentials) = &self.credentials {
             match credentials.load().authorize(
                 request.uri().path(),

@@ -12,19 +12,36 @@ use std::task::{Context, Poll};
 /// The future every edge returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// The service a layer wraps: an HTTP service whose future and error can
+/// be moved into a boxed future.
+pub trait Inner<B, R>:
+    tower_service::Service<
+        http::Request<B>,
+        Response = http::Response<R>,
+        Future: Send + 'static,
+        Error: Send + 'static,
+    >
+{
+}
+
+impl<T, B, R> Inner<B, R> for T where
+    T: tower_service::Service<
+            http::Request<B>,
+            Response = http::Response<R>,
+            Future: Send + 'static,
+            Error: Send + 'static,
+        >
+{
+}
+
 /// What a layer does with one call: answer it itself (`status.into_http()`),
 /// or pass it to `inner` and perhaps look at the answer.
 pub trait Edge {
-    fn call<S, B, R>(
+    fn call<S: Inner<B, R>, B, R: Default + Send + 'static>(
         &self,
         inner: &mut S,
         request: http::Request<B>,
-    ) -> BoxFuture<Result<http::Response<R>, S::Error>>
-    where
-        S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        R: Default + Send + 'static;
+    ) -> BoxFuture<Result<http::Response<R>, S::Error>>;
 }
 
 /// An [`Edge`] as a tower layer.

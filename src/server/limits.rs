@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::edge::{BoxFuture, Edge};
+use super::edge::{BoxFuture, Edge, Inner};
 use tokio::sync::Semaphore;
 use tonic::Status;
 
@@ -107,17 +107,11 @@ impl LimitLayer {
 }
 
 impl Edge for LimitLayer {
-    fn call<S, B, R>(
+    fn call<S: Inner<B, R>, B, R: Default + Send + 'static>(
         &self,
         inner: &mut S,
         request: http::Request<B>,
-    ) -> BoxFuture<Result<http::Response<R>, S::Error>>
-    where
-        S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        R: Default + Send + 'static,
-    {
+    ) -> BoxFuture<Result<http::Response<R>, S::Error>> {
         if exempt(request.uri().path()) {
             return Box::pin(inner.call(request));
         }

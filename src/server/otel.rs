@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::edge::{BoxFuture, Edge};
+use super::edge::{BoxFuture, Edge, Inner};
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -380,17 +380,11 @@ impl Extractor for Headers<'_> {
 pub struct TraceLayer;
 
 impl Edge for TraceLayer {
-    fn call<S, B, R>(
+    fn call<S: Inner<B, R>, B, R: Default + Send + 'static>(
         &self,
         inner: &mut S,
         request: http::Request<B>,
-    ) -> BoxFuture<Result<http::Response<R>, S::Error>>
-    where
-        S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        R: Default + Send + 'static,
-    {
+    ) -> BoxFuture<Result<http::Response<R>, S::Error>> {
         let path = request.uri().path();
         if !EXPORTING.load(Ordering::Relaxed)
             || path.starts_with("/grpc.health.")

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::metrics::RpcMetrics;
 use crate::server::conn::{client_fault, conn_state};
-use crate::server::edge::{BoxFuture, Edge};
+use crate::server::edge::{BoxFuture, Edge, Inner};
 
 /// Times each call from its arrival to its response headers. The status
 /// code is the `grpc-status` header when the response carries one (an
@@ -26,17 +26,11 @@ impl MetricsLayer {
 }
 
 impl Edge for MetricsLayer {
-    fn call<S, B, R>(
+    fn call<S: Inner<B, R>, B, R: Default + Send + 'static>(
         &self,
         inner: &mut S,
         request: http::Request<B>,
-    ) -> BoxFuture<Result<http::Response<R>, S::Error>>
-    where
-        S: tower_service::Service<http::Request<B>, Response = http::Response<R>>,
-        S::Future: Send + 'static,
-        S::Error: Send + 'static,
-        R: Default + Send + 'static,
-    {
+    ) -> BoxFuture<Result<http::Response<R>, S::Error>> {
         let started = Instant::now();
         // Resolved now: the path is not kept (no allocation per call).
         let method = self.metrics.method(request.uri().path());
