@@ -132,7 +132,12 @@ def check_tokens(deploy):
         return out
 
     def plain(path):
-        token = path.read_text().strip()
+        raw = path.read_text()
+        token = raw.strip()
+        if raw != token:
+            # The Secret keeps the file's bytes: a client that puts the value
+            # of RAMPART_TOKEN into its header as is would send a newline.
+            error(f"deploy/{path.relative_to(deploy)}", "must hold the token alone, with no newline or spaces (write it with `printf %s`)")
         return hashlib.sha256(token.encode()).hexdigest()
 
     base = tokens_file(deploy / "base" / "tokens.toml")
