@@ -11,6 +11,8 @@ deploy/validate.sh after the schema check): what a schema cannot say.
 - Token files: each plain-text token's SHA-256 is in the tokens file that
   must accept it, with the scope it needs; tokens files hold hashes only.
 - deploy/base/policy.yaml is a copy of examples/quickstart/policy.yaml.
+- Trace sampling settings (OTEL_TRACES_SAMPLER and its ARG) that rampart
+  understands.
 """
 
 import argparse
@@ -22,6 +24,15 @@ import tomllib
 import yaml
 
 PORT = 50051
+# The OTEL_TRACES_SAMPLER values rampart understands (server/otel.rs).
+SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
 errors = []
 
 
@@ -68,6 +79,19 @@ def check_container(where, c, pod, is_rampart):
             error(where, f"{probe} must be a gRPC probe on port {PORT}")
     if not listen.startswith("127.") and "--tokens-file" not in f:
         error(where, "listens beyond loopback without --tokens-file")
+    # Trace settings rampart would refuse (it would sample everything).
+    env = {e["name"]: e.get("value") for e in c.get("env") or []}
+    sampler = env.get("OTEL_TRACES_SAMPLER")
+    if sampler is not None and sampler not in SAMPLERS:
+        error(where, f"OTEL_TRACES_SAMPLER `{sampler}` is not one of {', '.join(SAMPLERS)}")
+    ratio = env.get("OTEL_TRACES_SAMPLER_ARG")
+    if ratio is not None:
+        try:
+            ok = 0.0 <= float(ratio) <= 1.0
+        except ValueError:
+            ok = False
+        if not ok:
+            error(where, f"OTEL_TRACES_SAMPLER_ARG `{ratio}` is not a ratio from 0 to 1")
     if "--insecure" in f:
         error(where, "--insecure has no place in these manifests")
     if "--follow" in f and "--follow-token-file" not in f:

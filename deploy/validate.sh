@@ -25,7 +25,7 @@ tools="${RAMPART_DEPLOY_TOOLS:-$root/target/deploy-tools}"
 # The oldest Kubernetes the manifests need (native sidecars and the preStop
 # sleep action are on by default from 1.30) and the newest we know.
 versions=(1.30 1.37)
-kustomizations=(base sidecar)
+kustomizations=(base sidecar observability)
 
 python="${PYTHON:-python3}"
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
@@ -58,12 +58,13 @@ for k in "${kustomizations[@]}"; do
 done
 
 # Every resource file as written: the YAML files beside each
-# kustomization.yaml, but for the kustomization itself and the policy.
+# kustomization.yaml, but for the kustomization itself, the policy and
+# patches (*-patch.yaml, which are no resources).
 sources=()
 for k in "${kustomizations[@]}"; do
   for f in "$here/$k"/*.yaml; do
     case "$(basename "$f")" in
-      kustomization.yaml | policy.yaml) ;;
+      kustomization.yaml | policy.yaml | *-patch.yaml) ;;
       *) sources+=("$f") ;;
     esac
   done
