@@ -90,7 +90,9 @@ impl HeadSampler {
                     }),
             }
         };
-        let (parent_based, ratio) = match sampler.map(str::trim).unwrap_or("") {
+        // Enum values are case-insensitive (the OpenTelemetry spec).
+        let sampler = sampler.map(|s| s.trim().to_ascii_lowercase());
+        let (parent_based, ratio) = match sampler.as_deref().unwrap_or("") {
             "" | "parentbased_always_on" => (true, 1.0),
             "parentbased_always_off" => (true, 0.0),
             "parentbased_traceidratio" => (true, ratio()?),
@@ -302,10 +304,13 @@ where
         &self,
         meta: &'static tracing::Metadata<'static>,
     ) -> tracing::subscriber::Interest {
+        // Always asked first: EnvFilter records the callsite here, which its
+        // span-scoped directives (`[Check]=debug`) need.
+        let env = Layer::<S>::register_callsite(&self.env, meta);
         if self.exported(meta) {
             return tracing::subscriber::Interest::sometimes();
         }
-        Layer::<S>::register_callsite(&self.env, meta)
+        env
     }
 
     fn enabled(
@@ -466,6 +471,10 @@ mod tests {
             })
         );
         assert_eq!(parse("always_off", None).map(|s| s.ratio), Ok(0.0));
+        assert_eq!(
+            parse("TraceIdRatio", Some("0.25")).map(|s| s.ratio),
+            Ok(0.25)
+        );
         let err = parse("sometimes", None).unwrap_err();
         assert!(err.contains("`sometimes`"), "{err}");
         let err = parse("traceidratio", Some("2")).unwrap_err();
@@ -506,6 +515,27 @@ mod tests {
         assert!(!sampled && !outside);
         let event = SAMPLED.sync_scope(false, || tracing::event_enabled!(tracing::Level::INFO));
         assert!(event, "an unsampled RPC's events must still be logged");
+    }
+
+    #[test]
+    fn span_scoped_log_directives_still_work_while_exporting() {
+        let log = tracing_subscriber::fmt::layer().with_test_writer();
+        let _default =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(log).with(Gate {
+                env: tracing_subscriber::EnvFilter::new("warn,[scoped]=debug"),
+                exporting: true,
+            }));
+        let inside = SAMPLED.sync_scope(true, || {
+            let span = tracing::info_span!("scoped");
+            let _entered = span.enter();
+            tracing::event_enabled!(tracing::Level::DEBUG)
+        });
+        let outside = tracing::event_enabled!(tracing::Level::DEBUG);
+        assert!(
+            inside,
+            "`[scoped]=debug` did not enable debug events inside the span"
+        );
+        assert!(!outside);
     }
 
     #[test]
