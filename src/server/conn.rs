@@ -11,9 +11,11 @@
 //!
 //! A connection that overdraws its budget is not closed but *paused*: the
 //! server stops reading from it until the debt is paid back at the
-//! configured rate. Its calls in flight still get their answers; new ones
-//! wait in the kernel's buffers, and the client's own flow control stops
-//! it. So a client flooding bad calls gets at most that many failures a
+//! configured rate (at most 5 s at a time). Its calls in flight still get
+//! their answers, up to the client's flow-control window (the server does
+//! not read its WINDOW_UPDATEs either); new ones wait in the kernel's
+//! buffers, and the client's own flow control stops it. At shutdown every
+//! pause is lifted, so none holds up the drain. So a client flooding bad calls gets at most that many failures a
 //! second and costs the server almost nothing beyond them, while every
 //! other connection (a NATed neighbour on the same address included) is
 //! untouched. A client that opens a fresh connection for every few calls
@@ -34,11 +36,23 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tonic::transport::server::{Connected, TlsConnectInfo};
 
-/// Whether a status code is the client's fault, and so spends budget.
+/// Whether a status code is the client's fault, and so spends budget:
+/// INVALID_ARGUMENT, PERMISSION_DENIED, UNIMPLEMENTED (probing for
+/// methods), UNAUTHENTICATED. Not INTERNAL (a body that does not decode
+/// is one, but so is a fault of ours), nor OUT_OF_RANGE (a replica behind
+/// the changelog gets it in earnest).
 pub fn client_fault(code: usize) -> bool {
-    // INVALID_ARGUMENT, PERMISSION_DENIED, UNAUTHENTICATED.
-    matches!(code, 3 | 7 | 16)
+    matches!(code, 3 | 7 | 12 | 16)
 }
+
+/// The longest a connection is paused at once: its debt is capped at this
+/// many seconds' worth. Below the HTTP/2 keepalive (30 s + 10 s), so a
+/// paused client is not also cut off for missing PINGs, and short enough
+/// that a paused connection does not hold up a shutdown for long.
+const MAX_PAUSE_SECS: f64 = 5.0;
+
+/// At most one warning about paused connections per this many seconds.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The budget every connection starts with, and what the server counts.
 #[derive(Debug)]
@@ -47,6 +61,11 @@ pub struct Guard {
     rate: u32,
     /// Connections that have overdrawn their budget at least once.
     throttled: AtomicU64,
+    /// When the last warning was logged.
+    warned: Mutex<Option<Instant>>,
+    /// Set at shutdown: no connection is paused any more, so none holds up
+    /// the drain.
+    stopping: AtomicBool,
 }
 
 impl Guard {
@@ -54,7 +73,14 @@ impl Guard {
         Arc::new(Self {
             rate: failed_calls_per_sec,
             throttled: AtomicU64::new(0),
+            warned: Mutex::new(None),
+            stopping: AtomicBool::new(false),
         })
+    }
+
+    /// Lifts every pause, now and from now on: the server is draining.
+    pub fn stop_pausing(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
     }
 
     /// Connections paused at least once for overdrawing their budget.
@@ -76,7 +102,7 @@ impl Guard {
                     at: Instant::now(),
                 }),
                 paused_until: AtomicU64::new(0),
-                warned: AtomicBool::new(false),
+                counted: AtomicBool::new(false),
             }),
             pause: None,
         }
@@ -100,7 +126,8 @@ pub struct ConnState {
     /// Nanoseconds after `opened` until which the connection is not read;
     /// 0: never paused.
     paused_until: AtomicU64,
-    warned: AtomicBool,
+    /// Whether this connection is in the `throttled` count already.
+    counted: AtomicBool,
 }
 
 impl ConnState {
@@ -116,7 +143,7 @@ impl ConnState {
         let debt = {
             let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
             let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * rate;
-            bucket.tokens = (bucket.tokens + refill).min(rate) - 1.0;
+            bucket.tokens = ((bucket.tokens + refill).min(rate) - 1.0).max(-rate * MAX_PAUSE_SECS);
             bucket.at = now;
             -bucket.tokens
         };
@@ -128,18 +155,26 @@ impl ConnState {
             .unwrap_or(u64::MAX)
             .max(1);
         self.paused_until.fetch_max(nanos, Ordering::Relaxed);
-        if !self.warned.swap(true, Ordering::Relaxed) {
-            self.guard.throttled.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(
-                peer = ?self.peer,
-                limit = self.guard.rate,
-                "a connection makes more failing calls a second than --max-failed-calls-per-sec allows: reading from it is paused while it is over"
-            );
+        if !self.counted.swap(true, Ordering::Relaxed) {
+            let throttled = self.guard.throttled.fetch_add(1, Ordering::Relaxed) + 1;
+            let mut warned = self.guard.warned.lock().unwrap_or_else(|e| e.into_inner());
+            if warned.is_none_or(|at| now.saturating_duration_since(at) >= WARN_EVERY) {
+                *warned = Some(now);
+                tracing::warn!(
+                    peer = ?self.peer,
+                    limit = self.guard.rate,
+                    throttled_connections = throttled,
+                    "a connection makes more failing calls a second than --max-failed-calls-per-sec allows: reading from it is paused while it is over (at most one such warning every 10 s; rampart_connections_throttled_total counts them all)"
+                );
+            }
         }
     }
 
     /// Until when the connection is not read, if it is paused now.
     fn paused(&self) -> Option<Instant> {
+        if self.guard.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
         match self.paused_until.load(Ordering::Relaxed) {
             0 => None,
             nanos => {
@@ -150,23 +185,31 @@ impl ConnState {
     }
 }
 
-/// What tonic puts into each request's extensions for a [`Conn`].
+/// What tonic puts into each request's extensions for a [`Conn`] (inside
+/// `TlsConnectInfo` with TLS). It replaces tonic's `TcpConnectInfo`, so
+/// `tonic::Request::remote_addr()` is `None`: use [`remote_addr`].
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub remote_addr: Option<SocketAddr>,
     pub state: Arc<ConnState>,
 }
 
+fn conn_info(extensions: &http::Extensions) -> Option<&ConnInfo> {
+    extensions.get::<ConnInfo>().or_else(|| {
+        extensions
+            .get::<TlsConnectInfo<ConnInfo>>()
+            .map(TlsConnectInfo::get_ref)
+    })
+}
+
 /// The connection a request came on, with or without TLS.
 pub fn conn_state(extensions: &http::Extensions) -> Option<&Arc<ConnState>> {
-    extensions
-        .get::<ConnInfo>()
-        .or_else(|| {
-            extensions
-                .get::<TlsConnectInfo<ConnInfo>>()
-                .map(TlsConnectInfo::get_ref)
-        })
-        .map(|info| &info.state)
+    conn_info(extensions).map(|info| &info.state)
+}
+
+/// The peer's address of the connection a request came on.
+pub fn remote_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
+    conn_info(extensions).and_then(|info| info.remote_addr)
 }
 
 /// An accepted TCP connection that is not read while it is paused.
@@ -258,9 +301,10 @@ mod tests {
 
     #[test]
     fn only_the_clients_mistakes_count() {
-        assert!(client_fault(3) && client_fault(7) && client_fault(16));
-        // OK, NOT_FOUND, RESOURCE_EXHAUSTED, FAILED_PRECONDITION, UNAVAILABLE.
-        for code in [0, 5, 8, 9, 14] {
+        assert!(client_fault(3) && client_fault(7) && client_fault(12) && client_fault(16));
+        // OK, NOT_FOUND, RESOURCE_EXHAUSTED, FAILED_PRECONDITION,
+        // OUT_OF_RANGE, INTERNAL, UNAVAILABLE.
+        for code in [0, 5, 8, 9, 11, 13, 14] {
             assert!(!client_fault(code), "{code}");
         }
     }
@@ -296,7 +340,8 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let guard = Guard::new(20);
         let (mut conn, mut client) = pair(&guard).await;
-        for _ in 0..22 {
+        // 20 tokens of debt at 20 a second: about a second.
+        for _ in 0..40 {
             conn.state.failed();
         }
         let until = conn.state.paused().expect("paused");
@@ -310,6 +355,23 @@ mod tests {
         conn.write_all(b"y").await.expect("write back");
         client.read_exact(&mut byte).await.expect("read back");
         assert_eq!(&byte, b"y");
+    }
+
+    #[tokio::test]
+    async fn a_pause_is_capped_and_lifted_at_shutdown() {
+        let guard = Guard::new(10);
+        let (conn, _client) = pair(&guard).await;
+        for _ in 0..10_000 {
+            conn.state.failed();
+        }
+        let until = conn.state.paused().expect("paused");
+        let left = until.saturating_duration_since(Instant::now());
+        assert!(
+            left <= Duration::from_secs_f64(MAX_PAUSE_SECS),
+            "a debt of 10,000 calls at 10 a second pauses for {left:?} more"
+        );
+        guard.stop_pausing();
+        assert_eq!(conn.state.paused(), None, "a pause outlived the shutdown");
     }
 
     #[tokio::test]

@@ -194,6 +194,8 @@ pub struct ServerHandle {
     join: JoinHandle<Result<(), tonic::transport::Error>>,
     /// Tells Watch streams to end.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// The connections' budgets: shutdown lifts every pause.
+    connections: Arc<conn::Guard>,
     /// A replica's follower task.
     follower: Option<JoinHandle<()>>,
     /// The metrics listener; ends when `stopping` turns true.
@@ -212,6 +214,7 @@ impl ServerHandle {
             follower.abort();
         }
         self.stopping.send_replace(true);
+        self.connections.stop_pausing();
         let _ = self.shutdown.send(());
         if let Some(metrics) = self.metrics {
             let _ = metrics.await;
@@ -409,7 +412,10 @@ pub async fn start_with(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)))
-        .map(move |accepted| accepted.map(|io| guard.wrap(io)));
+        .map({
+            let guard = Arc::clone(&guard);
+            move |accepted| accepted.map(|io| guard.wrap(io))
+        });
     let join = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop.await;
     }));
@@ -443,6 +449,7 @@ pub async fn start_with(
         shutdown,
         join,
         stopping,
+        connections: guard,
         follower,
         metrics,
         decision_log_writer,
@@ -648,9 +655,12 @@ async fn reload_credentials(
     let read = |args: &tls::SecurityArgs| {
         args.tokens_file
             .as_deref()
-            .and_then(|path| std::fs::read(path).ok())
+            .and_then(|path| std::fs::read_to_string(path).ok())
     };
-    let mut seen = read(&args);
+    // Not read here: the file may have changed since `serve` read it at
+    // startup (recovery can take a while), so the first tick reloads it.
+    let mut seen: Option<String> = None;
+    let mut first = true;
     let mut tick = tokio::time::interval(poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tick.tick().await;
@@ -674,22 +684,43 @@ async fn reload_credentials(
         if !signalled && now == seen {
             continue;
         }
-        seen = now;
+        let quiet = std::mem::take(&mut first) && !signalled;
+        seen.clone_from(&now);
         let trigger = if signalled {
             "SIGHUP"
         } else {
             "the tokens file changed"
         };
-        match args.credentials(|k| std::env::var(k).ok()) {
+        if args.tokens_file.is_some() && now.is_none() {
+            error!(
+                trigger,
+                "cannot read the tokens file; the credentials in use stay"
+            );
+            continue;
+        }
+        // Exactly the bytes just compared: a file being rewritten in place
+        // is not read twice.
+        match args.credentials_from(now.as_deref(), |k| std::env::var(k).ok()) {
             Ok(Some(credentials)) => {
                 let (tokens, certs) = credentials.counts();
+                if (tokens, certs) == (0, 0) && live.load().counts() != (0, 0) {
+                    // Most likely a file caught half-written: refusing every
+                    // call is the worse outcome.
+                    error!(
+                        trigger,
+                        "the tokens file now holds no token and no client certificate; the credentials in use stay (empty it on purpose by restarting)"
+                    );
+                    continue;
+                }
                 live.store(Arc::new(credentials));
-                info!(
-                    tokens,
-                    client_cert_mappings = certs,
-                    trigger,
-                    "credentials reloaded"
-                );
+                if !quiet {
+                    info!(
+                        tokens,
+                        client_cert_mappings = certs,
+                        trigger,
+                        "credentials reloaded"
+                    );
+                }
             }
             Ok(None) => {
                 warn!(
@@ -814,7 +845,13 @@ mod tests {
                 auth::hash_hex(token)
             )
         };
-        std::fs::write(&file, entry("first", "tok-first")).unwrap();
+        // As a Secret volume or an editor does it: a whole new file.
+        let replace = |text: &str| {
+            let new = dir.path().join("tokens.toml.new");
+            std::fs::write(&new, text).unwrap();
+            std::fs::rename(&new, &file).unwrap();
+        };
+        replace(&entry("first", "tok-first"));
         let args = tls::SecurityArgs {
             tokens_file: Some(file.clone()),
             ..tls::SecurityArgs::default()
