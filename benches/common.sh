@@ -19,3 +19,16 @@ trap cleanup EXIT
 token=$(sed -n 2p "$work/new.txt")
 sed -n '/^\[\[token\]\]/,$p' "$work/new.txt" >"$work/tokens.toml"
 grep -q sha256 "$work/tokens.toml"
+
+# Waits (up to 10 s) until something listens on 127.0.0.1:PORT. A leader
+# binds its port once it can serve.
+wait_port() {
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "nothing listens on 127.0.0.1:$1 after 10 s" >&2
+    return 1
+}

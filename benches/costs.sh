@@ -59,10 +59,7 @@ OTEL_SERVICE_NAME=bench-otlp1pct OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SA
 unset OTEL_EXPORTER_OTLP_ENDPOINT
 sleep 1
 for name in "${setups[@]}"; do
-    for _ in $(seq 100); do
-        grep -q "serving rampart" "$work/$name.log" 2>/dev/null && break
-        sleep 0.1
-    done
+    wait_port "${port[$name]}"
 done
 
 load() { # setup

@@ -39,13 +39,8 @@ off_pid=$!
 start on 50162 100
 on_pid=$!
 pids=("$off_pid" "$on_pid")
-for _ in $(seq 100); do
-    if "$bin" ctl --server 127.0.0.1:50161 --token "$token" status >/dev/null 2>&1 &&
-        "$bin" ctl --server 127.0.0.1:50162 --token "$token" status >/dev/null 2>&1; then
-        break
-    fi
-    sleep 0.1
-done
+wait_port 50161
+wait_port 50162
 
 good() { # port
     "$bin" bench --server "http://127.0.0.1:$1" --token "$token" --mode check \

@@ -82,7 +82,7 @@ def check_container(where, c, pod, is_rampart):
     # Trace settings rampart would refuse (it would sample everything).
     env = {e["name"]: e.get("value") for e in c.get("env") or []}
     sampler = env.get("OTEL_TRACES_SAMPLER")
-    if sampler is not None and sampler not in SAMPLERS:
+    if sampler is not None and sampler.strip().lower() not in SAMPLERS:
         error(where, f"OTEL_TRACES_SAMPLER `{sampler}` is not one of {', '.join(SAMPLERS)}")
     ratio = env.get("OTEL_TRACES_SAMPLER_ARG")
     if ratio is not None:

@@ -343,10 +343,35 @@ impl SecurityArgs {
         &self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Credentials>, CredentialsError> {
-        let mut credentials: Option<Credentials> = None;
-        if let Some(path) = &self.tokens_file {
-            credentials = Some(Credentials::load(path)?);
-        }
+        let file = match &self.tokens_file {
+            Some(path) => Some(Credentials::load(path)?),
+            None => None,
+        };
+        Self::merge_env(file, env)
+    }
+
+    /// [`SecurityArgs::credentials`] with the tokens file's text already
+    /// read (`None`: no file): a reload parses exactly the bytes it compared.
+    pub fn credentials_from(
+        &self,
+        file_text: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Credentials>, CredentialsError> {
+        let origin = self.tokens_file.as_ref().map_or_else(
+            || "the tokens file".to_owned(),
+            |p| format!("`{}`", p.display()),
+        );
+        let file = file_text
+            .map(|text| Credentials::parse(text, &origin))
+            .transpose()?;
+        Self::merge_env(file, env)
+    }
+
+    /// The tokens file's credentials merged with RAMPART_TOKENS.
+    fn merge_env(
+        mut credentials: Option<Credentials>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Credentials>, CredentialsError> {
         if let Some(inline) = env("RAMPART_TOKENS").filter(|t| !t.trim().is_empty()) {
             let parsed = Credentials::parse(&inline, "RAMPART_TOKENS")?;
             credentials = Some(match credentials {
