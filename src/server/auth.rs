@@ -216,8 +216,10 @@ impl Credentials {
             line: e.span().map_or(0, |s| {
                 text[..s.start.min(text.len())].lines().count().max(1)
             }),
-            // The message alone: toml's Display quotes the offending line.
-            message: e.message().to_owned(),
+            // The message alone (toml's Display quotes the offending line),
+            // and without what it quotes: a type error quotes the value,
+            // which may be a token pasted in the wrong place.
+            message: redact_quoted(e.message()),
         })?;
         let mut creds = Credentials::default();
         let invalid = |what: String, message: &str| CredentialsError::Invalid {
@@ -428,6 +430,32 @@ impl Credentials {
     }
 }
 
+/// `text` with every `"…"` and `` `…` `` span emptied of its content.
+fn redact_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut open: Option<char> = None;
+    for c in text.chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push('…');
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '"' || c == '`' {
+                    open = Some(c);
+                }
+            }
+        }
+    }
+    if open.is_some() {
+        out.push('…');
+    }
+    out
+}
+
 fn check_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
         Err("the name must be 1 to 100 characters, none of them control characters")
@@ -607,6 +635,16 @@ pub type AuthedChannel =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_in_the_wrong_place_is_not_echoed() {
+        // A type error: toml's message quotes the value.
+        let text = "[[token]]\nname = \"x\"\nsha256 = \"00\"\nscopes = \"rampart_secret123\"\n";
+        let err = Credentials::parse(text, "test").unwrap_err().to_string();
+        assert!(!err.contains("rampart_secret123"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        assert_eq!(redact_quoted("a \"b\" c `d` e \"f"), "a \"…\" c `…` e \"…");
+    }
 
     fn creds() -> Credentials {
         let text = format!(
