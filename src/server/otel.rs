@@ -19,8 +19,6 @@
 //! `OTEL_EXPORTER_OTLP_*` and `OTEL_SERVICE_NAME` variables; spans are
 //! batched on the SDK's own thread and flushed by [`Telemetry::shutdown`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use super::edge::{BoxFuture, Edge, Inner};
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
@@ -42,11 +40,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// Whether spans are exported: without an exporter the per-RPC span would
-/// only cost time (the services' own spans still log as before).
-static EXPORTING: AtomicBool = AtomicBool::new(false);
-
-/// How RPCs are sampled, set once by [`init`] when spans are exported.
+/// How RPCs are sampled, set once by [`init`] when spans are exported;
+/// unset, no span is exported and the per-RPC span would only cost time
+/// (the services' own spans still log as before).
 static SAMPLER: std::sync::OnceLock<HeadSampler> = std::sync::OnceLock::new();
 
 tokio::task_local! {
@@ -217,7 +213,6 @@ pub fn init(format: LogFormat) -> Telemetry {
                     sampler_error = Some(e);
                     HeadSampler::default()
                 });
-                let _ = SAMPLER.set(sampler);
                 let provider = SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)
                     // Decided per RPC by the HeadSampler, before any span.
@@ -230,7 +225,7 @@ pub fn init(format: LogFormat) -> Telemetry {
                     .build();
                 let tracer = provider.tracer("rampart");
                 telemetry.provider = Some(provider);
-                EXPORTING.store(true, Ordering::Relaxed);
+                let _ = SAMPLER.set(sampler);
                 // Its own filter: RUST_LOG quiets the logs, not the
                 // traces (RUST_LOG=warn used to drop every span).
                 Some(
@@ -391,12 +386,11 @@ impl Edge for TraceLayer {
         request: http::Request<B>,
     ) -> BoxFuture<Result<http::Response<R>, S::Error>> {
         let path = request.uri().path();
-        if !EXPORTING.load(Ordering::Relaxed)
-            || path.starts_with("/grpc.health.")
-            || path.starts_with("/grpc.reflection.")
-        {
+        let Some(sampler) = SAMPLER.get().filter(|_| {
+            !path.starts_with("/grpc.health.") && !path.starts_with("/grpc.reflection.")
+        }) else {
             return Box::pin(inner.call(request));
-        }
+        };
         // Without a traceparent there is no parent to extract.
         let parent = if request.headers().contains_key("traceparent") {
             opentelemetry::global::get_text_map_propagator(|p| {
@@ -415,11 +409,7 @@ impl Edge for TraceLayer {
                 )
             })
         };
-        let sampled = SAMPLER
-            .get()
-            .copied()
-            .unwrap_or_default()
-            .sample(remote, coin());
+        let sampled = sampler.sample(remote, coin());
         if !sampled {
             let call = SAMPLED.sync_scope(false, || inner.call(request));
             return Box::pin(SAMPLED.scope(false, call));
