@@ -91,15 +91,16 @@ impl Guard {
     /// Wraps an accepted connection.
     pub fn wrap(self: &Arc<Self>, io: TcpStream) -> Conn {
         let peer = io.peer_addr().ok();
+        let now = Instant::now();
         Conn {
             io,
             state: Arc::new(ConnState {
                 guard: Arc::clone(self),
                 peer,
-                opened: Instant::now(),
+                opened: now,
                 bucket: Mutex::new(Bucket {
                     tokens: f64::from(self.rate),
-                    at: Instant::now(),
+                    at: now,
                 }),
                 paused_until: AtomicU64::new(0),
                 counted: AtomicBool::new(false),
