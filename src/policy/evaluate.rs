@@ -41,6 +41,16 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order (the metrics index by `reason as usize`).
+    pub const ALL: [Reason; 6] = [
+        Reason::Granted,
+        Reason::UnknownSubject,
+        Reason::SubjectInactive,
+        Reason::UnknownPermission,
+        Reason::DeniedByGrant,
+        Reason::NoMatchingGrant,
+    ];
+
     /// The reason as the wire and policy tests spell it, e.g. `DENIED_BY_GRANT`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -55,16 +65,7 @@ impl Reason {
 
     /// Parses the spelling of [`Reason::as_str`].
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Reason::Granted,
-            Reason::UnknownSubject,
-            Reason::SubjectInactive,
-            Reason::UnknownPermission,
-            Reason::DeniedByGrant,
-            Reason::NoMatchingGrant,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == text)
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
     }
 }
 

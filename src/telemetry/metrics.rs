@@ -203,14 +203,7 @@ impl EngineMetrics {
 }
 
 const DECISIONS: [Decision; 2] = [Decision::Allow, Decision::Deny];
-const REASONS: [Reason; 6] = [
-    Reason::Granted,
-    Reason::UnknownSubject,
-    Reason::SubjectInactive,
-    Reason::UnknownPermission,
-    Reason::DeniedByGrant,
-    Reason::NoMatchingGrant,
-];
+const REASONS: [Reason; 6] = Reason::ALL;
 
 /// The name of a decision as the metrics and the decision log spell it.
 pub fn decision_name(decision: Decision) -> &'static str {
