@@ -144,10 +144,11 @@ impl Store for MemoryStore {
 
     fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        // Check everything first: all or nothing.
+        // Check everything first (all or nothing), building each record once.
         let mut have = inner.revision;
+        let mut records = Vec::with_capacity(batch.len());
         for entry in batch {
-            let audit = match entry {
+            let (change, audit) = match entry {
                 Outcomes::Applied {
                     revision,
                     mutation,
@@ -160,35 +161,25 @@ impl Store for MemoryStore {
                         });
                     }
                     have = *revision;
-                    encode_change(&Change {
+                    let change = Change {
                         revision: *revision,
                         time: Some(audit.time),
                         mutation: mutation.clone(),
-                    })?;
-                    audit
-                }
-                Outcomes::Refused(audit) => audit,
-            };
-            encode_audit(audit)?;
-        }
-        for entry in batch {
-            match entry {
-                Outcomes::Applied {
-                    revision,
-                    mutation,
-                    audit,
-                } => {
-                    let time = audit.time;
+                    };
+                    encode_change(&change)?;
                     let mut audit = audit.clone();
                     audit.revision = *revision;
-                    inner.push_audit(audit)?;
-                    inner.push_change(Change {
-                        revision: *revision,
-                        time: Some(time),
-                        mutation: mutation.clone(),
-                    })?;
+                    (Some(change), audit)
                 }
-                Outcomes::Refused(audit) => inner.push_audit(audit.clone())?,
+                Outcomes::Refused(audit) => (None, audit.clone()),
+            };
+            encode_audit(&audit)?;
+            records.push((change, audit));
+        }
+        for (change, audit) in records {
+            inner.push_audit(audit)?;
+            if let Some(change) = change {
+                inner.push_change(change)?;
             }
         }
         Ok(())
