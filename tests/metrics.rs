@@ -60,9 +60,8 @@ async fn server_with(
         Arc::clone(&engine),
         ServerOptions {
             data_plane: config,
-            replication: ReplicationConfig::default(),
-            security: Security::default(),
             telemetry,
+            ..ServerOptions::default()
         },
     )
     .await
