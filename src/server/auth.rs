@@ -268,13 +268,12 @@ impl Credentials {
         Ok(creds)
     }
 
-    /// Reads and parses a tokens file.
-    pub fn load(path: &Path) -> Result<Self, CredentialsError> {
-        let text = std::fs::read_to_string(path).map_err(|e| CredentialsError::Read {
+    /// Reads a tokens file's text (see [`Credentials::parse`]).
+    pub fn read_file(path: &Path) -> Result<String, CredentialsError> {
+        std::fs::read_to_string(path).map_err(|e| CredentialsError::Read {
             path: path.display().to_string(),
             why: e.to_string(),
-        })?;
-        Self::parse(&text, &format!("`{}`", path.display()))
+        })
     }
 
     /// Adds a token by its hash (for tests and embedding).

@@ -655,7 +655,7 @@ async fn reload_credentials(
     let read = |args: &tls::SecurityArgs| {
         args.tokens_file
             .as_deref()
-            .and_then(|path| std::fs::read_to_string(path).ok())
+            .and_then(|path| auth::Credentials::read_file(path).ok())
     };
     // Not read here: the file may have changed since `serve` read it at
     // startup (recovery can take a while), so the first tick reloads it.

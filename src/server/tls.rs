@@ -343,11 +343,12 @@ impl SecurityArgs {
         &self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Credentials>, CredentialsError> {
-        let file = match &self.tokens_file {
-            Some(path) => Some(Credentials::load(path)?),
-            None => None,
-        };
-        Self::merge_env(file, env)
+        let text = self
+            .tokens_file
+            .as_deref()
+            .map(Credentials::read_file)
+            .transpose()?;
+        self.credentials_from(text.as_deref(), env)
     }
 
     /// [`SecurityArgs::credentials`] with the tokens file's text already
@@ -361,17 +362,9 @@ impl SecurityArgs {
             || "the tokens file".to_owned(),
             |p| format!("`{}`", p.display()),
         );
-        let file = file_text
+        let mut credentials = file_text
             .map(|text| Credentials::parse(text, &origin))
             .transpose()?;
-        Self::merge_env(file, env)
-    }
-
-    /// The tokens file's credentials merged with RAMPART_TOKENS.
-    fn merge_env(
-        mut credentials: Option<Credentials>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<Credentials>, CredentialsError> {
         if let Some(inline) = env("RAMPART_TOKENS").filter(|t| !t.trim().is_empty()) {
             let parsed = Credentials::parse(&inline, "RAMPART_TOKENS")?;
             credentials = Some(match credentials {
