@@ -57,7 +57,7 @@ OTEL_SERVICE_NAME=bench-otlp start otlp
 OTEL_SERVICE_NAME=bench-otlp1pct OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=0.01 \
     start otlp1pct
 unset OTEL_EXPORTER_OTLP_ENDPOINT
-sleep 1
+wait_port 54317
 for name in "${setups[@]}"; do
     wait_port "${port[$name]}"
 done
