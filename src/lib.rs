@@ -7,9 +7,11 @@
 //! generates large policies for benchmarks.
 
 pub mod cli;
+pub mod client;
 pub mod engine;
 pub mod model;
 pub mod policy;
+pub mod proto;
 pub mod replication;
 pub mod server;
 pub mod store;

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use rampart::engine::Engine;
 use rampart::model::policy_file;
-use rampart::server::proto::admin_client::AdminClient;
-use rampart::server::proto::authorization_client::AuthorizationClient;
-use rampart::server::proto::{
+use rampart::proto::admin_client::AdminClient;
+use rampart::proto::authorization_client::AuthorizationClient;
+use rampart::proto::{
     self, AddMemberRequest, AssignRequest, CheckRequest, Consistency, CreateRoleRequest, Decision,
     GetRoleRequest, GrantRequest, GrantSpec, ListRolesRequest, RemoveUserRequest, UnassignRequest,
     consistency::Requirement,

@@ -18,15 +18,16 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rampart::client::{ClientSecurity, ClientTls, hash_hex, parse_hash};
 use rampart::engine::Engine;
 use rampart::model::policy_file;
+use rampart::proto::admin_client::AdminClient;
+use rampart::proto::authorization_client::AuthorizationClient;
+use rampart::proto::replication_client::ReplicationClient;
+use rampart::proto::{self, CheckRequest, CreateRoleRequest, ListRolesRequest};
 use rampart::replication::{ReplicaStatus, ReplicationConfig, Role};
-use rampart::server::auth::{Credentials, Scope, Scopes, hash_hex, parse_hash};
-use rampart::server::proto::admin_client::AdminClient;
-use rampart::server::proto::authorization_client::AuthorizationClient;
-use rampart::server::proto::replication_client::ReplicationClient;
-use rampart::server::proto::{self, CheckRequest, CreateRoleRequest, ListRolesRequest};
-use rampart::server::tls::{ClientSecurity, ClientTls, Security, ServerTls};
+use rampart::server::auth::{Credentials, Scope, Scopes};
+use rampart::server::tls::{Security, ServerTls};
 use rampart::server::{DataPlaneConfig, ServerHandle, ServerOptions, start_with};
 use rampart::store::SledStore;
 use rcgen::{

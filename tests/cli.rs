@@ -94,7 +94,7 @@ fn serve_starts_with_the_builtin_quickstart_and_stops_on_sigterm() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let response = runtime.block_on(async {
-        use rampart::server::proto::{CheckRequest, authorization_client::AuthorizationClient};
+        use rampart::proto::{CheckRequest, authorization_client::AuthorizationClient};
         let mut c = AuthorizationClient::connect(format!("http://127.0.0.1:{port}"))
             .await
             .unwrap();
@@ -109,10 +109,7 @@ fn serve_starts_with_the_builtin_quickstart_and_stops_on_sigterm() {
         .unwrap()
         .into_inner()
     });
-    assert_eq!(
-        response.reason(),
-        rampart::server::proto::Reason::DeniedByGrant
-    );
+    assert_eq!(response.reason(), rampart::proto::Reason::DeniedByGrant);
 
     // SIGTERM: a clean exit.
     let status = server.terminate();
@@ -359,8 +356,8 @@ fn config_file_precedence_is_flag_then_env_then_file_then_default() {
 
 #[test]
 fn sigterm_drains_in_flight_calls_and_closes_watch_streams() {
-    use rampart::server::proto::replication_client::ReplicationClient;
-    use rampart::server::proto::{
+    use rampart::proto::replication_client::ReplicationClient;
+    use rampart::proto::{
         CheckRequest, Consistency, WatchRequest, authorization_client::AuthorizationClient,
         consistency::Requirement,
     };

@@ -15,8 +15,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rampart::server::proto::admin_client::AdminClient;
-use rampart::server::proto::{AddUserRequest, ListTenantsRequest, ListUsersRequest};
+use rampart::proto::admin_client::AdminClient;
+use rampart::proto::{AddUserRequest, ListTenantsRequest, ListUsersRequest};
 
 mod common;
 use common::{Server, free_port};

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use rampart::engine::Engine;
 use rampart::model::policy_file;
-use rampart::server::proto::authorization_client::AuthorizationClient;
-use rampart::server::proto::{
+use rampart::proto::authorization_client::AuthorizationClient;
+use rampart::proto::{
     self, BatchCheckItem, BatchCheckRequest, CheckRequest, Consistency, Decision,
     ListSubjectPermissionsRequest, ListSubjectsRequest, Reason, batch_check_result::Outcome,
     consistency::Requirement,

@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use rampart::server::proto::{CheckRequest, authorization_client::AuthorizationClient};
+use rampart::proto::{CheckRequest, authorization_client::AuthorizationClient};
 use tonic::{Request, Response, Status};
 
 mod common;

@@ -27,13 +27,13 @@ use rampart::model::{
     Grant, GrantPattern, GroupName, Mutation, RoleName, Subject, TenantId, UserId, UserStatus,
     policy_file,
 };
-use rampart::replication::{ReplicaStatus, ReplicationConfig, Role};
-use rampart::server::proto::admin_client::AdminClient;
-use rampart::server::proto::authorization_client::AuthorizationClient;
-use rampart::server::proto::replication_client::ReplicationClient;
-use rampart::server::proto::{
+use rampart::proto::admin_client::AdminClient;
+use rampart::proto::authorization_client::AuthorizationClient;
+use rampart::proto::replication_client::ReplicationClient;
+use rampart::proto::{
     self, CheckRequest, Consistency, Decision, consistency::Requirement, watch_event::Event,
 };
+use rampart::replication::{ReplicaStatus, ReplicationConfig, Role};
 use rampart::server::{DataPlaneConfig, ServerHandle, ServerOptions, start_with};
 use rampart::store::{SledStore, Store};
 use tonic::Code;

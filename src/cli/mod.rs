@@ -99,7 +99,7 @@ pub fn main() -> ExitCode {
 }
 
 fn token(cmd: TokenCmd) -> ExitCode {
-    use crate::server::auth::{hash_hex, new_token, valid_token};
+    use crate::client::{hash_hex, new_token, valid_token};
     match cmd {
         TokenCmd::Hash => {
             let mut text = String::new();

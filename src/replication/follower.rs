@@ -21,12 +21,11 @@ use tracing::{error, info, warn};
 
 use super::ReplicaStatus;
 use super::service::receive_export;
+use crate::client::{self, AuthedChannel, Bearer, ClientSecurity};
 use crate::engine::{Engine, SubmitError};
 use crate::model::{Mutation, Timestamp};
-use crate::server::auth::{AuthedChannel, Bearer};
-use crate::server::proto::{self, replication_client::ReplicationClient, watch_event::Event};
+use crate::proto::{self, replication_client::ReplicationClient, watch_event::Event};
 use crate::server::set_health;
-use crate::server::tls::{self, ClientSecurity};
 use crate::store::{Change, StoreError};
 
 /// How a replica follows its leader.
@@ -123,8 +122,9 @@ async fn connect(
     leader: &str,
     security: &ClientSecurity,
 ) -> Result<ReplicationClient<AuthedChannel>, String> {
-    let bearer = Bearer::new(security.token.as_ref())?;
-    let endpoint = tls::endpoint(leader, security.tls.as_ref())?
+    let bearer = Bearer::new(security.token.as_ref()).map_err(|e| e.to_string())?;
+    let endpoint = client::endpoint(leader, security.tls.as_ref())
+        .map_err(|e| e.to_string())?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))

@@ -20,7 +20,7 @@ use super::export::{self, ExportError};
 use super::{ReplicaStatus, ReplicationConfig, Role};
 use crate::engine::Engine;
 use crate::model::TenantId;
-use crate::server::proto::{self, replication_server::Replication};
+use crate::proto::{self, replication_server::Replication};
 use crate::store::{Change, History, Store, StoreError, new_history_id};
 
 /// Changelog entries read per page.

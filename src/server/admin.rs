@@ -9,7 +9,6 @@ use tonic::{Request, Response, Status};
 
 use super::auth::{Principal, Scope};
 use super::convert;
-use super::proto::{self, admin_server::Admin};
 use crate::engine::{Committed, Engine, SubmitError};
 use crate::model::catalog::{CatalogEntry, CatalogPattern, Stability};
 use crate::model::rules::Actor;
@@ -18,6 +17,7 @@ use crate::model::{
     Effect, Grant, GrantPattern, GroupName, Mutation, RoleName, Subject, TenantId, TenantSettings,
     Timestamp, UserId, UserStatus,
 };
+use crate::proto::{self, admin_server::Admin};
 use crate::store::AuditFilter;
 
 /// The service.

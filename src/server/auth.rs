@@ -3,7 +3,7 @@
 //! Owns the credentials (bearer tokens configured by their SHA-256 hash,
 //! client certificates mapped by subject CN), the scope each RPC needs
 //! ([`required`]), the tower layer that enforces it in front of every
-//! service ([`AuthLayer`]), and the client side (the [`Bearer`] interceptor).
+//! service ([`AuthLayer`]). The client side (tokens sent) is `crate::client`'s.
 //! The one rule it leaves to the Admin service is the one that needs the
 //! message: acting as the operator (an empty `actor`) needs `operator`.
 //!
@@ -19,18 +19,12 @@ use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 use thiserror::Error;
 use tonic::Status;
-use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::server::NamedService;
 use tonic::transport::server::TlsConnectInfo;
 
-use super::admin::AdminService;
-use super::authorization::AuthorizationService;
 use super::edge::{BoxFuture, Edge, Inner};
-use super::proto::admin_server::AdminServer;
-use super::proto::authorization_server::AuthorizationServer;
-use super::proto::replication_server::ReplicationServer;
 use super::tls::subject_cn;
-use crate::replication::ReplicationService;
+use crate::client::{parse_hash, valid_token};
+use crate::proto::{admin_server, authorization_server, replication_server};
 
 /// What a credential may do. `Operator` implies every other scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -125,9 +119,9 @@ pub enum Need {
     Authenticated,
 }
 
-const AUTHORIZATION: &str = <AuthorizationServer<AuthorizationService> as NamedService>::NAME;
-const ADMIN: &str = <AdminServer<AdminService> as NamedService>::NAME;
-const REPLICATION: &str = <ReplicationServer<ReplicationService> as NamedService>::NAME;
+const AUTHORIZATION: &str = authorization_server::SERVICE_NAME;
+const ADMIN: &str = admin_server::SERVICE_NAME;
+const REPLICATION: &str = replication_server::SERVICE_NAME;
 
 /// The scope table: what the call at `path` (`/package.Service/Method`) needs.
 /// Admin calls that act as the operator also need `operator`; the Admin
@@ -463,42 +457,6 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     }
 }
 
-/// A 64-hex-digit SHA-256.
-pub fn parse_hash(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.as_bytes();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        let digit = |c: u8| (c as char).to_digit(16);
-        *byte = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
-    }
-    Some(out)
-}
-
-/// The SHA-256 of a token, as the tokens file holds it (lowercase hex).
-pub fn hash_hex(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Whether `token` can be sent in a header: 1 to 4096 visible ASCII characters.
-pub fn valid_token(token: &str) -> bool {
-    !token.is_empty() && token.len() <= 4096 && token.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// A fresh token: `rampart_` and 32 bytes from the operating system's
-/// random source, in hex (256 bits).
-pub fn new_token() -> Result<String, getrandom::Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes)?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("rampart_{hex}"))
-}
-
 /// The token in `Bearer <token>` (the scheme is case-insensitive).
 fn bearer(value: &http::HeaderValue) -> Option<&str> {
     let value = value.to_str().ok()?;
@@ -551,89 +509,10 @@ impl Edge for AuthLayer {
     }
 }
 
-/// A secret given on the command line or in the environment: its `Debug`
-/// never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        if valid_token(s) {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err("a token is 1 to 4096 visible ASCII characters".to_owned())
-        }
-    }
-}
-
-/// Client side: sends `authorization: Bearer <token>` on every call (or
-/// nothing, without a token).
-#[derive(Clone, Default)]
-pub struct Bearer(Option<AsciiMetadataValue>);
-
-impl fmt::Debug for Bearer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Bearer(<redacted>)"
-        } else {
-            "Bearer(none)"
-        })
-    }
-}
-
-impl Bearer {
-    /// Sends `token` with every call, or nothing when `None`.
-    pub fn new(token: Option<&Secret>) -> Result<Self, String> {
-        match token {
-            None => Ok(Self(None)),
-            Some(t) => {
-                let mut value: AsciiMetadataValue =
-                    MetadataValue::try_from(format!("Bearer {}", t.expose()))
-                        .map_err(|_| "the token is not a valid header value".to_owned())?;
-                value.set_sensitive(true);
-                Ok(Self(Some(value)))
-            }
-        }
-    }
-}
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
-
-/// A client channel that sends the bearer token.
-pub type AuthedChannel =
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::hash_hex;
 
     #[test]
     fn a_token_in_the_wrong_place_is_not_echoed() {
@@ -748,20 +627,7 @@ mod tests {
     }
 
     #[test]
-    fn new_tokens_are_fresh_and_valid() {
-        let a = new_token().unwrap();
-        let b = new_token().unwrap();
-        assert_ne!(a, b);
-        assert!(valid_token(&a) && a.len() == 8 + 64);
-        assert_eq!(parse_hash(&hash_hex(&a)).map(|h| h.len()), Some(32));
-    }
-
-    #[test]
-    fn secrets_and_bearers_do_not_show_in_debug() {
-        let s: Secret = "t-svc".parse().unwrap();
-        assert!(!format!("{s:?}").contains("t-svc"));
-        let b = Bearer::new(Some(&s)).unwrap();
-        assert!(!format!("{b:?}").contains("t-svc"));
+    fn credentials_do_not_show_in_debug() {
         assert!(!format!("{:?}", creds()).contains(&hash_hex("t-svc")));
     }
 }

@@ -9,10 +9,10 @@ use tonic::{Code, Request, Response, Status};
 use tracing::Span;
 
 use super::convert::{self, MAX_CORRELATION_BYTES};
-use super::proto::{self, authorization_server::Authorization};
 use crate::engine::Engine;
 use crate::model::Timestamp;
 use crate::policy::{self, Decision, Reason, Snapshot};
+use crate::proto::{self, authorization_server::Authorization};
 use crate::telemetry::DecisionLog;
 use crate::telemetry::decision_log::Record;
 use crate::telemetry::metrics::{CheckMetrics, decision_name};

@@ -4,9 +4,9 @@
 
 use tonic::{Code, Status};
 
-use super::proto;
 use crate::model::ids::MAX_ID_BYTES;
 use crate::policy::{CheckError, Decision, Explanation, Reason, Verdict};
+use crate::proto;
 
 /// The gRPC code for a check error.
 pub fn check_error_code(e: &CheckError) -> Code {

@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 
-use super::proto::admin_client::AdminClient;
-use super::proto::authorization_client::AuthorizationClient;
-use super::proto::consistency::Requirement;
-use super::proto::{
+use crate::proto::admin_client::AdminClient;
+use crate::proto::authorization_client::AuthorizationClient;
+use crate::proto::consistency::Requirement;
+use crate::proto::{
     AddUserRequest, AssignRequest, BatchCheckItem, BatchCheckRequest, CatalogEntry, CheckRequest,
     Consistency, CreateRoleRequest, Decision, DefineCatalogEntryRequest, GrantRequest, GrantSpec,
     UnassignRequest,
@@ -87,7 +87,7 @@ pub struct BenchArgs {
     pub json: bool,
     /// Bearer token to send with every call.
     #[arg(long, env = "RAMPART_TOKEN", hide_env_values = true)]
-    pub token: Option<super::auth::Secret>,
+    pub token: Option<crate::client::Secret>,
     /// CA of an `https://` server (PEM).
     #[arg(long, env = "RAMPART_CA", value_name = "PEM")]
     pub ca: Option<PathBuf>,
@@ -185,9 +185,10 @@ fn micros(d: Duration) -> u32 {
 
 /// Drives the server as `args` says.
 pub async fn run(args: &BenchArgs, items: Vec<Item>) -> Result<Report, String> {
-    let tls = super::tls::ClientTls::load(args.ca.as_deref(), None, None)?;
-    let bearer = super::auth::Bearer::new(args.token.as_ref())?;
-    let endpoint = super::tls::endpoint(&args.server, tls.as_ref())
+    let tls = crate::client::ClientTls::load(args.ca.as_deref(), None, None)
+        .map_err(|e| e.to_string())?;
+    let bearer = crate::client::Bearer::new(args.token.as_ref()).map_err(|e| e.to_string())?;
+    let endpoint = crate::client::endpoint(&args.server, tls.as_ref())
         .map_err(|e| format!("bad --server `{}`: {e}", args.server))?
         .tcp_nodelay(true);
     let mut channels: Vec<Channel> = Vec::new();

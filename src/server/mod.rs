@@ -13,7 +13,6 @@ pub mod edge;
 pub mod limits;
 pub mod loadgen;
 pub mod otel;
-pub mod proto;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -30,8 +29,8 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::server::HealthReporter;
 use tracing::{error, info, warn};
 
+use crate::proto::{self, authorization_server::AuthorizationServer};
 pub use authorization::{AuthorizationService, DataPlaneConfig};
-use proto::authorization_server::AuthorizationServer;
 
 use crate::engine::Engine;
 use crate::model::{State, Timestamp, policy_file};
@@ -842,7 +841,7 @@ mod tests {
         let entry = |name: &str, token: &str| {
             format!(
                 "[[token]]\nname = \"{name}\"\nsha256 = \"{}\"\nscopes = [\"check\"]\n",
-                auth::hash_hex(token)
+                crate::client::hash_hex(token)
             )
         };
         // As a Secret volume or an editor does it: a whole new file.

@@ -9,13 +9,14 @@
 //! token or a key.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use thiserror::Error;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-use super::auth::{Credentials, CredentialsError, Secret};
+use super::auth::{Credentials, CredentialsError};
+use crate::client::{ClientSecurity, ClientTls, Secret, endpoint, read_pem};
 
 /// The server's certificate and key, and the CA that client certificates
 /// must chain to (mTLS), as PEM.
@@ -47,85 +48,6 @@ impl ServerTls {
             None => config,
         }
     }
-}
-
-/// How a client connects over TLS: the CA it trusts, and its own
-/// certificate and key for mTLS, as PEM.
-#[derive(Clone, Default)]
-pub struct ClientTls {
-    pub ca: Option<Vec<u8>>,
-    pub identity: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-impl std::fmt::Debug for ClientTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientTls")
-            .field("ca", &self.ca.is_some())
-            .field("client_cert", &self.identity.is_some())
-            .finish()
-    }
-}
-
-impl ClientTls {
-    /// Reads `--ca`, `--cert` and `--key` style files; `None` when none is given.
-    pub fn load(
-        ca: Option<&Path>,
-        cert: Option<&Path>,
-        key: Option<&Path>,
-    ) -> Result<Option<Self>, String> {
-        let identity = match (cert, key) {
-            (Some(c), Some(k)) => Some((read_pem(c)?, read_pem(k)?)),
-            (None, None) => None,
-            _ => return Err("a client certificate needs both its cert and its key".into()),
-        };
-        let ca = ca.map(read_pem).transpose()?;
-        Ok((ca.is_some() || identity.is_some()).then_some(Self { ca, identity }))
-    }
-}
-
-/// How a client reaches a server: TLS settings and the bearer token.
-#[derive(Debug, Clone, Default)]
-pub struct ClientSecurity {
-    pub tls: Option<ClientTls>,
-    pub token: Option<Secret>,
-}
-
-/// An endpoint for `url`: `https://` uses `tls` (which must name the CA to
-/// trust: there are no built-in roots), `http://` refuses TLS settings.
-pub fn endpoint(url: &str, tls: Option<&ClientTls>) -> Result<Endpoint, String> {
-    let endpoint =
-        Endpoint::from_shared(url.to_owned()).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    let https = url.starts_with("https://");
-    match (https, tls) {
-        (false, None) => Ok(endpoint),
-        (false, Some(_)) => Err(format!(
-            "TLS settings were given but `{url}` is not an https:// URL"
-        )),
-        (true, tls) => {
-            let tls = tls.cloned().unwrap_or_default();
-            let Some(ca) = &tls.ca else {
-                return Err(format!(
-                    "`{url}` needs the CA that signed the server's certificate (a PEM file)"
-                ));
-            };
-            let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
-            if let Some((cert, key)) = &tls.identity {
-                config = config.identity(Identity::from_pem(cert, key));
-            }
-            endpoint
-                .tls_config(config)
-                .map_err(|e| format!("cannot use the TLS settings for `{url}`: {e}"))
-        }
-    }
-}
-
-fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-        return Err(format!("`{}` holds no PEM block", path.display()));
-    }
-    Ok(bytes)
 }
 
 /// The subject common name of a DER certificate, if it has one. The
@@ -321,6 +243,8 @@ pub enum SecurityError {
     Unprotected(SocketAddr),
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    File(#[from] crate::client::ClientError),
     #[error("{0}")]
     Config(String),
 }
@@ -386,14 +310,9 @@ impl SecurityArgs {
         let mut credentials = self.credentials(&env)?;
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(ServerTls {
-                cert: read_pem(cert).map_err(SecurityError::Config)?,
-                key: read_pem(key).map_err(SecurityError::Config)?,
-                client_ca: self
-                    .tls_client_ca
-                    .as_deref()
-                    .map(read_pem)
-                    .transpose()
-                    .map_err(SecurityError::Config)?,
+                cert: read_pem(cert)?,
+                key: read_pem(key)?,
+                client_ca: self.tls_client_ca.as_deref().map(read_pem).transpose()?,
             }),
             _ => None,
         };
@@ -475,7 +394,7 @@ mod tests {
         assert!(insecure.load(any, None, none).is_ok());
         let inline = format!(
             "[[token]]\nname = \"a\"\nsha256 = \"{}\"\nscopes = [\"check\"]\n",
-            super::super::auth::hash_hex("x")
+            crate::client::hash_hex("x")
         );
         let with_tokens = args
             .load(any, None, |k: &str| {
@@ -483,20 +402,5 @@ mod tests {
             })
             .unwrap();
         assert_eq!(with_tokens.credentials.unwrap().counts(), (1, 0));
-    }
-
-    #[test]
-    fn https_needs_a_ca_and_http_refuses_tls_settings() {
-        assert!(endpoint("https://h:1", None).unwrap_err().contains("CA"));
-        let tls = ClientTls {
-            ca: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
-            identity: None,
-        };
-        assert!(
-            endpoint("http://h:1", Some(&tls))
-                .unwrap_err()
-                .contains("https")
-        );
-        assert!(endpoint("http://h:1", None).is_ok());
     }
 }

@@ -11,7 +11,7 @@ use super::args::{
 };
 use super::output::{Column, Report, cell, col, table};
 use super::{Client, CtlError, Failure};
-use crate::server::proto::{self, MutationResponse};
+use crate::proto::{self, MutationResponse};
 
 type Answer = Result<Response<MutationResponse>, tonic::Status>;
 

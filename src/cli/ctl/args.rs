@@ -6,7 +6,7 @@
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::{CtlError, Mutate};
-use crate::server::proto::GrantSpec;
+use crate::proto::GrantSpec;
 
 /// A catalog entry's stability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

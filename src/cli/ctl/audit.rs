@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::output::{Column, Report, col, embedded_json};
 use super::{Client, Failure};
-use crate::server::proto;
+use crate::proto;
 
 /// `audit` arguments.
 #[derive(Debug, Clone, Args)]

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::output::{Report, code_name, decision_name, reason_name, table};
 use super::{Client, CtlError, Failure};
-use crate::server::proto::{
+use crate::proto::{
     self, BatchCheckItem, BatchCheckRequest, CheckRequest, Consistency,
     batch_check_result::Outcome, consistency::Requirement,
 };

@@ -27,12 +27,11 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use thiserror::Error;
 
-use crate::server::auth::{AuthedChannel, Bearer, Secret};
-use crate::server::tls::{self, ClientTls};
+use crate::client::{self, AuthedChannel, Bearer, ClientTls, Secret};
 
-use crate::server::proto::admin_client::AdminClient;
-use crate::server::proto::authorization_client::AuthorizationClient;
-use crate::server::proto::replication_client::ReplicationClient;
+use crate::proto::admin_client::AdminClient;
+use crate::proto::authorization_client::AuthorizationClient;
+use crate::proto::replication_client::ReplicationClient;
 pub use output::Format;
 use output::{Report, code_name};
 
@@ -213,9 +212,10 @@ impl Client {
             args.cert.as_deref(),
             args.key.as_deref(),
         )
-        .map_err(CtlError::Usage)?;
-        let bearer = Bearer::new(args.token.as_ref()).map_err(CtlError::Usage)?;
-        let endpoint = tls::endpoint(&url, tls.as_ref())
+        .map_err(|e| CtlError::Usage(e.to_string()))?;
+        let bearer =
+            Bearer::new(args.token.as_ref()).map_err(|e| CtlError::Usage(e.to_string()))?;
+        let endpoint = client::endpoint(&url, tls.as_ref())
             .map_err(|e| CtlError::Usage(format!("bad --server `{server}`: {e}")))?
             .connect_timeout(timeout)
             .tcp_nodelay(true);

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 use tonic::Code;
 
-use crate::server::proto;
+use crate::proto;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

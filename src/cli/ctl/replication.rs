@@ -16,7 +16,7 @@ use crate::replication::export::format_digest;
 
 use super::output::{Format, Report, embedded_json, table};
 use super::{Client, CtlError, Failure};
-use crate::server::proto::{self, watch_event::Event};
+use crate::proto::{self, watch_event::Event};
 
 /// Bytes per Import chunk.
 const CHUNK: usize = 1 << 20;
