@@ -25,13 +25,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rampart::cli::serve::{ServerHandle, ServerOptions, start_with};
 use rampart::engine::Engine;
 use rampart::model::rules::Actor;
 use rampart::model::{Mutation, RoleName, Subject, TenantId, UserId};
 use rampart::proto::replication_client::ReplicationClient;
 use rampart::proto::{self, watch_event::Event};
 use rampart::replication::{ReplicaStatus, ReplicationConfig, Role};
-use rampart::server::{DataPlaneConfig, ServerHandle, ServerOptions, start_with};
+use rampart::server::DataPlaneConfig;
 use rampart::store::{MemoryStore, SledStore, Store};
 use rampart::synthetic::{Spec, generate};
 

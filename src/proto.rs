@@ -13,3 +13,30 @@ tonic::include_proto!("rampart.v1");
 
 /// The encoded descriptors of `proto/rampart/v1/*.proto`, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rampart_descriptor");
+
+/// `(service, method)` of every RPC in the descriptor set, e.g.
+/// `("rampart.v1.Authorization", "Check")`: the generated code's own list,
+/// for tables that must name every RPC (metrics).
+pub fn methods() -> Vec<(String, String)> {
+    use prost::Message as _;
+    // INVARIANT: the set was encoded by protoc at build time; were it ever
+    // unreadable, no RPC is listed and every call counts as `other`.
+    let Ok(set) = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for file in &set.file {
+        let package = file.package();
+        for service in &file.service {
+            let name = if package.is_empty() {
+                service.name().to_owned()
+            } else {
+                format!("{package}.{}", service.name())
+            };
+            for method in &service.method {
+                out.push((name.clone(), method.name().to_owned()));
+            }
+        }
+    }
+    out
+}

@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use rampart::cli::serve::start;
 use rampart::engine::Engine;
 use rampart::model::policy_file;
 use rampart::proto::admin_client::AdminClient;
@@ -19,14 +20,14 @@ use rampart::proto::{
     GetRoleRequest, GrantRequest, GrantSpec, ListRolesRequest, RemoveUserRequest, UnassignRequest,
     consistency::Requirement,
 };
-use rampart::server::{DataPlaneConfig, start};
+use rampart::server::DataPlaneConfig;
 use tonic::Code;
 use tonic::transport::Channel;
 
 async fn clients() -> (
     AdminClient<Channel>,
     AuthorizationClient<Channel>,
-    rampart::server::ServerHandle,
+    rampart::cli::serve::ServerHandle,
 ) {
     let text = std::fs::read_to_string("tests/rules/policy.yaml").unwrap();
     let engine = Arc::new(Engine::new(policy_file::load_str(&text).unwrap()));

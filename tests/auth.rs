@@ -18,6 +18,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rampart::cli::serve::security::Security;
+use rampart::cli::serve::{ServerHandle, ServerOptions, start_with};
 use rampart::client::{ClientSecurity, ClientTls, hash_hex, parse_hash};
 use rampart::engine::Engine;
 use rampart::model::policy_file;
@@ -26,9 +28,9 @@ use rampart::proto::authorization_client::AuthorizationClient;
 use rampart::proto::replication_client::ReplicationClient;
 use rampart::proto::{self, CheckRequest, CreateRoleRequest, ListRolesRequest};
 use rampart::replication::{ReplicaStatus, ReplicationConfig, Role};
+use rampart::server::DataPlaneConfig;
 use rampart::server::auth::{Credentials, Scope, Scopes};
-use rampart::server::tls::{Security, ServerTls};
-use rampart::server::{DataPlaneConfig, ServerHandle, ServerOptions, start_with};
+use rampart::server::tls::ServerTls;
 use rampart::store::SledStore;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,

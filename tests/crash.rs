@@ -136,6 +136,6 @@ fn acknowledged_mutations_survive_kill_9() {
 /// The revision the built-in quickstart bootstrap ends at (the number of
 /// operator mutations it takes), computed the same way the server does.
 fn bootstrap_revision(_rt: &tokio::runtime::Runtime, _url: &str) -> usize {
-    let state = rampart::model::policy_file::load_str(rampart::server::QUICKSTART_POLICY).unwrap();
+    let state = rampart::model::policy_file::load_str(rampart::model::QUICKSTART_POLICY).unwrap();
     rampart::model::policy_file::to_mutations(&state).len()
 }

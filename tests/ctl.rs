@@ -12,9 +12,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use rampart::cli::serve::{ServerHandle, start};
 use rampart::engine::Engine;
 use rampart::model::{Mutation, State, policy_file};
-use rampart::server::{DataPlaneConfig, ServerHandle, start};
+use rampart::server::DataPlaneConfig;
 use rampart::store::{AuditFilter, AuditRecord, Change, History, Store, StoreError};
 use serde_json::Value;
 

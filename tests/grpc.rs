@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rampart::cli::serve::{ServerHandle, start};
 use rampart::engine::Engine;
 use rampart::model::policy_file;
 use rampart::proto::authorization_client::AuthorizationClient;
@@ -18,7 +19,7 @@ use rampart::proto::{
     ListSubjectPermissionsRequest, ListSubjectsRequest, Reason, batch_check_result::Outcome,
     consistency::Requirement,
 };
-use rampart::server::{DataPlaneConfig, ServerHandle, start};
+use rampart::server::DataPlaneConfig;
 use tonic::Code;
 use tonic::transport::Channel;
 

@@ -17,7 +17,7 @@ use rampart::policy::{Request, Snapshot, compile, evaluate, explain, list_subjec
 
 static QUICKSTART: LazyLock<Snapshot> = LazyLock::new(|| {
     compile(Arc::new(
-        policy_file::load_str(rampart::server::QUICKSTART_POLICY).unwrap(),
+        policy_file::load_str(rampart::model::QUICKSTART_POLICY).unwrap(),
     ))
 });
 

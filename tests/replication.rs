@@ -21,6 +21,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rampart::cli::serve::{ServerHandle, ServerOptions, start_with};
 use rampart::engine::Engine;
 use rampart::model::rules::Actor;
 use rampart::model::{
@@ -34,7 +35,7 @@ use rampart::proto::{
     self, CheckRequest, Consistency, Decision, consistency::Requirement, watch_event::Event,
 };
 use rampart::replication::{ReplicaStatus, ReplicationConfig, Role};
-use rampart::server::{DataPlaneConfig, ServerHandle, ServerOptions, start_with};
+use rampart::server::DataPlaneConfig;
 use rampart::store::{SledStore, Store};
 use tonic::Code;
 use tonic::transport::Channel;

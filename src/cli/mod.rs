@@ -4,10 +4,12 @@
 //! Parses arguments (clap, every flag also a `RAMPART_*` variable) and hands
 //! over to the library; holds no decision logic of its own.
 
+pub mod bench;
 pub mod config;
 pub mod ctl;
 pub mod policy_test;
 pub mod seed;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve Check and BatchCheck over gRPC.
-    Serve(Box<crate::server::ServeArgs>),
+    Serve(Box<serve::ServeArgs>),
     /// Check policy files and report every error with its location.
     Validate {
         #[arg(required = true)]
@@ -45,7 +47,7 @@ pub enum Command {
         verbose: bool,
     },
     /// Drive a running server with Check or BatchCheck load and report throughput and latency.
-    Bench(crate::server::loadgen::BenchArgs),
+    Bench(bench::BenchArgs),
     /// The admin client: every Admin call, check, batch-check and audit.
     Ctl(ctl::CtlArgs),
     /// For benchmarks: write a synthetic state into an empty data folder.
@@ -88,10 +90,10 @@ pub fn main() -> ExitCode {
             print!("{}", config::render(&argv, &folded, args.config.as_deref()));
             ExitCode::SUCCESS
         }
-        Command::Serve(args) => crate::server::serve_main(*args),
+        Command::Serve(args) => serve::serve_main(*args),
         Command::Validate { files } => validate(&files),
         Command::Test { files, verbose } => test(&files, verbose),
-        Command::Bench(args) => crate::server::loadgen::bench_main(args),
+        Command::Bench(args) => bench::bench_main(args),
         Command::Ctl(args) => ctl::ctl_main(args),
         Command::DevSeed(args) => seed::seed_main(args),
         Command::Token(cmd) => token(cmd),

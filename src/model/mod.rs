@@ -21,3 +21,6 @@ pub use permission::{Effect, Grant, GrantPattern, PermissionPath};
 pub use state::State;
 pub use tenant::{Binding, Group, Role, RoleKind, Tenant, TenantSettings, User, UserStatus};
 pub use time::Timestamp;
+
+/// The demo policy `rampart serve` loads when given no `--bootstrap` file.
+pub const QUICKSTART_POLICY: &str = include_str!("../../examples/quickstart/policy.yaml");

@@ -216,7 +216,7 @@ mod tests {
     use crate::model::policy_file;
 
     fn demo() -> State {
-        let mut s = policy_file::load_str(crate::server::QUICKSTART_POLICY).unwrap();
+        let mut s = policy_file::load_str(crate::model::QUICKSTART_POLICY).unwrap();
         s.revision = 7;
         s
     }

@@ -16,7 +16,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tonic::Code;
-use tonic_health::server::HealthReporter;
 use tracing::{error, info, warn};
 
 use super::ReplicaStatus;
@@ -25,7 +24,6 @@ use crate::client::{self, AuthedChannel, Bearer, ClientSecurity};
 use crate::engine::{Engine, SubmitError};
 use crate::model::{Mutation, Timestamp};
 use crate::proto::{self, replication_client::ReplicationClient, watch_event::Event};
-use crate::server::set_health;
 use crate::store::{Change, StoreError};
 
 /// How a replica follows its leader.
@@ -40,6 +38,13 @@ pub struct FollowConfig {
     /// TLS settings for an `https://` leader, and the bearer token to send.
     pub security: ClientSecurity,
 }
+
+/// How the follower reports readiness: called with `true` once the replica
+/// has caught up with its leader, `false` when its lag passes the bound.
+/// The composition root turns it into gRPC health.
+pub type Readiness = Arc<
+    dyn Fn(bool) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+>;
 
 /// Most changes applied (and flushed) together.
 const BATCH: usize = 256;
@@ -60,7 +65,7 @@ pub async fn follow(
     engine: Arc<Engine>,
     config: FollowConfig,
     status: Arc<ReplicaStatus>,
-    health: HealthReporter,
+    health: Readiness,
 ) {
     let first_backoff = Duration::from_millis(100);
     let mut backoff = first_backoff;
@@ -144,7 +149,7 @@ async fn watch(
     engine: &Arc<Engine>,
     config: &FollowConfig,
     status: &ReplicaStatus,
-    health: &HealthReporter,
+    health: &Readiness,
     serving: &mut bool,
     backoff: &mut Duration,
 ) -> Ended {
@@ -263,7 +268,7 @@ async fn watch(
                     "replica lag over the bound: NOT_SERVING"
                 );
             }
-            set_health(health, ok).await;
+            health(ok).await;
         }
         if let Some(ended) = ended {
             return ended;

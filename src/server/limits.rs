@@ -15,28 +15,6 @@ use super::edge::{BoxFuture, Edge, Inner};
 use tokio::sync::Semaphore;
 use tonic::Status;
 
-/// `rampart serve`'s limit flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct LimitsArgs {
-    /// Most calls in flight at once (health and reflection not counted);
-    /// past it, calls are refused with RESOURCE_EXHAUSTED, not queued.
-    #[arg(long, env = "RAMPART_MAX_IN_FLIGHT", default_value_t = 4_096, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_in_flight: u32,
-    /// Largest request message of the Authorization and Admin services, in
-    /// bytes (Replication's Import chunks have their own 64 MiB bound).
-    #[arg(long, env = "RAMPART_MAX_MESSAGE_BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(1024..))]
-    pub max_message_bytes: u32,
-    /// Server-side deadline of a unary call, in milliseconds (a client's
-    /// shorter `grpc-timeout` applies too). Streams are not cut by it.
-    #[arg(long, env = "RAMPART_CALL_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub call_timeout_ms: u64,
-    /// Failing calls (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT)
-    /// a second one connection may make; past it, the server stops reading
-    /// from that connection until it is back under (0: no limit).
-    #[arg(long, env = "RAMPART_MAX_FAILED_CALLS_PER_SEC", default_value_t = 100)]
-    pub max_failed_calls_per_sec: u32,
-}
-
 /// The limits a server runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -60,18 +38,6 @@ impl Default for Limits {
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
             max_failed_calls_per_sec: 100,
-        }
-    }
-}
-
-impl LimitsArgs {
-    pub fn limits(&self) -> Limits {
-        Limits {
-            max_in_flight: self.max_in_flight as usize,
-            max_message_bytes: self.max_message_bytes as usize,
-            call_timeout: Duration::from_millis(self.call_timeout_ms),
-            max_failed_calls_per_sec: self.max_failed_calls_per_sec,
-            ..Limits::default()
         }
     }
 }

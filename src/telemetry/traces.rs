@@ -19,13 +19,9 @@
 //! `OTEL_EXPORTER_OTLP_*` and `OTEL_SERVICE_NAME` variables; spans are
 //! batched on the SDK's own thread and flushed by [`Telemetry::shutdown`].
 
-use super::edge::{BoxFuture, Edge, Inner};
-use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing::Instrument;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -46,7 +42,8 @@ pub enum LogFormat {
 static SAMPLER: std::sync::OnceLock<HeadSampler> = std::sync::OnceLock::new();
 
 tokio::task_local! {
-    /// Whether the RPC this task serves is sampled: read by
+    /// Whether the RPC this task serves is sampled: set by the server's
+    /// per-RPC layer (`server::trace`), read by
     /// the global filter (`Gate`), so an unsampled call's spans are never built.
     static SAMPLED: bool;
 }
@@ -129,7 +126,7 @@ fn below(x: u64, ratio: f64) -> bool {
 /// A fresh pseudo-random number per call (splitmix64 over a per-thread
 /// counter, so threads share no cache line): the sampling coin of a root
 /// RPC.
-fn coin() -> u64 {
+pub fn coin() -> u64 {
     thread_local! {
         // A random start per thread (std's hash keys are random).
         static NEXT: std::cell::Cell<u64> = std::cell::Cell::new({
@@ -145,6 +142,25 @@ fn coin() -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+/// The head sampler [`init`] installed, when spans are exported.
+pub fn sampler() -> Option<&'static HeadSampler> {
+    SAMPLER.get()
+}
+
+/// Calls `f` (which starts an RPC's future) with the RPC's sampling decision
+/// set for this task.
+pub fn sync_scope<T>(sampled: bool, f: impl FnOnce() -> T) -> T {
+    SAMPLED.sync_scope(sampled, f)
+}
+
+/// Runs `call` with the RPC's sampling decision set for its task.
+pub fn scope<F: std::future::Future>(
+    sampled: bool,
+    call: F,
+) -> impl std::future::Future<Output = F::Output> {
+    SAMPLED.scope(sampled, call)
 }
 
 /// What [`init`] set up, to flush at exit.
@@ -357,81 +373,6 @@ where
 
     fn on_close(&self, id: tracing::span::Id, cx: tracing_subscriber::layer::Context<'_, S>) {
         Layer::<S>::on_close(&self.env, id, cx);
-    }
-}
-
-/// Reads W3C trace context from request headers.
-struct Headers<'a>(&'a http::HeaderMap);
-
-impl Extractor for Headers<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(http::HeaderName::as_str).collect()
-    }
-}
-
-/// One span per RPC (health and reflection excepted, and only while spans
-/// are exported), child of the caller's `traceparent` when it sent one. The services' own spans (a
-/// Check's tenant, decision, reason, revision) nest inside it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceLayer;
-
-impl Edge for TraceLayer {
-    fn call<S: Inner<B, R>, B, R: Default + Send + 'static>(
-        &self,
-        inner: &mut S,
-        request: http::Request<B>,
-    ) -> BoxFuture<Result<http::Response<R>, S::Error>> {
-        let path = request.uri().path();
-        let Some(sampler) = SAMPLER.get().filter(|_| {
-            !path.starts_with("/grpc.health.") && !path.starts_with("/grpc.reflection.")
-        }) else {
-            return Box::pin(inner.call(request));
-        };
-        // Without a traceparent there is no parent to extract.
-        let parent = if request.headers().contains_key("traceparent") {
-            opentelemetry::global::get_text_map_propagator(|p| {
-                p.extract(&Headers(request.headers()))
-            })
-        } else {
-            opentelemetry::Context::new()
-        };
-        let remote = {
-            use opentelemetry::trace::TraceContextExt;
-            let context = parent.span().span_context().clone();
-            context.is_valid().then(|| {
-                (
-                    u128::from_be_bytes(context.trace_id().to_bytes()),
-                    context.is_sampled(),
-                )
-            })
-        };
-        let sampled = sampler.sample(remote, coin());
-        if !sampled {
-            let call = SAMPLED.sync_scope(false, || inner.call(request));
-            return Box::pin(SAMPLED.scope(false, call));
-        }
-        let (service, method) = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or(("", path));
-        let span = tracing::info_span!(
-            "rpc",
-            otel.name = %path.trim_start_matches('/'),
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-        );
-        let _ = span.set_parent(parent);
-        let call = {
-            let _entered = span.enter();
-            SAMPLED.sync_scope(true, || inner.call(request))
-        };
-        Box::pin(SAMPLED.scope(true, call.instrument(span)))
     }
 }
 

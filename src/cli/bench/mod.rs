@@ -703,10 +703,10 @@ mod tests {
     /// the same server (setup already done, users left bound) works too.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn mutate_mode_sees_every_acknowledged_change() {
-        let state = crate::server::load_bootstrap(None).unwrap();
+        let state = crate::cli::serve::load_bootstrap(None).unwrap();
         let engine = Arc::new(crate::engine::Engine::new(state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let handle = crate::server::start(listener, engine, Default::default())
+        let handle = crate::cli::serve::start(listener, engine, Default::default())
             .await
             .unwrap();
         let args = |duration_secs| BenchArgs {

@@ -1,0 +1,263 @@
+//! Every `rampart serve` flag (clap): the node, security, limits and
+//! telemetry, and what they turn into.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::security::SecurityArgs;
+use crate::replication::{ReplicaStatus, ReplicationConfig, Role};
+use crate::server::DataPlaneConfig;
+use crate::server::limits::Limits;
+use crate::store::Retention;
+use crate::telemetry::traces::LogFormat;
+use crate::telemetry::{DecisionLogConfig, Target, TelemetryConfig};
+
+/// `rampart serve` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RAMPART_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Where the store lives (sled): the changelog, the audit log, checkpoints.
+    #[arg(long, env = "RAMPART_DATA_DIR", default_value = "./rampart-data")]
+    pub data_dir: PathBuf,
+    /// Policy file applied (as operator mutations) when the store is empty;
+    /// without it, the built-in quickstart demo policy. Ignored, with a log
+    /// line, when the store already holds a state.
+    #[arg(long, env = "RAMPART_BOOTSTRAP")]
+    pub bootstrap: Option<PathBuf>,
+    /// Start an empty store empty (revision 0) instead of bootstrapping it:
+    /// to restore a backup with `rampart ctl import`.
+    #[arg(long, env = "RAMPART_NO_BOOTSTRAP", conflicts_with = "bootstrap")]
+    pub no_bootstrap: bool,
+    /// Write a checkpoint after this many new revisions (recovery replays
+    /// only what follows the newest checkpoint).
+    #[arg(long, env = "RAMPART_CHECKPOINT_EVERY", default_value_t = 10_000)]
+    pub checkpoint_every: u64,
+    /// Answer permissions the catalog does not cover with INVALID_ARGUMENT
+    /// instead of DENY UNKNOWN_PERMISSION.
+    #[arg(long, env = "RAMPART_STRICT_CATALOG")]
+    pub strict_catalog: bool,
+    /// Most items in one BatchCheck.
+    #[arg(long, env = "RAMPART_MAX_BATCH", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_batch: u32,
+    /// How long a check with `at_least_revision` waits for that revision, in milliseconds.
+    #[arg(long, env = "RAMPART_CONSISTENCY_WAIT_MS", default_value_t = 100)]
+    pub consistency_wait_ms: u64,
+    /// How long shutdown waits for in-flight calls, in milliseconds.
+    #[arg(long, env = "RAMPART_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
+    pub shutdown_grace_ms: u64,
+    /// Run as a read replica of the leader at this URL (e.g.
+    /// `http://leader:50051`): bootstrap from its export, follow its
+    /// changelog, answer checks, refuse admin calls.
+    #[arg(long, env = "RAMPART_FOLLOW", value_name = "URL")]
+    pub follow: Option<String>,
+    /// A replica reports NOT_SERVING while the change it applies is older
+    /// than this, in milliseconds.
+    #[arg(long, env = "RAMPART_MAX_LAG_MS", default_value_t = 5_000)]
+    pub max_lag_ms: u64,
+    /// Keep at least the last this many changelog revisions for replicas
+    /// to catch up from (0: no revision bound).
+    #[arg(long, env = "RAMPART_RETAIN_REVISIONS", default_value_t = 100_000)]
+    pub retain_revisions: u64,
+    /// Keep at least the changelog entries younger than this (`90s`, `30m`,
+    /// `12h`, `7d`); an entry goes only when every bound set allows it.
+    #[arg(long, env = "RAMPART_RETAIN_FOR", value_parser = parse_duration)]
+    pub retain_for: Option<Duration>,
+    /// How often an idle Watch stream gets a checkpoint, in milliseconds.
+    #[arg(long, env = "RAMPART_WATCH_HEARTBEAT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub watch_heartbeat_ms: u64,
+    // Authentication and TLS (security.rs).
+    #[command(flatten)]
+    pub security: SecurityArgs,
+    // Limits and load shedding (server/limits.rs).
+    #[command(flatten)]
+    pub limits: LimitsArgs,
+    /// Read settings from this TOML file (every key a flag's name): flags
+    /// and RAMPART_* variables take precedence over it.
+    #[arg(long, env = "RAMPART_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (and where each value came from,
+    /// secrets redacted) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Logs on stderr as `text` or `json` (one object per line).
+    #[arg(long, env = "RAMPART_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    // Metrics and the decision log (telemetry/).
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// A duration as a number and a unit: `s`, `m`, `h` or `d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 90s, 30m, 12h or 7d"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}`: the unit must be s, m, h or d")),
+    };
+    n.checked_mul(secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long"))
+}
+
+impl ServeArgs {
+    pub fn data_plane(&self) -> DataPlaneConfig {
+        DataPlaneConfig {
+            max_batch: self.max_batch as usize,
+            strict_catalog: self.strict_catalog,
+            consistency_wait: Duration::from_millis(self.consistency_wait_ms),
+            limits: self.limits.limits(),
+        }
+    }
+
+    pub fn retention(&self) -> Retention {
+        Retention {
+            revisions: (self.retain_revisions > 0).then_some(self.retain_revisions),
+            age: self.retain_for,
+        }
+    }
+
+    pub fn replication(&self) -> ReplicationConfig {
+        ReplicationConfig {
+            role: match &self.follow {
+                None => Role::Leader,
+                Some(leader) => Role::Replica {
+                    leader: leader.clone(),
+                    status: Arc::new(ReplicaStatus::default()),
+                    max_lag: Duration::from_millis(self.max_lag_ms),
+                },
+            },
+            heartbeat: Duration::from_millis(self.watch_heartbeat_ms),
+            retention: self.retention(),
+        }
+    }
+}
+
+/// `rampart serve`'s limit flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitsArgs {
+    /// Most calls in flight at once (health and reflection not counted);
+    /// past it, calls are refused with RESOURCE_EXHAUSTED, not queued.
+    #[arg(long, env = "RAMPART_MAX_IN_FLIGHT", default_value_t = 4_096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+    /// Largest request message of the Authorization and Admin services, in
+    /// bytes (Replication's Import chunks have their own 64 MiB bound).
+    #[arg(long, env = "RAMPART_MAX_MESSAGE_BYTES", default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub max_message_bytes: u32,
+    /// Server-side deadline of a unary call, in milliseconds (a client's
+    /// shorter `grpc-timeout` applies too). Streams are not cut by it.
+    #[arg(long, env = "RAMPART_CALL_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub call_timeout_ms: u64,
+    /// Failing calls (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT)
+    /// a second one connection may make; past it, the server stops reading
+    /// from that connection until it is back under (0: no limit).
+    #[arg(long, env = "RAMPART_MAX_FAILED_CALLS_PER_SEC", default_value_t = 100)]
+    pub max_failed_calls_per_sec: u32,
+}
+
+impl LimitsArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_in_flight: self.max_in_flight as usize,
+            max_message_bytes: self.max_message_bytes as usize,
+            call_timeout: Duration::from_millis(self.call_timeout_ms),
+            max_failed_calls_per_sec: self.max_failed_calls_per_sec,
+            ..Limits::default()
+        }
+    }
+}
+
+/// `rampart serve` telemetry arguments.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TelemetryArgs {
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (default: off).
+    #[arg(long, env = "RAMPART_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Write a decision log, one JSON object per line, to this file
+    /// (appended) or to stdout (`-`). Default: off.
+    #[arg(long, env = "RAMPART_DECISION_LOG", value_name = "PATH|-")]
+    pub decision_log: Option<String>,
+    /// The share of decisions the decision log keeps, 0.0 to 1.0.
+    #[arg(long, env = "RAMPART_DECISION_LOG_SAMPLE", default_value_t = 1.0, value_parser = parse_rate, requires = "decision_log", value_name = "RATE")]
+    pub decision_log_sample: f64,
+    /// Log every deny, whatever `--decision-log-sample` says.
+    #[arg(long, env = "RAMPART_DECISION_LOG_DENIES", requires = "decision_log")]
+    pub decision_log_denies: bool,
+}
+
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("`{text}` is not a rate from 0.0 to 1.0")),
+    }
+}
+
+impl TelemetryArgs {
+    /// The settings these arguments ask for.
+    pub fn config(&self) -> TelemetryConfig {
+        TelemetryConfig {
+            metrics_listen: self.metrics_listen,
+            decision_log: self.decision_log.as_ref().map(|t| DecisionLogConfig {
+                target: if t == "-" {
+                    Target::Stdout
+                } else {
+                    Target::File(PathBuf::from(t))
+                },
+                sample: self.decision_log_sample,
+                denies: self.decision_log_denies,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1_800)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration(" 7d "), Ok(Duration::from_secs(604_800)));
+        for bad in ["", "7", "d", "7w", "-1d", "1.5h", "99999999999999999999d"] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains('`'), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn rates_are_shares_and_dash_is_stdout() {
+        assert_eq!(parse_rate("0.25"), Ok(0.25));
+        assert_eq!(parse_rate("1"), Ok(1.0));
+        for bad in ["1.5", "-0.1", "half", "NaN"] {
+            let err = parse_rate(bad).unwrap_err();
+            assert!(err.contains(&format!("`{bad}`")), "{err}");
+        }
+        let args = TelemetryArgs {
+            decision_log: Some("-".into()),
+            decision_log_sample: 0.5,
+            ..TelemetryArgs::default()
+        };
+        let config = args.config().decision_log.unwrap();
+        assert_eq!(config.target, Target::Stdout);
+        assert_eq!(config.sample, 0.5);
+        assert_eq!(
+            TelemetryArgs::default().config(),
+            TelemetryConfig::default()
+        );
+    }
+}

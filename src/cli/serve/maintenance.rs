@@ -1,0 +1,63 @@
+//! The background maintenance of a durable node: checkpoints every so many
+//! revisions, and changelog compaction as the retention allows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::engine::Engine;
+use crate::model::Timestamp;
+use crate::store::{Retention, Store};
+
+/// Every few seconds: writes a checkpoint once `every` revisions have passed
+/// since the last one (from a copy of the current state, an `Arc` clone,
+/// off the writer), then compacts the changelog as `retention` allows.
+/// Neither holds up checks or commits.
+pub(super) async fn maintenance_loop(
+    engine: Arc<Engine>,
+    store: Arc<dyn Store>,
+    every: u64,
+    retention: Retention,
+) {
+    let mut last = engine.load().revision();
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let compacting = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || {
+            let before = compacting.history()?.first;
+            let cutoff = retention.cutoff(&*compacting, Timestamp::now())?;
+            compacting.compact(cutoff).map(|first| (before, first))
+        })
+        .await
+        {
+            Ok(Ok((before, first))) if first > before => {
+                info!(
+                    removed = first - before,
+                    oldest_retained = first,
+                    "changelog compacted"
+                );
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "compaction failed; will retry"),
+            Err(e) => warn!(error = %e, "compaction task failed; will retry"),
+        }
+        let state = Arc::clone(engine.load().state());
+        // A replica's bootstrap can move the revision back.
+        last = last.min(state.revision);
+        if state.revision < last.saturating_add(every.max(1)) {
+            continue;
+        }
+        let revision = state.revision;
+        let store = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || store.checkpoint(&state)).await {
+            Ok(Ok(())) => {
+                info!(revision, "checkpoint written");
+                last = revision;
+            }
+            Ok(Err(e)) => warn!(error = %e, "checkpoint failed; will retry"),
+            Err(e) => warn!(error = %e, "checkpoint task failed; will retry"),
+        }
+    }
+}

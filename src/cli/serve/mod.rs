@@ -1,0 +1,248 @@
+//! `rampart serve`, assembled: the flags (`args.rs`, `security.rs`), the
+//! store opened and recovered, the bootstrap, the node started
+//! (`node.rs`), the maintenance loop (`maintenance.rs`), credential reload
+//! (`reload.rs`), signals and the order of shutdown. The one composition
+//! root: nothing below `cli` opens a store or starts a task for itself.
+
+pub mod args;
+mod maintenance;
+pub mod node;
+mod reload;
+pub mod security;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tracing::{error, info};
+
+pub use args::{ServeArgs, parse_duration};
+pub use node::{ServerHandle, ServerOptions, start, start_with};
+
+use crate::engine::Engine;
+use crate::model::{State, policy_file};
+use crate::store::Store;
+use crate::store::sled::SledStore;
+use crate::telemetry::traces;
+
+/// Why the policy `rampart serve` starts from cannot be used.
+#[derive(Debug, Error)]
+pub enum BootstrapError {
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{name}: {errors}")]
+    Invalid {
+        name: String,
+        errors: policy_file::LoadErrors,
+    },
+}
+
+/// Loads the policy `rampart serve` starts from: `path`, or the built-in
+/// quickstart policy.
+pub fn load_bootstrap(path: Option<&Path>) -> Result<State, BootstrapError> {
+    let (name, text) = match path {
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).map_err(|source| BootstrapError::Read {
+                path: p.to_owned(),
+                source,
+            })?,
+        ),
+        None => (
+            "built-in quickstart policy".to_owned(),
+            crate::model::QUICKSTART_POLICY.to_owned(),
+        ),
+    };
+    policy_file::load_str(&text).map_err(|errors| BootstrapError::Invalid { name, errors })
+}
+
+/// Runs `rampart serve` until SIGINT or SIGTERM.
+pub fn serve_main(args: ServeArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rampart: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        // Inside the runtime: the OTLP exporter's channel lives on it.
+        let telemetry = traces::init(args.log_format);
+        let code = serve(args).await;
+        // Flush the spans of the shutdown too.
+        tokio::task::spawn_blocking(move || telemetry.shutdown())
+            .await
+            .ok();
+        code
+    })
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let stop = shutdown_signal();
+    // Installed now: SIGHUP's default action would end the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    // Credentials and TLS are checked before the store is touched.
+    let security = match args
+        .security
+        .load(args.listen, args.follow.as_deref(), |k| {
+            std::env::var(k).ok()
+        }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rampart: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    security.log(args.listen);
+    let store: Arc<dyn Store> = match SledStore::open(&args.data_dir) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!(
+                "rampart: cannot open the store in `{}`: {e}",
+                args.data_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = std::time::Instant::now();
+    let engine = match Engine::open(Arc::clone(&store)) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            eprintln!(
+                "rampart: cannot recover the state from `{}`: {e}",
+                args.data_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let recovered = engine.load().revision();
+    if let Some(leader) = &args.follow {
+        if let Some(p) = &args.bootstrap {
+            info!(file = %p.display(), "a replica takes its state from the leader; --bootstrap ignored");
+        }
+        info!(%leader, revision = recovered, "starting as a read replica");
+    } else if recovered == 0 && args.no_bootstrap {
+        info!("the store is empty and stays so (--no-bootstrap): waiting for `rampart ctl import`");
+    } else if recovered == 0 {
+        let state = match load_bootstrap(args.bootstrap.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                error!("{e}");
+                eprintln!("rampart: {e}");
+                return ExitCode::from(65);
+            }
+        };
+        let mutations = crate::model::policy_file::to_mutations(&state);
+        let count = mutations.len();
+        if let Err(e) = engine.bootstrap(mutations, "bootstrap").await {
+            eprintln!("rampart: bootstrap failed: {e}");
+            return ExitCode::FAILURE;
+        }
+        info!(
+            mutations = count,
+            source = %args.bootstrap.as_ref().map_or("built-in quickstart".to_owned(), |p| p.display().to_string()),
+            "empty store bootstrapped"
+        );
+    } else {
+        if let Some(p) = &args.bootstrap {
+            info!(file = %p.display(), revision = recovered, "the store already holds a state; --bootstrap ignored");
+        }
+        info!(
+            revision = recovered,
+            ms = started.elapsed().as_millis() as u64,
+            "state recovered from the store"
+        );
+    }
+    let snapshot = engine.load();
+    info!(
+        tenants = snapshot.state().tenants.len(),
+        revision = snapshot.revision(),
+        matchers = snapshot.matcher_count(),
+        data_dir = %args.data_dir.display(),
+        "policy loaded"
+    );
+    let checkpoints = tokio::spawn(maintenance::maintenance_loop(
+        Arc::clone(&engine),
+        Arc::clone(&store),
+        args.checkpoint_every,
+        args.retention(),
+    ));
+    let listener = match TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("rampart: cannot listen on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = node::ServerOptions {
+        data_plane: args.data_plane(),
+        replication: args.replication(),
+        security,
+        telemetry: args.telemetry.config(),
+    };
+    let handle = match node::start_with(listener, Arc::clone(&engine), options).await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("rampart: cannot start the server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(addr = %handle.addr, role = if args.follow.is_some() { "replica" } else { "leader" }, "serving rampart.v1.Authorization, Admin and Replication");
+    if let Some(at) = handle.metrics_addr {
+        info!(url = %format!("http://{at}/metrics"), "serving metrics");
+    }
+    let reloads = tokio::spawn(reload::reload_credentials(
+        args.security.clone(),
+        handle.credentials.clone(),
+        hangup,
+        reload::TOKENS_POLL,
+    ));
+    stop.await;
+    reloads.abort();
+    info!("shutting down");
+    handle
+        .shutdown(Duration::from_millis(args.shutdown_grace_ms))
+        .await;
+    checkpoints.abort();
+    let state = Arc::clone(engine.load().state());
+    let done =
+        tokio::task::spawn_blocking(move || store.checkpoint(&state).and_then(|()| store.flush()))
+            .await;
+    match done {
+        Ok(Ok(())) => info!("store checkpointed and flushed"),
+        Ok(Err(e)) => {
+            error!(error = %e, "final checkpoint failed; the changelog still holds every change")
+        }
+        Err(e) => error!(error = %e, "final checkpoint task failed"),
+    }
+    ExitCode::SUCCESS
+}
+
+/// Installs the SIGTERM/SIGINT handlers now, so a signal that arrives
+/// before the caller starts waiting is not lost (and does not kill the
+/// process with the default action); the future resolves on the first one.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+        let _ = ctrl_c.await;
+    }
+}

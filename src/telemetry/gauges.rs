@@ -1,0 +1,76 @@
+//! The families read at scrape time rather than recorded as they happen:
+//! the snapshot revision, Watch streams, throttled connections, a replica's
+//! lag. Each is written by the source the composition root registers.
+
+use super::metrics::Exposition;
+
+/// A replica's follower, as one scrape reads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReplicaGauges {
+    /// Revisions the leader has that this replica has not applied yet.
+    pub lag_revisions: u64,
+    /// Age of the change being applied when it was applied; 0 once caught up.
+    pub lag_seconds: f64,
+    pub reconnects: u64,
+    pub rebootstraps: u64,
+}
+
+impl Exposition {
+    /// `rampart_snapshot_revision`.
+    pub fn revision(&mut self, revision: u64) {
+        self.family(
+            "rampart_snapshot_revision",
+            "gauge",
+            "Revision of the snapshot checks are answered from.",
+        );
+        self.sample("rampart_snapshot_revision", &[], revision);
+    }
+
+    /// `rampart_watch_streams`.
+    pub fn watch_streams(&mut self, open: u64) {
+        self.family(
+            "rampart_watch_streams",
+            "gauge",
+            "Replication Watch streams open now.",
+        );
+        self.sample("rampart_watch_streams", &[], open);
+    }
+
+    /// `rampart_connections_throttled_total`.
+    pub fn throttled(&mut self, total: u64) {
+        self.family(
+            "rampart_connections_throttled_total",
+            "counter",
+            "Connections paused for making more failing calls a second than --max-failed-calls-per-sec.",
+        );
+        self.sample("rampart_connections_throttled_total", &[], total);
+    }
+
+    /// A replica's lag, reconnects and re-bootstraps.
+    pub fn replica(&mut self, r: ReplicaGauges) {
+        self.family(
+            "rampart_replica_lag_revisions",
+            "gauge",
+            "Revisions the leader has that this replica has not applied yet.",
+        );
+        self.sample("rampart_replica_lag_revisions", &[], r.lag_revisions);
+        self.family(
+            "rampart_replica_lag_seconds",
+            "gauge",
+            "Age of the change being applied when it was applied; 0 once caught up.",
+        );
+        self.sample("rampart_replica_lag_seconds", &[], r.lag_seconds);
+        self.family(
+            "rampart_replica_reconnects_total",
+            "counter",
+            "Times this replica lost its leader and reconnected.",
+        );
+        self.sample("rampart_replica_reconnects_total", &[], r.reconnects);
+        self.family(
+            "rampart_replica_rebootstraps_total",
+            "counter",
+            "Times this replica bootstrapped again from an Export.",
+        );
+        self.sample("rampart_replica_rebootstraps_total", &[], r.rebootstraps);
+    }
+}
