@@ -4,6 +4,7 @@
 //! Nothing here imports tokio, tonic or sled: the model can be read, tested
 //! and benchmarked without a runtime.
 
+pub mod apply;
 pub mod catalog;
 pub mod ids;
 pub mod mutation;
@@ -14,9 +15,10 @@ pub mod state;
 pub mod tenant;
 pub mod time;
 
+pub use apply::{ApplyError, TenantTouch, Touched, apply};
 pub use catalog::{Catalog, CatalogEntry, CatalogPattern, Stability};
 pub use ids::{GroupName, RoleName, Subject, TenantId, UserId};
-pub use mutation::{Mutation, Touched, apply};
+pub use mutation::Mutation;
 pub use permission::{Effect, Grant, GrantPattern, PermissionPath};
 pub use state::State;
 pub use tenant::{Binding, Group, Role, RoleKind, Tenant, TenantSettings, User, UserStatus};

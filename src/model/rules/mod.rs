@@ -14,8 +14,9 @@ mod last_admin;
 mod shape;
 mod view;
 
+use super::apply::{Touched, apply};
 use super::ids::UserId;
-use super::mutation::{Mutation, Touched, apply};
+use super::mutation::Mutation;
 use super::state::State;
 use super::time::Timestamp;
 
