@@ -3,12 +3,20 @@
 //!
 //! Every error is reported with its location (`tenants[acme].roles[editors].grants[2]`),
 //! all at once, so a policy author fixes a file in one pass.
+//!
+//! The loader ([`load_str`]) is here; the file's serde structs are in
+//! `schema`, the errors in `error`, and the way back to mutations
+//! ([`to_mutations`]) in `mutations`.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+mod email;
+mod error;
+mod mutations;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
 use std::sync::Arc;
-
-use serde::Deserialize;
 
 use super::catalog::{Catalog, CatalogEntry, CatalogPattern, Stability};
 use super::ids::{ADMINISTRATORS, BRIDGES, GroupName, RoleName, Subject, TenantId, UserId};
@@ -17,153 +25,12 @@ use super::state::State;
 use super::tenant::{Binding, Group, Role, Tenant, User, UserStatus};
 use super::time::Timestamp;
 
-/// One problem in a policy file, with where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadError {
-    /// E.g. `tenants[acme].roles[editors].grants[2]`, or `yaml` for syntax errors.
-    pub at: String,
-    pub message: String,
-}
+pub use email::check_email;
+pub use error::{LoadError, LoadErrors};
+pub use mutations::to_mutations;
 
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.at, self.message)
-    }
-}
-
-/// Every problem found in a policy file.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct LoadErrors(pub Vec<LoadError>);
-
-impl fmt::Display for LoadErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} error(s) in policy", self.0.len())?;
-        for e in &self.0 {
-            write!(f, "\n  {e}")?;
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileDoc {
-    #[serde(default)]
-    catalog: Vec<FileEntry>,
-    #[serde(default)]
-    bridges_grants: Vec<FileGrant>,
-    #[serde(default)]
-    tenants: Vec<FileTenant>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileEntry {
-    permission: String,
-    #[serde(default)]
-    category: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    stability: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum FileGrant {
-    Plain(String),
-    Explicit(BTreeMap<String, String>),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileTenant {
-    id: String,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    settings: FileSettings,
-    #[serde(default)]
-    roles: Vec<FileRole>,
-    #[serde(default)]
-    groups: Vec<FileGroup>,
-    #[serde(default)]
-    users: Vec<FileUser>,
-    #[serde(default)]
-    bindings: Vec<FileBinding>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    #[serde(default)]
-    single_role_per_user: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileRole {
-    name: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    grants: Vec<FileGrant>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileGroup {
-    name: String,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    members: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileUser {
-    id: String,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    display_name: Option<String>,
-    #[serde(default)]
-    status: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileBinding {
-    subject: String,
-    role: String,
-    #[serde(default)]
-    expires: Option<String>,
-}
-
-struct Errors(Vec<LoadError>);
-
-impl Errors {
-    fn push(&mut self, at: impl Into<String>, message: impl fmt::Display) {
-        self.0.push(LoadError {
-            at: at.into(),
-            message: message.to_string(),
-        });
-    }
-}
-
-/// Checks an email address loosely: one `@`, something on both sides, no
-/// white space or control characters, at most 254 bytes.
-pub fn check_email(email: &str) -> Result<(), String> {
-    let ok = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("`{email}` is not an email address"))
-    }
-}
+use error::Errors;
+use schema::{FileDoc, FileGrant, FileTenant};
 
 fn parse_grant(raw: &FileGrant) -> Result<Grant, String> {
     let (effect, text) = match raw {
@@ -494,88 +361,6 @@ fn load_tenant(
     tenant
 }
 
-/// The mutations that build `state` from an empty one, in an order that
-/// applies cleanly: the catalog and bridge grants, then per tenant its roles
-/// and grants, users, groups, members and bindings. Used to bootstrap an
-/// empty store from a policy file, so the changelog holds it all.
-pub fn to_mutations(state: &State) -> Vec<crate::model::Mutation> {
-    use crate::model::Mutation;
-    let mut out = Vec::new();
-    for entry in state.catalog.entries() {
-        let builtin_unchanged = entry.builtin
-            && crate::model::catalog::Catalog::with_builtins()
-                .get(entry.pattern.as_str())
-                .is_some_and(|b| b == entry);
-        if !builtin_unchanged {
-            let mut entry = entry.clone();
-            entry.builtin = false;
-            out.push(Mutation::DefineCatalogEntry { entry });
-        }
-    }
-    if !state.bridges_grants.is_empty() {
-        out.push(Mutation::SetBridgesGrants {
-            grants: state.bridges_grants.to_vec(),
-        });
-    }
-    for t in state.tenants.values() {
-        out.push(Mutation::CreateTenant {
-            tenant: t.id.clone(),
-            name: t.name.clone(),
-            settings: t.settings.clone(),
-        });
-        for role in t.roles.values() {
-            if !role.name.is_system() {
-                out.push(Mutation::CreateRole {
-                    tenant: t.id.clone(),
-                    role: role.name.clone(),
-                    description: role.description.clone(),
-                });
-            }
-            if !role.grants.is_empty() {
-                out.push(Mutation::SetGrants {
-                    tenant: t.id.clone(),
-                    role: role.name.clone(),
-                    grants: role.grants.clone(),
-                });
-            }
-        }
-        for u in t.users.values() {
-            out.push(Mutation::AddUser {
-                tenant: t.id.clone(),
-                user: u.id.clone(),
-                email: u.email.clone(),
-                display_name: u.display_name.clone(),
-                status: u.status,
-            });
-        }
-        for g in t.groups.values() {
-            out.push(Mutation::CreateGroup {
-                tenant: t.id.clone(),
-                group: g.name.clone(),
-                description: g.description.clone(),
-            });
-        }
-        for g in t.groups.values() {
-            for m in &g.members {
-                out.push(Mutation::AddMember {
-                    tenant: t.id.clone(),
-                    group: g.name.clone(),
-                    member: m.clone(),
-                });
-            }
-        }
-        for b in t.bindings.values() {
-            out.push(Mutation::Assign {
-                tenant: t.id.clone(),
-                subject: b.subject.clone(),
-                role: b.role.clone(),
-                expires: b.expires,
-            });
-        }
-    }
-    out
-}
-
 fn resolve_subject(text: &str, tenant: &Tenant) -> Result<Subject, String> {
     let subject = Subject::parse(text).map_err(|e| e.to_string())?;
     match &subject {
@@ -584,134 +369,5 @@ fn resolve_subject(text: &str, tenant: &Tenant) -> Result<Subject, String> {
         }
         Subject::Group(g) if !tenant.groups.contains_key(g) => Err(format!("unknown group `{g}`")),
         _ => Ok(subject),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-catalog:
-  - { permission: "documents:view", category: Docs }
-  - { permission: "documents:edit:?DOC?", category: Docs }
-tenants:
-  - id: acme
-    name: Acme Corp
-    settings: { single_role_per_user: false }
-    roles:
-      - name: editors
-        description: Edit documents
-        grants: ["documents:view", "documents:edit:*", { deny: "documents:edit:locked" }]
-      - name: Users
-        grants: ["documents:view"]
-    groups:
-      - { name: engineering, members: [alice, "group:platform"] }
-      - { name: platform, members: [bob] }
-    users:
-      - { id: alice, email: alice@acme.test, status: active }
-      - { id: bob }
-    bindings:
-      - { subject: alice, role: editors }
-      - { subject: "group:engineering", role: editors, expires: "2027-01-01T00:00:00Z" }
-      - { subject: bob, role: Administrators }
-"#;
-
-    #[test]
-    fn loads_the_documented_shape() {
-        let state = load_str(GOOD).unwrap();
-        let acme = state.tenant("acme").unwrap();
-        assert_eq!(acme.name, "Acme Corp");
-        let editors = &acme.roles[&RoleName::new("editors").unwrap()];
-        assert_eq!(editors.grants.len(), 3);
-        assert_eq!(editors.grants[2].effect, Effect::Deny);
-        assert_eq!(acme.roles[&RoleName::users()].grants.len(), 1);
-        assert_eq!(acme.bindings.len(), 3);
-        assert_eq!(acme.groups.len(), 2);
-        assert_eq!(state.revision, 1);
-    }
-
-    #[test]
-    fn reports_every_error_with_its_location() {
-        let bad = r#"
-catalog:
-  - { permission: "documents:view" }
-  - { permission: "documents:view" }
-tenants:
-  - id: acme
-    roles:
-      - { name: editors, grants: ["documents:view", "documents:view", "nope:x", "a::b"] }
-      - { name: Administrators }
-      - { name: "   " }
-      - { name: editors }
-      - { name: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" }
-    groups:
-      - { name: a, members: ["group:b", ghost] }
-      - { name: b, members: ["group:a"] }
-    users:
-      - { id: alice, status: sleeping, email: "not-an-email" }
-    bindings:
-      - { subject: alice, role: nobody }
-      - { subject: "group:zzz", role: Users }
-      - { subject: alice, role: Users, expires: tomorrow }
-"#;
-        let errors = load_str(bad).unwrap_err().0;
-        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        let has = |needle: &str| {
-            assert!(
-                text.iter().any(|t| t.contains(needle)),
-                "missing `{needle}` in {text:#?}"
-            )
-        };
-        has("catalog[1]: catalog entry `documents:view` is listed twice");
-        has("tenants[acme].roles[editors].grants[1]: duplicate grant `allow documents:view`");
-        has("tenants[acme].roles[editors].grants[2]: grant `nope:x` is not covered by the catalog");
-        has("tenants[acme].roles[editors].grants[3]: permission `a::b` has an empty segment");
-        has("tenants[acme].roles[Administrators]: system role `Administrators` is protected");
-        has("tenants[acme].roles[   ]: role name `   ` must not be blank");
-        has("duplicate role `editors`");
-        has("is longer than 100 characters");
-        has("tenants[acme].groups[a].members[1]: unknown user `ghost`");
-        has("would make a cycle");
-        has("tenants[acme].users[alice]: status `sleeping`");
-        has("`not-an-email` is not an email address");
-        has("tenants[acme].bindings[0]: unknown role `nobody`");
-        has("tenants[acme].bindings[1]: unknown group `zzz`");
-        has("tenants[acme].bindings[2]: `tomorrow` is not an RFC 3339 time");
-        assert_eq!(errors.len(), 15, "{text:#?}");
-    }
-
-    #[test]
-    fn mutations_rebuild_the_same_state() {
-        let state = load_str(GOOD).unwrap();
-        let mut rebuilt = State::new();
-        for m in to_mutations(&state) {
-            crate::model::apply(&mut rebuilt, &m).unwrap();
-        }
-        rebuilt.revision = state.revision;
-        assert_eq!(rebuilt, state);
-    }
-
-    #[test]
-    fn single_role_per_user_refuses_two_roles() {
-        let text = r#"
-catalog: [{ permission: "x" }]
-tenants:
-  - id: t
-    settings: { single_role_per_user: true }
-    roles: [{ name: a }, { name: b }]
-    users: [{ id: u }]
-    bindings: [{ subject: u, role: a }, { subject: u, role: b }]
-"#;
-        let errors = load_str(text).unwrap_err().0;
-        assert_eq!(errors.len(), 1);
-        assert!(errors[0].message.contains("single_role_per_user"));
-    }
-
-    #[test]
-    fn yaml_errors_name_the_line() {
-        let errors = load_str("tenants: [ { id: a, bogus: 1 } ]").unwrap_err().0;
-        assert_eq!(errors[0].at, "yaml");
-        assert!(errors[0].message.contains("bogus"), "{}", errors[0].message);
     }
 }
