@@ -219,7 +219,13 @@ fn run_step(
     default_tenant: Option<&str>,
     default_now: Timestamp,
 ) -> Result<String, String> {
-    let now = match step.at.as_deref().map(Timestamp::parse).transpose()? {
+    let now = match step
+        .at
+        .as_deref()
+        .map(Timestamp::parse)
+        .transpose()
+        .map_err(|e| e.to_string())?
+    {
         Some(t) => t,
         None => default_now,
     };
@@ -333,7 +339,13 @@ fn run_case(
     case: &CheckCase,
     default_now: Timestamp,
 ) -> Result<String, String> {
-    let now = match case.at.as_deref().map(Timestamp::parse).transpose()? {
+    let now = match case
+        .at
+        .as_deref()
+        .map(Timestamp::parse)
+        .transpose()
+        .map_err(|e| e.to_string())?
+    {
         Some(t) => t,
         None => default_now,
     };

@@ -1,8 +1,14 @@
 //! What goes wrong in a policy file: each problem with its location
 //! ([`LoadError`]), all of them together ([`LoadErrors`]), and the
-//! collector the loader pushes them to.
+//! collector the loader pushes them to, and the typed errors of the
+//! loader's own parsers.
 
 use std::fmt;
+
+use thiserror::Error;
+
+use crate::model::ids::{GroupName, IdError, UserId};
+use crate::model::permission::PathError;
 
 /// One problem in a policy file, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,4 +48,25 @@ impl Errors {
             message: message.to_string(),
         });
     }
+}
+
+/// A grant that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub(super) enum GrantError {
+    /// Neither a string nor a one-key `allow`/`deny` map.
+    #[error("a grant is a string, `{{allow: PATTERN}}` or `{{deny: PATTERN}}`")]
+    Shape,
+    #[error(transparent)]
+    Pattern(#[from] PathError),
+}
+
+/// A member or binding subject that cannot be resolved in its tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub(super) enum SubjectError {
+    #[error(transparent)]
+    Invalid(#[from] IdError),
+    #[error("unknown user `{0}` (list it under `users`)")]
+    UnknownUser(UserId),
+    #[error("unknown group `{0}`")]
+    UnknownGroup(GroupName),
 }

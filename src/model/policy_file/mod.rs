@@ -25,14 +25,14 @@ use super::state::State;
 use super::tenant::{Binding, Group, Role, Tenant, User, UserStatus};
 use super::time::Timestamp;
 
-pub use email::check_email;
+pub use email::{EmailError, check_email};
 pub use error::{LoadError, LoadErrors};
 pub use mutations::to_mutations;
 
-use error::Errors;
+use error::{Errors, GrantError, SubjectError};
 use schema::{FileDoc, FileGrant, FileTenant};
 
-fn parse_grant(raw: &FileGrant) -> Result<Grant, String> {
+fn parse_grant(raw: &FileGrant) -> Result<Grant, GrantError> {
     let (effect, text) = match raw {
         FileGrant::Plain(text) => (Effect::Allow, text.as_str()),
         FileGrant::Explicit(map) => {
@@ -40,15 +40,11 @@ fn parse_grant(raw: &FileGrant) -> Result<Grant, String> {
             match (it.next(), it.next()) {
                 (Some((k, v)), None) if k == "allow" => (Effect::Allow, v.as_str()),
                 (Some((k, v)), None) if k == "deny" => (Effect::Deny, v.as_str()),
-                _ => {
-                    return Err(
-                        "a grant is a string, `{allow: PATTERN}` or `{deny: PATTERN}`".into(),
-                    );
-                }
+                _ => return Err(GrantError::Shape),
             }
         }
     };
-    let pattern = GrantPattern::parse(text).map_err(|e| e.to_string())?;
+    let pattern = GrantPattern::parse(text)?;
     Ok(Grant { effect, pattern })
 }
 
@@ -361,13 +357,15 @@ fn load_tenant(
     tenant
 }
 
-fn resolve_subject(text: &str, tenant: &Tenant) -> Result<Subject, String> {
-    let subject = Subject::parse(text).map_err(|e| e.to_string())?;
+fn resolve_subject(text: &str, tenant: &Tenant) -> Result<Subject, SubjectError> {
+    let subject = Subject::parse(text)?;
     match &subject {
         Subject::User(u) if !tenant.users.contains_key(u) => {
-            Err(format!("unknown user `{u}` (list it under `users`)"))
+            Err(SubjectError::UnknownUser(u.clone()))
         }
-        Subject::Group(g) if !tenant.groups.contains_key(g) => Err(format!("unknown group `{g}`")),
+        Subject::Group(g) if !tenant.groups.contains_key(g) => {
+            Err(SubjectError::UnknownGroup(g.clone()))
+        }
         _ => Ok(subject),
     }
 }

@@ -78,7 +78,7 @@ fn editable_grants(role: &RoleName) -> Result<(), AdminError> {
 
 fn valid_info(email: &Option<String>, display_name: &Option<String>) -> Result<(), AdminError> {
     if let Some(e) = email.as_deref().filter(|e| !e.is_empty()) {
-        check_email(e).map_err(|m| err(Refusal::Invalid, m))?;
+        check_email(e).map_err(|m| err(Refusal::Invalid, m.to_string()))?;
     }
     if let Some(d) = display_name
         && (d.chars().count() > 200 || d.chars().any(char::is_control))
