@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use super::error::{AdminError, Refusal, err};
+use super::error::AdminError;
 use super::last_admin::active_administrators;
 use super::shape::tenant;
 use super::view::{ActorView, Authority};
@@ -38,10 +38,11 @@ fn require(
     if ok {
         Ok(())
     } else {
-        Err(err(
-            Refusal::Denied,
-            format!("actor `{actor}` lacks `{permission}` in tenant `{tenant}`"),
-        ))
+        Err(AdminError::MissingPermission {
+            actor: actor.clone(),
+            permission,
+            tenant: tenant.clone(),
+        })
     }
 }
 
@@ -82,20 +83,15 @@ fn hand_out(
             continue;
         };
         if role.kind() == RoleKind::Bridges && !view.administrator {
-            return Err(err(
-                Refusal::Denied,
-                "only Administrators may assign `Bridges`",
-            ));
+            return Err(AdminError::BridgesNeedAdministrator);
         }
         for g in state.grants_of(role) {
             if g.effect == Effect::Allow && !view.holds(&g.pattern, actor.as_str()) {
-                return Err(err(
-                    Refusal::Denied,
-                    format!(
-                        "no escalation: actor `{actor}` does not hold `{}` of role `{role_name}` and so cannot hand it out",
-                        g.pattern
-                    ),
-                ));
+                return Err(AdminError::EscalationThroughRole {
+                    actor: actor.clone(),
+                    pattern: g.pattern.clone(),
+                    role: role_name.clone(),
+                });
             }
         }
     }
@@ -116,13 +112,11 @@ fn outranks(
     let theirs = authority.view(tenant, target, now);
     for g in theirs.grants.iter().filter(|g| g.effect == Effect::Allow) {
         if !view.holds(&g.pattern, actor.as_str()) {
-            return Err(err(
-                Refusal::Denied,
-                format!(
-                    "no escalation: `{target}` holds `{}` which actor `{actor}` does not, so `{actor}` cannot deactivate or remove them",
-                    g.pattern
-                ),
-            ));
+            return Err(AdminError::Outranked {
+                actor: actor.clone(),
+                target: target.clone(),
+                pattern: g.pattern.clone(),
+            });
         }
     }
     Ok(())
@@ -140,13 +134,7 @@ fn roles_through_group(t: &Tenant, group: &GroupName, now: Timestamp) -> BTreeSe
 }
 
 fn operator_only(m: &Mutation) -> Result<(), AdminError> {
-    Err(err(
-        Refusal::Denied,
-        format!(
-            "`{}` changes the whole deployment and needs an operator credential",
-            m.kind()
-        ),
-    ))
+    Err(AdminError::OperatorOnly { kind: m.kind() })
 }
 
 /// The rules about who asks.
@@ -170,10 +158,9 @@ pub(super) fn check_actor(
             return if active {
                 Ok(())
             } else {
-                Err(err(
-                    Refusal::Denied,
-                    format!("actor `{actor}` is not active in any tenant"),
-                ))
+                Err(AdminError::InactiveEverywhere {
+                    actor: actor.clone(),
+                })
             };
         }
         let allowed = state
@@ -194,12 +181,10 @@ pub(super) fn check_actor(
         return if allowed {
             Ok(())
         } else {
-            Err(err(
-                Refusal::Denied,
-                format!(
-                    "actor `{actor}` lacks `ACM:USER:UPDATE:INFO:{user}` in every tenant `{user}` belongs to"
-                ),
-            ))
+            Err(AdminError::CannotUpdateInfo {
+                actor: actor.clone(),
+                user: user.clone(),
+            })
         };
     }
     let Some(id) = m.tenant() else {
@@ -214,15 +199,15 @@ pub(super) fn check_actor(
     if let Mutation::AddUser { user, .. } = m
         && user == actor
     {
-        return Err(err(Refusal::Denied, "no one adds themselves to a tenant"));
+        return Err(AdminError::SelfAdd);
     }
     let t = tenant(state, id)?;
     let view = authority.view(id, actor, now);
     if !view.member || !view.active {
-        return Err(err(
-            Refusal::Denied,
-            format!("actor `{actor}` is not an active member of tenant `{id}`"),
-        ));
+        return Err(AdminError::NotActiveMember {
+            actor: actor.clone(),
+            tenant: id.clone(),
+        });
     }
     let role_param = |r: &RoleName| Some(r.as_str().to_owned());
     match m {
@@ -256,10 +241,10 @@ pub(super) fn check_actor(
             )?;
             // `Users` is everyone's, so editing it is not editing one's own grants.
             if view.roles.contains(role) && RoleKind::of(role) != RoleKind::Users {
-                return Err(err(
-                    Refusal::Denied,
-                    format!("no one edits their own grants: actor `{actor}` holds role `{role}`"),
-                ));
+                return Err(AdminError::SelfEditGrants {
+                    actor: actor.clone(),
+                    role: role.clone(),
+                });
             }
             // Granting hands a permission out; revoking or replacing takes it
             // away: either needs the actor to hold it (equal privileges).
@@ -279,13 +264,10 @@ pub(super) fn check_actor(
             };
             for g in moved {
                 if g.effect == Effect::Allow && !view.holds(&g.pattern, actor.as_str()) {
-                    return Err(err(
-                        Refusal::Denied,
-                        format!(
-                            "no escalation: actor `{actor}` does not hold `{}` and so cannot grant or revoke it",
-                            g.pattern
-                        ),
-                    ));
+                    return Err(AdminError::Escalation {
+                        actor: actor.clone(),
+                        pattern: g.pattern.clone(),
+                    });
                 }
             }
             Ok(())
@@ -294,12 +276,10 @@ pub(super) fn check_actor(
         Mutation::DeleteGroup { group, .. } => {
             require(&view, actor, id, "ACM:GROUP:DELETE", Some(group.as_str()))?;
             if is_self(t, actor, &Subject::Group(group.clone())) {
-                return Err(err(
-                    Refusal::Denied,
-                    format!(
-                        "no one edits their own group memberships: actor `{actor}` is in group `{group}`"
-                    ),
-                ));
+                return Err(AdminError::SelfEditGroup {
+                    actor: actor.clone(),
+                    group: group.clone(),
+                });
             }
             Ok(())
         }
@@ -313,12 +293,10 @@ pub(super) fn check_actor(
                 Some(group.as_str()),
             )?;
             if is_self(t, actor, member) {
-                return Err(err(
-                    Refusal::Denied,
-                    format!(
-                        "no one edits their own group memberships: {member} is or contains actor `{actor}`"
-                    ),
-                ));
+                return Err(AdminError::SelfEditMembership {
+                    actor: actor.clone(),
+                    member: member.clone(),
+                });
             }
             // Adding hands the group's roles out; removing takes them away:
             // either needs the actor to hold them (equal or fewer privileges).
@@ -334,7 +312,7 @@ pub(super) fn check_actor(
                 Some(user.as_str()),
             )?;
             if user == actor {
-                return Err(err(Refusal::Denied, "no one changes their own status"));
+                return Err(AdminError::SelfEditStatus);
             }
             outranks(authority, &view, actor, id, user, now)
         }
@@ -353,22 +331,20 @@ pub(super) fn check_actor(
                 .filter(|a| a != actor)
                 .count();
             if others == 0 {
-                return Err(err(
-                    Refusal::Precondition,
-                    format!(
-                        "`{actor}` may leave tenant `{id}` only while another active Administrator remains"
-                    ),
-                ));
+                return Err(AdminError::LeaveWithoutAdministrator {
+                    actor: actor.clone(),
+                    tenant: id.clone(),
+                });
             }
             if !state
                 .tenants
                 .values()
                 .any(|o| o.id != *id && o.users.contains_key(actor))
             {
-                return Err(err(
-                    Refusal::Precondition,
-                    format!("`{actor}` may not leave tenant `{id}`: it is their only tenant"),
-                ));
+                return Err(AdminError::LeaveOnlyTenant {
+                    actor: actor.clone(),
+                    tenant: id.clone(),
+                });
             }
             Ok(())
         }
@@ -388,12 +364,10 @@ pub(super) fn check_actor(
                 require(&view, actor, id, "ACM:USER:UPDATE:ROLES", Some(u.as_str()))?;
             }
             if is_self(t, actor, subject) {
-                return Err(err(
-                    Refusal::Denied,
-                    format!(
-                        "no one edits their own roles: {subject} is or contains actor `{actor}`"
-                    ),
-                ));
+                return Err(AdminError::SelfEditRoles {
+                    actor: actor.clone(),
+                    subject: subject.clone(),
+                });
             }
             let mut moved_roles = vec![role.clone()];
             // With one role per user, assigning takes the current role away.

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use super::error::{AdminError, Refusal, err};
+use super::error::AdminError;
 use crate::model::ids::{RoleName, Subject, UserId};
 use crate::model::mutation::Mutation;
 use crate::model::state::State;
@@ -96,16 +96,10 @@ pub(super) fn check_last_admin(
             continue;
         }
         if active_administrators(next, now).is_empty() {
-            return Err(err(
-                Refusal::Precondition,
-                format!(
-                    "cannot remove the last active Administrator of tenant `{id}` ({})",
-                    had.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
+            return Err(AdminError::LastAdministrator {
+                tenant: id.clone(),
+                administrators: had,
+            });
         }
     }
     Ok(())

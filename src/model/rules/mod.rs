@@ -25,7 +25,6 @@ pub use last_admin::active_administrators;
 pub use view::{ActorView, Authority, overlaps, subsumes, view_of};
 
 use actor::check_actor;
-use error::err;
 use last_admin::check_last_admin;
 use shape::check_shape;
 
@@ -51,7 +50,7 @@ pub fn validate(
     }
     check_shape(state, mutation, now)?;
     let mut next = state.clone();
-    let touched = apply(&mut next, mutation).map_err(|e| err(Refusal::Precondition, e.why))?;
+    let touched = apply(&mut next, mutation).map_err(AdminError::DoesNotApply)?;
     check_last_admin(state, &next, mutation, now)?;
     Ok((next, touched))
 }

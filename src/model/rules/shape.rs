@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::error::{AdminError, Refusal, err};
+use super::error::AdminError;
 use crate::model::catalog::Catalog;
 use crate::model::ids::{RoleName, Subject, TenantId};
 use crate::model::mutation::Mutation;
@@ -19,17 +19,17 @@ pub(super) fn tenant<'a>(state: &'a State, id: &TenantId) -> Result<&'a Tenant, 
         .tenants
         .get(id)
         .map(AsRef::as_ref)
-        .ok_or_else(|| err(Refusal::NotFound, format!("unknown tenant `{id}`")))
+        .ok_or_else(|| AdminError::UnknownTenant { tenant: id.clone() })
 }
 
 fn role_exists(t: &Tenant, role: &RoleName) -> Result<(), AdminError> {
     if t.roles.contains_key(role) {
         Ok(())
     } else {
-        Err(err(
-            Refusal::NotFound,
-            format!("unknown role `{role}` in tenant `{}`", t.id),
-        ))
+        Err(AdminError::UnknownRole {
+            tenant: t.id.clone(),
+            role: role.clone(),
+        })
     }
 }
 
@@ -41,10 +41,10 @@ fn subject_exists(t: &Tenant, s: &Subject) -> Result<(), AdminError> {
     if ok {
         Ok(())
     } else {
-        Err(err(
-            Refusal::NotFound,
-            format!("unknown {s} in tenant `{}`", t.id),
-        ))
+        Err(AdminError::UnknownSubject {
+            tenant: t.id.clone(),
+            subject: s.clone(),
+        })
     }
 }
 
@@ -52,41 +52,28 @@ fn covered(catalog: &Catalog, grant: &Grant) -> Result<(), AdminError> {
     if catalog.covers_grant(&grant.pattern) {
         Ok(())
     } else {
-        Err(err(
-            Refusal::Invalid,
-            format!(
-                "grant `{}` is not covered by the catalog: a permission must be a valid system permission name",
-                grant.pattern
-            ),
-        ))
+        Err(AdminError::NotCovered {
+            pattern: grant.pattern.clone(),
+        })
     }
 }
 
 fn editable_grants(role: &RoleName) -> Result<(), AdminError> {
     match RoleKind::of(role) {
-        RoleKind::Administrators => Err(err(
-            Refusal::Precondition,
-            "the grants of `Administrators` cannot change: it holds every permission",
-        )),
-        RoleKind::Bridges => Err(err(
-            Refusal::Precondition,
-            "the grants of `Bridges` cannot change here: it is a protected system role (its grants are the deployment's bridges_grants)",
-        )),
+        RoleKind::Administrators => Err(AdminError::AdministratorsGrantsFixed),
+        RoleKind::Bridges => Err(AdminError::BridgesGrantsProtected),
         RoleKind::Users | RoleKind::Custom => Ok(()),
     }
 }
 
 fn valid_info(email: &Option<String>, display_name: &Option<String>) -> Result<(), AdminError> {
     if let Some(e) = email.as_deref().filter(|e| !e.is_empty()) {
-        check_email(e).map_err(|m| err(Refusal::Invalid, m.to_string()))?;
+        check_email(e).map_err(AdminError::InvalidEmail)?;
     }
     if let Some(d) = display_name
         && (d.chars().count() > 200 || d.chars().any(char::is_control))
     {
-        return Err(err(
-            Refusal::Invalid,
-            "display name must be at most 200 characters without control characters",
-        ));
+        return Err(AdminError::InvalidDisplayName);
     }
     Ok(())
 }
@@ -96,10 +83,9 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
     match m {
         Mutation::CreateTenant { tenant, .. } => {
             if state.tenants.contains_key(tenant) {
-                return Err(err(
-                    Refusal::Exists,
-                    format!("tenant `{tenant}` already exists"),
-                ));
+                return Err(AdminError::TenantExists {
+                    tenant: tenant.clone(),
+                });
             }
         }
         Mutation::UpdateTenant {
@@ -112,12 +98,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 let mut seen = BTreeSet::new();
                 for (s, _) in t.bindings.keys() {
                     if matches!(s, Subject::User(_)) && !seen.insert(s) {
-                        return Err(err(
-                            Refusal::Precondition,
-                            format!(
-                                "cannot turn on `single_role_per_user`: `{s}` has more than one role"
-                            ),
-                        ));
+                        return Err(AdminError::SingleRoleConflict { subject: s.clone() });
                     }
                 }
             }
@@ -128,14 +109,13 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
         Mutation::DefineCatalogEntry { entry } => {
             let mut c = (*state.catalog).clone();
             c.define(entry.clone())
-                .map_err(|e| err(Refusal::Exists, e.to_string()))?;
+                .map_err(AdminError::CatalogConflict)?;
         }
         Mutation::SetCatalogStability { permission, .. } => {
             if state.catalog.get(permission.as_str()).is_none() {
-                return Err(err(
-                    Refusal::NotFound,
-                    format!("unknown catalog entry `{permission}`"),
-                ));
+                return Err(AdminError::UnknownCatalogEntry {
+                    permission: permission.clone(),
+                });
             }
         }
         Mutation::RemoveCatalogEntry {
@@ -143,16 +123,14 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             cascade,
         } => {
             let Some(entry) = state.catalog.get(permission.as_str()) else {
-                return Err(err(
-                    Refusal::NotFound,
-                    format!("unknown catalog entry `{permission}`"),
-                ));
+                return Err(AdminError::UnknownCatalogEntry {
+                    permission: permission.clone(),
+                });
             };
             if entry.builtin {
-                return Err(err(
-                    Refusal::Precondition,
-                    format!("catalog entry `{permission}` is built in and cannot be removed"),
-                ));
+                return Err(AdminError::BuiltinCatalogEntry {
+                    permission: permission.clone(),
+                });
             }
             if !cascade {
                 let mut c = (*state.catalog).clone();
@@ -160,13 +138,12 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 for t in state.tenants.values() {
                     for r in t.roles.values() {
                         if let Some(g) = r.grants.iter().find(|g| !c.covers_grant(&g.pattern)) {
-                            return Err(err(
-                                Refusal::Precondition,
-                                format!(
-                                    "catalog entry `{permission}` is still used by grant `{}` of role `{}` in tenant `{}` (remove it with cascade to drop such grants too)",
-                                    g.pattern, r.name, t.id
-                                ),
-                            ));
+                            return Err(AdminError::CatalogEntryInUse {
+                                permission: permission.clone(),
+                                pattern: g.pattern.clone(),
+                                role: r.name.clone(),
+                                tenant: t.id.clone(),
+                            });
                         }
                     }
                 }
@@ -175,13 +152,10 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                     .iter()
                     .find(|g| !c.covers_grant(&g.pattern))
                 {
-                    return Err(err(
-                        Refusal::Precondition,
-                        format!(
-                            "catalog entry `{permission}` is still used by bridges grant `{}`",
-                            g.pattern
-                        ),
-                    ));
+                    return Err(AdminError::CatalogEntryInBridgesGrants {
+                        permission: permission.clone(),
+                        pattern: g.pattern.clone(),
+                    });
                 }
             }
         }
@@ -196,18 +170,13 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
         } => {
             let t = tenant(state, id)?;
             if role.is_system() {
-                return Err(err(
-                    Refusal::Invalid,
-                    format!(
-                        "`{role}` is a reserved name: Administrators, Users and Bridges are system roles"
-                    ),
-                ));
+                return Err(AdminError::ReservedRoleName { role: role.clone() });
             }
             if t.roles.contains_key(role) {
-                return Err(err(
-                    Refusal::Exists,
-                    format!("role `{role}` already exists in tenant `{id}`"),
-                ));
+                return Err(AdminError::RoleExists {
+                    tenant: id.clone(),
+                    role: role.clone(),
+                });
             }
         }
         Mutation::UpdateRoleDescription {
@@ -221,26 +190,17 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 RoleKind::of(role),
                 RoleKind::Administrators | RoleKind::Bridges
             ) {
-                return Err(err(
-                    Refusal::Precondition,
-                    format!("system role `{role}` is protected"),
-                ));
+                return Err(AdminError::ProtectedRole { role: role.clone() });
             }
             if description.chars().count() > 1_000 {
-                return Err(err(
-                    Refusal::Invalid,
-                    "description must be at most 1000 characters",
-                ));
+                return Err(AdminError::DescriptionTooLong);
             }
         }
         Mutation::DeleteRole { tenant: id, role } => {
             let t = tenant(state, id)?;
             role_exists(t, role)?;
             if role.is_system() {
-                return Err(err(
-                    Refusal::Precondition,
-                    format!("system role `{role}` cannot be deleted"),
-                ));
+                return Err(AdminError::SystemRoleUndeletable { role: role.clone() });
             }
             let members = t
                 .bindings
@@ -248,12 +208,10 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 .filter(|b| b.role == *role && b.live_at(now))
                 .count();
             if members > 0 {
-                return Err(err(
-                    Refusal::Precondition,
-                    format!(
-                        "role `{role}` has {members} member(s): unassign them before deleting it"
-                    ),
-                ));
+                return Err(AdminError::RoleHasMembers {
+                    role: role.clone(),
+                    members,
+                });
             }
         }
         Mutation::Grant {
@@ -266,10 +224,10 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             editable_grants(role)?;
             covered(&state.catalog, grant)?;
             if t.roles.get(role).is_some_and(|r| r.grants.contains(grant)) {
-                return Err(err(
-                    Refusal::Exists,
-                    format!("role `{role}` already has `{grant}`"),
-                ));
+                return Err(AdminError::AlreadyGranted {
+                    role: role.clone(),
+                    grant: grant.clone(),
+                });
             }
         }
         Mutation::Revoke {
@@ -281,10 +239,10 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             role_exists(t, role)?;
             editable_grants(role)?;
             if !t.roles.get(role).is_some_and(|r| r.grants.contains(grant)) {
-                return Err(err(
-                    Refusal::NotFound,
-                    format!("role `{role}` has no grant `{grant}`"),
-                ));
+                return Err(AdminError::NotGranted {
+                    role: role.clone(),
+                    grant: grant.clone(),
+                });
             }
         }
         Mutation::SetGrants {
@@ -305,10 +263,10 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
         } => {
             let t = tenant(state, id)?;
             if t.groups.contains_key(group) {
-                return Err(err(
-                    Refusal::Exists,
-                    format!("group `{group}` already exists in tenant `{id}`"),
-                ));
+                return Err(AdminError::GroupExists {
+                    tenant: id.clone(),
+                    group: group.clone(),
+                });
             }
         }
         Mutation::DeleteGroup { tenant: id, group } => {
@@ -327,18 +285,18 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 .get(group)
                 .is_some_and(|g| g.members.contains(member))
             {
-                return Err(err(
-                    Refusal::Exists,
-                    format!("{member} is already a member of group `{group}`"),
-                ));
+                return Err(AdminError::AlreadyMember {
+                    group: group.clone(),
+                    member: member.clone(),
+                });
             }
             if let Subject::Group(child) = member
                 && t.would_cycle(group, child)
             {
-                return Err(err(
-                    Refusal::Precondition,
-                    format!("adding {member} to group `{group}` would make a cycle"),
-                ));
+                return Err(AdminError::GroupCycle {
+                    group: group.clone(),
+                    member: member.clone(),
+                });
             }
         }
         Mutation::RemoveMember {
@@ -353,10 +311,10 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 .get(group)
                 .is_some_and(|g| g.members.contains(member))
             {
-                return Err(err(
-                    Refusal::NotFound,
-                    format!("{member} is not a member of group `{group}`"),
-                ));
+                return Err(AdminError::NotMember {
+                    group: group.clone(),
+                    member: member.clone(),
+                });
             }
         }
         Mutation::AddUser {
@@ -368,10 +326,10 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
         } => {
             let t = tenant(state, id)?;
             if t.users.contains_key(user) {
-                return Err(err(
-                    Refusal::Exists,
-                    format!("user `{user}` is already a member of tenant `{id}`"),
-                ));
+                return Err(AdminError::UserExists {
+                    tenant: id.clone(),
+                    user: user.clone(),
+                });
             }
             valid_info(email, display_name)?;
         }
@@ -387,7 +345,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             display_name,
         } => {
             if !state.tenants.values().any(|t| t.users.contains_key(user)) {
-                return Err(err(Refusal::NotFound, format!("unknown user `{user}`")));
+                return Err(AdminError::UnknownUser { user: user.clone() });
             }
             valid_info(email, display_name)?;
         }
@@ -407,18 +365,15 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             if let Some(e) = expires
                 && *e <= now
             {
-                return Err(err(
-                    Refusal::Invalid,
-                    format!("expiry {e} is not in the future"),
-                ));
+                return Err(AdminError::ExpiryNotInFuture { expires: *e });
             }
             if let Some(b) = t.bindings.get(&(subject.clone(), role.clone()))
                 && b.expires == *expires
             {
-                return Err(err(
-                    Refusal::Exists,
-                    format!("{subject} is already bound to `{role}`"),
-                ));
+                return Err(AdminError::AlreadyBound {
+                    subject: subject.clone(),
+                    role: role.clone(),
+                });
             }
         }
         Mutation::Unassign {
@@ -428,10 +383,10 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
         } => {
             let t = tenant(state, id)?;
             if !t.bindings.contains_key(&(subject.clone(), role.clone())) {
-                return Err(err(
-                    Refusal::NotFound,
-                    format!("{subject} is not bound to `{role}`"),
-                ));
+                return Err(AdminError::NotBound {
+                    subject: subject.clone(),
+                    role: role.clone(),
+                });
             }
         }
     }
@@ -442,10 +397,7 @@ fn no_duplicates(grants: &[Grant]) -> Result<(), AdminError> {
     let mut seen = BTreeSet::new();
     for g in grants {
         if !seen.insert(g) {
-            return Err(err(
-                Refusal::Invalid,
-                format!("grant `{g}` is listed twice"),
-            ));
+            return Err(AdminError::DuplicateGrant { grant: g.clone() });
         }
     }
     Ok(())
