@@ -20,7 +20,7 @@ use thiserror::Error;
 
 use tokio::sync::{Mutex, oneshot, watch};
 
-use crate::model::rules::{Actor, AdminError, Refusal, validate};
+use crate::model::rules::{Actor, AdminError, validate};
 use crate::model::{Mutation, State, Timestamp, apply};
 use crate::policy::{Snapshot, compile, recompile};
 use crate::store::{AuditRecord, Change, Outcome, Outcomes, Store, StoreError};
@@ -140,10 +140,11 @@ impl Engine {
                 }
                 .into());
             }
-            let touched = apply(&mut state, &change.mutation).map_err(|e| AdminError {
-                refusal: Refusal::Invalid,
-                message: format!("replicated revision {}: {e}", change.revision),
-            })?;
+            let touched =
+                apply(&mut state, &change.mutation).map_err(|error| AdminError::Replicated {
+                    revision: change.revision,
+                    error,
+                })?;
             let prev: &Snapshot = compiled.as_ref().unwrap_or(&*snapshot);
             compiled = Some(timed(&self.metrics, || {
                 recompile(prev, Arc::new(state.clone()), &touched)
@@ -362,8 +363,8 @@ impl Engine {
                     records.push(Outcomes::Refused(record(
                         state.revision,
                         Outcome::Refused {
-                            code: refused.refusal.code_name().to_owned(),
-                            message: refused.message.clone(),
+                            code: refused.refusal().code_name().to_owned(),
+                            message: refused.to_string(),
                         },
                     )));
                     answers.push(Err(refused));
@@ -466,10 +467,7 @@ impl Engine {
         let mut state = (**snapshot.state()).clone();
         let now = Timestamp::now();
         for m in mutations {
-            apply(&mut state, &m).map_err(|e| AdminError {
-                refusal: Refusal::Invalid,
-                message: e.to_string(),
-            })?;
+            apply(&mut state, &m).map_err(AdminError::Bootstrap)?;
             if let Some(store) = &self.store {
                 let audit = AuditRecord {
                     seq: 0,
@@ -513,6 +511,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::rules::Refusal;
     use crate::model::{TenantId, TenantSettings, UserId, UserStatus};
     use crate::store::{AuditFilter, MemoryStore};
 
@@ -569,7 +568,7 @@ mod tests {
             match t.await.unwrap() {
                 Ok(c) => revisions.push(c.revision),
                 Err(SubmitError::Refused(e)) => {
-                    assert_eq!(e.refusal, Refusal::Exists);
+                    assert_eq!(e.refusal(), Refusal::Exists);
                     refused += 1;
                 }
                 Err(e) => panic!("{e}"),
@@ -740,7 +739,7 @@ mod tests {
         assert!(dry.dry_run && dry.revision == 2);
         assert!(engine.load().tenant("acme").is_some());
         let again = engine.submit(Actor::Operator, "test", create, false).await;
-        assert!(matches!(again, Err(SubmitError::Refused(e)) if e.refusal == Refusal::Exists));
+        assert!(matches!(again, Err(SubmitError::Refused(e)) if e.refusal() == Refusal::Exists));
         assert_eq!(engine.load().revision(), 1);
     }
 }

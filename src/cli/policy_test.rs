@@ -219,7 +219,13 @@ fn run_step(
     default_tenant: Option<&str>,
     default_now: Timestamp,
 ) -> Result<String, String> {
-    let now = match step.at.as_deref().map(Timestamp::parse).transpose()? {
+    let now = match step
+        .at
+        .as_deref()
+        .map(Timestamp::parse)
+        .transpose()
+        .map_err(|e| e.to_string())?
+    {
         Some(t) => t,
         None => default_now,
     };
@@ -301,21 +307,20 @@ fn run_step(
             let outcome = validate(state, state, &actor, &mutation, now);
             let got = match &outcome {
                 Ok(_) => "OK".to_owned(),
-                Err(e) => format!("{} ({})", e.refusal.code_name(), e.message),
+                Err(e) => format!("{} ({e})", e.refusal().code_name()),
             };
             let code = match &outcome {
                 Ok(_) => "OK",
-                Err(e) => e.refusal.code_name(),
+                Err(e) => e.refusal().code_name(),
             };
             if code != step.expect {
                 return Err(format!("{action}: expected {}, got {got}", step.expect));
             }
             if let (Some(want), Err(e)) = (&step.message, &outcome)
-                && !e.message.contains(want.as_str())
+                && !e.to_string().contains(want.as_str())
             {
                 return Err(format!(
-                    "{action}: expected a message containing `{want}`, got `{}`",
-                    e.message
+                    "{action}: expected a message containing `{want}`, got `{e}`"
                 ));
             }
             if let Ok((next, _)) = outcome {
@@ -333,7 +338,13 @@ fn run_case(
     case: &CheckCase,
     default_now: Timestamp,
 ) -> Result<String, String> {
-    let now = match case.at.as_deref().map(Timestamp::parse).transpose()? {
+    let now = match case
+        .at
+        .as_deref()
+        .map(Timestamp::parse)
+        .transpose()
+        .map_err(|e| e.to_string())?
+    {
         Some(t) => t,
         None => default_now,
     };

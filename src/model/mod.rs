@@ -1,10 +1,13 @@
 //! The pure domain: ids, permission paths, the catalog, tenants with their
-//! roles, groups, users and bindings, the state, and the policy file.
+//! roles, groups, users and bindings, the state, the policy file, the
+//! admin rules, and what a check decides.
 //!
 //! Nothing here imports tokio, tonic or sled: the model can be read, tested
 //! and benchmarked without a runtime.
 
+pub mod apply;
 pub mod catalog;
+pub mod decision;
 pub mod ids;
 pub mod mutation;
 pub mod permission;
@@ -14,9 +17,11 @@ pub mod state;
 pub mod tenant;
 pub mod time;
 
+pub use apply::{ApplyError, TenantTouch, Touched, apply};
 pub use catalog::{Catalog, CatalogEntry, CatalogPattern, Stability};
+pub use decision::{Decision, Reason};
 pub use ids::{GroupName, RoleName, Subject, TenantId, UserId};
-pub use mutation::{Mutation, Touched, apply};
+pub use mutation::Mutation;
 pub use permission::{Effect, Grant, GrantPattern, PermissionPath};
 pub use state::State;
 pub use tenant::{Binding, Group, Role, RoleKind, Tenant, TenantSettings, User, UserStatus};

@@ -108,11 +108,18 @@ impl UserStatus {
     }
 }
 
+/// Text that is not a [`UserStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("status `{value}` is not one of active, inactive")]
+pub struct UserStatusError {
+    /// The text as given.
+    pub value: String,
+}
+
 impl TryFrom<String> for UserStatus {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, String> {
-        UserStatus::parse(&value)
-            .ok_or_else(|| format!("status `{value}` is not one of active, inactive"))
+    type Error = UserStatusError;
+    fn try_from(value: String) -> Result<Self, UserStatusError> {
+        UserStatus::parse(&value).ok_or(UserStatusError { value })
     }
 }
 

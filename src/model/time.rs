@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use thiserror::Error;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -35,12 +36,25 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
     }
 }
 
+/// Text that is not an RFC 3339 time.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("`{text}` is not an RFC 3339 time ({reason})")]
+pub struct TimestampError {
+    /// The text as given.
+    pub text: String,
+    /// What the RFC 3339 parser found wrong.
+    pub reason: time::error::Parse,
+}
+
 impl Timestamp {
     /// Parses RFC 3339, e.g. `2027-01-01T00:00:00Z` or `2027-01-01T02:00:00+02:00`.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, TimestampError> {
         OffsetDateTime::parse(text, &Rfc3339)
             .map(|t| Timestamp(t.unix_timestamp()))
-            .map_err(|e| format!("`{text}` is not an RFC 3339 time ({e})"))
+            .map_err(|reason| TimestampError {
+                text: text.to_owned(),
+                reason,
+            })
     }
 
     /// Now, from the system clock.

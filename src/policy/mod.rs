@@ -10,8 +10,9 @@ pub mod compile;
 pub mod evaluate;
 pub mod reference;
 
+pub use crate::model::decision::{Decision, Reason};
 pub use compile::{Snapshot, TenantSnapshot, compile, recompile};
 pub use evaluate::{
-    CheckError, DecidingGrant, Decision, Explanation, Reason, Request, SubjectPermissions, Verdict,
-    evaluate, explain, list_subject_permissions, list_subjects,
+    CheckError, DecidingGrant, Explanation, Request, SubjectPermissions, Verdict, evaluate,
+    explain, list_subject_permissions, list_subjects,
 };

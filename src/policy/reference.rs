@@ -7,7 +7,8 @@ use crate::model::permission::{Effect, Grant, validate_path};
 use crate::model::tenant::{EffectiveRole, UserStatus};
 use crate::model::{State, Timestamp, UserId};
 
-use super::evaluate::{CheckError, Decision, Reason, Request, Verdict, check_subject};
+use super::evaluate::{CheckError, Request, Verdict, check_subject};
+use crate::model::decision::{Decision, Reason};
 
 /// The verdict and every grant of the subject's effective roles that matches.
 pub struct Outcome {

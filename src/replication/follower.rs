@@ -316,7 +316,7 @@ async fn apply(engine: &Engine, changes: Vec<proto::Change>) -> Result<(), Failu
     }
     match engine.replicate(batch).await {
         Ok(_) => Ok(()),
-        Err(SubmitError::Refused(e)) => Err(Failure::Diverged(e.message)),
+        Err(SubmitError::Refused(e)) => Err(Failure::Diverged(e.to_string())),
         Err(SubmitError::Store(StoreError::OutOfOrder { have, got })) => Err(Failure::Retry(
             format!("the leader sent revision {got} after {have}; watching again"),
         )),

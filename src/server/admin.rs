@@ -96,7 +96,7 @@ impl AdminService {
                 }))
             }
             Err(SubmitError::Refused(e)) => {
-                tracing::info!(kind, refusal = ?e.refusal, message = %e.message, "mutation refused");
+                tracing::info!(kind, refusal = ?e.refusal(), message = %e, "mutation refused");
                 Err(convert::refusal_status(&e))
             }
             Err(SubmitError::Store(e)) => {

@@ -25,14 +25,14 @@ pub fn check_error_status(e: &CheckError) -> Status {
 /// message as the message.
 pub fn refusal_status(e: &crate::model::rules::AdminError) -> Status {
     use crate::model::rules::Refusal;
-    let code = match e.refusal {
+    let code = match e.refusal() {
         Refusal::Denied => Code::PermissionDenied,
         Refusal::Precondition => Code::FailedPrecondition,
         Refusal::Invalid => Code::InvalidArgument,
         Refusal::NotFound => Code::NotFound,
         Refusal::Exists => Code::AlreadyExists,
     };
-    Status::new(code, e.message.clone())
+    Status::new(code, e.to_string())
 }
 
 /// Refuses an empty or oversize required field before any lookup.

@@ -257,7 +257,7 @@ pub fn recompile(prev: &Snapshot, state: Arc<State>, touched: &Touched) -> Snaps
     };
     let mut tenants = FastMap::default();
     tenants.reserve(state.tenants.len());
-    let untouched = crate::model::mutation::TenantTouch::default();
+    let untouched = crate::model::TenantTouch::default();
     for (id, tenant) in &state.tenants {
         let touch = touched.tenants.get(id);
         let compiled = match prev.tenants.get(id) {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use super::users::{self, Class, Live, Resolver};
 use super::{GrantIndex, TenantSnapshot, compile_tenant};
 use crate::model::State;
+use crate::model::TenantTouch;
 use crate::model::ids::{GroupName, Subject, UserId};
-use crate::model::mutation::TenantTouch;
 use crate::model::tenant::Tenant;
 use crate::policy::catalog_index::CatalogIndex;
 

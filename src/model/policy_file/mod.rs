@@ -1,0 +1,371 @@
+//! The YAML policy file: a catalog and tenants with roles, grants, groups,
+//! users and bindings, loaded into a [`State`].
+//!
+//! Every error is reported with its location (`tenants[acme].roles[editors].grants[2]`),
+//! all at once, so a policy author fixes a file in one pass.
+//!
+//! The loader ([`load_str`]) is here; the file's serde structs are in
+//! `schema`, the errors in `error`, and the way back to mutations
+//! ([`to_mutations`]) in `mutations`.
+
+mod email;
+mod error;
+mod mutations;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::catalog::{Catalog, CatalogEntry, CatalogPattern, Stability};
+use super::ids::{ADMINISTRATORS, BRIDGES, GroupName, RoleName, Subject, TenantId, UserId};
+use super::permission::{Effect, Grant, GrantPattern};
+use super::state::State;
+use super::tenant::{Binding, Group, Role, Tenant, User, UserStatus};
+use super::time::Timestamp;
+
+pub use email::{EmailError, check_email};
+pub use error::{LoadError, LoadErrors};
+pub use mutations::to_mutations;
+
+use error::{Errors, GrantError, SubjectError};
+use schema::{FileDoc, FileGrant, FileTenant};
+
+fn parse_grant(raw: &FileGrant) -> Result<Grant, GrantError> {
+    let (effect, text) = match raw {
+        FileGrant::Plain(text) => (Effect::Allow, text.as_str()),
+        FileGrant::Explicit(map) => {
+            let mut it = map.iter();
+            match (it.next(), it.next()) {
+                (Some((k, v)), None) if k == "allow" => (Effect::Allow, v.as_str()),
+                (Some((k, v)), None) if k == "deny" => (Effect::Deny, v.as_str()),
+                _ => return Err(GrantError::Shape),
+            }
+        }
+    };
+    let pattern = GrantPattern::parse(text)?;
+    Ok(Grant { effect, pattern })
+}
+
+/// Parses and validates grants against the catalog; no duplicates.
+fn load_grants(raw: &[FileGrant], catalog: &Catalog, at: &str, errors: &mut Errors) -> Vec<Grant> {
+    let mut grants: Vec<Grant> = Vec::new();
+    for (i, g) in raw.iter().enumerate() {
+        let here = format!("{at}.grants[{i}]");
+        match parse_grant(g) {
+            Err(e) => errors.push(here, e),
+            Ok(grant) if !catalog.covers_grant(&grant.pattern) => errors.push(
+                here,
+                format!("grant `{}` is not covered by the catalog", grant.pattern),
+            ),
+            Ok(grant) if grants.contains(&grant) => {
+                errors.push(here, format!("duplicate grant `{grant}`"))
+            }
+            Ok(grant) => grants.push(grant),
+        }
+    }
+    grants
+}
+
+/// Parses a policy file's text into a state. Revision 1: the file is one change.
+pub fn load_str(text: &str) -> Result<State, LoadErrors> {
+    let doc: FileDoc = serde_norway::from_str(text).map_err(|e| {
+        LoadErrors(vec![LoadError {
+            at: "yaml".into(),
+            message: e.to_string(),
+        }])
+    })?;
+    let mut errors = Errors(Vec::new());
+    let mut state = State::new();
+
+    let mut catalog = Catalog::with_builtins();
+    for (i, e) in doc.catalog.iter().enumerate() {
+        let at = format!("catalog[{i}]");
+        let stability = match e.stability.as_deref() {
+            None => Stability::Stable,
+            Some(s) => match Stability::parse(s) {
+                Some(s) => s,
+                None => {
+                    errors.push(
+                        &at,
+                        format!("stability `{s}` is not one of stable, preview, deprecated"),
+                    );
+                    continue;
+                }
+            },
+        };
+        match CatalogPattern::parse(&e.permission) {
+            Err(err) => errors.push(at, err),
+            Ok(pattern) => {
+                let entry = CatalogEntry {
+                    pattern,
+                    category: e.category.clone(),
+                    description: e.description.clone(),
+                    stability,
+                    builtin: false,
+                };
+                if let Err(err) = catalog.define(entry) {
+                    errors.push(at, err);
+                }
+            }
+        }
+    }
+    state.bridges_grants =
+        load_grants(&doc.bridges_grants, &catalog, "bridges_grants", &mut errors).into();
+    state.catalog = Arc::new(catalog);
+
+    for (i, raw) in doc.tenants.iter().enumerate() {
+        let label = if raw.id.is_empty() {
+            i.to_string()
+        } else {
+            raw.id.clone()
+        };
+        let at = format!("tenants[{label}]");
+        let id = match TenantId::new(&raw.id) {
+            Ok(id) => id,
+            Err(e) => {
+                errors.push(&at, e);
+                continue;
+            }
+        };
+        if state.tenants.contains_key(&id) {
+            errors.push(&at, format!("duplicate tenant `{id}`"));
+            continue;
+        }
+        let tenant = load_tenant(raw, id.clone(), &state, &at, &mut errors);
+        state.tenants.insert(id, Arc::new(tenant));
+    }
+
+    if errors.0.is_empty() {
+        state.revision = 1;
+        Ok(state)
+    } else {
+        Err(LoadErrors(errors.0))
+    }
+}
+
+fn load_tenant(
+    raw: &FileTenant,
+    id: TenantId,
+    state: &State,
+    at: &str,
+    errors: &mut Errors,
+) -> Tenant {
+    let mut tenant = Tenant::new(
+        id.clone(),
+        raw.name.clone().unwrap_or_else(|| id.to_string()),
+    );
+    tenant.settings.single_role_per_user = raw.settings.single_role_per_user;
+
+    // Roles. `Users` may be listed to set its grants; the other system roles may not.
+    let mut listed: BTreeSet<RoleName> = BTreeSet::new();
+    for (i, r) in raw.roles.iter().enumerate() {
+        let label = if r.name.is_empty() {
+            i.to_string()
+        } else {
+            r.name.clone()
+        };
+        let here = format!("{at}.roles[{label}]");
+        let name = match RoleName::new(&r.name) {
+            Ok(n) => n,
+            Err(e) => {
+                errors.push(here, e);
+                continue;
+            }
+        };
+        if matches!(name.as_str(), ADMINISTRATORS | BRIDGES) {
+            errors.push(
+                here,
+                format!("system role `{name}` is protected and may only appear in bindings"),
+            );
+            continue;
+        }
+        if !listed.insert(name.clone()) {
+            errors.push(here, format!("duplicate role `{name}`"));
+            continue;
+        }
+        let grants = load_grants(&r.grants, &state.catalog, &here, errors);
+        tenant.roles.insert(
+            name.clone(),
+            Role {
+                name,
+                description: r.description.clone(),
+                grants,
+            },
+        );
+    }
+
+    // Users.
+    for (i, u) in raw.users.iter().enumerate() {
+        let label = if u.id.is_empty() {
+            i.to_string()
+        } else {
+            u.id.clone()
+        };
+        let here = format!("{at}.users[{label}]");
+        let id = match UserId::new(&u.id) {
+            Ok(id) => id,
+            Err(e) => {
+                errors.push(here, e);
+                continue;
+            }
+        };
+        if tenant.users.contains_key(&id) {
+            errors.push(here, format!("duplicate user `{id}`"));
+            continue;
+        }
+        let status = match u.status.as_deref() {
+            None => UserStatus::Active,
+            Some(s) => match UserStatus::parse(s) {
+                Some(s) => s,
+                None => {
+                    errors.push(
+                        &here,
+                        format!("status `{s}` is not one of active, inactive"),
+                    );
+                    UserStatus::Active
+                }
+            },
+        };
+        if let Some(email) = &u.email
+            && let Err(e) = check_email(email)
+        {
+            errors.push(&here, e);
+        }
+        tenant.users.insert(
+            id.clone(),
+            User {
+                id,
+                email: u.email.clone(),
+                display_name: u.display_name.clone(),
+                status,
+            },
+        );
+    }
+
+    // Groups: names first, so members may name groups defined later.
+    for (i, g) in raw.groups.iter().enumerate() {
+        let label = if g.name.is_empty() {
+            i.to_string()
+        } else {
+            g.name.clone()
+        };
+        let here = format!("{at}.groups[{label}]");
+        match GroupName::new(&g.name) {
+            Err(e) => errors.push(here, e),
+            Ok(name) if tenant.groups.contains_key(&name) => {
+                errors.push(here, format!("duplicate group `{name}`"))
+            }
+            Ok(name) => {
+                tenant.groups.insert(
+                    name.clone(),
+                    Group {
+                        name,
+                        description: g.description.clone(),
+                        members: imbl::OrdSet::new(),
+                    },
+                );
+            }
+        }
+    }
+    for g in &raw.groups {
+        let Ok(name) = GroupName::new(&g.name) else {
+            continue;
+        };
+        for (j, m) in g.members.iter().enumerate() {
+            let here = format!("{at}.groups[{name}].members[{j}]");
+            let member = match resolve_subject(m, &tenant) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(here, e);
+                    continue;
+                }
+            };
+            if let Subject::Group(child) = &member
+                && tenant.would_cycle(&name, child)
+            {
+                errors.push(
+                    here,
+                    format!("adding `group:{child}` to `group:{name}` would make a cycle"),
+                );
+                continue;
+            }
+            let Some(group) = tenant.groups.get_mut(&name) else {
+                continue;
+            };
+            if group.members.insert(member).is_some() {
+                errors.push(here, format!("duplicate member `{m}`"));
+            }
+        }
+    }
+
+    // Bindings.
+    for (i, b) in raw.bindings.iter().enumerate() {
+        let here = format!("{at}.bindings[{i}]");
+        let subject = match resolve_subject(&b.subject, &tenant) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(here, e);
+                continue;
+            }
+        };
+        let role = match RoleName::new(&b.role) {
+            Ok(r) if tenant.roles.contains_key(&r) => r,
+            Ok(r) => {
+                errors.push(here, format!("unknown role `{r}`"));
+                continue;
+            }
+            Err(e) => {
+                errors.push(here, e);
+                continue;
+            }
+        };
+        let expires = match b.expires.as_deref().map(Timestamp::parse).transpose() {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(here, e);
+                continue;
+            }
+        };
+        let key = (subject.clone(), role.clone());
+        if tenant.bindings.contains_key(&key) {
+            errors.push(here, format!("`{subject}` is bound to `{role}` twice"));
+            continue;
+        }
+        if tenant.settings.single_role_per_user
+            && matches!(subject, Subject::User(_))
+            && tenant.bindings.keys().any(|(s, _)| *s == subject)
+        {
+            errors.push(
+                here,
+                format!(
+                    "`{subject}` has more than one role but the tenant sets `single_role_per_user`"
+                ),
+            );
+            continue;
+        }
+        tenant.bindings.insert(
+            key,
+            Binding {
+                subject,
+                role,
+                expires,
+            },
+        );
+    }
+    tenant
+}
+
+fn resolve_subject(text: &str, tenant: &Tenant) -> Result<Subject, SubjectError> {
+    let subject = Subject::parse(text)?;
+    match &subject {
+        Subject::User(u) if !tenant.users.contains_key(u) => {
+            Err(SubjectError::UnknownUser(u.clone()))
+        }
+        Subject::Group(g) if !tenant.groups.contains_key(g) => {
+            Err(SubjectError::UnknownGroup(g.clone()))
+        }
+        _ => Ok(subject),
+    }
+}

@@ -1,0 +1,125 @@
+use super::*;
+
+const GOOD: &str = r#"
+catalog:
+  - { permission: "documents:view", category: Docs }
+  - { permission: "documents:edit:?DOC?", category: Docs }
+tenants:
+  - id: acme
+    name: Acme Corp
+    settings: { single_role_per_user: false }
+    roles:
+      - name: editors
+        description: Edit documents
+        grants: ["documents:view", "documents:edit:*", { deny: "documents:edit:locked" }]
+      - name: Users
+        grants: ["documents:view"]
+    groups:
+      - { name: engineering, members: [alice, "group:platform"] }
+      - { name: platform, members: [bob] }
+    users:
+      - { id: alice, email: alice@acme.test, status: active }
+      - { id: bob }
+    bindings:
+      - { subject: alice, role: editors }
+      - { subject: "group:engineering", role: editors, expires: "2027-01-01T00:00:00Z" }
+      - { subject: bob, role: Administrators }
+"#;
+
+#[test]
+fn loads_the_documented_shape() {
+    let state = load_str(GOOD).unwrap();
+    let acme = state.tenant("acme").unwrap();
+    assert_eq!(acme.name, "Acme Corp");
+    let editors = &acme.roles[&RoleName::new("editors").unwrap()];
+    assert_eq!(editors.grants.len(), 3);
+    assert_eq!(editors.grants[2].effect, Effect::Deny);
+    assert_eq!(acme.roles[&RoleName::users()].grants.len(), 1);
+    assert_eq!(acme.bindings.len(), 3);
+    assert_eq!(acme.groups.len(), 2);
+    assert_eq!(state.revision, 1);
+}
+
+#[test]
+fn reports_every_error_with_its_location() {
+    let bad = r#"
+catalog:
+  - { permission: "documents:view" }
+  - { permission: "documents:view" }
+tenants:
+  - id: acme
+    roles:
+      - { name: editors, grants: ["documents:view", "documents:view", "nope:x", "a::b"] }
+      - { name: Administrators }
+      - { name: "   " }
+      - { name: editors }
+      - { name: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" }
+    groups:
+      - { name: a, members: ["group:b", ghost] }
+      - { name: b, members: ["group:a"] }
+    users:
+      - { id: alice, status: sleeping, email: "not-an-email" }
+    bindings:
+      - { subject: alice, role: nobody }
+      - { subject: "group:zzz", role: Users }
+      - { subject: alice, role: Users, expires: tomorrow }
+"#;
+    let errors = load_str(bad).unwrap_err().0;
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let has = |needle: &str| {
+        assert!(
+            text.iter().any(|t| t.contains(needle)),
+            "missing `{needle}` in {text:#?}"
+        )
+    };
+    has("catalog[1]: catalog entry `documents:view` is listed twice");
+    has("tenants[acme].roles[editors].grants[1]: duplicate grant `allow documents:view`");
+    has("tenants[acme].roles[editors].grants[2]: grant `nope:x` is not covered by the catalog");
+    has("tenants[acme].roles[editors].grants[3]: permission `a::b` has an empty segment");
+    has("tenants[acme].roles[Administrators]: system role `Administrators` is protected");
+    has("tenants[acme].roles[   ]: role name `   ` must not be blank");
+    has("duplicate role `editors`");
+    has("is longer than 100 characters");
+    has("tenants[acme].groups[a].members[1]: unknown user `ghost`");
+    has("would make a cycle");
+    has("tenants[acme].users[alice]: status `sleeping`");
+    has("`not-an-email` is not an email address");
+    has("tenants[acme].bindings[0]: unknown role `nobody`");
+    has("tenants[acme].bindings[1]: unknown group `zzz`");
+    has("tenants[acme].bindings[2]: `tomorrow` is not an RFC 3339 time");
+    assert_eq!(errors.len(), 15, "{text:#?}");
+}
+
+#[test]
+fn mutations_rebuild_the_same_state() {
+    let state = load_str(GOOD).unwrap();
+    let mut rebuilt = State::new();
+    for m in to_mutations(&state) {
+        crate::model::apply(&mut rebuilt, &m).unwrap();
+    }
+    rebuilt.revision = state.revision;
+    assert_eq!(rebuilt, state);
+}
+
+#[test]
+fn single_role_per_user_refuses_two_roles() {
+    let text = r#"
+catalog: [{ permission: "x" }]
+tenants:
+  - id: t
+    settings: { single_role_per_user: true }
+    roles: [{ name: a }, { name: b }]
+    users: [{ id: u }]
+    bindings: [{ subject: u, role: a }, { subject: u, role: b }]
+"#;
+    let errors = load_str(text).unwrap_err().0;
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].message.contains("single_role_per_user"));
+}
+
+#[test]
+fn yaml_errors_name_the_line() {
+    let errors = load_str("tenants: [ { id: a, bogus: 1 } ]").unwrap_err().0;
+    assert_eq!(errors[0].at, "yaml");
+    assert!(errors[0].message.contains("bogus"), "{}", errors[0].message);
+}

@@ -1,0 +1,395 @@
+//! The rules about who asks: the `ACM:` permission each mutation needs, no
+//! editing one's own roles, grants, memberships or status, no escalation
+//! (handing out or taking away only what the actor holds), leaving a tenant,
+//! and what only an operator may do.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use super::error::AdminError;
+use super::last_admin::active_administrators;
+use super::shape::tenant;
+use super::view::{ActorView, Authority};
+use crate::model::ids::{GroupName, RoleName, Subject, TenantId, UserId};
+use crate::model::mutation::Mutation;
+use crate::model::permission::{Effect, Grant, GrantPattern, validate_path};
+use crate::model::state::State;
+use crate::model::tenant::{RoleKind, Tenant, UserStatus};
+use crate::model::time::Timestamp;
+
+/// Requires the actor to be allowed `prefix:param`. A parameter that is not a
+/// valid path segment (a role name with a space) can only be covered by a
+/// wildcard, so then the actor must hold `prefix:*`.
+fn require(
+    view: &ActorView,
+    actor: &UserId,
+    tenant: &TenantId,
+    prefix: &str,
+    param: Option<&str>,
+) -> Result<(), AdminError> {
+    let permission = match param {
+        Some(p) => format!("{prefix}:{p}"),
+        None => prefix.to_owned(),
+    };
+    let ok = if validate_path(&permission).is_ok() {
+        view.allows(&permission, actor.as_str())
+    } else {
+        GrantPattern::parse(&format!("{prefix}:*")).is_ok_and(|p| view.holds(&p, actor.as_str()))
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(AdminError::MissingPermission {
+            actor: actor.clone(),
+            permission,
+            tenant: tenant.clone(),
+        })
+    }
+}
+
+/// The groups a subject belongs to, directly or through other groups.
+fn groups_containing(t: &Tenant, start: &Subject) -> BTreeSet<GroupName> {
+    let parents = t.parents();
+    let mut out = BTreeSet::new();
+    let mut queue = VecDeque::from([start.clone()]);
+    while let Some(s) = queue.pop_front() {
+        for g in parents.get(&s).into_iter().flatten() {
+            if out.insert(g.clone()) {
+                queue.push_back(Subject::Group(g.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `subject` is the actor or a group the actor belongs to.
+fn is_self(t: &Tenant, actor: &UserId, subject: &Subject) -> bool {
+    match subject {
+        Subject::User(u) => u == actor,
+        Subject::Group(g) => groups_containing(t, &Subject::User(actor.clone())).contains(g),
+    }
+}
+
+/// No escalation: every allow grant of `roles` must be one the actor holds;
+/// `Bridges` only from an Administrator.
+fn hand_out(
+    state: &State,
+    t: &Tenant,
+    view: &ActorView,
+    actor: &UserId,
+    roles: impl IntoIterator<Item = RoleName>,
+) -> Result<(), AdminError> {
+    for role_name in roles {
+        let Some(role) = t.roles.get(&role_name) else {
+            continue;
+        };
+        if role.kind() == RoleKind::Bridges && !view.administrator {
+            return Err(AdminError::BridgesNeedAdministrator);
+        }
+        for g in state.grants_of(role) {
+            if g.effect == Effect::Allow && !view.holds(&g.pattern, actor.as_str()) {
+                return Err(AdminError::EscalationThroughRole {
+                    actor: actor.clone(),
+                    pattern: g.pattern.clone(),
+                    role: role_name.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deactivating or removing another user takes away everything it holds,
+/// so the actor must hold all of that itself (rediacc: "equal or fewer
+/// privileges"); a delegated admin cannot lock out an Administrator.
+fn outranks(
+    authority: &dyn Authority,
+    view: &ActorView,
+    actor: &UserId,
+    tenant: &TenantId,
+    target: &UserId,
+    now: Timestamp,
+) -> Result<(), AdminError> {
+    let theirs = authority.view(tenant, target, now);
+    for g in theirs.grants.iter().filter(|g| g.effect == Effect::Allow) {
+        if !view.holds(&g.pattern, actor.as_str()) {
+            return Err(AdminError::Outranked {
+                actor: actor.clone(),
+                target: target.clone(),
+                pattern: g.pattern.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The roles bound (live) to a group or any group containing it.
+fn roles_through_group(t: &Tenant, group: &GroupName, now: Timestamp) -> BTreeSet<RoleName> {
+    let mut groups = groups_containing(t, &Subject::Group(group.clone()));
+    groups.insert(group.clone());
+    t.bindings
+        .values()
+        .filter(|b| b.live_at(now) && matches!(&b.subject, Subject::Group(g) if groups.contains(g)))
+        .map(|b| b.role.clone())
+        .collect()
+}
+
+fn operator_only(m: &Mutation) -> Result<(), AdminError> {
+    Err(AdminError::OperatorOnly { kind: m.kind() })
+}
+
+/// The rules about who asks.
+pub(super) fn check_actor(
+    state: &State,
+    authority: &dyn Authority,
+    actor: &UserId,
+    m: &Mutation,
+    now: Timestamp,
+) -> Result<(), AdminError> {
+    // Profile info is per user, across tenants.
+    if let Mutation::UpdateUserInfo { user, .. } = m {
+        if user == actor {
+            // Own profile: always, for a user active in at least one tenant
+            // (an inactive user is denied everything).
+            let active = state.tenants.values().any(|t| {
+                t.users
+                    .get(actor)
+                    .is_some_and(|u| u.status == UserStatus::Active)
+            });
+            return if active {
+                Ok(())
+            } else {
+                Err(AdminError::InactiveEverywhere {
+                    actor: actor.clone(),
+                })
+            };
+        }
+        let allowed = state
+            .tenants
+            .values()
+            .filter(|t| t.users.contains_key(user))
+            .any(|t| {
+                let view = authority.view(&t.id, actor, now);
+                require(
+                    &view,
+                    actor,
+                    &t.id,
+                    "ACM:USER:UPDATE:INFO",
+                    Some(user.as_str()),
+                )
+                .is_ok()
+            });
+        return if allowed {
+            Ok(())
+        } else {
+            Err(AdminError::CannotUpdateInfo {
+                actor: actor.clone(),
+                user: user.clone(),
+            })
+        };
+    }
+    let Some(id) = m.tenant() else {
+        return operator_only(m);
+    };
+    if matches!(
+        m,
+        Mutation::CreateTenant { .. } | Mutation::DeleteTenant { .. }
+    ) {
+        return operator_only(m);
+    }
+    if let Mutation::AddUser { user, .. } = m
+        && user == actor
+    {
+        return Err(AdminError::SelfAdd);
+    }
+    let t = tenant(state, id)?;
+    let view = authority.view(id, actor, now);
+    if !view.member || !view.active {
+        return Err(AdminError::NotActiveMember {
+            actor: actor.clone(),
+            tenant: id.clone(),
+        });
+    }
+    let role_param = |r: &RoleName| Some(r.as_str().to_owned());
+    match m {
+        Mutation::UpdateTenant { .. } => {
+            require(&view, actor, id, "ACM:TENANT:UPDATE:SETTINGS", None)
+        }
+        Mutation::CreateRole { .. } => require(&view, actor, id, "ACM:ROLE:INSERT", None),
+        Mutation::UpdateRoleDescription { role, .. } => require(
+            &view,
+            actor,
+            id,
+            "ACM:ROLE:UPDATE:DESCRIPTION",
+            role_param(role).as_deref(),
+        ),
+        Mutation::DeleteRole { role, .. } => require(
+            &view,
+            actor,
+            id,
+            "ACM:ROLE:DELETE",
+            role_param(role).as_deref(),
+        ),
+        Mutation::Grant { role, .. }
+        | Mutation::Revoke { role, .. }
+        | Mutation::SetGrants { role, .. } => {
+            require(
+                &view,
+                actor,
+                id,
+                "ACM:ROLE:UPDATE:PERMISSIONS",
+                role_param(role).as_deref(),
+            )?;
+            // `Users` is everyone's, so editing it is not editing one's own grants.
+            if view.roles.contains(role) && RoleKind::of(role) != RoleKind::Users {
+                return Err(AdminError::SelfEditGrants {
+                    actor: actor.clone(),
+                    role: role.clone(),
+                });
+            }
+            // Granting hands a permission out; revoking or replacing takes it
+            // away: either needs the actor to hold it (equal privileges).
+            let current: Vec<Grant> = t
+                .roles
+                .get(role)
+                .map(|r| r.grants.clone())
+                .unwrap_or_default();
+            let moved: Vec<&Grant> = match m {
+                Mutation::Grant { grant, .. } | Mutation::Revoke { grant, .. } => vec![grant],
+                Mutation::SetGrants { grants, .. } => grants
+                    .iter()
+                    .filter(|g| !current.contains(g))
+                    .chain(current.iter().filter(|g| !grants.contains(g)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for g in moved {
+                if g.effect == Effect::Allow && !view.holds(&g.pattern, actor.as_str()) {
+                    return Err(AdminError::Escalation {
+                        actor: actor.clone(),
+                        pattern: g.pattern.clone(),
+                    });
+                }
+            }
+            Ok(())
+        }
+        Mutation::CreateGroup { .. } => require(&view, actor, id, "ACM:GROUP:INSERT", None),
+        Mutation::DeleteGroup { group, .. } => {
+            require(&view, actor, id, "ACM:GROUP:DELETE", Some(group.as_str()))?;
+            if is_self(t, actor, &Subject::Group(group.clone())) {
+                return Err(AdminError::SelfEditGroup {
+                    actor: actor.clone(),
+                    group: group.clone(),
+                });
+            }
+            Ok(())
+        }
+        Mutation::AddMember { group, member, .. }
+        | Mutation::RemoveMember { group, member, .. } => {
+            require(
+                &view,
+                actor,
+                id,
+                "ACM:GROUP:UPDATE:MEMBERS",
+                Some(group.as_str()),
+            )?;
+            if is_self(t, actor, member) {
+                return Err(AdminError::SelfEditMembership {
+                    actor: actor.clone(),
+                    member: member.clone(),
+                });
+            }
+            // Adding hands the group's roles out; removing takes them away:
+            // either needs the actor to hold them (equal or fewer privileges).
+            hand_out(state, t, &view, actor, roles_through_group(t, group, now))
+        }
+        Mutation::AddUser { .. } => require(&view, actor, id, "ACM:USER:INSERT", None),
+        Mutation::UpdateUserStatus { user, .. } => {
+            require(
+                &view,
+                actor,
+                id,
+                "ACM:USER:UPDATE:STATUS",
+                Some(user.as_str()),
+            )?;
+            if user == actor {
+                return Err(AdminError::SelfEditStatus);
+            }
+            outranks(authority, &view, actor, id, user, now)
+        }
+        Mutation::RemoveUser { user, .. } if user == actor => {
+            // Leaving: needs the right to edit users there, another active
+            // Administrator left behind, and another tenant to belong to.
+            require(
+                &view,
+                actor,
+                id,
+                "ACM:USER:UPDATE:ROLES",
+                Some(user.as_str()),
+            )?;
+            let others = active_administrators(t, now)
+                .into_iter()
+                .filter(|a| a != actor)
+                .count();
+            if others == 0 {
+                return Err(AdminError::LeaveWithoutAdministrator {
+                    actor: actor.clone(),
+                    tenant: id.clone(),
+                });
+            }
+            if !state
+                .tenants
+                .values()
+                .any(|o| o.id != *id && o.users.contains_key(actor))
+            {
+                return Err(AdminError::LeaveOnlyTenant {
+                    actor: actor.clone(),
+                    tenant: id.clone(),
+                });
+            }
+            Ok(())
+        }
+        Mutation::RemoveUser { user, .. } => {
+            require(&view, actor, id, "ACM:USER:DELETE", Some(user.as_str()))?;
+            outranks(authority, &view, actor, id, user, now)
+        }
+        Mutation::Assign { subject, role, .. } | Mutation::Unassign { subject, role, .. } => {
+            require(
+                &view,
+                actor,
+                id,
+                "ACM:ROLE:ASSIGN",
+                role_param(role).as_deref(),
+            )?;
+            if let Subject::User(u) = subject {
+                require(&view, actor, id, "ACM:USER:UPDATE:ROLES", Some(u.as_str()))?;
+            }
+            if is_self(t, actor, subject) {
+                return Err(AdminError::SelfEditRoles {
+                    actor: actor.clone(),
+                    subject: subject.clone(),
+                });
+            }
+            let mut moved_roles = vec![role.clone()];
+            // With one role per user, assigning takes the current role away.
+            if matches!(m, Mutation::Assign { .. })
+                && t.settings.single_role_per_user
+                && matches!(subject, Subject::User(_))
+            {
+                moved_roles.extend(
+                    t.bindings
+                        .keys()
+                        .filter(|(s, _)| s == subject)
+                        .map(|(_, r)| r.clone()),
+                );
+            }
+            hand_out(state, t, &view, actor, moved_roles)
+        }
+        Mutation::CreateTenant { .. }
+        | Mutation::DeleteTenant { .. }
+        | Mutation::DefineCatalogEntry { .. }
+        | Mutation::SetCatalogStability { .. }
+        | Mutation::RemoveCatalogEntry { .. }
+        | Mutation::SetBridgesGrants { .. }
+        | Mutation::UpdateUserInfo { .. } => operator_only(m),
+    }
+}

@@ -1,0 +1,370 @@
+//! Why a mutation is refused: the [`AdminError`] naming the rule, one
+//! variant a rule, and the [`Refusal`] kind of each, which the server maps
+//! to a gRPC code.
+
+use std::collections::BTreeSet;
+
+use thiserror::Error;
+
+use crate::model::apply::ApplyError;
+use crate::model::catalog::{CatalogError, CatalogPattern};
+use crate::model::ids::{GroupName, RoleName, Subject, TenantId, UserId};
+use crate::model::permission::{Grant, GrantPattern};
+use crate::model::policy_file::EmailError;
+use crate::model::time::Timestamp;
+
+/// The gRPC-independent kind of a refusal; the server maps it to a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The actor lacks the right (`PERMISSION_DENIED`).
+    Denied,
+    /// A rule such as last-admin (`FAILED_PRECONDITION`).
+    Precondition,
+    /// Malformed (`INVALID_ARGUMENT`).
+    Invalid,
+    /// Names something that is not there (`NOT_FOUND`).
+    NotFound,
+    /// Names something that is already there (`ALREADY_EXISTS`).
+    Exists,
+}
+
+impl Refusal {
+    /// The gRPC code name, e.g. `PERMISSION_DENIED` (for logs, the audit log
+    /// and policy tests; the server maps to `tonic::Code` itself).
+    pub fn code_name(self) -> &'static str {
+        match self {
+            Refusal::Denied => "PERMISSION_DENIED",
+            Refusal::Precondition => "FAILED_PRECONDITION",
+            Refusal::Invalid => "INVALID_ARGUMENT",
+            Refusal::NotFound => "NOT_FOUND",
+            Refusal::Exists => "ALREADY_EXISTS",
+        }
+    }
+}
+
+/// Why a mutation was refused: one variant per rule, carrying what its
+/// message names. [`AdminError::refusal`] gives the kind.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum AdminError {
+    // --- what the mutation names must exist (NOT_FOUND)
+    #[error("unknown tenant `{tenant}`")]
+    UnknownTenant { tenant: TenantId },
+    #[error("unknown role `{role}` in tenant `{tenant}`")]
+    UnknownRole { tenant: TenantId, role: RoleName },
+    #[error("unknown {subject} in tenant `{tenant}`")]
+    UnknownSubject { tenant: TenantId, subject: Subject },
+    #[error("unknown user `{user}`")]
+    UnknownUser { user: UserId },
+    #[error("unknown catalog entry `{permission}`")]
+    UnknownCatalogEntry { permission: CatalogPattern },
+    #[error("role `{role}` has no grant `{grant}`")]
+    NotGranted { role: RoleName, grant: Grant },
+    #[error("{member} is not a member of group `{group}`")]
+    NotMember { group: GroupName, member: Subject },
+    #[error("{subject} is not bound to `{role}`")]
+    NotBound { subject: Subject, role: RoleName },
+
+    // --- what the mutation creates must not exist (ALREADY_EXISTS)
+    #[error("tenant `{tenant}` already exists")]
+    TenantExists { tenant: TenantId },
+    #[error(transparent)]
+    CatalogConflict(CatalogError),
+    #[error("role `{role}` already exists in tenant `{tenant}`")]
+    RoleExists { tenant: TenantId, role: RoleName },
+    #[error("role `{role}` already has `{grant}`")]
+    AlreadyGranted { role: RoleName, grant: Grant },
+    #[error("group `{group}` already exists in tenant `{tenant}`")]
+    GroupExists { tenant: TenantId, group: GroupName },
+    #[error("{member} is already a member of group `{group}`")]
+    AlreadyMember { group: GroupName, member: Subject },
+    #[error("user `{user}` is already a member of tenant `{tenant}`")]
+    UserExists { tenant: TenantId, user: UserId },
+    #[error("{subject} is already bound to `{role}`")]
+    AlreadyBound { subject: Subject, role: RoleName },
+
+    // --- malformed (INVALID_ARGUMENT)
+    #[error(
+        "grant `{pattern}` is not covered by the catalog: a permission must be a valid system permission name"
+    )]
+    NotCovered { pattern: GrantPattern },
+    #[error("grant `{grant}` is listed twice")]
+    DuplicateGrant { grant: Grant },
+    #[error("`{role}` is a reserved name: Administrators, Users and Bridges are system roles")]
+    ReservedRoleName { role: RoleName },
+    #[error("description must be at most 1000 characters")]
+    DescriptionTooLong,
+    #[error(transparent)]
+    InvalidEmail(EmailError),
+    #[error("display name must be at most 200 characters without control characters")]
+    InvalidDisplayName,
+    #[error("expiry {expires} is not in the future")]
+    ExpiryNotInFuture { expires: Timestamp },
+
+    // --- rules on the state (FAILED_PRECONDITION)
+    #[error("cannot turn on `single_role_per_user`: `{subject}` has more than one role")]
+    SingleRoleConflict { subject: Subject },
+    #[error("catalog entry `{permission}` is built in and cannot be removed")]
+    BuiltinCatalogEntry { permission: CatalogPattern },
+    #[error(
+        "catalog entry `{permission}` is still used by grant `{pattern}` of role `{role}` in tenant `{tenant}` (remove it with cascade to drop such grants too)"
+    )]
+    CatalogEntryInUse {
+        permission: CatalogPattern,
+        pattern: GrantPattern,
+        role: RoleName,
+        tenant: TenantId,
+    },
+    #[error("catalog entry `{permission}` is still used by bridges grant `{pattern}`")]
+    CatalogEntryInBridgesGrants {
+        permission: CatalogPattern,
+        pattern: GrantPattern,
+    },
+    #[error("the grants of `Administrators` cannot change: it holds every permission")]
+    AdministratorsGrantsFixed,
+    #[error(
+        "the grants of `Bridges` cannot change here: it is a protected system role (its grants are the deployment's bridges_grants)"
+    )]
+    BridgesGrantsProtected,
+    #[error("system role `{role}` is protected")]
+    ProtectedRole { role: RoleName },
+    #[error("system role `{role}` cannot be deleted")]
+    SystemRoleUndeletable { role: RoleName },
+    #[error("role `{role}` has {members} member(s): unassign them before deleting it")]
+    RoleHasMembers { role: RoleName, members: usize },
+    #[error("adding {member} to group `{group}` would make a cycle")]
+    GroupCycle { group: GroupName, member: Subject },
+    #[error(
+        "`{actor}` may leave tenant `{tenant}` only while another active Administrator remains"
+    )]
+    LeaveWithoutAdministrator { actor: UserId, tenant: TenantId },
+    #[error("`{actor}` may not leave tenant `{tenant}`: it is their only tenant")]
+    LeaveOnlyTenant { actor: UserId, tenant: TenantId },
+    #[error(
+        "cannot remove the last active Administrator of tenant `{tenant}` ({})",
+        join(administrators)
+    )]
+    LastAdministrator {
+        tenant: TenantId,
+        administrators: BTreeSet<UserId>,
+    },
+    /// The mutation does not fit the state after all checks (its message is
+    /// apply's reason, without the kind).
+    #[error("{}", .0.why)]
+    DoesNotApply(ApplyError),
+
+    // --- who asks (PERMISSION_DENIED)
+    #[error("`{kind}` changes the whole deployment and needs an operator credential")]
+    OperatorOnly { kind: &'static str },
+    #[error("actor `{actor}` is not active in any tenant")]
+    InactiveEverywhere { actor: UserId },
+    #[error(
+        "actor `{actor}` lacks `ACM:USER:UPDATE:INFO:{user}` in every tenant `{user}` belongs to"
+    )]
+    CannotUpdateInfo { actor: UserId, user: UserId },
+    #[error("actor `{actor}` is not an active member of tenant `{tenant}`")]
+    NotActiveMember { actor: UserId, tenant: TenantId },
+    #[error("actor `{actor}` lacks `{permission}` in tenant `{tenant}`")]
+    MissingPermission {
+        actor: UserId,
+        permission: String,
+        tenant: TenantId,
+    },
+    #[error("no one adds themselves to a tenant")]
+    SelfAdd,
+    #[error("no one edits their own grants: actor `{actor}` holds role `{role}`")]
+    SelfEditGrants { actor: UserId, role: RoleName },
+    #[error("no one edits their own group memberships: actor `{actor}` is in group `{group}`")]
+    SelfEditGroup { actor: UserId, group: GroupName },
+    #[error("no one edits their own group memberships: {member} is or contains actor `{actor}`")]
+    SelfEditMembership { actor: UserId, member: Subject },
+    #[error("no one edits their own roles: {subject} is or contains actor `{actor}`")]
+    SelfEditRoles { actor: UserId, subject: Subject },
+    #[error("no one changes their own status")]
+    SelfEditStatus,
+    #[error(
+        "no escalation: actor `{actor}` does not hold `{pattern}` and so cannot grant or revoke it"
+    )]
+    Escalation {
+        actor: UserId,
+        pattern: GrantPattern,
+    },
+    #[error(
+        "no escalation: actor `{actor}` does not hold `{pattern}` of role `{role}` and so cannot hand it out"
+    )]
+    EscalationThroughRole {
+        actor: UserId,
+        pattern: GrantPattern,
+        role: RoleName,
+    },
+    #[error(
+        "no escalation: `{target}` holds `{pattern}` which actor `{actor}` does not, so `{actor}` cannot deactivate or remove them"
+    )]
+    Outranked {
+        actor: UserId,
+        target: UserId,
+        pattern: GrantPattern,
+    },
+    #[error("only Administrators may assign `Bridges`")]
+    BridgesNeedAdministrator,
+
+    // --- replaying changes that were validated before (INVALID_ARGUMENT)
+    /// A replicated change that does not apply to the follower's state.
+    #[error("replicated revision {revision}: {error}")]
+    Replicated { revision: u64, error: ApplyError },
+    /// A bootstrap mutation that does not apply to the state so far.
+    #[error("{0}")]
+    Bootstrap(ApplyError),
+}
+
+impl AdminError {
+    /// The kind of refusal, which the server maps to a gRPC code.
+    pub fn refusal(&self) -> Refusal {
+        use AdminError as E;
+        match self {
+            E::UnknownTenant { .. }
+            | E::UnknownRole { .. }
+            | E::UnknownSubject { .. }
+            | E::UnknownUser { .. }
+            | E::UnknownCatalogEntry { .. }
+            | E::NotGranted { .. }
+            | E::NotMember { .. }
+            | E::NotBound { .. } => Refusal::NotFound,
+            E::TenantExists { .. }
+            | E::CatalogConflict(_)
+            | E::RoleExists { .. }
+            | E::AlreadyGranted { .. }
+            | E::GroupExists { .. }
+            | E::AlreadyMember { .. }
+            | E::UserExists { .. }
+            | E::AlreadyBound { .. } => Refusal::Exists,
+            E::NotCovered { .. }
+            | E::DuplicateGrant { .. }
+            | E::ReservedRoleName { .. }
+            | E::DescriptionTooLong
+            | E::InvalidEmail(_)
+            | E::InvalidDisplayName
+            | E::ExpiryNotInFuture { .. }
+            | E::Replicated { .. }
+            | E::Bootstrap(_) => Refusal::Invalid,
+            E::SingleRoleConflict { .. }
+            | E::BuiltinCatalogEntry { .. }
+            | E::CatalogEntryInUse { .. }
+            | E::CatalogEntryInBridgesGrants { .. }
+            | E::AdministratorsGrantsFixed
+            | E::BridgesGrantsProtected
+            | E::ProtectedRole { .. }
+            | E::SystemRoleUndeletable { .. }
+            | E::RoleHasMembers { .. }
+            | E::GroupCycle { .. }
+            | E::LeaveWithoutAdministrator { .. }
+            | E::LeaveOnlyTenant { .. }
+            | E::LastAdministrator { .. }
+            | E::DoesNotApply(_) => Refusal::Precondition,
+            E::OperatorOnly { .. }
+            | E::InactiveEverywhere { .. }
+            | E::CannotUpdateInfo { .. }
+            | E::NotActiveMember { .. }
+            | E::MissingPermission { .. }
+            | E::SelfAdd
+            | E::SelfEditGrants { .. }
+            | E::SelfEditGroup { .. }
+            | E::SelfEditMembership { .. }
+            | E::SelfEditRoles { .. }
+            | E::SelfEditStatus
+            | E::Escalation { .. }
+            | E::EscalationThroughRole { .. }
+            | E::Outranked { .. }
+            | E::BridgesNeedAdministrator => Refusal::Denied,
+        }
+    }
+}
+
+/// `a, b, c`: the administrators a refusal names.
+fn join(users: &BTreeSet<UserId>) -> String {
+    users
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> UserId {
+        UserId::new(id).unwrap()
+    }
+
+    fn tenant(id: &str) -> TenantId {
+        TenantId::new(id).unwrap()
+    }
+
+    #[test]
+    fn messages_read_as_before() {
+        let apply_error = ApplyError {
+            kind: "grant",
+            why: "`allow x` is already granted".into(),
+        };
+        let cases = [
+            (
+                AdminError::LastAdministrator {
+                    tenant: tenant("acme"),
+                    administrators: [user("bob"), user("alice")].into(),
+                },
+                Refusal::Precondition,
+                "cannot remove the last active Administrator of tenant `acme` (alice, bob)",
+            ),
+            (
+                AdminError::DoesNotApply(apply_error.clone()),
+                Refusal::Precondition,
+                "`allow x` is already granted",
+            ),
+            (
+                AdminError::Replicated {
+                    revision: 7,
+                    error: apply_error.clone(),
+                },
+                Refusal::Invalid,
+                "replicated revision 7: cannot apply `grant`: `allow x` is already granted",
+            ),
+            (
+                AdminError::Bootstrap(apply_error),
+                Refusal::Invalid,
+                "cannot apply `grant`: `allow x` is already granted",
+            ),
+            (
+                AdminError::BridgesGrantsProtected,
+                Refusal::Precondition,
+                "the grants of `Bridges` cannot change here: it is a protected system role (its grants are the deployment's bridges_grants)",
+            ),
+            (
+                AdminError::OperatorOnly {
+                    kind: "create_tenant",
+                },
+                Refusal::Denied,
+                "`create_tenant` changes the whole deployment and needs an operator credential",
+            ),
+            (
+                AdminError::SelfEditRoles {
+                    actor: user("alice"),
+                    subject: Subject::parse("group:eng").unwrap(),
+                },
+                Refusal::Denied,
+                "no one edits their own roles: group:eng is or contains actor `alice`",
+            ),
+            (
+                AdminError::RoleHasMembers {
+                    role: RoleName::new("editors").unwrap(),
+                    members: 2,
+                },
+                Refusal::Precondition,
+                "role `editors` has 2 member(s): unassign them before deleting it",
+            ),
+        ];
+        for (e, refusal, message) in cases {
+            assert_eq!(e.to_string(), message);
+            assert_eq!(e.refusal(), refusal, "{message}");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The administration rules: who may make which change, and which changes
+//! are refused whoever asks. Pure: [`validate`] takes the state, a view of
+//! what the actor holds, and the mutation, and returns the state after it
+//! or the rule that refuses it.
+//!
+//! The rules come from the seeds: no self-escalation and no editing one's
+//! own roles, grants or memberships (002/004), leaving a company only while
+//! another admin remains (002/004), the last active administrator kept and
+//! protected system roles (003), and the `ACM:` admin permissions (001).
+
+mod actor;
+mod error;
+mod last_admin;
+mod shape;
+mod view;
+
+use super::apply::{Touched, apply};
+use super::ids::UserId;
+use super::mutation::Mutation;
+use super::state::State;
+use super::time::Timestamp;
+
+pub use error::{AdminError, Refusal};
+pub use last_admin::active_administrators;
+pub use view::{ActorView, Authority, overlaps, subsumes, view_of};
+
+use actor::check_actor;
+use last_admin::check_last_admin;
+use shape::check_shape;
+
+/// Who asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// An operator credential: may do anything (bootstrap, automation).
+    Operator,
+    User(UserId),
+}
+
+/// Checks `mutation` by every rule and returns the state after it.
+pub fn validate(
+    state: &State,
+    authority: &dyn Authority,
+    actor: &Actor,
+    mutation: &Mutation,
+    now: Timestamp,
+) -> Result<(State, Touched), AdminError> {
+    // Who asks comes first, so a refusal does not reveal what exists.
+    if let Actor::User(actor) = actor {
+        check_actor(state, authority, actor, mutation, now)?;
+    }
+    check_shape(state, mutation, now)?;
+    let mut next = state.clone();
+    let touched = apply(&mut next, mutation).map_err(AdminError::DoesNotApply)?;
+    check_last_admin(state, &next, mutation, now)?;
+    Ok((next, touched))
+}

@@ -1,0 +1,404 @@
+//! The rules that hold whoever asks: the mutation must fit the state (the
+//! things it names exist or not, names and grants are well formed, system
+//! roles stay protected).
+
+use std::collections::BTreeSet;
+
+use super::error::AdminError;
+use crate::model::catalog::Catalog;
+use crate::model::ids::{RoleName, Subject, TenantId};
+use crate::model::mutation::Mutation;
+use crate::model::permission::Grant;
+use crate::model::policy_file::check_email;
+use crate::model::state::State;
+use crate::model::tenant::{RoleKind, Tenant};
+use crate::model::time::Timestamp;
+
+pub(super) fn tenant<'a>(state: &'a State, id: &TenantId) -> Result<&'a Tenant, AdminError> {
+    state
+        .tenants
+        .get(id)
+        .map(AsRef::as_ref)
+        .ok_or_else(|| AdminError::UnknownTenant { tenant: id.clone() })
+}
+
+fn role_exists(t: &Tenant, role: &RoleName) -> Result<(), AdminError> {
+    if t.roles.contains_key(role) {
+        Ok(())
+    } else {
+        Err(AdminError::UnknownRole {
+            tenant: t.id.clone(),
+            role: role.clone(),
+        })
+    }
+}
+
+fn subject_exists(t: &Tenant, s: &Subject) -> Result<(), AdminError> {
+    let ok = match s {
+        Subject::User(u) => t.users.contains_key(u),
+        Subject::Group(g) => t.groups.contains_key(g),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(AdminError::UnknownSubject {
+            tenant: t.id.clone(),
+            subject: s.clone(),
+        })
+    }
+}
+
+fn covered(catalog: &Catalog, grant: &Grant) -> Result<(), AdminError> {
+    if catalog.covers_grant(&grant.pattern) {
+        Ok(())
+    } else {
+        Err(AdminError::NotCovered {
+            pattern: grant.pattern.clone(),
+        })
+    }
+}
+
+fn editable_grants(role: &RoleName) -> Result<(), AdminError> {
+    match RoleKind::of(role) {
+        RoleKind::Administrators => Err(AdminError::AdministratorsGrantsFixed),
+        RoleKind::Bridges => Err(AdminError::BridgesGrantsProtected),
+        RoleKind::Users | RoleKind::Custom => Ok(()),
+    }
+}
+
+fn valid_info(email: &Option<String>, display_name: &Option<String>) -> Result<(), AdminError> {
+    if let Some(e) = email.as_deref().filter(|e| !e.is_empty()) {
+        check_email(e).map_err(AdminError::InvalidEmail)?;
+    }
+    if let Some(d) = display_name
+        && (d.chars().count() > 200 || d.chars().any(char::is_control))
+    {
+        return Err(AdminError::InvalidDisplayName);
+    }
+    Ok(())
+}
+
+/// The rules that hold whoever asks.
+pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminError> {
+    match m {
+        Mutation::CreateTenant { tenant, .. } => {
+            if state.tenants.contains_key(tenant) {
+                return Err(AdminError::TenantExists {
+                    tenant: tenant.clone(),
+                });
+            }
+        }
+        Mutation::UpdateTenant {
+            tenant: id,
+            settings,
+            ..
+        } => {
+            let t = tenant(state, id)?;
+            if settings.as_ref().is_some_and(|s| s.single_role_per_user) {
+                let mut seen = BTreeSet::new();
+                for (s, _) in t.bindings.keys() {
+                    if matches!(s, Subject::User(_)) && !seen.insert(s) {
+                        return Err(AdminError::SingleRoleConflict { subject: s.clone() });
+                    }
+                }
+            }
+        }
+        Mutation::DeleteTenant { tenant: id } => {
+            tenant(state, id)?;
+        }
+        Mutation::DefineCatalogEntry { entry } => {
+            let mut c = (*state.catalog).clone();
+            c.define(entry.clone())
+                .map_err(AdminError::CatalogConflict)?;
+        }
+        Mutation::SetCatalogStability { permission, .. } => {
+            if state.catalog.get(permission.as_str()).is_none() {
+                return Err(AdminError::UnknownCatalogEntry {
+                    permission: permission.clone(),
+                });
+            }
+        }
+        Mutation::RemoveCatalogEntry {
+            permission,
+            cascade,
+        } => {
+            let Some(entry) = state.catalog.get(permission.as_str()) else {
+                return Err(AdminError::UnknownCatalogEntry {
+                    permission: permission.clone(),
+                });
+            };
+            if entry.builtin {
+                return Err(AdminError::BuiltinCatalogEntry {
+                    permission: permission.clone(),
+                });
+            }
+            if !cascade {
+                let mut c = (*state.catalog).clone();
+                c.remove(permission.as_str());
+                for t in state.tenants.values() {
+                    for r in t.roles.values() {
+                        if let Some(g) = r.grants.iter().find(|g| !c.covers_grant(&g.pattern)) {
+                            return Err(AdminError::CatalogEntryInUse {
+                                permission: permission.clone(),
+                                pattern: g.pattern.clone(),
+                                role: r.name.clone(),
+                                tenant: t.id.clone(),
+                            });
+                        }
+                    }
+                }
+                if let Some(g) = state
+                    .bridges_grants
+                    .iter()
+                    .find(|g| !c.covers_grant(&g.pattern))
+                {
+                    return Err(AdminError::CatalogEntryInBridgesGrants {
+                        permission: permission.clone(),
+                        pattern: g.pattern.clone(),
+                    });
+                }
+            }
+        }
+        Mutation::SetBridgesGrants { grants } => {
+            for g in grants {
+                covered(&state.catalog, g)?;
+            }
+            no_duplicates(grants)?;
+        }
+        Mutation::CreateRole {
+            tenant: id, role, ..
+        } => {
+            let t = tenant(state, id)?;
+            if role.is_system() {
+                return Err(AdminError::ReservedRoleName { role: role.clone() });
+            }
+            if t.roles.contains_key(role) {
+                return Err(AdminError::RoleExists {
+                    tenant: id.clone(),
+                    role: role.clone(),
+                });
+            }
+        }
+        Mutation::UpdateRoleDescription {
+            tenant: id,
+            role,
+            description,
+        } => {
+            let t = tenant(state, id)?;
+            role_exists(t, role)?;
+            if matches!(
+                RoleKind::of(role),
+                RoleKind::Administrators | RoleKind::Bridges
+            ) {
+                return Err(AdminError::ProtectedRole { role: role.clone() });
+            }
+            if description.chars().count() > 1_000 {
+                return Err(AdminError::DescriptionTooLong);
+            }
+        }
+        Mutation::DeleteRole { tenant: id, role } => {
+            let t = tenant(state, id)?;
+            role_exists(t, role)?;
+            if role.is_system() {
+                return Err(AdminError::SystemRoleUndeletable { role: role.clone() });
+            }
+            let members = t
+                .bindings
+                .values()
+                .filter(|b| b.role == *role && b.live_at(now))
+                .count();
+            if members > 0 {
+                return Err(AdminError::RoleHasMembers {
+                    role: role.clone(),
+                    members,
+                });
+            }
+        }
+        Mutation::Grant {
+            tenant: id,
+            role,
+            grant,
+        } => {
+            let t = tenant(state, id)?;
+            role_exists(t, role)?;
+            editable_grants(role)?;
+            covered(&state.catalog, grant)?;
+            if t.roles.get(role).is_some_and(|r| r.grants.contains(grant)) {
+                return Err(AdminError::AlreadyGranted {
+                    role: role.clone(),
+                    grant: grant.clone(),
+                });
+            }
+        }
+        Mutation::Revoke {
+            tenant: id,
+            role,
+            grant,
+        } => {
+            let t = tenant(state, id)?;
+            role_exists(t, role)?;
+            editable_grants(role)?;
+            if !t.roles.get(role).is_some_and(|r| r.grants.contains(grant)) {
+                return Err(AdminError::NotGranted {
+                    role: role.clone(),
+                    grant: grant.clone(),
+                });
+            }
+        }
+        Mutation::SetGrants {
+            tenant: id,
+            role,
+            grants,
+        } => {
+            let t = tenant(state, id)?;
+            role_exists(t, role)?;
+            editable_grants(role)?;
+            for g in grants {
+                covered(&state.catalog, g)?;
+            }
+            no_duplicates(grants)?;
+        }
+        Mutation::CreateGroup {
+            tenant: id, group, ..
+        } => {
+            let t = tenant(state, id)?;
+            if t.groups.contains_key(group) {
+                return Err(AdminError::GroupExists {
+                    tenant: id.clone(),
+                    group: group.clone(),
+                });
+            }
+        }
+        Mutation::DeleteGroup { tenant: id, group } => {
+            let t = tenant(state, id)?;
+            subject_exists(t, &Subject::Group(group.clone()))?;
+        }
+        Mutation::AddMember {
+            tenant: id,
+            group,
+            member,
+        } => {
+            let t = tenant(state, id)?;
+            subject_exists(t, &Subject::Group(group.clone()))?;
+            subject_exists(t, member)?;
+            if t.groups
+                .get(group)
+                .is_some_and(|g| g.members.contains(member))
+            {
+                return Err(AdminError::AlreadyMember {
+                    group: group.clone(),
+                    member: member.clone(),
+                });
+            }
+            if let Subject::Group(child) = member
+                && t.would_cycle(group, child)
+            {
+                return Err(AdminError::GroupCycle {
+                    group: group.clone(),
+                    member: member.clone(),
+                });
+            }
+        }
+        Mutation::RemoveMember {
+            tenant: id,
+            group,
+            member,
+        } => {
+            let t = tenant(state, id)?;
+            subject_exists(t, &Subject::Group(group.clone()))?;
+            if !t
+                .groups
+                .get(group)
+                .is_some_and(|g| g.members.contains(member))
+            {
+                return Err(AdminError::NotMember {
+                    group: group.clone(),
+                    member: member.clone(),
+                });
+            }
+        }
+        Mutation::AddUser {
+            tenant: id,
+            user,
+            email,
+            display_name,
+            ..
+        } => {
+            let t = tenant(state, id)?;
+            if t.users.contains_key(user) {
+                return Err(AdminError::UserExists {
+                    tenant: id.clone(),
+                    user: user.clone(),
+                });
+            }
+            valid_info(email, display_name)?;
+        }
+        Mutation::UpdateUserStatus {
+            tenant: id, user, ..
+        } => {
+            let t = tenant(state, id)?;
+            subject_exists(t, &Subject::User(user.clone()))?;
+        }
+        Mutation::UpdateUserInfo {
+            user,
+            email,
+            display_name,
+        } => {
+            if !state.tenants.values().any(|t| t.users.contains_key(user)) {
+                return Err(AdminError::UnknownUser { user: user.clone() });
+            }
+            valid_info(email, display_name)?;
+        }
+        Mutation::RemoveUser { tenant: id, user } => {
+            let t = tenant(state, id)?;
+            subject_exists(t, &Subject::User(user.clone()))?;
+        }
+        Mutation::Assign {
+            tenant: id,
+            subject,
+            role,
+            expires,
+        } => {
+            let t = tenant(state, id)?;
+            role_exists(t, role)?;
+            subject_exists(t, subject)?;
+            if let Some(e) = expires
+                && *e <= now
+            {
+                return Err(AdminError::ExpiryNotInFuture { expires: *e });
+            }
+            if let Some(b) = t.bindings.get(&(subject.clone(), role.clone()))
+                && b.expires == *expires
+            {
+                return Err(AdminError::AlreadyBound {
+                    subject: subject.clone(),
+                    role: role.clone(),
+                });
+            }
+        }
+        Mutation::Unassign {
+            tenant: id,
+            subject,
+            role,
+        } => {
+            let t = tenant(state, id)?;
+            if !t.bindings.contains_key(&(subject.clone(), role.clone())) {
+                return Err(AdminError::NotBound {
+                    subject: subject.clone(),
+                    role: role.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn no_duplicates(grants: &[Grant]) -> Result<(), AdminError> {
+    let mut seen = BTreeSet::new();
+    for g in grants {
+        if !seen.insert(g) {
+            return Err(AdminError::DuplicateGrant { grant: g.clone() });
+        }
+    }
+    Ok(())
+}
