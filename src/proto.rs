@@ -40,3 +40,25 @@ pub fn methods() -> Vec<(String, String)> {
     }
     out
 }
+
+/// The gRPC code of each kind of failure: the one table every service
+/// answers by (ARCHITECTURE.md, "Errors and codes").
+pub fn code(kind: crate::model::ErrorKind) -> tonic::Code {
+    use crate::model::ErrorKind as K;
+    use tonic::Code;
+    match kind {
+        K::InvalidArgument => Code::InvalidArgument,
+        K::NotFound => Code::NotFound,
+        K::AlreadyExists => Code::AlreadyExists,
+        K::PermissionDenied => Code::PermissionDenied,
+        K::FailedPrecondition => Code::FailedPrecondition,
+        K::OutOfRange => Code::OutOfRange,
+        K::Unavailable => Code::Unavailable,
+        K::Internal => Code::Internal,
+    }
+}
+
+/// An error as the status a caller gets: its kind's code, its message.
+pub fn status(e: &impl crate::model::HasKind) -> tonic::Status {
+    tonic::Status::new(code(e.kind()), e.to_string())
+}

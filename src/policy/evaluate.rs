@@ -48,6 +48,17 @@ pub enum CheckError {
     InvalidSubject(IdError),
 }
 
+impl crate::model::HasKind for CheckError {
+    fn kind(&self) -> crate::model::ErrorKind {
+        match self {
+            CheckError::UnknownTenant(_) => crate::model::ErrorKind::NotFound,
+            CheckError::InvalidPermission(_) | CheckError::InvalidSubject(_) => {
+                crate::model::ErrorKind::InvalidArgument
+            }
+        }
+    }
+}
+
 /// Refuses an empty or oversize subject; any other text is looked up (and
 /// is `UNKNOWN_SUBJECT` if no member has that id).
 pub(crate) fn check_subject(subject: &str) -> Result<(), CheckError> {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::auth::{Principal, Scope};
-use super::convert;
 use crate::engine::{Committed, Engine, SubmitError};
 use crate::model::catalog::{CatalogEntry, CatalogPattern, Stability};
 use crate::model::rules::Actor;
@@ -97,7 +96,7 @@ impl AdminService {
             }
             Err(SubmitError::Refused(e)) => {
                 tracing::info!(kind, refusal = ?e.refusal(), message = %e, "mutation refused");
-                Err(convert::refusal_status(&e))
+                Err(proto::status(&e))
             }
             Err(SubmitError::Store(e)) => {
                 tracing::error!(kind, error = %e, "store failed");

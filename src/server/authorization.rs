@@ -140,11 +140,11 @@ impl AuthorizationService {
         };
         let (verdict, explanation) = if explain {
             let (v, e) = policy::explain(snapshot, &request, now)
-                .map_err(|e| convert::check_error_status(&e))?;
+                .map_err(|e| proto::status(&e))?;
             (v, Some(e))
         } else {
             let v = policy::evaluate(snapshot, &request, now)
-                .map_err(|e| convert::check_error_status(&e))?;
+                .map_err(|e| proto::status(&e))?;
             (v, None)
         };
         if self.config.strict_catalog && verdict.reason == Reason::UnknownPermission {
@@ -293,7 +293,7 @@ impl Authorization for AuthorizationService {
             &req.subject,
             Timestamp::now(),
         )
-        .map_err(|e| convert::check_error_status(&e))?
+        .map_err(|e| proto::status(&e))?
         .ok_or_else(|| {
             Status::new(
                 Code::NotFound,
@@ -348,7 +348,7 @@ impl Authorization for AuthorizationService {
             limit,
             Timestamp::now(),
         )
-        .map_err(|e| convert::check_error_status(&e))?;
+        .map_err(|e| proto::status(&e))?;
         let next_page_token = if more {
             subjects.last().cloned().unwrap_or_default()
         } else {

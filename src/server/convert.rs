@@ -1,38 +1,17 @@
 //! proto ⇄ model at the edge: request fields into checked values, verdicts
-//! and explanations into messages, and the one mapping from error kinds to
-//! `tonic::Code`.
+//! and explanations into messages. Error kinds map to codes in
+//! `proto::code`.
 
 use tonic::{Code, Status};
 
+use crate::model::HasKind;
 use crate::model::ids::MAX_ID_BYTES;
 use crate::policy::{CheckError, Decision, Explanation, Reason, Verdict};
 use crate::proto;
 
 /// The gRPC code for a check error.
 pub fn check_error_code(e: &CheckError) -> Code {
-    match e {
-        CheckError::UnknownTenant(_) => Code::NotFound,
-        CheckError::InvalidPermission(_) | CheckError::InvalidSubject(_) => Code::InvalidArgument,
-    }
-}
-
-/// A check error as a status.
-pub fn check_error_status(e: &CheckError) -> Status {
-    Status::new(check_error_code(e), e.to_string())
-}
-
-/// The gRPC status for a refused change: the rule's kind as the code, its
-/// message as the message.
-pub fn refusal_status(e: &crate::model::rules::AdminError) -> Status {
-    use crate::model::rules::Refusal;
-    let code = match e.refusal() {
-        Refusal::Denied => Code::PermissionDenied,
-        Refusal::Precondition => Code::FailedPrecondition,
-        Refusal::Invalid => Code::InvalidArgument,
-        Refusal::NotFound => Code::NotFound,
-        Refusal::Exists => Code::AlreadyExists,
-    };
-    Status::new(code, e.to_string())
+    proto::code(e.kind())
 }
 
 /// Refuses an empty or oversize required field before any lookup.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::model::Mutation;
-use crate::policy::{Decision, Reason};
+use crate::model::{Decision, Reason};
 
 /// A monotonic counter.
 #[derive(Debug, Default)]
