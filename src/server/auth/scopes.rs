@@ -1,0 +1,100 @@
+//! Who a caller is and what it may do: [`Scope`], [`Scopes`], the
+//! [`Principal`] put into each authenticated request, and what a call
+//! [`Need`]s.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// What a credential may do. `Operator` implies every other scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// `rampart.v1.Authorization`: Check, BatchCheck, the listings.
+    Check,
+    /// `rampart.v1.Admin`, acting as a user (the administration rules apply).
+    Admin,
+    /// `rampart.v1.Replication` Watch, Export, GetState: replicas, backups.
+    Watch,
+    /// Everything: acting as the operator on Admin, Replication Import.
+    Operator,
+}
+
+impl Scope {
+    pub(crate) const ALL: [Scope; 4] = [Scope::Check, Scope::Admin, Scope::Watch, Scope::Operator];
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
+    /// The scope's name in the tokens file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Check => "check",
+            Scope::Admin => "admin",
+            Scope::Watch => "watch",
+            Scope::Operator => "operator",
+        }
+    }
+}
+
+/// A set of scopes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    /// Whether this set allows `scope` (`operator` allows everything).
+    pub fn allows(self, scope: Scope) -> bool {
+        self.0 & (scope.bit() | Scope::Operator.bit()) != 0
+    }
+}
+
+impl FromIterator<Scope> for Scopes {
+    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
+        Scopes(iter.into_iter().fold(0, |bits, s| bits | s.bit()))
+    }
+}
+
+impl fmt::Display for Scopes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = Scope::ALL
+            .iter()
+            .filter(|s| self.0 & s.bit() != 0)
+            .map(|s| format!("`{}`", s.name()))
+            .collect();
+        if names.is_empty() {
+            f.write_str("no scope")
+        } else {
+            f.write_str(&names.join(", "))
+        }
+    }
+}
+
+/// An authenticated caller, put into each request's extensions by
+/// [`AuthLayer`](super::AuthLayer). The Admin service records `name` as the
+/// audit log's credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's `name`; for a client certificate, `cert:` and its
+    /// subject CN, or `uri:` and its URI SAN (a SPIFFE ID, say).
+    pub name: Arc<str>,
+    pub scopes: Scopes,
+}
+
+impl Principal {
+    /// Whether the caller holds `scope` (`operator` holds everything).
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.allows(scope)
+    }
+}
+
+/// What a call needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Health and reflection: open, so probes work without a credential.
+    Open,
+    /// A scope.
+    Scope(Scope),
+    /// A path no service serves: any valid credential (it gets UNIMPLEMENTED),
+    /// so an anonymous caller cannot probe for services.
+    Authenticated,
+}
