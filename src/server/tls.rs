@@ -1,9 +1,13 @@
 //! The server's TLS (rustls, through tonic's `tls-ring`), optional
-//! client-certificate verification (mTLS), and [`subject_cn`]. Who may call
-//! what is `auth`'s; the serve flags that configure this are
+//! client-certificate verification (mTLS), and the names a client
+//! certificate carries ([`peer_names`], read with `x509-parser`). Who may
+//! call what is `auth`'s; the serve flags that configure this are
 //! `cli::serve::security`'s. It never logs a key.
 
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
 
 /// The server's certificate and key, and the CA that client certificates
 /// must chain to (mTLS), as PEM.
@@ -37,96 +41,140 @@ impl ServerTls {
     }
 }
 
-/// The subject common name of a DER certificate, if it has one. The
-/// certificate was verified by rustls before this reads it; still, any
-/// malformed input gives `None`, never a panic.
-pub fn subject_cn(cert: &[u8]) -> Option<String> {
-    const SEQUENCE: u8 = 0x30;
-    const SET: u8 = 0x31;
-    const COMMON_NAME: [u8; 3] = [0x55, 0x04, 0x03];
-    let (SEQUENCE, certificate, _) = tlv(cert)? else {
-        return None;
-    };
-    let (SEQUENCE, tbs, _) = tlv(certificate)? else {
-        return None;
-    };
-    // version [0] (optional), serialNumber, signature, issuer, validity, subject.
-    let (tag, _, mut rest) = tlv(tbs)?;
-    if tag == 0xa0 {
-        rest = tlv(rest)?.2;
-    }
-    for _ in 0..3 {
-        rest = tlv(rest)?.2;
-    }
-    let (SEQUENCE, mut names, _) = tlv(rest)? else {
-        return None;
-    };
-    while !names.is_empty() {
-        let (SET, mut set, next) = tlv(names)? else {
-            return None;
-        };
-        names = next;
-        while !set.is_empty() {
-            let (SEQUENCE, pair, next) = tlv(set)? else {
-                return None;
-            };
-            set = next;
-            let (0x06, oid, value) = tlv(pair)? else {
-                return None;
-            };
-            if oid == COMMON_NAME {
-                // UTF8String, PrintableString, IA5String.
-                let (0x0c | 0x13 | 0x16, text, _) = tlv(value)? else {
-                    return None;
-                };
-                return String::from_utf8(text.to_vec()).ok();
-            }
-        }
-    }
-    None
+/// The names of a client certificate that `auth` maps to scopes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerNames {
+    /// The first common name of the subject, if it is a string.
+    pub subject_cn: Option<String>,
+    /// Every URI in the subject alternative names (a SPIFFE ID, say), as
+    /// written in the certificate.
+    pub uri_sans: Vec<String>,
 }
 
-/// One DER element: its tag, its contents, and what follows it.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let (bytes, rest) = rest.split_at(n);
-        (
-            bytes.iter().fold(0usize, |l, b| (l << 8) | usize::from(*b)),
-            rest,
-        )
+/// The subject CN and URI SANs of a DER certificate. The certificate was
+/// verified by rustls before this reads it; still, input that is not a
+/// certificate gives `None`, never a panic. A subject alternative name
+/// extension that cannot be read gives no URI SANs (the CN still counts).
+pub fn peer_names(cert: &[u8]) -> Option<PeerNames> {
+    let (_, cert) = X509Certificate::from_der(cert).ok()?;
+    let subject_cn = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned);
+    let uri_sans = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::URI(uri) => Some((*uri).to_owned()),
+                _ => None,
+            })
+            .collect(),
+        Ok(None) | Err(_) => Vec::new(),
     };
-    if rest.len() < len {
-        return None;
-    }
-    let (contents, rest) = rest.split_at(len);
-    Some((tag, contents, rest))
+    Some(PeerNames {
+        subject_cn,
+        uri_sans,
+    })
+}
+
+/// The subject common name of a DER certificate, if it has one (see
+/// [`peer_names`]).
+pub fn subject_cn(cert: &[u8]) -> Option<String> {
+    peer_names(cert)?.subject_cn
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+
+    /// A self-signed certificate with these names, as DER.
+    fn cert(cn: Option<&str>, sans: &[SanType]) -> Vec<u8> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(cn) = cn {
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
+        params.subject_alt_names = sans.to_vec();
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    fn uri(text: &str) -> SanType {
+        SanType::URI(text.try_into().unwrap())
+    }
+
+    const SPIFFE: &str = "spiffe://cluster.local/ns/shop/sa/checkout";
 
     #[test]
-    fn tlv_refuses_truncated_and_oversized_input() {
-        assert_eq!(tlv(&[]), None);
-        assert_eq!(tlv(&[0x30]), None);
-        assert_eq!(tlv(&[0x30, 0x05, 1, 2]), None);
-        assert_eq!(tlv(&[0x30, 0x85, 1, 1, 1, 1, 1]), None);
+    fn reads_the_subject_cn_alone() {
+        let der = cert(Some("replica-1"), &[]);
         assert_eq!(
-            tlv(&[0x30, 0x81, 0x01, 7, 9]),
-            Some((0x30, &[7u8][..], &[9u8][..]))
+            peer_names(&der),
+            Some(PeerNames {
+                subject_cn: Some("replica-1".into()),
+                uri_sans: vec![],
+            })
         );
+        assert_eq!(subject_cn(&der).as_deref(), Some("replica-1"));
+    }
+
+    #[test]
+    fn reads_a_uri_san_alone_and_ignores_other_sans() {
+        let der = cert(
+            None,
+            &[
+                SanType::DnsName("checkout.shop".try_into().unwrap()),
+                uri(SPIFFE),
+            ],
+        );
+        assert_eq!(
+            peer_names(&der),
+            Some(PeerNames {
+                subject_cn: None,
+                uri_sans: vec![SPIFFE.into()],
+            })
+        );
+        assert_eq!(subject_cn(&der), None);
+    }
+
+    #[test]
+    fn reads_the_cn_and_every_uri_san() {
+        let der = cert(
+            Some("checkout"),
+            &[uri(SPIFFE), uri("https://shop.example/checkout")],
+        );
+        assert_eq!(
+            peer_names(&der),
+            Some(PeerNames {
+                subject_cn: Some("checkout".into()),
+                uri_sans: vec![SPIFFE.into(), "https://shop.example/checkout".into()],
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_der_gives_none_and_never_panics() {
+        let der = cert(Some("replica-1"), &[uri(SPIFFE)]);
+        assert_eq!(peer_names(&[]), None);
+        assert_eq!(peer_names(&[0x30]), None);
+        assert_eq!(peer_names(&[0x30, 0x85, 1, 1, 1, 1, 1]), None);
+        for cut in [1, 4, der.len() / 2, der.len() - 1] {
+            assert_eq!(peer_names(&der[..cut]), None, "cut at {cut}");
+        }
         for len in 0..64 {
             let junk: Vec<u8> = (0..len).map(|i| (i * 37 % 251) as u8).collect();
-            let _ = subject_cn(&junk);
+            assert_eq!(peer_names(&junk), None);
+        }
+        let mut flipped = der.clone();
+        for i in 0..flipped.len() {
+            flipped[i] ^= 0xff;
+            let _ = peer_names(&flipped);
+            flipped[i] ^= 0xff;
         }
     }
 }
