@@ -88,12 +88,12 @@ pub fn subject_cn(cert: &[u8]) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rcgen::{CertificateParams, DnType, KeyPair, SanType};
 
     /// A self-signed certificate with these names, as DER.
-    fn cert(cn: Option<&str>, sans: &[SanType]) -> Vec<u8> {
+    pub(crate) fn cert(cn: Option<&str>, sans: &[SanType]) -> Vec<u8> {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name = rcgen::DistinguishedName::new();
         if let Some(cn) = cn {
@@ -104,7 +104,7 @@ mod tests {
         params.self_signed(&key).unwrap().der().to_vec()
     }
 
-    fn uri(text: &str) -> SanType {
+    pub(crate) fn uri(text: &str) -> SanType {
         SanType::URI(text.try_into().unwrap())
     }
 

@@ -2,6 +2,13 @@
 //! by their SHA-256 hash and client-certificate mappings, each with its
 //! scopes; parsing and validating it without echoing its values, and
 //! looking a token or a certificate up.
+//!
+//! A `[[client_cert]]` entry matches certificates by exactly one name:
+//! `subject_cn` (the subject's common name; principal `cert:<CN>`) or
+//! `uri_san` (one of the URI subject alternative names, a SPIFFE ID say;
+//! principal `uri:<URI>`). Both compare exactly. When a certificate
+//! matches both kinds, the `uri_san` entry wins: the first one, in file
+//! order, that any of its URI SANs equals; scopes are never combined.
 
 use std::fmt;
 use std::path::Path;
@@ -13,7 +20,7 @@ use tonic::Status;
 
 use super::{Principal, Scope, Scopes};
 use crate::client::parse_hash;
-use crate::server::tls::subject_cn;
+use crate::server::tls::peer_names;
 
 /// Why a credentials file or variable cannot be used. Never carries a
 /// value from the file: only names, lines and what is wrong.
@@ -55,8 +62,46 @@ struct TokenSpec {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CertSpec {
-    subject_cn: String,
+    subject_cn: Option<String>,
+    uri_san: Option<String>,
     scopes: Vec<Scope>,
+}
+
+/// What a client-certificate mapping matches a certificate by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CertName {
+    /// The subject CN, exactly.
+    SubjectCn(String),
+    /// One of the URI SANs, exactly.
+    UriSan(String),
+}
+
+impl CertName {
+    /// Its key in the credentials file.
+    fn key(&self) -> &'static str {
+        match self {
+            CertName::SubjectCn(_) => "subject_cn",
+            CertName::UriSan(_) => "uri_san",
+        }
+    }
+
+    /// How errors name the entry.
+    fn entry(&self) -> String {
+        let (CertName::SubjectCn(name) | CertName::UriSan(name)) = self;
+        format!("[[client_cert]] `{name}`")
+    }
+
+    /// The principal of a certificate it matches.
+    fn principal(&self, scopes: Scopes) -> Principal {
+        let name = match self {
+            CertName::SubjectCn(cn) => format!("cert:{cn}"),
+            CertName::UriSan(uri) => format!("uri:{uri}"),
+        };
+        Principal {
+            name: name.into(),
+            scopes,
+        }
+    }
 }
 
 /// The configured credentials: token hashes and client-certificate
@@ -64,7 +109,7 @@ struct CertSpec {
 #[derive(Clone, Default)]
 pub struct Credentials {
     tokens: Vec<([u8; 32], Principal)>,
-    certs: Vec<(String, Principal)>,
+    certs: Vec<(CertName, Principal)>,
 }
 
 impl fmt::Debug for Credentials {
@@ -113,25 +158,33 @@ impl Credentials {
             creds.add_token(&t.name, hash, t.scopes.into_iter().collect(), origin)?;
         }
         for (i, c) in spec.client_cert.into_iter().enumerate() {
-            check_name(&c.subject_cn)
-                .map_err(|m| invalid(format!("[[client_cert]] {}", i + 1), m))?;
-            if c.scopes.is_empty() {
-                return Err(invalid(
-                    format!("[[client_cert]] `{}`", c.subject_cn),
-                    "`scopes` is empty",
-                ));
-            }
-            if creds.certs.iter().any(|(cn, _)| *cn == c.subject_cn) {
-                return Err(invalid(
-                    format!("[[client_cert]] `{}`", c.subject_cn),
-                    "this `subject_cn` is mapped twice",
-                ));
-            }
-            let principal = Principal {
-                name: format!("cert:{}", c.subject_cn).into(),
-                scopes: c.scopes.into_iter().collect(),
+            let entry = || format!("[[client_cert]] {}", i + 1);
+            let name = match (c.subject_cn, c.uri_san) {
+                (Some(cn), None) => {
+                    check_name(&cn).map_err(|m| invalid(entry(), m))?;
+                    CertName::SubjectCn(cn)
+                }
+                (None, Some(uri)) => {
+                    check_uri_san(&uri).map_err(|m| invalid(entry(), m))?;
+                    CertName::UriSan(uri)
+                }
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        entry(),
+                        "has both `subject_cn` and `uri_san`: give exactly one",
+                    ));
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        entry(),
+                        "has neither `subject_cn` nor `uri_san`: give exactly one",
+                    ));
+                }
             };
-            creds.certs.push((c.subject_cn, principal));
+            if c.scopes.is_empty() {
+                return Err(invalid(name.entry(), "`scopes` is empty"));
+            }
+            creds.add_cert(name, c.scopes.into_iter().collect(), origin)?;
         }
         Ok(creds)
     }
@@ -175,29 +228,53 @@ impl Credentials {
 
     /// Maps client certificates whose subject CN is `subject_cn` to `scopes`.
     pub fn add_client_cert(&mut self, subject_cn: &str, scopes: Scopes) {
-        self.certs.push((
-            subject_cn.to_owned(),
-            Principal {
-                name: format!("cert:{subject_cn}").into(),
-                scopes,
-            },
-        ));
+        let name = CertName::SubjectCn(subject_cn.to_owned());
+        self.certs.push((name.clone(), name.principal(scopes)));
     }
 
-    /// Both sets of entries; a name, hash or CN in both is refused.
+    /// Maps client certificates with `uri_san` among their URI SANs (a
+    /// SPIFFE ID, say) to `scopes`. The URI is validated as in a file, and
+    /// mapping one twice is refused.
+    pub fn add_client_cert_uri(
+        &mut self,
+        uri_san: &str,
+        scopes: Scopes,
+        origin: &str,
+    ) -> Result<(), CredentialsError> {
+        check_uri_san(uri_san).map_err(|message| CredentialsError::Invalid {
+            origin: origin.to_owned(),
+            what: "[[client_cert]]".to_owned(),
+            message: message.to_owned(),
+        })?;
+        self.add_cert(CertName::UriSan(uri_san.to_owned()), scopes, origin)
+    }
+
+    /// Adds a certificate mapping, refusing a name already mapped.
+    fn add_cert(
+        &mut self,
+        name: CertName,
+        scopes: Scopes,
+        origin: &str,
+    ) -> Result<(), CredentialsError> {
+        if self.certs.iter().any(|(n, _)| *n == name) {
+            return Err(CredentialsError::Invalid {
+                origin: origin.to_owned(),
+                what: name.entry(),
+                message: format!("this `{}` is mapped twice", name.key()),
+            });
+        }
+        let principal = name.principal(scopes);
+        self.certs.push((name, principal));
+        Ok(())
+    }
+
+    /// Both sets of entries; a name, hash, CN or URI SAN in both is refused.
     pub fn merge(mut self, other: Credentials, origin: &str) -> Result<Self, CredentialsError> {
         for (hash, p) in other.tokens {
             self.add_token(&p.name, hash, p.scopes, origin)?;
         }
-        for (cn, p) in other.certs {
-            if self.certs.iter().any(|(c, _)| *c == cn) {
-                return Err(CredentialsError::Invalid {
-                    origin: origin.to_owned(),
-                    what: format!("[[client_cert]] `{cn}`"),
-                    message: "this `subject_cn` is mapped twice".to_owned(),
-                });
-            }
-            self.certs.push((cn, p));
+        for (name, p) in other.certs {
+            self.add_cert(name, p.scopes, origin)?;
         }
         Ok(self)
     }
@@ -225,19 +302,38 @@ impl Credentials {
         }
     }
 
+    /// The mapping of a verified client certificate (DER): the first
+    /// `uri_san` entry that one of its URI SANs equals, else the
+    /// `subject_cn` entry its CN equals.
     pub(super) fn cert(&self, der: &[u8]) -> Result<&Principal, Status> {
-        let cn = subject_cn(der).ok_or_else(|| {
-            Status::unauthenticated("the client certificate has no subject CN to map to scopes")
+        let names = peer_names(der).ok_or_else(|| {
+            Status::unauthenticated("the client certificate cannot be read to map it to scopes")
         })?;
-        self.certs
+        let by_uri = self
+            .certs
             .iter()
-            .find(|(c, _)| *c == cn)
-            .map(|(_, p)| p)
-            .ok_or_else(|| {
-                Status::unauthenticated(format!(
-                    "client certificate `{cn}` is not mapped to any scopes"
-                ))
-            })
+            .find(|(n, _)| matches!(n, CertName::UriSan(uri) if names.uri_sans.contains(uri)));
+        let by_cn = || {
+            self.certs.iter().find(
+                |(n, _)| matches!(n, CertName::SubjectCn(cn) if names.subject_cn.as_ref() == Some(cn)),
+            )
+        };
+        if let Some((_, principal)) = by_uri.or_else(by_cn) {
+            return Ok(principal);
+        }
+        Err(Status::unauthenticated(
+            match (&names.subject_cn, names.uri_sans.is_empty()) {
+                (Some(cn), _) => format!("client certificate `{cn}` is not mapped to any scopes"),
+                (None, false) => format!(
+                    "the client certificate with URI SAN `{}` is not mapped to any scopes",
+                    names.uri_sans.join("`, `")
+                ),
+                (None, true) => {
+                    "the client certificate has no subject CN or URI SAN to map to scopes"
+                        .to_owned()
+                }
+            },
+        ))
     }
 }
 
@@ -275,10 +371,53 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     }
 }
 
+/// A `uri_san`: an absolute URI with a scheme and an authority (parsed by
+/// `http::Uri`), and for `spiffe:` a well-formed SPIFFE ID. The messages
+/// never quote it.
+fn check_uri_san(text: &str) -> Result<(), &'static str> {
+    const ABSOLUTE: &str = "`uri_san` must be an absolute URI of at most 2048 characters, `scheme://authority/path`, such as `spiffe://cluster.local/ns/shop/sa/checkout`";
+    const TRUST_DOMAIN: &str = "a SPIFFE ID needs a trust domain: `spiffe://<trust domain>/<path>`, the trust domain in lowercase letters, digits, `.`, `-` and `_`, with no port or user";
+    const PATH: &str = "a SPIFFE ID's path is `/`-separated segments of letters, digits, `.`, `-` and `_` (none empty, `.` or `..`), with no query or fragment";
+    const SPIFFE: &str = "spiffe://";
+    if text.len() > 2048 {
+        return Err(ABSOLUTE);
+    }
+    let uri: http::Uri = text.parse().map_err(|_| ABSOLUTE)?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(ABSOLUTE);
+    };
+    if authority.host().is_empty() {
+        return Err(ABSOLUTE);
+    }
+    if !scheme.eq_ignore_ascii_case("spiffe") {
+        return Ok(());
+    }
+    // SPIFFE IDs are compared as written: the scheme and trust domain must
+    // already be in their lowercase form.
+    let Some(rest) = text.strip_prefix(SPIFFE) else {
+        return Err("a SPIFFE ID is written with a lowercase `spiffe://`");
+    };
+    let (domain, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let domain_ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b);
+    if domain.is_empty() || !domain.bytes().all(domain_ok) {
+        return Err(TRUST_DOMAIN);
+    }
+    let segment_ok = |s: &str| {
+        !matches!(s, "" | "." | "..")
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    };
+    if !path.is_empty() && !path.split('/').skip(1).all(segment_ok) {
+        return Err(PATH);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
     use crate::client::hash_hex;
+    use crate::server::tls::tests::{cert, uri};
 
     #[test]
     fn a_token_in_the_wrong_place_is_not_echoed() {
@@ -340,6 +479,164 @@ pub(super) mod tests {
             assert!(e.contains(want), "{e}");
             assert!(!e.contains("secret-token-value"), "{e}");
         }
+    }
+
+    const SPIFFE: &str = "spiffe://cluster.local/ns/shop/sa/checkout";
+
+    /// `replica-1` by CN (`watch`) and the checkout SPIFFE ID (`check`).
+    fn cert_creds() -> Credentials {
+        let text = format!(
+            "[[client_cert]]\nsubject_cn = \"replica-1\"\nscopes = [\"watch\"]\n\n\
+             [[client_cert]]\nuri_san = \"{SPIFFE}\"\nscopes = [\"check\"]\n"
+        );
+        Credentials::parse(&text, "test").unwrap()
+    }
+
+    #[test]
+    fn a_certificate_maps_by_cn_or_by_uri_san() {
+        let c = cert_creds();
+        let by_cn = c.cert(&cert(Some("replica-1"), &[])).unwrap();
+        assert_eq!(&*by_cn.name, "cert:replica-1");
+        assert!(by_cn.has(Scope::Watch) && !by_cn.has(Scope::Check));
+        let by_uri = c
+            .cert(&cert(None, &[uri("https://other.example/"), uri(SPIFFE)]))
+            .unwrap();
+        assert_eq!(&*by_uri.name, format!("uri:{SPIFFE}"));
+        assert!(by_uri.has(Scope::Check) && !by_uri.has(Scope::Watch));
+        assert!(!by_uri.has(Scope::Admin));
+        // An unmapped URI SAN does not hide a mapped CN.
+        let cn_only = c
+            .cert(&cert(
+                Some("replica-1"),
+                &[uri("spiffe://cluster.local/other")],
+            ))
+            .unwrap();
+        assert_eq!(&*cn_only.name, "cert:replica-1");
+    }
+
+    #[test]
+    fn the_uri_san_entry_wins_over_the_cn_entry_and_scopes_never_add_up() {
+        let c = cert_creds();
+        let both = c.cert(&cert(Some("replica-1"), &[uri(SPIFFE)])).unwrap();
+        assert_eq!(&*both.name, format!("uri:{SPIFFE}"));
+        assert!(both.has(Scope::Check) && !both.has(Scope::Watch));
+        // The first `uri_san` entry in file order, whatever the SAN order.
+        let text = "[[client_cert]]\nuri_san = \"spiffe://td/b\"\nscopes = [\"watch\"]\n\
+                    [[client_cert]]\nuri_san = \"spiffe://td/a\"\nscopes = [\"check\"]\n";
+        let c = Credentials::parse(text, "test").unwrap();
+        let p = c
+            .cert(&cert(None, &[uri("spiffe://td/a"), uri("spiffe://td/b")]))
+            .unwrap();
+        assert_eq!(&*p.name, "uri:spiffe://td/b");
+    }
+
+    #[test]
+    fn unmapped_unnamed_and_unreadable_certificates_are_refused() {
+        let c = cert_creds();
+        let refused = |der: &[u8]| {
+            let e = c.cert(der).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated);
+            e.message().to_owned()
+        };
+        assert!(refused(&cert(Some("stranger"), &[])).contains("`stranger` is not mapped"));
+        let m = refused(&cert(
+            None,
+            &[uri("spiffe://cluster.local/ns/shop/sa/cart")],
+        ));
+        assert!(m.contains("spiffe://cluster.local/ns/shop/sa/cart"), "{m}");
+        // A URI SAN matches exactly: no prefix, no case folding.
+        refused(&cert(None, &[uri("spiffe://cluster.local/ns/shop/sa")]));
+        refused(&cert(None, &[uri(&SPIFFE.replace("checkout", "Checkout"))]));
+        assert!(refused(&cert(None, &[])).contains("no subject CN or URI SAN"));
+        let der = cert(Some("replica-1"), &[uri(SPIFFE)]);
+        assert!(refused(&der[..der.len() / 2]).contains("cannot be read"));
+        assert!(refused(b"not a certificate").contains("cannot be read"));
+    }
+
+    #[test]
+    fn client_cert_entries_need_exactly_one_valid_name() {
+        let entry = |body: &str| format!("[[client_cert]]\n{body}\nscopes = [\"check\"]\n");
+        let cases = [
+            (
+                entry(&format!("subject_cn = \"a\"\nuri_san = \"{SPIFFE}\"")),
+                "[[client_cert]] 1: has both `subject_cn` and `uri_san`",
+            ),
+            (entry(""), "[[client_cert]] 1: has neither"),
+            (
+                format!("{0}{0}", entry(&format!("uri_san = \"{SPIFFE}\""))),
+                "this `uri_san` is mapped twice",
+            ),
+            (
+                format!(
+                    "{}{}",
+                    entry("subject_cn = \"a\""),
+                    entry("uri_san = \"secret value\"")
+                ),
+                "[[client_cert]] 2: `uri_san` must be an absolute URI",
+            ),
+            (entry("uri_san = \"\""), "must be an absolute URI"),
+            (
+                entry("uri_san = \"cluster.local/ns\""),
+                "must be an absolute URI",
+            ),
+            (
+                entry("uri_san = \"cluster.local\""),
+                "must be an absolute URI",
+            ),
+            (entry("uri_san = \"spiffe:///ns/x\""), "absolute URI"),
+            (
+                entry("uri_san = \"spiffe://Cluster.local/ns\""),
+                "trust domain",
+            ),
+            (entry("uri_san = \"spiffe://td:443/ns\""), "trust domain"),
+            (entry("uri_san = \"spiffe://u@td/ns\""), "trust domain"),
+            (
+                entry("uri_san = \"SPIFFE://td/ns\""),
+                "lowercase `spiffe://`",
+            ),
+            (entry("uri_san = \"spiffe://td/ns/\""), "path"),
+            (entry("uri_san = \"spiffe://td/ns//x\""), "path"),
+            (entry("uri_san = \"spiffe://td/ns/../x\""), "path"),
+            (entry("uri_san = \"spiffe://td/ns?x=1\""), "path"),
+            (entry("uri_san = \"spiffe://td/ns#x\""), "path"),
+            (entry("uri_san = 7"), "invalid type"),
+        ];
+        for (text, want) in cases {
+            let e = Credentials::parse(&text, "`f`").unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(!e.contains("secret value"), "{e}");
+        }
+        for ok in [
+            SPIFFE,
+            "spiffe://cluster.local",
+            "spiffe://prod_1.example-corp.org/a.b/c-d/E_F",
+            "https://shop.example/checkout",
+        ] {
+            let text = entry(&format!("uri_san = \"{ok}\""));
+            let c = Credentials::parse(&text, "test").unwrap();
+            assert_eq!(c.counts(), (0, 1), "{ok}");
+        }
+    }
+
+    #[test]
+    fn merging_refuses_a_uri_san_mapped_in_both() {
+        let mut other = Credentials::default();
+        other
+            .add_client_cert_uri(SPIFFE, Scopes::from_iter([Scope::Admin]), "env")
+            .unwrap();
+        let e = cert_creds().merge(other, "env").unwrap_err().to_string();
+        assert!(e.contains("this `uri_san` is mapped twice"), "{e}");
+        let mut c = Credentials::default();
+        let e = c
+            .add_client_cert_uri("not a uri", Scopes::from_iter([Scope::Check]), "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("absolute URI"), "{e}");
+        // A CN and a URI SAN with the same text are different names.
+        let mut c = cert_creds();
+        c.add_client_cert_uri("spiffe://replica-1", Scopes::default(), "x")
+            .unwrap();
+        assert_eq!(c.counts(), (0, 3));
     }
 
     #[test]
