@@ -33,8 +33,8 @@ use rampart::server::auth::{Credentials, Scope, Scopes};
 use rampart::server::tls::ServerTls;
 use rampart::store::SledStore;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -421,6 +421,24 @@ impl Ca {
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
     }
+
+    /// A client certificate and its key with these URI SANs and no other
+    /// name, and a subject CN only if `cn` is given.
+    fn client(&self, cn: Option<&str>, uris: &[&str]) -> (Vec<u8>, Vec<u8>) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        if let Some(cn) = cn {
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
+        params.subject_alt_names = uris
+            .iter()
+            .map(|u| SanType::URI((*u).try_into().unwrap()))
+            .collect();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem().into_bytes(), key.serialize_pem().into_bytes())
+    }
 }
 
 async fn tls_channel(
@@ -529,6 +547,61 @@ async fn mtls_maps_a_certificate_to_its_scopes_and_refuses_other_cas() {
             "a certificate from another CA got {got:?}"
         );
     }
+    handle.shutdown(Duration::from_secs(2)).await;
+}
+
+#[tokio::test]
+async fn mtls_maps_a_spiffe_id_in_a_uri_san_to_its_scopes() {
+    const CHECKOUT: &str = "spiffe://cluster.local/ns/shop/sa/checkout";
+    let ca = Ca::new("test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let mut security = tls_security(&ca);
+    let mut credentials = credentials();
+    credentials
+        .add_client_cert_uri(CHECKOUT, Scopes::from_iter([Scope::Check]), "test")
+        .unwrap();
+    security.credentials = Some(Arc::new(credentials));
+    let (_engine, handle) = serve(dir.path(), security, Role::Leader).await;
+    // Only the SPIFFE ID, no subject CN: it maps to `check`, and nothing else.
+    let checkout = ca.client(None, &[CHECKOUT]);
+    let channel = tls_channel(&handle, &ca.pem(), Some(&checkout))
+        .await
+        .unwrap();
+    assert_eq!(code(&channel, Call::Check, Cred::Nothing).await, Code::Ok);
+    for call in [Call::AdminRead, Call::AdminAsUser, Call::GetState] {
+        assert_eq!(
+            code(&channel, call, Cred::Nothing).await,
+            Code::PermissionDenied,
+            "{call:?}"
+        );
+    }
+    // The refusal names the principal `uri:<SPIFFE ID>`.
+    let refused = AdminClient::new(channel.clone())
+        .list_roles(ListRolesRequest {
+            tenant: "t0".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message().contains(&format!("`uri:{CHECKOUT}`")),
+        "{}",
+        refused.message()
+    );
+    // The CN `replica-1` (watch) and the SPIFFE ID (check): the URI SAN wins.
+    let both = ca.client(Some("replica-1"), &[CHECKOUT]);
+    let channel = tls_channel(&handle, &ca.pem(), Some(&both)).await.unwrap();
+    assert_eq!(code(&channel, Call::Check, Cred::Nothing).await, Code::Ok);
+    assert_eq!(
+        code(&channel, Call::GetState, Cred::Nothing).await,
+        Code::PermissionDenied
+    );
+    // Another SPIFFE ID from the same CA is not mapped.
+    let cart = ca.client(None, &["spiffe://cluster.local/ns/shop/sa/cart"]);
+    let channel = tls_channel(&handle, &ca.pem(), Some(&cart)).await.unwrap();
+    assert_eq!(
+        code(&channel, Call::Check, Cred::Nothing).await,
+        Code::Unauthenticated
+    );
     handle.shutdown(Duration::from_secs(2)).await;
 }
 
