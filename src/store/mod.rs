@@ -1,7 +1,8 @@
 //! Durable storage: the changelog (`revision → mutation`), the audit log,
 //! and state checkpoints, behind the [`Store`] trait so another backend can
-//! come later. `sled.rs` is the production backend, `memory.rs` the one for
-//! tests.
+//! come later. `sled/` is the production backend, `memory.rs` the one for
+//! tests. The audit records themselves are model vocabulary
+//! (`model::audit`), re-exported here.
 //!
 //! Recovery is checkpoint + replay: [`Store::load`] reads the newest
 //! checkpoint and applies every later changelog entry with `model::apply`.
@@ -9,7 +10,7 @@
 //! transaction and flushes before returning, so an acknowledged mutation is
 //! durable.
 //!
-//! On-disk layout and durability notes for sled are in `sled.rs`; the
+//! On-disk layout and durability notes for sled are in `sled/mod.rs`; the
 //! checkpoint format (a JSON image of the state) is in `image.rs`.
 
 mod blocking;
