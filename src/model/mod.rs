@@ -6,6 +6,7 @@
 //! and benchmarked without a runtime.
 
 pub mod apply;
+pub mod audit;
 pub mod catalog;
 pub mod decision;
 pub mod ids;

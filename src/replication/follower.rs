@@ -156,7 +156,7 @@ async fn watch(
     let history = match engine.store() {
         Some(store) => {
             let store = Arc::clone(store);
-            match crate::engine::blocking(move || store.history()).await {
+            match crate::store::blocking(move || store.history()).await {
                 Ok(h) => h.id,
                 Err(e) => return Ended::Reconnect(e.to_string()),
             }

@@ -51,15 +51,17 @@ impl std::fmt::Debug for ReplicationService {
     }
 }
 
+/// A store failure as the caller's status: its kind's code (a failed
+/// read is UNAVAILABLE, as in every service).
 fn store_status(e: StoreError) -> Status {
-    Status::internal(e.to_string())
+    proto::status(&e)
 }
 
 /// Runs blocking store work off the async workers.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, Status> {
-    crate::engine::blocking(f).await.map_err(store_status)
+    crate::store::blocking(f).await.map_err(store_status)
 }
 
 /// The wire form of a change.
@@ -477,7 +479,7 @@ impl Replication for ReplicationService {
             .engine
             .install_if_empty(state, &history)
             .await
-            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+            .map_err(|e| proto::status(&e))?;
         info!(revision, %digest, %history, "export imported");
         Ok(Response::new(proto::ImportResponse {
             revision,

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::{Principal, Scope};
 use crate::engine::{Committed, Engine, SubmitError};
+use crate::model::audit::{AuditFilter, Outcome};
 use crate::model::catalog::{CatalogEntry, CatalogPattern, Stability};
 use crate::model::rules::Actor;
 use crate::model::tenant::RoleKind;
@@ -17,7 +18,6 @@ use crate::model::{
     Timestamp, UserId, UserStatus,
 };
 use crate::proto::{self, admin_server::Admin};
-use crate::store::AuditFilter;
 
 /// The service.
 #[derive(Debug, Clone)]
@@ -654,11 +654,14 @@ impl Admin for AdminService {
         r: Request<proto::ListAuditLogRequest>,
     ) -> Result<Response<proto::ListAuditLogResponse>, Status> {
         let r = r.into_inner();
-        let Some(store) = self.engine.store() else {
-            return Err(Status::failed_precondition(
+        let no_log = || {
+            Status::failed_precondition(
                 "this server runs without a store, so it keeps no audit log",
-            ));
+            )
         };
+        if !self.engine.is_durable() {
+            return Err(no_log());
+        }
         let limit = match r.page_size {
             0 => 100,
             n if n > 1_000 => {
@@ -683,11 +686,15 @@ impl Admin for AdminService {
             after_seq,
             limit: limit + 1,
         };
-        let store = Arc::clone(store);
-        let mut records = tokio::task::spawn_blocking(move || store.audit(&filter))
+        // Any store failure is UNAVAILABLE here, whatever its kind.
+        let Some(mut records) = self
+            .engine
+            .audit(filter)
             .await
-            .map_err(|e| Status::internal(format!("audit task failed: {e}")))?
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(|e| Status::unavailable(e.to_string()))?
+        else {
+            return Err(no_log());
+        };
         let more = records.len() > limit;
         records.truncate(limit);
         let next_page_token = if more {
@@ -702,12 +709,8 @@ impl Admin for AdminService {
             .into_iter()
             .map(|a| {
                 let (outcome, code, message) = match a.outcome {
-                    crate::store::Outcome::Applied => {
-                        ("applied".to_owned(), String::new(), String::new())
-                    }
-                    crate::store::Outcome::Refused { code, message } => {
-                        ("refused".to_owned(), code, message)
-                    }
+                    Outcome::Applied => ("applied".to_owned(), String::new(), String::new()),
+                    Outcome::Refused { code, message } => ("refused".to_owned(), code, message),
                 };
                 proto::AuditEntry {
                     seq: a.seq,

@@ -1,7 +1,8 @@
 //! Durable storage: the changelog (`revision → mutation`), the audit log,
 //! and state checkpoints, behind the [`Store`] trait so another backend can
-//! come later. `sled.rs` is the production backend, `memory.rs` the one for
-//! tests.
+//! come later. `sled/` is the production backend, `memory.rs` the one for
+//! tests. The audit records themselves are model vocabulary
+//! (`model::audit`), re-exported here.
 //!
 //! Recovery is checkpoint + replay: [`Store::load`] reads the newest
 //! checkpoint and applies every later changelog entry with `model::apply`.
@@ -9,20 +10,25 @@
 //! transaction and flushes before returning, so an acknowledged mutation is
 //! durable.
 //!
-//! On-disk layout and durability notes for sled are in `sled.rs`; the
+//! On-disk layout and durability notes for sled are in `sled/mod.rs`; the
 //! checkpoint format (a JSON image of the state) is in `image.rs`.
 
+mod blocking;
 pub mod image;
 pub mod memory;
+pub mod retention;
 pub mod sled;
 
+pub use self::blocking::blocking;
 pub use self::memory::MemoryStore;
+pub use self::retention::Retention;
 pub use self::sled::SledStore;
+pub use crate::model::audit::{AuditFilter, AuditRecord, Outcome, Outcomes};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::model::{Mutation, State, Timestamp, apply};
+use crate::model::{ErrorKind, HasKind, Mutation, State, Timestamp, apply};
 
 /// One changelog entry: the mutation committed at `revision`, and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,87 +119,6 @@ pub fn new_history_id() -> String {
     format!("{:016x}{:016x}", word(1), word(2))
 }
 
-/// How an attempted change ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
-    /// Committed at the record's revision.
-    Applied,
-    /// Refused by a rule; nothing changed.
-    Refused { code: String, message: String },
-}
-
-/// One audit log record: every mutation, and every refused attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    /// Assigned by the store: increases by one per record, applied or refused.
-    #[serde(default)]
-    pub seq: u64,
-    pub time: Timestamp,
-    /// The acting user; `None` for an operator credential.
-    pub actor: Option<String>,
-    /// Which credential made the call (a token name, `operator`, `bootstrap`).
-    pub credential: String,
-    /// The revision the mutation was committed at; for a refusal, the
-    /// revision the state was at.
-    pub revision: u64,
-    /// The tenant it concerned, if any (for filtering).
-    pub tenant: Option<String>,
-    pub mutation: Mutation,
-    #[serde(flatten)]
-    pub outcome: Outcome,
-}
-
-/// One entry of [`Store::commit_batch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcomes {
-    /// A mutation committed at `revision`, with its audit record.
-    Applied {
-        revision: u64,
-        mutation: Mutation,
-        audit: AuditRecord,
-    },
-    /// A refused attempt's audit record.
-    Refused(AuditRecord),
-}
-
-/// Which audit records to list. Every condition that is set must hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditFilter {
-    /// `None`: any. `Some("")`: only records that concern no tenant
-    /// (catalog, bridge grants, profile info). Otherwise that tenant.
-    pub tenant: Option<String>,
-    /// `None`: any. `Some("")`: only records of operator credentials
-    /// (`actor: None`; a user id is never empty). Otherwise that user.
-    pub actor: Option<String>,
-    /// Inclusive revision range.
-    pub from_revision: Option<u64>,
-    pub to_revision: Option<u64>,
-    /// Start after this `seq` (paging); 0 from the start.
-    pub after_seq: u64,
-    /// At most this many records (the caller bounds it); 0 means no limit.
-    pub limit: usize,
-}
-
-impl AuditFilter {
-    /// Whether `record` passes every condition but `after_seq` and `limit`.
-    pub fn matches(&self, record: &AuditRecord) -> bool {
-        fn field(want: &Option<String>, have: &Option<String>) -> bool {
-            match (want.as_deref(), have.as_deref()) {
-                (None, _) => true,
-                (Some(""), have) => have.is_none(),
-                (Some(want), have) => have == Some(want),
-            }
-        }
-        field(&self.tenant, &record.tenant)
-            && field(&self.actor, &record.actor)
-            && self
-                .from_revision
-                .is_none_or(|from| record.revision >= from)
-            && self.to_revision.is_none_or(|to| record.revision <= to)
-    }
-}
-
 /// The JSON of `value`, refusing a value whose JSON does not read back as
 /// the same value: writing it would fail every later read (for the
 /// changelog: every restart, at replay). A `Timestamp` outside years
@@ -273,54 +198,21 @@ pub enum StoreError {
     OutOfOrder { have: u64, got: u64 },
 }
 
-/// How much changelog to keep. An entry is removed only when every bound
-/// that is set says so, and never one the newest checkpoint still needs
-/// for recovery. With no bound set, nothing is removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Retention {
-    /// Keep at least the last this many revisions.
-    pub revisions: Option<u64>,
-    /// Keep at least the entries committed within this long.
-    pub age: Option<std::time::Duration>,
-}
-
-impl Retention {
-    /// The revision compaction may remove entries below, as of `now`: every
-    /// entry before it is outside each set bound and covered by the
-    /// checkpoint. Reads entry times from `store` when an age is set.
-    pub fn cutoff(&self, store: &dyn Store, now: Timestamp) -> Result<u64, StoreError> {
-        let history = store.history()?;
-        if self.revisions.is_none() && self.age.is_none() {
-            return Ok(history.first);
+impl HasKind for StoreError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            // The disk, the file system or sled failed (or a blocking task
+            // died): the node cannot do it now; the same request may
+            // succeed later, or on another node.
+            Self::Backend(_) => ErrorKind::Unavailable,
+            // A record that does not read back: rampart's own data is
+            // damaged, and retrying will not help.
+            Self::Corrupt { .. } => ErrorKind::Internal,
+            // A write that does not follow the last revision: the caller
+            // (the engine, the follower) broke the store's contract, a bug
+            // in rampart rather than in the request.
+            Self::OutOfOrder { .. } => ErrorKind::Internal,
         }
-        // Entries after the checkpoint are what recovery replays.
-        let mut cutoff = store.checkpoint_revision()?.saturating_add(1);
-        if let Some(n) = self.revisions {
-            cutoff = cutoff.min(history.last.saturating_add(1).saturating_sub(n));
-        }
-        if let Some(age) = self.age {
-            let oldest_kept = now
-                .0
-                .saturating_sub(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
-            // The first entry young enough to keep; entries are in commit
-            // (so time) order.
-            let mut at = history.first.saturating_sub(1);
-            'scan: while at.saturating_add(1) < cutoff {
-                let page = store.changelog(at, 1024)?;
-                if page.is_empty() {
-                    break;
-                }
-                for change in page {
-                    if change.revision >= cutoff || change.time.is_some_and(|t| t.0 >= oldest_kept)
-                    {
-                        cutoff = cutoff.min(change.revision);
-                        break 'scan;
-                    }
-                    at = change.revision;
-                }
-            }
-        }
-        Ok(cutoff.max(history.first))
     }
 }
 

@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use crate::engine::Engine;
 use crate::model::Timestamp;
-use crate::store::{Retention, Store};
+use crate::store::{Retention, Store, blocking};
 
 /// Every few seconds: writes a checkpoint once `every` revisions have passed
 /// since the last one (from a copy of the current state, an `Arc` clone,
@@ -25,23 +25,22 @@ pub(super) async fn maintenance_loop(
     loop {
         tick.tick().await;
         let compacting = Arc::clone(&store);
-        match tokio::task::spawn_blocking(move || {
+        match blocking(move || {
             let before = compacting.history()?.first;
             let cutoff = retention.cutoff(&*compacting, Timestamp::now())?;
             compacting.compact(cutoff).map(|first| (before, first))
         })
         .await
         {
-            Ok(Ok((before, first))) if first > before => {
+            Ok((before, first)) if first > before => {
                 info!(
                     removed = first - before,
                     oldest_retained = first,
                     "changelog compacted"
                 );
             }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => warn!(error = %e, "compaction failed; will retry"),
-            Err(e) => warn!(error = %e, "compaction task failed; will retry"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "compaction failed; will retry"),
         }
         let state = Arc::clone(engine.load().state());
         // A replica's bootstrap can move the revision back.
@@ -51,13 +50,12 @@ pub(super) async fn maintenance_loop(
         }
         let revision = state.revision;
         let store = Arc::clone(&store);
-        match tokio::task::spawn_blocking(move || store.checkpoint(&state)).await {
-            Ok(Ok(())) => {
+        match blocking(move || store.checkpoint(&state)).await {
+            Ok(()) => {
                 info!(revision, "checkpoint written");
                 last = revision;
             }
-            Ok(Err(e)) => warn!(error = %e, "checkpoint failed; will retry"),
-            Err(e) => warn!(error = %e, "checkpoint task failed; will retry"),
+            Err(e) => warn!(error = %e, "checkpoint failed; will retry"),
         }
     }
 }

@@ -24,8 +24,8 @@ pub use node::{ServerHandle, ServerOptions, start, start_with};
 
 use crate::engine::Engine;
 use crate::model::{State, policy_file};
-use crate::store::Store;
 use crate::store::sled::SledStore;
+use crate::store::{Store, blocking};
 use crate::telemetry::traces;
 
 /// Why the policy `rampart serve` starts from cannot be used.
@@ -214,15 +214,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         .await;
     checkpoints.abort();
     let state = Arc::clone(engine.load().state());
-    let done =
-        tokio::task::spawn_blocking(move || store.checkpoint(&state).and_then(|()| store.flush()))
-            .await;
-    match done {
-        Ok(Ok(())) => info!("store checkpointed and flushed"),
-        Ok(Err(e)) => {
+    match blocking(move || store.checkpoint(&state).and_then(|()| store.flush())).await {
+        Ok(()) => info!("store checkpointed and flushed"),
+        Err(e) => {
             error!(error = %e, "final checkpoint failed; the changelog still holds every change")
         }
-        Err(e) => error!(error = %e, "final checkpoint task failed"),
     }
     ExitCode::SUCCESS
 }

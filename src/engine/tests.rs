@@ -1,0 +1,232 @@
+use super::*;
+use crate::model::rules::{Actor, Refusal};
+use crate::model::{TenantId, TenantSettings, UserId, UserStatus};
+use crate::store::{Change, MemoryStore, Outcomes};
+
+fn add_user(id: &str) -> Mutation {
+    Mutation::AddUser {
+        tenant: TenantId::new("acme").unwrap(),
+        user: UserId::new(id).unwrap(),
+        email: None,
+        display_name: None,
+        status: UserStatus::Active,
+    }
+}
+
+async fn with_acme() -> (Arc<Engine>, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let engine = Arc::new(Engine::open(Arc::clone(&store) as Arc<dyn Store>).unwrap());
+    engine
+        .submit(
+            Actor::Operator,
+            "test",
+            Mutation::CreateTenant {
+                tenant: TenantId::new("acme").unwrap(),
+                name: "Acme".into(),
+                settings: TenantSettings::default(),
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    (engine, store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_commit_in_groups_with_one_revision_each() {
+    let (engine, store) = with_acme().await;
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let engine = Arc::clone(&engine);
+        // Every sixth repeats an id: refused as a duplicate, audited.
+        let id = if i % 6 == 5 {
+            format!("u{}", i - 1)
+        } else {
+            format!("u{i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            engine
+                .submit(Actor::Operator, "test", add_user(&id), false)
+                .await
+        }));
+    }
+    let mut revisions = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(c) => revisions.push(c.revision),
+            Err(SubmitError::Refused(e)) => {
+                assert_eq!(e.refusal(), Refusal::Exists);
+                refused += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    revisions.sort_unstable();
+    // The duplicate loses the race or wins it: 50 distinct ids applied.
+    assert_eq!(revisions, (2..=51).collect::<Vec<_>>());
+    assert_eq!(refused, 10);
+    assert_eq!(engine.load().revision(), 51);
+    assert_eq!(engine.load().state().tenants["acme"].users.len(), 50);
+    // The store holds exactly what was acknowledged, and every attempt.
+    assert_eq!(store.load().unwrap(), **engine.load().state());
+    assert_eq!(store.audit(&AuditFilter::default()).unwrap().len(), 61);
+}
+
+/// A store whose writes land but whose flush then fails, once.
+struct FlushFails {
+    inner: MemoryStore,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl Store for FlushFails {
+    fn load(&self) -> Result<State, StoreError> {
+        self.inner.load()
+    }
+    fn commit(&self, r: u64, m: &Mutation, a: AuditRecord) -> Result<(), StoreError> {
+        self.inner.commit(r, m, a)
+    }
+    fn record_refusal(&self, a: AuditRecord) -> Result<(), StoreError> {
+        self.inner.record_refusal(a)
+    }
+    fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
+        self.inner.commit_batch(batch)?;
+        if self.fail.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Backend("fdatasync failed".into()));
+        }
+        Ok(())
+    }
+    fn append(&self, c: &[Change]) -> Result<(), StoreError> {
+        self.inner.append(c)
+    }
+    fn changelog(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.inner.changelog(after, limit)
+    }
+    fn history(&self) -> Result<crate::store::History, StoreError> {
+        self.inner.history()
+    }
+    fn checkpoint_revision(&self) -> Result<u64, StoreError> {
+        self.inner.checkpoint_revision()
+    }
+    fn compact(&self, before: u64) -> Result<u64, StoreError> {
+        self.inner.compact(before)
+    }
+    fn install(&self, state: &State, history: &str) -> Result<(), StoreError> {
+        self.inner.install(state, history)
+    }
+    fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.inner.audit(f)
+    }
+    fn checkpoint(&self, state: &State) -> Result<(), StoreError> {
+        self.inner.checkpoint(state)
+    }
+    fn revision(&self) -> Result<u64, StoreError> {
+        self.inner.revision()
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_fails_after_writing_does_not_wedge_the_writer() {
+    let store = Arc::new(FlushFails {
+        inner: MemoryStore::new(),
+        fail: std::sync::atomic::AtomicBool::new(false),
+    });
+    let engine = Arc::new(Engine::open(Arc::clone(&store) as Arc<dyn Store>).unwrap());
+    let create = Mutation::CreateTenant {
+        tenant: TenantId::new("acme").unwrap(),
+        name: "Acme".into(),
+        settings: TenantSettings::default(),
+    };
+    engine
+        .submit(Actor::Operator, "t", create, false)
+        .await
+        .unwrap();
+    store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = engine
+        .submit(Actor::Operator, "t", add_user("zed"), false)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("may have been applied"), "{err}");
+    // The engine follows the store: the change is there, and the next
+    // one gets the next revision instead of a refusal forever.
+    assert_eq!(engine.load().revision(), 2);
+    let next = engine
+        .submit(Actor::Operator, "t", add_user("amy"), false)
+        .await
+        .unwrap();
+    assert_eq!(next.revision, 3);
+    assert_eq!(store.revision().unwrap(), 3);
+}
+
+#[tokio::test]
+async fn a_caller_that_goes_away_does_not_stop_its_commit() {
+    let (engine, store) = with_acme().await;
+    // Polled once (queued), then dropped, as a cancelled RPC is.
+    let mut call = Box::pin(engine.submit(Actor::Operator, "test", add_user("zed"), false));
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
+    assert!(first.is_pending(), "the answer comes from the batch task");
+    drop(call);
+    let snapshot = engine.at_least(2, Duration::from_secs(5)).await.unwrap();
+    assert!(
+        snapshot.state().tenants["acme"]
+            .users
+            .contains_key(&UserId::new("zed").unwrap())
+    );
+    assert_eq!(store.revision().unwrap(), 2);
+    // And the writer is free for the next change.
+    let next = engine
+        .submit(Actor::Operator, "test", add_user("amy"), false)
+        .await
+        .unwrap();
+    assert_eq!(next.revision, 3);
+}
+
+#[tokio::test]
+async fn waits_for_a_revision_then_gives_up() {
+    let engine = Arc::new(Engine::new(State::new()));
+    assert_eq!(engine.load().revision(), 0);
+    let too_new = engine.at_least(1, Duration::from_millis(20)).await;
+    assert_eq!(too_new.unwrap_err().revision(), 0);
+
+    let waiter = {
+        let engine = Arc::clone(&engine);
+        tokio::spawn(async move { engine.at_least(1, Duration::from_secs(5)).await })
+    };
+    let create = Mutation::CreateTenant {
+        tenant: TenantId::new("acme").unwrap(),
+        name: "Acme".into(),
+        settings: TenantSettings::default(),
+    };
+    let done = engine
+        .submit(Actor::Operator, "test", create.clone(), false)
+        .await
+        .unwrap();
+    assert_eq!(done.revision, 1);
+    let got = waiter.await.unwrap().unwrap();
+    assert_eq!(got.revision(), 1);
+    assert!(
+        got.tenant("acme").is_some(),
+        "the change is visible once acknowledged"
+    );
+
+    // A dry run changes nothing; a repeat is refused.
+    let dry = engine
+        .submit(
+            Actor::Operator,
+            "test",
+            Mutation::DeleteTenant {
+                tenant: TenantId::new("acme").unwrap(),
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    assert!(dry.dry_run && dry.revision == 2);
+    assert!(engine.load().tenant("acme").is_some());
+    let again = engine.submit(Actor::Operator, "test", create, false).await;
+    assert!(matches!(again, Err(SubmitError::Refused(e)) if e.refusal() == Refusal::Exists));
+    assert_eq!(engine.load().revision(), 1);
+}

@@ -1,0 +1,351 @@
+//! The one writer: every change to the state goes through here, under
+//! the writer lock. Local changes are group-committed (validated one after
+//! the other against the state the one before left, written in one store
+//! transaction, published once); replicated changes and installs are stored
+//! then published; a store failure reloads what the store holds, so the
+//! engine and its store never disagree for long.
+
+use std::sync::{Arc, PoisonError};
+
+use tokio::sync::oneshot;
+
+use super::{Committed, Engine, SubmitError, timed};
+use crate::model::rules::{Actor, AdminError, validate};
+use crate::model::{Mutation, State, Timestamp, apply};
+use crate::policy::{Snapshot, compile, recompile};
+use crate::store::{AuditRecord, Change, Outcome, Outcomes, Store, StoreError, blocking};
+use crate::telemetry::metrics::MutationOutcome;
+
+/// A change waiting for the next group commit.
+pub(super) struct Queued {
+    actor: Actor,
+    credential: String,
+    mutation: Mutation,
+    reply: oneshot::Sender<Result<Committed, SubmitError>>,
+}
+
+impl Engine {
+    /// Applies changes replicated from the leader (which validated and
+    /// audited them): consecutive revisions, the first the next one. They
+    /// are stored in one flush (when durable), then published once, at the
+    /// last revision: all or nothing, like a local change.
+    pub async fn replicate(&self, changes: Vec<Change>) -> Result<u64, SubmitError> {
+        let _writer = self.writer.lock().await;
+        let snapshot = self.load();
+        let mut compiled: Option<Snapshot> = None;
+        let mut state = (**snapshot.state()).clone();
+        for change in &changes {
+            let have = state.revision;
+            if Some(change.revision) != have.checked_add(1) {
+                return Err(StoreError::OutOfOrder {
+                    have,
+                    got: change.revision,
+                }
+                .into());
+            }
+            let touched =
+                apply(&mut state, &change.mutation).map_err(|error| AdminError::Replicated {
+                    revision: change.revision,
+                    error,
+                })?;
+            let prev: &Snapshot = compiled.as_ref().unwrap_or(&*snapshot);
+            compiled = Some(timed(&self.metrics, || {
+                recompile(prev, Arc::new(state.clone()), &touched)
+            }));
+        }
+        let Some(compiled) = compiled else {
+            return Ok(snapshot.revision());
+        };
+        if let Some(store) = &self.store {
+            let writing = Arc::clone(store);
+            if let Err(e) = blocking(move || writing.append(&changes)).await {
+                let why = self.resync(store, snapshot.revision(), &e).await;
+                return Err(StoreError::Backend(why).into());
+            }
+        }
+        let revision = compiled.revision();
+        self.publish(compiled);
+        Ok(revision)
+    }
+
+    /// Replaces the whole state with `state` (a replica's bootstrap, an
+    /// imported backup), as history `history`, and publishes it.
+    pub async fn install(&self, state: State, history: &str) -> Result<u64, SubmitError> {
+        let writer = self.writer.lock().await;
+        self.install_locked(writer, state, history).await
+    }
+
+    /// [`Engine::install`], only while the engine holds no state (revision
+    /// 0): for importing a backup. Runs in its own task, so a caller that
+    /// goes away cannot stop it between the store and the swap.
+    pub async fn install_if_empty(
+        self: &Arc<Self>,
+        state: State,
+        history: &str,
+    ) -> Result<u64, SubmitError> {
+        let engine = Arc::clone(self);
+        let history = history.to_owned();
+        tokio::spawn(async move { engine.install_if_empty_now(state, &history).await })
+            .await
+            .unwrap_or_else(
+                |e| Err(StoreError::Backend(format!("install task failed: {e}")).into()),
+            )
+    }
+
+    async fn install_if_empty_now(&self, state: State, history: &str) -> Result<u64, SubmitError> {
+        let writer = self.writer.lock().await;
+        let have = self.load().revision();
+        if have != 0 {
+            return Err(SubmitError::ReadOnly(format!(
+                "this node already holds a state (revision {have}): import only into an empty store"
+            )));
+        }
+        self.install_locked(writer, state, history).await
+    }
+
+    async fn install_locked(
+        &self,
+        _writer: tokio::sync::MutexGuard<'_, ()>,
+        state: State,
+        history: &str,
+    ) -> Result<u64, SubmitError> {
+        let state = Arc::new(state);
+        if let Some(store) = &self.store {
+            let writing = Arc::clone(store);
+            let installing = Arc::clone(&state);
+            let history = history.to_owned();
+            if let Err(e) = blocking(move || writing.install(&installing, &history)).await {
+                // Whatever part of the install landed, serve what the store
+                // now holds (when it still loads), not the old snapshot.
+                let _ = self.reload(store).await;
+                return Err(e.into());
+            }
+        }
+        let revision = state.revision;
+        let started = std::time::Instant::now();
+        let compiled = tokio::task::spawn_blocking(move || compile(state))
+            .await
+            .map_err(|e| StoreError::Backend(format!("compile task failed: {e}")))?;
+        self.metrics.compile.observe_duration(started.elapsed());
+        self.publish(compiled);
+        Ok(revision)
+    }
+
+    /// Swaps in `snapshot` and wakes waiters. Only the writer calls this.
+    fn publish(&self, snapshot: Snapshot) {
+        let revision = snapshot.revision();
+        self.current.store(Arc::new(snapshot));
+        self.revision.send_replace(revision);
+    }
+
+    /// Validates, commits and publishes one change, as `actor` with
+    /// `credential` (named in the audit log). With `dry_run`, validates and
+    /// reports the revision it would get, changing nothing.
+    ///
+    /// Changes submitted together are committed together (group commit):
+    /// the request joins a queue, and one batch task validates each queued
+    /// change against the state left by the one before, writes them all in
+    /// one store transaction and one flush, publishes once, then answers
+    /// each. The batch runs in its own task, so a caller that goes away (a
+    /// cancelled RPC) cannot stop a commit between the store and the swap.
+    pub async fn submit(
+        self: &Arc<Self>,
+        actor: Actor,
+        credential: &str,
+        mutation: Mutation,
+        dry_run: bool,
+    ) -> Result<Committed, SubmitError> {
+        if dry_run {
+            let _writer = self.writer.lock().await;
+            let snapshot = self.load();
+            let (next, _) = validate(
+                snapshot.state(),
+                &*snapshot,
+                &actor,
+                &mutation,
+                Timestamp::now(),
+            )?;
+            return Ok(Committed {
+                revision: next.revision,
+                dry_run: true,
+                mutation,
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Queued {
+                actor,
+                credential: credential.to_owned(),
+                mutation,
+                reply,
+            });
+        let engine = Arc::clone(self);
+        tokio::spawn(async move { engine.drain().await });
+        answer.await.unwrap_or_else(|_| {
+            Err(StoreError::Backend("the writer task ended without an answer".into()).into())
+        })
+    }
+
+    /// Takes the writer and commits whatever is queued (possibly nothing:
+    /// an earlier batch may have taken this caller's request).
+    async fn drain(&self) {
+        let _writer = self.writer.lock().await;
+        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
+        if !batch.is_empty() {
+            self.commit_batch(batch).await;
+        }
+    }
+
+    /// One group commit. Caller holds the writer.
+    async fn commit_batch(&self, batch: Vec<Queued>) {
+        let snapshot = self.load();
+        let mut state = Arc::clone(snapshot.state());
+        let mut compiled: Option<Snapshot> = None;
+        let now = Timestamp::now();
+        let mut records = Vec::with_capacity(batch.len());
+        let mut answers = Vec::with_capacity(batch.len());
+        for q in &batch {
+            let authority: &Snapshot = compiled.as_ref().unwrap_or(&*snapshot);
+            let record = |revision: u64, outcome: Outcome| AuditRecord {
+                seq: 0,
+                time: now,
+                actor: match &q.actor {
+                    Actor::Operator => None,
+                    Actor::User(u) => Some(u.to_string()),
+                },
+                credential: q.credential.clone(),
+                revision,
+                tenant: q.mutation.tenant().map(ToString::to_string),
+                mutation: q.mutation.clone(),
+                outcome,
+            };
+            match validate(&state, authority, &q.actor, &q.mutation, now) {
+                Ok((next, touched)) => {
+                    let revision = next.revision;
+                    let next = Arc::new(next);
+                    let recompiled = timed(&self.metrics, || {
+                        recompile(authority, Arc::clone(&next), &touched)
+                    });
+                    compiled = Some(recompiled);
+                    state = next;
+                    records.push(Outcomes::Applied {
+                        revision,
+                        mutation: q.mutation.clone(),
+                        audit: record(revision, Outcome::Applied),
+                    });
+                    answers.push(Ok(revision));
+                }
+                Err(refused) => {
+                    records.push(Outcomes::Refused(record(
+                        state.revision,
+                        Outcome::Refused {
+                            code: refused.refusal().code_name().to_owned(),
+                            message: refused.to_string(),
+                        },
+                    )));
+                    answers.push(Err(refused));
+                }
+            }
+        }
+        if let Some(store) = &self.store {
+            let writing = Arc::clone(store);
+            if let Err(e) = blocking(move || writing.commit_batch(&records)).await {
+                // The transaction may have committed before the flush
+                // failed: the outcome is unknown, and the snapshot must
+                // follow the store, or every later change is refused.
+                let why = self.resync(store, snapshot.revision(), &e).await;
+                for q in batch {
+                    self.metrics.mutation(&q.mutation, MutationOutcome::Failed);
+                    let _ = q.reply.send(Err(StoreError::Backend(why.clone()).into()));
+                }
+                return;
+            }
+        }
+        if let Some(compiled) = compiled {
+            self.publish(compiled);
+        }
+        for (q, answer) in batch.into_iter().zip(answers) {
+            let outcome = match answer {
+                Ok(_) => MutationOutcome::Applied,
+                Err(_) => MutationOutcome::Refused,
+            };
+            self.metrics.mutation(&q.mutation, outcome);
+            let _ = q.reply.send(match answer {
+                Ok(revision) => Ok(Committed {
+                    revision,
+                    dry_run: false,
+                    mutation: q.mutation,
+                }),
+                Err(refused) => Err(refused.into()),
+            });
+        }
+    }
+
+    /// After a failed store write: when the store's revision moved past the
+    /// published one (the transaction committed, the flush failed), reload
+    /// the state from the store and publish it, so the engine and its store
+    /// agree again. Returns the message for the callers. Caller holds the
+    /// writer.
+    async fn resync(&self, store: &Arc<dyn Store>, published: u64, failure: &StoreError) -> String {
+        let reading = Arc::clone(store);
+        match blocking(move || reading.revision()).await {
+            Ok(have) if have == published => format!("{failure}; nothing was written"),
+            Ok(have) => match self.reload(store).await {
+                Ok(()) => {
+                    tracing::error!(error = %failure, revision = have, "the store failed after writing; reloaded the state from it");
+                    format!(
+                        "{failure}; the change may have been applied (the store is now at revision {have}): read it back before retrying"
+                    )
+                }
+                Err(e) => format!("{failure}; reloading after it failed too: {e}"),
+            },
+            Err(e) => format!("{failure}; the store cannot say its revision either: {e}"),
+        }
+    }
+
+    /// Loads the state `store` holds, compiles and publishes it. Caller
+    /// holds the writer.
+    async fn reload(&self, store: &Arc<dyn Store>) -> Result<(), StoreError> {
+        let reading = Arc::clone(store);
+        let compiled = blocking(move || reading.load().map(|s| compile(Arc::new(s)))).await?;
+        self.publish(compiled);
+        Ok(())
+    }
+
+    /// Applies `mutations` as the operator without the admin rules (they
+    /// come from a validated policy file), committing each, then publishes
+    /// once. For bootstrapping an empty store.
+    pub async fn bootstrap(
+        &self,
+        mutations: Vec<Mutation>,
+        credential: &str,
+    ) -> Result<u64, SubmitError> {
+        let _writer = self.writer.lock().await;
+        let snapshot = self.load();
+        let mut state = (**snapshot.state()).clone();
+        let now = Timestamp::now();
+        for m in mutations {
+            apply(&mut state, &m).map_err(AdminError::Bootstrap)?;
+            if let Some(store) = &self.store {
+                let audit = AuditRecord {
+                    seq: 0,
+                    time: now,
+                    actor: None,
+                    credential: credential.to_owned(),
+                    revision: state.revision,
+                    tenant: m.tenant().map(ToString::to_string),
+                    mutation: m.clone(),
+                    outcome: Outcome::Applied,
+                };
+                let store = Arc::clone(store);
+                let revision = state.revision;
+                blocking(move || store.commit(revision, &m, audit)).await?;
+            }
+        }
+        let revision = state.revision;
+        self.publish(timed(&self.metrics, || compile(Arc::new(state))));
+        Ok(revision)
+    }
+}

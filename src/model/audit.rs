@@ -1,0 +1,90 @@
+//! The audit log's vocabulary: what a record says about an attempted
+//! change, how a batch of outcomes is handed to the store, and which records
+//! a caller asks for. The store keeps these records; the engine writes them;
+//! the services read them. None of it depends on how they are stored.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Mutation, Timestamp};
+
+/// How an attempted change ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Committed at the record's revision.
+    Applied,
+    /// Refused by a rule; nothing changed.
+    Refused { code: String, message: String },
+}
+
+/// One audit log record: every mutation, and every refused attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Assigned by the store: increases by one per record, applied or refused.
+    #[serde(default)]
+    pub seq: u64,
+    pub time: Timestamp,
+    /// The acting user; `None` for an operator credential.
+    pub actor: Option<String>,
+    /// Which credential made the call (a token name, `operator`, `bootstrap`).
+    pub credential: String,
+    /// The revision the mutation was committed at; for a refusal, the
+    /// revision the state was at.
+    pub revision: u64,
+    /// The tenant it concerned, if any (for filtering).
+    pub tenant: Option<String>,
+    pub mutation: Mutation,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// One entry of a batch committed to the store (`Store::commit_batch`):
+/// what happened to each attempted change, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcomes {
+    /// A mutation committed at `revision`, with its audit record.
+    Applied {
+        revision: u64,
+        mutation: Mutation,
+        audit: AuditRecord,
+    },
+    /// A refused attempt's audit record.
+    Refused(AuditRecord),
+}
+
+/// Which audit records to list. Every condition that is set must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// `None`: any. `Some("")`: only records that concern no tenant
+    /// (catalog, bridge grants, profile info). Otherwise that tenant.
+    pub tenant: Option<String>,
+    /// `None`: any. `Some("")`: only records of operator credentials
+    /// (`actor: None`; a user id is never empty). Otherwise that user.
+    pub actor: Option<String>,
+    /// Inclusive revision range.
+    pub from_revision: Option<u64>,
+    pub to_revision: Option<u64>,
+    /// Start after this `seq` (paging); 0 from the start.
+    pub after_seq: u64,
+    /// At most this many records (the caller bounds it); 0 means no limit.
+    pub limit: usize,
+}
+
+impl AuditFilter {
+    /// Whether `record` passes every condition but `after_seq` and `limit`.
+    pub fn matches(&self, record: &AuditRecord) -> bool {
+        fn field(want: &Option<String>, have: &Option<String>) -> bool {
+            match (want.as_deref(), have.as_deref()) {
+                (None, _) => true,
+                (Some(""), have) => have.is_none(),
+                (Some(want), have) => have == Some(want),
+            }
+        }
+        field(&self.tenant, &record.tenant)
+            && field(&self.actor, &record.actor)
+            && self
+                .from_revision
+                .is_none_or(|from| record.revision >= from)
+            && self.to_revision.is_none_or(|to| record.revision <= to)
+    }
+}
