@@ -139,12 +139,10 @@ impl AuthorizationService {
             permission,
         };
         let (verdict, explanation) = if explain {
-            let (v, e) = policy::explain(snapshot, &request, now)
-                .map_err(|e| proto::status(&e))?;
+            let (v, e) = policy::explain(snapshot, &request, now).map_err(|e| proto::status(&e))?;
             (v, Some(e))
         } else {
-            let v = policy::evaluate(snapshot, &request, now)
-                .map_err(|e| proto::status(&e))?;
+            let v = policy::evaluate(snapshot, &request, now).map_err(|e| proto::status(&e))?;
             (v, None)
         };
         if self.config.strict_catalog && verdict.reason == Reason::UnknownPermission {
