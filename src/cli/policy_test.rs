@@ -120,10 +120,31 @@ pub fn error_code_name(e: &CheckError) -> &'static str {
     }
 }
 
+/// Why a policy file did not load; its message starts with the path.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Invalid {
+        path: PathBuf,
+        source: policy_file::LoadErrors,
+    },
+}
+
 /// Loads a policy file.
-pub fn load_policy(path: &Path) -> Result<State, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    policy_file::load_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+pub fn load_policy(path: &Path) -> Result<State, PolicyLoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyLoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    policy_file::load_str(&text).map_err(|source| PolicyLoadError::Invalid {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Runs one test file; a file that cannot be read or whose policy does not

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::model::{Mutation, TenantSettings, Timestamp};
-use crate::store::{AuditRecord, Outcome, SledStore, Store};
+use crate::store::{AuditRecord, Outcome, SledStore, Store, StoreError};
 use crate::synthetic::{self, Spec};
 
 /// Which synthetic state to write.
@@ -48,18 +48,29 @@ pub fn seed_main(args: SeedArgs) -> ExitCode {
     }
 }
 
-fn seed(args: &SeedArgs) -> Result<(), String> {
+/// Why the seed was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("`{}` already holds a state (revision {revision}); give an empty folder", dir.display())]
+    NotEmpty { dir: PathBuf, revision: u64 },
+    #[error("the spec generated no tenant")]
+    NoTenant,
+}
+
+fn seed(args: &SeedArgs) -> Result<(), SeedError> {
     let spec = match args.spec {
         SeedSpec::IssueTenant => Spec::issue_tenant(),
         SeedSpec::Million => Spec::million(),
     };
-    let store = SledStore::open(&args.data_dir).map_err(|e| e.to_string())?;
-    let have = store.revision().map_err(|e| e.to_string())?;
+    let store = SledStore::open(&args.data_dir)?;
+    let have = store.revision()?;
     if have != 0 {
-        return Err(format!(
-            "`{}` already holds a state (revision {have}); give an empty folder",
-            args.data_dir.display()
-        ));
+        return Err(SeedError::NotEmpty {
+            dir: args.data_dir.clone(),
+            revision: have,
+        });
     }
     let started = Instant::now();
     let state = synthetic::generate(&spec);
@@ -69,7 +80,7 @@ fn seed(args: &SeedArgs) -> Result<(), String> {
         .keys()
         .next()
         .cloned()
-        .ok_or("the spec generated no tenant")?;
+        .ok_or(SeedError::NoTenant)?;
     let marker = Mutation::CreateTenant {
         tenant: first.clone(),
         name: "synthetic".into(),
@@ -89,8 +100,7 @@ fn seed(args: &SeedArgs) -> Result<(), String> {
     store
         .commit(state.revision, &marker, audit)
         .and_then(|()| store.checkpoint(&state))
-        .and_then(|()| store.flush())
-        .map_err(|e| e.to_string())?;
+        .and_then(|()| store.flush())?;
     let stats = synthetic::stats(&state);
     println!(
         "seeded `{}` at revision {}: {stats:?}; generated in {:.2} s, checkpointed in {:.2} s",

@@ -1,6 +1,7 @@
 //! Replication: the changelog streamed to read replicas, the whole state
 //! exported and imported, and the replica that follows a leader.
 //!
+//! - `convert.rs`: the service's request fields into model values.
 //! - `export.rs`: the export file (JSON lines) and the state digest.
 //! - `service.rs`: the `rampart.v1.Replication` gRPC service (Watch,
 //!   Export, Import, GetState) that every node serves.
@@ -10,6 +11,7 @@
 //! The guarantees and what is not promised are in ARCHITECTURE.md
 //! ("Replication").
 
+pub mod convert;
 pub mod export;
 pub mod follower;
 pub mod service;

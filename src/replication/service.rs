@@ -16,10 +16,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info};
 
+use super::convert::WatchTenants;
 use super::export::{self, ExportError};
 use super::{ReplicaStatus, ReplicationConfig, Role};
 use crate::engine::Engine;
-use crate::model::TenantId;
 use crate::proto::{self, replication_server::Replication};
 use crate::store::{Change, History, Store, StoreError, new_history_id};
 
@@ -289,13 +289,7 @@ impl Replication for ReplicationService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let req = request.into_inner();
         let store = self.store()?;
-        let mut tenants = Vec::with_capacity(req.tenants.len());
-        for t in &req.tenants {
-            tenants.push(
-                TenantId::new(t.as_str())
-                    .map_err(|e| Status::invalid_argument(format!("tenants: `{t}`: {e}")))?,
-            );
-        }
+        let WatchTenants(tenants) = WatchTenants::try_from(&req).map_err(|e| proto::status(&e))?;
         let have = self.history().await?;
         if let Some(refused) = watch_refusal(req.from_revision, &req.history, &have) {
             return Err(refused);

@@ -67,20 +67,29 @@ impl Default for HeadSampler {
     }
 }
 
+/// Why `OTEL_TRACES_SAMPLER` or its argument was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SamplerError {
+    #[error("OTEL_TRACES_SAMPLER_ARG `{0}` is not a ratio from 0 to 1")]
+    Ratio(String),
+    #[error(
+        "OTEL_TRACES_SAMPLER `{0}` is not one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio"
+    )]
+    Sampler(String),
+}
+
 impl HeadSampler {
     /// From `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`; `Err` names
     /// what is wrong (the default is used then).
-    pub fn from_env(sampler: Option<&str>, arg: Option<&str>) -> Result<Self, String> {
-        let ratio = || -> Result<f64, String> {
+    pub fn from_env(sampler: Option<&str>, arg: Option<&str>) -> Result<Self, SamplerError> {
+        let ratio = || -> Result<f64, SamplerError> {
             match arg.map(str::trim).filter(|a| !a.is_empty()) {
                 None => Ok(1.0),
                 Some(a) => a
                     .parse::<f64>()
                     .ok()
                     .filter(|r| (0.0..=1.0).contains(r))
-                    .ok_or_else(|| {
-                        format!("OTEL_TRACES_SAMPLER_ARG `{a}` is not a ratio from 0 to 1")
-                    }),
+                    .ok_or_else(|| SamplerError::Ratio(a.to_owned())),
             }
         };
         // Enum values are case-insensitive (the OpenTelemetry spec).
@@ -92,11 +101,7 @@ impl HeadSampler {
             "always_on" => (false, 1.0),
             "always_off" => (false, 0.0),
             "traceidratio" => (false, ratio()?),
-            other => {
-                return Err(format!(
-                    "OTEL_TRACES_SAMPLER `{other}` is not one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio"
-                ));
-            }
+            other => return Err(SamplerError::Sampler(other.to_owned())),
         };
         Ok(Self {
             parent_based,
@@ -406,9 +411,9 @@ mod tests {
             parse("TraceIdRatio", Some("0.25")).map(|s| s.ratio),
             Ok(0.25)
         );
-        let err = parse("sometimes", None).unwrap_err();
+        let err = parse("sometimes", None).unwrap_err().to_string();
         assert!(err.contains("`sometimes`"), "{err}");
-        let err = parse("traceidratio", Some("2")).unwrap_err();
+        let err = parse("traceidratio", Some("2")).unwrap_err().to_string();
         assert!(err.contains("`2`"), "{err}");
     }
 

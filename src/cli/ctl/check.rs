@@ -155,8 +155,32 @@ fn check_report(r: &proto::CheckResponse) -> Report {
 pub struct Line {
     /// The line number (text input) or 1-based position (JSON input).
     pub line: usize,
-    pub item: Result<BatchCheckItem, String>,
+    pub item: Result<BatchCheckItem, ItemError>,
 }
+
+/// Why an input item is not a request (the item keeps its place).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ItemError {
+    #[error(
+        "line {line}: expected `TENANT SUBJECT PERMISSION [CORRELATION_ID]`, got {fields} fields"
+    )]
+    Fields { line: usize, fields: usize },
+    #[error("item {item}: expected an object")]
+    NotObject { item: usize },
+    #[error("item {item}: `{field}` is missing")]
+    Missing { item: usize, field: &'static str },
+    #[error("item {item}: `{field}` must be a string, not `{got}`")]
+    NotString {
+        item: usize,
+        field: &'static str,
+        got: String,
+    },
+}
+
+/// Input that is not requests at all: JSON that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("the input is not a JSON array: {0}")]
+pub struct InputError(serde_json::Error);
 
 /// Reads the requests: the file, or stdin for `-` or no file.
 pub fn read_input(a: &BatchCheckArgs) -> Result<Vec<Line>, CtlError> {
@@ -171,7 +195,7 @@ pub fn read_input(a: &BatchCheckArgs) -> Result<Vec<Line>, CtlError> {
             text
         }
     };
-    let lines = parse_input(&text).map_err(CtlError::Usage)?;
+    let lines = parse_input(&text).map_err(|e| CtlError::Usage(e.to_string()))?;
     if lines.is_empty() {
         return Err(CtlError::Usage("no requests in the input".into()));
     }
@@ -181,16 +205,15 @@ pub fn read_input(a: &BatchCheckArgs) -> Result<Vec<Line>, CtlError> {
 /// Parses requests: a JSON array if the text starts with `[`, else lines of
 /// `TENANT SUBJECT PERMISSION [CORRELATION_ID]`. A bad item keeps its place
 /// (as an error); only JSON that does not parse at all fails the input.
-pub fn parse_input(text: &str) -> Result<Vec<Line>, String> {
+pub fn parse_input(text: &str) -> Result<Vec<Line>, InputError> {
     if text.trim_start().starts_with('[') {
-        let items: Vec<Value> = serde_json::from_str(text)
-            .map_err(|e| format!("the input is not a JSON array: {e}"))?;
+        let items: Vec<Value> = serde_json::from_str(text).map_err(InputError)?;
         return Ok(items
             .iter()
             .enumerate()
             .map(|(i, v)| Line {
                 line: i + 1,
-                item: json_item(v).map_err(|e| format!("item {}: {e}", i + 1)),
+                item: json_item(i + 1, v),
             })
             .collect());
     }
@@ -203,21 +226,21 @@ pub fn parse_input(text: &str) -> Result<Vec<Line>, String> {
         })
         .map(|(n, l)| Line {
             line: n + 1,
-            item: text_item(l).map_err(|e| format!("line {}: {e}", n + 1)),
+            item: text_item(n + 1, l),
         })
         .collect())
 }
 
-fn text_item(line: &str) -> Result<BatchCheckItem, String> {
+fn text_item(n: usize, line: &str) -> Result<BatchCheckItem, ItemError> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     let (tenant, subject, permission, id) = match fields.as_slice() {
         [t, s, p] => (t, s, p, ""),
         [t, s, p, id] => (t, s, p, *id),
         other => {
-            return Err(format!(
-                "expected `TENANT SUBJECT PERMISSION [CORRELATION_ID]`, got {} fields",
-                other.len()
-            ));
+            return Err(ItemError::Fields {
+                line: n,
+                fields: other.len(),
+            });
         }
     };
     Ok(BatchCheckItem {
@@ -228,15 +251,19 @@ fn text_item(line: &str) -> Result<BatchCheckItem, String> {
     })
 }
 
-fn json_item(v: &Value) -> Result<BatchCheckItem, String> {
+fn json_item(item: usize, v: &Value) -> Result<BatchCheckItem, ItemError> {
     let Value::Object(o) = v else {
-        return Err("expected an object".into());
+        return Err(ItemError::NotObject { item });
     };
-    let field = |name: &str, required: bool| match o.get(name) {
+    let field = |field: &'static str, required: bool| match o.get(field) {
         Some(Value::String(s)) => Ok(s.clone()),
         None | Some(Value::Null) if !required => Ok(String::new()),
-        None | Some(Value::Null) => Err(format!("`{name}` is missing")),
-        Some(other) => Err(format!("`{name}` must be a string, not `{other}`")),
+        None | Some(Value::Null) => Err(ItemError::Missing { item, field }),
+        Some(other) => Err(ItemError::NotString {
+            item,
+            field,
+            got: other.to_string(),
+        }),
     };
     Ok(BatchCheckItem {
         tenant: field("tenant", true)?,
@@ -299,7 +326,7 @@ pub async fn batch_check(
             ),
             Err(why) => (
                 BatchCheckItem::default(),
-                Err((tonic::Code::InvalidArgument, why.clone())),
+                Err((tonic::Code::InvalidArgument, why.to_string())),
             ),
         };
         let mut doc = json!({
@@ -390,6 +417,7 @@ mod tests {
                 .item
                 .as_ref()
                 .unwrap_err()
+                .to_string()
                 .starts_with("line 4: expected")
         );
         assert_eq!(lines[2].item.as_ref().unwrap().correlation_id, "c-1");
@@ -405,7 +433,7 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0].item.as_ref().unwrap().correlation_id, "1");
         assert_eq!(
-            lines[1].item.as_ref().unwrap_err(),
+            lines[1].item.as_ref().unwrap_err().to_string(),
             "item 2: `permission` is missing"
         );
         assert!(lines[2].item.is_err());

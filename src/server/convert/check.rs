@@ -1,9 +1,9 @@
-//! proto ⇄ model at the edge: request fields into checked values, verdicts
-//! and explanations into messages. Error kinds map to codes in
-//! `proto::code`.
+//! The Authorization service's conversions: the fields every check
+//! carries, and verdicts and explanations into messages.
 
-use tonic::{Code, Status};
+use tonic::Code;
 
+use super::{FieldError, required};
 use crate::model::HasKind;
 use crate::model::ids::MAX_ID_BYTES;
 use crate::policy::{CheckError, Decision, Explanation, Reason, Verdict};
@@ -14,22 +14,6 @@ pub fn check_error_code(e: &CheckError) -> Code {
     proto::code(e.kind())
 }
 
-/// Refuses an empty or oversize required field before any lookup.
-pub fn required(field: &'static str, value: &str, max: usize) -> Result<(), Status> {
-    if value.is_empty() {
-        return Err(Status::invalid_argument(format!(
-            "`{field}` must not be empty"
-        )));
-    }
-    if value.len() > max {
-        return Err(Status::invalid_argument(format!(
-            "`{field}` is {} bytes, more than the limit of {max}",
-            value.len()
-        )));
-    }
-    Ok(())
-}
-
 /// The limit on tenant and subject fields.
 pub const MAX_FIELD_BYTES: usize = MAX_ID_BYTES;
 /// The limit on a permission field (a path is at most 512 bytes).
@@ -38,7 +22,7 @@ pub const MAX_PERMISSION_BYTES: usize = crate::model::permission::MAX_PATH_BYTES
 pub const MAX_CORRELATION_BYTES: usize = 256;
 
 /// Checks the three fields every check carries.
-pub fn check_fields(tenant: &str, subject: &str, permission: &str) -> Result<(), Status> {
+pub fn check_fields(tenant: &str, subject: &str, permission: &str) -> Result<(), FieldError> {
     required("tenant", tenant, MAX_FIELD_BYTES)?;
     required("subject", subject, MAX_FIELD_BYTES)?;
     required("permission", permission, MAX_PERMISSION_BYTES)
@@ -100,14 +84,16 @@ fn explanation_message(e: Explanation) -> proto::Explanation {
 
 #[cfg(test)]
 mod tests {
+    use tonic::Status;
+
     use super::*;
 
     #[test]
     fn field_limits_name_the_field() {
-        let e = check_fields("", "a", "b").unwrap_err();
+        let e = Status::from(check_fields("", "a", "b").unwrap_err());
         assert_eq!(e.code(), Code::InvalidArgument);
         assert_eq!(e.message(), "`tenant` must not be empty");
-        let e = check_fields("t", &"x".repeat(257), "b").unwrap_err();
+        let e = Status::from(check_fields("t", &"x".repeat(257), "b").unwrap_err());
         assert!(
             e.message().starts_with("`subject` is 257 bytes"),
             "{}",

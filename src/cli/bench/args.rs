@@ -1,0 +1,59 @@
+//! `rampart bench`'s command line.
+
+use std::path::PathBuf;
+
+/// Which RPC to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Check,
+    Batch,
+    Mutate,
+}
+
+/// `rampart bench` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Server to drive.
+    #[arg(long, env = "RAMPART_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// `check` (one decision per call), `batch` (BatchCheck of --batch-size
+    /// items), or `mutate` (--concurrency writers toggle role bindings in
+    /// --tenant through the Admin API, each change confirmed by a Check).
+    #[arg(long, value_enum, default_value = "check")]
+    pub mode: Mode,
+    /// The tenant `--mode mutate` changes. It adds a catalog entry
+    /// `rampart-bench:toggle`, a role `rampart-bench-toggle` holding it, and
+    /// 4 users per writer (`rampart-bench-w<W>-<K>`), then toggles their
+    /// bindings to that role.
+    #[arg(long, default_value = "acme")]
+    pub tenant: String,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub connections: u32,
+    /// Requests in flight at once, spread over the connections (in
+    /// `--mode mutate`: writers).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub concurrency: u32,
+    /// How long to measure, in seconds (after the warm-up).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub duration_secs: u64,
+    /// Warm-up before measuring, in seconds.
+    #[arg(long, default_value_t = 1)]
+    pub warmup_secs: u64,
+    /// Items per BatchCheck.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_size: u32,
+    /// Requests to cycle through, one per line: `TENANT SUBJECT PERMISSION`.
+    /// Without it, a mix over the quickstart policy.
+    #[arg(long)]
+    pub requests_file: Option<PathBuf>,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Bearer token to send with every call.
+    #[arg(long, env = "RAMPART_TOKEN", hide_env_values = true)]
+    pub token: Option<crate::client::Secret>,
+    /// CA of an `https://` server (PEM).
+    #[arg(long, env = "RAMPART_CA", value_name = "PEM")]
+    pub ca: Option<PathBuf>,
+}

@@ -1,0 +1,65 @@
+//! ListAuditLog: the store's audit records, page by page.
+
+use tonic::{Request, Response, Status};
+
+use crate::engine::Engine;
+use crate::model::audit::Outcome;
+use crate::proto;
+use crate::server::convert::admin::AuditPage;
+
+pub(super) async fn list_audit_log(
+    engine: &Engine,
+    r: Request<proto::ListAuditLogRequest>,
+) -> Result<Response<proto::ListAuditLogResponse>, Status> {
+    let r = r.into_inner();
+    let no_log = || {
+        Status::failed_precondition("this server runs without a store, so it keeps no audit log")
+    };
+    if !engine.is_durable() {
+        return Err(no_log());
+    }
+    let AuditPage { filter, limit } = AuditPage::try_from(&r)?;
+    // Any store failure is UNAVAILABLE here, whatever its kind.
+    let Some(mut records) = engine
+        .audit(filter)
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?
+    else {
+        return Err(no_log());
+    };
+    let more = records.len() > limit;
+    records.truncate(limit);
+    let next_page_token = if more {
+        records
+            .last()
+            .map(|r| r.seq.to_string())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let entries = records
+        .into_iter()
+        .map(|a| {
+            let (outcome, code, message) = match a.outcome {
+                Outcome::Applied => ("applied".to_owned(), String::new(), String::new()),
+                Outcome::Refused { code, message } => ("refused".to_owned(), code, message),
+            };
+            proto::AuditEntry {
+                seq: a.seq,
+                time: a.time.to_string(),
+                actor: a.actor.unwrap_or_default(),
+                credential: a.credential,
+                revision: a.revision,
+                tenant: a.tenant.unwrap_or_default(),
+                change: serde_json::to_string(&a.mutation).unwrap_or_default(),
+                outcome,
+                code,
+                message,
+            }
+        })
+        .collect();
+    Ok(Response::new(proto::ListAuditLogResponse {
+        entries,
+        next_page_token,
+    }))
+}

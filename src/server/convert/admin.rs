@@ -1,0 +1,544 @@
+//! The Admin service's conversions: each change request into the one
+//! `Mutation` it asks for (`Mutation::try_from(&request)`), the lookups'
+//! fields into checked values, and the state's roles and grants into
+//! messages.
+
+use super::{FieldError, parsed};
+use crate::model::audit::AuditFilter;
+use crate::model::catalog::{CatalogEntry, CatalogPattern, Stability};
+use crate::model::rules::Actor;
+use crate::model::tenant::RoleKind;
+use crate::model::{
+    Effect, Grant, GrantPattern, GroupName, Mutation, RoleName, Subject, TenantId, TenantSettings,
+    Timestamp, UserId, UserStatus,
+};
+use crate::proto;
+
+/// What every change request carries besides its change: who it acts as
+/// (empty: the operator) and whether only to try it.
+pub trait ChangeRequest {
+    fn actor(&self) -> &str;
+    fn dry_run(&self) -> bool;
+}
+
+macro_rules! change_requests {
+    ($($request:ident),* $(,)?) => {$(
+        impl ChangeRequest for proto::$request {
+            fn actor(&self) -> &str {
+                &self.actor
+            }
+            fn dry_run(&self) -> bool {
+                self.dry_run
+            }
+        }
+    )*};
+}
+
+change_requests!(
+    CreateTenantRequest,
+    UpdateTenantRequest,
+    DeleteTenantRequest,
+    DefineCatalogEntryRequest,
+    SetCatalogStabilityRequest,
+    RemoveCatalogEntryRequest,
+    SetBridgesGrantsRequest,
+    CreateRoleRequest,
+    UpdateRoleDescriptionRequest,
+    DeleteRoleRequest,
+    GrantRequest,
+    RevokeRequest,
+    SetGrantsRequest,
+    CreateGroupRequest,
+    DeleteGroupRequest,
+    AddMemberRequest,
+    RemoveMemberRequest,
+    AddUserRequest,
+    UpdateUserStatusRequest,
+    UpdateUserInfoRequest,
+    RemoveUserRequest,
+    AssignRequest,
+    UnassignRequest,
+);
+
+/// The acting user of a change; empty: the operator.
+pub fn actor(v: &str) -> Result<Actor, FieldError> {
+    Ok(if v.is_empty() {
+        Actor::Operator
+    } else {
+        Actor::User(parsed("actor", UserId::new(v))?)
+    })
+}
+
+fn tenant(v: &str) -> Result<TenantId, FieldError> {
+    parsed("tenant", TenantId::new(v))
+}
+fn role(v: &str) -> Result<RoleName, FieldError> {
+    parsed("role", RoleName::new(v))
+}
+fn group(v: &str) -> Result<GroupName, FieldError> {
+    parsed("group", GroupName::new(v))
+}
+fn user(v: &str) -> Result<UserId, FieldError> {
+    parsed("user", UserId::new(v))
+}
+fn subject(name: &'static str, v: &str) -> Result<Subject, FieldError> {
+    parsed(name, Subject::parse(v))
+}
+fn grant(spec: Option<&proto::GrantSpec>) -> Result<Grant, FieldError> {
+    let spec = spec.ok_or(FieldError::Missing("grant"))?;
+    let effect = match spec.effect.as_str() {
+        "" | "allow" => Effect::Allow,
+        "deny" => Effect::Deny,
+        other => {
+            return Err(FieldError::NotOneOf {
+                field: "grant.effect",
+                expected: "allow or deny",
+                got: other.to_owned(),
+            });
+        }
+    };
+    Ok(Grant {
+        effect,
+        pattern: parsed("grant.pattern", GrantPattern::parse(&spec.pattern))?,
+    })
+}
+fn grants(specs: &[proto::GrantSpec]) -> Result<Vec<Grant>, FieldError> {
+    specs.iter().map(|g| grant(Some(g))).collect()
+}
+fn stability(v: &str) -> Result<Stability, FieldError> {
+    if v.is_empty() {
+        return Ok(Stability::Stable);
+    }
+    Stability::parse(v).ok_or_else(|| FieldError::NotOneOf {
+        field: "stability",
+        expected: "stable, preview or deprecated",
+        got: v.to_owned(),
+    })
+}
+fn status(v: &str) -> Result<UserStatus, FieldError> {
+    if v.is_empty() {
+        return Ok(UserStatus::Active);
+    }
+    UserStatus::parse(v).ok_or_else(|| FieldError::NotOneOf {
+        field: "status",
+        expected: "active or inactive",
+        got: v.to_owned(),
+    })
+}
+fn settings(s: Option<&proto::TenantSettings>) -> TenantSettings {
+    TenantSettings {
+        single_role_per_user: s.is_some_and(|s| s.single_role_per_user),
+    }
+}
+
+/// An empty string as `None`.
+pub fn optional(v: &str) -> Option<String> {
+    (!v.is_empty()).then(|| v.to_owned())
+}
+
+impl TryFrom<&proto::CreateTenantRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::CreateTenantRequest) -> Result<Self, FieldError> {
+        Ok(Self::CreateTenant {
+            tenant: tenant(&r.tenant)?,
+            name: if r.name.is_empty() {
+                r.tenant.clone()
+            } else {
+                r.name.clone()
+            },
+            settings: settings(r.settings.as_ref()),
+        })
+    }
+}
+
+impl TryFrom<&proto::UpdateTenantRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::UpdateTenantRequest) -> Result<Self, FieldError> {
+        Ok(Self::UpdateTenant {
+            tenant: tenant(&r.tenant)?,
+            name: r.name.clone(),
+            settings: r.settings.as_ref().map(|s| settings(Some(s))),
+        })
+    }
+}
+
+impl TryFrom<&proto::DeleteTenantRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::DeleteTenantRequest) -> Result<Self, FieldError> {
+        Ok(Self::DeleteTenant {
+            tenant: tenant(&r.tenant)?,
+        })
+    }
+}
+
+impl TryFrom<&proto::DefineCatalogEntryRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::DefineCatalogEntryRequest) -> Result<Self, FieldError> {
+        let e = r.entry.as_ref().ok_or(FieldError::Missing("entry"))?;
+        Ok(Self::DefineCatalogEntry {
+            entry: CatalogEntry {
+                pattern: parsed("entry.permission", CatalogPattern::parse(&e.permission))?,
+                category: e.category.clone(),
+                description: e.description.clone(),
+                stability: stability(&e.stability)?,
+                builtin: false,
+            },
+        })
+    }
+}
+
+impl TryFrom<&proto::SetCatalogStabilityRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::SetCatalogStabilityRequest) -> Result<Self, FieldError> {
+        Ok(Self::SetCatalogStability {
+            permission: parsed("permission", CatalogPattern::parse(&r.permission))?,
+            stability: stability(&r.stability)?,
+        })
+    }
+}
+
+impl TryFrom<&proto::RemoveCatalogEntryRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::RemoveCatalogEntryRequest) -> Result<Self, FieldError> {
+        Ok(Self::RemoveCatalogEntry {
+            permission: parsed("permission", CatalogPattern::parse(&r.permission))?,
+            cascade: r.cascade,
+        })
+    }
+}
+
+impl TryFrom<&proto::SetBridgesGrantsRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::SetBridgesGrantsRequest) -> Result<Self, FieldError> {
+        Ok(Self::SetBridgesGrants {
+            grants: grants(&r.grants)?,
+        })
+    }
+}
+
+impl TryFrom<&proto::CreateRoleRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::CreateRoleRequest) -> Result<Self, FieldError> {
+        Ok(Self::CreateRole {
+            tenant: tenant(&r.tenant)?,
+            role: role(&r.role)?,
+            description: r.description.clone(),
+        })
+    }
+}
+
+impl TryFrom<&proto::UpdateRoleDescriptionRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::UpdateRoleDescriptionRequest) -> Result<Self, FieldError> {
+        Ok(Self::UpdateRoleDescription {
+            tenant: tenant(&r.tenant)?,
+            role: role(&r.role)?,
+            description: r.description.clone(),
+        })
+    }
+}
+
+impl TryFrom<&proto::DeleteRoleRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::DeleteRoleRequest) -> Result<Self, FieldError> {
+        Ok(Self::DeleteRole {
+            tenant: tenant(&r.tenant)?,
+            role: role(&r.role)?,
+        })
+    }
+}
+
+impl TryFrom<&proto::GrantRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::GrantRequest) -> Result<Self, FieldError> {
+        Ok(Self::Grant {
+            tenant: tenant(&r.tenant)?,
+            role: role(&r.role)?,
+            grant: grant(r.grant.as_ref())?,
+        })
+    }
+}
+
+impl TryFrom<&proto::RevokeRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::RevokeRequest) -> Result<Self, FieldError> {
+        Ok(Self::Revoke {
+            tenant: tenant(&r.tenant)?,
+            role: role(&r.role)?,
+            grant: grant(r.grant.as_ref())?,
+        })
+    }
+}
+
+impl TryFrom<&proto::SetGrantsRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::SetGrantsRequest) -> Result<Self, FieldError> {
+        Ok(Self::SetGrants {
+            tenant: tenant(&r.tenant)?,
+            role: role(&r.role)?,
+            grants: grants(&r.grants)?,
+        })
+    }
+}
+
+impl TryFrom<&proto::CreateGroupRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::CreateGroupRequest) -> Result<Self, FieldError> {
+        Ok(Self::CreateGroup {
+            tenant: tenant(&r.tenant)?,
+            group: group(&r.group)?,
+            description: r.description.clone(),
+        })
+    }
+}
+
+impl TryFrom<&proto::DeleteGroupRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::DeleteGroupRequest) -> Result<Self, FieldError> {
+        Ok(Self::DeleteGroup {
+            tenant: tenant(&r.tenant)?,
+            group: group(&r.group)?,
+        })
+    }
+}
+
+impl TryFrom<&proto::AddMemberRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::AddMemberRequest) -> Result<Self, FieldError> {
+        Ok(Self::AddMember {
+            tenant: tenant(&r.tenant)?,
+            group: group(&r.group)?,
+            member: subject("member", &r.member)?,
+        })
+    }
+}
+
+impl TryFrom<&proto::RemoveMemberRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::RemoveMemberRequest) -> Result<Self, FieldError> {
+        Ok(Self::RemoveMember {
+            tenant: tenant(&r.tenant)?,
+            group: group(&r.group)?,
+            member: subject("member", &r.member)?,
+        })
+    }
+}
+
+impl TryFrom<&proto::AddUserRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::AddUserRequest) -> Result<Self, FieldError> {
+        Ok(Self::AddUser {
+            tenant: tenant(&r.tenant)?,
+            user: user(&r.user)?,
+            email: optional(&r.email),
+            display_name: optional(&r.display_name),
+            status: status(&r.status)?,
+        })
+    }
+}
+
+impl TryFrom<&proto::UpdateUserStatusRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::UpdateUserStatusRequest) -> Result<Self, FieldError> {
+        if r.status.is_empty() {
+            return Err(FieldError::Unset {
+                field: "status",
+                expected: "active or inactive",
+            });
+        }
+        Ok(Self::UpdateUserStatus {
+            tenant: tenant(&r.tenant)?,
+            user: user(&r.user)?,
+            status: status(&r.status)?,
+        })
+    }
+}
+
+impl TryFrom<&proto::UpdateUserInfoRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::UpdateUserInfoRequest) -> Result<Self, FieldError> {
+        Ok(Self::UpdateUserInfo {
+            user: user(&r.user)?,
+            email: r.email.clone(),
+            display_name: r.display_name.clone(),
+        })
+    }
+}
+
+impl TryFrom<&proto::RemoveUserRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::RemoveUserRequest) -> Result<Self, FieldError> {
+        Ok(Self::RemoveUser {
+            tenant: tenant(&r.tenant)?,
+            user: user(&r.user)?,
+        })
+    }
+}
+
+impl TryFrom<&proto::AssignRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::AssignRequest) -> Result<Self, FieldError> {
+        let expires = if r.expires.is_empty() {
+            None
+        } else {
+            Some(parsed("expires", Timestamp::parse(&r.expires))?)
+        };
+        Ok(Self::Assign {
+            tenant: tenant(&r.tenant)?,
+            subject: subject("subject", &r.subject)?,
+            role: role(&r.role)?,
+            expires,
+        })
+    }
+}
+
+impl TryFrom<&proto::UnassignRequest> for Mutation {
+    type Error = FieldError;
+    fn try_from(r: &proto::UnassignRequest) -> Result<Self, FieldError> {
+        Ok(Self::Unassign {
+            tenant: tenant(&r.tenant)?,
+            subject: subject("subject", &r.subject)?,
+            role: role(&r.role)?,
+        })
+    }
+}
+
+/// GetRole's role, once its tenant is known.
+#[derive(Debug)]
+pub struct RoleLookup {
+    pub role: RoleName,
+}
+
+impl TryFrom<&proto::GetRoleRequest> for RoleLookup {
+    type Error = FieldError;
+    fn try_from(r: &proto::GetRoleRequest) -> Result<Self, FieldError> {
+        Ok(Self {
+            role: role(&r.role)?,
+        })
+    }
+}
+
+/// ListBindings' filter, once its tenant is known: one subject's, or all.
+#[derive(Debug)]
+pub struct BindingFilter {
+    pub subject: Option<Subject>,
+}
+
+impl TryFrom<&proto::ListBindingsRequest> for BindingFilter {
+    type Error = FieldError;
+    fn try_from(r: &proto::ListBindingsRequest) -> Result<Self, FieldError> {
+        Ok(Self {
+            subject: if r.subject.is_empty() {
+                None
+            } else {
+                Some(subject("subject", &r.subject)?)
+            },
+        })
+    }
+}
+
+/// A grant as its message.
+pub fn grant_spec(g: &Grant) -> proto::GrantSpec {
+    proto::GrantSpec {
+        effect: g.effect.as_str().to_owned(),
+        pattern: g.pattern.as_str().to_owned(),
+    }
+}
+
+/// The name of a role's kind, as the messages say it.
+pub fn kind_name(r: &RoleName) -> &'static str {
+    match RoleKind::of(r) {
+        RoleKind::Administrators => "administrators",
+        RoleKind::Users => "users",
+        RoleKind::Bridges => "bridges",
+        RoleKind::Custom => "custom",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_field() {
+        let r = proto::GrantRequest {
+            tenant: "acme".into(),
+            role: "ops".into(),
+            grant: None,
+            ..Default::default()
+        };
+        let e = Mutation::try_from(&r).unwrap_err();
+        assert_eq!(e.to_string(), "`grant` is required");
+        let r = proto::UpdateUserStatusRequest {
+            tenant: "acme".into(),
+            user: "ann".into(),
+            ..Default::default()
+        };
+        let e = Mutation::try_from(&r).unwrap_err();
+        assert_eq!(e.to_string(), "`status` must be active or inactive");
+        let r = proto::SetCatalogStabilityRequest {
+            permission: "app.read".into(),
+            stability: "gone".into(),
+            ..Default::default()
+        };
+        let e = Mutation::try_from(&r).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`stability` must be stable, preview or deprecated, not `gone`"
+        );
+        assert!(matches!(actor(""), Ok(Actor::Operator)));
+        assert!(
+            actor("not a user!")
+                .unwrap_err()
+                .to_string()
+                .starts_with("`actor`: ")
+        );
+    }
+}
+
+/// The most audit records one ListAuditLog page holds, and the default.
+const MAX_AUDIT_PAGE: u32 = 1_000;
+const DEFAULT_AUDIT_PAGE: usize = 100;
+
+/// One page of the audit log as asked for: the filter (asking for one
+/// record more than the page, to know whether another page follows) and
+/// the page's size.
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    pub filter: AuditFilter,
+    pub limit: usize,
+}
+
+impl TryFrom<&proto::ListAuditLogRequest> for AuditPage {
+    type Error = FieldError;
+
+    fn try_from(r: &proto::ListAuditLogRequest) -> Result<Self, FieldError> {
+        let limit = match r.page_size {
+            0 => DEFAULT_AUDIT_PAGE,
+            n if n > MAX_AUDIT_PAGE => {
+                return Err(FieldError::OverLimit {
+                    field: "page_size",
+                    value: n.into(),
+                    max: MAX_AUDIT_PAGE.into(),
+                });
+            }
+            n => n as usize,
+        };
+        let after_seq = if r.page_token.is_empty() {
+            0
+        } else {
+            r.page_token
+                .parse()
+                .map_err(|_| FieldError::NotIssued("page_token"))?
+        };
+        let filter = AuditFilter {
+            tenant: optional(&r.tenant),
+            actor: optional(&r.actor),
+            from_revision: (r.from_revision > 0).then_some(r.from_revision),
+            to_revision: (r.to_revision > 0).then_some(r.to_revision),
+            after_seq,
+            limit: limit + 1,
+        };
+        Ok(Self { filter, limit })
+    }
+}
