@@ -6,6 +6,13 @@
 //! `architecture:begin` and `architecture:end` markers, so the document and
 //! the test cannot drift apart.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
