@@ -19,12 +19,7 @@ pub(super) async fn list_audit_log(
         return Err(no_log());
     }
     let AuditPage { filter, limit } = AuditPage::try_from(&r)?;
-    // Any store failure is UNAVAILABLE here, whatever its kind.
-    let Some(mut records) = engine
-        .audit(filter)
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?
-    else {
+    let Some(mut records) = engine.audit(filter).await.map_err(|e| proto::status(&e))? else {
         return Err(no_log());
     };
     let more = records.len() > limit;

@@ -5,8 +5,8 @@ use tonic::{Request, Response, Status};
 
 use super::{AdminService, MutationResult};
 use crate::engine::{Committed, SubmitError};
-use crate::model::Mutation;
 use crate::model::rules::Actor;
+use crate::model::{HasKind, Mutation};
 use crate::proto;
 use crate::server::auth::{Principal, Scope};
 use crate::server::convert::FieldError;
@@ -84,10 +84,13 @@ async fn submit(
         }
         Err(SubmitError::Store(e)) => {
             tracing::error!(kind, error = %e, "store failed");
-            Err(Status::unavailable(format!(
-                "the change was not committed: {e}"
-            )))
+            // By the failure's kind, as everywhere: a failed store is
+            // UNAVAILABLE, a corrupt one INTERNAL.
+            Err(Status::new(
+                proto::code(e.kind()),
+                format!("the change was not committed: {e}"),
+            ))
         }
-        Err(SubmitError::ReadOnly(m)) => Err(Status::failed_precondition(m)),
+        Err(e @ SubmitError::ReadOnly(_)) => Err(proto::status(&e)),
     }
 }
