@@ -1302,3 +1302,26 @@ fn a_batch_commits_whole_or_not_at_all<T: Harness>(h: &mut T) {
         [1, 0, 2, 3]
     );
 }
+
+/// A restart while the disk was full can leave sled's temporary snapshot
+/// file (`snap.<lsn>.generating`, written then renamed to `snap.<lsn>`)
+/// empty; sled then picks it as the newest snapshot and refuses to open.
+#[test]
+fn sled_an_empty_leftover_snapshot_file_does_not_stop_the_store_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let ms = history();
+    {
+        let store = open_sled(dir.path());
+        commit_all(&store, &ms, 0);
+        store.flush().unwrap();
+    }
+    // The name sled 0.34 gives it (pagecache/snapshot.rs, write_snapshot).
+    let leftover = dir
+        .path()
+        .join(format!("snap.{:016X}.generating", u64::MAX >> 4));
+    std::fs::File::create(&leftover).unwrap();
+    let store = open_sled(dir.path());
+    assert_eq!(store.revision().unwrap(), ms.len() as u64);
+    assert_eq!(store.load().unwrap(), states(&ms).pop().unwrap());
+    assert!(!leftover.exists(), "the leftover is removed");
+}

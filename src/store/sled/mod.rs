@@ -175,11 +175,18 @@ impl SledStore {
         // sled's default page cache is 1 GiB. Checks never read sled and
         // the state lives in the model, so a small bound is enough (the
         // 1M-user cold start's RSS moved only from 1,717 to 1,704 MiB).
-        let db = ::sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(backend)?;
+        let config = || {
+            ::sled::Config::new()
+                .path(path)
+                .cache_capacity(CACHE_BYTES)
+                .open()
+        };
+        let db = match config() {
+            Err(::sled::Error::Corruption { .. }) if remove_unfinished_snapshots(path)? > 0 => {
+                config().map_err(backend)?
+            }
+            other => other.map_err(backend)?,
+        };
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         let changelog = tree("changelog")?;
         let audit = tree("audit")?;
@@ -219,6 +226,42 @@ impl SledStore {
             .sync_data()
             .map_err(|e| io("fdatasync sled's log", e))
     }
+}
+
+/// Removes sled's unfinished snapshot files from `path`: sled 0.34 writes a
+/// snapshot to `snap.<lsn, 16 hex digits>.generating`, syncs it, then
+/// renames it to `snap.<lsn>`. One left behind (a crash or a full disk
+/// before the rename, often 0 bytes) sorts after every finished snapshot,
+/// so sled reads it as the newest and fails with "corrupt". It was never
+/// made current: deleting it loses nothing (sled falls back to the last
+/// finished snapshot and replays its log from there). Called only after an
+/// open failed as corrupt, so a live process's snapshot in progress is
+/// never touched (sled's lock would refuse that open before). Returns how
+/// many were removed.
+fn remove_unfinished_snapshots(path: &Path) -> Result<usize, StoreError> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) => return Err(io(&format!("list `{}`", path.display()), e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| io(&format!("list `{}`", path.display()), e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let unfinished = name
+            .strip_prefix("snap.")
+            .and_then(|rest| rest.strip_suffix(".generating"))
+            .is_some_and(|lsn| lsn.len() == 16 && lsn.bytes().all(|b| b.is_ascii_hexdigit()));
+        if unfinished {
+            let file = entry.path();
+            let bytes = entry.metadata().map_or(0, |m| m.len());
+            std::fs::remove_file(&file)
+                .map_err(|e| io(&format!("remove `{}`", file.display()), e))?;
+            tracing::info!(file = %file.display(), bytes, "removed sled's unfinished snapshot file (left by a crash or a full disk)");
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 impl Store for SledStore {
