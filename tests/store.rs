@@ -1325,3 +1325,72 @@ fn sled_an_empty_leftover_snapshot_file_does_not_stop_the_store_opening() {
     assert_eq!(store.load().unwrap(), states(&ms).pop().unwrap());
     assert!(!leftover.exists(), "the leftover is removed");
 }
+
+/// A store that recovers less than it acknowledged (sled's `db` file cut
+/// short) is refused, naming both revisions, instead of serving the past.
+#[test]
+fn sled_a_store_behind_its_recorded_head_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ms = history();
+    {
+        let store = open_sled(dir.path());
+        commit_all(&store, &ms, 0);
+    }
+    let head = dir.path().join("head");
+    let recorded = std::fs::read_to_string(&head).unwrap();
+    assert_eq!(recorded.trim().parse::<u64>().unwrap(), ms.len() as u64);
+    // As if the last acknowledged commits were lost from sled's files.
+    std::fs::write(&head, format!("{:020}\n", ms.len() + 40)).unwrap();
+    let err = retry_locked(|| match SledStore::open(dir.path()) {
+        Ok(_) => Ok(None),
+        Err(e) if e.to_string().contains("could not acquire lock") => Err(e.to_string()),
+        Err(e) => Ok(Some(e)),
+    })
+    .expect("a store behind its head must not open");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{text}");
+    assert!(
+        text.contains(&format!("recovered revision {}", ms.len()))
+            && text.contains(&format!("revision {} was acknowledged", ms.len() + 40)),
+        "{text}"
+    );
+    assert!(
+        text.contains("backup") && text.contains("delete the file `head`"),
+        "{text}"
+    );
+    // The operator's way out: accept the loss.
+    std::fs::remove_file(&head).unwrap();
+    let store = open_sled(dir.path());
+    assert_eq!(store.revision().unwrap(), ms.len() as u64);
+}
+
+/// The real thing: sled's `db` cut short. Whatever sled makes of it, the
+/// store never opens at a revision below the one acknowledged.
+#[test]
+fn sled_a_truncated_db_file_never_opens_silently_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ms = vec![Mutation::CreateTenant {
+        tenant: t("acme"),
+        name: "Acme".into(),
+        settings: Default::default(),
+    }];
+    ms.extend((0..150).map(|i| add_user("acme", &format!("u{i}"))));
+    {
+        let store = open_sled(dir.path());
+        commit_all(&store, &ms, 0);
+    }
+    let db = dir.path().join("db");
+    let len = std::fs::metadata(&db).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+    file.set_len(len / 2).unwrap();
+    drop(file);
+    let opened = retry_locked(|| match SledStore::open(dir.path()) {
+        Ok(s) => Ok(Ok(s.revision().unwrap())),
+        Err(e) if e.to_string().contains("could not acquire lock") => Err(e.to_string()),
+        Err(e) => Ok(Err(e.to_string())),
+    });
+    match opened {
+        Ok(revision) => assert_eq!(revision, ms.len() as u64, "opened behind its head"),
+        Err(e) => assert!(e.contains("corrupt"), "{e}"),
+    }
+}

@@ -230,3 +230,162 @@ async fn waits_for_a_revision_then_gives_up() {
     assert!(matches!(again, Err(SubmitError::Refused(e)) if e.refusal() == Refusal::Exists));
     assert_eq!(engine.load().revision(), 1);
 }
+
+/// A sled store that "crashes" (fails every write) after `writes` commits.
+struct CrashesAfter {
+    inner: crate::store::SledStore,
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+impl CrashesAfter {
+    fn write(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let left = self.writes.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(StoreError::Backend("killed".into()));
+        }
+        self.writes.store(left - 1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl Store for CrashesAfter {
+    fn load(&self) -> Result<State, StoreError> {
+        self.inner.load()
+    }
+    fn commit(&self, r: u64, m: &Mutation, a: AuditRecord) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.commit(r, m, a)
+    }
+    fn record_refusal(&self, a: AuditRecord) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.record_refusal(a)
+    }
+    fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.commit_batch(batch)
+    }
+    fn begin_bootstrap(&self) -> Result<(), StoreError> {
+        self.inner.begin_bootstrap()
+    }
+    fn finish_bootstrap(&self) -> Result<(), StoreError> {
+        self.inner.finish_bootstrap()
+    }
+    fn append(&self, c: &[Change]) -> Result<(), StoreError> {
+        self.inner.append(c)
+    }
+    fn changelog(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.inner.changelog(after, limit)
+    }
+    fn history(&self) -> Result<crate::store::History, StoreError> {
+        self.inner.history()
+    }
+    fn checkpoint_revision(&self) -> Result<u64, StoreError> {
+        self.inner.checkpoint_revision()
+    }
+    fn compact(&self, before: u64) -> Result<u64, StoreError> {
+        self.inner.compact(before)
+    }
+    fn install(&self, state: &State, history: &str) -> Result<(), StoreError> {
+        self.inner.install(state, history)
+    }
+    fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.inner.audit(f)
+    }
+    fn checkpoint(&self, state: &State) -> Result<(), StoreError> {
+        self.inner.checkpoint(state)
+    }
+    fn revision(&self) -> Result<u64, StoreError> {
+        self.inner.revision()
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+}
+
+fn many_users(n: usize) -> Vec<Mutation> {
+    let mut ms = vec![Mutation::CreateTenant {
+        tenant: TenantId::new("acme").unwrap(),
+        name: "Acme".into(),
+        settings: TenantSettings::default(),
+    }];
+    ms.extend((0..n).map(|i| add_user(&format!("u{i}"))));
+    ms
+}
+
+fn reopen(dir: &std::path::Path) -> crate::store::SledStore {
+    let start = std::time::Instant::now();
+    loop {
+        match crate::store::SledStore::open(dir) {
+            Ok(s) => return s,
+            Err(e) if e.to_string().contains("lock") && start.elapsed().as_secs() < 10 => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open: {e}"),
+        }
+    }
+}
+
+/// A bootstrap stopped midway (a `kill -9`, a failing disk) leaves
+/// nothing behind: the store reopens empty, with the audit records from
+/// before, and bootstraps again in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_is_all_or_nothing_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mutations = many_users(3 * crate::engine::writer::BOOTSTRAP_BATCH);
+    {
+        // One refused attempt before the bootstrap: its audit record stays.
+        let store = reopen(dir.path());
+        store
+            .record_refusal(AuditRecord {
+                seq: 0,
+                time: crate::model::Timestamp::now(),
+                actor: Some("mallory".into()),
+                credential: "test".into(),
+                revision: 0,
+                tenant: None,
+                mutation: add_user("x"),
+                outcome: crate::store::Outcome::Refused {
+                    code: "no_permission".into(),
+                    message: "no".into(),
+                },
+            })
+            .unwrap();
+    }
+    {
+        let store = Arc::new(CrashesAfter {
+            inner: reopen(dir.path()),
+            writes: std::sync::atomic::AtomicUsize::new(1),
+        });
+        let engine = Engine::open(Arc::clone(&store) as Arc<dyn Store>).unwrap();
+        let err = engine
+            .bootstrap(mutations.clone(), "bootstrap")
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("killed"), "{err}");
+        // Something was committed before the "crash".
+        assert!(store.revision().unwrap() > 0);
+    }
+    let store = Arc::new(reopen(dir.path()));
+    assert_eq!(store.revision().unwrap(), 0, "a partial bootstrap survived");
+    assert_eq!(store.load().unwrap(), State::new());
+    assert_eq!(store.changelog(0, 0).unwrap(), vec![]);
+    assert_eq!(store.audit(&AuditFilter::default()).unwrap().len(), 1);
+    let engine = Engine::open(Arc::clone(&store) as Arc<dyn Store>).unwrap();
+    let revision = engine
+        .bootstrap(mutations.clone(), "bootstrap")
+        .await
+        .unwrap();
+    assert_eq!(revision, mutations.len() as u64);
+    drop(engine);
+    drop(store);
+    let store = reopen(dir.path());
+    assert_eq!(store.revision().unwrap(), mutations.len() as u64);
+    assert_eq!(
+        store.load().unwrap().tenants["acme"].users.len(),
+        mutations.len() - 1
+    );
+    let audit = store.audit(&AuditFilter::default()).unwrap();
+    assert_eq!(audit.len(), mutations.len() + 1);
+    assert_eq!(audit.last().unwrap().revision, mutations.len() as u64);
+}

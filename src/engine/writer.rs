@@ -315,8 +315,12 @@ impl Engine {
     }
 
     /// Applies `mutations` as the operator without the admin rules (they
-    /// come from a validated policy file), committing each, then publishes
-    /// once. For bootstrapping an empty store.
+    /// come from a validated policy file), then publishes once. For
+    /// bootstrapping an empty store: all or nothing across a crash. The
+    /// store is marked as bootstrapping first (a store reopened with the
+    /// mark discards what was committed under it), the mutations are
+    /// committed in batches of [`BOOTSTRAP_BATCH`] (one audit record each,
+    /// as for any change), and the mark is removed last.
     pub async fn bootstrap(
         &self,
         mutations: Vec<Mutation>,
@@ -326,26 +330,43 @@ impl Engine {
         let snapshot = self.load();
         let mut state = (**snapshot.state()).clone();
         let now = Timestamp::now();
+        let mut outcomes = Vec::with_capacity(mutations.len());
         for m in mutations {
             apply(&mut state, &m).map_err(AdminError::Bootstrap)?;
-            if let Some(store) = &self.store {
-                let audit = AuditRecord {
-                    seq: 0,
-                    time: now,
-                    actor: None,
-                    credential: credential.to_owned(),
-                    revision: state.revision,
-                    tenant: m.tenant().map(ToString::to_string),
-                    mutation: m.clone(),
-                    outcome: Outcome::Applied,
-                };
-                let store = Arc::clone(store);
-                let revision = state.revision;
-                blocking(move || store.commit(revision, &m, audit)).await?;
-            }
+            let audit = AuditRecord {
+                seq: 0,
+                time: now,
+                actor: None,
+                credential: credential.to_owned(),
+                revision: state.revision,
+                tenant: m.tenant().map(ToString::to_string),
+                mutation: m.clone(),
+                outcome: Outcome::Applied,
+            };
+            outcomes.push(Outcomes::Applied {
+                revision: state.revision,
+                mutation: m,
+                audit,
+            });
+        }
+        if let Some(store) = &self.store {
+            let store = Arc::clone(store);
+            blocking(move || {
+                store.begin_bootstrap()?;
+                for batch in outcomes.chunks(BOOTSTRAP_BATCH) {
+                    store.commit_batch(batch)?;
+                }
+                store.finish_bootstrap()
+            })
+            .await?;
         }
         let revision = state.revision;
         self.publish(timed(&self.metrics, || compile(Arc::new(state))));
         Ok(revision)
     }
 }
+
+/// Mutations per store transaction in [`Engine::bootstrap`]: large enough
+/// that a 20,000-user policy takes a few dozen flushes, not 40,000; small
+/// enough that no one sled transaction holds much in memory.
+pub const BOOTSTRAP_BATCH: usize = 1024;

@@ -257,6 +257,21 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Marks the start of a bootstrap (many commits that must land all or
+    /// none): until [`Store::finish_bootstrap`], a store reopened after a
+    /// crash discards every commit made since, and opens empty again. Only
+    /// on an empty store (revision 0); the audit records already there stay.
+    /// This default suits a store that does not outlive its process.
+    fn begin_bootstrap(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Durably ends what [`Store::begin_bootstrap`] started: its commits
+    /// now survive a crash like any other.
+    fn finish_bootstrap(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Durably appends changes replicated from a leader (which audited
     /// them), in one transaction and one flush: the first must be the last
     /// revision + 1, each the one before + 1.

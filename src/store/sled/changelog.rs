@@ -70,7 +70,11 @@ impl SledStore {
                 Ok(())
             });
         tx(result)?;
-        self.durable()
+        self.durable()?;
+        match entries.iter().rev().find_map(|(change, _)| change.as_ref()) {
+            Some((revision, _)) => self.head.write(*revision),
+            None => Ok(()),
+        }
     }
 
     /// [`Store::append`]: replicated changes in one
@@ -100,7 +104,8 @@ impl SledStore {
             Ok(())
         });
         tx(result)?;
-        self.durable()
+        self.durable()?;
+        self.head.write(last.revision)
     }
 
     /// [`Store::changelog`]: the live entries after `after`.
@@ -181,6 +186,27 @@ impl SledStore {
             }
             self.changelog.apply_batch(batch).map_err(backend)?;
             removed += step.len() as u64;
+        }
+    }
+
+    /// Deletes the audit records from `seq` on, in steps.
+    pub(super) fn delete_audit_from(&self, seq: u64) -> Result<(), StoreError> {
+        loop {
+            let step: Vec<IVec> = self
+                .audit
+                .range(seq.to_be_bytes()..)
+                .keys()
+                .take(DELETE_STEP)
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            if step.is_empty() {
+                return Ok(());
+            }
+            let mut batch = ::sled::Batch::default();
+            for key in step {
+                batch.remove(key);
+            }
+            self.audit.apply_batch(batch).map_err(backend)?;
         }
     }
 

@@ -126,6 +126,11 @@ impl SledStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let revision = state.revision;
+        if revision < self.revision()? {
+            // Lowered first: a crash after the install must not find a head
+            // above what the store holds.
+            self.head.write(revision)?;
+        }
         let mut current = self.current_checkpoint()?.map(|(rev, _)| rev);
         if current == Some(revision) {
             // The new checkpoint's keys would overwrite the current one's:
@@ -145,6 +150,7 @@ impl SledStore {
             Ok(())
         }))?;
         self.durable()?;
+        self.head.write(revision)?;
         self.remove_checkpoints_but(Some(revision))?;
         self.delete_changelog(..)?;
         self.durable()

@@ -74,6 +74,12 @@ const CHECKPOINT: &[u8] = b"checkpoint";
 const FIRST_RETAINED: &[u8] = b"first_retained";
 /// `meta` key: the history id.
 const HISTORY: &[u8] = b"history";
+/// `meta` key: a bootstrap is under way; its value is the audit seq it
+/// started at. A store opened with it discards what the bootstrap wrote.
+const BOOTSTRAPPING: &[u8] = b"bootstrapping";
+/// The file beside sled's, in the store's folder, holding the last
+/// acknowledged revision (see [`Head`]).
+const HEAD_FILE: &str = "head";
 /// sled's page cache.
 const CACHE_BYTES: u64 = 64 << 20;
 /// Changelog keys deleted per step of compaction or cleanup.
@@ -87,6 +93,8 @@ pub struct SledStore {
     checkpoints: Tree,
     /// sled's log file, to `fdatasync` after sled's own flush.
     log: File,
+    /// The last acknowledged revision, outside sled.
+    head: Head,
     /// Serialises checkpoints with each other and with reading one.
     checkpointing: Mutex<()>,
 }
@@ -195,6 +203,7 @@ impl SledStore {
         // sled 0.34 keeps its log in `<path>/db`. fsync works on a read-only
         // handle: it syncs the file, not the descriptor.
         let log = File::open(path.join("db")).map_err(|e| io("open sled's log `db`", e))?;
+        let head = Head::open(&path.join(HEAD_FILE))?;
         let store = Self {
             db,
             changelog,
@@ -202,8 +211,13 @@ impl SledStore {
             meta,
             checkpoints,
             log,
+            head,
             checkpointing: Mutex::new(()),
         };
+        if let Some(seq) = store.meta.get(BOOTSTRAPPING).map_err(backend)? {
+            let seq = counter(Some(seq), BOOTSTRAPPING, 1)?;
+            store.discard_bootstrap(seq)?;
+        }
         if store.meta.get(HISTORY).map_err(backend)?.is_none() {
             store
                 .meta
@@ -211,6 +225,7 @@ impl SledStore {
                 .map_err(backend)?;
             store.durable()?;
         }
+        store.check_head(path)?;
         // Unreadable counters are reported by the first call that needs them.
         if let Ok(live) = store.history() {
             store.delete_changelog(..live.first)?;
@@ -219,12 +234,114 @@ impl SledStore {
         Ok(store)
     }
 
+    /// Undoes an interrupted bootstrap (begun at audit seq `seq`, on an
+    /// empty store): the store becomes empty again, keeping its history id
+    /// and the audit records from before. Each step can be redone, and the
+    /// mark goes last, so a crash here is undone at the next open.
+    fn discard_bootstrap(&self, seq: u64) -> Result<(), StoreError> {
+        let had = self.revision()?;
+        tracing::warn!(
+            revision = had,
+            "the store holds an interrupted bootstrap (the process stopped before it finished): discarding it, the store is empty again"
+        );
+        self.head.write(0)?;
+        tx(self.meta.transaction(|meta| {
+            meta.insert(REVISION, &0u64.to_be_bytes()[..])?;
+            meta.insert(NEXT_AUDIT_SEQ, &seq.to_be_bytes()[..])?;
+            meta.remove(FIRST_RETAINED)?;
+            meta.remove(CHECKPOINT)?;
+            Ok(())
+        }))?;
+        self.durable()?;
+        self.delete_changelog(..)?;
+        self.delete_audit_from(seq)?;
+        self.checkpoints.clear().map_err(backend)?;
+        self.durable()?;
+        self.meta.remove(BOOTSTRAPPING).map_err(backend)?;
+        self.durable()
+    }
+
+    /// Refuses a store that holds less than was acknowledged: sled's files
+    /// were truncated or damaged, and serving would silently go back in
+    /// time. A store without a recorded head (new, or from before heads
+    /// were kept) records its revision now.
+    fn check_head(&self, path: &Path) -> Result<(), StoreError> {
+        let have = self.revision()?;
+        match self.head.read()? {
+            Some(acked) if acked > have => Err(corrupt(
+                format!("`{}`", path.join(HEAD_FILE).display()),
+                format!(
+                    "the store recovered revision {have}, but revision {acked} was acknowledged: \
+                     sled's files lost data (truncated or damaged). Restore from a backup \
+                     (`rampart ctl import` into an empty data directory, or a copy of the \
+                     directory), or, to serve revision {have} anyway and lose what came after it, \
+                     delete the file `{HEAD_FILE}` in the data directory and start again"
+                ),
+            )),
+            Some(acked) if acked == have => Ok(()),
+            _ => self.head.write(have),
+        }
+    }
+
     /// Makes every write so far durable: sled's flush, then `fdatasync`.
     fn durable(&self) -> Result<(), StoreError> {
         self.db.flush().map_err(backend)?;
         self.log
             .sync_data()
             .map_err(|e| io("fdatasync sled's log", e))
+    }
+}
+
+/// The last acknowledged revision, in a small file of its own beside
+/// sled's (20 decimal digits and a newline, rewritten in place and
+/// `fdatasync`ed after each durable commit). sled's log cannot tell that
+/// its own tail is gone: a truncated `db` recovers to an older revision as
+/// if nothing happened. This file can. It is written after sled is
+/// durable, so it never runs ahead of an intact store; when a revision
+/// goes down (an install), it is lowered before.
+struct Head {
+    file: File,
+}
+
+impl Head {
+    const LEN: usize = 21;
+
+    fn open(path: &Path) -> Result<Self, StoreError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| io(&format!("open `{}`", path.display()), e))?;
+        Ok(Self { file })
+    }
+
+    /// The recorded revision; `None` for a new (empty) file.
+    fn read(&self) -> Result<Option<u64>, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; Self::LEN + 1];
+        let n = self
+            .file
+            .read_at(&mut buf, 0)
+            .map_err(|e| io("read the `head` file", e))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .map(Some)
+            .ok_or_else(|| corrupt(format!("`{HEAD_FILE}`"), "not a revision number"))
+    }
+
+    fn write(&self, revision: u64) -> Result<(), StoreError> {
+        use std::os::unix::fs::FileExt;
+        let text = format!("{revision:020}\n");
+        self.file
+            .write_all_at(text.as_bytes(), 0)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| io("write the `head` file", e))
     }
 }
 
@@ -288,6 +405,27 @@ impl Store for SledStore {
 
     fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError> {
         self.commit_batch(&[Outcomes::Refused(audit)])
+    }
+
+    fn begin_bootstrap(&self) -> Result<(), StoreError> {
+        let have = self.revision()?;
+        if have != 0 {
+            return Err(StoreError::OutOfOrder { have, got: 1 });
+        }
+        let seq = counter(
+            self.meta.get(NEXT_AUDIT_SEQ).map_err(backend)?,
+            NEXT_AUDIT_SEQ,
+            1,
+        )?;
+        self.meta
+            .insert(BOOTSTRAPPING, &seq.to_be_bytes()[..])
+            .map_err(backend)?;
+        self.durable()
+    }
+
+    fn finish_bootstrap(&self) -> Result<(), StoreError> {
+        self.meta.remove(BOOTSTRAPPING).map_err(backend)?;
+        self.durable()
     }
 
     fn append(&self, changes: &[Change]) -> Result<(), StoreError> {
