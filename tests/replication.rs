@@ -791,3 +791,56 @@ async fn a_watch_stream_outlives_the_call_deadline() {
     assert!(checkpoints >= 3, "heartbeats kept coming: {checkpoints}");
     node.stop().await;
 }
+
+/// A replica whose store is damaged (here: behind the head it recorded, as
+/// after a truncated `db`) does not stop at "corrupt": its store is a copy,
+/// so `serve --follow` moves it aside and bootstraps again from the leader.
+/// A leader's store in the same state is refused, naming both revisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_a_corrupt_store_moves_it_aside_and_bootstraps_again() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let data = dirs[1].path().join("data");
+    let lead = leader(dirs[0].path(), None).await;
+    let rep = replica(&data, &lead.url()).await;
+    churn(&lead.engine, 7, 100).await;
+    assert_converged(&lead, &[&rep]).await;
+    let had = rep.engine.load().revision();
+    rep.stop().await;
+    std::fs::write(data.join("head"), format!("{:020}\n", had + 1000)).unwrap();
+
+    let open = |replica: bool| {
+        let started = Instant::now();
+        loop {
+            match rampart::cli::serve::open_store(&data, replica) {
+                Err(e) if e.contains("lock") && started.elapsed() < Duration::from_secs(10) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    };
+    let Err(refused) = open(false) else {
+        panic!("a leader's store behind its head must be refused");
+    };
+    assert!(
+        refused.contains(&format!("recovered revision {had}"))
+            && refused.contains(&format!("revision {} was acknowledged", had + 1000)),
+        "{refused}"
+    );
+    let (_, engine) = open(true).unwrap();
+    assert_eq!(engine.load().revision(), 0, "starts empty");
+    drop(engine);
+    let aside: Vec<_> = std::fs::read_dir(dirs[1].path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("data.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "moved aside: {aside:?}");
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let rep = replica(&data, &lead.url()).await;
+    churn(&lead.engine, 8, 20).await;
+    assert_converged(&lead, &[&rep]).await;
+    rep.stop().await;
+    lead.stop().await;
+}

@@ -25,7 +25,7 @@ pub use node::{ServerHandle, ServerOptions, start, start_with};
 use crate::engine::Engine;
 use crate::model::{State, policy_file};
 use crate::store::sled::SledStore;
-use crate::store::{Store, blocking};
+use crate::store::{Store, StoreError, blocking};
 use crate::telemetry::traces;
 
 /// Why the policy `rampart serve` starts from cannot be used.
@@ -60,6 +60,59 @@ pub fn load_bootstrap(path: Option<&Path>) -> Result<State, BootstrapError> {
         ),
     };
     policy_file::load_str(&text).map_err(|errors| BootstrapError::Invalid { name, errors })
+}
+
+/// Opens the store in `data_dir` and recovers the engine from it. A
+/// replica's store is a disposable copy of its leader's: when it does not
+/// open or recover as corrupt, it is moved aside (renamed
+/// `<data_dir>.corrupt-<unix seconds>`, logged) and the replica starts
+/// empty, to bootstrap again from the leader. A leader's is never touched:
+/// the error (naming the remedy) is the answer.
+pub fn open_store(data_dir: &Path, replica: bool) -> Result<(Arc<dyn Store>, Arc<Engine>), String> {
+    let open = || -> Result<(Arc<dyn Store>, Arc<Engine>), (bool, String)> {
+        let store: Arc<dyn Store> = match SledStore::open(data_dir) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                let corrupt = matches!(e, StoreError::Corrupt { .. });
+                return Err((
+                    corrupt,
+                    format!("cannot open the store in `{}`: {e}", data_dir.display()),
+                ));
+            }
+        };
+        match Engine::open(Arc::clone(&store)) {
+            Ok(e) => Ok((store, Arc::new(e))),
+            Err(e) => Err((
+                matches!(e, StoreError::Corrupt { .. }),
+                format!(
+                    "cannot recover the state from `{}`: {e}",
+                    data_dir.display()
+                ),
+            )),
+        }
+    };
+    match open() {
+        Ok(opened) => Ok(opened),
+        Err((true, why)) if replica => {
+            let seconds = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let mut aside = data_dir.as_os_str().to_owned();
+            aside.push(format!(".corrupt-{seconds}"));
+            let aside = std::path::PathBuf::from(aside);
+            // sled's threads may hold the folder a moment after the failed
+            // open; the rename does not mind.
+            std::fs::rename(data_dir, &aside).map_err(|e| {
+                format!(
+                    "{why}; moving it aside to `{}` failed too: {e}",
+                    aside.display()
+                )
+            })?;
+            tracing::warn!(error = %why, moved_to = %aside.display(), "a replica's store is corrupt: moved it aside, bootstrapping again from the leader");
+            open().map_err(|(_, why)| why)
+        }
+        Err((_, why)) => Err(why),
+    }
 }
 
 /// Runs `rampart serve` until SIGINT or SIGTERM.
@@ -103,24 +156,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     security.log(args.listen);
-    let store: Arc<dyn Store> = match SledStore::open(&args.data_dir) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            eprintln!(
-                "rampart: cannot open the store in `{}`: {e}",
-                args.data_dir.display()
-            );
-            return ExitCode::FAILURE;
-        }
-    };
     let started = std::time::Instant::now();
-    let engine = match Engine::open(Arc::clone(&store)) {
-        Ok(e) => Arc::new(e),
-        Err(e) => {
-            eprintln!(
-                "rampart: cannot recover the state from `{}`: {e}",
-                args.data_dir.display()
-            );
+    let (store, engine) = match open_store(&args.data_dir, args.follow.is_some()) {
+        Ok(opened) => opened,
+        Err(message) => {
+            error!("{message}");
+            eprintln!("rampart: {message}");
             return ExitCode::FAILURE;
         }
     };
