@@ -62,14 +62,17 @@ pub fn load_bootstrap(path: Option<&Path>) -> Result<State, BootstrapError> {
     policy_file::load_str(&text).map_err(|errors| BootstrapError::Invalid { name, errors })
 }
 
+/// A store and the engine recovered from it.
+pub type Opened = (Arc<dyn Store>, Arc<Engine>);
+
 /// Opens the store in `data_dir` and recovers the engine from it. A
 /// replica's store is a disposable copy of its leader's: when it does not
 /// open or recover as corrupt, it is moved aside (renamed
 /// `<data_dir>.corrupt-<unix seconds>`, logged) and the replica starts
 /// empty, to bootstrap again from the leader. A leader's is never touched:
 /// the error (naming the remedy) is the answer.
-pub fn open_store(data_dir: &Path, replica: bool) -> Result<(Arc<dyn Store>, Arc<Engine>), String> {
-    let open = || -> Result<(Arc<dyn Store>, Arc<Engine>), (bool, String)> {
+pub fn open_store(data_dir: &Path, replica: bool) -> Result<Opened, String> {
+    let open = || -> Result<Opened, (bool, String)> {
         let store: Arc<dyn Store> = match SledStore::open(data_dir) {
             Ok(s) => Arc::new(s),
             Err(e) => {
