@@ -264,9 +264,13 @@ impl SledStore {
     /// Refuses a store that holds less than was acknowledged: sled's files
     /// were truncated or damaged, and serving would silently go back in
     /// time. A store without a recorded head (new, or from before heads
-    /// were kept) records its revision now.
+    /// were kept) records its revision now; one ahead of it keeps it (the
+    /// next commit moves it).
     fn check_head(&self, path: &Path) -> Result<(), StoreError> {
-        let have = self.revision()?;
+        // Unreadable counters are reported by the first call that needs them.
+        let Ok(have) = self.revision() else {
+            return Ok(());
+        };
         match self.head.read()? {
             Some(acked) if acked > have => Err(corrupt(
                 format!("`{}`", path.join(HEAD_FILE).display()),
@@ -278,8 +282,10 @@ impl SledStore {
                      delete the file `{HEAD_FILE}` in the data directory and start again"
                 ),
             )),
-            Some(acked) if acked == have => Ok(()),
-            _ => self.head.write(have),
+            // Ahead of the head: a crash between sled's flush and the head
+            // write. The next commit moves it.
+            Some(_) => Ok(()),
+            None => self.head.write(have),
         }
     }
 
