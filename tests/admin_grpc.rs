@@ -354,4 +354,16 @@ async fn free_text_is_bounded_and_errors_quote_a_short_prefix() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     assert!(e.message().len() < 1_024, "{} bytes", e.message().len());
+
+    // A lookup of an unknown tenant quotes it short and escaped.
+    let e = admin
+        .get_role(GetRoleRequest {
+            tenant: format!("\u{1b}{}", "t".repeat(100_000)),
+            role: "Users".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().len() < 1_024, "{} bytes", e.message().len());
+    assert!(!e.message().contains('\u{1b}'), "{:?}", e.message());
 }
