@@ -255,3 +255,115 @@ async fn refusals_carry_the_rules_code_and_message() {
         }]
     );
 }
+
+/// Free text is bounded and printable, refused at the edge naming the
+/// field, and no error message echoes an input whole.
+#[tokio::test]
+async fn free_text_is_bounded_and_errors_quote_a_short_prefix() {
+    let (mut admin, _authz, _h) = clients().await;
+    let create = |description: String| CreateRoleRequest {
+        actor: "alice".into(),
+        dry_run: false,
+        tenant: "acme".into(),
+        role: "auditors".into(),
+        description,
+    };
+
+    let e = admin
+        .create_role(create("x".repeat(100_000)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+    assert!(e.message().contains("`description`"), "{}", e.message());
+    assert!(e.message().len() < 1_024, "{} bytes", e.message().len());
+
+    // Just over the limit in characters (under the byte bound) too.
+    let e = admin
+        .create_role(create("é".repeat(1_001)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+    assert!(e.message().contains("`description`"), "{}", e.message());
+
+    for bad in ["red\u{1b}[2Jalert", "a\rb", "nul\0"] {
+        let e = admin.create_role(create(bad.into())).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}");
+        assert!(e.message().contains("`description`"), "{}", e.message());
+        assert!(
+            !e.message().chars().any(char::is_control),
+            "{:?}",
+            e.message()
+        );
+    }
+
+    // A role with a sensible description is still created.
+    admin
+        .create_role(create("Reads the audit log, é and all.".into()))
+        .await
+        .unwrap();
+
+    // A 3 MB bad email is refused with a short message.
+    let e = admin
+        .add_user(proto::AddUserRequest {
+            actor: "alice".into(),
+            dry_run: false,
+            tenant: "acme".into(),
+            user: "newcomer".into(),
+            email: "x".repeat(3_000_000),
+            display_name: String::new(),
+            status: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("`email`"), "{}", e.message());
+    assert!(e.message().len() < 1_024, "{} bytes", e.message().len());
+    // One under the size but malformed: quoted, not whole.
+    let e = admin
+        .add_user(proto::AddUserRequest {
+            actor: "alice".into(),
+            dry_run: false,
+            tenant: "acme".into(),
+            user: "newcomer".into(),
+            email: "y".repeat(250),
+            display_name: String::new(),
+            status: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("not an email address"),
+        "{}",
+        e.message()
+    );
+    assert!(e.message().len() < 200, "{}", e.message());
+
+    // A word outside its set is quoted short too.
+    let e = admin
+        .add_user(proto::AddUserRequest {
+            actor: "alice".into(),
+            dry_run: false,
+            tenant: "acme".into(),
+            user: "newcomer".into(),
+            email: String::new(),
+            display_name: "Erin".into(),
+            status: "z".repeat(100_000),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().len() < 1_024, "{} bytes", e.message().len());
+
+    // A lookup of an unknown tenant quotes it short and escaped.
+    let e = admin
+        .get_role(GetRoleRequest {
+            tenant: format!("\u{1b}{}", "t".repeat(100_000)),
+            role: "Users".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(e.message().len() < 1_024, "{} bytes", e.message().len());
+    assert!(!e.message().contains('\u{1b}'), "{:?}", e.message());
+}

@@ -270,6 +270,62 @@ async fn bad_input_gets_the_right_code_and_names_the_field() {
     }
 }
 
+/// A subject is a user id: `group:x`, non-ASCII or spaced text is
+/// malformed (INVALID_ARGUMENT naming `subject`), not an unknown member.
+#[tokio::test]
+async fn malformed_subjects_are_invalid_not_unknown() {
+    let (_h, mut c) = server(DataPlaneConfig::default()).await;
+    for bad in ["group:editors", "jos\u{e9}", "a b", "x\u{1b}[2J"] {
+        let e = c
+            .check(check("acme", bad, "documents:view"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}: {}", e.message());
+        assert!(e.message().contains("`subject`"), "{}", e.message());
+        assert!(!e.message().contains('\u{1b}'), "{}", e.message());
+
+        let r = c
+            .batch_check(BatchCheckRequest {
+                items: vec![
+                    item("acme", bad, "documents:view", "bad"),
+                    item("acme", "ghost", "documents:view", "ghost"),
+                ],
+                consistency: None,
+                explain: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let outcome = |i: usize| r.results[i].outcome.clone().unwrap();
+        assert!(
+            matches!(outcome(0), Outcome::Error(ref e) if e.code == Code::InvalidArgument as i32 && e.message.contains("`subject`")),
+            "{:?}",
+            outcome(0)
+        );
+        assert!(
+            matches!(outcome(1), Outcome::Response(ref x) if x.reason() == Reason::UnknownSubject)
+        );
+
+        let e = c
+            .list_subject_permissions(ListSubjectPermissionsRequest {
+                tenant: "acme".into(),
+                subject: bad.into(),
+                consistency: None,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}: {}", e.message());
+        assert!(e.message().contains("`subject`"), "{}", e.message());
+    }
+    // A well-formed id that is no member is still a decision.
+    let r = c
+        .check(check("acme", "ghost@example.com", "documents:view"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.reason(), Reason::UnknownSubject);
+}
+
 fn item(tenant: &str, subject: &str, permission: &str, id: &str) -> BatchCheckItem {
     BatchCheckItem {
         tenant: tenant.into(),

@@ -153,7 +153,10 @@ pub fn run_file(path: &Path, verbose: bool, summary: &mut Summary) {
     let file = path.display().to_string();
     let parsed: Result<TestFile, String> = std::fs::read_to_string(path)
         .map_err(|e| e.to_string())
-        .and_then(|t| serde_norway::from_str(&t).map_err(|e| e.to_string()));
+        .and_then(|t| {
+            policy_file::check_nesting(&t).map_err(|e| e.to_string())?;
+            serde_norway::from_str(&t).map_err(|e| e.to_string())
+        });
     let test = match parsed {
         Ok(t) => t,
         Err(e) => {

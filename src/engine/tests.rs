@@ -389,3 +389,34 @@ async fn a_bootstrap_is_all_or_nothing_across_a_crash() {
     assert_eq!(audit.len(), mutations.len() + 1);
     assert_eq!(audit.last().unwrap().revision, mutations.len() as u64);
 }
+
+/// A refused attempt is audited bounded, whatever it carried: a change that
+/// reaches the engine without the server's edge checks (an embedding, a
+/// policy test) still costs the durable log at most the limits' worth.
+#[tokio::test]
+async fn a_refused_attempt_is_audited_bounded() {
+    let (engine, store) = with_acme().await;
+    let huge = Mutation::CreateRole {
+        tenant: TenantId::new("acme").unwrap(),
+        role: crate::model::RoleName::new("spam").unwrap(),
+        description: "x".repeat(4_000_000),
+    };
+    let e = engine
+        .submit(Actor::Operator, "test", huge, false)
+        .await
+        .unwrap_err();
+    let SubmitError::Refused(e) = e else {
+        panic!("{e}")
+    };
+    assert_eq!(e.refusal(), Refusal::Invalid);
+    assert!(e.to_string().contains("`description`"), "{e}");
+    let audit = store.audit(&AuditFilter::default()).unwrap();
+    let last = audit.last().unwrap();
+    let size = serde_json::to_string(last).unwrap().len();
+    assert!(size < 4_096, "the record is {size} bytes");
+    assert!(
+        matches!(&last.outcome, crate::model::audit::Outcome::Refused { message, .. } if message.contains("truncated")),
+        "{:?}",
+        last.outcome
+    );
+}

@@ -238,13 +238,22 @@ impl Engine {
                     answers.push(Ok(revision));
                 }
                 Err(refused) => {
-                    records.push(Outcomes::Refused(record(
+                    // A refused attempt is recorded bounded: whatever it
+                    // carried, the log keeps at most the limits' worth.
+                    let (kept, was_cut) = q.mutation.bounded_for_audit();
+                    let mut message = refused.to_string();
+                    if was_cut {
+                        message.push_str(" (audit record truncated)");
+                    }
+                    let mut audit = record(
                         state.revision,
                         Outcome::Refused {
                             code: refused.refusal().code_name().to_owned(),
-                            message: refused.to_string(),
+                            message,
                         },
-                    )));
+                    );
+                    audit.mutation = kept;
+                    records.push(Outcomes::Refused(audit));
                     answers.push(Err(refused));
                 }
             }

@@ -78,7 +78,7 @@ fn check_name(kind: &'static str, value: &str) -> Result<(), IdError> {
     if value.trim() != value || value.trim().is_empty() {
         return Err(IdError::Blank {
             kind,
-            value: value.to_owned(),
+            value: truncate(value),
         });
     }
     if value.chars().any(char::is_control) {
@@ -91,17 +91,9 @@ fn check_name(kind: &'static str, value: &str) -> Result<(), IdError> {
     Ok(())
 }
 
-/// Shortens a rejected value for an error message.
+/// Shortens and escapes a rejected value for an error message.
 pub(crate) fn truncate(value: &str) -> String {
-    const KEEP: usize = 64;
-    if value.len() <= KEEP {
-        return value.to_owned();
-    }
-    let mut end = KEEP;
-    while !value.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &value[..end])
+    super::text::quote(value)
 }
 
 fn tenant_char(b: u8) -> bool {
@@ -180,8 +172,13 @@ id_type!(
 id_type!(
     /// A user id: 1–256 bytes of `A-Z a-z 0-9 _ - . @ + /` (so an email works).
     UserId,
-    |v: &str| check_id("user id", v, "`A-Z a-z 0-9 _ - . @ + /`", user_char)
+    check_user_id
 );
+
+/// Checks `value` as a [`UserId`] without building one (for the check path).
+pub fn check_user_id(value: &str) -> Result<(), IdError> {
+    check_id("user id", value, "`A-Z a-z 0-9 _ - . @ + /`", user_char)
+}
 id_type!(
     /// A role name: 1–100 characters, not blank, no surrounding white space,
     /// case-sensitive.

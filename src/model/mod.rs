@@ -17,6 +17,7 @@ pub mod policy_file;
 pub mod rules;
 pub mod state;
 pub mod tenant;
+pub mod text;
 pub mod time;
 
 pub use apply::{ApplyError, TenantTouch, Touched, apply};
@@ -28,6 +29,7 @@ pub use mutation::Mutation;
 pub use permission::{Effect, Grant, GrantPattern, PermissionPath};
 pub use state::State;
 pub use tenant::{Binding, Group, Role, RoleKind, Tenant, TenantSettings, User, UserStatus};
+pub use text::{TextError, check_text, quote};
 pub use time::Timestamp;
 
 /// The demo policy `rampart serve` loads when given no `--bootstrap` file.

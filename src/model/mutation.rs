@@ -202,9 +202,103 @@ impl Mutation {
     }
 }
 
+/// How many grants the audit record of a refused attempt keeps.
+pub const AUDIT_MAX_GRANTS: usize = 64;
+
+fn cut(text: &mut String, max_chars: usize) -> bool {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => {
+            text.truncate(end);
+            true
+        }
+        None => false,
+    }
+}
+
+impl Mutation {
+    /// The mutation as the audit log keeps a refused attempt: free text cut
+    /// to its limit ([`super::text`]) and a grant list to its first
+    /// [`AUDIT_MAX_GRANTS`], so a refused attempt costs the log a bounded
+    /// record. `true` when anything was cut.
+    pub fn bounded_for_audit(&self) -> (Mutation, bool) {
+        use super::text::{MAX_DESCRIPTION_CHARS as D, MAX_SHORT_TEXT_CHARS as S};
+        let mut m = self.clone();
+        let cut_grants = |g: &mut Vec<_>| {
+            let over = g.len() > AUDIT_MAX_GRANTS;
+            g.truncate(AUDIT_MAX_GRANTS);
+            over
+        };
+        let opt = |t: &mut Option<String>, max| t.as_mut().is_some_and(|t| cut(t, max));
+        let was_cut = match &mut m {
+            Mutation::CreateTenant { name, .. } => cut(name, S),
+            Mutation::UpdateTenant { name, .. } => opt(name, S),
+            Mutation::DefineCatalogEntry { entry } => {
+                cut(&mut entry.category, S) | cut(&mut entry.description, D)
+            }
+            Mutation::CreateRole { description, .. }
+            | Mutation::UpdateRoleDescription { description, .. }
+            | Mutation::CreateGroup { description, .. } => cut(description, D),
+            Mutation::SetBridgesGrants { grants } | Mutation::SetGrants { grants, .. } => {
+                cut_grants(grants)
+            }
+            Mutation::AddUser {
+                email,
+                display_name,
+                ..
+            }
+            | Mutation::UpdateUserInfo {
+                email,
+                display_name,
+                ..
+            } => opt(email, super::policy_file::MAX_EMAIL_BYTES) | opt(display_name, S),
+            Mutation::DeleteTenant { .. }
+            | Mutation::SetCatalogStability { .. }
+            | Mutation::RemoveCatalogEntry { .. }
+            | Mutation::DeleteRole { .. }
+            | Mutation::Grant { .. }
+            | Mutation::Revoke { .. }
+            | Mutation::DeleteGroup { .. }
+            | Mutation::AddMember { .. }
+            | Mutation::RemoveMember { .. }
+            | Mutation::UpdateUserStatus { .. }
+            | Mutation::RemoveUser { .. }
+            | Mutation::Assign { .. }
+            | Mutation::Unassign { .. } => false,
+        };
+        (m, was_cut)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refused_attempts_are_audited_bounded() {
+        let huge = Mutation::CreateRole {
+            tenant: t("acme"),
+            role: RoleName::new("r").unwrap(),
+            description: "x".repeat(4_000_000),
+        };
+        let (kept, was_cut) = huge.bounded_for_audit();
+        assert!(was_cut);
+        assert!(serde_json::to_string(&kept).unwrap().len() < 2_000);
+        let small = Mutation::CreateRole {
+            tenant: t("acme"),
+            role: RoleName::new("r").unwrap(),
+            description: "editors".into(),
+        };
+        assert_eq!(small.bounded_for_audit(), (small.clone(), false));
+        let grant: crate::model::Grant = serde_json::from_str("\"a:b\"").unwrap();
+        let many = Mutation::SetBridgesGrants {
+            grants: vec![grant; 10_000],
+        };
+        let (kept, was_cut) = many.bounded_for_audit();
+        assert!(was_cut);
+        assert!(
+            matches!(kept, Mutation::SetBridgesGrants { grants } if grants.len() == AUDIT_MAX_GRANTS)
+        );
+    }
 
     fn t(id: &str) -> TenantId {
         TenantId::new(id).unwrap()

@@ -32,7 +32,7 @@ pub enum PathError {
     TooManySegments(String),
     #[error("permission `{0}` has an empty segment")]
     EmptySegment(String),
-    #[error("permission `{path}` has the character `{ch}` outside `A-Z a-z 0-9 _ - . / @ +`")]
+    #[error("permission `{path}` has the character `{}` outside `A-Z a-z 0-9 _ - . / @ +`", .ch.escape_default())]
     BadChar { path: String, ch: char },
     #[error("pattern `{0}` may only have `*` as its last segment")]
     StarNotLast(String),

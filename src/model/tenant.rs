@@ -110,7 +110,7 @@ impl UserStatus {
 
 /// Text that is not a [`UserStatus`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("status `{value}` is not one of active, inactive")]
+#[error("status `{}` is not one of active, inactive", crate::model::quote(.value))]
 pub struct UserStatusError {
     /// The text as given.
     pub value: String,

@@ -38,7 +38,7 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
 
 /// Text that is not an RFC 3339 time.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("`{text}` is not an RFC 3339 time ({reason})")]
+#[error("`{}` is not an RFC 3339 time ({reason})", crate::model::quote(.text))]
 pub struct TimestampError {
     /// The text as given.
     pub text: String,

@@ -8,7 +8,7 @@ use super::catalog_index::smallvec_lite::Segments;
 use super::compile::{GrantIndex, Snapshot, TenantSnapshot};
 use super::reference;
 use crate::model::decision::{Decision, Reason};
-use crate::model::ids::{IdError, MAX_ID_BYTES, UserId};
+use crate::model::ids::{IdError, MAX_ID_BYTES, UserId, check_user_id};
 use crate::model::permission::{Effect, PathError, validate_path};
 use crate::model::tenant::UserStatus;
 use crate::model::{RoleName, Timestamp};
@@ -40,11 +40,11 @@ impl Verdict {
 /// A request that cannot be decided: malformed, or for an unknown tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CheckError {
-    #[error("unknown tenant `{0}`")]
+    #[error("unknown tenant `{}`", crate::model::quote(.0))]
     UnknownTenant(String),
     #[error(transparent)]
     InvalidPermission(PathError),
-    #[error("subject: {0}")]
+    #[error("`subject`: {0}")]
     InvalidSubject(IdError),
 }
 
@@ -59,8 +59,9 @@ impl crate::model::HasKind for CheckError {
     }
 }
 
-/// Refuses an empty or oversize subject; any other text is looked up (and
-/// is `UNKNOWN_SUBJECT` if no member has that id).
+/// Refuses an empty, oversize or malformed subject (a subject is a user
+/// id: `group:x` or non-ASCII text is `INVALID_ARGUMENT`); a well-formed id
+/// is looked up (and is `UNKNOWN_SUBJECT` if no member has that id).
 pub(crate) fn check_subject(subject: &str) -> Result<(), CheckError> {
     if subject.is_empty() {
         return Err(CheckError::InvalidSubject(IdError::Empty {
@@ -75,7 +76,7 @@ pub(crate) fn check_subject(subject: &str) -> Result<(), CheckError> {
             unit: "bytes",
         }));
     }
-    Ok(())
+    check_user_id(subject).map_err(CheckError::InvalidSubject)
 }
 
 /// Decides `request` against `snapshot` at `now`, by the decision rule:

@@ -12,7 +12,7 @@ pub struct WatchTenants(pub Vec<TenantId>);
 
 /// A tenant in Watch's filter that is not a tenant id: INVALID_ARGUMENT.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("tenants: `{tenant}`: {reason}")]
+#[error("tenants: `{}`: {reason}", crate::model::quote(.tenant))]
 pub struct BadTenant {
     pub tenant: String,
     pub reason: IdError,

@@ -72,7 +72,7 @@ impl Report {
                 s.push('\n');
                 s
             }
-            Format::Table => self.table(),
+            Format::Table => terminal_safe(&self.table()),
         }
     }
 
@@ -146,12 +146,28 @@ pub fn embedded_json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
+/// Text for a terminal: every control character but the line breaks
+/// between rows escaped (`\u{1b}`), so stored text cannot drive the
+/// terminal (ESC sequences, carriage returns, NUL).
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A value as a table cell: strings bare, lists comma-joined, empty as `-`
 /// so that every row has the same number of whitespace-separated fields.
 pub fn cell(v: &Value) -> String {
     let s = match v {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
+        // A line break inside a cell would break the row.
+        Value::String(s) => s.replace('\n', "\\n"),
         Value::Bool(b) => if *b { "yes" } else { "no" }.to_owned(),
         Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
         other => other.to_string(),
@@ -281,6 +297,26 @@ mod tests {
         let doc: Value = serde_json::from_str(&many.render(Format::Json)).unwrap();
         assert_eq!(doc["revision"], 5);
         assert_eq!(doc["items"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn tables_escape_control_characters() {
+        const COLUMNS: &[Column] = &[col("ROLE", "name"), col("DESCRIPTION", "description")];
+        let report = Report::list(
+            COLUMNS,
+            vec![json!({"name": "r", "description": "a\u{1b}[2J\r\0b\nc"})],
+            1,
+        );
+        let out = report.render(Format::Table);
+        assert_eq!(out, "ROLE  DESCRIPTION\nr     a\\u{1b}[2J\\r\\u{0}b\\nc\n");
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        let custom = Report::Custom {
+            json: Value::Null,
+            table: "x\u{1b}]0;pwned\u{7}\n".into(),
+        };
+        assert_eq!(custom.render(Format::Table), "x\\u{1b}]0;pwned\\u{7}\n");
+        // JSON escapes them itself.
+        assert!(!report.render(Format::Json).contains('\u{1b}'));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 mod email;
 mod error;
 mod mutations;
+mod nesting;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -23,11 +24,13 @@ use super::ids::{ADMINISTRATORS, BRIDGES, GroupName, RoleName, Subject, TenantId
 use super::permission::{Effect, Grant, GrantPattern};
 use super::state::State;
 use super::tenant::{Binding, Group, Role, Tenant, User, UserStatus};
+use super::text::{MAX_DESCRIPTION_CHARS, MAX_SHORT_TEXT_CHARS, check_text, quote};
 use super::time::Timestamp;
 
-pub use email::{EmailError, check_email};
+pub use email::{EmailError, MAX_EMAIL_BYTES, check_email};
 pub use error::{LoadError, LoadErrors};
 pub use mutations::to_mutations;
+pub use nesting::{MAX_YAML_NESTING, NestingError, check_nesting};
 
 use error::{Errors, GrantError, SubjectError};
 use schema::{FileDoc, FileGrant, FileTenant};
@@ -70,6 +73,12 @@ fn load_grants(raw: &[FileGrant], catalog: &Catalog, at: &str, errors: &mut Erro
 
 /// Parses a policy file's text into a state. Revision 1: the file is one change.
 pub fn load_str(text: &str) -> Result<State, LoadErrors> {
+    check_nesting(text).map_err(|e| {
+        LoadErrors(vec![LoadError {
+            at: "yaml".into(),
+            message: e.to_string(),
+        }])
+    })?;
     let doc: FileDoc = serde_norway::from_str(text).map_err(|e| {
         LoadErrors(vec![LoadError {
             at: "yaml".into(),
@@ -89,12 +98,20 @@ pub fn load_str(text: &str) -> Result<State, LoadErrors> {
                 None => {
                     errors.push(
                         &at,
-                        format!("stability `{s}` is not one of stable, preview, deprecated"),
+                        format!(
+                            "stability `{}` is not one of stable, preview, deprecated",
+                            quote(s)
+                        ),
                     );
                     continue;
                 }
             },
         };
+        if let Err(err) = check_text("category", &e.category, MAX_SHORT_TEXT_CHARS)
+            .and_then(|()| check_text("description", &e.description, MAX_DESCRIPTION_CHARS))
+        {
+            errors.push(&at, err);
+        }
         match CatalogPattern::parse(&e.permission) {
             Err(err) => errors.push(at, err),
             Ok(pattern) => {
@@ -157,6 +174,9 @@ fn load_tenant(
         raw.name.clone().unwrap_or_else(|| id.to_string()),
     );
     tenant.settings.single_role_per_user = raw.settings.single_role_per_user;
+    if let Err(e) = check_text("name", &tenant.name, MAX_SHORT_TEXT_CHARS) {
+        errors.push(at, e);
+    }
 
     // Roles. `Users` may be listed to set its grants; the other system roles may not.
     let mut listed: BTreeSet<RoleName> = BTreeSet::new();
@@ -184,6 +204,9 @@ fn load_tenant(
         if !listed.insert(name.clone()) {
             errors.push(here, format!("duplicate role `{name}`"));
             continue;
+        }
+        if let Err(e) = check_text("description", &r.description, MAX_DESCRIPTION_CHARS) {
+            errors.push(&here, e);
         }
         let grants = load_grants(&r.grants, &state.catalog, &here, errors);
         tenant.roles.insert(
@@ -222,7 +245,7 @@ fn load_tenant(
                 None => {
                     errors.push(
                         &here,
-                        format!("status `{s}` is not one of active, inactive"),
+                        format!("status `{}` is not one of active, inactive", quote(s)),
                     );
                     UserStatus::Active
                 }
@@ -230,6 +253,11 @@ fn load_tenant(
         };
         if let Some(email) = &u.email
             && let Err(e) = check_email(email)
+        {
+            errors.push(&here, e);
+        }
+        if let Some(d) = &u.display_name
+            && let Err(e) = check_text("display_name", d, MAX_SHORT_TEXT_CHARS)
         {
             errors.push(&here, e);
         }
@@ -258,6 +286,9 @@ fn load_tenant(
                 errors.push(here, format!("duplicate group `{name}`"))
             }
             Ok(name) => {
+                if let Err(e) = check_text("description", &g.description, MAX_DESCRIPTION_CHARS) {
+                    errors.push(&here, e);
+                }
                 tenant.groups.insert(
                     name.clone(),
                     Group {

@@ -123,3 +123,55 @@ fn yaml_errors_name_the_line() {
     assert_eq!(errors[0].at, "yaml");
     assert!(errors[0].message.contains("bogus"), "{}", errors[0].message);
 }
+
+#[test]
+fn deeply_nested_flow_collections_are_refused_before_parsing() {
+    let text = format!("tenants: {}", "[".repeat(100_000));
+    let errs = load_str(&text).unwrap_err();
+    assert_eq!(errs.0.len(), 1, "{errs}");
+    assert_eq!(errs.0[0].at, "yaml");
+    assert!(
+        errs.0[0].message.contains("nesting depth") && errs.0[0].message.contains("64"),
+        "{errs}"
+    );
+    let braces = load_str(&"{a: ".repeat(100_000)).unwrap_err();
+    assert!(braces.0[0].message.contains("nesting depth"), "{braces}");
+    // Ordinary files (flow lists and maps a level or two deep) still load.
+    assert!(load_str(GOOD).is_ok());
+    assert!(load_str(crate::model::QUICKSTART_POLICY).is_ok());
+}
+
+#[test]
+fn free_text_is_bounded_and_printable_in_the_file() {
+    let long = "x".repeat(1_001);
+    let text = format!(
+        r#"
+catalog:
+  - {{ permission: "a:b", category: "bad\u001b[2J", description: "{long}" }}
+tenants:
+  - id: acme
+    name: "Acme\r"
+    roles:
+      - {{ name: editors, description: "{long}" }}
+    groups:
+      - {{ name: eng, description: "tab\there" }}
+    users:
+      - {{ id: alice, display_name: "{long}" }}
+"#
+    );
+    let errs = load_str(&text).unwrap_err();
+    let found: Vec<String> = errs.0.iter().map(ToString::to_string).collect();
+    for want in [
+        "catalog[0]: `category` has a control character (\\u{1b})",
+        "tenants[acme]: `name` has a control character (\\r)",
+        "tenants[acme].roles[editors]: `description` is longer than 1000 characters",
+        "tenants[acme].groups[eng]: `description` has a control character (\\t)",
+        "tenants[acme].users[alice]: `display_name` is longer than 200 characters",
+    ] {
+        assert!(found.iter().any(|f| f == want), "{want} not in {found:#?}");
+    }
+    assert!(
+        !found.iter().any(|f| f.contains(&long)),
+        "no message echoes the text whole"
+    );
+}

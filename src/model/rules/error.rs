@@ -11,6 +11,7 @@ use crate::model::catalog::{CatalogError, CatalogPattern};
 use crate::model::ids::{GroupName, RoleName, Subject, TenantId, UserId};
 use crate::model::permission::{Grant, GrantPattern};
 use crate::model::policy_file::EmailError;
+use crate::model::text::TextError;
 use crate::model::time::Timestamp;
 
 /// The gRPC-independent kind of a refusal; the server maps it to a code.
@@ -91,12 +92,11 @@ pub enum AdminError {
     DuplicateGrant { grant: Grant },
     #[error("`{role}` is a reserved name: Administrators, Users and Bridges are system roles")]
     ReservedRoleName { role: RoleName },
-    #[error("description must be at most 1000 characters")]
-    DescriptionTooLong,
+    /// A free-text field over its size or with a control character.
+    #[error(transparent)]
+    InvalidText(TextError),
     #[error(transparent)]
     InvalidEmail(EmailError),
-    #[error("display name must be at most 200 characters without control characters")]
-    InvalidDisplayName,
     #[error("expiry {expires} is not in the future")]
     ExpiryNotInFuture { expires: Timestamp },
 
@@ -240,9 +240,8 @@ impl AdminError {
             E::NotCovered { .. }
             | E::DuplicateGrant { .. }
             | E::ReservedRoleName { .. }
-            | E::DescriptionTooLong
+            | E::InvalidText(_)
             | E::InvalidEmail(_)
-            | E::InvalidDisplayName
             | E::ExpiryNotInFuture { .. }
             | E::Replicated { .. }
             | E::Bootstrap(_) => Refusal::Invalid,

@@ -12,6 +12,7 @@ use crate::model::permission::Grant;
 use crate::model::policy_file::check_email;
 use crate::model::state::State;
 use crate::model::tenant::{RoleKind, Tenant};
+use crate::model::text::{MAX_DESCRIPTION_CHARS, MAX_SHORT_TEXT_CHARS, check_text};
 use crate::model::time::Timestamp;
 
 pub(super) fn tenant<'a>(state: &'a State, id: &TenantId) -> Result<&'a Tenant, AdminError> {
@@ -70,18 +71,22 @@ fn valid_info(email: &Option<String>, display_name: &Option<String>) -> Result<(
     if let Some(e) = email.as_deref().filter(|e| !e.is_empty()) {
         check_email(e).map_err(AdminError::InvalidEmail)?;
     }
-    if let Some(d) = display_name
-        && (d.chars().count() > 200 || d.chars().any(char::is_control))
-    {
-        return Err(AdminError::InvalidDisplayName);
+    if let Some(d) = display_name {
+        text("display_name", d, MAX_SHORT_TEXT_CHARS)?;
     }
     Ok(())
+}
+
+/// The free-text policy ([`check_text`]) as a refusal.
+fn text(field: &'static str, value: &str, max_chars: usize) -> Result<(), AdminError> {
+    check_text(field, value, max_chars).map_err(AdminError::InvalidText)
 }
 
 /// The rules that hold whoever asks.
 pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminError> {
     match m {
-        Mutation::CreateTenant { tenant, .. } => {
+        Mutation::CreateTenant { tenant, name, .. } => {
+            text("name", name, MAX_SHORT_TEXT_CHARS)?;
             if state.tenants.contains_key(tenant) {
                 return Err(AdminError::TenantExists {
                     tenant: tenant.clone(),
@@ -90,9 +95,12 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
         }
         Mutation::UpdateTenant {
             tenant: id,
+            name,
             settings,
-            ..
         } => {
+            if let Some(name) = name {
+                text("name", name, MAX_SHORT_TEXT_CHARS)?;
+            }
             let t = tenant(state, id)?;
             if settings.as_ref().is_some_and(|s| s.single_role_per_user) {
                 let mut seen = BTreeSet::new();
@@ -107,6 +115,8 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             tenant(state, id)?;
         }
         Mutation::DefineCatalogEntry { entry } => {
+            text("category", &entry.category, MAX_SHORT_TEXT_CHARS)?;
+            text("description", &entry.description, MAX_DESCRIPTION_CHARS)?;
             let mut c = (*state.catalog).clone();
             c.define(entry.clone())
                 .map_err(AdminError::CatalogConflict)?;
@@ -166,8 +176,11 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             no_duplicates(grants)?;
         }
         Mutation::CreateRole {
-            tenant: id, role, ..
+            tenant: id,
+            role,
+            description,
         } => {
+            text("description", description, MAX_DESCRIPTION_CHARS)?;
             let t = tenant(state, id)?;
             if role.is_system() {
                 return Err(AdminError::ReservedRoleName { role: role.clone() });
@@ -192,9 +205,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             ) {
                 return Err(AdminError::ProtectedRole { role: role.clone() });
             }
-            if description.chars().count() > 1_000 {
-                return Err(AdminError::DescriptionTooLong);
-            }
+            text("description", description, MAX_DESCRIPTION_CHARS)?;
         }
         Mutation::DeleteRole { tenant: id, role } => {
             let t = tenant(state, id)?;
@@ -259,8 +270,11 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             no_duplicates(grants)?;
         }
         Mutation::CreateGroup {
-            tenant: id, group, ..
+            tenant: id,
+            group,
+            description,
         } => {
+            text("description", description, MAX_DESCRIPTION_CHARS)?;
             let t = tenant(state, id)?;
             if t.groups.contains_key(group) {
                 return Err(AdminError::GroupExists {

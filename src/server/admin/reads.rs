@@ -19,7 +19,7 @@ fn known_tenant<'a>(
     snapshot
         .state()
         .tenant(id)
-        .ok_or_else(|| Status::not_found(format!("unknown tenant `{id}`")))
+        .ok_or_else(|| Status::not_found(format!("unknown tenant `{}`", crate::model::quote(id))))
 }
 
 pub(super) fn list_tenants(
@@ -84,7 +84,10 @@ pub(super) fn get_role(
     let t = known_tenant(&snapshot, &r.tenant)?;
     let RoleLookup { role: name } = RoleLookup::try_from(&r)?;
     let found = t.roles.get(&name).ok_or_else(|| {
-        Status::not_found(format!("unknown role `{name}` in tenant `{}`", r.tenant))
+        Status::not_found(format!(
+            "unknown role `{name}` in tenant `{}`",
+            crate::model::quote(&r.tenant)
+        ))
     })?;
     Ok(Response::new(proto::RoleInfo {
         role: name.to_string(),

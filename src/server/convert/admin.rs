@@ -3,11 +3,13 @@
 //! fields into checked values, and the state's roles and grants into
 //! messages.
 
-use super::{FieldError, parsed};
+use super::{FieldError, bounded, free_text, parsed};
 use crate::model::audit::AuditFilter;
 use crate::model::catalog::{CatalogEntry, CatalogPattern, Stability};
+use crate::model::policy_file::MAX_EMAIL_BYTES;
 use crate::model::rules::Actor;
 use crate::model::tenant::RoleKind;
+use crate::model::text::{MAX_DESCRIPTION_CHARS, MAX_SHORT_TEXT_CHARS};
 use crate::model::{
     Effect, Grant, GrantPattern, GroupName, Mutation, RoleName, Subject, TenantId, TenantSettings,
     Timestamp, UserId, UserStatus,
@@ -131,6 +133,18 @@ fn settings(s: Option<&proto::TenantSettings>) -> TenantSettings {
     }
 }
 
+fn description(field: &'static str, v: &str) -> Result<String, FieldError> {
+    free_text(field, v, MAX_DESCRIPTION_CHARS)
+}
+fn short_text(field: &'static str, v: &str) -> Result<String, FieldError> {
+    free_text(field, v, MAX_SHORT_TEXT_CHARS)
+}
+/// An email's size only: the rules check its shape.
+fn email(v: &str) -> Result<String, FieldError> {
+    bounded("email", v, MAX_EMAIL_BYTES)?;
+    Ok(v.to_owned())
+}
+
 /// An empty string as `None`.
 pub fn optional(v: &str) -> Option<String> {
     (!v.is_empty()).then(|| v.to_owned())
@@ -144,7 +158,7 @@ impl TryFrom<&proto::CreateTenantRequest> for Mutation {
             name: if r.name.is_empty() {
                 r.tenant.clone()
             } else {
-                r.name.clone()
+                short_text("name", &r.name)?
             },
             settings: settings(r.settings.as_ref()),
         })
@@ -156,7 +170,11 @@ impl TryFrom<&proto::UpdateTenantRequest> for Mutation {
     fn try_from(r: &proto::UpdateTenantRequest) -> Result<Self, FieldError> {
         Ok(Self::UpdateTenant {
             tenant: tenant(&r.tenant)?,
-            name: r.name.clone(),
+            name: r
+                .name
+                .as_deref()
+                .map(|n| short_text("name", n))
+                .transpose()?,
             settings: r.settings.as_ref().map(|s| settings(Some(s))),
         })
     }
@@ -178,8 +196,8 @@ impl TryFrom<&proto::DefineCatalogEntryRequest> for Mutation {
         Ok(Self::DefineCatalogEntry {
             entry: CatalogEntry {
                 pattern: parsed("entry.permission", CatalogPattern::parse(&e.permission))?,
-                category: e.category.clone(),
-                description: e.description.clone(),
+                category: short_text("entry.category", &e.category)?,
+                description: description("entry.description", &e.description)?,
                 stability: stability(&e.stability)?,
                 builtin: false,
             },
@@ -222,7 +240,7 @@ impl TryFrom<&proto::CreateRoleRequest> for Mutation {
         Ok(Self::CreateRole {
             tenant: tenant(&r.tenant)?,
             role: role(&r.role)?,
-            description: r.description.clone(),
+            description: description("description", &r.description)?,
         })
     }
 }
@@ -233,7 +251,7 @@ impl TryFrom<&proto::UpdateRoleDescriptionRequest> for Mutation {
         Ok(Self::UpdateRoleDescription {
             tenant: tenant(&r.tenant)?,
             role: role(&r.role)?,
-            description: r.description.clone(),
+            description: description("description", &r.description)?,
         })
     }
 }
@@ -287,7 +305,7 @@ impl TryFrom<&proto::CreateGroupRequest> for Mutation {
         Ok(Self::CreateGroup {
             tenant: tenant(&r.tenant)?,
             group: group(&r.group)?,
-            description: r.description.clone(),
+            description: description("description", &r.description)?,
         })
     }
 }
@@ -330,8 +348,8 @@ impl TryFrom<&proto::AddUserRequest> for Mutation {
         Ok(Self::AddUser {
             tenant: tenant(&r.tenant)?,
             user: user(&r.user)?,
-            email: optional(&r.email),
-            display_name: optional(&r.display_name),
+            email: optional(&email(&r.email)?),
+            display_name: optional(&short_text("display_name", &r.display_name)?),
             status: status(&r.status)?,
         })
     }
@@ -359,8 +377,12 @@ impl TryFrom<&proto::UpdateUserInfoRequest> for Mutation {
     fn try_from(r: &proto::UpdateUserInfoRequest) -> Result<Self, FieldError> {
         Ok(Self::UpdateUserInfo {
             user: user(&r.user)?,
-            email: r.email.clone(),
-            display_name: r.display_name.clone(),
+            email: r.email.as_deref().map(email).transpose()?,
+            display_name: r
+                .display_name
+                .as_deref()
+                .map(|d| short_text("display_name", d))
+                .transpose()?,
         })
     }
 }

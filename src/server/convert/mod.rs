@@ -11,6 +11,7 @@ pub mod check;
 
 use tonic::Status;
 
+use crate::model::text::{TextError, check_text, max_text_bytes};
 use crate::model::{ErrorKind, HasKind};
 use crate::proto;
 
@@ -33,6 +34,9 @@ pub enum FieldError {
         len: usize,
         max: usize,
     },
+    /// Free text over its size or with a control character.
+    #[error(transparent)]
+    Text(#[from] TextError),
     /// A required message is absent.
     #[error("`{0}` is required")]
     Missing(&'static str),
@@ -40,7 +44,7 @@ pub enum FieldError {
     #[error("`{field}`: {reason}")]
     Invalid { field: &'static str, reason: String },
     /// A word outside the field's set.
-    #[error("`{field}` must be {expected}, not `{got}`")]
+    #[error("`{field}` must be {expected}, not `{}`", crate::model::quote(.got))]
     NotOneOf {
         field: &'static str,
         expected: &'static str,
@@ -100,4 +104,25 @@ pub fn required(field: &'static str, value: &str, max: usize) -> Result<(), Fiel
         });
     }
     Ok(())
+}
+
+/// Refuses an oversize string before it is copied into a change.
+pub fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), FieldError> {
+    if value.len() > max {
+        return Err(FieldError::TooLong {
+            field,
+            len: value.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// A free-text field (a description, a name): its bytes bounded first, then
+/// the model's policy ([`check_text`]), so an oversize or control-character
+/// text is refused before it becomes a `Mutation` (and an audit record).
+pub fn free_text(field: &'static str, value: &str, max_chars: usize) -> Result<String, FieldError> {
+    bounded(field, value, max_text_bytes(max_chars))?;
+    check_text(field, value, max_chars)?;
+    Ok(value.to_owned())
 }
