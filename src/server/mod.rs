@@ -19,6 +19,7 @@ pub mod limits;
 pub mod metrics_layer;
 pub mod tls;
 pub mod trace;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -120,10 +121,12 @@ pub struct Serving {
 }
 
 /// Serves Authorization, Admin, health, reflection and `extra` on
-/// `listener`, behind the layers (outermost first): every call is timed
-/// and counted, charged to its connection's budget when the client got it
-/// wrong, authenticated (one that fails never takes an in-flight permit),
-/// limited, and traced.
+/// `listener`, behind the layers (outermost first): every call is counted
+/// as open on its connection (for the idle timeout), timed and counted,
+/// charged to its connection's budget when the client got it wrong, held
+/// to the gRPC wire format (`wire.rs`), authenticated (one that fails
+/// never takes an in-flight permit), limited, and traced. Connections past
+/// `--max-connections` are closed as accepted (`conn.rs`).
 pub async fn spawn(
     listener: TcpListener,
     edges: Edges,
@@ -164,7 +167,8 @@ pub async fn spawn(
     let (shutdown, stop) = oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.keepalive_timeout));
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_concurrent_streams(limits.max_streams_per_connection);
     if let Some(tls) = &tls {
         builder = builder.tls_config(tls.config())?;
     }
@@ -175,10 +179,12 @@ pub async fn spawn(
         .add_service(authorization)
         .add_service(admin);
     let router = builder
+        .layer(conn::StreamsLayer)
         .layer(edge::EdgeLayer(metrics_layer::MetricsLayer::new(rpc)))
         .layer(edge::EdgeLayer(budget::BudgetLayer))
+        .layer(edge::EdgeLayer(wire::WireLayer))
         .layer(edge::EdgeLayer(auth::AuthLayer::new(credentials)))
-        .layer(edge::EdgeLayer(limits::LimitLayer::new(&limits)))
+        .layer(limits::LimitLayer::new(&limits))
         .layer(edge::EdgeLayer(trace::TraceLayer))
         .add_routes(routes);
     // TCP_NODELAY: without it, a large response (a BatchCheck of 1,000
@@ -186,7 +192,10 @@ pub async fn spawn(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)))
-        .map(move |accepted| accepted.map(|io| connections.wrap(io)));
+        .filter_map(move |accepted| match accepted {
+            Ok(io) => connections.admit(io).map(Ok),
+            Err(e) => Some(Err(e)),
+        });
     let join = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop.await;
     }));
