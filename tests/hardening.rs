@@ -108,7 +108,8 @@ async fn h2_connect(addr: SocketAddr) -> h2::client::SendRequest<Bytes> {
 }
 
 fn request(path: &str, content_type: Option<&str>) -> http::Request<()> {
-    let mut builder = http::Request::post(format!("http://localhost{path}")).header("te", "trailers");
+    let mut builder =
+        http::Request::post(format!("http://localhost{path}")).header("te", "trailers");
     if let Some(content_type) = content_type {
         builder = builder.header("content-type", content_type);
     }
@@ -201,8 +202,12 @@ async fn half_open_streams_on_one_connection_do_not_starve_other_clients() {
         else {
             break;
         };
-        let (response, mut stream) = ready.send_request(request(CHECK, Some("application/grpc")), false).unwrap();
-        stream.send_data(Bytes::from_static(&[0, 0, 0]), false).unwrap();
+        let (response, mut stream) = ready
+            .send_request(request(CHECK, Some("application/grpc")), false)
+            .unwrap();
+        stream
+            .send_data(Bytes::from_static(&[0, 0, 0]), false)
+            .unwrap();
         held.push((response, stream));
     }
     // Give the server the time to see them all.
@@ -218,11 +223,18 @@ async fn half_open_streams_on_one_connection_do_not_starve_other_clients() {
     }
     let elapsed = started.elapsed();
     eprintln!("half-open streams accepted: {opened}; good checks OK: {ok}/50 in {elapsed:?}");
-    assert_eq!(ok, 50, "{opened} half-open streams starved the other clients");
+    assert_eq!(
+        ok, 50,
+        "{opened} half-open streams starved the other clients"
+    );
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
     // The server announced its limit of streams per connection (the
     // default 100): the client queues the rest.
-    assert_eq!(send.current_max_send_streams(), 100, "{opened} requests sent");
+    assert_eq!(
+        send.current_max_send_streams(),
+        100,
+        "{opened} requests sent"
+    );
     drop(held);
     handle.shutdown(Duration::from_secs(1)).await;
 }
@@ -236,8 +248,12 @@ async fn a_body_that_never_ends_is_cut_by_the_call_deadline() {
     .await;
     let send = h2_connect(handle.addr).await;
     let mut ready = send.ready().await.unwrap();
-    let (response, mut stream) = ready.send_request(request(CHECK, Some("application/grpc")), false).unwrap();
-    stream.send_data(Bytes::from_static(&[0, 0, 0]), false).unwrap();
+    let (response, mut stream) = ready
+        .send_request(request(CHECK, Some("application/grpc")), false)
+        .unwrap();
+    stream
+        .send_data(Bytes::from_static(&[0, 0, 0]), false)
+        .unwrap();
     let response = tokio::time::timeout(Duration::from_secs(3), response)
         .await
         .expect("no answer in 3 s")
@@ -285,7 +301,13 @@ async fn a_connection_with_no_call_open_is_closed_after_the_idle_timeout() {
     let tcp = TcpStream::connect(handle.addr).await.unwrap();
     let (send, conn) = h2::client::handshake(tcp).await.unwrap();
     let driver = tokio::spawn(conn);
-    let (_, code) = raw_call(&send, CHECK, Some("application/grpc"), frame(&check().encode_to_vec())).await;
+    let (_, code) = raw_call(
+        &send,
+        CHECK,
+        Some("application/grpc"),
+        frame(&check().encode_to_vec()),
+    )
+    .await;
     assert_eq!(code.as_deref(), Some("0"));
     let started = Instant::now();
     tokio::time::timeout(Duration::from_secs(5), driver)
@@ -320,7 +342,10 @@ async fn past_max_connections_a_new_connection_is_closed_and_counted() {
         .expect("the 9th connection was not closed");
     eprintln!("the 9th connection was closed after {closed:?}");
     assert!(good_check(handle.addr).await.is_err());
-    assert_eq!(metric(&handle, "rampart_connections_refused_total").await, 2.0);
+    assert_eq!(
+        metric(&handle, "rampart_connections_refused_total").await,
+        2.0
+    );
     // Once the others close, a good client is served.
     drop(held);
     let started = Instant::now();

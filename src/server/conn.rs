@@ -398,7 +398,7 @@ impl Conn {
             // A busy connection's deadline moves with every read: the
             // timer armed earlier is kept until it fires.
             let busy = self.state.streams.load(Ordering::Relaxed) > 0;
-            if timer.deadline() != deadline && !(busy && !timer.is_elapsed()) {
+            if timer.deadline() != deadline && (!busy || timer.is_elapsed()) {
                 timer.as_mut().reset(deadline);
             }
             if timer.as_mut().poll(cx).is_pending() {

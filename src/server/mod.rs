@@ -56,15 +56,20 @@ pub async fn set_health(health: &HealthReporter, serving: bool) {
 /// The gRPC status code of a call's answer: the `grpc-status` header when
 /// the response carries one (an error, answered trailers-only), else `OK`
 /// (a unary success and an opened stream put theirs in the trailers); a
-/// transport failure counts as `UNKNOWN`.
+/// transport failure, and an HTTP error without a gRPC status (the 415 of
+/// a request that is not gRPC, `wire.rs`), count as `UNKNOWN`.
 pub fn status_code<R, E>(result: &Result<http::Response<R>, E>) -> usize {
     match result {
-        Ok(response) => response
+        Ok(response) => match response
             .headers()
             .get("grpc-status")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
+        {
+            Some(code) => code,
+            None if response.status() != http::StatusCode::OK => 2,
+            None => 0,
+        },
         Err(_) => 2,
     }
 }

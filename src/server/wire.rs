@@ -119,7 +119,10 @@ mod tests {
             "application/grpc+proto",
             "application/grpc; charset=utf-8",
         ] {
-            assert!(grpc_content_type(Some(&HeaderValue::from_static(ok))), "{ok}");
+            assert!(
+                grpc_content_type(Some(&HeaderValue::from_static(ok))),
+                "{ok}"
+            );
         }
         for bad in [
             "application/json",
@@ -128,7 +131,10 @@ mod tests {
             "application/grpc-web",
             "",
         ] {
-            assert!(!grpc_content_type(Some(&HeaderValue::from_static(bad))), "{bad}");
+            assert!(
+                !grpc_content_type(Some(&HeaderValue::from_static(bad))),
+                "{bad}"
+            );
         }
         assert!(!grpc_content_type(None));
     }
@@ -136,7 +142,10 @@ mod tests {
     #[test]
     fn decode_failures_are_the_clients_and_oversize_is_exhaustion() {
         assert_eq!(
-            rewrite(Code::Internal, "failed to decode Protobuf message: invalid wire type"),
+            rewrite(
+                Code::Internal,
+                "failed to decode Protobuf message: invalid wire type"
+            ),
             Some(Code::InvalidArgument)
         );
         assert_eq!(
