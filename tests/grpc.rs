@@ -649,7 +649,7 @@ async fn calls_past_the_in_flight_limit_are_shed_not_queued() {
         explain: false,
     };
     let too_big = other.batch_check(big).await.unwrap_err();
-    assert_eq!(too_big.code(), Code::OutOfRange, "{too_big:?}");
+    assert_eq!(too_big.code(), Code::ResourceExhausted, "{too_big:?}");
     assert!(too_big.message().contains("2048"), "{}", too_big.message());
 }
 

@@ -21,12 +21,24 @@
 //! untouched. A client that opens a fresh connection for every few calls
 //! is not stopped by this: that needs a limit in front of rampart (a
 //! network policy, a load balancer's rate limit).
+//!
+//! The connections themselves are bounded too. Past `--max-connections`
+//! open at once, a new connection is closed as soon as it is accepted
+//! (counted in `rampart_connections_refused_total`, with one warning every
+//! 10 s). A connection whose peer sends nothing at all, not even the HTTP/2
+//! preface, for `--handshake-timeout-secs` is closed; so is one with no
+//! call open for `--idle-timeout-secs` (its calls are counted from a
+//! request's arrival to the end of its response body, by [`StreamsLayer`]).
+//! Both are enforced by [`Conn::poll_read`]: when the socket has nothing
+//! to read and the deadline has passed, it reports end of file and hyper
+//! closes the connection. HTTP/2 keepalive does not cover these: hyper
+//! starts its PINGs only after the handshake, and a live peer answers them.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -36,11 +48,17 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tonic::transport::server::{Connected, TlsConnectInfo};
 
+use super::edge::BoxFuture;
+use super::limits::Limits;
+
 /// Whether a status code is the client's fault, and so spends budget:
-/// INVALID_ARGUMENT, PERMISSION_DENIED, UNIMPLEMENTED (probing for
-/// methods), UNAUTHENTICATED. Not INTERNAL (a body that does not decode
-/// is one, but so is a fault of ours), nor OUT_OF_RANGE (a replica behind
-/// the changelog gets it in earnest).
+/// INVALID_ARGUMENT (an undecodable body too: `wire.rs` turns tonic's
+/// INTERNAL into it), PERMISSION_DENIED, UNIMPLEMENTED (probing for
+/// methods), UNAUTHENTICATED. Not INTERNAL (a fault of ours), nor
+/// OUT_OF_RANGE (a replica behind the changelog gets it in earnest), nor
+/// RESOURCE_EXHAUSTED in general (a shed call is not the client's fault):
+/// an oversize message and a wrong content-type (HTTP 415) are charged
+/// where they are answered (`limits.rs`, `wire.rs`).
 pub fn client_fault(code: usize) -> bool {
     matches!(code, 3 | 7 | 12 | 16)
 }
@@ -66,16 +84,93 @@ pub struct Guard {
     /// Set at shutdown: no connection is paused any more, so none holds up
     /// the drain.
     stopping: AtomicBool,
+    /// Most connections open at once; 0: no limit.
+    max_connections: usize,
+    /// Close a connection with no call open for this long; zero: never.
+    idle_timeout: Duration,
+    /// Close a connection whose peer has sent nothing for this long; zero:
+    /// never.
+    handshake_timeout: Duration,
+    /// Connections open now.
+    open: AtomicUsize,
+    /// Connections closed at once for being past `max_connections`.
+    refused: AtomicU64,
+    /// When the last warning about a refused connection was logged.
+    warned_refused: Mutex<Option<Instant>>,
 }
 
 impl Guard {
+    /// A budget of `failed_calls_per_sec`, and no bound on connections.
     pub fn new(failed_calls_per_sec: u32) -> Arc<Self> {
+        Self::with_limits(&Limits {
+            max_failed_calls_per_sec: failed_calls_per_sec,
+            max_connections: 0,
+            idle_timeout: Duration::ZERO,
+            handshake_timeout: Duration::ZERO,
+            ..Limits::default()
+        })
+    }
+
+    /// The budget and the connection bounds of `limits`.
+    pub fn with_limits(limits: &Limits) -> Arc<Self> {
         Arc::new(Self {
-            rate: failed_calls_per_sec,
+            rate: limits.max_failed_calls_per_sec,
             throttled: AtomicU64::new(0),
             warned: Mutex::new(None),
             stopping: AtomicBool::new(false),
+            max_connections: limits.max_connections,
+            idle_timeout: limits.idle_timeout,
+            handshake_timeout: limits.handshake_timeout,
+            open: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            warned_refused: Mutex::new(None),
         })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> u64 {
+        self.open.load(Ordering::Relaxed) as u64
+    }
+
+    /// Connections closed at once for being past `--max-connections`.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Wraps an accepted connection, or closes it (`None`) when
+    /// `--max-connections` are open already.
+    pub fn admit(self: &Arc<Self>, io: TcpStream) -> Option<Conn> {
+        let max = self.max_connections;
+        if max > 0 {
+            let admitted = self
+                .open
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| {
+                    (open < max).then_some(open + 1)
+                })
+                .is_ok();
+            if !admitted {
+                let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+                let now = Instant::now();
+                let mut warned = self
+                    .warned_refused
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if warned.is_none_or(|at| now.saturating_duration_since(at) >= WARN_EVERY) {
+                    *warned = Some(now);
+                    tracing::warn!(
+                        peer = ?io.peer_addr().ok(),
+                        limit = max,
+                        refused_connections = refused,
+                        "a connection was closed as soon as accepted: --max-connections are open already (at most one such warning every 10 s; rampart_connections_refused_total counts them all)"
+                    );
+                }
+                drop(io);
+                return None;
+            }
+        } else {
+            self.open.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(self.conn(io))
     }
 
     /// Lifts every pause, now and from now on: the server is draining.
@@ -88,8 +183,13 @@ impl Guard {
         self.throttled.load(Ordering::Relaxed)
     }
 
-    /// Wraps an accepted connection.
+    /// Wraps an accepted connection, whatever the bound on connections.
     pub fn wrap(self: &Arc<Self>, io: TcpStream) -> Conn {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        self.conn(io)
+    }
+
+    fn conn(self: &Arc<Self>, io: TcpStream) -> Conn {
         let peer = io.peer_addr().ok();
         let now = Instant::now();
         Conn {
@@ -104,8 +204,12 @@ impl Guard {
                 }),
                 paused_until: AtomicU64::new(0),
                 counted: AtomicBool::new(false),
+                streams: AtomicUsize::new(0),
+                active: AtomicU64::new(0),
             }),
             pause: None,
+            read_any: false,
+            idle: None,
         }
     }
 }
@@ -129,6 +233,11 @@ pub struct ConnState {
     paused_until: AtomicU64,
     /// Whether this connection is in the `throttled` count already.
     counted: AtomicBool,
+    /// Calls open now: from the request's arrival to the end of its
+    /// response body.
+    streams: AtomicUsize,
+    /// Nanoseconds after `opened` when the last call started or ended.
+    active: AtomicU64,
 }
 
 impl ConnState {
@@ -169,6 +278,35 @@ impl ConnState {
                 );
             }
         }
+    }
+
+    fn touch(&self) {
+        let nanos = u64::try_from(self.opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.active.fetch_max(nanos, Ordering::Relaxed);
+    }
+
+    /// A call starts: the connection is not idle until it ends.
+    pub fn open_call(self: &Arc<Self>) -> CallGuard {
+        self.streams.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        CallGuard(Arc::clone(self))
+    }
+
+    /// Until when the connection may stay as it is: `None`, forever.
+    fn idle_deadline(&self, read_any: bool) -> Option<Instant> {
+        let guard = &self.guard;
+        if !read_any && !guard.handshake_timeout.is_zero() {
+            return Some(self.opened + guard.handshake_timeout);
+        }
+        if guard.idle_timeout.is_zero() {
+            return None;
+        }
+        if self.streams.load(Ordering::Relaxed) > 0 {
+            // Busy: look again in a while.
+            return Some(Instant::now() + guard.idle_timeout);
+        }
+        let active = Duration::from_nanos(self.active.load(Ordering::Relaxed));
+        Some(self.opened + active + guard.idle_timeout)
     }
 
     /// Until when the connection is not read, if it is paused now.
@@ -213,12 +351,61 @@ pub fn remote_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
     conn_info(extensions).and_then(|info| info.remote_addr)
 }
 
-/// An accepted TCP connection that is not read while it is paused.
+/// One call open on a connection; dropped, the call has ended.
+#[derive(Debug)]
+pub struct CallGuard(Arc<ConnState>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An accepted TCP connection that is not read while it is paused, and
+/// reads as closed once it has been idle too long.
 #[derive(Debug)]
 pub struct Conn {
     io: TcpStream,
     state: Arc<ConnState>,
     pause: Option<Pin<Box<Sleep>>>,
+    /// Whether the peer has sent a byte yet.
+    read_any: bool,
+    idle: Option<Pin<Box<Sleep>>>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.state.guard.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Conn {
+    /// With nothing to read: whether the connection has been idle (or
+    /// silent) past its deadline, arming a timer to look again otherwise.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let Some(deadline) = self.state.idle_deadline(self.read_any) else {
+                return Poll::Pending;
+            };
+            if deadline <= Instant::now() {
+                return Poll::Ready(());
+            }
+            let deadline = tokio::time::Instant::from_std(deadline);
+            let timer = self
+                .idle
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            // A busy connection's deadline moves with every read: the
+            // timer armed earlier is kept until it fires.
+            let busy = self.state.streams.load(Ordering::Relaxed) > 0;
+            if timer.deadline() != deadline && (!busy || timer.is_elapsed()) {
+                timer.as_mut().reset(deadline);
+            }
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
 }
 
 impl Connected for Conn {
@@ -251,7 +438,18 @@ impl AsyncRead for Conn {
                 return Poll::Pending;
             }
         }
-        Pin::new(&mut this.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.read_any = true;
+                }
+                Poll::Ready(Ok(()))
+            }
+            // Idle past its deadline: end of file, and hyper closes it.
+            Poll::Pending => this.poll_idle(cx).map(Ok),
+            ready => ready,
+        }
     }
 }
 
@@ -282,6 +480,82 @@ impl AsyncWrite for Conn {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// The layer that counts each connection's open calls, for the idle
+/// timeout: a call is open from its request's arrival to the end (or the
+/// drop) of its response body, so a Watch stream keeps its connection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StreamsLayer;
+
+impl<S> tower_layer::Layer<S> for StreamsLayer {
+    type Service = Streams<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Streams(inner)
+    }
+}
+
+/// [`StreamsLayer`]'s service.
+#[derive(Debug, Clone)]
+pub struct Streams<S>(S);
+
+impl<S, B> tower_service::Service<http::Request<B>> for Streams<S>
+where
+    S: tower_service::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let guard = conn_state(request.extensions()).map(ConnState::open_call);
+        let call = self.0.call(request);
+        Box::pin(async move {
+            let response = call.await?;
+            Ok(match guard {
+                None => response,
+                Some(guard) => response.map(|body| {
+                    tonic::body::Body::new(Guarded {
+                        body,
+                        _guard: guard,
+                    })
+                }),
+            })
+        })
+    }
+}
+
+/// A response body that holds its call open until it ends.
+struct Guarded {
+    body: tonic::body::Body,
+    _guard: CallGuard,
+}
+
+impl http_body::Body for Guarded {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -7,13 +7,28 @@
 //! reflection never take a permit, so a saturated server still answers its
 //! probes. A streaming call (Watch, Export) holds its permit only until its
 //! response starts.
+//!
+//! A call takes its permit only once its request has arrived whole: the
+//! layer reads the body first (bounded by the call deadline and by
+//! `--max-message-bytes`), so a client that sends headers and never
+//! finishes its body holds an HTTP/2 stream of its own connection (at most
+//! `--max-streams-per-connection` of them) but no in-flight slot. Import,
+//! the one client-streaming call, is not buffered: it takes its permit at
+//! once, as before.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::edge::{BoxFuture, Edge, Inner};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt as _, Full};
 use tokio::sync::Semaphore;
 use tonic::Status;
+use tonic::body::Body;
+
+use super::conn::conn_state;
+use super::edge::BoxFuture;
 
 /// The limits a server runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +42,17 @@ pub struct Limits {
     pub keepalive_timeout: Duration,
     /// A connection's budget of failing calls a second (`conn.rs`); 0: none.
     pub max_failed_calls_per_sec: u32,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams one connection may
+    /// have open at once.
+    pub max_streams_per_connection: u32,
+    /// Connections open at once; past it a new one is closed at once
+    /// (`conn.rs`); 0: no limit.
+    pub max_connections: usize,
+    /// A connection with no call open for this long is closed; zero: never.
+    pub idle_timeout: Duration,
+    /// A connection whose peer sends nothing at all (not even the HTTP/2
+    /// preface or a TLS hello) for this long is closed; zero: never.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -38,6 +64,10 @@ impl Default for Limits {
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
             max_failed_calls_per_sec: 100,
+            max_streams_per_connection: 100,
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -60,6 +90,9 @@ pub struct LimitLayer {
     permits: Arc<Semaphore>,
     max: usize,
     deadline: Duration,
+    /// The most a request body may hold: one message of
+    /// `--max-message-bytes` and its 5-byte gRPC frame header.
+    max_body: usize,
 }
 
 impl LimitLayer {
@@ -68,50 +101,145 @@ impl LimitLayer {
             permits: Arc::new(Semaphore::new(limits.max_in_flight)),
             max: limits.max_in_flight,
             deadline: limits.call_timeout,
+            max_body: limits.max_message_bytes.saturating_add(5),
+        }
+    }
+
+    fn shed(&self) -> Status {
+        Status::resource_exhausted(format!(
+            "the server is at its limit of {} calls in flight (--max-in-flight); retry with backoff",
+            self.max
+        ))
+    }
+}
+
+impl<S> tower_layer::Layer<S> for LimitLayer {
+    type Service = Limited<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Limited {
+            inner,
+            limit: self.clone(),
         }
     }
 }
 
-impl Edge for LimitLayer {
-    fn call<S: Inner<B, R>, B, R: Default + Send + 'static>(
-        &self,
-        inner: &mut S,
-        request: http::Request<B>,
-    ) -> BoxFuture<Result<http::Response<R>, S::Error>> {
-        if exempt(request.uri().path()) {
-            return Box::pin(inner.call(request));
+/// [`LimitLayer`]'s service.
+#[derive(Debug, Clone)]
+pub struct Limited<S> {
+    inner: S,
+    limit: LimitLayer,
+}
+
+/// How reading a request body ended.
+enum Read {
+    Whole(Bytes),
+    TooLarge,
+    Failed,
+}
+
+/// Reads `body` whole, up to `max` bytes.
+async fn read_body(mut body: Body, max: usize) -> Read {
+    let mut whole = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    if whole.len() + data.len() > max {
+                        return Read::TooLarge;
+                    }
+                    whole.extend_from_slice(&data);
+                }
+            }
+            Err(_) => return Read::Failed,
         }
-        match Arc::clone(&self.permits).try_acquire_owned() {
-            Ok(permit) => {
-                let deadline = if no_deadline(request.uri().path()) {
-                    Duration::MAX
-                } else {
-                    self.deadline
-                };
-                let call = inner.call(request);
-                Box::pin(async move {
-                    // A stream's response is its headers: the deadline
-                    // does not cut the stream itself.
-                    let response = match tokio::time::timeout(deadline, call).await {
-                        Ok(response) => response,
-                        Err(_) => Ok(Status::deadline_exceeded(format!(
-                            "the call took longer than the server's deadline of {} ms (--call-timeout-ms)",
-                            deadline.as_millis()
+    }
+    Read::Whole(whole.freeze())
+}
+
+fn deadline_exceeded(deadline: Duration) -> Status {
+    Status::deadline_exceeded(format!(
+        "the call took longer than the server's deadline of {} ms (--call-timeout-ms)",
+        deadline.as_millis()
+    ))
+}
+
+impl<S, R> tower_service::Service<http::Request<Body>> for Limited<S>
+where
+    S: tower_service::Service<http::Request<Body>, Response = http::Response<R>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: Default + Send + 'static,
+{
+    type Response = http::Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let path = request.uri().path();
+        if exempt(path) {
+            return Box::pin(self.inner.call(request));
+        }
+        if no_deadline(path) {
+            // Client-streaming: not buffered; the permit is taken now.
+            return match Arc::clone(&self.limit.permits).try_acquire_owned() {
+                Ok(permit) => {
+                    let call = self.inner.call(request);
+                    Box::pin(async move {
+                        let response = call.await;
+                        drop(permit);
+                        response
+                    })
+                }
+                Err(_) => Box::pin(std::future::ready(Ok(self.limit.shed().into_http()))),
+            };
+        }
+        // The service made ready is the one that is called, later.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let limit = self.limit.clone();
+        Box::pin(async move {
+            let deadline = limit.deadline;
+            let call = async move {
+                let (parts, body) = request.into_parts();
+                let bytes = match read_body(body, limit.max_body).await {
+                    Read::Whole(bytes) => bytes,
+                    Read::TooLarge => {
+                        if let Some(conn) = conn_state(&parts.extensions) {
+                            conn.failed();
+                        }
+                        return Ok(Status::resource_exhausted(format!(
+                            "the request is larger than the server's limit of {} bytes (--max-message-bytes)",
+                            limit.max_body - 5
                         ))
-                        .into_http()),
-                    };
-                    drop(permit);
-                    response
-                })
+                        .into_http());
+                    }
+                    Read::Failed => {
+                        return Ok(Status::cancelled("the request body was cut off").into_http());
+                    }
+                };
+                let Ok(permit) = Arc::clone(&limit.permits).try_acquire_owned() else {
+                    return Ok(limit.shed().into_http());
+                };
+                let request = http::Request::from_parts(parts, Body::new(Full::new(bytes)));
+                let response = inner.call(request).await;
+                drop(permit);
+                response
+            };
+            // A stream's response is its headers: the deadline does not
+            // cut the stream itself. It covers reading the request.
+            match tokio::time::timeout(deadline, call).await {
+                Ok(response) => response,
+                Err(_) => Ok(deadline_exceeded(deadline).into_http()),
             }
-            Err(_) => {
-                let status = Status::resource_exhausted(format!(
-                    "the server is at its limit of {} calls in flight (--max-in-flight); retry with backoff",
-                    self.max
-                ));
-                Box::pin(std::future::ready(Ok(status.into_http())))
-            }
-        }
+        })
     }
 }
 

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod metrics_layer;
 pub mod tls;
 pub mod trace;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,15 +56,20 @@ pub async fn set_health(health: &HealthReporter, serving: bool) {
 /// The gRPC status code of a call's answer: the `grpc-status` header when
 /// the response carries one (an error, answered trailers-only), else `OK`
 /// (a unary success and an opened stream put theirs in the trailers); a
-/// transport failure counts as `UNKNOWN`.
+/// transport failure, and an HTTP error without a gRPC status (the 415 of
+/// a request that is not gRPC, `wire.rs`), count as `UNKNOWN`.
 pub fn status_code<R, E>(result: &Result<http::Response<R>, E>) -> usize {
     match result {
-        Ok(response) => response
+        Ok(response) => match response
             .headers()
             .get("grpc-status")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
+        {
+            Some(code) => code,
+            None if response.status() != http::StatusCode::OK => 2,
+            None => 0,
+        },
         Err(_) => 2,
     }
 }
@@ -120,10 +126,12 @@ pub struct Serving {
 }
 
 /// Serves Authorization, Admin, health, reflection and `extra` on
-/// `listener`, behind the layers (outermost first): every call is timed
-/// and counted, charged to its connection's budget when the client got it
-/// wrong, authenticated (one that fails never takes an in-flight permit),
-/// limited, and traced.
+/// `listener`, behind the layers (outermost first): every call is counted
+/// as open on its connection (for the idle timeout), timed and counted,
+/// charged to its connection's budget when the client got it wrong, held
+/// to the gRPC wire format (`wire.rs`), authenticated (one that fails
+/// never takes an in-flight permit), limited, and traced. Connections past
+/// `--max-connections` are closed as accepted (`conn.rs`).
 pub async fn spawn(
     listener: TcpListener,
     edges: Edges,
@@ -164,7 +172,8 @@ pub async fn spawn(
     let (shutdown, stop) = oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(limits.keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.keepalive_timeout));
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .max_concurrent_streams(limits.max_streams_per_connection);
     if let Some(tls) = &tls {
         builder = builder.tls_config(tls.config())?;
     }
@@ -175,10 +184,12 @@ pub async fn spawn(
         .add_service(authorization)
         .add_service(admin);
     let router = builder
+        .layer(conn::StreamsLayer)
         .layer(edge::EdgeLayer(metrics_layer::MetricsLayer::new(rpc)))
         .layer(edge::EdgeLayer(budget::BudgetLayer))
+        .layer(edge::EdgeLayer(wire::WireLayer))
         .layer(edge::EdgeLayer(auth::AuthLayer::new(credentials)))
-        .layer(edge::EdgeLayer(limits::LimitLayer::new(&limits)))
+        .layer(limits::LimitLayer::new(&limits))
         .layer(edge::EdgeLayer(trace::TraceLayer))
         .add_routes(routes);
     // TCP_NODELAY: without it, a large response (a BatchCheck of 1,000
@@ -186,7 +197,10 @@ pub async fn spawn(
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)))
-        .map(move |accepted| accepted.map(|io| connections.wrap(io)));
+        .filter_map(move |accepted| match accepted {
+            Ok(io) => connections.admit(io).map(Ok),
+            Err(e) => Some(Err(e)),
+        });
     let join = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
         let _ = stop.await;
     }));

@@ -46,6 +46,22 @@ impl Exposition {
         self.sample("rampart_connections_throttled_total", &[], total);
     }
 
+    /// `rampart_connections_open` and `rampart_connections_refused_total`.
+    pub fn connections(&mut self, open: u64, refused: u64) {
+        self.family(
+            "rampart_connections_open",
+            "gauge",
+            "Client connections open now.",
+        );
+        self.sample("rampart_connections_open", &[], open);
+        self.family(
+            "rampart_connections_refused_total",
+            "counter",
+            "Connections closed as soon as accepted because --max-connections were open already.",
+        );
+        self.sample("rampart_connections_refused_total", &[], refused);
+    }
+
     /// A replica's lag, reconnects and re-bootstraps.
     pub fn replica(&mut self, r: ReplicaGauges) {
         self.family(

@@ -166,6 +166,22 @@ pub struct LimitsArgs {
     /// from that connection until it is back under (0: no limit).
     #[arg(long, env = "RAMPART_MAX_FAILED_CALLS_PER_SEC", default_value_t = 100)]
     pub max_failed_calls_per_sec: u32,
+    /// Streams (calls) one HTTP/2 connection may have open at once
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS).
+    #[arg(long, env = "RAMPART_MAX_STREAMS_PER_CONNECTION", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams_per_connection: u32,
+    /// Client connections open at once; past it, a new connection is closed
+    /// as soon as it is accepted (0: no limit). Keep it below the file
+    /// descriptor limit (`ulimit -n`).
+    #[arg(long, env = "RAMPART_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: u32,
+    /// Close a connection with no call open for this many seconds (0: never).
+    #[arg(long, env = "RAMPART_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    pub idle_timeout_secs: u64,
+    /// Close a connection whose peer sends nothing at all (not even the
+    /// HTTP/2 preface or a TLS hello) for this many seconds (0: never).
+    #[arg(long, env = "RAMPART_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    pub handshake_timeout_secs: u64,
 }
 
 impl LimitsArgs {
@@ -175,6 +191,10 @@ impl LimitsArgs {
             max_message_bytes: self.max_message_bytes as usize,
             call_timeout: Duration::from_millis(self.call_timeout_ms),
             max_failed_calls_per_sec: self.max_failed_calls_per_sec,
+            max_streams_per_connection: self.max_streams_per_connection,
+            max_connections: self.max_connections as usize,
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
             ..Limits::default()
         }
     }

@@ -173,7 +173,7 @@ pub async fn start_with(
         Role::Leader => None,
         Role::Replica { leader, .. } => Some(leader.clone()),
     };
-    let guard = conn::Guard::new(data_plane.limits.max_failed_calls_per_sec);
+    let guard = conn::Guard::with_limits(&data_plane.limits);
     let credentials: Option<auth::LiveCredentials> = security
         .credentials
         .clone()
@@ -270,7 +270,10 @@ fn scrape(
         .source(move |page| page.checks(&checks))
         .source(move |page| page.rpcs(&rpc))
         .source(move |page| page.watch_streams(watchers.load(Ordering::Relaxed)))
-        .source(move |page| page.throttled(guard.throttled()));
+        .source(move |page| {
+            page.throttled(guard.throttled());
+            page.connections(guard.open(), guard.refused());
+        });
     match replica {
         None => scrape,
         Some(status) => scrape.source(move |page| {
