@@ -2,6 +2,7 @@ use super::*;
 use crate::model::rules::{Actor, Refusal};
 use crate::model::{TenantId, TenantSettings, UserId, UserStatus};
 use crate::store::{Change, MemoryStore, Outcomes};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 fn add_user(id: &str) -> Mutation {
     Mutation::AddUser {
@@ -73,28 +74,65 @@ async fn concurrent_changes_commit_in_groups_with_one_revision_each() {
     assert_eq!(store.audit(&AuditFilter::default()).unwrap().len(), 61);
 }
 
-/// A store whose writes land but whose flush then fails, once.
-struct FlushFails {
-    inner: MemoryStore,
-    fail: std::sync::atomic::AtomicBool,
+/// A store that hands every call to `inner` and fails as it is told: every
+/// write once `writes_left` reaches 0 (a crash: nothing more lands), and one
+/// batch after it landed when `fail_after_batch` is set (a failed flush).
+struct Faulty<S> {
+    inner: S,
+    writes_left: AtomicUsize,
+    fail_after_batch: AtomicBool,
 }
 
-impl Store for FlushFails {
+impl<S> Faulty<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            writes_left: AtomicUsize::new(usize::MAX),
+            fail_after_batch: AtomicBool::new(false),
+        }
+    }
+
+    fn crashing_after(inner: S, writes: usize) -> Self {
+        let s = Self::new(inner);
+        s.writes_left.store(writes, Ordering::SeqCst);
+        s
+    }
+
+    fn write(&self) -> Result<(), StoreError> {
+        let left = self.writes_left.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(StoreError::Backend("killed".into()));
+        }
+        self.writes_left.store(left - 1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl<S: Store> Store for Faulty<S> {
     fn load(&self) -> Result<State, StoreError> {
         self.inner.load()
     }
     fn commit(&self, r: u64, m: &Mutation, a: AuditRecord) -> Result<(), StoreError> {
+        self.write()?;
         self.inner.commit(r, m, a)
     }
     fn record_refusal(&self, a: AuditRecord) -> Result<(), StoreError> {
+        self.write()?;
         self.inner.record_refusal(a)
     }
     fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
+        self.write()?;
         self.inner.commit_batch(batch)?;
-        if self.fail.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        if self.fail_after_batch.swap(false, Ordering::SeqCst) {
             return Err(StoreError::Backend("fdatasync failed".into()));
         }
         Ok(())
+    }
+    fn begin_bootstrap(&self) -> Result<(), StoreError> {
+        self.inner.begin_bootstrap()
+    }
+    fn finish_bootstrap(&self) -> Result<(), StoreError> {
+        self.inner.finish_bootstrap()
     }
     fn append(&self, c: &[Change]) -> Result<(), StoreError> {
         self.inner.append(c)
@@ -130,10 +168,7 @@ impl Store for FlushFails {
 
 #[tokio::test]
 async fn a_store_that_fails_after_writing_does_not_wedge_the_writer() {
-    let store = Arc::new(FlushFails {
-        inner: MemoryStore::new(),
-        fail: std::sync::atomic::AtomicBool::new(false),
-    });
+    let store = Arc::new(Faulty::new(MemoryStore::new()));
     let engine = Arc::new(Engine::open(Arc::clone(&store) as Arc<dyn Store>).unwrap());
     let create = Mutation::CreateTenant {
         tenant: TenantId::new("acme").unwrap(),
@@ -144,7 +179,7 @@ async fn a_store_that_fails_after_writing_does_not_wedge_the_writer() {
         .submit(Actor::Operator, "t", create, false)
         .await
         .unwrap();
-    store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    store.fail_after_batch.store(true, Ordering::SeqCst);
     let err = engine
         .submit(Actor::Operator, "t", add_user("zed"), false)
         .await
@@ -231,78 +266,6 @@ async fn waits_for_a_revision_then_gives_up() {
     assert_eq!(engine.load().revision(), 1);
 }
 
-/// A sled store that "crashes" (fails every write) after `writes` commits.
-struct CrashesAfter {
-    inner: crate::store::SledStore,
-    writes: std::sync::atomic::AtomicUsize,
-}
-
-impl CrashesAfter {
-    fn write(&self) -> Result<(), StoreError> {
-        use std::sync::atomic::Ordering;
-        let left = self.writes.load(Ordering::SeqCst);
-        if left == 0 {
-            return Err(StoreError::Backend("killed".into()));
-        }
-        self.writes.store(left - 1, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-impl Store for CrashesAfter {
-    fn load(&self) -> Result<State, StoreError> {
-        self.inner.load()
-    }
-    fn commit(&self, r: u64, m: &Mutation, a: AuditRecord) -> Result<(), StoreError> {
-        self.write()?;
-        self.inner.commit(r, m, a)
-    }
-    fn record_refusal(&self, a: AuditRecord) -> Result<(), StoreError> {
-        self.write()?;
-        self.inner.record_refusal(a)
-    }
-    fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
-        self.write()?;
-        self.inner.commit_batch(batch)
-    }
-    fn begin_bootstrap(&self) -> Result<(), StoreError> {
-        self.inner.begin_bootstrap()
-    }
-    fn finish_bootstrap(&self) -> Result<(), StoreError> {
-        self.inner.finish_bootstrap()
-    }
-    fn append(&self, c: &[Change]) -> Result<(), StoreError> {
-        self.inner.append(c)
-    }
-    fn changelog(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
-        self.inner.changelog(after, limit)
-    }
-    fn history(&self) -> Result<crate::store::History, StoreError> {
-        self.inner.history()
-    }
-    fn checkpoint_revision(&self) -> Result<u64, StoreError> {
-        self.inner.checkpoint_revision()
-    }
-    fn compact(&self, before: u64) -> Result<u64, StoreError> {
-        self.inner.compact(before)
-    }
-    fn install(&self, state: &State, history: &str) -> Result<(), StoreError> {
-        self.inner.install(state, history)
-    }
-    fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        self.inner.audit(f)
-    }
-    fn checkpoint(&self, state: &State) -> Result<(), StoreError> {
-        self.inner.checkpoint(state)
-    }
-    fn revision(&self) -> Result<u64, StoreError> {
-        self.inner.revision()
-    }
-    fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush()
-    }
-}
-
 fn many_users(n: usize) -> Vec<Mutation> {
     let mut ms = vec![Mutation::CreateTenant {
         tenant: TenantId::new("acme").unwrap(),
@@ -353,10 +316,7 @@ async fn a_bootstrap_is_all_or_nothing_across_a_crash() {
             .unwrap();
     }
     {
-        let store = Arc::new(CrashesAfter {
-            inner: reopen(dir.path()),
-            writes: std::sync::atomic::AtomicUsize::new(1),
-        });
+        let store = Arc::new(Faulty::crashing_after(reopen(dir.path()), 1));
         let engine = Engine::open(Arc::clone(&store) as Arc<dyn Store>).unwrap();
         let err = engine
             .bootstrap(mutations.clone(), "bootstrap")

@@ -96,14 +96,7 @@ pub fn required(field: &'static str, value: &str, max: usize) -> Result<(), Fiel
     if value.is_empty() {
         return Err(FieldError::Empty(field));
     }
-    if value.len() > max {
-        return Err(FieldError::TooLong {
-            field,
-            len: value.len(),
-            max,
-        });
-    }
-    Ok(())
+    bounded(field, value, max)
 }
 
 /// Refuses an oversize string before it is copied into a change.
