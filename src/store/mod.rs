@@ -18,11 +18,13 @@ pub mod image;
 pub mod memory;
 pub mod retention;
 pub mod sled;
+pub mod space;
 
 pub use self::blocking::blocking;
 pub use self::memory::MemoryStore;
 pub use self::retention::Retention;
 pub use self::sled::SledStore;
+pub use self::space::FreeSpace;
 pub use crate::model::audit::{AuditFilter, AuditRecord, Outcome, Outcomes};
 
 use serde::{Deserialize, Serialize};

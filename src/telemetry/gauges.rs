@@ -1,6 +1,6 @@
 //! The families read at scrape time rather than recorded as they happen:
 //! the snapshot revision, Watch streams, throttled connections, a replica's
-//! lag. Each is written by the source the composition root registers.
+//! lag, the data dir's free space. Each is written by the source the composition root registers.
 
 use super::metrics::Exposition;
 
@@ -60,6 +60,25 @@ impl Exposition {
             "Connections closed as soon as accepted because --max-connections were open already.",
         );
         self.sample("rampart_connections_refused_total", &[], refused);
+    }
+
+    /// `rampart_store_writable` and `rampart_store_free_bytes` (the latter
+    /// only when the free space could be read).
+    pub fn store_space(&mut self, free: Option<u64>, writable: bool) {
+        self.family(
+            "rampart_store_writable",
+            "gauge",
+            "1 while the data dir's filesystem has at least --min-free-space free; 0 while writes are refused for lack of space.",
+        );
+        self.sample("rampart_store_writable", &[], u8::from(writable));
+        if let Some(free) = free {
+            self.family(
+                "rampart_store_free_bytes",
+                "gauge",
+                "Bytes free (for rampart's user) on the data dir's filesystem.",
+            );
+            self.sample("rampart_store_free_bytes", &[], free);
+        }
     }
 
     /// A replica's lag, reconnects and re-bootstraps.

@@ -66,6 +66,12 @@ pub struct ServeArgs {
     /// `12h`, `7d`); an entry goes only when every bound set allows it.
     #[arg(long, env = "RAMPART_RETAIN_FOR", value_parser = parse_duration)]
     pub retain_for: Option<Duration>,
+    /// Refuse writes (UNAVAILABLE, before the store is touched) while the
+    /// data dir's filesystem has less free space than this: bytes, or with
+    /// a unit (`64MiB`, `1GiB`, `500MB`); 0 turns the check off. Reads and
+    /// checks go on; writes resume as soon as space is back.
+    #[arg(long, env = "RAMPART_MIN_FREE_SPACE", default_value = "64MiB", value_parser = parse_bytes, value_name = "BYTES")]
+    pub min_free_space: u64,
     /// How often an idle Watch stream gets a checkpoint, in milliseconds.
     #[arg(long, env = "RAMPART_WATCH_HEARTBEAT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..))]
     pub watch_heartbeat_ms: u64,
@@ -111,6 +117,38 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     n.checked_mul(secs)
         .map(Duration::from_secs)
         .ok_or_else(|| format!("`{text}` is too long"))
+}
+
+/// A size in bytes: a number with an optional unit, binary (`KiB`, `MiB`,
+/// `GiB`, `TiB`, or just `K`, `M`, `G`, `T`) or decimal (`KB`, `MB`, `GB`,
+/// `TB`); `B` or no unit is bytes. Case does not matter.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 64MiB, 1GiB or 1048576"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+                "`{text}`: the unit must be one of B, KiB, MiB, GiB, TiB, KB, MB, GB, TB"
+            ));
+        }
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 impl ServeArgs {
@@ -246,6 +284,29 @@ impl TelemetryArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_take_an_optional_unit() {
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert_eq!(parse_bytes("1048576"), Ok(1 << 20));
+        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("64mib"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("1 G"), Ok(1 << 30));
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+        assert_eq!(parse_bytes("12B"), Ok(12));
+        assert!(parse_bytes("MiB").is_err());
+        assert!(
+            parse_bytes("64 parsecs")
+                .unwrap_err()
+                .contains("the unit must be")
+        );
+        assert!(
+            parse_bytes("99999999999TiB")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
 
     #[test]
     fn durations_take_a_unit() {

@@ -24,6 +24,7 @@ pub use node::{ServerHandle, ServerOptions, start, start_with};
 
 use crate::engine::Engine;
 use crate::model::{State, policy_file};
+use crate::store::FreeSpace;
 use crate::store::sled::SledStore;
 use crate::store::{Store, StoreError, blocking};
 use crate::telemetry::traces;
@@ -72,9 +73,22 @@ pub type Opened = (Arc<dyn Store>, Arc<Engine>);
 /// empty, to bootstrap again from the leader. A leader's is never touched:
 /// the error (naming the remedy) is the answer.
 pub fn open_store(data_dir: &Path, replica: bool) -> Result<Opened, String> {
+    open_store_with(data_dir, replica, None)
+}
+
+/// [`open_store`], with writes refused while the data dir's filesystem is
+/// below `space`'s watermark (`--min-free-space`).
+pub fn open_store_with(
+    data_dir: &Path,
+    replica: bool,
+    space: Option<Arc<FreeSpace>>,
+) -> Result<Opened, String> {
     let open = || -> Result<Opened, (bool, String)> {
         let store: Arc<dyn Store> = match SledStore::open(data_dir) {
-            Ok(s) => Arc::new(s),
+            Ok(s) => Arc::new(match &space {
+                Some(space) => s.with_free_space(Arc::clone(space)),
+                None => s,
+            }),
             Err(e) => {
                 let corrupt = matches!(e, StoreError::Corrupt { .. });
                 return Err((
@@ -160,14 +174,17 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     security.log(args.listen);
     let started = std::time::Instant::now();
-    let (store, engine) = match open_store(&args.data_dir, args.follow.is_some()) {
-        Ok(opened) => opened,
-        Err(message) => {
-            error!("{message}");
-            eprintln!("rampart: {message}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let free_space = (args.min_free_space > 0)
+        .then(|| Arc::new(FreeSpace::statvfs(&args.data_dir, args.min_free_space)));
+    let (store, engine) =
+        match open_store_with(&args.data_dir, args.follow.is_some(), free_space.clone()) {
+            Ok(opened) => opened,
+            Err(message) => {
+                error!("{message}");
+                eprintln!("rampart: {message}");
+                return ExitCode::FAILURE;
+            }
+        };
     let recovered = engine.load().revision();
     if let Some(leader) = &args.follow {
         if let Some(p) = &args.bootstrap {
@@ -232,6 +249,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         replication: args.replication(),
         security,
         telemetry: args.telemetry.config(),
+        free_space,
     };
     let handle = match node::start_with(listener, Arc::clone(&engine), options).await {
         Ok(h) => h,

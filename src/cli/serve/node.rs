@@ -22,6 +22,7 @@ use crate::replication::{
     FollowConfig, ReplicaStatus, ReplicationConfig, ReplicationService, Role, follow,
 };
 use crate::server::{self, DataPlaneConfig, Edges, auth, conn, set_health};
+use crate::store::FreeSpace;
 use crate::telemetry::gauges::ReplicaGauges;
 use crate::telemetry::metrics::CheckMetrics;
 use crate::telemetry::{DecisionLog, Telemetry, TelemetryConfig};
@@ -107,6 +108,9 @@ pub struct ServerOptions {
     pub security: Security,
     /// Metrics on their own listener, and the decision log.
     pub telemetry: TelemetryConfig,
+    /// The store's free-space watermark, for the metrics page (none: no
+    /// `rampart_store_*` gauges).
+    pub free_space: Option<Arc<FreeSpace>>,
 }
 
 /// Serves a leader on `listener` from `engine` with `config` and every other
@@ -141,6 +145,7 @@ pub async fn start_with(
         replication,
         security,
         telemetry,
+        free_space,
     } = options;
     // Bound first: a taken metrics port fails the start before anything serves.
     let metrics_listener = match telemetry.metrics_listen {
@@ -203,7 +208,7 @@ pub async fn start_with(
         .map(TcpListener::local_addr)
         .transpose()?;
     let metrics = metrics_listener.map(|l| {
-        let scrape = scrape(&engine, checks, rpc, watchers, &guard, replica);
+        let scrape = scrape(&engine, checks, rpc, watchers, &guard, replica, free_space);
         tokio::spawn(crate::telemetry::http::serve(l, Arc::new(scrape), stopped))
     });
     let health = serving.health.clone();
@@ -258,6 +263,7 @@ fn scrape(
     watchers: Arc<std::sync::atomic::AtomicU64>,
     guard: &Arc<conn::Guard>,
     replica: Option<Arc<ReplicaStatus>>,
+    free_space: Option<Arc<FreeSpace>>,
 ) -> Telemetry {
     let scrape_engine = Arc::clone(engine);
     let lag_engine = Arc::clone(engine);
@@ -274,6 +280,14 @@ fn scrape(
             page.throttled(guard.throttled());
             page.connections(guard.open(), guard.refused());
         });
+    // Read at each scrape, so the gauges follow the disk between writes.
+    let scrape = match free_space {
+        None => scrape,
+        Some(space) => scrape.source(move |page| {
+            let free = space.observe();
+            page.store_space(free, space.writable());
+        }),
+    };
     match replica {
         None => scrape,
         Some(status) => scrape.source(move |page| {

@@ -53,14 +53,15 @@ mod checkpoint;
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ::sled::transaction::TransactionError;
 use ::sled::{Db, IVec, Tree};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AuditFilter, AuditRecord, Change, History, Outcomes, Store, StoreError, new_history_id,
+    AuditFilter, AuditRecord, Change, FreeSpace, History, Outcomes, Store, StoreError,
+    new_history_id,
 };
 use crate::model::{Mutation, State};
 
@@ -97,6 +98,8 @@ pub struct SledStore {
     head: Head,
     /// Serialises checkpoints with each other and with reading one.
     checkpointing: Mutex<()>,
+    /// The free-space watermark writes are checked against (none: off).
+    space: Option<Arc<FreeSpace>>,
 }
 
 impl std::fmt::Debug for SledStore {
@@ -213,6 +216,7 @@ impl SledStore {
             log,
             head,
             checkpointing: Mutex::new(()),
+            space: None,
         };
         if let Some(seq) = store.meta.get(BOOTSTRAPPING).map_err(backend)? {
             let seq = counter(Some(seq), BOOTSTRAPPING, 1)?;
@@ -287,6 +291,21 @@ impl SledStore {
             Some(_) => Ok(()),
             None => self.head.write(have),
         }
+    }
+
+    /// Refuses every later write (commits, refusals recorded, replicated
+    /// changes, installs, checkpoints, bootstraps) before it reaches sled
+    /// while `space` says the file system is below its watermark: a write
+    /// that sled cannot flush leaves it hanging until a restart (see
+    /// `store/space.rs`). Reads are never checked.
+    pub fn with_free_space(mut self, space: Arc<FreeSpace>) -> Self {
+        self.space = Some(space);
+        self
+    }
+
+    /// Refuses a write while the file system is below the watermark.
+    fn room(&self) -> Result<(), StoreError> {
+        self.space.as_ref().map_or(Ok(()), |space| space.check())
     }
 
     /// Makes every write so far durable: sled's flush, then `fdatasync`.
@@ -406,6 +425,7 @@ impl Store for SledStore {
     }
 
     fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
+        self.room()?;
         self.commit_outcomes(batch)
     }
 
@@ -414,6 +434,7 @@ impl Store for SledStore {
     }
 
     fn begin_bootstrap(&self) -> Result<(), StoreError> {
+        self.room()?;
         let have = self.revision()?;
         if have != 0 {
             return Err(StoreError::OutOfOrder { have, got: 1 });
@@ -435,6 +456,7 @@ impl Store for SledStore {
     }
 
     fn append(&self, changes: &[Change]) -> Result<(), StoreError> {
+        self.room()?;
         self.append_changes(changes)
     }
 
@@ -471,6 +493,7 @@ impl Store for SledStore {
     }
 
     fn install(&self, state: &State, history: &str) -> Result<(), StoreError> {
+        self.room()?;
         self.install_image(state, history)
     }
 
@@ -479,6 +502,7 @@ impl Store for SledStore {
     }
 
     fn checkpoint(&self, state: &State) -> Result<(), StoreError> {
+        self.room()?;
         self.write_checkpoint(state)
     }
 
