@@ -25,7 +25,7 @@ use rampart::proto::{AddUserRequest, BatchCheckItem, BatchCheckRequest, CheckReq
 use rampart::replication::{ReplicaStatus, ReplicationConfig, Role};
 use rampart::server::DataPlaneConfig;
 use rampart::server::limits::Limits;
-use rampart::store::{SledStore, Store};
+use rampart::store::{FreeSpace, SledStore, Store};
 use rampart::telemetry::{DecisionLogConfig, Target, TelemetryConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
@@ -498,7 +498,20 @@ async fn sampling_nothing_but_denies_logs_exactly_the_denies() {
 
 /// A node with metrics on `127.0.0.1:0`, over a sled store in `dir`.
 async fn node(dir: &Path, role: Role) -> (ServerHandle, Arc<Engine>) {
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
+    node_with(dir, role, None).await
+}
+
+/// [`node`], with writes refused below `free_space`'s watermark.
+async fn node_with(
+    dir: &Path,
+    role: Role,
+    free_space: Option<Arc<FreeSpace>>,
+) -> (ServerHandle, Arc<Engine>) {
+    let sled = SledStore::open(dir).unwrap();
+    let store: Arc<dyn Store> = Arc::new(match &free_space {
+        Some(space) => sled.with_free_space(Arc::clone(space)),
+        None => sled,
+    });
     let engine = Arc::new(Engine::open(store).unwrap());
     if matches!(role, Role::Leader) {
         let state = policy_file::load_str(POLICY).unwrap();
@@ -523,6 +536,7 @@ async fn node(dir: &Path, role: Role) -> (ServerHandle, Arc<Engine>) {
                 metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
                 decision_log: None,
             },
+            free_space,
         },
     )
     .await
@@ -534,6 +548,74 @@ async fn scrape(handle: &ServerHandle) -> Page {
     let (status, _, body) = get(handle.metrics_addr.unwrap(), "/metrics").await;
     assert_eq!(status, "HTTP/1.1 200 OK");
     Page::parse(&body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_below_the_watermark_refuses_writes_unavailable_and_shows_on_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = Arc::new(std::sync::atomic::AtomicU64::new(1 << 30));
+    let seen = Arc::clone(&free);
+    let space = Arc::new(FreeSpace::with_probe(
+        64 << 20,
+        Box::new(move || Ok(seen.load(std::sync::atomic::Ordering::Relaxed))),
+    ));
+    let (handle, engine) = node_with(dir.path(), Role::Leader, Some(space)).await;
+    let page = scrape(&handle).await;
+    assert_eq!(page.get("rampart_store_writable", &[]), 1.0);
+    assert_eq!(
+        page.get("rampart_store_free_bytes", &[]),
+        (1u64 << 30) as f64
+    );
+
+    let channel = Channel::from_shared(format!("http://{}", handle.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut admin = AdminClient::new(channel.clone());
+    let add = |user: &str| AddUserRequest {
+        tenant: "acme".into(),
+        user: user.into(),
+        ..Default::default()
+    };
+    free.store(12 << 20, std::sync::atomic::Ordering::Relaxed);
+    let refused = admin.add_user(add("erin")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(
+        refused.message().contains(
+            "the data dir's filesystem has 12 MiB free, below the 64 MiB watermark (--min-free-space)"
+        ),
+        "{}",
+        refused.message()
+    );
+    let page = scrape(&handle).await;
+    assert_eq!(page.get("rampart_store_writable", &[]), 0.0);
+    assert_eq!(
+        page.get("rampart_store_free_bytes", &[]),
+        (12u64 << 20) as f64
+    );
+    // Checks go on.
+    let mut authz = AuthorizationClient::new(channel);
+    let answer = authz
+        .check(check("alice", "documents:view"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        answer.decision(),
+        rampart::proto::Decision::Allow,
+        "{answer:?}"
+    );
+
+    free.store(1 << 30, std::sync::atomic::Ordering::Relaxed);
+    let before = engine.load().revision();
+    admin.add_user(add("erin")).await.unwrap();
+    assert_eq!(engine.load().revision(), before + 1);
+    assert_eq!(
+        scrape(&handle).await.get("rampart_store_writable", &[]),
+        1.0
+    );
+    handle.shutdown(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
