@@ -148,7 +148,7 @@ pub fn bytes(n: u64) -> String {
     const MIB: u64 = 1 << 20;
     const GIB: u64 = 1 << 30;
     match n {
-        _ if n >= GIB && n % GIB == 0 => format!("{} GiB", n / GIB),
+        _ if n >= GIB && n.is_multiple_of(GIB) => format!("{} GiB", n / GIB),
         _ if n >= GIB => format!("{:.1} GiB", n as f64 / GIB as f64),
         _ if n >= MIB => format!("{} MiB", n / MIB),
         _ if n >= KIB => format!("{} KiB", n / KIB),
