@@ -111,6 +111,7 @@ async fn dry_runs_change_nothing() {
     let roles = admin
         .list_roles(ListRolesRequest {
             tenant: "acme".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -53,6 +53,7 @@ fn acknowledged_mutations_survive_kill_9() {
             let users = admin
                 .list_users(ListUsersRequest {
                     tenant: "acme".into(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap()

@@ -637,7 +637,7 @@ fn audit_pages_through_changes_and_refusals() {
     assert_eq!(first_column(&out.stdout), ["3"], "{out:?}");
     assert_eq!(out.stderr, "");
 
-    let out = ctl(&s, "audit --limit 1 --all -o json");
+    let out = ctl(&s, "audit --page-size 1 --all -o json");
     assert_eq!(out.code, 0, "{out:?}");
     let doc = json(&out);
     let items = doc["items"].as_array().unwrap();
