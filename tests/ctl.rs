@@ -660,3 +660,38 @@ fn audit_pages_through_changes_and_refusals() {
     let out = ctl(&s, "audit --actor mallory -o json");
     assert_eq!(json(&out)["items"].as_array().unwrap().len(), 1, "{out:?}");
 }
+
+#[test]
+fn user_list_follows_the_pages_and_stops_at_limit() {
+    // More users than one server page (1000).
+    let mut text = String::from("tenants:\n  - id: big\n    users:\n");
+    for i in 0..1_205 {
+        text.push_str(&format!("      - {{ id: u{i:05} }}\n"));
+    }
+    let s = serve(Engine::new(policy_file::load_str(&text).unwrap()));
+    let expected: Vec<String> = (0..1_205).map(|i| format!("u{i:05}")).collect();
+
+    let out = ctl(&s, "user list --tenant big");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(first_column(&out.stdout), expected);
+    assert_eq!(out.stderr, "");
+
+    let out = ctl(&s, "user list --tenant big --page-size 7 -o json");
+    assert_eq!(out.code, 0, "{out:?}");
+    let users: Vec<String> = json(&out)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(users, expected);
+
+    let out = ctl(&s, "user list --tenant big --limit 5");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(first_column(&out.stdout), expected[..5]);
+    let out = ctl(&s, "user list --tenant big --limit 20 --page-size 7");
+    assert_eq!(first_column(&out.stdout), expected[..20]);
+
+    let out = ctl(&s, "user list --tenant big --page-size 10001");
+    assert_eq!(out.code, 2, "{out:?}");
+}
