@@ -516,6 +516,52 @@ mod tests {
                 .starts_with("`actor`: ")
         );
     }
+
+    #[test]
+    fn page_tokens_round_trip_and_sizes_are_bounded() {
+        let r = proto::ListBindingsRequest {
+            page_token: page_token(&["group:ops", "editors"]),
+            ..Default::default()
+        };
+        let page = Page::<(Subject, RoleName)>::try_from(&r).unwrap();
+        assert_eq!(page.size, DEFAULT_LIST_PAGE);
+        let (subject, role) = page.after.unwrap();
+        assert_eq!(
+            (subject.reference(), role.as_str()),
+            ("group:ops".into(), "editors")
+        );
+        let r = proto::ListCatalogRequest {
+            page_token: page_token(&["", "a:b"]),
+            page_size: MAX_LIST_PAGE,
+            ..Default::default()
+        };
+        let page = Page::<(String, String)>::try_from(&r).unwrap();
+        assert_eq!(page.after, Some((String::new(), "a:b".into())));
+        assert_eq!(page.size, MAX_LIST_PAGE as usize);
+        for token in [
+            "a",
+            "0g",
+            "ff",
+            &page_token(&["ann", "x"]),
+            &page_token(&["no!"]),
+        ] {
+            let r = proto::ListUsersRequest {
+                page_token: token.into(),
+                ..Default::default()
+            };
+            let e = Page::<UserId>::try_from(&r).unwrap_err();
+            assert_eq!(e.to_string(), "`page_token` is not one this server issued");
+        }
+        let r = proto::ListUsersRequest {
+            page_size: MAX_LIST_PAGE + 1,
+            ..Default::default()
+        };
+        let e = Page::<UserId>::try_from(&r).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`page_size` 10001 is more than the limit of 10000"
+        );
+    }
 }
 
 /// The most audit records one ListAuditLog page holds, and the default.
@@ -595,7 +641,7 @@ pub fn page_token(parts: &[&str]) -> String {
 /// The key parts of a `page_token`, or NotIssued.
 fn token_parts(token: &str, parts: usize) -> Result<Vec<String>, FieldError> {
     let bad = || FieldError::NotIssued("page_token");
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes = (0..token.len())
