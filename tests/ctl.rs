@@ -695,3 +695,49 @@ fn user_list_follows_the_pages_and_stops_at_limit() {
     let out = ctl(&s, "user list --tenant big --page-size 10001");
     assert_eq!(out.code, 2, "{out:?}");
 }
+
+#[test]
+fn an_audit_page_stops_at_1_mib_and_ctl_reads_on() {
+    let store = Arc::new(AuditOnly {
+        state: fixture(),
+        log: Mutex::new(Vec::new()),
+    });
+    let s = serve(Engine::open(Arc::clone(&store) as Arc<dyn Store>).unwrap());
+    for line in [
+        "role create --tenant acme --role a1 --actor alice",
+        "role create --tenant acme --role a2",
+        "role create --tenant acme --role a3",
+    ] {
+        ctl(&s, line);
+    }
+    // Three records of 600 kB each: the first page holds the two that
+    // pass 1 MiB, not all six.
+    let big = store.log.lock().unwrap()[0].clone();
+    for _ in 0..3 {
+        let mut r = big.clone();
+        r.outcome = rampart::model::audit::Outcome::Refused {
+            code: "PERMISSION_DENIED".into(),
+            message: "x".repeat(600_000),
+        };
+        store.push(r);
+    }
+    let page = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut admin = rampart::proto::admin_client::AdminClient::connect(s.url.clone())
+            .await
+            .unwrap();
+        admin
+            .list_audit_log(rampart::proto::ListAuditLogRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let seqs: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(page.next_page_token, "5");
+
+    let out = ctl(&s, "audit -o json");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = json(&out);
+    assert_eq!(doc["items"].as_array().unwrap().len(), 6);
+    assert_eq!(doc["next_page_token"], "");
+}
