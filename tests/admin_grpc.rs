@@ -549,6 +549,29 @@ async fn listings_page_through_every_row_once_in_order() {
         }
     }
     assert_eq!(one_by_one, bindings.bindings);
+    let tenants = admin
+        .list_tenants(proto::ListTenantsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(tenants.tenants.len() > 1);
+    let (mut token, mut one_by_one) = (String::new(), Vec::new());
+    loop {
+        let page = admin
+            .list_tenants(proto::ListTenantsRequest {
+                page_size: 1,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        one_by_one.extend(page.tenants);
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(one_by_one, tenants.tenants);
 }
 
 #[tokio::test]

@@ -70,7 +70,7 @@ fn acknowledged_mutations_survive_kill_9() {
                 }
             }
             let tenants = admin
-                .list_tenants(ListTenantsRequest {})
+                .list_tenants(ListTenantsRequest::default())
                 .await
                 .unwrap()
                 .into_inner();

@@ -102,7 +102,7 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
             };
             client.admin.delete_tenant(r).await
         }
-        TenantCmd::List => {
+        TenantCmd::List { paging } => {
             const COLUMNS: &[Column] = &[
                 col("TENANT", "tenant"),
                 col("NAME", "name"),
@@ -111,15 +111,16 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
                 col("GROUPS", "groups"),
                 col("USERS", "users"),
             ];
-            let r = client
-                .admin
-                .list_tenants(proto::ListTenantsRequest {})
-                .await;
-            let r = client.read(r)?;
-            let items = r
-                .tenants
-                .iter()
-                .map(|t| {
+            let call = |page_size, page_token| {
+                let mut admin = client.admin.clone();
+                let r = proto::ListTenantsRequest {
+                    page_size,
+                    page_token,
+                };
+                async move { admin.list_tenants(r).await }
+            };
+            let rows = |r: proto::ListTenantsResponse| {
+                let items = r.tenants.iter().map(|t| {
                     json!({
                         "tenant": t.tenant,
                         "name": t.name,
@@ -128,9 +129,12 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
                         "groups": t.groups,
                         "users": t.users,
                     })
-                })
-                .collect();
-            return Ok(Report::list(COLUMNS, items, r.revision));
+                });
+                (items.collect(), r.revision, r.next_page_token)
+            };
+            let (items, revision, _) =
+                pages(&client, paging, SERVER_PAGE, String::new(), call, rows).await?;
+            return Ok(Report::list(COLUMNS, items, revision));
         }
     };
     done(&client, answer)

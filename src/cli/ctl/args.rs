@@ -63,7 +63,10 @@ pub enum TenantCmd {
         mutate: Mutate,
     },
     /// List tenants with their role, group and user counts.
-    List,
+    List {
+        #[command(flatten)]
+        paging: Paging,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,7 @@
 //! The Admin listings (tenants, catalog, roles, groups, users, bindings):
-//! each answered from the current snapshot, at its revision. All but the
-//! tenants page: a page is the rows after the token's key, in key order,
-//! so paging is stable across concurrent writes.
+//! each answered from the current snapshot, at its revision, a page at a
+//! time: a page is the rows after the token's key, in key order, so paging
+//! is stable across concurrent writes.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -68,27 +68,33 @@ fn known_tenant<'a>(
 
 pub(super) fn list_tenants(
     engine: &Engine,
-    _r: Request<proto::ListTenantsRequest>,
+    r: Request<proto::ListTenantsRequest>,
 ) -> Result<Response<proto::ListTenantsResponse>, Status> {
+    let Page { size, after } = Page::try_from(r.get_ref())?;
     let snapshot = engine.load();
+    let start = after.map_or(Bound::Unbounded, Bound::Excluded);
     let tenants = snapshot
         .state()
         .tenants
-        .values()
-        .map(|t| proto::TenantInfo {
-            tenant: t.id.to_string(),
-            name: t.name.clone(),
-            settings: Some(proto::TenantSettings {
-                single_role_per_user: t.settings.single_role_per_user,
-            }),
-            roles: t.roles.len() as u32,
-            groups: t.groups.len() as u32,
-            users: t.users.len() as u32,
-        })
-        .collect();
+        .range((start, Bound::Unbounded))
+        .map(|(k, t)| {
+            let row = proto::TenantInfo {
+                tenant: t.id.to_string(),
+                name: t.name.clone(),
+                settings: Some(proto::TenantSettings {
+                    single_role_per_user: t.settings.single_role_per_user,
+                }),
+                roles: t.roles.len() as u32,
+                groups: t.groups.len() as u32,
+                users: t.users.len() as u32,
+            };
+            (k, row)
+        });
+    let (tenants, next_page_token) = page(tenants, size, |k| page_token(&[k.as_str()]));
     Ok(Response::new(proto::ListTenantsResponse {
         tenants,
         revision: snapshot.revision(),
+        next_page_token,
     }))
 }
 

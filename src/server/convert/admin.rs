@@ -693,6 +693,15 @@ fn one<T>(parts: Vec<String>, f: impl FnOnce(&str) -> Option<T>) -> Option<T> {
     parts.first().and_then(|p| f(p))
 }
 
+impl TryFrom<&proto::ListTenantsRequest> for Page<TenantId> {
+    type Error = FieldError;
+    fn try_from(r: &proto::ListTenantsRequest) -> Result<Self, FieldError> {
+        Self::parse(r.page_size, &r.page_token, 1, |p| {
+            one(p, |v| TenantId::new(v).ok())
+        })
+    }
+}
+
 impl TryFrom<&proto::ListUsersRequest> for Page<UserId> {
     type Error = FieldError;
     fn try_from(r: &proto::ListUsersRequest) -> Result<Self, FieldError> {
