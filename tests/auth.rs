@@ -174,6 +174,7 @@ async fn code(channel: &Channel, call: Call, cred: Cred) -> Code {
                 .list_roles(request(
                     ListRolesRequest {
                         tenant: "t0".into(),
+                        ..Default::default()
                     },
                     cred,
                 ))
@@ -298,6 +299,7 @@ async fn refusals_say_why_and_never_echo_the_token() {
     let mut admin = AdminClient::new(plain_channel(&handle).await);
     let list = || ListRolesRequest {
         tenant: "t0".into(),
+        ..Default::default()
     };
     let e = admin
         .list_roles(request(list(), Cred::Token("tok-check")))
@@ -579,6 +581,7 @@ async fn mtls_maps_a_spiffe_id_in_a_uri_san_to_its_scopes() {
     let refused = AdminClient::new(channel.clone())
         .list_roles(ListRolesRequest {
             tenant: "t0".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -50,26 +50,31 @@ fn acknowledged_mutations_survive_kill_9() {
         // revision counts exactly the changes that are (nothing half-applied).
         let (users, revision) = runtime.block_on(async {
             let mut admin = AdminClient::connect(url.clone()).await.unwrap();
-            let users = admin
-                .list_users(ListUsersRequest {
-                    tenant: "acme".into(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
+            // Every page: long runs add more users than one page holds.
+            let mut users = BTreeSet::new();
+            let mut page_token = String::new();
+            loop {
+                let page = admin
+                    .list_users(ListUsersRequest {
+                        tenant: "acme".into(),
+                        page_size: 10_000,
+                        page_token,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                users.extend(page.users.into_iter().map(|u| u.user));
+                page_token = page.next_page_token;
+                if page_token.is_empty() {
+                    break;
+                }
+            }
             let tenants = admin
-                .list_tenants(ListTenantsRequest {})
+                .list_tenants(ListTenantsRequest::default())
                 .await
                 .unwrap()
                 .into_inner();
-            (
-                users
-                    .users
-                    .into_iter()
-                    .map(|u| u.user)
-                    .collect::<BTreeSet<String>>(),
-                tenants.revision,
-            )
+            (users, tenants.revision)
         });
         let wanted = acked.lock().unwrap().clone();
         let missing: Vec<&String> = wanted.difference(&users).collect();

@@ -637,7 +637,7 @@ fn audit_pages_through_changes_and_refusals() {
     assert_eq!(first_column(&out.stdout), ["3"], "{out:?}");
     assert_eq!(out.stderr, "");
 
-    let out = ctl(&s, "audit --limit 1 --all -o json");
+    let out = ctl(&s, "audit --page-size 1 --all -o json");
     assert_eq!(out.code, 0, "{out:?}");
     let doc = json(&out);
     let items = doc["items"].as_array().unwrap();
@@ -659,4 +659,85 @@ fn audit_pages_through_changes_and_refusals() {
 
     let out = ctl(&s, "audit --actor mallory -o json");
     assert_eq!(json(&out)["items"].as_array().unwrap().len(), 1, "{out:?}");
+}
+
+#[test]
+fn user_list_follows_the_pages_and_stops_at_limit() {
+    // More users than one server page (1000).
+    let mut text = String::from("tenants:\n  - id: big\n    users:\n");
+    for i in 0..1_205 {
+        text.push_str(&format!("      - {{ id: u{i:05} }}\n"));
+    }
+    let s = serve(Engine::new(policy_file::load_str(&text).unwrap()));
+    let expected: Vec<String> = (0..1_205).map(|i| format!("u{i:05}")).collect();
+
+    let out = ctl(&s, "user list --tenant big");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(first_column(&out.stdout), expected);
+    assert_eq!(out.stderr, "");
+
+    let out = ctl(&s, "user list --tenant big --page-size 7 -o json");
+    assert_eq!(out.code, 0, "{out:?}");
+    let users: Vec<String> = json(&out)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(users, expected);
+
+    let out = ctl(&s, "user list --tenant big --limit 5");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(first_column(&out.stdout), expected[..5]);
+    let out = ctl(&s, "user list --tenant big --limit 20 --page-size 7");
+    assert_eq!(first_column(&out.stdout), expected[..20]);
+
+    let out = ctl(&s, "user list --tenant big --page-size 10001");
+    assert_eq!(out.code, 2, "{out:?}");
+}
+
+#[test]
+fn an_audit_page_stops_at_1_mib_and_ctl_reads_on() {
+    let store = Arc::new(AuditOnly {
+        state: fixture(),
+        log: Mutex::new(Vec::new()),
+    });
+    let s = serve(Engine::open(Arc::clone(&store) as Arc<dyn Store>).unwrap());
+    for line in [
+        "role create --tenant acme --role a1 --actor alice",
+        "role create --tenant acme --role a2",
+        "role create --tenant acme --role a3",
+    ] {
+        ctl(&s, line);
+    }
+    // Three records of 600 kB each: the first page holds the two that
+    // pass 1 MiB, not all six.
+    let big = store.log.lock().unwrap()[0].clone();
+    for _ in 0..3 {
+        let mut r = big.clone();
+        r.outcome = rampart::model::audit::Outcome::Refused {
+            code: "PERMISSION_DENIED".into(),
+            message: "x".repeat(600_000),
+        };
+        store.push(r);
+    }
+    let page = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut admin = rampart::proto::admin_client::AdminClient::connect(s.url.clone())
+            .await
+            .unwrap();
+        admin
+            .list_audit_log(rampart::proto::ListAuditLogRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    let seqs: Vec<u64> = page.entries.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(page.next_page_token, "5");
+
+    let out = ctl(&s, "audit -o json");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc = json(&out);
+    assert_eq!(doc["items"].as_array().unwrap().len(), 6);
+    assert_eq!(doc["next_page_token"], "");
 }

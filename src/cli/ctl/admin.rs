@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use tonic::Response;
 
 use super::args::{
-    BindingCmd, BridgesCmd, CatalogCmd, GrantCmd, GroupCmd, RoleCmd, TenantCmd, UserCmd, value_name,
+    BindingCmd, BridgesCmd, CatalogCmd, GrantCmd, GroupCmd, Paging, RoleCmd, TenantCmd, UserCmd,
+    value_name,
 };
 use super::output::{Column, Report, cell, col, table};
 use super::{Client, CtlError, Failure};
@@ -19,6 +20,42 @@ type Answer = Result<Response<MutationResponse>, tonic::Status>;
 fn done(client: &Client, answer: Answer) -> Result<Report, Failure> {
     let m = answer.map_err(|s| client.fail(s))?.into_inner();
     Ok(Report::Mutations(vec![m]))
+}
+
+/// The server's rows per page of the Admin listings when asked for none.
+const SERVER_PAGE: u32 = 1_000;
+
+/// A listing read page by page from `start` (empty: the first page),
+/// following each `next_page_token` until the last page or `--limit` rows:
+/// the rows, the first page's revision, and the token of the page after
+/// the last one read (empty: none follows). `call` asks for one page
+/// (`page_size`, `page_token`), `rows` takes a page apart.
+pub(super) async fn pages<T, F, Fut>(
+    client: &Client,
+    paging: Paging,
+    server_default: u32,
+    start: String,
+    mut call: F,
+    rows: impl Fn(T) -> (Vec<Value>, u64, String),
+) -> Result<(Vec<Value>, u64, String), Failure>
+where
+    F: FnMut(u32, String) -> Fut,
+    Fut: std::future::Future<Output = Result<Response<T>, tonic::Status>>,
+{
+    let mut items = Vec::new();
+    let mut revision = None;
+    let mut token = start;
+    while let Some(size) = paging.ask(items.len(), server_default) {
+        let page = client.read(call(size, token.clone()).await)?;
+        let (found, rev, next) = rows(page);
+        items.extend(found);
+        revision.get_or_insert(rev);
+        token = next;
+        if token.is_empty() {
+            break;
+        }
+    }
+    Ok((items, revision.unwrap_or(0), token))
 }
 
 pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failure> {
@@ -65,7 +102,7 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
             };
             client.admin.delete_tenant(r).await
         }
-        TenantCmd::List => {
+        TenantCmd::List { paging } => {
             const COLUMNS: &[Column] = &[
                 col("TENANT", "tenant"),
                 col("NAME", "name"),
@@ -74,15 +111,16 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
                 col("GROUPS", "groups"),
                 col("USERS", "users"),
             ];
-            let r = client
-                .admin
-                .list_tenants(proto::ListTenantsRequest {})
-                .await;
-            let r = client.read(r)?;
-            let items = r
-                .tenants
-                .iter()
-                .map(|t| {
+            let call = |page_size, page_token| {
+                let mut admin = client.admin.clone();
+                let r = proto::ListTenantsRequest {
+                    page_size,
+                    page_token,
+                };
+                async move { admin.list_tenants(r).await }
+            };
+            let rows = |r: proto::ListTenantsResponse| {
+                let items = r.tenants.iter().map(|t| {
                     json!({
                         "tenant": t.tenant,
                         "name": t.name,
@@ -91,9 +129,12 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
                         "groups": t.groups,
                         "users": t.users,
                     })
-                })
-                .collect();
-            return Ok(Report::list(COLUMNS, items, r.revision));
+                });
+                (items.collect(), r.revision, r.next_page_token)
+            };
+            let (items, revision, _) =
+                pages(&client, paging, SERVER_PAGE, String::new(), call, rows).await?;
+            return Ok(Report::list(COLUMNS, items, revision));
         }
     };
     done(&client, answer)
@@ -147,7 +188,7 @@ pub async fn catalog(mut client: Client, cmd: CatalogCmd) -> Result<Report, Fail
             };
             client.admin.remove_catalog_entry(r).await
         }
-        CatalogCmd::List { category } => {
+        CatalogCmd::List { category, paging } => {
             const COLUMNS: &[Column] = &[
                 col("PERMISSION", "permission"),
                 col("CATEGORY", "category"),
@@ -155,17 +196,18 @@ pub async fn catalog(mut client: Client, cmd: CatalogCmd) -> Result<Report, Fail
                 col("BUILTIN", "builtin"),
                 col("DESCRIPTION", "description"),
             ];
-            let r = client
-                .admin
-                .list_catalog(proto::ListCatalogRequest {
-                    category: category.unwrap_or_default(),
-                })
-                .await;
-            let r = client.read(r)?;
-            let items = r
-                .entries
-                .iter()
-                .map(|e| {
+            let category = category.unwrap_or_default();
+            let call = |page_size, page_token| {
+                let mut admin = client.admin.clone();
+                let r = proto::ListCatalogRequest {
+                    category: category.clone(),
+                    page_size,
+                    page_token,
+                };
+                async move { admin.list_catalog(r).await }
+            };
+            let rows = |r: proto::ListCatalogResponse| {
+                let items = r.entries.iter().map(|e| {
                     json!({
                         "permission": e.permission,
                         "category": e.category,
@@ -173,9 +215,12 @@ pub async fn catalog(mut client: Client, cmd: CatalogCmd) -> Result<Report, Fail
                         "builtin": e.builtin,
                         "description": e.description,
                     })
-                })
-                .collect();
-            return Ok(Report::list(COLUMNS, items, r.revision));
+                });
+                (items.collect(), r.revision, r.next_page_token)
+            };
+            let (items, revision, _) =
+                pages(&client, paging, SERVER_PAGE, String::new(), call, rows).await?;
+            return Ok(Report::list(COLUMNS, items, revision));
         }
     };
     done(&client, answer)
@@ -245,7 +290,7 @@ pub async fn role(mut client: Client, cmd: RoleCmd) -> Result<Report, Failure> {
                 .await;
             return Ok(role_report(&client.read(r)?));
         }
-        RoleCmd::List { tenant } => {
+        RoleCmd::List { tenant, paging } => {
             const COLUMNS: &[Column] = &[
                 col("ROLE", "role"),
                 col("KIND", "kind"),
@@ -253,15 +298,17 @@ pub async fn role(mut client: Client, cmd: RoleCmd) -> Result<Report, Failure> {
                 col("GRANTS", "grants"),
                 col("DESCRIPTION", "description"),
             ];
-            let r = client
-                .admin
-                .list_roles(proto::ListRolesRequest { tenant })
-                .await;
-            let r = client.read(r)?;
-            let items = r
-                .roles
-                .iter()
-                .map(|s| {
+            let call = |page_size, page_token| {
+                let mut admin = client.admin.clone();
+                let r = proto::ListRolesRequest {
+                    tenant: tenant.clone(),
+                    page_size,
+                    page_token,
+                };
+                async move { admin.list_roles(r).await }
+            };
+            let rows = |r: proto::ListRolesResponse| {
+                let items = r.roles.iter().map(|s| {
                     json!({
                         "role": s.role,
                         "kind": s.kind,
@@ -269,9 +316,12 @@ pub async fn role(mut client: Client, cmd: RoleCmd) -> Result<Report, Failure> {
                         "grants": s.grants,
                         "description": s.description,
                     })
-                })
-                .collect();
-            return Ok(Report::list(COLUMNS, items, r.revision));
+                });
+                (items.collect(), r.revision, r.next_page_token)
+            };
+            let (items, revision, _) =
+                pages(&client, paging, SERVER_PAGE, String::new(), call, rows).await?;
+            return Ok(Report::list(COLUMNS, items, revision));
         }
     };
     done(&client, answer)
@@ -435,29 +485,34 @@ pub async fn group(mut client: Client, cmd: GroupCmd) -> Result<Report, Failure>
             };
             client.admin.remove_member(r).await
         }
-        GroupCmd::List { tenant } => {
+        GroupCmd::List { tenant, paging } => {
             const COLUMNS: &[Column] = &[
                 col("GROUP", "group"),
                 col("MEMBERS", "members"),
                 col("DESCRIPTION", "description"),
             ];
-            let r = client
-                .admin
-                .list_groups(proto::ListGroupsRequest { tenant })
-                .await;
-            let r = client.read(r)?;
-            let items = r
-                .groups
-                .iter()
-                .map(|g| {
+            let call = |page_size, page_token| {
+                let mut admin = client.admin.clone();
+                let r = proto::ListGroupsRequest {
+                    tenant: tenant.clone(),
+                    page_size,
+                    page_token,
+                };
+                async move { admin.list_groups(r).await }
+            };
+            let rows = |r: proto::ListGroupsResponse| {
+                let items = r.groups.iter().map(|g| {
                     json!({
                         "group": g.group,
                         "members": g.members,
                         "description": g.description,
                     })
-                })
-                .collect();
-            return Ok(Report::list(COLUMNS, items, r.revision));
+                });
+                (items.collect(), r.revision, r.next_page_token)
+            };
+            let (items, revision, _) =
+                pages(&client, paging, SERVER_PAGE, String::new(), call, rows).await?;
+            return Ok(Report::list(COLUMNS, items, revision));
         }
     };
     done(&client, answer)
@@ -530,31 +585,36 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
             };
             client.admin.remove_user(r).await
         }
-        UserCmd::List { tenant } => {
+        UserCmd::List { tenant, paging } => {
             const COLUMNS: &[Column] = &[
                 col("USER", "user"),
                 col("STATUS", "status"),
                 col("EMAIL", "email"),
                 col("DISPLAY_NAME", "display_name"),
             ];
-            let r = client
-                .admin
-                .list_users(proto::ListUsersRequest { tenant })
-                .await;
-            let r = client.read(r)?;
-            let items = r
-                .users
-                .iter()
-                .map(|u| {
+            let call = |page_size, page_token| {
+                let mut admin = client.admin.clone();
+                let r = proto::ListUsersRequest {
+                    tenant: tenant.clone(),
+                    page_size,
+                    page_token,
+                };
+                async move { admin.list_users(r).await }
+            };
+            let rows = |r: proto::ListUsersResponse| {
+                let items = r.users.iter().map(|u| {
                     json!({
                         "user": u.user,
                         "status": u.status,
                         "email": u.email,
                         "display_name": u.display_name,
                     })
-                })
-                .collect();
-            return Ok(Report::list(COLUMNS, items, r.revision));
+                });
+                (items.collect(), r.revision, r.next_page_token)
+            };
+            let (items, revision, _) =
+                pages(&client, paging, SERVER_PAGE, String::new(), call, rows).await?;
+            return Ok(Report::list(COLUMNS, items, revision));
         }
     };
     done(&client, answer)
@@ -583,26 +643,37 @@ pub async fn binding(mut client: Client, cmd: BindingCmd) -> Result<Report, Fail
             };
             client.admin.unassign(r).await
         }
-        BindingCmd::List { tenant, subject } => {
+        BindingCmd::List {
+            tenant,
+            subject,
+            paging,
+        } => {
             const COLUMNS: &[Column] = &[
                 col("SUBJECT", "subject"),
                 col("ROLE", "role"),
                 col("EXPIRES", "expires"),
             ];
-            let r = client
-                .admin
-                .list_bindings(proto::ListBindingsRequest {
-                    tenant,
-                    subject: subject.unwrap_or_default(),
-                })
-                .await;
-            let r = client.read(r)?;
-            let items = r
-                .bindings
-                .iter()
-                .map(|b| json!({ "subject": b.subject, "role": b.role, "expires": b.expires }))
-                .collect();
-            return Ok(Report::list(COLUMNS, items, r.revision));
+            let subject = subject.unwrap_or_default();
+            let call = |page_size, page_token| {
+                let mut admin = client.admin.clone();
+                let r = proto::ListBindingsRequest {
+                    tenant: tenant.clone(),
+                    subject: subject.clone(),
+                    page_size,
+                    page_token,
+                };
+                async move { admin.list_bindings(r).await }
+            };
+            let rows = |r: proto::ListBindingsResponse| {
+                let items = r
+                    .bindings
+                    .iter()
+                    .map(|b| json!({ "subject": b.subject, "role": b.role, "expires": b.expires }));
+                (items.collect(), r.revision, r.next_page_token)
+            };
+            let (items, revision, _) =
+                pages(&client, paging, SERVER_PAGE, String::new(), call, rows).await?;
+            return Ok(Report::list(COLUMNS, items, revision));
         }
     };
     done(&client, answer)

@@ -63,7 +63,10 @@ pub enum TenantCmd {
         mutate: Mutate,
     },
     /// List tenants with their role, group and user counts.
-    List,
+    List {
+        #[command(flatten)]
+        paging: Paging,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +106,8 @@ pub enum CatalogCmd {
     List {
         #[arg(long)]
         category: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
     },
 }
 
@@ -161,6 +166,37 @@ pub enum BridgesCmd {
     },
 }
 
+/// How a listing is read: every page the server offers (each up to
+/// `--page-size` rows, the server's default 1000 without it), stopping
+/// once `--limit` rows are in.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct Paging {
+    /// Stop after this many rows in all (default: every row).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+    /// Rows per request (default: the server's, 1000; at most 10000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub page_size: Option<u32>,
+}
+
+impl Paging {
+    /// The `page_size` to ask for with `have` rows in: `--page-size` (0,
+    /// the server's default, without it), but no more than `--limit`
+    /// leaves; None once `--limit` rows are in.
+    pub fn ask(&self, have: usize, server_default: u32) -> Option<u32> {
+        let size = self.page_size.unwrap_or(0);
+        let Some(limit) = self.limit else {
+            return Some(size);
+        };
+        let left = (limit as usize).saturating_sub(have);
+        if left == 0 {
+            return None;
+        }
+        let per = if size == 0 { server_default } else { size };
+        Some(per.min(u32::try_from(left).unwrap_or(u32::MAX)))
+    }
+}
+
 /// `--tenant T --role R`.
 #[derive(Debug, Clone, Args)]
 pub struct RoleRef {
@@ -206,6 +242,8 @@ pub enum RoleCmd {
     List {
         #[arg(long)]
         tenant: String,
+        #[command(flatten)]
+        paging: Paging,
     },
 }
 
@@ -291,6 +329,8 @@ pub enum GroupCmd {
     List {
         #[arg(long)]
         tenant: String,
+        #[command(flatten)]
+        paging: Paging,
     },
 }
 
@@ -347,6 +387,8 @@ pub enum UserCmd {
     List {
         #[arg(long)]
         tenant: String,
+        #[command(flatten)]
+        paging: Paging,
     },
 }
 
@@ -393,6 +435,8 @@ pub enum BindingCmd {
         /// Only this subject's (a user id or `group:NAME`).
         #[arg(long)]
         subject: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
     },
 }
 

@@ -4,6 +4,8 @@
 use clap::Args;
 use serde_json::json;
 
+use super::admin::pages;
+use super::args::Paging;
 use super::output::{Column, Report, col, embedded_json};
 use super::{Client, Failure};
 use crate::proto;
@@ -21,20 +23,29 @@ pub struct AuditArgs {
     pub from_revision: Option<u64>,
     #[arg(long)]
     pub to_revision: Option<u64>,
-    /// Entries per page.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000))]
-    pub limit: u32,
-    /// Follow the pages to the end.
-    #[arg(long)]
+    /// Stop after this many entries in all (default 100).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+    /// Entries per request (default: the server's, 100; at most 1000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub page_size: Option<u32>,
+    /// Every entry: follow the pages to the end.
+    #[arg(long, conflicts_with = "limit")]
     pub all: bool,
     /// Start after the page that returned this token.
     #[arg(long, conflicts_with = "all")]
     pub page_token: Option<String>,
 }
 
-/// `audit`: one page, or every page with `--all`. Without `--all`, a
-/// further page is announced on stderr with its token.
-pub async fn run(mut client: Client, a: AuditArgs) -> Result<Report, Failure> {
+/// The entries `audit` shows without `--limit` or `--all`.
+const DEFAULT_LIMIT: u32 = 100;
+/// The server's entries per page when asked for none.
+const SERVER_PAGE: u32 = 100;
+
+/// `audit`: the first `--limit` entries (100 by default), page by page, or
+/// every entry with `--all`. When more follow, that is announced on stderr
+/// with the token to go on from.
+pub async fn run(client: Client, a: AuditArgs) -> Result<Report, Failure> {
     const COLUMNS: &[Column] = &[
         col("SEQ", "seq"),
         col("TIME", "time"),
@@ -47,22 +58,24 @@ pub async fn run(mut client: Client, a: AuditArgs) -> Result<Report, Failure> {
         col("CHANGE", "change"),
         col("MESSAGE", "message"),
     ];
-    let mut items = Vec::new();
-    let mut token = a.page_token.clone().unwrap_or_default();
-    loop {
-        let r = client
-            .admin
-            .list_audit_log(proto::ListAuditLogRequest {
-                tenant: a.tenant.clone().unwrap_or_default(),
-                actor: a.actor.clone().unwrap_or_default(),
-                from_revision: a.from_revision.unwrap_or(0),
-                to_revision: a.to_revision.unwrap_or(0),
-                page_size: a.limit,
-                page_token: token.clone(),
-            })
-            .await;
-        let page = client.read(r)?;
-        items.extend(page.entries.iter().map(|e| {
+    let paging = Paging {
+        limit: (!a.all).then_some(a.limit.unwrap_or(DEFAULT_LIMIT)),
+        page_size: a.page_size,
+    };
+    let call = |page_size, page_token| {
+        let mut admin = client.admin.clone();
+        let r = proto::ListAuditLogRequest {
+            tenant: a.tenant.clone().unwrap_or_default(),
+            actor: a.actor.clone().unwrap_or_default(),
+            from_revision: a.from_revision.unwrap_or(0),
+            to_revision: a.to_revision.unwrap_or(0),
+            page_size,
+            page_token,
+        };
+        async move { admin.list_audit_log(r).await }
+    };
+    let rows = |page: proto::ListAuditLogResponse| {
+        let items = page.entries.iter().map(|e| {
             json!({
                 "seq": e.seq,
                 "time": e.time,
@@ -75,12 +88,11 @@ pub async fn run(mut client: Client, a: AuditArgs) -> Result<Report, Failure> {
                 "change": embedded_json(&e.change),
                 "message": e.message,
             })
-        }));
-        token = page.next_page_token;
-        if token.is_empty() || !a.all {
-            break;
-        }
-    }
+        });
+        (items.collect(), 0, page.next_page_token)
+    };
+    let start = a.page_token.clone().unwrap_or_default();
+    let (items, _, token) = pages(&client, paging, SERVER_PAGE, start, call, rows).await?;
     if !token.is_empty() {
         eprintln!("rampart ctl: more entries follow: --all, or --page-token {token}");
     }

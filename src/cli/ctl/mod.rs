@@ -228,7 +228,9 @@ impl Client {
             })?;
         Ok(Self {
             url,
-            admin: AdminClient::with_interceptor(channel.clone(), bearer.clone()),
+            // Listings page, but a server without paging answers in one.
+            admin: AdminClient::with_interceptor(channel.clone(), bearer.clone())
+                .max_decoding_message_size(64 << 20),
             authz: AuthorizationClient::with_interceptor(channel.clone(), bearer.clone()),
             replication: ReplicationClient::with_interceptor(channel, bearer)
                 .max_decoding_message_size(64 << 20)

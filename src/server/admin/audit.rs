@@ -1,11 +1,12 @@
 //! ListAuditLog: the store's audit records, page by page.
 
+use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::engine::Engine;
 use crate::model::audit::Outcome;
 use crate::proto;
-use crate::server::convert::admin::AuditPage;
+use crate::server::convert::admin::{AuditPage, PAGE_BYTES};
 
 pub(super) async fn list_audit_log(
     engine: &Engine,
@@ -22,17 +23,9 @@ pub(super) async fn list_audit_log(
     let Some(mut records) = engine.audit(filter).await.map_err(|e| proto::status(&e))? else {
         return Err(no_log());
     };
-    let more = records.len() > limit;
+    let mut more = records.len() > limit;
     records.truncate(limit);
-    let next_page_token = if more {
-        records
-            .last()
-            .map(|r| r.seq.to_string())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
-    let entries = records
+    let mut entries: Vec<proto::AuditEntry> = records
         .into_iter()
         .map(|a| {
             let (outcome, code, message) = match a.outcome {
@@ -53,6 +46,24 @@ pub(super) async fn list_audit_log(
             }
         })
         .collect();
+    // A page stops early once its entries pass PAGE_BYTES (keeping one).
+    let mut bytes = 0;
+    if let Some(cut) = entries.iter().position(|e| {
+        bytes += e.encoded_len();
+        bytes >= PAGE_BYTES
+    }) && cut + 1 < entries.len()
+    {
+        entries.truncate(cut + 1);
+        more = true;
+    }
+    let next_page_token = if more {
+        entries
+            .last()
+            .map(|e| e.seq.to_string())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
     Ok(Response::new(proto::ListAuditLogResponse {
         entries,
         next_page_token,

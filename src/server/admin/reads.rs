@@ -1,7 +1,13 @@
 //! The Admin listings (tenants, catalog, roles, groups, users, bindings):
-//! each answered from the current snapshot, at its revision.
+//! each answered from the current snapshot, at its revision, a page at a
+//! time: a page is the rows after the token's key, in key order, so paging
+//! is stable across concurrent writes.
 
+use std::ops::Bound;
 use std::sync::Arc;
+
+use imbl::OrdMap;
+use prost::Message;
 
 use tonic::{Request, Response, Status};
 
@@ -9,7 +15,45 @@ use crate::engine::Engine;
 use crate::model::Subject;
 use crate::policy::Snapshot;
 use crate::proto;
-use crate::server::convert::admin::{BindingFilter, RoleLookup, grant_spec, kind_name};
+use crate::server::convert::admin::{
+    BindingFilter, PAGE_BYTES, Page, RoleLookup, grant_spec, kind_name, page_token,
+};
+
+/// The entries of `map` after `after` (none: all), in key order.
+fn after<'a, K: Ord + Clone, V: Clone>(
+    map: &'a OrdMap<K, V>,
+    after: &Option<K>,
+) -> impl Iterator<Item = (&'a K, &'a V)> {
+    let start = after.clone().map_or(Bound::Unbounded, Bound::Excluded);
+    map.range((start, Bound::Unbounded))
+}
+
+/// One page of `rows` (each with its key, in key order, from where the
+/// page starts): at most `size` rows, fewer once they pass [`PAGE_BYTES`]
+/// encoded (but always one), and the token of the page after it (empty:
+/// this is the last).
+fn page<K, T: Message>(
+    rows: impl Iterator<Item = (K, T)>,
+    size: usize,
+    token: impl Fn(&K) -> String,
+) -> (Vec<T>, String) {
+    let mut rows = rows.peekable();
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    while let Some((key, row)) = rows.next() {
+        bytes += row.encoded_len();
+        out.push(row);
+        if out.len() >= size || bytes >= PAGE_BYTES {
+            let next = if rows.peek().is_some() {
+                token(&key)
+            } else {
+                String::new()
+            };
+            return (out, next);
+        }
+    }
+    (out, String::new())
+}
 
 /// The tenant `id` in `snapshot`, or NOT_FOUND naming it.
 fn known_tenant<'a>(
@@ -24,27 +68,33 @@ fn known_tenant<'a>(
 
 pub(super) fn list_tenants(
     engine: &Engine,
-    _r: Request<proto::ListTenantsRequest>,
+    r: Request<proto::ListTenantsRequest>,
 ) -> Result<Response<proto::ListTenantsResponse>, Status> {
+    let Page { size, after } = Page::try_from(r.get_ref())?;
     let snapshot = engine.load();
+    let start = after.map_or(Bound::Unbounded, Bound::Excluded);
     let tenants = snapshot
         .state()
         .tenants
-        .values()
-        .map(|t| proto::TenantInfo {
-            tenant: t.id.to_string(),
-            name: t.name.clone(),
-            settings: Some(proto::TenantSettings {
-                single_role_per_user: t.settings.single_role_per_user,
-            }),
-            roles: t.roles.len() as u32,
-            groups: t.groups.len() as u32,
-            users: t.users.len() as u32,
-        })
-        .collect();
+        .range((start, Bound::Unbounded))
+        .map(|(k, t)| {
+            let row = proto::TenantInfo {
+                tenant: t.id.to_string(),
+                name: t.name.clone(),
+                settings: Some(proto::TenantSettings {
+                    single_role_per_user: t.settings.single_role_per_user,
+                }),
+                roles: t.roles.len() as u32,
+                groups: t.groups.len() as u32,
+                users: t.users.len() as u32,
+            };
+            (k, row)
+        });
+    let (tenants, next_page_token) = page(tenants, size, |k| page_token(&[k.as_str()]));
     Ok(Response::new(proto::ListTenantsResponse {
         tenants,
         revision: snapshot.revision(),
+        next_page_token,
     }))
 }
 
@@ -53,6 +103,7 @@ pub(super) fn list_catalog(
     r: Request<proto::ListCatalogRequest>,
 ) -> Result<Response<proto::ListCatalogResponse>, Status> {
     let r = r.into_inner();
+    let Page { size, after } = Page::<(String, String)>::try_from(&r)?;
     let snapshot = engine.load();
     let mut entries: Vec<proto::CatalogEntry> = snapshot
         .state()
@@ -60,6 +111,11 @@ pub(super) fn list_catalog(
         .entries()
         .iter()
         .filter(|e| r.category.is_empty() || e.category == r.category)
+        .filter(|e| {
+            after.as_ref().is_none_or(|(c, p)| {
+                (e.category.as_str(), e.pattern.as_str()) > (c.as_str(), p.as_str())
+            })
+        })
         .map(|e| proto::CatalogEntry {
             permission: e.pattern.as_str().to_owned(),
             category: e.category.clone(),
@@ -69,9 +125,17 @@ pub(super) fn list_catalog(
         })
         .collect();
     entries.sort_by(|a, b| (&a.category, &a.permission).cmp(&(&b.category, &b.permission)));
+    let (entries, next_page_token) = page(
+        entries
+            .into_iter()
+            .map(|e| ((e.category.clone(), e.permission.clone()), e)),
+        size,
+        |(c, p)| page_token(&[c, p]),
+    );
     Ok(Response::new(proto::ListCatalogResponse {
         entries,
         revision: snapshot.revision(),
+        next_page_token,
     }))
 }
 
@@ -111,20 +175,22 @@ pub(super) fn list_roles(
     let r = r.into_inner();
     let snapshot = engine.load();
     let t = known_tenant(&snapshot, &r.tenant)?;
-    let roles = t
-        .roles
-        .values()
-        .map(|role| proto::RoleSummary {
+    let Page { size, after: start } = Page::try_from(&r)?;
+    let roles = after(&t.roles, &start).map(|(k, role)| {
+        let row = proto::RoleSummary {
             role: role.name.to_string(),
             description: role.description.clone(),
             kind: kind_name(&role.name).to_owned(),
             members: t.bindings.keys().filter(|(_, r)| *r == role.name).count() as u32,
             grants: snapshot.state().grants_of(role).len() as u32,
-        })
-        .collect();
+        };
+        (k, row)
+    });
+    let (roles, next_page_token) = page(roles, size, |k| page_token(&[k.as_str()]));
     Ok(Response::new(proto::ListRolesResponse {
         roles,
         revision: snapshot.revision(),
+        next_page_token,
     }))
 }
 
@@ -135,18 +201,20 @@ pub(super) fn list_groups(
     let r = r.into_inner();
     let snapshot = engine.load();
     let t = known_tenant(&snapshot, &r.tenant)?;
-    let groups = t
-        .groups
-        .values()
-        .map(|g| proto::GroupInfo {
+    let Page { size, after: start } = Page::try_from(&r)?;
+    let groups = after(&t.groups, &start).map(|(k, g)| {
+        let row = proto::GroupInfo {
             group: g.name.to_string(),
             description: g.description.clone(),
             members: g.members.iter().map(Subject::reference).collect(),
-        })
-        .collect();
+        };
+        (k, row)
+    });
+    let (groups, next_page_token) = page(groups, size, |k| page_token(&[k.as_str()]));
     Ok(Response::new(proto::ListGroupsResponse {
         groups,
         revision: snapshot.revision(),
+        next_page_token,
     }))
 }
 
@@ -157,19 +225,21 @@ pub(super) fn list_users(
     let r = r.into_inner();
     let snapshot = engine.load();
     let t = known_tenant(&snapshot, &r.tenant)?;
-    let users = t
-        .users
-        .values()
-        .map(|u| proto::UserInfo {
+    let Page { size, after: start } = Page::try_from(&r)?;
+    let users = after(&t.users, &start).map(|(k, u)| {
+        let row = proto::UserInfo {
             user: u.id.to_string(),
             email: u.email.clone().unwrap_or_default(),
             display_name: u.display_name.clone().unwrap_or_default(),
             status: u.status.as_str().to_owned(),
-        })
-        .collect();
+        };
+        (k, row)
+    });
+    let (users, next_page_token) = page(users, size, |k| page_token(&[k.as_str()]));
     Ok(Response::new(proto::ListUsersResponse {
         users,
         revision: snapshot.revision(),
+        next_page_token,
     }))
 }
 
@@ -181,18 +251,23 @@ pub(super) fn list_bindings(
     let snapshot = engine.load();
     let t = known_tenant(&snapshot, &r.tenant)?;
     let BindingFilter { subject: only } = BindingFilter::try_from(&r)?;
-    let bindings = t
-        .bindings
-        .values()
-        .filter(|b| only.as_ref().is_none_or(|s| *s == b.subject))
-        .map(|b| proto::BindingInfo {
-            subject: b.subject.reference(),
-            role: b.role.to_string(),
-            expires: b.expires.map(|e| e.to_string()).unwrap_or_default(),
-        })
-        .collect();
+    let Page { size, after: start } = Page::try_from(&r)?;
+    let bindings = after(&t.bindings, &start)
+        .filter(|(_, b)| only.as_ref().is_none_or(|s| *s == b.subject))
+        .map(|(k, b)| {
+            let row = proto::BindingInfo {
+                subject: b.subject.reference(),
+                role: b.role.to_string(),
+                expires: b.expires.map(|e| e.to_string()).unwrap_or_default(),
+            };
+            (k, row)
+        });
+    let (bindings, next_page_token) = page(bindings, size, |(s, role)| {
+        page_token(&[&s.reference(), role.as_str()])
+    });
     Ok(Response::new(proto::ListBindingsResponse {
         bindings,
         revision: snapshot.revision(),
+        next_page_token,
     }))
 }

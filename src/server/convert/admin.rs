@@ -516,6 +516,52 @@ mod tests {
                 .starts_with("`actor`: ")
         );
     }
+
+    #[test]
+    fn page_tokens_round_trip_and_sizes_are_bounded() {
+        let r = proto::ListBindingsRequest {
+            page_token: page_token(&["group:ops", "editors"]),
+            ..Default::default()
+        };
+        let page = Page::<(Subject, RoleName)>::try_from(&r).unwrap();
+        assert_eq!(page.size, DEFAULT_LIST_PAGE);
+        let (subject, role) = page.after.unwrap();
+        assert_eq!(
+            (subject.reference(), role.as_str()),
+            ("group:ops".into(), "editors")
+        );
+        let r = proto::ListCatalogRequest {
+            page_token: page_token(&["", "a:b"]),
+            page_size: MAX_LIST_PAGE,
+            ..Default::default()
+        };
+        let page = Page::<(String, String)>::try_from(&r).unwrap();
+        assert_eq!(page.after, Some((String::new(), "a:b".into())));
+        assert_eq!(page.size, MAX_LIST_PAGE as usize);
+        for token in [
+            "a",
+            "0g",
+            "ff",
+            &page_token(&["ann", "x"]),
+            &page_token(&["no!"]),
+        ] {
+            let r = proto::ListUsersRequest {
+                page_token: token.into(),
+                ..Default::default()
+            };
+            let e = Page::<UserId>::try_from(&r).unwrap_err();
+            assert_eq!(e.to_string(), "`page_token` is not one this server issued");
+        }
+        let r = proto::ListUsersRequest {
+            page_size: MAX_LIST_PAGE + 1,
+            ..Default::default()
+        };
+        let e = Page::<UserId>::try_from(&r).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`page_size` 10001 is more than the limit of 10000"
+        );
+    }
 }
 
 /// The most audit records one ListAuditLog page holds, and the default.
@@ -535,17 +581,7 @@ impl TryFrom<&proto::ListAuditLogRequest> for AuditPage {
     type Error = FieldError;
 
     fn try_from(r: &proto::ListAuditLogRequest) -> Result<Self, FieldError> {
-        let limit = match r.page_size {
-            0 => DEFAULT_AUDIT_PAGE,
-            n if n > MAX_AUDIT_PAGE => {
-                return Err(FieldError::OverLimit {
-                    field: "page_size",
-                    value: n.into(),
-                    max: MAX_AUDIT_PAGE.into(),
-                });
-            }
-            n => n as usize,
-        };
+        let limit = page_size(r.page_size, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE)?;
         let after_seq = if r.page_token.is_empty() {
             0
         } else {
@@ -562,5 +598,155 @@ impl TryFrom<&proto::ListAuditLogRequest> for AuditPage {
             limit: limit + 1,
         };
         Ok(Self { filter, limit })
+    }
+}
+
+/// The rows per page of a listing when a request asks for none (AIP-158).
+pub const DEFAULT_LIST_PAGE: usize = 1_000;
+/// The most rows per page a listing request may ask for.
+pub const MAX_LIST_PAGE: u32 = 10_000;
+/// The encoded bytes after which a page stops early, whatever its size, so
+/// that no answer nears a client's 4 MiB message limit; a page always holds
+/// at least one row.
+pub const PAGE_BYTES: usize = 1 << 20;
+
+/// A page's row count: `default` for 0, OverLimit over `max`.
+fn page_size(v: u32, default: usize, max: u32) -> Result<usize, FieldError> {
+    match v {
+        0 => Ok(default),
+        n if n > max => Err(FieldError::OverLimit {
+            field: "page_size",
+            value: n.into(),
+            max: max.into(),
+        }),
+        n => Ok(n as usize),
+    }
+}
+
+/// A separator no key part holds (names and free text refuse control
+/// characters).
+const TOKEN_SEPARATOR: char = '\0';
+
+/// The page token that resumes a listing after the row keyed by `parts`:
+/// the key, hex-encoded. Opaque to clients, and stable across writes: the
+/// next page starts after this key, wherever it now sits.
+pub fn page_token(parts: &[&str]) -> String {
+    parts
+        .join(&TOKEN_SEPARATOR.to_string())
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The key parts of a `page_token`, or NotIssued.
+fn token_parts(token: &str, parts: usize) -> Result<Vec<String>, FieldError> {
+    let bad = || FieldError::NotIssued("page_token");
+    if !token.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| {
+            token
+                .get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(bad)
+        })
+        .collect::<Result<Vec<u8>, _>>()?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let found: Vec<String> = text.split(TOKEN_SEPARATOR).map(str::to_owned).collect();
+    if found.len() != parts {
+        return Err(bad());
+    }
+    Ok(found)
+}
+
+/// One page of a listing as asked for: at most `size` rows, those after
+/// the key `after` (none: from the start).
+#[derive(Debug, Clone)]
+pub struct Page<K> {
+    pub size: usize,
+    pub after: Option<K>,
+}
+
+impl<K> Page<K> {
+    /// Parses the size and the token, whose key has `parts` parts made into
+    /// a key by `key` (None: not a key this server issues).
+    fn parse(
+        size: u32,
+        token: &str,
+        parts: usize,
+        key: impl FnOnce(Vec<String>) -> Option<K>,
+    ) -> Result<Self, FieldError> {
+        let size = page_size(size, DEFAULT_LIST_PAGE, MAX_LIST_PAGE)?;
+        let after = if token.is_empty() {
+            None
+        } else {
+            Some(key(token_parts(token, parts)?).ok_or(FieldError::NotIssued("page_token"))?)
+        };
+        Ok(Self { size, after })
+    }
+}
+
+/// The one-part key of a name-keyed listing.
+fn one<T>(parts: Vec<String>, f: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    parts.first().and_then(|p| f(p))
+}
+
+impl TryFrom<&proto::ListTenantsRequest> for Page<TenantId> {
+    type Error = FieldError;
+    fn try_from(r: &proto::ListTenantsRequest) -> Result<Self, FieldError> {
+        Self::parse(r.page_size, &r.page_token, 1, |p| {
+            one(p, |v| TenantId::new(v).ok())
+        })
+    }
+}
+
+impl TryFrom<&proto::ListUsersRequest> for Page<UserId> {
+    type Error = FieldError;
+    fn try_from(r: &proto::ListUsersRequest) -> Result<Self, FieldError> {
+        Self::parse(r.page_size, &r.page_token, 1, |p| {
+            one(p, |v| UserId::new(v).ok())
+        })
+    }
+}
+
+impl TryFrom<&proto::ListRolesRequest> for Page<RoleName> {
+    type Error = FieldError;
+    fn try_from(r: &proto::ListRolesRequest) -> Result<Self, FieldError> {
+        Self::parse(r.page_size, &r.page_token, 1, |p| {
+            one(p, |v| RoleName::new(v).ok())
+        })
+    }
+}
+
+impl TryFrom<&proto::ListGroupsRequest> for Page<GroupName> {
+    type Error = FieldError;
+    fn try_from(r: &proto::ListGroupsRequest) -> Result<Self, FieldError> {
+        Self::parse(r.page_size, &r.page_token, 1, |p| {
+            one(p, |v| GroupName::new(v).ok())
+        })
+    }
+}
+
+/// Bindings are keyed by subject, then role.
+impl TryFrom<&proto::ListBindingsRequest> for Page<(Subject, RoleName)> {
+    type Error = FieldError;
+    fn try_from(r: &proto::ListBindingsRequest) -> Result<Self, FieldError> {
+        Self::parse(r.page_size, &r.page_token, 2, |p| {
+            Some((Subject::parse(&p[0]).ok()?, RoleName::new(&p[1]).ok()?))
+        })
+    }
+}
+
+/// The catalog is listed by category, then permission.
+impl TryFrom<&proto::ListCatalogRequest> for Page<(String, String)> {
+    type Error = FieldError;
+    fn try_from(r: &proto::ListCatalogRequest) -> Result<Self, FieldError> {
+        Self::parse(r.page_size, &r.page_token, 2, |mut p| {
+            let permission = p.pop()?;
+            let category = p.pop()?;
+            Some((category, permission))
+        })
     }
 }
