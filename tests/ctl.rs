@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use rampart::cli::serve::{ServerHandle, start};
 use rampart::engine::Engine;
-use rampart::model::{Mutation, State, policy_file};
+use rampart::model::{State, policy_file};
 use rampart::server::DataPlaneConfig;
-use rampart::store::{AuditFilter, AuditRecord, Change, History, Store, StoreError};
+use rampart::store::{AuditFilter, AuditRecord, Change, History, Outcomes, Store, StoreError};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rampart");
@@ -550,12 +550,14 @@ impl Store for AuditOnly {
     fn load(&self) -> Result<State, StoreError> {
         Ok(self.state.clone())
     }
-    fn commit(&self, _: u64, _: &Mutation, audit: AuditRecord) -> Result<(), StoreError> {
-        self.push(audit);
-        Ok(())
-    }
-    fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError> {
-        self.push(audit);
+    fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
+        for entry in batch {
+            match entry {
+                Outcomes::Applied { audit, .. } | Outcomes::Refused(audit) => {
+                    self.push(audit.clone())
+                }
+            }
+        }
         Ok(())
     }
     fn append(&self, _: &[Change]) -> Result<(), StoreError> {

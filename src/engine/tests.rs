@@ -112,14 +112,6 @@ impl<S: Store> Store for Faulty<S> {
     fn load(&self) -> Result<State, StoreError> {
         self.inner.load()
     }
-    fn commit(&self, r: u64, m: &Mutation, a: AuditRecord) -> Result<(), StoreError> {
-        self.write()?;
-        self.inner.commit(r, m, a)
-    }
-    fn record_refusal(&self, a: AuditRecord) -> Result<(), StoreError> {
-        self.write()?;
-        self.inner.record_refusal(a)
-    }
     fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
         self.write()?;
         self.inner.commit_batch(batch)?;

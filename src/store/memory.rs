@@ -10,7 +10,7 @@ use super::{
     AuditFilter, AuditRecord, Change, History, Outcomes, Recovery, Store, StoreError, encode_audit,
     encode_change, max_count, new_history_id, replay,
 };
-use crate::model::{Mutation, State};
+use crate::model::State;
 
 /// An in-memory store.
 #[derive(Debug)]
@@ -104,19 +104,6 @@ impl Store for MemoryStore {
         self.recover().map(|r| r.state)
     }
 
-    fn commit(
-        &self,
-        revision: u64,
-        mutation: &Mutation,
-        audit: AuditRecord,
-    ) -> Result<(), StoreError> {
-        self.commit_batch(&[Outcomes::Applied {
-            revision,
-            mutation: mutation.clone(),
-            audit,
-        }])
-    }
-
     fn append(&self, changes: &[Change]) -> Result<(), StoreError> {
         for change in changes {
             encode_change(change)?;
@@ -136,10 +123,6 @@ impl Store for MemoryStore {
             inner.push_change(change.clone())?;
         }
         Ok(())
-    }
-
-    fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError> {
-        self.commit_batch(&[Outcomes::Refused(audit)])
     }
 
     fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {

@@ -225,38 +225,32 @@ pub trait Store: Send + Sync {
     /// (revision 0).
     fn load(&self) -> Result<State, StoreError>;
 
-    /// Durably appends `mutation` at `revision` (which must be the last
-    /// revision + 1) together with its audit record, in one transaction,
-    /// flushed before returning. The store sets the record's `seq` and its
-    /// `revision` (to `revision`).
+    /// Commits a batch of outcomes in order, all or nothing, in one
+    /// transaction and one flush (group commit): each applied one appended
+    /// to the changelog at its revision (the first the last revision + 1,
+    /// each the one before + 1) with its audit record, each refused one
+    /// recorded in the audit log only. The store sets each record's `seq`,
+    /// and an applied one's `revision`.
+    fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError>;
+
+    /// Durably appends `mutation` at `revision` with its audit record: a
+    /// batch of one.
     fn commit(
         &self,
         revision: u64,
         mutation: &Mutation,
         audit: AuditRecord,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.commit_batch(&[Outcomes::Applied {
+            revision,
+            mutation: mutation.clone(),
+            audit,
+        }])
+    }
 
-    /// Durably records a refused attempt (no revision). The store sets the
-    /// record's `seq`.
-    fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError>;
-
-    /// Commits a batch of outcomes in order, all or nothing: each applied
-    /// one as [`Store::commit`] would, each refused one as
-    /// [`Store::record_refusal`] would. A backend should make it one
-    /// transaction and one flush (group commit); this default does each in
-    /// turn, which is all or nothing only if nothing fails midway.
-    fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
-        for entry in batch {
-            match entry {
-                Outcomes::Applied {
-                    revision,
-                    mutation,
-                    audit,
-                } => self.commit(*revision, mutation, audit.clone())?,
-                Outcomes::Refused(audit) => self.record_refusal(audit.clone())?,
-            }
-        }
-        Ok(())
+    /// Durably records a refused attempt (no revision): a batch of one.
+    fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError> {
+        self.commit_batch(&[Outcomes::Refused(audit)])
     }
 
     /// Marks the start of a bootstrap (many commits that must land all or

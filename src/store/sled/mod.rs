@@ -63,7 +63,7 @@ use super::{
     AuditFilter, AuditRecord, Change, FreeSpace, History, Outcomes, Store, StoreError,
     new_history_id,
 };
-use crate::model::{Mutation, State};
+use crate::model::State;
 
 /// `meta` key: the last committed revision.
 const REVISION: &[u8] = b"revision";
@@ -411,26 +411,9 @@ impl Store for SledStore {
         self.recover().map(|r| r.state)
     }
 
-    fn commit(
-        &self,
-        revision: u64,
-        mutation: &Mutation,
-        audit: AuditRecord,
-    ) -> Result<(), StoreError> {
-        self.commit_batch(&[Outcomes::Applied {
-            revision,
-            mutation: mutation.clone(),
-            audit,
-        }])
-    }
-
     fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
         self.room()?;
         self.commit_outcomes(batch)
-    }
-
-    fn record_refusal(&self, audit: AuditRecord) -> Result<(), StoreError> {
-        self.commit_batch(&[Outcomes::Refused(audit)])
     }
 
     fn begin_bootstrap(&self) -> Result<(), StoreError> {
