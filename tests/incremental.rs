@@ -16,8 +16,8 @@ use proptest::prelude::*;
 use rampart::model::catalog::{CatalogEntry, CatalogPattern, Stability};
 use rampart::model::rules::Authority;
 use rampart::model::{
-    Grant, GrantPattern, GroupName, Mutation, RoleName, Subject, TenantId, TenantSettings,
-    Timestamp, UserId, UserStatus, apply,
+    Grant, GrantPattern, GroupName, Mutation, RoleName, SettingsChange, Subject, TenantId,
+    TenantSettings, Timestamp, UserId, UserStatus, apply,
 };
 use rampart::model::{State, Tenant};
 use rampart::policy::{Request, Snapshot, compile, evaluate, recompile};
@@ -54,14 +54,16 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             tenant,
             name: "T".into(),
             settings: TenantSettings {
-                single_role_per_user: single
+                single_role_per_user: single,
+                ..TenantSettings::default()
             }
         }),
         (t(), any::<bool>()).prop_map(|(tenant, single)| Mutation::UpdateTenant {
             tenant,
             name: Some("T2".into()),
-            settings: Some(TenantSettings {
-                single_role_per_user: single
+            settings: Some(SettingsChange {
+                single_role_per_user: Some(single),
+                ..SettingsChange::default()
             }),
         }),
         (t(), r()).prop_map(|(tenant, role)| Mutation::UpdateRoleDescription {

@@ -130,9 +130,10 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             if let Some(name) = name {
                 t.name = name.clone();
             }
-            if let Some(settings) = settings {
-                // Read by `apply` (single role per user), not by checks.
-                t.settings = settings.clone();
+            if let Some(change) = settings {
+                // Read by `apply` (single role per user) and the rules
+                // (shared users), not by checks.
+                t.settings = change.applied_to(&t.settings);
             }
         }
         Mutation::DeleteTenant { tenant } => {
@@ -359,6 +360,14 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             display_name,
             status,
         } => {
+            // A user of other tenants brings the profile they see.
+            let (email, display_name) = match state.profile_of(user) {
+                Some((_, u)) => (
+                    email.clone().or_else(|| u.email.clone()),
+                    display_name.clone().or_else(|| u.display_name.clone()),
+                ),
+                None => (email.clone(), display_name.clone()),
+            };
             let t = tenant_mut(state, m, tenant)?;
             if t.users.contains_key(user) {
                 return Err(fail(m, format!("user `{user}` is already a member")));
@@ -367,8 +376,8 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 user.clone(),
                 User {
                     id: user.clone(),
-                    email: email.clone(),
-                    display_name: display_name.clone(),
+                    email,
+                    display_name,
                     status: *status,
                 },
             );
@@ -525,6 +534,7 @@ mod tests {
                 name: "Acme".into(),
                 settings: TenantSettings {
                     single_role_per_user: true,
+                    ..TenantSettings::default()
                 },
             },
             Mutation::CreateRole {

@@ -28,7 +28,9 @@ pub use kind::{ErrorKind, HasKind};
 pub use mutation::Mutation;
 pub use permission::{Effect, Grant, GrantPattern, PermissionPath};
 pub use state::State;
-pub use tenant::{Binding, Group, Role, RoleKind, Tenant, TenantSettings, User, UserStatus};
+pub use tenant::{
+    Binding, Group, Role, RoleKind, SettingsChange, Tenant, TenantSettings, User, UserStatus,
+};
 pub use text::{TextError, check_text, quote};
 pub use time::Timestamp;
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::catalog::{CatalogEntry, CatalogPattern, Stability};
 use super::ids::{GroupName, RoleName, Subject, TenantId, UserId};
 use super::permission::Grant;
-use super::tenant::{TenantSettings, UserStatus};
+use super::tenant::{SettingsChange, TenantSettings, UserStatus};
 use super::time::Timestamp;
 
 /// A change to the state.
@@ -24,7 +24,7 @@ pub enum Mutation {
     UpdateTenant {
         tenant: TenantId,
         name: Option<String>,
-        settings: Option<TenantSettings>,
+        settings: Option<SettingsChange>,
     },
     DeleteTenant {
         tenant: TenantId,

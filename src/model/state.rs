@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use super::catalog::Catalog;
 use super::ids::TenantId;
+use super::ids::UserId;
 use super::permission::{Grant, GrantPattern};
-use super::tenant::{Role, RoleKind, Tenant};
+use super::tenant::{Role, RoleKind, Tenant, User};
 
 /// Everything a snapshot is compiled from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,15 @@ impl State {
             RoleKind::Bridges => &self.bridges_grants,
             RoleKind::Users | RoleKind::Custom => &role.grants,
         }
+    }
+
+    /// The user's profile as the tenants it belongs to see it (the same in
+    /// each; the first by tenant id), and that tenant; `None` for a user of
+    /// no tenant.
+    pub fn profile_of(&self, user: &UserId) -> Option<(&TenantId, &User)> {
+        self.tenants
+            .iter()
+            .find_map(|(id, t)| t.users.get(user).map(|u| (id, u)))
     }
 
     /// The tenant with this id.

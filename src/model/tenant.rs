@@ -15,10 +15,41 @@ use super::time::Timestamp;
 
 /// Per-tenant switches.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct TenantSettings {
     /// Assigning a role to a user replaces the user's current role (rediacc:
     /// "users can only belong to one permission group").
     pub single_role_per_user: bool,
+    /// This tenant shares its users with the other tenants they belong to:
+    /// another tenant may add them, and whoever holds
+    /// `ACM:USER:UPDATE:INFO:<user>` in any tenant the user is in may edit
+    /// the profile this tenant sees (the seeds' multi-company platform,
+    /// 002/004). Off, a change this tenant would see needs rights here.
+    pub shared_users: bool,
+}
+
+/// What an `update_tenant` changes of a tenant's settings: a `None` stays
+/// as it is. (A record written before this type read as a whole
+/// [`TenantSettings`], which this parses into the same change.)
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct SettingsChange {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub single_role_per_user: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_users: Option<bool>,
+}
+
+impl SettingsChange {
+    /// The settings after this change.
+    pub fn applied_to(&self, settings: &TenantSettings) -> TenantSettings {
+        TenantSettings {
+            single_role_per_user: self
+                .single_role_per_user
+                .unwrap_or(settings.single_role_per_user),
+            shared_users: self.shared_users.unwrap_or(settings.shared_users),
+        }
+    }
 }
 
 /// What kind of role a name denotes.

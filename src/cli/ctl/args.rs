@@ -41,6 +41,11 @@ pub enum TenantCmd {
         /// Allow each user at most one role binding.
         #[arg(long)]
         single_role_per_user: bool,
+        /// Share this tenant's users with the other tenants they belong to:
+        /// those may add them and edit their profile (see README, "Tenant
+        /// isolation").
+        #[arg(long)]
+        shared_users: bool,
         #[command(flatten)]
         mutate: Mutate,
     },
@@ -52,6 +57,8 @@ pub enum TenantCmd {
         name: Option<String>,
         #[arg(long, value_name = "true|false")]
         single_role_per_user: Option<bool>,
+        #[arg(long, value_name = "true|false")]
+        shared_users: Option<bool>,
         #[command(flatten)]
         mutate: Mutate,
     },

@@ -16,7 +16,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::catalog::{Catalog, CatalogEntry, CatalogPattern, Stability};
@@ -155,10 +155,41 @@ pub fn load_str(text: &str) -> Result<State, LoadErrors> {
     }
 
     if errors.0.is_empty() {
+        share_profiles(&mut state);
         state.revision = 1;
         Ok(state)
     } else {
         Err(LoadErrors(errors.0))
+    }
+}
+
+/// Gives each user's profile fields, stated in any tenant, to every tenant
+/// the user belongs to (the loader has refused two different values).
+fn share_profiles(state: &mut State) {
+    let mut profiles: BTreeMap<UserId, (Option<String>, Option<String>)> = BTreeMap::new();
+    for t in state.tenants.values() {
+        for u in t.users.values() {
+            let p = profiles.entry(u.id.clone()).or_default();
+            p.0 = p.0.take().or_else(|| u.email.clone());
+            p.1 = p.1.take().or_else(|| u.display_name.clone());
+        }
+    }
+    for t in state.tenants.values_mut() {
+        if !t.users.values().any(|u| {
+            let p = &profiles[&u.id];
+            u.email != p.0 || u.display_name != p.1
+        }) {
+            continue;
+        }
+        let t = Arc::make_mut(t);
+        let ids: Vec<UserId> = t.users.keys().cloned().collect();
+        for id in ids {
+            if let Some(u) = t.users.get_mut(&id) {
+                let p = &profiles[&id];
+                u.email.clone_from(&p.0);
+                u.display_name.clone_from(&p.1);
+            }
+        }
     }
 }
 
@@ -174,6 +205,7 @@ fn load_tenant(
         raw.name.clone().unwrap_or_else(|| id.to_string()),
     );
     tenant.settings.single_role_per_user = raw.settings.single_role_per_user;
+    tenant.settings.shared_users = raw.settings.shared_users;
     if let Err(e) = check_text("name", &tenant.name, MAX_SHORT_TEXT_CHARS) {
         errors.push(at, e);
     }
@@ -260,6 +292,29 @@ fn load_tenant(
             && let Err(e) = check_text("display_name", d, MAX_SHORT_TEXT_CHARS)
         {
             errors.push(&here, e);
+        }
+        // A profile is the user's own: one email and name in every tenant.
+        for other in state.tenants.values() {
+            let Some(o) = other.users.get(&id) else {
+                continue;
+            };
+            let fields = [
+                ("email", &u.email, &o.email),
+                ("display_name", &u.display_name, &o.display_name),
+            ];
+            for (field, given, there) in fields {
+                if let (Some(given), Some(there)) = (given, there)
+                    && given != there
+                {
+                    errors.push(
+                        &here,
+                        format!(
+                            "`{id}` has another {field} in tenant `{}`: a profile is the user's own, the same in every tenant (give it once)",
+                            other.id
+                        ),
+                    );
+                }
+            }
         }
         tenant.users.insert(
             id.clone(),

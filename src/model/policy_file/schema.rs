@@ -58,6 +58,8 @@ pub(super) struct FileTenant {
 pub(super) struct FileSettings {
     #[serde(default)]
     pub(super) single_role_per_user: bool,
+    #[serde(default)]
+    pub(super) shared_users: bool,
 }
 
 #[derive(Debug, Deserialize)]

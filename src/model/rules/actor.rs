@@ -133,6 +133,55 @@ fn roles_through_group(t: &Tenant, group: &GroupName, now: Timestamp) -> BTreeSe
         .collect()
 }
 
+/// Whether `actor` holds `ACM:USER:UPDATE:INFO:<user>` in `tenant`: the
+/// seeds' "Edit Users" over one user.
+fn may_edit_user(
+    authority: &dyn Authority,
+    actor: &UserId,
+    tenant: &TenantId,
+    user: &UserId,
+    now: Timestamp,
+) -> bool {
+    let view = authority.view(tenant, actor, now);
+    require(
+        &view,
+        actor,
+        tenant,
+        "ACM:USER:UPDATE:INFO",
+        Some(user.as_str()),
+    )
+    .is_ok()
+}
+
+/// Tenant isolation: a change to `user`'s profile or tenancy is seen by
+/// every tenant the user belongs to (but `except`, the tenant the change is
+/// made in). Each must share its users (`shared_users`) or give the actor
+/// `ACM:USER:UPDATE:INFO:<user>` there, so no actor whose rights stop at
+/// one tenant changes what another sees.
+fn seen_elsewhere(
+    state: &State,
+    authority: &dyn Authority,
+    actor: &UserId,
+    user: &UserId,
+    except: Option<&TenantId>,
+    now: Timestamp,
+) -> Result<(), AdminError> {
+    let refusing = state.tenants.values().find(|t| {
+        Some(&t.id) != except
+            && t.users.contains_key(user)
+            && !t.settings.shared_users
+            && !may_edit_user(authority, actor, &t.id, user, now)
+    });
+    match refusing {
+        None => Ok(()),
+        Some(t) => Err(AdminError::SeenByAnotherTenant {
+            actor: actor.clone(),
+            user: user.clone(),
+            tenant: t.id.clone(),
+        }),
+    }
+}
+
 fn operator_only(m: &Mutation) -> Result<(), AdminError> {
     Err(AdminError::OperatorOnly { kind: m.kind() })
 }
@@ -163,29 +212,21 @@ pub(super) fn check_actor(
                 })
             };
         }
+        // The seeds: rights in at least one tenant the user is in...
         let allowed = state
             .tenants
             .values()
             .filter(|t| t.users.contains_key(user))
-            .any(|t| {
-                let view = authority.view(&t.id, actor, now);
-                require(
-                    &view,
-                    actor,
-                    &t.id,
-                    "ACM:USER:UPDATE:INFO",
-                    Some(user.as_str()),
-                )
-                .is_ok()
-            });
-        return if allowed {
-            Ok(())
-        } else {
-            Err(AdminError::CannotUpdateInfo {
+            .any(|t| may_edit_user(authority, actor, &t.id, user, now));
+        if !allowed {
+            return Err(AdminError::CannotUpdateInfo {
                 actor: actor.clone(),
                 user: user.clone(),
-            })
-        };
+            });
+        }
+        // ...and tenant isolation: every tenant that sees the profile shares
+        // its users or gives the actor the same right there.
+        return seen_elsewhere(state, authority, actor, user, None, now);
     }
     let Some(id) = m.tenant() else {
         return operator_only(m);
@@ -302,7 +343,12 @@ pub(super) fn check_actor(
             // either needs the actor to hold them (equal or fewer privileges).
             hand_out(state, t, &view, actor, roles_through_group(t, group, now))
         }
-        Mutation::AddUser { .. } => require(&view, actor, id, "ACM:USER:INSERT", None),
+        Mutation::AddUser { user, .. } => {
+            require(&view, actor, id, "ACM:USER:INSERT", None)?;
+            // A user another tenant has joins this one only with that
+            // tenant's consent or rights there.
+            seen_elsewhere(state, authority, actor, user, Some(id), now)
+        }
         Mutation::UpdateUserStatus { user, .. } => {
             require(
                 &view,

@@ -140,6 +140,14 @@ pub enum AdminError {
     #[error("`{actor}` may not leave tenant `{tenant}`: it is their only tenant")]
     LeaveOnlyTenant { actor: UserId, tenant: TenantId },
     #[error(
+        "`{user}` is already a member of tenant `{tenant}` with another {field}: a profile is the user's own, the same in every tenant (add the user without it, or change it with update_user_info)"
+    )]
+    ProfileDiffers {
+        user: UserId,
+        tenant: TenantId,
+        field: &'static str,
+    },
+    #[error(
         "cannot remove the last active Administrator of tenant `{tenant}` ({})",
         join(administrators)
     )]
@@ -161,6 +169,16 @@ pub enum AdminError {
         "actor `{actor}` lacks `ACM:USER:UPDATE:INFO:{user}` in every tenant `{user}` belongs to"
     )]
     CannotUpdateInfo { actor: UserId, user: UserId },
+    /// Tenant isolation: a profile another tenant sees, or a user another
+    /// tenant has, changes only with rights there or that tenant's consent.
+    #[error(
+        "`{user}` is also a member of tenant `{tenant}`, which would see this change: actor `{actor}` needs `ACM:USER:UPDATE:INFO:{user}` there, or `{tenant}` must share its users (setting `shared_users`)"
+    )]
+    SeenByAnotherTenant {
+        actor: UserId,
+        user: UserId,
+        tenant: TenantId,
+    },
     #[error("actor `{actor}` is not an active member of tenant `{tenant}`")]
     NotActiveMember { actor: UserId, tenant: TenantId },
     #[error("actor `{actor}` lacks `{permission}` in tenant `{tenant}`")]
@@ -257,11 +275,13 @@ impl AdminError {
             | E::GroupCycle { .. }
             | E::LeaveWithoutAdministrator { .. }
             | E::LeaveOnlyTenant { .. }
+            | E::ProfileDiffers { .. }
             | E::LastAdministrator { .. }
             | E::DoesNotApply(_) => Refusal::Precondition,
             E::OperatorOnly { .. }
             | E::InactiveEverywhere { .. }
             | E::CannotUpdateInfo { .. }
+            | E::SeenByAnotherTenant { .. }
             | E::NotActiveMember { .. }
             | E::MissingPermission { .. }
             | E::SelfAdd

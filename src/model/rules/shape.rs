@@ -102,7 +102,10 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 text("name", name, MAX_SHORT_TEXT_CHARS)?;
             }
             let t = tenant(state, id)?;
-            if settings.as_ref().is_some_and(|s| s.single_role_per_user) {
+            if settings
+                .as_ref()
+                .is_some_and(|s| s.single_role_per_user == Some(true))
+            {
                 let mut seen = BTreeSet::new();
                 for (s, _) in t.bindings.keys() {
                     if matches!(s, Subject::User(_)) && !seen.insert(s) {
@@ -346,6 +349,26 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 });
             }
             valid_info(email, display_name)?;
+            // A user of other tenants keeps the one profile they all see.
+            if let Some((other, profile)) = state.profile_of(user) {
+                let differs = |given: &Option<String>, have: &Option<String>| {
+                    given.as_ref().is_some_and(|g| Some(g) != have.as_ref())
+                };
+                let field = if differs(email, &profile.email) {
+                    Some("email")
+                } else if differs(display_name, &profile.display_name) {
+                    Some("display name")
+                } else {
+                    None
+                };
+                if let Some(field) = field {
+                    return Err(AdminError::ProfileDiffers {
+                        user: user.clone(),
+                        tenant: other.clone(),
+                        field,
+                    });
+                }
+            }
         }
         Mutation::UpdateUserStatus {
             tenant: id, user, ..

@@ -82,7 +82,8 @@ pub(super) fn list_tenants(
                 tenant: t.id.to_string(),
                 name: t.name.clone(),
                 settings: Some(proto::TenantSettings {
-                    single_role_per_user: t.settings.single_role_per_user,
+                    single_role_per_user: Some(t.settings.single_role_per_user),
+                    shared_users: Some(t.settings.shared_users),
                 }),
                 roles: t.roles.len() as u32,
                 groups: t.groups.len() as u32,

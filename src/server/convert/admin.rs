@@ -11,8 +11,8 @@ use crate::model::rules::Actor;
 use crate::model::tenant::RoleKind;
 use crate::model::text::{MAX_DESCRIPTION_CHARS, MAX_SHORT_TEXT_CHARS};
 use crate::model::{
-    Effect, Grant, GrantPattern, GroupName, Mutation, RoleName, Subject, TenantId, TenantSettings,
-    Timestamp, UserId, UserStatus,
+    Effect, Grant, GrantPattern, GroupName, Mutation, RoleName, SettingsChange, Subject, TenantId,
+    TenantSettings, Timestamp, UserId, UserStatus,
 };
 use crate::proto;
 
@@ -128,8 +128,15 @@ fn status(v: &str) -> Result<UserStatus, FieldError> {
     })
 }
 fn settings(s: Option<&proto::TenantSettings>) -> TenantSettings {
-    TenantSettings {
-        single_role_per_user: s.is_some_and(|s| s.single_role_per_user),
+    SettingsChange::from(s).applied_to(&TenantSettings::default())
+}
+
+impl From<Option<&proto::TenantSettings>> for SettingsChange {
+    fn from(s: Option<&proto::TenantSettings>) -> Self {
+        SettingsChange {
+            single_role_per_user: s.and_then(|s| s.single_role_per_user),
+            shared_users: s.and_then(|s| s.shared_users),
+        }
     }
 }
 
@@ -175,7 +182,7 @@ impl TryFrom<&proto::UpdateTenantRequest> for Mutation {
                 .as_deref()
                 .map(|n| short_text("name", n))
                 .transpose()?,
-            settings: r.settings.as_ref().map(|s| settings(Some(s))),
+            settings: r.settings.as_ref().map(|s| SettingsChange::from(Some(s))),
         })
     }
 }

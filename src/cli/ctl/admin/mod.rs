@@ -67,6 +67,7 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
             tenant,
             name,
             single_role_per_user,
+            shared_users,
             mutate,
         } => {
             let r = proto::CreateTenantRequest {
@@ -75,7 +76,8 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
                 tenant,
                 name: name.unwrap_or_default(),
                 settings: Some(proto::TenantSettings {
-                    single_role_per_user,
+                    single_role_per_user: Some(single_role_per_user),
+                    shared_users: Some(shared_users),
                 }),
             };
             client.admin.create_tenant(r).await
@@ -84,15 +86,18 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
             tenant,
             name,
             single_role_per_user,
+            shared_users,
             mutate,
         } => {
+            let changes = single_role_per_user.is_some() || shared_users.is_some();
             let r = proto::UpdateTenantRequest {
                 actor: mutate.actor(),
                 dry_run: mutate.dry_run,
                 tenant,
                 name,
-                settings: single_role_per_user.map(|single_role_per_user| proto::TenantSettings {
+                settings: changes.then_some(proto::TenantSettings {
                     single_role_per_user,
+                    shared_users,
                 }),
             };
             client.admin.update_tenant(r).await
@@ -110,6 +115,7 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
                 col("TENANT", "tenant"),
                 col("NAME", "name"),
                 col("SINGLE_ROLE", "single_role_per_user"),
+                col("SHARED_USERS", "shared_users"),
                 col("ROLES", "roles"),
                 col("GROUPS", "groups"),
                 col("USERS", "users"),
@@ -127,7 +133,8 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
                     json!({
                         "tenant": t.tenant,
                         "name": t.name,
-                        "single_role_per_user": t.settings.as_ref().is_some_and(|s| s.single_role_per_user),
+                        "single_role_per_user": t.settings.as_ref().and_then(|s| s.single_role_per_user).unwrap_or(false),
+                        "shared_users": t.settings.as_ref().and_then(|s| s.shared_users).unwrap_or(false),
                         "roles": t.roles,
                         "groups": t.groups,
                         "users": t.users,
