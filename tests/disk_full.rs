@@ -50,6 +50,7 @@ fn record(m: &Mutation, revision: u64) -> AuditRecord {
         credential: "test".into(),
         revision,
         tenant: m.tenant().map(ToString::to_string),
+        also: Vec::new(),
         mutation: m.clone(),
         outcome: Outcome::Applied,
     }

@@ -134,6 +134,7 @@ fn record(m: &Mutation, actor: Option<&str>, outcome: Outcome, revision: u64) ->
         credential: if actor.is_some() { "token" } else { "operator" }.into(),
         revision,
         tenant: m.tenant().map(ToString::to_string),
+        also: Vec::new(),
         mutation: m.clone(),
         outcome,
     }

@@ -71,6 +71,14 @@ pub enum TokenCmd {
         /// Its scopes: check, admin, watch, operator (repeat or comma-separate).
         #[arg(long = "scope", value_delimiter = ',', default_value = "check", value_parser = ["check", "admin", "watch", "operator"])]
         scopes: Vec<String>,
+        /// Confine it to these tenants (repeat or comma-separate): Check and
+        /// Admin calls only there, and only changes no other tenant sees.
+        #[arg(long = "tenant", value_delimiter = ',')]
+        tenants: Vec<String>,
+        /// Bind its Admin calls to this user: they act as this actor,
+        /// whatever the call says.
+        #[arg(long)]
+        actor: Option<String>,
     },
 }
 
@@ -119,9 +127,17 @@ fn token(cmd: TokenCmd) -> ExitCode {
             println!("{}", hash_hex(token));
             ExitCode::SUCCESS
         }
-        TokenCmd::New { name, scopes } => match new_token() {
+        TokenCmd::New {
+            name,
+            scopes,
+            tenants,
+            actor,
+        } => match new_token() {
             Ok(token) => {
-                let scopes: Vec<String> = scopes.iter().map(|s| format!("\"{s}\"")).collect();
+                let listed = |items: &[String]| {
+                    let items: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
+                    format!("[{}]", items.join(", "))
+                };
                 println!(
                     "# The token: give it to the client (RAMPART_TOKEN). It is not stored anywhere."
                 );
@@ -130,7 +146,13 @@ fn token(cmd: TokenCmd) -> ExitCode {
                 println!("[[token]]");
                 println!("name = {}", toml_string(&name));
                 println!("sha256 = \"{}\"", hash_hex(&token));
-                println!("scopes = [{}]", scopes.join(", "));
+                println!("scopes = {}", listed(&scopes));
+                if !tenants.is_empty() {
+                    println!("tenants = {}", listed(&tenants));
+                }
+                if let Some(actor) = &actor {
+                    println!("actor = {}", toml_string(actor));
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -93,6 +93,7 @@ fn seed(args: &SeedArgs) -> Result<(), SeedError> {
         credential: "dev-seed".into(),
         revision: state.revision,
         tenant: Some(first.to_string()),
+        also: Vec::new(),
         mutation: marker.clone(),
         outcome: Outcome::Applied,
     };

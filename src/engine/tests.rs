@@ -299,6 +299,7 @@ async fn a_bootstrap_is_all_or_nothing_across_a_crash() {
                 credential: "test".into(),
                 revision: 0,
                 tenant: None,
+                also: Vec::new(),
                 mutation: add_user("x"),
                 outcome: crate::store::Outcome::Refused {
                     code: "no_permission".into(),

@@ -10,7 +10,8 @@ use std::sync::{Arc, PoisonError};
 use tokio::sync::oneshot;
 
 use super::{Committed, Engine, SubmitError, timed};
-use crate::model::rules::{Actor, AdminError, validate};
+use crate::model::apply::Touched;
+use crate::model::rules::{Actor, AdminError, Authority, check_confined, validate};
 use crate::model::{Mutation, State, Timestamp, apply};
 use crate::policy::{Snapshot, compile, recompile};
 use crate::store::{AuditRecord, Change, Outcome, Outcomes, Store, StoreError, blocking};
@@ -20,6 +21,8 @@ use crate::telemetry::metrics::MutationOutcome;
 pub(super) struct Queued {
     actor: Actor,
     credential: String,
+    /// The tenants the credential is confined to; `None`: every tenant.
+    tenants: Option<Arc<[String]>>,
     mutation: Mutation,
     reply: oneshot::Sender<Result<Committed, SubmitError>>,
 }
@@ -155,13 +158,29 @@ impl Engine {
         mutation: Mutation,
         dry_run: bool,
     ) -> Result<Committed, SubmitError> {
+        self.submit_confined(actor, credential, None, mutation, dry_run)
+            .await
+    }
+
+    /// [`Engine::submit`] for a credential confined to `tenants` (`None`:
+    /// every tenant): a change that another tenant sees is refused, and
+    /// audited, like any rule's refusal ([`check_confined`]).
+    pub async fn submit_confined(
+        self: &Arc<Self>,
+        actor: Actor,
+        credential: &str,
+        tenants: Option<Arc<[String]>>,
+        mutation: Mutation,
+        dry_run: bool,
+    ) -> Result<Committed, SubmitError> {
         if dry_run {
             let _writer = self.writer.lock().await;
             let snapshot = self.load();
-            let (next, _) = validate(
+            let (next, _) = checked(
                 snapshot.state(),
                 &*snapshot,
                 &actor,
+                tenants.as_deref(),
                 &mutation,
                 Timestamp::now(),
             )?;
@@ -178,6 +197,7 @@ impl Engine {
             .push(Queued {
                 actor,
                 credential: credential.to_owned(),
+                tenants,
                 mutation,
                 reply,
             });
@@ -208,6 +228,9 @@ impl Engine {
         let mut answers = Vec::with_capacity(batch.len());
         for q in &batch {
             let authority: &Snapshot = compiled.as_ref().unwrap_or(&*snapshot);
+            let also: Vec<String> = (q.mutation.also_seen_by(&state).iter())
+                .map(ToString::to_string)
+                .collect();
             let record = |revision: u64, outcome: Outcome| AuditRecord {
                 seq: 0,
                 time: now,
@@ -218,10 +241,19 @@ impl Engine {
                 credential: q.credential.clone(),
                 revision,
                 tenant: q.mutation.tenant().map(ToString::to_string),
+                also: also.clone(),
                 mutation: q.mutation.clone(),
                 outcome,
             };
-            match validate(&state, authority, &q.actor, &q.mutation, now) {
+            let verdict = checked(
+                &state,
+                authority,
+                &q.actor,
+                q.tenants.as_deref(),
+                &q.mutation,
+                now,
+            );
+            match verdict {
                 Ok((next, touched)) => {
                     let revision = next.revision;
                     let next = Arc::new(next);
@@ -341,6 +373,8 @@ impl Engine {
         let now = Timestamp::now();
         let mut outcomes = Vec::with_capacity(mutations.len());
         for m in mutations {
+            let also = m.also_seen_by(&state);
+            let also = also.iter().map(ToString::to_string).collect();
             apply(&mut state, &m).map_err(AdminError::Bootstrap)?;
             let audit = AuditRecord {
                 seq: 0,
@@ -349,6 +383,7 @@ impl Engine {
                 credential: credential.to_owned(),
                 revision: state.revision,
                 tenant: m.tenant().map(ToString::to_string),
+                also,
                 mutation: m.clone(),
                 outcome: Outcome::Applied,
             };
@@ -379,3 +414,18 @@ impl Engine {
 /// that a 20,000-user policy takes a few dozen flushes, not 40,000; small
 /// enough that no one sled transaction holds much in memory.
 pub const BOOTSTRAP_BATCH: usize = 1024;
+
+/// The credential's confinement, then every rule ([`validate`]).
+fn checked(
+    state: &State,
+    authority: &dyn Authority,
+    actor: &Actor,
+    tenants: Option<&[String]>,
+    mutation: &Mutation,
+    now: Timestamp,
+) -> Result<(State, Touched), AdminError> {
+    if let Some(tenants) = tenants {
+        check_confined(state, tenants, mutation)?;
+    }
+    validate(state, authority, actor, mutation, now)
+}

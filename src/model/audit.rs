@@ -33,6 +33,11 @@ pub struct AuditRecord {
     pub revision: u64,
     /// The tenant it concerned, if any (for filtering).
     pub tenant: Option<String>,
+    /// The other tenants that see the change, in id order: those a profile
+    /// change shows in, and those of a user added to `tenant`
+    /// ([`Mutation::also_seen_by`]). Each lists the record too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
     pub mutation: Mutation,
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -56,7 +61,8 @@ pub enum Outcomes {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
     /// `None`: any. `Some("")`: only records that concern no tenant
-    /// (catalog, bridge grants, profile info). Otherwise that tenant.
+    /// (catalog, bridge grants, profile info). Otherwise that tenant, as
+    /// `tenant` or among `also`.
     pub tenant: Option<String>,
     /// `None`: any. `Some("")`: only records of operator credentials
     /// (`actor: None`; a user id is never empty). Otherwise that user.
@@ -80,7 +86,13 @@ impl AuditFilter {
                 (Some(want), have) => have == Some(want),
             }
         }
-        field(&self.tenant, &record.tenant)
+        let tenant = match self.tenant.as_deref() {
+            Some(want) if !want.is_empty() => {
+                record.tenant.as_deref() == Some(want) || record.also.iter().any(|t| t == want)
+            }
+            _ => field(&self.tenant, &record.tenant),
+        };
+        tenant
             && field(&self.actor, &record.actor)
             && self
                 .from_revision

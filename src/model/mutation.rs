@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::catalog::{CatalogEntry, CatalogPattern, Stability};
 use super::ids::{GroupName, RoleName, Subject, TenantId, UserId};
 use super::permission::Grant;
+use super::state::State;
 use super::tenant::{SettingsChange, TenantSettings, UserStatus};
 use super::time::Timestamp;
 
@@ -199,6 +200,26 @@ impl Mutation {
             | Mutation::SetBridgesGrants { .. }
             | Mutation::UpdateUserInfo { .. } => None,
         }
+    }
+}
+
+impl Mutation {
+    /// The tenants besides [`Mutation::tenant`] that see this change when
+    /// made to `state`: every tenant of a user whose profile changes, and
+    /// every other tenant of a user added to one. The audit log lists the
+    /// change under each.
+    pub fn also_seen_by(&self, state: &State) -> Vec<TenantId> {
+        let (user, except) = match self {
+            Mutation::UpdateUserInfo { user, .. } => (user, None),
+            Mutation::AddUser { tenant, user, .. } => (user, Some(tenant)),
+            _ => return Vec::new(),
+        };
+        state
+            .tenants
+            .values()
+            .filter(|t| Some(&t.id) != except && t.users.contains_key(user))
+            .map(|t| t.id.clone())
+            .collect()
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tonic::{Code, Request, Response, Status};
 use tracing::Span;
 
+use super::auth::{Principal, confine};
 use super::convert::{self, MAX_CORRELATION_BYTES};
 use crate::engine::Engine;
 use crate::model::Timestamp;
@@ -64,6 +65,15 @@ struct Call<'a> {
     /// first decision is logged (every item of a batch shares it).
     logged_id: &'a OnceCell<String>,
     correlation_id: &'a str,
+    /// The caller, when the server authenticates: its credential may be
+    /// confined to some tenants.
+    who: Option<&'a Principal>,
+}
+
+/// The caller (`None` without credentials) and the message.
+fn parts<T>(request: Request<T>) -> (Option<Principal>, T) {
+    let (_, extensions, message) = request.into_parts();
+    (extensions.get::<Principal>().cloned(), message)
 }
 
 /// The caller's `x-request-id`, if it sent a printable one.
@@ -133,6 +143,7 @@ impl AuthorizationService {
         now: Timestamp,
     ) -> Result<proto::CheckResponse, Status> {
         convert::check_fields(tenant, subject, permission)?;
+        confine(call.who, tenant)?;
         let request = policy::Request {
             tenant,
             subject,
@@ -199,13 +210,14 @@ impl Authorization for AuthorizationService {
         request: Request<proto::CheckRequest>,
     ) -> Result<Response<proto::CheckResponse>, Status> {
         let id = request_id(&request);
-        let req = request.into_inner();
+        let (who, req) = parts(request);
         let snapshot = self.snapshot(req.consistency.as_ref()).await?;
         let call = Call {
             method: "Check",
             request_id: id.as_deref(),
             logged_id: &OnceCell::new(),
             correlation_id: "",
+            who: who.as_ref(),
         };
         let response = self.decide(
             &call,
@@ -226,7 +238,7 @@ impl Authorization for AuthorizationService {
         request: Request<proto::BatchCheckRequest>,
     ) -> Result<Response<proto::BatchCheckResponse>, Status> {
         let id = request_id(&request);
-        let req = request.into_inner();
+        let (who, req) = parts(request);
         self.metrics.batch_size.observe(req.items.len() as u64);
         if req.items.len() > self.config.max_batch {
             return Err(Status::invalid_argument(format!(
@@ -254,6 +266,7 @@ impl Authorization for AuthorizationService {
                         request_id: id.as_deref(),
                         logged_id: &logged_id,
                         correlation_id: &item.correlation_id,
+                        who: who.as_ref(),
                     };
                     self.decide(&call, &snapshot, &item.tenant, &item.subject, &item.permission, req.explain, now)
                 };
@@ -281,8 +294,9 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<proto::ListSubjectPermissionsRequest>,
     ) -> Result<Response<proto::ListSubjectPermissionsResponse>, Status> {
-        let req = request.into_inner();
+        let (who, req) = parts(request);
         convert::required("tenant", &req.tenant, convert::MAX_FIELD_BYTES)?;
+        confine(who.as_ref(), &req.tenant)?;
         convert::required("subject", &req.subject, convert::MAX_FIELD_BYTES)?;
         let snapshot = self.snapshot(req.consistency.as_ref()).await?;
         let listing = policy::list_subject_permissions(
@@ -324,8 +338,9 @@ impl Authorization for AuthorizationService {
         &self,
         request: Request<proto::ListSubjectsRequest>,
     ) -> Result<Response<proto::ListSubjectsResponse>, Status> {
-        let req = request.into_inner();
+        let (who, req) = parts(request);
         convert::required("tenant", &req.tenant, convert::MAX_FIELD_BYTES)?;
+        confine(who.as_ref(), &req.tenant)?;
         convert::required("permission", &req.permission, convert::MAX_PERMISSION_BYTES)?;
         let limit = match req.page_size as usize {
             0 => DEFAULT_PAGE,

@@ -171,13 +171,26 @@ pub enum AdminError {
     CannotUpdateInfo { actor: UserId, user: UserId },
     /// Tenant isolation: a profile another tenant sees, or a user another
     /// tenant has, changes only with rights there or that tenant's consent.
+    /// The message does not name the other tenant: that `user` belongs to
+    /// it is that tenant's business (its audit log lists the attempt).
     #[error(
-        "`{user}` is also a member of tenant `{tenant}`, which would see this change: actor `{actor}` needs `ACM:USER:UPDATE:INFO:{user}` there, or `{tenant}` must share its users (setting `shared_users`)"
+        "`{user}` also belongs to another tenant, which would see this change and does not share its users: actor `{actor}` needs `ACM:USER:UPDATE:INFO:{user}` there, or that tenant must turn on `shared_users`"
     )]
     SeenByAnotherTenant {
         actor: UserId,
         user: UserId,
         tenant: TenantId,
+    },
+    /// The call's credential is confined to some tenants (its `tenants`)
+    /// and the change is seen by another, or by the whole deployment.
+    #[error(
+        "the call's credential is confined to tenant(s) {}: this change is seen by {}",
+        quoted(allowed),
+        if seen_by.is_some() { "another tenant" } else { "the whole deployment" }
+    )]
+    OutsideCredential {
+        allowed: Vec<String>,
+        seen_by: Option<TenantId>,
     },
     #[error("actor `{actor}` is not an active member of tenant `{tenant}`")]
     NotActiveMember { actor: UserId, tenant: TenantId },
@@ -282,6 +295,7 @@ impl AdminError {
             | E::InactiveEverywhere { .. }
             | E::CannotUpdateInfo { .. }
             | E::SeenByAnotherTenant { .. }
+            | E::OutsideCredential { .. }
             | E::NotActiveMember { .. }
             | E::MissingPermission { .. }
             | E::SelfAdd
@@ -296,6 +310,12 @@ impl AdminError {
             | E::BridgesNeedAdministrator => Refusal::Denied,
         }
     }
+}
+
+/// `` `a`, `b` ``: the tenants a credential is confined to.
+fn quoted(tenants: &[String]) -> String {
+    let names: Vec<String> = tenants.iter().map(|t| format!("`{t}`")).collect();
+    names.join(", ")
 }
 
 /// `a, b, c`: the administrators a refusal names.

@@ -15,7 +15,7 @@ mod shape;
 mod view;
 
 use super::apply::{Touched, apply};
-use super::ids::UserId;
+use super::ids::{TenantId, UserId};
 use super::mutation::Mutation;
 use super::state::State;
 use super::time::Timestamp;
@@ -34,6 +34,32 @@ pub enum Actor {
     /// An operator credential: may do anything (bootstrap, automation).
     Operator,
     User(UserId),
+}
+
+/// A credential confined to `allowed` tenants makes only changes no other
+/// tenant sees: the mutation's own tenant and every tenant that would see
+/// it ([`Mutation::also_seen_by`]) must be among them, and a deployment-wide
+/// change is refused.
+pub fn check_confined(
+    state: &State,
+    allowed: &[String],
+    mutation: &Mutation,
+) -> Result<(), AdminError> {
+    let refuse = |seen_by: Option<TenantId>| AdminError::OutsideCredential {
+        allowed: allowed.to_vec(),
+        seen_by,
+    };
+    let own = mutation.tenant();
+    if own.is_none() && !matches!(mutation, Mutation::UpdateUserInfo { .. }) {
+        return Err(refuse(None));
+    }
+    let seen = own.cloned().into_iter().chain(mutation.also_seen_by(state));
+    for tenant in seen {
+        if !allowed.iter().any(|a| a == tenant.as_str()) {
+            return Err(refuse(Some(tenant)));
+        }
+    }
+    Ok(())
 }
 
 /// Checks `mutation` by every rule and returns the state after it.

@@ -6,13 +6,31 @@ use tonic::{Request, Response, Status};
 use crate::engine::Engine;
 use crate::model::audit::Outcome;
 use crate::proto;
+use crate::server::auth::confine;
 use crate::server::convert::admin::{AuditPage, PAGE_BYTES};
 
 pub(super) async fn list_audit_log(
     engine: &Engine,
     r: Request<proto::ListAuditLogRequest>,
 ) -> Result<Response<proto::ListAuditLogResponse>, Status> {
-    let r = r.into_inner();
+    let (who, mut r) = super::caller(r);
+    // A confined credential reads its own tenants' records only: the one it
+    // names, or its only tenant when it names none.
+    if let Some(tenants) = who.as_ref().and_then(|w| w.bounds.tenants.as_deref()) {
+        if r.tenant.is_empty()
+            && let [only] = tenants
+        {
+            r.tenant.clone_from(only);
+        }
+        if r.tenant.is_empty() {
+            return Err(Status::permission_denied(format!(
+                "credential `{}` is confined to tenant(s) {}: name one of them in `tenant`",
+                who.as_ref().map_or("", |w| &w.name),
+                crate::server::auth::listed(tenants)
+            )));
+        }
+        confine(who.as_ref(), &r.tenant)?;
+    }
     let no_log = || {
         Status::failed_precondition("this server runs without a store, so it keeps no audit log")
     };
@@ -39,6 +57,7 @@ pub(super) async fn list_audit_log(
                 credential: a.credential,
                 revision: a.revision,
                 tenant: a.tenant.unwrap_or_default(),
+                also_tenants: a.also,
                 change: serde_json::to_string(&a.mutation).unwrap_or_default(),
                 outcome,
                 code,

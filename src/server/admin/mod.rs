@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::engine::Engine;
 use crate::proto::{self, admin_server::Admin};
+use crate::server::auth::Principal;
 
 /// The service.
 #[derive(Debug, Clone)]
@@ -42,6 +43,13 @@ impl AdminService {
 }
 
 type MutationResult = Result<Response<proto::MutationResponse>, Status>;
+
+/// The authenticated caller (set by the auth layer; `None` when the server
+/// runs without credentials) and the message.
+fn caller<T>(request: Request<T>) -> (Option<Principal>, T) {
+    let who = request.extensions().get::<Principal>().cloned();
+    (who, request.into_inner())
+}
 
 #[tonic::async_trait]
 impl Admin for AdminService {

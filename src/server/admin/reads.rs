@@ -11,10 +11,12 @@ use prost::Message;
 
 use tonic::{Request, Response, Status};
 
+use super::caller;
 use crate::engine::Engine;
 use crate::model::Subject;
 use crate::policy::Snapshot;
 use crate::proto;
+use crate::server::auth::{Principal, confine};
 use crate::server::convert::admin::{
     BindingFilter, PAGE_BYTES, Page, RoleLookup, grant_spec, kind_name, page_token,
 };
@@ -55,11 +57,14 @@ fn page<K, T: Message>(
     (out, String::new())
 }
 
-/// The tenant `id` in `snapshot`, or NOT_FOUND naming it.
+/// The tenant `id` in `snapshot`, or NOT_FOUND naming it; first,
+/// PERMISSION_DENIED if the caller's credential is confined elsewhere.
 fn known_tenant<'a>(
     snapshot: &'a Snapshot,
+    who: Option<&Principal>,
     id: &str,
 ) -> Result<&'a Arc<crate::model::Tenant>, Status> {
+    confine(who, id)?;
     snapshot
         .state()
         .tenant(id)
@@ -71,12 +76,15 @@ pub(super) fn list_tenants(
     r: Request<proto::ListTenantsRequest>,
 ) -> Result<Response<proto::ListTenantsResponse>, Status> {
     let Page { size, after } = Page::try_from(r.get_ref())?;
+    let (who, _) = caller(r);
     let snapshot = engine.load();
     let start = after.map_or(Bound::Unbounded, Bound::Excluded);
     let tenants = snapshot
         .state()
         .tenants
         .range((start, Bound::Unbounded))
+        // A confined credential sees its own tenants only.
+        .filter(|(k, _)| who.as_ref().is_none_or(|w| w.may_see(k.as_str())))
         .map(|(k, t)| {
             let row = proto::TenantInfo {
                 tenant: t.id.to_string(),
@@ -144,9 +152,9 @@ pub(super) fn get_role(
     engine: &Engine,
     r: Request<proto::GetRoleRequest>,
 ) -> Result<Response<proto::RoleInfo>, Status> {
-    let r = r.into_inner();
+    let (who, r) = caller(r);
     let snapshot = engine.load();
-    let t = known_tenant(&snapshot, &r.tenant)?;
+    let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
     let RoleLookup { role: name } = RoleLookup::try_from(&r)?;
     let found = t.roles.get(&name).ok_or_else(|| {
         Status::not_found(format!(
@@ -173,9 +181,9 @@ pub(super) fn list_roles(
     engine: &Engine,
     r: Request<proto::ListRolesRequest>,
 ) -> Result<Response<proto::ListRolesResponse>, Status> {
-    let r = r.into_inner();
+    let (who, r) = caller(r);
     let snapshot = engine.load();
-    let t = known_tenant(&snapshot, &r.tenant)?;
+    let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
     let Page { size, after: start } = Page::try_from(&r)?;
     let roles = after(&t.roles, &start).map(|(k, role)| {
         let row = proto::RoleSummary {
@@ -199,9 +207,9 @@ pub(super) fn list_groups(
     engine: &Engine,
     r: Request<proto::ListGroupsRequest>,
 ) -> Result<Response<proto::ListGroupsResponse>, Status> {
-    let r = r.into_inner();
+    let (who, r) = caller(r);
     let snapshot = engine.load();
-    let t = known_tenant(&snapshot, &r.tenant)?;
+    let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
     let Page { size, after: start } = Page::try_from(&r)?;
     let groups = after(&t.groups, &start).map(|(k, g)| {
         let row = proto::GroupInfo {
@@ -223,9 +231,9 @@ pub(super) fn list_users(
     engine: &Engine,
     r: Request<proto::ListUsersRequest>,
 ) -> Result<Response<proto::ListUsersResponse>, Status> {
-    let r = r.into_inner();
+    let (who, r) = caller(r);
     let snapshot = engine.load();
-    let t = known_tenant(&snapshot, &r.tenant)?;
+    let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
     let Page { size, after: start } = Page::try_from(&r)?;
     let users = after(&t.users, &start).map(|(k, u)| {
         let row = proto::UserInfo {
@@ -248,9 +256,9 @@ pub(super) fn list_bindings(
     engine: &Engine,
     r: Request<proto::ListBindingsRequest>,
 ) -> Result<Response<proto::ListBindingsResponse>, Status> {
-    let r = r.into_inner();
+    let (who, r) = caller(r);
     let snapshot = engine.load();
-    let t = known_tenant(&snapshot, &r.tenant)?;
+    let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
     let BindingFilter { subject: only } = BindingFilter::try_from(&r)?;
     let Page { size, after: start } = Page::try_from(&r)?;
     let bindings = after(&t.bindings, &start)

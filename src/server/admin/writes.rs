@@ -3,7 +3,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{AdminService, MutationResult};
+use super::{AdminService, MutationResult, caller};
 use crate::engine::{Committed, SubmitError};
 use crate::model::rules::Actor;
 use crate::model::{HasKind, Mutation};
@@ -11,12 +11,6 @@ use crate::proto;
 use crate::server::auth::{Principal, Scope};
 use crate::server::convert::FieldError;
 use crate::server::convert::admin::{ChangeRequest, actor};
-
-/// The authenticated caller (set by the auth layer) and the message.
-fn caller<T>(request: Request<T>) -> (Option<Principal>, T) {
-    let who = request.extensions().get::<Principal>().cloned();
-    (who, request.into_inner())
-}
 
 /// Any change request: converted to its mutation, then submitted.
 pub(super) async fn change<R>(service: &AdminService, request: Request<R>) -> MutationResult
@@ -40,6 +34,19 @@ async fn submit(
     dry_run: bool,
     mutation: Mutation,
 ) -> MutationResult {
+    // A credential bound to an actor acts as that user, always.
+    let bound = who.and_then(|w| w.bounds.actor.as_deref());
+    let actor_name = match bound {
+        Some(bound) if actor_name.is_empty() || actor_name == bound => bound,
+        Some(bound) => {
+            return Err(Status::permission_denied(format!(
+                "credential `{}` acts as `{bound}` only; the call names actor `{}`",
+                who.map_or("", |w| &w.name),
+                crate::model::quote(actor_name)
+            )));
+        }
+        None => actor_name,
+    };
     if let Some(who) = who
         && actor_name.is_empty()
         && !who.has(Scope::Operator)
@@ -63,7 +70,13 @@ async fn submit(
     let kind = mutation.kind();
     match service
         .engine
-        .submit(actor, credential, mutation, dry_run)
+        .submit_confined(
+            actor,
+            credential,
+            who.and_then(|w| w.bounds.tenants.clone()),
+            mutation,
+            dry_run,
+        )
         .await
     {
         Ok(Committed {

@@ -18,8 +18,9 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 use thiserror::Error;
 use tonic::Status;
 
-use super::{Principal, Scope, Scopes};
+use super::{Bounds, Principal, Scope, Scopes};
 use crate::client::parse_hash;
+use crate::model::{TenantId, UserId};
 use crate::server::tls::peer_names;
 
 /// Why a credentials file or variable cannot be used. Never carries a
@@ -57,6 +58,8 @@ struct TokenSpec {
     name: String,
     sha256: String,
     scopes: Vec<Scope>,
+    tenants: Option<Vec<String>>,
+    actor: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -65,6 +68,8 @@ struct CertSpec {
     subject_cn: Option<String>,
     uri_san: Option<String>,
     scopes: Vec<Scope>,
+    tenants: Option<Vec<String>>,
+    actor: Option<String>,
 }
 
 /// What a client-certificate mapping matches a certificate by.
@@ -92,7 +97,7 @@ impl CertName {
     }
 
     /// The principal of a certificate it matches.
-    fn principal(&self, scopes: Scopes) -> Principal {
+    fn principal(&self, scopes: Scopes, bounds: Bounds) -> Principal {
         let name = match self {
             CertName::SubjectCn(cn) => format!("cert:{cn}"),
             CertName::UriSan(uri) => format!("uri:{uri}"),
@@ -100,6 +105,7 @@ impl CertName {
         Principal {
             name: name.into(),
             scopes,
+            bounds,
         }
     }
 }
@@ -155,7 +161,10 @@ impl Credentials {
                     "`scopes` is empty",
                 ));
             }
-            creds.add_token(&t.name, hash, t.scopes.into_iter().collect(), origin)?;
+            let scopes = t.scopes.into_iter().collect();
+            let bounds = bounds(scopes, t.tenants, t.actor)
+                .map_err(|m| invalid(format!("[[token]] `{}`", t.name), m))?;
+            creds.add_bounded_token(&t.name, hash, scopes, bounds, origin)?;
         }
         for (i, c) in spec.client_cert.into_iter().enumerate() {
             let entry = || format!("[[client_cert]] {}", i + 1);
@@ -184,7 +193,10 @@ impl Credentials {
             if c.scopes.is_empty() {
                 return Err(invalid(name.entry(), "`scopes` is empty"));
             }
-            creds.add_cert(name, c.scopes.into_iter().collect(), origin)?;
+            let scopes = c.scopes.into_iter().collect();
+            let bounds =
+                bounds(scopes, c.tenants, c.actor).map_err(|m| invalid(name.entry(), m))?;
+            creds.add_cert(name.principal(scopes, bounds), name, origin)?;
         }
         Ok(creds)
     }
@@ -205,6 +217,19 @@ impl Credentials {
         scopes: Scopes,
         origin: &str,
     ) -> Result<(), CredentialsError> {
+        self.add_bounded_token(name, sha256, scopes, Bounds::default(), origin)
+    }
+
+    /// Adds a token by its hash, confined to `bounds` (which the caller
+    /// has checked as [`Credentials::parse`] does).
+    pub fn add_bounded_token(
+        &mut self,
+        name: &str,
+        sha256: [u8; 32],
+        scopes: Scopes,
+        bounds: Bounds,
+        origin: &str,
+    ) -> Result<(), CredentialsError> {
         let invalid = |message: &str| CredentialsError::Invalid {
             origin: origin.to_owned(),
             what: format!("[[token]] `{name}`"),
@@ -221,6 +246,7 @@ impl Credentials {
             Principal {
                 name: name.into(),
                 scopes,
+                bounds,
             },
         ));
         Ok(())
@@ -229,7 +255,8 @@ impl Credentials {
     /// Maps client certificates whose subject CN is `subject_cn` to `scopes`.
     pub fn add_client_cert(&mut self, subject_cn: &str, scopes: Scopes) {
         let name = CertName::SubjectCn(subject_cn.to_owned());
-        self.certs.push((name.clone(), name.principal(scopes)));
+        self.certs
+            .push((name.clone(), name.principal(scopes, Bounds::default())));
     }
 
     /// Maps client certificates with `uri_san` among their URI SANs (a
@@ -246,14 +273,15 @@ impl Credentials {
             what: "[[client_cert]]".to_owned(),
             message: message.to_owned(),
         })?;
-        self.add_cert(CertName::UriSan(uri_san.to_owned()), scopes, origin)
+        let name = CertName::UriSan(uri_san.to_owned());
+        self.add_cert(name.principal(scopes, Bounds::default()), name, origin)
     }
 
     /// Adds a certificate mapping, refusing a name already mapped.
     fn add_cert(
         &mut self,
+        principal: Principal,
         name: CertName,
-        scopes: Scopes,
         origin: &str,
     ) -> Result<(), CredentialsError> {
         if self.certs.iter().any(|(n, _)| *n == name) {
@@ -263,7 +291,6 @@ impl Credentials {
                 message: format!("this `{}` is mapped twice", name.key()),
             });
         }
-        let principal = name.principal(scopes);
         self.certs.push((name, principal));
         Ok(())
     }
@@ -271,10 +298,10 @@ impl Credentials {
     /// Both sets of entries; a name, hash, CN or URI SAN in both is refused.
     pub fn merge(mut self, other: Credentials, origin: &str) -> Result<Self, CredentialsError> {
         for (hash, p) in other.tokens {
-            self.add_token(&p.name, hash, p.scopes, origin)?;
+            self.add_bounded_token(&p.name, hash, p.scopes, p.bounds, origin)?;
         }
         for (name, p) in other.certs {
-            self.add_cert(name, p.scopes, origin)?;
+            self.add_cert(p, name, origin)?;
         }
         Ok(self)
     }
@@ -361,6 +388,46 @@ fn redact_quoted(text: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// An entry's `tenants` and `actor`, checked against its scopes. Errors
+/// name the field, never its value.
+pub fn bounds(
+    scopes: Scopes,
+    tenants: Option<Vec<String>>,
+    actor: Option<String>,
+) -> Result<Bounds, &'static str> {
+    if let Some(tenants) = &tenants {
+        if tenants.is_empty() {
+            return Err("`tenants` is empty: leave it out to allow every tenant");
+        }
+        if scopes.allows(Scope::Watch) {
+            return Err(
+                "`tenants` confines `check` and `admin`; a `watch` or `operator` credential reads or changes the whole deployment",
+            );
+        }
+        if tenants.iter().any(|t| TenantId::new(t).is_err()) {
+            return Err("`tenants` lists a value that is not a valid tenant id");
+        }
+    }
+    if let Some(actor) = &actor {
+        if !scopes.allows(Scope::Admin) || scopes.allows(Scope::Operator) {
+            return Err(
+                "`actor` binds Admin calls to one user: it needs the `admin` scope and not `operator` (which acts as anyone)",
+            );
+        }
+        if UserId::new(actor).is_err() {
+            return Err("`actor` is not a valid user id");
+        }
+    }
+    Ok(Bounds {
+        tenants: tenants.map(|mut t| {
+            t.sort();
+            t.dedup();
+            t.into()
+        }),
+        actor: actor.map(Into::into),
+    })
 }
 
 fn check_name(name: &str) -> Result<(), &'static str> {

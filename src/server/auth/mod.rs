@@ -11,7 +11,8 @@
 //! of a credentials file in an error (a token pasted by mistake where its
 //! hash belongs must not end up in a log).
 //!
-//! - `scopes`: [`Scope`], [`Scopes`], [`Principal`], [`Need`];
+//! - `scopes`: [`Scope`], [`Scopes`], [`Principal`] and its [`Bounds`]
+//!   (tenants, a bound actor), [`confine`], [`Need`];
 //! - `credentials`: the credentials file and what it configures
 //!   ([`Credentials`], [`CredentialsError`]);
 //! - `layer`: authenticating one call ([`AuthLayer`], [`LiveCredentials`]).
@@ -22,7 +23,8 @@ mod scopes;
 
 pub use credentials::{Credentials, CredentialsError};
 pub use layer::{AuthLayer, LiveCredentials};
-pub use scopes::{Need, Principal, Scope, Scopes};
+pub(crate) use scopes::listed;
+pub use scopes::{Bounds, Need, Principal, Scope, Scopes, confine};
 
 use crate::proto::{admin_server, authorization_server, replication_server};
 

@@ -69,6 +69,18 @@ impl fmt::Display for Scopes {
     }
 }
 
+/// What a credential is confined to beyond its scopes (the tokens file's
+/// `tenants` and `actor`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Bounds {
+    /// `Some`: Check and Admin calls only in these tenants, and only changes
+    /// no other tenant sees. `None`: every tenant.
+    pub tenants: Option<Arc<[String]>>,
+    /// `Some`: Admin calls act as this user, whatever their `actor` says
+    /// (an empty `actor` means this one; another is refused).
+    pub actor: Option<Arc<str>>,
+}
+
 /// An authenticated caller, put into each request's extensions by
 /// [`AuthLayer`](super::AuthLayer). The Admin service records `name` as the
 /// audit log's credential.
@@ -78,6 +90,7 @@ pub struct Principal {
     /// subject CN, or `uri:` and its URI SAN (a SPIFFE ID, say).
     pub name: Arc<str>,
     pub scopes: Scopes,
+    pub bounds: Bounds,
 }
 
 impl Principal {
@@ -85,6 +98,35 @@ impl Principal {
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.allows(scope)
     }
+
+    /// Whether the caller may call about `tenant`.
+    pub fn may_see(&self, tenant: &str) -> bool {
+        self.bounds
+            .tenants
+            .as_ref()
+            .is_none_or(|ts| ts.iter().any(|t| t == tenant))
+    }
+}
+
+/// PERMISSION_DENIED unless the caller `who` (`None`: the server runs
+/// without credentials) may call about `tenant`. The message names the
+/// credential's tenants, not whether `tenant` exists.
+pub fn confine(who: Option<&Principal>, tenant: &str) -> Result<(), tonic::Status> {
+    match who {
+        Some(p) if !p.may_see(tenant) => Err(tonic::Status::permission_denied(format!(
+            "credential `{}` is confined to tenant(s) {}: not `{}`",
+            p.name,
+            listed(p.bounds.tenants.as_deref().unwrap_or_default()),
+            crate::model::quote(tenant)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `` `a`, `b` ``.
+pub(crate) fn listed(tenants: &[String]) -> String {
+    let names: Vec<String> = tenants.iter().map(|t| format!("`{t}`")).collect();
+    names.join(", ")
 }
 
 /// What a call needs.
