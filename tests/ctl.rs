@@ -226,6 +226,35 @@ fn json_output_is_one_document_with_snake_case_fields() {
 }
 
 #[test]
+fn tenant_update_changes_only_the_settings_it_names() {
+    let s = server();
+    let globex = |s: &Server| {
+        let out = ctl(s, "-o json tenant list");
+        assert_eq!(out.code, 0, "{out:?}");
+        json(&out)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tenant"] == "globex")
+            .cloned()
+            .unwrap()
+    };
+    let before = globex(&s);
+    assert_eq!(before["single_role_per_user"], true);
+    assert_eq!(before["shared_users"], false);
+    let out = ctl(
+        &s,
+        "tenant update --tenant globex --shared-users true --actor gina",
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let after = globex(&s);
+    assert_eq!(after["shared_users"], true);
+    assert_eq!(after["single_role_per_user"], true, "left as it was");
+    let table = ctl(&s, "tenant list").stdout;
+    assert!(table.contains("SHARED_USERS"), "{table}");
+}
+
+#[test]
 fn grant_add_as_an_administrator_shows_up_in_role_get() {
     let s = server();
     // The example, word for word, once the role and the permission exist.
