@@ -199,10 +199,14 @@ async fn a_tenant_admin_cannot_change_what_another_tenant_sees_without_its_conse
     admin.update_tenant(with(consent, "tok-ops")).await.unwrap();
 
     // Now the seeds' rule holds as written: ann adds boss and edits his email.
-    admin
+    let added = admin
         .add_user(with(add_boss_to_acme("ann"), "tok-ops"))
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
+    // The change is recorded with the profile it brings, so a replica that
+    // holds acme alone applies the same.
+    assert!(added.change.contains("boss@beta.test"), "{}", added.change);
     let acme_boss = users(&mut admin, "acme").await;
     let acme_boss = acme_boss.iter().find(|u| u.user == "boss").unwrap();
     assert_eq!(

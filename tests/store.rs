@@ -845,6 +845,39 @@ fn checkpoint_revisions(dir: &Path) -> std::collections::BTreeSet<u64> {
 }
 
 #[test]
+fn sled_a_checkpoint_changed_into_other_valid_json_fails_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ms, state) = with_big_tenant(3_000);
+    let store = open_sled(dir.path());
+    commit_all(&store, &ms, 0);
+    store.checkpoint(&state).unwrap();
+    drop(store);
+    // One digit of a tenant part becomes another: still JSON, still a
+    // tenant, but not the one written. Only the checksum can tell.
+    raw(dir.path(), |db| {
+        let tree = db.open_tree("checkpoint").unwrap();
+        let keys: Vec<Vec<u8>> = tree.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+        let key = &keys[keys.len() / 2];
+        let mut value = tree.get(key).unwrap().unwrap().to_vec();
+        let at = value.iter().position(u8::is_ascii_digit).unwrap();
+        value[at] = if value[at] == b'9' {
+            b'8'
+        } else {
+            value[at] + 1
+        };
+        tree.insert(key, value).unwrap();
+    });
+    let store = open_sled(dir.path());
+    match store.load() {
+        Err(StoreError::Corrupt { at, why }) => {
+            assert!(at.starts_with("checkpoint"), "{at}");
+            assert!(why.contains("checksum"), "{why}");
+        }
+        other => panic!("expected a checksum failure, got {other:?}"),
+    }
+}
+
+#[test]
 fn sled_a_large_checkpoint_spans_chunks_and_replaces_the_old_one() {
     let dir = tempfile::tempdir().unwrap();
     let (ms, state) = with_big_tenant(3_000);

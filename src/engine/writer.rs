@@ -176,6 +176,8 @@ impl Engine {
         if dry_run {
             let _writer = self.writer.lock().await;
             let snapshot = self.load();
+            let mut mutation = mutation;
+            mutation.complete(snapshot.state());
             let (next, _) = checked(
                 snapshot.state(),
                 &*snapshot,
@@ -219,14 +221,17 @@ impl Engine {
     }
 
     /// One group commit. Caller holds the writer.
-    async fn commit_batch(&self, batch: Vec<Queued>) {
+    async fn commit_batch(&self, mut batch: Vec<Queued>) {
         let snapshot = self.load();
         let mut state = Arc::clone(snapshot.state());
         let mut compiled: Option<Snapshot> = None;
         let now = Timestamp::now();
         let mut records = Vec::with_capacity(batch.len());
         let mut answers = Vec::with_capacity(batch.len());
-        for q in &batch {
+        for q in &mut batch {
+            // Recorded self-contained, as replicas (filtered ones too) apply it.
+            q.mutation.complete(&state);
+            let q = &*q;
             let authority: &Snapshot = compiled.as_ref().unwrap_or(&*snapshot);
             let also: Vec<String> = (q.mutation.also_seen_by(&state).iter())
                 .map(ToString::to_string)

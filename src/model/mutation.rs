@@ -204,6 +204,28 @@ impl Mutation {
 }
 
 impl Mutation {
+    /// Makes the change as it is recorded against `state`: an `add_user`
+    /// of a user who belongs to other tenants carries the profile it brings,
+    /// so the changelog entry means the same to a replica that holds only
+    /// some tenants (a filtered Watch). Anything else stays as it is.
+    pub fn complete(&mut self, state: &State) {
+        if let Mutation::AddUser {
+            user,
+            email,
+            display_name,
+            ..
+        } = self
+            && let Some((_, profile)) = state.profile_of(user)
+        {
+            if email.is_none() {
+                email.clone_from(&profile.email);
+            }
+            if display_name.is_none() {
+                display_name.clone_from(&profile.display_name);
+            }
+        }
+    }
+
     /// The tenants besides [`Mutation::tenant`] that see this change when
     /// made to `state`: every tenant of a user whose profile changes, and
     /// every other tenant of a user added to one. The audit log lists the
