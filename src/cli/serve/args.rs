@@ -90,11 +90,19 @@ pub struct ServeArgs {
     #[arg(long)]
     pub print_config: bool,
     /// Logs on stderr as `text` or `json` (one object per line).
-    #[arg(long, env = "RAMPART_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(long, env = "RAMPART_LOG_FORMAT", default_value = "text", value_parser = log_format_parser())]
     pub log_format: LogFormat,
     // Metrics and the decision log (telemetry/).
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+}
+
+/// `--log-format`: telemetry's names as clap's possible values (listed in
+/// `--help`, suggested after a typo), read with telemetry's own `FromStr`,
+/// so the telemetry module does not depend on clap.
+fn log_format_parser() -> impl clap::builder::TypedValueParser<Value = LogFormat> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(LogFormat::NAMES).try_map(|s| s.parse::<LogFormat>())
 }
 
 /// A duration as a number and a unit: `s`, `m`, `h` or `d`.
@@ -318,6 +326,24 @@ mod tests {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains('`'), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn log_format_takes_telemetrys_names() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            crate::cli::Cli::try_parse_from([&["rampart", "serve"], args].concat()).map(|cli| {
+                match cli.command {
+                    crate::cli::Command::Serve(serve) => serve.log_format,
+                    _ => unreachable!("parsed `serve`"),
+                }
+            })
+        };
+        assert_eq!(parse(&[]).unwrap(), LogFormat::Text);
+        assert_eq!(parse(&["--log-format", "json"]).unwrap(), LogFormat::Json);
+        assert_eq!(parse(&["--log-format", "text"]).unwrap(), LogFormat::Text);
+        let err = parse(&["--log-format", "yaml"]).unwrap_err().to_string();
+        assert!(err.contains("[possible values: text, json]"), "{err}");
     }
 
     #[test]
