@@ -18,6 +18,7 @@ use tracing::{debug, info};
 
 use super::convert::WatchTenants;
 use super::export::{self, ExportError};
+use super::refusal::{WatchError, watch_refusal};
 use super::{ReplicaStatus, ReplicationConfig, Role};
 use crate::engine::Engine;
 use crate::proto::{self, replication_server::Replication};
@@ -82,31 +83,6 @@ pub fn change_event(change: &Change, head: u64) -> Result<proto::WatchEvent, Sta
         })),
         head_revision: head,
     })
-}
-
-/// Why a Watch from `from` (in `history`, empty: any) cannot be served by a
-/// node whose changelog is `have`; `None` when it can.
-pub fn watch_refusal(from: u64, history: &str, have: &History) -> Option<Status> {
-    if !history.is_empty() && history != have.id {
-        return Some(Status::out_of_range(format!(
-            "history `{history}` is not this node's (`{}`): bootstrap again with Export",
-            have.id
-        )));
-    }
-    if from > have.last {
-        return Some(Status::out_of_range(format!(
-            "from_revision {from} is ahead of this node's revision {}: bootstrap again with Export",
-            have.last
-        )));
-    }
-    if from.saturating_add(1) < have.first {
-        return Some(Status::out_of_range(format!(
-            "revision {} is no longer retained; the oldest retained revision is {}: bootstrap again with Export",
-            from.saturating_add(1),
-            have.first
-        )));
-    }
-    None
 }
 
 impl ReplicationService {
@@ -292,7 +268,7 @@ impl Replication for ReplicationService {
         let WatchTenants(tenants) = WatchTenants::try_from(&req).map_err(|e| proto::status(&e))?;
         let have = self.history().await?;
         if let Some(refused) = watch_refusal(req.from_revision, &req.history, &have) {
-            return Err(refused);
+            return Err(proto::status(&refused));
         }
         let (tx, rx) = mpsc::channel(PAGE);
         self.watchers.fetch_add(1, Ordering::Relaxed);
@@ -332,11 +308,11 @@ impl Replication for ReplicationService {
                     Ok((_, now)) if now != history => {
                         // Installed anew (a replica's re-bootstrap): the
                         // revisions after the cursor are another history's.
-                        let _ = tx
-                            .send(Err(Status::out_of_range(format!(
-                                "this node's history changed from `{history}` to `{now}`: bootstrap again with Export"
-                            ))))
-                            .await;
+                        let changed = WatchError::HistoryChanged {
+                            was: history.clone(),
+                            now,
+                        };
+                        let _ = tx.send(Err(proto::status(&changed))).await;
                         return;
                     }
                     Ok((page, _)) => page,
@@ -375,7 +351,7 @@ impl Replication for ReplicationService {
                         }
                         () = tx.closed() => return,
                         () = async { let _ = stopping.wait_for(|s| *s).await; } => {
-                            let _ = tx.send(Err(Status::unavailable("the server is shutting down"))).await;
+                            let _ = tx.send(Err(proto::status(&WatchError::ShuttingDown))).await;
                             return;
                         }
                     }
@@ -384,13 +360,11 @@ impl Replication for ReplicationService {
                 for change in page {
                     if Some(change.revision) != cursor.checked_add(1) {
                         // Compacted between pages: the client must bootstrap.
-                        let _ = tx
-                            .send(Err(Status::out_of_range(format!(
-                                "revision {} is no longer retained (the next retained is {}): bootstrap again with Export",
-                                cursor.saturating_add(1),
-                                change.revision
-                            ))))
-                            .await;
+                        let compacted = WatchError::Compacted {
+                            wanted: cursor.saturating_add(1),
+                            next: change.revision,
+                        };
+                        let _ = tx.send(Err(proto::status(&compacted))).await;
                         return;
                     }
                     cursor = change.revision;
