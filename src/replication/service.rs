@@ -169,6 +169,28 @@ impl ReplicationService {
     }
 }
 
+/// Whose export stream is read: an Import's upload (a server reading its
+/// client) or a leader's Export (a replica reading its leader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Upload,
+    Leader,
+}
+
+/// A failure reading an Import's upload, as the client is told it. Whatever
+/// tonic reports while reading the request stream is about the bytes the
+/// client sent: a frame it cannot read (`INTERNAL`: cut off, a bad
+/// compressed flag, a chunk that does not decode) is `INVALID_ARGUMENT`, a
+/// chunk over the 64 MiB limit (`OUT_OF_RANGE`) is `RESOURCE_EXHAUSTED`, as
+/// on every buffered call (`server::limits`). By code, not by wording.
+pub(crate) fn upload_status(s: Status) -> Status {
+    match s.code() {
+        tonic::Code::Internal => Status::invalid_argument(s.message()),
+        tonic::Code::OutOfRange => Status::resource_exhausted(s.message()),
+        _ => s,
+    }
+}
+
 /// A whole export, read and checked against its digest.
 pub(crate) struct Received {
     pub state: crate::model::State,
@@ -181,9 +203,10 @@ pub(crate) struct Received {
 /// replica), parsing off the async workers as the chunks arrive (a million
 /// users is ~1 s of JSON), and checks it against the digest of its last
 /// chunk. A malformed, truncated or unsigned export is INVALID_ARGUMENT; a
-/// failed stream is its own status.
+/// failed stream is its own status, or for an upload [`upload_status`].
 pub(crate) async fn receive_export(
     stream: &mut Streaming<proto::ExportChunk>,
+    origin: Origin,
 ) -> Result<Received, Status> {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
     let parsing = tokio::task::spawn_blocking(move || {
@@ -216,7 +239,10 @@ pub(crate) async fn receive_export(
             }
             Ok(None) => break,
             Err(s) => {
-                failed = Some(s);
+                failed = Some(match origin {
+                    Origin::Upload => upload_status(s),
+                    Origin::Leader => s,
+                });
                 break;
             }
         }
@@ -440,7 +466,7 @@ impl Replication for ReplicationService {
                 self.engine.load().revision()
             )));
         }
-        let received = receive_export(&mut request.into_inner()).await?;
+        let received = receive_export(&mut request.into_inner(), Origin::Upload).await?;
         let (state, digest) = (received.state, received.digest);
         let history = new_history_id();
         let revision = self
