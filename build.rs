@@ -19,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
     tonic_prost_build::configure()
+        // tonic-prost's codec, but a decode failure is marked so the
+        // server can tell it from its own INTERNAL (src/proto/codec.rs).
+        .codec_path("crate::proto::codec::Codec")
         .file_descriptor_set_path(out_dir.join("rampart_descriptor.bin"))
         .compile_with_config(config, &protos, &["proto"])?;
     Ok(())

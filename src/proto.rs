@@ -1,5 +1,6 @@
 //! The generated `rampart.v1` messages and services, and their descriptors
-//! for reflection.
+//! for reflection; the codec they use (`codec.rs`: a decode failure is
+//! marked, so the server can answer it `INVALID_ARGUMENT`).
 
 #![allow(
     clippy::unwrap_used,
@@ -10,6 +11,8 @@
 )]
 
 tonic::include_proto!("rampart.v1");
+
+pub mod codec;
 
 /// The encoded descriptors of `proto/rampart/v1/*.proto`, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rampart_descriptor");

@@ -421,3 +421,50 @@ fn an_edge_outside_the_table_and_a_cycle_are_both_reported() {
     let more: BTreeSet<String> = ["model", "http"].map(String::from).into();
     assert_eq!(violations(&[], &table, &more).len(), 1);
 }
+
+/// Where a line names the `clap` crate (as a path or a bare name), not as a
+/// part of a longer identifier.
+fn names_clap(line: &str) -> bool {
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_';
+    line.match_indices("clap").any(|(at, _)| {
+        let before = line[..at].chars().next_back();
+        let after = line[at + 4..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
+}
+
+/// clap is the composition root's: every other module takes plain values
+/// (`telemetry::traces::LogFormat` implements `FromStr`, and `cli` offers
+/// its names to clap), so a library user never needs clap to configure one.
+#[test]
+fn only_cli_names_clap() {
+    let src = root().join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut in_cli = 0;
+    let mut wrong = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+        let cli = module_path(&src, &file).first().is_some_and(|m| m == "cli");
+        for (n, line) in code_only(&text).lines().enumerate() {
+            if !names_clap(line) {
+                continue;
+            }
+            if cli {
+                in_cli += 1;
+            } else {
+                wrong.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    // The scanner must find the uses everyone knows are there.
+    assert!(in_cli > 10, "the scanner found clap {in_cli} times in cli/");
+    assert!(
+        wrong.is_empty(),
+        "clap outside cli/:\n{}\n",
+        wrong.join("\n")
+    );
+    assert!(names_clap("#[derive(clap::Args)]") && names_clap("use clap;"));
+    assert!(!names_clap("let clapper = 1;") && !names_clap("fn reclap() {}"));
+}

@@ -100,6 +100,41 @@ fn open_store(dir: &Path) -> Arc<dyn Store> {
     }
 }
 
+/// An Import whose request body is `body`, sent over raw HTTP/2: the
+/// `grpc-status` answered (from a trailers-only answer's headers, else the
+/// trailers). The answer must not carry rampart's internal decode mark.
+async fn raw_import(addr: SocketAddr, body: &[u8]) -> String {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut send = send.ready().await.unwrap();
+    let request = http::Request::post(format!(
+        "http://localhost{}",
+        "/rampart.v1.Replication/Import"
+    ))
+    .header("te", "trailers")
+    .header("content-type", "application/grpc")
+    .body(())
+    .unwrap();
+    let (response, mut stream) = send.send_request(request, false).unwrap();
+    stream
+        .send_data(bytes::Bytes::copy_from_slice(body), true)
+        .unwrap();
+    let response = response.await.unwrap();
+    assert!(!response.headers().contains_key("rampart-undecodable"));
+    if let Some(code) = response.headers().get("grpc-status") {
+        return code.to_str().unwrap().to_owned();
+    }
+    let mut body = response.into_body();
+    while let Some(data) = body.data().await {
+        let _ = data.unwrap();
+    }
+    let trailers = body.trailers().await.unwrap().unwrap();
+    trailers["grpc-status"].to_str().unwrap().to_owned()
+}
+
 fn replication(role: Role) -> ReplicationConfig {
     ReplicationConfig {
         role,
@@ -637,6 +672,16 @@ async fn export_import_round_trips_and_refusals_name_the_problem() {
     };
     let mut to = ReplicationClient::new(channel(&target.url()).await);
     let send = |chunks: Vec<proto::ExportChunk>| tokio_stream::iter(chunks);
+    // An upload whose frames are wrong: the client's fault, by code.
+    let garbage = [0, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff];
+    assert_eq!(raw_import(target.handle.addr, &garbage).await, "3");
+    let cut_off = [0, 0, 0, 0, 9, 0x0a, 0x01];
+    assert_eq!(raw_import(target.handle.addr, &cut_off).await, "3");
+    let bad_flag = [7, 0, 0, 0, 0];
+    assert_eq!(raw_import(target.handle.addr, &bad_flag).await, "3");
+    let over_64_mib = [0, 0x04, 0, 0, 1, 0x0a];
+    assert_eq!(raw_import(target.handle.addr, &over_64_mib).await, "8");
+    assert_eq!(target.engine.load().revision(), 0);
     // A damaged digest is refused and nothing is installed.
     let mut bad = chunks.clone();
     bad.last_mut().unwrap().digest = "sha256:00".into();

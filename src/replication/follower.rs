@@ -19,7 +19,7 @@ use tonic::Code;
 use tracing::{error, info, warn};
 
 use super::ReplicaStatus;
-use super::service::receive_export;
+use super::service::{Origin, receive_export};
 use crate::client::{self, AuthedChannel, Bearer, ClientSecurity};
 use crate::engine::{Engine, SubmitError};
 use crate::model::{Mutation, Timestamp};
@@ -334,7 +334,7 @@ async fn bootstrap(
         .await
         .map_err(|s| s.message().to_owned())?
         .into_inner();
-    let received = receive_export(&mut stream)
+    let received = receive_export(&mut stream, Origin::Leader)
         .await
         .map_err(|s| s.message().to_owned())?;
     let (state, history) = (received.state, received.history);

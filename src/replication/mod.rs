@@ -3,6 +3,8 @@
 //!
 //! - `convert.rs`: the service's request fields into model values.
 //! - `export.rs`: the export file (JSON lines) and the state digest.
+//! - `refusal.rs`: why a Watch is refused or ended (`WatchError`, its
+//!   kind `OutOfRange` through `proto::status`).
 //! - `service.rs`: the `rampart.v1.Replication` gRPC service (Watch,
 //!   Export, Import, GetState) that every node serves.
 //! - `follower.rs`: `rampart serve --follow`: bootstrap with Export, tail
@@ -14,6 +16,7 @@
 pub mod convert;
 pub mod export;
 pub mod follower;
+pub mod refusal;
 pub mod service;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -18,6 +18,7 @@ use tracing::{debug, info};
 
 use super::convert::WatchTenants;
 use super::export::{self, ExportError};
+use super::refusal::{WatchError, watch_refusal};
 use super::{ReplicaStatus, ReplicationConfig, Role};
 use crate::engine::Engine;
 use crate::proto::{self, replication_server::Replication};
@@ -82,31 +83,6 @@ pub fn change_event(change: &Change, head: u64) -> Result<proto::WatchEvent, Sta
         })),
         head_revision: head,
     })
-}
-
-/// Why a Watch from `from` (in `history`, empty: any) cannot be served by a
-/// node whose changelog is `have`; `None` when it can.
-pub fn watch_refusal(from: u64, history: &str, have: &History) -> Option<Status> {
-    if !history.is_empty() && history != have.id {
-        return Some(Status::out_of_range(format!(
-            "history `{history}` is not this node's (`{}`): bootstrap again with Export",
-            have.id
-        )));
-    }
-    if from > have.last {
-        return Some(Status::out_of_range(format!(
-            "from_revision {from} is ahead of this node's revision {}: bootstrap again with Export",
-            have.last
-        )));
-    }
-    if from.saturating_add(1) < have.first {
-        return Some(Status::out_of_range(format!(
-            "revision {} is no longer retained; the oldest retained revision is {}: bootstrap again with Export",
-            from.saturating_add(1),
-            have.first
-        )));
-    }
-    None
 }
 
 impl ReplicationService {
@@ -193,6 +169,28 @@ impl ReplicationService {
     }
 }
 
+/// Whose export stream is read: an Import's upload (a server reading its
+/// client) or a leader's Export (a replica reading its leader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Upload,
+    Leader,
+}
+
+/// A failure reading an Import's upload, as the client is told it. Whatever
+/// tonic reports while reading the request stream is about the bytes the
+/// client sent: a frame it cannot read (`INTERNAL`: cut off, a bad
+/// compressed flag, a chunk that does not decode) is `INVALID_ARGUMENT`, a
+/// chunk over the 64 MiB limit (`OUT_OF_RANGE`) is `RESOURCE_EXHAUSTED`, as
+/// on every buffered call (`server::limits`). By code, not by wording.
+pub(crate) fn upload_status(s: Status) -> Status {
+    match s.code() {
+        tonic::Code::Internal => Status::invalid_argument(s.message()),
+        tonic::Code::OutOfRange => Status::resource_exhausted(s.message()),
+        _ => s,
+    }
+}
+
 /// A whole export, read and checked against its digest.
 pub(crate) struct Received {
     pub state: crate::model::State,
@@ -205,9 +203,10 @@ pub(crate) struct Received {
 /// replica), parsing off the async workers as the chunks arrive (a million
 /// users is ~1 s of JSON), and checks it against the digest of its last
 /// chunk. A malformed, truncated or unsigned export is INVALID_ARGUMENT; a
-/// failed stream is its own status.
+/// failed stream is its own status, or for an upload [`upload_status`].
 pub(crate) async fn receive_export(
     stream: &mut Streaming<proto::ExportChunk>,
+    origin: Origin,
 ) -> Result<Received, Status> {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
     let parsing = tokio::task::spawn_blocking(move || {
@@ -240,7 +239,10 @@ pub(crate) async fn receive_export(
             }
             Ok(None) => break,
             Err(s) => {
-                failed = Some(s);
+                failed = Some(match origin {
+                    Origin::Upload => upload_status(s),
+                    Origin::Leader => s,
+                });
                 break;
             }
         }
@@ -292,7 +294,7 @@ impl Replication for ReplicationService {
         let WatchTenants(tenants) = WatchTenants::try_from(&req).map_err(|e| proto::status(&e))?;
         let have = self.history().await?;
         if let Some(refused) = watch_refusal(req.from_revision, &req.history, &have) {
-            return Err(refused);
+            return Err(proto::status(&refused));
         }
         let (tx, rx) = mpsc::channel(PAGE);
         self.watchers.fetch_add(1, Ordering::Relaxed);
@@ -332,11 +334,11 @@ impl Replication for ReplicationService {
                     Ok((_, now)) if now != history => {
                         // Installed anew (a replica's re-bootstrap): the
                         // revisions after the cursor are another history's.
-                        let _ = tx
-                            .send(Err(Status::out_of_range(format!(
-                                "this node's history changed from `{history}` to `{now}`: bootstrap again with Export"
-                            ))))
-                            .await;
+                        let changed = WatchError::HistoryChanged {
+                            was: history.clone(),
+                            now,
+                        };
+                        let _ = tx.send(Err(proto::status(&changed))).await;
                         return;
                     }
                     Ok((page, _)) => page,
@@ -375,7 +377,7 @@ impl Replication for ReplicationService {
                         }
                         () = tx.closed() => return,
                         () = async { let _ = stopping.wait_for(|s| *s).await; } => {
-                            let _ = tx.send(Err(Status::unavailable("the server is shutting down"))).await;
+                            let _ = tx.send(Err(proto::status(&WatchError::ShuttingDown))).await;
                             return;
                         }
                     }
@@ -384,13 +386,11 @@ impl Replication for ReplicationService {
                 for change in page {
                     if Some(change.revision) != cursor.checked_add(1) {
                         // Compacted between pages: the client must bootstrap.
-                        let _ = tx
-                            .send(Err(Status::out_of_range(format!(
-                                "revision {} is no longer retained (the next retained is {}): bootstrap again with Export",
-                                cursor.saturating_add(1),
-                                change.revision
-                            ))))
-                            .await;
+                        let compacted = WatchError::Compacted {
+                            wanted: cursor.saturating_add(1),
+                            next: change.revision,
+                        };
+                        let _ = tx.send(Err(proto::status(&compacted))).await;
                         return;
                     }
                     cursor = change.revision;
@@ -466,7 +466,7 @@ impl Replication for ReplicationService {
                 self.engine.load().revision()
             )));
         }
-        let received = receive_export(&mut request.into_inner()).await?;
+        let received = receive_export(&mut request.into_inner(), Origin::Upload).await?;
         let (state, digest) = (received.state, received.digest);
         let history = new_history_id();
         let revision = self

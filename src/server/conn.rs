@@ -33,6 +33,9 @@
 //! to read and the deadline has passed, it reports end of file and hyper
 //! closes the connection. HTTP/2 keepalive does not cover these: hyper
 //! starts its PINGs only after the handshake, and a live peer answers them.
+//! Ending the stream is not a GOAWAY: tonic keeps each connection's
+//! `graceful_shutdown` to itself (ARCHITECTURE.md says what sending one
+//! would take).
 
 use std::future::Future;
 use std::io;

@@ -15,6 +15,14 @@
 //! `--max-streams-per-connection` of them) but no in-flight slot. Import,
 //! the one client-streaming call, is not buffered: it takes its permit at
 //! once, as before.
+//!
+//! The body it holds is checked as gRPC framing before any service sees it
+//! ([`check_framing`]): no message at all, a message cut off, a compressed
+//! flag other than 0 and 1 (or 1 with no `grpc-encoding`) are
+//! `INVALID_ARGUMENT`; a message whose frame declares more than
+//! `--max-message-bytes` is `RESOURCE_EXHAUSTED`. tonic would answer these
+//! `INTERNAL` and `OUT_OF_RANGE`, in words that could change with any
+//! upgrade; answered here, they need no rewriting (`wire.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,7 +109,7 @@ impl LimitLayer {
             permits: Arc::new(Semaphore::new(limits.max_in_flight)),
             max: limits.max_in_flight,
             deadline: limits.call_timeout,
-            max_body: limits.max_message_bytes.saturating_add(5),
+            max_body: limits.max_message_bytes.saturating_add(FRAME_HEADER),
         }
     }
 
@@ -157,6 +165,71 @@ async fn read_body(mut body: Body, max: usize) -> Read {
     Read::Whole(whole.freeze())
 }
 
+/// The size of a gRPC message's frame header: a compressed flag and a
+/// 4-byte big-endian length.
+const FRAME_HEADER: usize = 5;
+
+/// What is wrong with a request body as gRPC framing (PROTOCOL-HTTP2.md:
+/// `Length-Prefixed-Message`s, each a compressed flag, a length and that
+/// many bytes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    #[error("the request body holds no message")]
+    NoMessage,
+    #[error("the request body ends inside a message's 5-byte header ({left} bytes of it)")]
+    CutHeader { left: usize },
+    #[error("the request's message is cut off: its header says {declared} bytes, {left} follow")]
+    CutMessage { declared: usize, left: usize },
+    #[error("the request's message has compressed flag {0}; only 0 and 1 exist")]
+    BadFlag(u8),
+    #[error("the request's message is marked compressed but the request names no `grpc-encoding`")]
+    CompressedWithoutEncoding,
+    #[error("the request is larger than the server's limit of {limit} bytes (--max-message-bytes)")]
+    TooLarge { limit: usize },
+}
+
+/// Checks that `body` is one or more whole gRPC messages of at most `limit`
+/// bytes each; `encoded`: the request names a `grpc-encoding`, so a
+/// compressed message may come (tonic then decides whether it supports it).
+pub fn check_framing(body: &[u8], encoded: bool, limit: usize) -> Result<(), FramingError> {
+    if body.is_empty() {
+        return Err(FramingError::NoMessage);
+    }
+    let mut rest = body;
+    while !rest.is_empty() {
+        let Some((header, after)) = rest.split_first_chunk::<FRAME_HEADER>() else {
+            return Err(FramingError::CutHeader { left: rest.len() });
+        };
+        let [flag, length @ ..] = *header;
+        match flag {
+            0 => {}
+            1 if encoded => {}
+            1 => return Err(FramingError::CompressedWithoutEncoding),
+            other => return Err(FramingError::BadFlag(other)),
+        }
+        let declared = usize::try_from(u32::from_be_bytes(length)).unwrap_or(usize::MAX);
+        if declared > limit {
+            return Err(FramingError::TooLarge { limit });
+        }
+        let Some(next) = after.get(declared..) else {
+            return Err(FramingError::CutMessage {
+                declared,
+                left: after.len(),
+            });
+        };
+        rest = next;
+    }
+    Ok(())
+}
+
+/// Whether a request names a compression (`grpc-encoding` other than
+/// `identity`).
+fn encoded(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("grpc-encoding")
+        .is_some_and(|v| v.as_bytes() != b"identity")
+}
+
 fn deadline_exceeded(deadline: Duration) -> Status {
     Status::deadline_exceeded(format!(
         "the call took longer than the server's deadline of {} ms (--call-timeout-ms)",
@@ -209,22 +282,31 @@ where
             let deadline = limit.deadline;
             let call = async move {
                 let (parts, body) = request.into_parts();
+                let max_message = limit.max_body - FRAME_HEADER;
                 let bytes = match read_body(body, limit.max_body).await {
                     Read::Whole(bytes) => bytes,
                     Read::TooLarge => {
                         if let Some(conn) = conn_state(&parts.extensions) {
                             conn.failed();
                         }
-                        return Ok(Status::resource_exhausted(format!(
-                            "the request is larger than the server's limit of {} bytes (--max-message-bytes)",
-                            limit.max_body - 5
-                        ))
-                        .into_http());
+                        let e = FramingError::TooLarge { limit: max_message };
+                        return Ok(Status::resource_exhausted(e.to_string()).into_http());
                     }
                     Read::Failed => {
                         return Ok(Status::cancelled("the request body was cut off").into_http());
                     }
                 };
+                match check_framing(&bytes, encoded(&parts.headers), max_message) {
+                    Ok(()) => {}
+                    Err(e @ FramingError::TooLarge { .. }) => {
+                        if let Some(conn) = conn_state(&parts.extensions) {
+                            conn.failed();
+                        }
+                        return Ok(Status::resource_exhausted(e.to_string()).into_http());
+                    }
+                    // Charged by the budget layer, which sees the code.
+                    Err(e) => return Ok(Status::invalid_argument(e.to_string()).into_http()),
+                }
                 let Ok(permit) = Arc::clone(&limit.permits).try_acquire_owned() else {
                     return Ok(limit.shed().into_http());
                 };
@@ -257,5 +339,70 @@ mod tests {
         assert!(!exempt("/rampart.v1.Replication/Watch"));
         assert!(no_deadline("/rampart.v1.Replication/Import"));
         assert!(!no_deadline("/rampart.v1.Authorization/Check"));
+    }
+
+    /// `message` as one frame with `flag`.
+    fn frame(flag: u8, message: &[u8]) -> Vec<u8> {
+        let mut out = vec![flag];
+        out.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(message);
+        out
+    }
+
+    #[test]
+    fn framing_is_whole_messages_within_the_limit() {
+        use FramingError as F;
+        let one = frame(0, b"abc");
+        assert_eq!(check_framing(&one, false, 3), Ok(()));
+        assert_eq!(check_framing(&frame(0, b""), false, 3), Ok(()));
+        let two = [one.clone(), frame(0, b"de")].concat();
+        assert_eq!(check_framing(&two, false, 3), Ok(()));
+        assert_eq!(check_framing(&[], false, 3), Err(F::NoMessage));
+        assert_eq!(
+            check_framing(&one[..4], false, 3),
+            Err(F::CutHeader { left: 4 })
+        );
+        assert_eq!(
+            check_framing(&[one.clone(), vec![0, 0]].concat(), false, 3),
+            Err(F::CutHeader { left: 2 })
+        );
+        assert_eq!(
+            check_framing(&one[..7], false, 3),
+            Err(F::CutMessage {
+                declared: 3,
+                left: 2
+            })
+        );
+        assert_eq!(check_framing(&one, false, 2), Err(F::TooLarge { limit: 2 }));
+        // The declared length counts, not the bytes that follow.
+        let liar = [0, 0xff, 0xff, 0xff, 0xff, b'x'];
+        assert_eq!(
+            check_framing(&liar, false, 4 << 20),
+            Err(F::TooLarge { limit: 4 << 20 })
+        );
+        assert_eq!(check_framing(&frame(2, b"a"), false, 3), Err(F::BadFlag(2)));
+        assert_eq!(
+            check_framing(&frame(1, b"a"), false, 3),
+            Err(F::CompressedWithoutEncoding)
+        );
+        assert_eq!(check_framing(&frame(1, b"a"), true, 3), Ok(()));
+        assert_eq!(
+            F::CutMessage {
+                declared: 3,
+                left: 2
+            }
+            .to_string(),
+            "the request's message is cut off: its header says 3 bytes, 2 follow"
+        );
+    }
+
+    #[test]
+    fn identity_is_no_encoding() {
+        let mut headers = http::HeaderMap::new();
+        assert!(!encoded(&headers));
+        headers.insert("grpc-encoding", http::HeaderValue::from_static("identity"));
+        assert!(!encoded(&headers));
+        headers.insert("grpc-encoding", http::HeaderValue::from_static("gzip"));
+        assert!(encoded(&headers));
     }
 }

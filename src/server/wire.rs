@@ -5,31 +5,32 @@
 //!   `application/grpc+proto`, `application/grpc;…`), missing included, is
 //!   answered HTTP 415 Unsupported Media Type before it reaches a service,
 //!   as the gRPC spec (PROTOCOL-HTTP2.md) says a server should.
-//! - tonic answers a body that does not decode (a protobuf decode error, a
-//!   bad compression flag, a body cut off mid-message) with `INTERNAL`; it
-//!   becomes `INVALID_ARGUMENT`: the client sent it wrong.
-//! - tonic answers a message over the decoding limit with `OUT_OF_RANGE`;
-//!   it becomes `RESOURCE_EXHAUSTED`, the gRPC convention for a message
-//!   too large (`OUT_OF_RANGE` stays what it means elsewhere: a replica
-//!   behind the changelog).
+//! - A request message that does not decode is `INVALID_ARGUMENT` (the
+//!   client sent it wrong). rampart's codec (`proto::codec`) marks a decode
+//!   failure with the metadata key `rampart-undecodable` on tonic's
+//!   `INTERNAL`; this layer answers such a response `INVALID_ARGUMENT` with
+//!   the same message, and drops the mark. It reads the *headers*: a request
+//!   message is decoded before any response is sent, so the failure is
+//!   answered trailers-only (unary and server-streaming calls alike, and
+//!   Import, whose handler returns the error before its response).
+//!
+//! A body whose gRPC framing is wrong (no message, a message cut off, a
+//! bad compressed flag) or whose message is over `--max-message-bytes` never
+//! reaches tonic: the limit layer, which holds the whole body anyway, answers
+//! it (`limits.rs`); Import's stream maps what tonic reports
+//! (`replication::service`). So no code here depends on tonic's or prost's
+//! wording. Health and reflection use tonic's own codec and keep tonic's
+//! codes.
 //!
 //! Every one of these is charged to the connection's budget of failing
-//! calls (`conn.rs`): the 415 and the oversize message here, the decode
-//! error by the budget layer outside, which sees `INVALID_ARGUMENT`.
-//!
-//! The rewrite reads the status tonic puts in the response *headers*: a
-//! request message is decoded before any response is sent (unary and
-//! server-streaming calls alike), so a decode failure is always answered
-//! trailers-only, with `grpc-status` and `grpc-message` as headers. It is
-//! recognised by tonic's and prost's messages (`failed to decode Protobuf
-//! message`, `protocol error: received message`, `Unexpected EOF decoding
-//! stream`, `decoded message length too large`), which
-//! `tests/grpc.rs` pins against the tonic in use. A decode failure inside
-//! Import's stream (client-streaming, answered after the headers) is left
-//! as tonic reports it.
+//! calls (`conn.rs`): the 415 here, a decode error and a bad frame by the
+//! budget layer outside, which sees `INVALID_ARGUMENT`, an oversize message
+//! where it is answered.
 
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use tonic::{Code, Status};
+
+use crate::proto::codec::UNDECODABLE;
 
 use super::conn::conn_state;
 use super::edge::{BoxFuture, Edge, Inner};
@@ -45,21 +46,23 @@ pub fn grpc_content_type(value: Option<&HeaderValue>) -> bool {
     rest.is_empty() || rest.starts_with('+') || rest.starts_with(';')
 }
 
-/// What a status tonic answered a malformed request with becomes.
-pub fn rewrite(code: Code, message: &str) -> Option<Code> {
-    match code {
-        Code::Internal
-            if message.starts_with("failed to decode Protobuf message")
-                || message.starts_with("protocol error: received message")
-                || message.starts_with("Unexpected EOF decoding stream") =>
-        {
-            Some(Code::InvalidArgument)
-        }
-        Code::OutOfRange if message.contains("decoded message length too large") => {
-            Some(Code::ResourceExhausted)
-        }
-        _ => None,
+/// Turns a trailers-only answer whose status carries the undecodable mark
+/// into `INVALID_ARGUMENT` with the same message, without the mark.
+/// Returns whether it did.
+pub fn rewrite_undecodable(headers: &mut HeaderMap) -> bool {
+    if headers.remove(UNDECODABLE).is_none() || !headers.contains_key("grpc-status") {
+        return false;
     }
+    let message = Status::from_header_map(headers)
+        .map(|s| s.message().to_owned())
+        .unwrap_or_default();
+    headers.remove("grpc-status");
+    headers.remove("grpc-message");
+    headers.remove("grpc-status-details-bin");
+    // Only fails on a message that cannot be a header, which the one just
+    // read could.
+    let _ = Status::new(Code::InvalidArgument, message).add_header(headers);
+    true
 }
 
 /// The content-type check and the decode-error rewrite, as an [`Edge`].
@@ -84,24 +87,8 @@ impl Edge for WireLayer {
         let call = inner.call(request);
         Box::pin(async move {
             let mut result = call.await;
-            if let Ok(response) = &mut result
-                && response.headers().contains_key("grpc-status")
-                && let Some(status) = Status::from_header_map(response.headers())
-                && let Some(code) = rewrite(status.code(), status.message())
-            {
-                if code == Code::ResourceExhausted
-                    && let Some(conn) = conn
-                {
-                    conn.failed();
-                }
-                let rewritten = Status::new(code, status.message().to_owned());
-                let headers = response.headers_mut();
-                headers.remove("grpc-status");
-                headers.remove("grpc-message");
-                headers.remove("grpc-status-details-bin");
-                // Only fails on a message that cannot be a header, which
-                // the one just read could.
-                let _ = rewritten.add_header(headers);
+            if let Ok(response) = &mut result {
+                rewrite_undecodable(response.headers_mut());
             }
             result
         })
@@ -140,26 +127,35 @@ mod tests {
     }
 
     #[test]
-    fn decode_failures_are_the_clients_and_oversize_is_exhaustion() {
-        assert_eq!(
-            rewrite(
-                Code::Internal,
-                "failed to decode Protobuf message: invalid wire type"
-            ),
-            Some(Code::InvalidArgument)
+    fn only_a_marked_status_becomes_invalid_argument() {
+        let mut marked = Status::internal("failed to decode Protobuf message: invalid wire type");
+        marked.metadata_mut().insert(
+            UNDECODABLE,
+            tonic::metadata::MetadataValue::from_static("1"),
         );
+        let mut headers = marked.into_http::<()>().into_parts().0.headers;
+        assert!(headers.contains_key(UNDECODABLE));
+        assert!(rewrite_undecodable(&mut headers));
+        let status = Status::from_header_map(&headers).unwrap();
+        assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(
-            rewrite(Code::Internal, "Unexpected EOF decoding stream."),
-            Some(Code::InvalidArgument)
+            status.message(),
+            "failed to decode Protobuf message: invalid wire type"
         );
-        assert_eq!(
-            rewrite(
-                Code::OutOfRange,
-                "Error, decoded message length too large: found 9 bytes, the limit is: 2 bytes"
-            ),
-            Some(Code::ResourceExhausted)
-        );
-        assert_eq!(rewrite(Code::Internal, "the store is corrupt"), None);
-        assert_eq!(rewrite(Code::OutOfRange, "revision 3 was compacted"), None);
+        assert!(!headers.contains_key(UNDECODABLE), "the mark is dropped");
+
+        // Our own INTERNAL, whatever its words, stays.
+        for message in ["the store is corrupt", "failed to decode Protobuf message"] {
+            let mut headers = Status::internal(message)
+                .into_http::<()>()
+                .into_parts()
+                .0
+                .headers;
+            assert!(!rewrite_undecodable(&mut headers));
+            assert_eq!(
+                Status::from_header_map(&headers).unwrap().code(),
+                Code::Internal
+            );
+        }
     }
 }

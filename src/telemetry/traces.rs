@@ -26,14 +26,53 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// How logs are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+/// How logs are written. Read from its name (`text`, `json`) with
+/// `FromStr`; the command line offers [`LogFormat::NAMES`] (this module
+/// knows nothing of clap).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum LogFormat {
     /// Human-readable lines.
     #[default]
     Text,
     /// One JSON object per line, for log pipelines.
     Json,
+}
+
+impl LogFormat {
+    /// Every format, each as its name.
+    pub const ALL: [Self; 2] = [Self::Text, Self::Json];
+    /// The names `FromStr` reads, in the order of [`LogFormat::ALL`].
+    pub const NAMES: [&'static str; 2] = [Self::Text.name(), Self::Json.name()];
+
+    /// The format's name, as a flag or a config file spells it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A log format name that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{}` is not a log format: `text` or `json`", crate::model::quote(.0))]
+pub struct LogFormatError(String);
+
+impl std::str::FromStr for LogFormat {
+    type Err = LogFormatError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| LogFormatError(s.to_owned()))
+    }
 }
 
 /// How RPCs are sampled, set once by [`init`] when spans are exported;
@@ -415,6 +454,22 @@ mod tests {
         assert!(err.contains("`sometimes`"), "{err}");
         let err = parse("traceidratio", Some("2")).unwrap_err().to_string();
         assert!(err.contains("`2`"), "{err}");
+    }
+
+    #[test]
+    fn log_formats_read_their_names_only() {
+        for (format, name) in LogFormat::ALL.into_iter().zip(LogFormat::NAMES) {
+            assert_eq!(name.parse::<LogFormat>(), Ok(format));
+            assert_eq!(format.to_string(), name);
+        }
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        for bad in ["JSON", "", " text", "yaml"] {
+            let err = bad.parse::<LogFormat>().unwrap_err().to_string();
+            assert!(err.contains(&format!("`{bad}`")), "{err}");
+            assert!(err.contains("`text` or `json`"), "{err}");
+        }
+        let err = "x\u{1b}[2J".parse::<LogFormat>().unwrap_err().to_string();
+        assert!(err.starts_with(r"`x\u{1b}[2J` is not"), "{err}");
     }
 
     #[test]

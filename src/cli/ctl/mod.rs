@@ -300,7 +300,8 @@ pub fn ctl_main(args: CtlArgs) -> ExitCode {
                 print!("{}", report.render(format));
             }
             if !matches!(error, CtlError::Exit(_)) {
-                eprintln!("rampart ctl: {error}");
+                // The message may carry the server's words.
+                eprintln!("rampart ctl: {}", output::terminal_safe(&error.to_string()));
             }
             error.exit_code()
         }

@@ -2,6 +2,12 @@
 //! the chosen [`Format`] renders it, either as aligned columns for people
 //! or as one JSON document for scripts. Owns the table layout and the JSON
 //! shapes; knows nothing about gRPC beyond the messages it renders.
+//!
+//! Nothing the server sent reaches a terminal raw: tables and other text
+//! go through [`terminal_safe`], JSON through [`json_line`], and bytes
+//! (an export on a terminal) through [`TerminalWriter`].
+
+use std::io::{self, Write};
 
 use serde_json::{Map, Value, json};
 use tonic::Code;
@@ -68,7 +74,7 @@ impl Report {
         }
         match format {
             Format::Json => {
-                let mut s = self.json().to_string();
+                let mut s = json_line(&self.json());
                 s.push('\n');
                 s
             }
@@ -159,6 +165,91 @@ pub fn terminal_safe(text: &str) -> String {
         }
     }
     out
+}
+
+/// A JSON document on one line, with no control character in it.
+/// serde_json escapes the C0 controls (ESC included) itself, but writes DEL
+/// and the C1 controls (U+0080 to U+009F; U+009B is a CSI to some
+/// terminals) as they are. Those can only stand inside a string, where
+/// `\u009b` is the same character to every JSON reader, so they are
+/// written that way.
+pub fn json_line(value: &Value) -> String {
+    let text = value.to_string();
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Bytes on their way to a terminal, written as [`terminal_safe`] text: a
+/// character split between two writes is held until its last byte comes,
+/// and bytes that are not UTF-8 show as U+FFFD. `flush` ends the text: the
+/// bytes of a character still unfinished then show as U+FFFD too.
+#[derive(Debug)]
+pub struct TerminalWriter<W: Write> {
+    inner: W,
+    pending: Vec<u8>,
+}
+
+impl<W: Write> TerminalWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl<W: Write> Write for TerminalWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        let mut text = String::new();
+        let mut rest: &[u8] = &self.pending;
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    text.push_str(s);
+                    rest = &[];
+                    break;
+                }
+                Err(e) => {
+                    let (good, bad) = rest.split_at(e.valid_up_to());
+                    text.push_str(std::str::from_utf8(good).unwrap_or_default());
+                    match e.error_len() {
+                        // The start of a character whose end is still to come.
+                        None => {
+                            rest = bad;
+                            break;
+                        }
+                        Some(n) => {
+                            text.push(char::REPLACEMENT_CHARACTER);
+                            rest = bad.get(n..).unwrap_or_default();
+                        }
+                    }
+                }
+            }
+        }
+        self.pending = rest.to_vec();
+        self.inner.write_all(terminal_safe(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.pending.clear();
+            self.inner
+                .write_all(char::REPLACEMENT_CHARACTER.to_string().as_bytes())?;
+        }
+        self.inner.flush()
+    }
 }
 
 /// A value as a table cell: strings bare, lists comma-joined, empty as `-`
@@ -317,6 +408,50 @@ mod tests {
         assert_eq!(custom.render(Format::Table), "x\\u{1b}]0;pwned\\u{7}\n");
         // JSON escapes them itself.
         assert!(!report.render(Format::Json).contains('\u{1b}'));
+    }
+
+    #[test]
+    fn json_escapes_the_controls_serde_json_leaves_raw() {
+        let value = json!({"description": "a\u{1b}[2J \u{7f} \u{9b}31m \\\u{85} é\n"});
+        // serde_json alone leaves DEL and the C1 controls as they are.
+        assert!(value.to_string().contains('\u{9b}'));
+        let line = json_line(&value);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert_eq!(
+            line,
+            r#"{"description":"a\u001b[2J \u007f \u009b31m \\\u0085 é\n"}"#
+        );
+        // The same document to a JSON reader.
+        assert_eq!(serde_json::from_str::<Value>(&line).unwrap(), value);
+        const COLUMNS: &[Column] = &[col("ROLE", "name")];
+        let report = Report::list(COLUMNS, vec![json!({"name": "r\u{9b}2J"})], 1);
+        let out = report.render(Format::Json);
+        assert!(out.contains(r"r\u009b2J"), "{out}");
+        assert!(!out.trim_end().chars().any(char::is_control), "{out:?}");
+    }
+
+    #[test]
+    fn bytes_for_a_terminal_are_escaped_across_writes() {
+        let mut out = Vec::new();
+        let mut w = TerminalWriter::new(&mut out);
+        // ESC, and é and U+009B (a C1 CSI) each split between two writes.
+        for part in [
+            &b"{\"a\":\"x\x1b[2J\xc3"[..],
+            b"\xa9\xc2",
+            b"\x9b1m\"}\n",
+            b"\xff\r\n",
+            b"\xe2\x82",
+        ] {
+            w.write_all(part).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out,
+            "{\"a\":\"x\\u{1b}[2J\u{e9}\\u{9b}1m\"}\n\u{fffd}\\r\n\u{fffd}"
+        );
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
     }
 
     #[test]

@@ -4,17 +4,25 @@
 //! checks them against the digest the server sent; `import` sends a file
 //! in chunks, with the file's own digest, to a node that holds no state;
 //! `watch` prints the changelog as it happens, one line per event.
+//!
+//! What the server sent is escaped before it reaches a terminal: watch's
+//! rows and the export's summary with `terminal_safe`, watch's JSON lines
+//! with `json_line`, and an export written to a terminal (not to a file or
+//! a pipe, which get the exact bytes the digest covers) with
+//! `TerminalWriter`.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::replication::export::format_digest;
 
-use super::output::{Format, Report, embedded_json, table};
+use super::output::{
+    Format, Report, TerminalWriter, embedded_json, json_line, table, terminal_safe,
+};
 use super::{Client, CtlError, Failure};
 use crate::proto::{self, watch_event::Event};
 
@@ -129,6 +137,10 @@ pub async fn export(mut client: Client, a: ExportArgs) -> Result<Report, Failure
             std::fs::File::create(path)
                 .map_err(|e| CtlError::Usage(format!("cannot create `{}`: {e}", path.display())))?,
         )),
+        // On a terminal, for reading: escaped. Redirected, the exact bytes.
+        None if std::io::stdout().is_terminal() => {
+            Box::new(TerminalWriter::new(std::io::stdout().lock()))
+        }
         None => Box::new(std::io::stdout().lock()),
     };
     let write_failed = |e: std::io::Error| CtlError::Usage(format!("cannot write the export: {e}"));
@@ -153,7 +165,10 @@ pub async fn export(mut client: Client, a: ExportArgs) -> Result<Report, Failure
         .into());
     }
     eprintln!(
-        "rampart ctl: exported revision {revision} ({bytes} bytes, {actual}, history {history})"
+        "{}",
+        terminal_safe(&format!(
+            "rampart ctl: exported revision {revision} ({bytes} bytes, {actual}, history {history})"
+        ))
     );
     Ok(Report::Nothing)
 }
@@ -213,6 +228,46 @@ pub fn read_import(a: &ImportArgs) -> Result<Vec<u8>, CtlError> {
     Ok(data)
 }
 
+/// The header of `watch`'s table.
+const WATCH_HEADER: &str = "REVISION  TIME  KIND  TENANT  MUTATION";
+
+/// A Watch event as `watch` prints it (no line break): a row, or a JSON
+/// object with `--output json`, with no control character either way.
+/// `None` for an event with nothing in it.
+fn watch_line(event: &proto::WatchEvent, format: Format) -> Option<String> {
+    let head = event.head_revision;
+    let (value, text) = match event.event.as_ref()? {
+        Event::Change(c) => {
+            let mutation = embedded_json(&String::from_utf8_lossy(&c.mutation));
+            let text = format!(
+                "{}  {}  {}  {}  {}",
+                c.revision,
+                if c.time.is_empty() { "-" } else { &c.time },
+                c.kind,
+                if c.tenant.is_empty() { "-" } else { &c.tenant },
+                mutation
+            );
+            let value = json!({
+                "revision": c.revision,
+                "time": c.time,
+                "kind": c.kind,
+                "tenant": c.tenant,
+                "mutation": mutation,
+                "head_revision": head,
+            });
+            (value, text)
+        }
+        Event::Checkpoint(c) => (
+            json!({"checkpoint": c.revision, "history": c.history, "head_revision": head}),
+            format!("{}  (checkpoint: idle, history {})", c.revision, c.history),
+        ),
+    };
+    Some(match format {
+        Format::Json => json_line(&value),
+        Format::Table => terminal_safe(&text),
+    })
+}
+
 /// `watch`: one line per event as it arrives (a table row, or a JSON
 /// object per line with `--output json`).
 pub async fn watch(mut client: Client, a: WatchArgs, format: Format) -> Result<Report, Failure> {
@@ -226,57 +281,27 @@ pub async fn watch(mut client: Client, a: WatchArgs, format: Format) -> Result<R
         .await;
     let mut stream = client.read(r)?;
     let mut stdout = std::io::stdout().lock();
-    let mut print = |value: Value, text: String| {
-        let line = match format {
-            Format::Json => value.to_string(),
-            Format::Table => text,
-        };
-        // A closed pipe (`| head`) ends the watch quietly.
+    // A closed pipe (`| head`) ends the watch quietly.
+    let mut print = |line: String| {
         writeln!(stdout, "{line}")
             .and_then(|()| stdout.flush())
             .is_ok()
     };
     let mut changes = 0u64;
-    if format == Format::Table
-        && !print(Value::Null, "REVISION  TIME  KIND  TENANT  MUTATION".into())
-    {
+    if format == Format::Table && !print(WATCH_HEADER.into()) {
         return Ok(Report::Nothing);
     }
     while let Some(event) = stream.message().await.map_err(|s| client.fail(s))? {
-        let head = event.head_revision;
-        let printed = match event.event {
-            Some(Event::Change(c)) => {
+        let printed = match &event.event {
+            Some(Event::Change(_)) => {
                 changes += 1;
-                let mutation = embedded_json(&String::from_utf8_lossy(&c.mutation));
-                let text = format!(
-                    "{}  {}  {}  {}  {}",
-                    c.revision,
-                    if c.time.is_empty() { "-" } else { &c.time },
-                    c.kind,
-                    if c.tenant.is_empty() { "-" } else { &c.tenant },
-                    mutation
-                );
-                print(
-                    json!({
-                        "revision": c.revision,
-                        "time": c.time,
-                        "kind": c.kind,
-                        "tenant": c.tenant,
-                        "mutation": mutation,
-                        "head_revision": head,
-                    }),
-                    text,
-                )
+                watch_line(&event, format).is_none_or(&mut print)
             }
-            Some(Event::Checkpoint(c)) => {
+            Some(Event::Checkpoint(_)) => {
                 if a.until_idle {
                     break;
                 }
-                !a.checkpoints
-                    || print(
-                        json!({"checkpoint": c.revision, "history": c.history, "head_revision": head}),
-                        format!("{}  (checkpoint: idle, history {})", c.revision, c.history),
-                    )
+                !a.checkpoints || watch_line(&event, format).is_none_or(&mut print)
             }
             None => true,
         };
@@ -285,4 +310,76 @@ pub async fn watch(mut client: Client, a: WatchArgs, format: Format) -> Result<R
         }
     }
     Ok(Report::Nothing)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn change(tenant: &str, kind: &str, mutation: &[u8]) -> proto::WatchEvent {
+        proto::WatchEvent {
+            event: Some(Event::Change(proto::Change {
+                revision: 7,
+                time: "2026-01-02T03:04:05Z\u{1b}[1A".into(),
+                kind: kind.into(),
+                tenant: tenant.into(),
+                mutation: mutation.to_vec(),
+            })),
+            head_revision: 9,
+        }
+    }
+
+    fn printable(line: &str) -> bool {
+        !line.chars().any(char::is_control)
+    }
+
+    #[test]
+    fn watch_rows_escape_what_the_server_sent() {
+        // Control characters in the plain fields, inside the mutation's
+        // JSON strings (ESC escaped by JSON, U+009B not), and in a mutation
+        // that is not JSON at all.
+        let event = change(
+            "acme\u{1b}]0;pwned\u{7}",
+            "grant\r",
+            "{\"role\":\"r\\u001b[2J\u{9b}\"}".as_bytes(),
+        );
+        let row = watch_line(&event, Format::Table).unwrap();
+        assert!(printable(&row), "{row:?}");
+        assert_eq!(
+            row,
+            r#"7  2026-01-02T03:04:05Z\u{1b}[1A  grant\r  acme\u{1b}]0;pwned\u{7}  {"role":"r\u001b[2J\u{9b}"}"#
+        );
+        let raw = change("acme", "grant", b"not json \x1b[2J\x07");
+        let row = watch_line(&raw, Format::Table).unwrap();
+        assert!(printable(&row), "{row:?}");
+        assert!(row.ends_with(r#""not json \u001b[2J\u0007""#), "{row}");
+
+        let line = watch_line(&event, Format::Json).unwrap();
+        assert!(printable(&line), "{line:?}");
+        let doc: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(doc["tenant"], "acme\u{1b}]0;pwned\u{7}");
+        assert_eq!(doc["mutation"]["role"], "r\u{1b}[2J\u{9b}");
+        assert_eq!(doc["head_revision"], 9);
+    }
+
+    #[test]
+    fn watch_checkpoints_escape_the_history() {
+        let event = proto::WatchEvent {
+            event: Some(Event::Checkpoint(proto::WatchCheckpoint {
+                revision: 3,
+                history: "h\u{1b}[2J\u{9b}".into(),
+            })),
+            head_revision: 3,
+        };
+        let row = watch_line(&event, Format::Table).unwrap();
+        assert_eq!(row, r"3  (checkpoint: idle, history h\u{1b}[2J\u{9b})");
+        let line = watch_line(&event, Format::Json).unwrap();
+        assert!(printable(&line), "{line:?}");
+        let doc: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(doc["history"], "h\u{1b}[2J\u{9b}");
+        let empty = proto::WatchEvent::default();
+        assert_eq!(watch_line(&empty, Format::Table), None);
+    }
 }

@@ -90,11 +90,19 @@ pub struct ServeArgs {
     #[arg(long)]
     pub print_config: bool,
     /// Logs on stderr as `text` or `json` (one object per line).
-    #[arg(long, env = "RAMPART_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(long, env = "RAMPART_LOG_FORMAT", default_value = "text", value_parser = log_format_parser())]
     pub log_format: LogFormat,
     // Metrics and the decision log (telemetry/).
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+}
+
+/// `--log-format`: telemetry's names as clap's possible values (listed in
+/// `--help`, suggested after a typo), read with telemetry's own `FromStr`,
+/// so the telemetry module does not depend on clap.
+fn log_format_parser() -> impl clap::builder::TypedValueParser<Value = LogFormat> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(LogFormat::NAMES).try_map(|s| s.parse::<LogFormat>())
 }
 
 /// A duration as a number and a unit: `s`, `m`, `h` or `d`.
@@ -209,10 +217,11 @@ pub struct LimitsArgs {
     #[arg(long, env = "RAMPART_MAX_STREAMS_PER_CONNECTION", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams_per_connection: u32,
     /// Client connections open at once; past it, a new connection is closed
-    /// as soon as it is accepted (0: no limit). Keep it below the file
-    /// descriptor limit (`ulimit -n`).
-    #[arg(long, env = "RAMPART_MAX_CONNECTIONS", default_value_t = 10_000)]
-    pub max_connections: u32,
+    /// as soon as it is accepted (0: no limit). `auto`: the process's
+    /// open-file limit (`ulimit -n`) less 64 for rampart's own files, at
+    /// most 10000. A number above that is kept, with a warning.
+    #[arg(long, env = "RAMPART_MAX_CONNECTIONS", default_value = "auto", value_parser = parse_max_connections, value_name = "N|auto")]
+    pub max_connections: MaxConnections,
     /// Close a connection with no call open for this many seconds (0: never).
     #[arg(long, env = "RAMPART_IDLE_TIMEOUT_SECS", default_value_t = 60)]
     pub idle_timeout_secs: u64,
@@ -223,19 +232,134 @@ pub struct LimitsArgs {
 }
 
 impl LimitsArgs {
+    /// The limits these flags ask for. Reads the process's open-file limit
+    /// for `--max-connections` and logs what it came to (a warning when an
+    /// explicit value is past what the limit allows).
     pub fn limits(&self) -> Limits {
+        let cap = connection_cap(self.max_connections, soft_open_file_limit());
+        match &cap.warning {
+            Some(warning) => tracing::warn!(max_connections = cap.max, "{warning}"),
+            None => tracing::info!(max_connections = cap.max, "{}", cap.why),
+        }
         Limits {
             max_in_flight: self.max_in_flight as usize,
             max_message_bytes: self.max_message_bytes as usize,
             call_timeout: Duration::from_millis(self.call_timeout_ms),
             max_failed_calls_per_sec: self.max_failed_calls_per_sec,
             max_streams_per_connection: self.max_streams_per_connection,
-            max_connections: self.max_connections as usize,
+            max_connections: cap.max,
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
             ..Limits::default()
         }
     }
+}
+
+/// `--max-connections`: a number (0: no limit) or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxConnections {
+    /// Follow the open-file limit ([`connection_cap`]).
+    Auto,
+    /// This many, whatever the limit (0: no limit).
+    Fixed(u32),
+}
+
+/// `auto`, or a number of connections.
+pub fn parse_max_connections(text: &str) -> Result<MaxConnections, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("auto") {
+        return Ok(MaxConnections::Auto);
+    }
+    text.parse().map(MaxConnections::Fixed).map_err(|_| {
+        format!(
+            "`{}` is not a number of connections (0: no limit) or `auto`",
+            crate::model::quote(text)
+        )
+    })
+}
+
+/// File descriptors `auto` keeps back from client connections for
+/// rampart's own: stdio; sled's files (`db`, `conf`, a snapshot being
+/// written, blobs) and the `head` file; the gRPC and metrics listeners and
+/// a scrape or two; the decision log; a replica's channel to its leader and
+/// the OTLP exporter's; tokio's epoll and wakers; the tokens file read at a
+/// reload; checkpoint reads. About 20 in all, so 64 leaves room.
+pub const FD_HEADROOM: u64 = 64;
+
+/// The most connections `auto` allows, whatever the open-file limit.
+pub const AUTO_MAX_CONNECTIONS: u32 = 10_000;
+
+/// What `--max-connections` comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionCap {
+    /// The cap (0: no limit).
+    pub max: usize,
+    /// Where it comes from, for the log.
+    pub why: String,
+    /// Set when the cap is past what the open-file limit allows: accepting
+    /// would then fail for lack of descriptors (EMFILE) before the cap
+    /// closes and counts the extra connections.
+    pub warning: Option<String>,
+}
+
+/// `--max-connections` given the soft open-file limit (`None`: unlimited or
+/// unknown). `auto` is the limit less [`FD_HEADROOM`], at least 1 and at
+/// most [`AUTO_MAX_CONNECTIONS`]; a number is kept as given, with a warning
+/// when it (or 0, no limit) is past that room.
+pub fn connection_cap(flag: MaxConnections, soft_nofile: Option<u64>) -> ConnectionCap {
+    let room = soft_nofile.map(|soft| (soft, soft.saturating_sub(FD_HEADROOM)));
+    let too_many = |what: String, soft: u64, room: u64| {
+        format!(
+            "{what} is more than the open-file limit allows: {soft} file descriptors, less {FD_HEADROOM} for rampart's own, leave room for {room} connections; past that, accepting fails (EMFILE) instead of closing and counting the extra connections. Raise the limit (`ulimit -n`, systemd's LimitNOFILE) or lower --max-connections"
+        )
+    };
+    match (flag, room) {
+        (MaxConnections::Auto, None) => ConnectionCap {
+            max: AUTO_MAX_CONNECTIONS as usize,
+            why: format!(
+                "--max-connections auto: {AUTO_MAX_CONNECTIONS} (the open-file limit is unlimited or unknown)"
+            ),
+            warning: None,
+        },
+        (MaxConnections::Auto, Some((soft, room))) => {
+            let max = room.clamp(1, u64::from(AUTO_MAX_CONNECTIONS));
+            ConnectionCap {
+                max: usize::try_from(max).unwrap_or(1),
+                why: format!(
+                    "--max-connections auto: {max} (the open-file limit {soft} less {FD_HEADROOM} for rampart's own files, at most {AUTO_MAX_CONNECTIONS})"
+                ),
+                warning: (room == 0).then(|| {
+                    format!(
+                        "the open-file limit {soft} leaves no room for connections beside rampart's own {FD_HEADROOM} files: --max-connections auto is 1. Raise the limit (`ulimit -n`, systemd's LimitNOFILE)"
+                    )
+                }),
+            }
+        }
+        (MaxConnections::Fixed(n), room) => {
+            let warning = room.and_then(|(soft, room)| match n {
+                0 => Some(too_many(
+                    "--max-connections 0 (no limit)".to_owned(),
+                    soft,
+                    room,
+                )),
+                n if u64::from(n) > room => {
+                    Some(too_many(format!("--max-connections {n}"), soft, room))
+                }
+                _ => None,
+            });
+            ConnectionCap {
+                max: n as usize,
+                why: format!("--max-connections {n} (as given)"),
+                warning,
+            }
+        }
+    }
+}
+
+/// The process's soft limit on open files (`RLIMIT_NOFILE`); `None` when
+/// it is unlimited.
+fn soft_open_file_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
 /// `rampart serve` telemetry arguments.
@@ -318,6 +442,83 @@ mod tests {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains('`'), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn max_connections_follow_the_open_file_limit() {
+        use MaxConnections::{Auto, Fixed};
+        let max = |flag, soft| connection_cap(flag, soft).max;
+        let warned = |flag, soft| connection_cap(flag, soft).warning;
+        // auto: the limit less 64, at most 10,000, at least 1.
+        assert_eq!(max(Auto, None), 10_000);
+        assert_eq!(max(Auto, Some(1_048_576)), 10_000);
+        assert_eq!(max(Auto, Some(10_064)), 10_000);
+        assert_eq!(max(Auto, Some(10_000)), 9_936);
+        assert_eq!(max(Auto, Some(1_024)), 960);
+        assert_eq!(max(Auto, Some(65)), 1);
+        assert_eq!(max(Auto, Some(64)), 1);
+        assert_eq!(max(Auto, Some(0)), 1);
+        assert_eq!(warned(Auto, Some(1_024)), None);
+        assert_eq!(warned(Auto, None), None);
+        let none_left = warned(Auto, Some(64)).unwrap();
+        assert!(none_left.contains("open-file limit 64"), "{none_left}");
+        let why = connection_cap(Auto, Some(1_024)).why;
+        assert!(why.contains("960") && why.contains("1024"), "{why}");
+        // A number is kept; past the room, with a warning naming the numbers.
+        assert_eq!(max(Fixed(500), Some(1_024)), 500);
+        assert_eq!(warned(Fixed(500), Some(1_024)), None);
+        assert_eq!(warned(Fixed(960), Some(1_024)), None);
+        assert_eq!(max(Fixed(20_000), Some(1_024)), 20_000);
+        let over = warned(Fixed(961), Some(1_024)).unwrap();
+        for part in [
+            "--max-connections 961",
+            "1024 file descriptors",
+            "room for 960",
+        ] {
+            assert!(over.contains(part), "{part}: {over}");
+        }
+        assert_eq!(warned(Fixed(20_000), None), None);
+        // 0 is no limit, and past any finite limit.
+        assert_eq!(max(Fixed(0), Some(1_024)), 0);
+        let unlimited = warned(Fixed(0), Some(1_024)).unwrap();
+        assert!(
+            unlimited.contains("--max-connections 0 (no limit)"),
+            "{unlimited}"
+        );
+        assert_eq!(warned(Fixed(0), None), None);
+    }
+
+    #[test]
+    fn max_connections_parse_auto_or_a_number() {
+        assert_eq!(parse_max_connections("auto"), Ok(MaxConnections::Auto));
+        assert_eq!(parse_max_connections("AUTO"), Ok(MaxConnections::Auto));
+        assert_eq!(parse_max_connections("0"), Ok(MaxConnections::Fixed(0)));
+        assert_eq!(
+            parse_max_connections("2500"),
+            Ok(MaxConnections::Fixed(2_500))
+        );
+        for bad in ["", "-1", "lots", "99999999999"] {
+            let err = parse_max_connections(bad).unwrap_err();
+            assert!(err.contains("or `auto`"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn log_format_takes_telemetrys_names() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            crate::cli::Cli::try_parse_from([&["rampart", "serve"], args].concat()).map(|cli| {
+                match cli.command {
+                    crate::cli::Command::Serve(serve) => serve.log_format,
+                    _ => unreachable!("parsed `serve`"),
+                }
+            })
+        };
+        assert_eq!(parse(&[]).unwrap(), LogFormat::Text);
+        assert_eq!(parse(&["--log-format", "json"]).unwrap(), LogFormat::Json);
+        assert_eq!(parse(&["--log-format", "text"]).unwrap(), LogFormat::Text);
+        let err = parse(&["--log-format", "yaml"]).unwrap_err().to_string();
+        assert!(err.contains("[possible values: text, json]"), "{err}");
     }
 
     #[test]
