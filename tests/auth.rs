@@ -710,6 +710,43 @@ fn a_bad_tokens_file_stops_serve_without_echoing_it() {
 }
 
 #[test]
+fn token_new_prints_confined_entries_the_server_accepts_and_refuses_bad_ones() {
+    let run = |args: &[&str]| {
+        Command::new(common::BIN)
+            .args(["token", "new", "--name", "console"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&[
+        "--scope",
+        "admin,check",
+        "--tenant",
+        "acme,beta",
+        "--actor",
+        "ann",
+    ]);
+    assert!(ok.status.success(), "{ok:?}");
+    let text = String::from_utf8(ok.stdout).unwrap();
+    let entry: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("[[token]]"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(entry.contains("tenants = [\"acme\", \"beta\"]"), "{entry}");
+    assert!(entry.contains("actor = \"ann\""), "{entry}");
+    Credentials::parse(&entry, "printed").unwrap();
+    for bad in [
+        &["--scope", "watch", "--tenant", "acme"][..],
+        &["--scope", "check", "--actor", "ann"][..],
+    ] {
+        let out = run(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+        assert!(out.stdout.is_empty(), "printed a token for {bad:?}");
+    }
+}
+
+#[test]
 fn token_new_hash_and_ctl_against_the_real_binary() {
     let new = Command::new(common::BIN)
         .args(["token", "new", "--name", "cli", "--scope", "check,admin"])

@@ -270,6 +270,21 @@ fn assert_beta_unchanged(before: &State, after: &State, steps: &[String]) {
         before.bridges_grants, after.bridges_grants,
         "the bridge grants changed after: {steps:#?}"
     );
+    // Nor does acme take in a user of beta's without beta's consent.
+    let members = |s: &State, t: &str| -> Vec<UserId> {
+        s.tenants
+            .get(t)
+            .map(|t| t.users.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let beta = members(before, "beta");
+    let acme_before = members(before, "acme");
+    for u in members(after, "acme") {
+        assert!(
+            !beta.contains(&u) || acme_before.contains(&u),
+            "acme took in beta's `{u}` after: {steps:#?}"
+        );
+    }
 }
 
 /// Applies each change the rules accept, as `actor`, optionally through a

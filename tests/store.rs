@@ -443,7 +443,12 @@ fn audit_filters_and_pages<T: Harness>(h: &mut T) {
         ..Default::default()
     });
     assert!(!acme.is_empty());
-    assert_eq!(acme, pick(&|r| r.tenant.as_deref() == Some("acme")));
+    // A tenant's records, and the deployment-wide ones that reach it too.
+    assert_eq!(
+        acme,
+        pick(&|r| r.tenant.as_deref() == Some("acme") || r.mutation.is_deployment_wide())
+    );
+    assert!(acme.iter().any(|r| r.tenant.is_none()));
 
     let deployment = list(AuditFilter {
         tenant: Some(String::new()),

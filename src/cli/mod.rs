@@ -109,7 +109,7 @@ pub fn main() -> ExitCode {
 }
 
 fn token(cmd: TokenCmd) -> ExitCode {
-    use crate::client::{hash_hex, new_token, valid_token};
+    use crate::client::{hash_hex, valid_token};
     match cmd {
         TokenCmd::Hash => {
             let mut text = String::new();
@@ -132,34 +132,60 @@ fn token(cmd: TokenCmd) -> ExitCode {
             scopes,
             tenants,
             actor,
-        } => match new_token() {
-            Ok(token) => {
-                let listed = |items: &[String]| {
-                    let items: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
-                    format!("[{}]", items.join(", "))
-                };
-                println!(
-                    "# The token: give it to the client (RAMPART_TOKEN). It is not stored anywhere."
-                );
-                println!("{token}");
-                println!("# The tokens-file entry: it holds only the hash.");
-                println!("[[token]]");
-                println!("name = {}", toml_string(&name));
-                println!("sha256 = \"{}\"", hash_hex(&token));
-                println!("scopes = {}", listed(&scopes));
-                if !tenants.is_empty() {
-                    println!("tenants = {}", listed(&tenants));
-                }
-                if let Some(actor) = &actor {
-                    println!("actor = {}", toml_string(actor));
-                }
-                ExitCode::SUCCESS
+        } => {
+            // The entry must be one the server accepts.
+            let checked = crate::server::auth::bounds(
+                scopes
+                    .iter()
+                    .filter_map(|s| crate::server::auth::Scope::parse(s))
+                    .collect(),
+                (!tenants.is_empty()).then(|| tenants.clone()),
+                actor.clone(),
+            );
+            if let Err(why) = checked {
+                eprintln!("rampart token new: {why}");
+                return ExitCode::from(2);
             }
-            Err(e) => {
-                eprintln!("rampart token new: the system's random source failed: {e}");
-                ExitCode::FAILURE
+            new_token_entry(&name, &scopes, &tenants, actor.as_deref())
+        }
+    }
+}
+
+/// `rampart token new`: a fresh token and its tokens-file entry.
+fn new_token_entry(
+    name: &str,
+    scopes: &[String],
+    tenants: &[String],
+    actor: Option<&str>,
+) -> ExitCode {
+    use crate::client::{hash_hex, new_token};
+    match new_token() {
+        Ok(token) => {
+            let listed = |items: &[String]| {
+                let items: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
+                format!("[{}]", items.join(", "))
+            };
+            println!(
+                "# The token: give it to the client (RAMPART_TOKEN). It is not stored anywhere."
+            );
+            println!("{token}");
+            println!("# The tokens-file entry: it holds only the hash.");
+            println!("[[token]]");
+            println!("name = {}", toml_string(name));
+            println!("sha256 = \"{}\"", hash_hex(&token));
+            println!("scopes = {}", listed(scopes));
+            if !tenants.is_empty() {
+                println!("tenants = {}", listed(tenants));
             }
-        },
+            if let Some(actor) = actor {
+                println!("actor = {}", toml_string(actor));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("rampart token new: the system's random source failed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

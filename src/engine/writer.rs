@@ -176,8 +176,6 @@ impl Engine {
         if dry_run {
             let _writer = self.writer.lock().await;
             let snapshot = self.load();
-            let mut mutation = mutation;
-            mutation.complete(snapshot.state());
             let (next, _) = checked(
                 snapshot.state(),
                 &*snapshot,
@@ -186,6 +184,8 @@ impl Engine {
                 &mutation,
                 Timestamp::now(),
             )?;
+            let mut mutation = mutation;
+            mutation.complete(snapshot.state());
             return Ok(Committed {
                 revision: next.revision,
                 dry_run: true,
@@ -229,10 +229,22 @@ impl Engine {
         let mut records = Vec::with_capacity(batch.len());
         let mut answers = Vec::with_capacity(batch.len());
         for q in &mut batch {
-            // Recorded self-contained, as replicas (filtered ones too) apply it.
-            q.mutation.complete(&state);
-            let q = &*q;
             let authority: &Snapshot = compiled.as_ref().unwrap_or(&*snapshot);
+            let verdict = checked(
+                &state,
+                authority,
+                &q.actor,
+                q.tenants.as_deref(),
+                &q.mutation,
+                now,
+            );
+            // An applied change is recorded self-contained, as replicas
+            // (filtered ones too) apply it; a refused one as it was sent,
+            // so its record shows nothing the actor may not see.
+            if verdict.is_ok() {
+                q.mutation.complete(&state);
+            }
+            let q = &*q;
             let also: Vec<String> = (q.mutation.also_seen_by(&state).iter())
                 .map(ToString::to_string)
                 .collect();
@@ -250,14 +262,6 @@ impl Engine {
                 mutation: q.mutation.clone(),
                 outcome,
             };
-            let verdict = checked(
-                &state,
-                authority,
-                &q.actor,
-                q.tenants.as_deref(),
-                &q.mutation,
-                now,
-            );
             match verdict {
                 Ok((next, touched)) => {
                     let revision = next.revision;
@@ -420,7 +424,9 @@ impl Engine {
 /// enough that no one sled transaction holds much in memory.
 pub const BOOTSTRAP_BATCH: usize = 1024;
 
-/// The credential's confinement, then every rule ([`validate`]).
+/// Every rule ([`validate`]), then the credential's confinement. In this
+/// order a confined credential learns nothing from a refusal that any
+/// other caller would not: who asks is answered first.
 fn checked(
     state: &State,
     authority: &dyn Authority,
@@ -429,8 +435,9 @@ fn checked(
     mutation: &Mutation,
     now: Timestamp,
 ) -> Result<(State, Touched), AdminError> {
+    let after = validate(state, authority, actor, mutation, now)?;
     if let Some(tenants) = tenants {
         check_confined(state, tenants, mutation)?;
     }
-    validate(state, authority, actor, mutation, now)
+    Ok(after)
 }

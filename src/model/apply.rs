@@ -360,14 +360,10 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             display_name,
             status,
         } => {
-            // A user of other tenants brings the profile they see.
-            let (email, display_name) = match state.profile_of(user) {
-                Some((_, u)) => (
-                    email.clone().or_else(|| u.email.clone()),
-                    display_name.clone().or_else(|| u.display_name.clone()),
-                ),
-                None => (email.clone(), display_name.clone()),
-            };
+            // Literal: the profile a user of other tenants brings is filled
+            // in before a change is recorded (`Mutation::complete`), so an
+            // old record replays as it did.
+            let (email, display_name) = (email.clone(), display_name.clone());
             let t = tenant_mut(state, m, tenant)?;
             if t.users.contains_key(user) {
                 return Err(fail(m, format!("user `{user}` is already a member")));

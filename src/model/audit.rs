@@ -60,9 +60,10 @@ pub enum Outcomes {
 /// Which audit records to list. Every condition that is set must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
-    /// `None`: any. `Some("")`: only records that concern no tenant
-    /// (catalog, bridge grants, profile info). Otherwise that tenant, as
-    /// `tenant` or among `also`.
+    /// `None`: any. `Some("")`: only records without a `tenant` (catalog,
+    /// bridge grants, profile info). Otherwise the records that tenant sees:
+    /// its own, those that list it among `also`, and deployment-wide ones
+    /// (catalog, bridge grants), which reach every tenant.
     pub tenant: Option<String>,
     /// `None`: any. `Some("")`: only records of operator credentials
     /// (`actor: None`; a user id is never empty). Otherwise that user.
@@ -88,7 +89,9 @@ impl AuditFilter {
         }
         let tenant = match self.tenant.as_deref() {
             Some(want) if !want.is_empty() => {
-                record.tenant.as_deref() == Some(want) || record.also.iter().any(|t| t == want)
+                record.tenant.as_deref() == Some(want)
+                    || record.also.iter().any(|t| t == want)
+                    || record.mutation.is_deployment_wide()
             }
             _ => field(&self.tenant, &record.tenant),
         };

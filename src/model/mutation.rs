@@ -204,6 +204,18 @@ impl Mutation {
 }
 
 impl Mutation {
+    /// Whether the change reaches every tenant: the catalog and the bridge
+    /// grants (listed in every tenant's audit log).
+    pub fn is_deployment_wide(&self) -> bool {
+        matches!(
+            self,
+            Mutation::DefineCatalogEntry { .. }
+                | Mutation::SetCatalogStability { .. }
+                | Mutation::RemoveCatalogEntry { .. }
+                | Mutation::SetBridgesGrants { .. }
+        )
+    }
+
     /// Makes the change as it is recorded against `state`: an `add_user`
     /// of a user who belongs to other tenants carries the profile it brings,
     /// so the changelog entry means the same to a replica that holds only

@@ -140,7 +140,7 @@ pub enum AdminError {
     #[error("`{actor}` may not leave tenant `{tenant}`: it is their only tenant")]
     LeaveOnlyTenant { actor: UserId, tenant: TenantId },
     #[error(
-        "`{user}` is already a member of tenant `{tenant}` with another {field}: a profile is the user's own, the same in every tenant (add the user without it, or change it with update_user_info)"
+        "`{user}` already belongs to another tenant with another {field}: a profile is the user's own, the same in every tenant (add the user without it, or change it with update_user_info)"
     )]
     ProfileDiffers {
         user: UserId,

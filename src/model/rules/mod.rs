@@ -76,7 +76,17 @@ pub fn validate(
     }
     check_shape(state, mutation, now)?;
     let mut next = state.clone();
-    let touched = apply(&mut next, mutation).map_err(AdminError::DoesNotApply)?;
+    // The change as it will be recorded (`Mutation::complete`): only an
+    // `add_user` can differ, so only that is copied.
+    let recorded = match mutation {
+        Mutation::AddUser { .. } => {
+            let mut m = mutation.clone();
+            m.complete(state);
+            std::borrow::Cow::Owned(m)
+        }
+        _ => std::borrow::Cow::Borrowed(mutation),
+    };
+    let touched = apply(&mut next, &recorded).map_err(AdminError::DoesNotApply)?;
     check_last_admin(state, &next, mutation, now)?;
     Ok((next, touched))
 }

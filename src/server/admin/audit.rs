@@ -57,7 +57,13 @@ pub(super) async fn list_audit_log(
                 credential: a.credential,
                 revision: a.revision,
                 tenant: a.tenant.unwrap_or_default(),
-                also_tenants: a.also,
+                // A confined credential is not told which other tenants a
+                // user of its own also belongs to.
+                also_tenants: a
+                    .also
+                    .into_iter()
+                    .filter(|t| who.as_ref().is_none_or(|w| w.may_see(t)))
+                    .collect(),
                 change: serde_json::to_string(&a.mutation).unwrap_or_default(),
                 outcome,
                 code,

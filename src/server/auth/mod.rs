@@ -21,7 +21,7 @@ mod credentials;
 mod layer;
 mod scopes;
 
-pub use credentials::{Credentials, CredentialsError};
+pub use credentials::{Credentials, CredentialsError, bounds};
 pub use layer::{AuthLayer, LiveCredentials};
 pub(crate) use scopes::listed;
 pub use scopes::{Bounds, Need, Principal, Scope, Scopes, confine};

@@ -20,6 +20,11 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The scope named `name` in the tokens file.
+    pub fn parse(name: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     pub(crate) const ALL: [Scope; 4] = [Scope::Check, Scope::Admin, Scope::Watch, Scope::Operator];
 
     fn bit(self) -> u8 {

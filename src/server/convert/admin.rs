@@ -182,7 +182,19 @@ impl TryFrom<&proto::UpdateTenantRequest> for Mutation {
                 .as_deref()
                 .map(|n| short_text("name", n))
                 .transpose()?,
-            settings: r.settings.as_ref().map(|s| SettingsChange::from(Some(s))),
+            settings: r.settings.as_ref().map(|s| {
+                if s.single_role_per_user.is_none() && s.shared_users.is_none() {
+                    // Settings sent with nothing set: what a client from
+                    // before the fields were `optional` sends to turn every
+                    // setting off (proto3 does not send a `false`).
+                    SettingsChange {
+                        single_role_per_user: Some(false),
+                        shared_users: Some(false),
+                    }
+                } else {
+                    SettingsChange::from(Some(s))
+                }
+            }),
         })
     }
 }
