@@ -883,6 +883,81 @@ fn sled_a_checkpoint_changed_into_other_valid_json_fails_its_checksum() {
 }
 
 #[test]
+fn sled_a_checkpoint_header_changed_into_other_valid_json_fails_its_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ms, state) = with_big_tenant(50);
+    let store = open_sled(dir.path());
+    commit_all(&store, &ms, 0);
+    store.checkpoint(&state).unwrap();
+    drop(store);
+    raw(dir.path(), |db| {
+        let tree = db.open_tree("checkpoint").unwrap();
+        // Part 0, chunk 0: the header's first bytes (`{"format":1,…`).
+        let (key, value) = tree.iter().next().unwrap().unwrap();
+        let mut value = value.to_vec();
+        let at = value.iter().position(u8::is_ascii_digit).unwrap();
+        value[at] = if value[at] == b'9' {
+            b'8'
+        } else {
+            value[at] + 1
+        };
+        tree.insert(key, value).unwrap();
+    });
+    let store = open_sled(dir.path());
+    match store.load() {
+        Err(StoreError::Corrupt { at, why }) => {
+            assert!(at.contains("header"), "{at}");
+            assert!(why.contains("checksum"), "{why}");
+        }
+        other => panic!("expected a checksum failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn sled_a_checkpoint_written_before_checksums_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ms, state) = with_big_tenant(50);
+    let store = open_sled(dir.path());
+    commit_all(&store, &ms, 0);
+    store.checkpoint(&state).unwrap();
+    drop(store);
+    // As an older rampart wrote it: a 16-byte pointer, and no `crc32` in
+    // the header's part list (the header rewritten in one chunk).
+    raw(dir.path(), |db| {
+        let meta = db.open_tree("meta").unwrap();
+        let pointer = meta.get("checkpoint").unwrap().unwrap();
+        let revision = u64::from_be_bytes(pointer[..8].try_into().unwrap());
+        let tree = db.open_tree("checkpoint").unwrap();
+        let mut header = Vec::new();
+        let mut keys = Vec::new();
+        for item in
+            tree.scan_prefix([&revision.to_be_bytes()[..], &0u32.to_be_bytes()[..]].concat())
+        {
+            let (k, v) = item.unwrap();
+            header.extend_from_slice(&v);
+            keys.push(k);
+        }
+        let mut doc: serde_json::Value = serde_json::from_slice(&header).unwrap();
+        for part in doc["tenants"].as_array_mut().unwrap() {
+            assert!(part.as_object_mut().unwrap().remove("crc32").is_some());
+        }
+        let old = serde_json::to_vec(&doc).unwrap();
+        for k in keys {
+            tree.remove(k).unwrap();
+        }
+        let mut key = revision.to_be_bytes().to_vec();
+        key.extend(0u32.to_be_bytes());
+        key.extend(0u32.to_be_bytes());
+        tree.insert(key, old.clone()).unwrap();
+        let mut short = revision.to_be_bytes().to_vec();
+        short.extend((old.len() as u64).to_be_bytes());
+        meta.insert("checkpoint", short).unwrap();
+    });
+    let store = open_sled(dir.path());
+    assert_eq!(store.load().unwrap(), state);
+}
+
+#[test]
 fn sled_a_large_checkpoint_spans_chunks_and_replaces_the_old_one() {
     let dir = tempfile::tempdir().unwrap();
     let (ms, state) = with_big_tenant(3_000);

@@ -163,12 +163,26 @@ impl SledStore {
 
     /// The current checkpoint: its revision and header length.
     pub(super) fn current_checkpoint(&self) -> Result<Option<(u64, u64)>, StoreError> {
-        match self.meta.get(CHECKPOINT).map_err(backend)? {
-            None => Ok(None),
-            Some(v) => match (be_u64(&v), v.get(8..).and_then(be_u64)) {
-                (Some(rev), Some(len)) if v.len() == 16 => Ok(Some((rev, len))),
-                _ => Err(corrupt("meta `checkpoint`", "not two 8-byte numbers")),
-            },
+        Ok(self.pointer()?.map(|(rev, len, _)| (rev, len)))
+    }
+
+    /// The `meta` pointer to the current checkpoint: its revision, its
+    /// header's length and (since checkpoints carry checksums) the
+    /// header's CRC-32.
+    fn pointer(&self) -> Result<Option<(u64, u64, Option<u32>)>, StoreError> {
+        let Some(v) = self.meta.get(CHECKPOINT).map_err(backend)? else {
+            return Ok(None);
+        };
+        let crc = v
+            .get(16..20)
+            .and_then(|c| c.try_into().ok())
+            .map(u32::from_be_bytes);
+        match (be_u64(&v), v.get(8..16).and_then(be_u64)) {
+            (Some(rev), Some(len)) if v.len() == 16 || v.len() == 20 => Ok(Some((rev, len, crc))),
+            _ => Err(corrupt(
+                "meta `checkpoint`",
+                "not two 8-byte numbers and a checksum",
+            )),
         }
     }
 
@@ -215,11 +229,12 @@ impl SledStore {
             .checkpointing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let Some((revision, header_bytes)) = self.current_checkpoint()? else {
+        let Some((revision, header_bytes, header_crc)) = self.pointer()? else {
             return Ok(None);
         };
         let header_at = || format!("checkpoint {revision} header");
         let bytes = self.read_part(revision, 0, header_bytes, &header_at)?;
+        check_crc(header_crc, &bytes, &header_at)?;
         let header: Header = decode(header_at, &bytes)?;
         if header.format != FORMAT || header.revision != revision {
             return Err(corrupt(
@@ -233,15 +248,7 @@ impl SledStore {
             let at = || format!("checkpoint {revision} tenant `{}`", info.id);
             let part = u32::try_from(i + 1).map_err(|_| corrupt(at(), "too many tenants"))?;
             let bytes = self.read_part(revision, part, info.bytes, &at)?;
-            if let Some(want) = info.crc32 {
-                let have = crc32fast::hash(&bytes);
-                if have != want {
-                    return Err(corrupt(
-                        at(),
-                        format!("checksum {have:08x} instead of {want:08x}"),
-                    ));
-                }
-            }
+            check_crc(info.crc32, &bytes, &at)?;
             let tenant = image::decode_tenant(&bytes).map_err(|e| corrupt(at(), e))?;
             if tenant.id != info.id {
                 return Err(corrupt(at(), format!("holds tenant `{}`", tenant.id)));
@@ -352,7 +359,7 @@ impl SledStore {
     /// Writes `state` as a checkpoint that is not current yet (beside the
     /// current one, `current`), durably, and returns the `meta` pointer
     /// that makes it current. Caller holds `checkpointing`.
-    fn write_image(&self, state: &State, current: Option<u64>) -> Result<[u8; 16], StoreError> {
+    fn write_image(&self, state: &State, current: Option<u64>) -> Result<[u8; 20], StoreError> {
         let revision = state.revision;
         // Leftovers of checkpoints that never became current, at this
         // revision or another.
@@ -384,9 +391,25 @@ impl SledStore {
         self.write_part(revision, 0, &header)?;
         // INVARIANT: every part is durable before a pointer names it.
         self.durable()?;
-        let mut pointer = [0; 16];
+        let mut pointer = [0; 20];
         pointer[..8].copy_from_slice(&revision.to_be_bytes());
-        pointer[8..].copy_from_slice(&(header.len() as u64).to_be_bytes());
+        pointer[8..16].copy_from_slice(&(header.len() as u64).to_be_bytes());
+        pointer[16..].copy_from_slice(&crc32fast::hash(&header).to_be_bytes());
         Ok(pointer)
+    }
+}
+
+/// A part's bytes against the CRC-32 recorded for them, if one was (a
+/// checkpoint written before checksums has none).
+fn check_crc(want: Option<u32>, bytes: &[u8], at: &dyn Fn() -> String) -> Result<(), StoreError> {
+    match want {
+        Some(want) if crc32fast::hash(bytes) != want => Err(corrupt(
+            at(),
+            format!(
+                "checksum {:08x} instead of {want:08x}",
+                crc32fast::hash(bytes)
+            ),
+        )),
+        _ => Ok(()),
     }
 }
