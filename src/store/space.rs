@@ -137,7 +137,7 @@ impl FreeSpace {
 
 /// The bytes an unprivileged process may still write on the file system
 /// holding `dir`.
-fn available(dir: &Path) -> io::Result<u64> {
+pub(crate) fn available(dir: &Path) -> io::Result<u64> {
     let st = rustix::fs::statvfs(dir).map_err(io::Error::from)?;
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
