@@ -1,7 +1,10 @@
 //! A full disk: below `--min-free-space` every write is refused
-//! `UNAVAILABLE` at once, before sled is touched (sled 0.34 hangs for good
-//! after a flush that hit `ENOSPC`), reads go on, and the first write after
-//! space is back goes through, with nothing lost.
+//! `UNAVAILABLE` at once, before sled is touched, reads go on, and the first
+//! write after space is back goes through, with nothing lost. A disk that
+//! fills *during* a write (the watermark off, or passed in one batch): the
+//! write fails `UNAVAILABLE` at once, sled (which keeps the error and fails
+//! every later write with it) is opened again once space is freed, and
+//! writes resume without a restart, with every acknowledged change kept.
 
 #![allow(
     clippy::unwrap_used,
@@ -10,6 +13,7 @@
     reason = "test code"
 )]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +24,17 @@ use rampart::model::rules::Actor;
 use rampart::model::{
     ErrorKind, HasKind, Mutation, TenantId, TenantSettings, Timestamp, UserId, UserStatus,
 };
-use rampart::store::{AuditFilter, AuditRecord, FreeSpace, Outcome, SledStore, Store, StoreError};
+use rampart::proto::admin_client::AdminClient;
+use rampart::proto::authorization_client::AuthorizationClient;
+use rampart::proto::{AddUserRequest, CheckRequest, ListTenantsRequest, ListUsersRequest};
+use rampart::store::{
+    AuditFilter, AuditRecord, FreeSpace, Outcome, Repair, SledStore, Store, StoreError,
+};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+mod common;
+use common::{Server, free_port};
 
 const MIB: u64 = 1 << 20;
 
@@ -254,4 +268,311 @@ fn a_full_tmpfs_refuses_commits_at_once_and_takes_them_again_once_freed() {
             .contains_key(&UserId::new("alice").unwrap())
     );
     drop(store);
+}
+
+/// Writes `bytes` into `path` (a ballast file), synced.
+fn ballast(path: &Path, bytes: u64) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![1u8; MIB as usize];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(MIB) as usize;
+        // A tmpfs may be a little short of what statvfs said: stop there.
+        if f.write_all(&chunk[..n]).is_err() {
+            break;
+        }
+        left -= n as u64;
+    }
+    let _ = f.sync_all();
+}
+
+/// Mounts a tmpfs of `size` for a test, or says why the test is skipped.
+fn tmpfs(size: &str) -> Option<(tempfile::TempDir, Tmpfs)> {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a tmpfs");
+        return None;
+    }
+    let mount_point = tempfile::tempdir().unwrap();
+    match Tmpfs::mount(mount_point.path(), size) {
+        Ok(m) => Some((mount_point, m)),
+        Err(e) => {
+            eprintln!("skipped: needs root to mount a tmpfs (mount failed: {e})");
+            None
+        }
+    }
+}
+
+fn user_with_a_long_name(id: &str) -> Mutation {
+    Mutation::AddUser {
+        tenant: TenantId::new("acme").unwrap(),
+        user: UserId::new(id).unwrap(),
+        email: None,
+        display_name: Some("d".repeat(190)),
+        status: UserStatus::Active,
+    }
+}
+
+#[test]
+fn a_store_whose_disk_fills_mid_write_closes_and_opens_again_once_freed() {
+    let Some((mount_point, _tmpfs)) = tmpfs("16m") else {
+        return;
+    };
+    let data = mount_point.path().join("data");
+    // No watermark: the write itself meets the full disk.
+    let store = SledStore::open(&data).unwrap();
+    let acme = create_acme();
+    store.commit(1, &acme, record(&acme, 1)).unwrap();
+    ballast(
+        &mount_point.path().join("ballast"),
+        free_on(mount_point.path()).saturating_sub(256 << 10),
+    );
+
+    // Batches of 50 long users until one fails for lack of space.
+    let mut acked = 1u64;
+    let failure = loop {
+        let batch: Vec<rampart::store::Outcomes> = (acked + 1..=acked + 50)
+            .map(|r| {
+                let m = user_with_a_long_name(&format!("u{r}"));
+                rampart::store::Outcomes::Applied {
+                    revision: r,
+                    audit: record(&m, r),
+                    mutation: m,
+                }
+            })
+            .collect();
+        match store.commit_batch(&batch) {
+            Ok(()) => acked += 50,
+            Err(e) => break e,
+        }
+        assert!(acked < 100_000, "the disk never filled");
+    };
+    assert_eq!(failure.kind(), ErrorKind::Unavailable, "{failure}");
+    assert!(
+        failure.to_string().contains("No space left on device"),
+        "{failure}"
+    );
+
+    // Closed for writes: the next one is refused at once, naming why,
+    // while reads still answer (everything acknowledged is there).
+    let m = add_user("late");
+    let refused = store
+        .commit(acked + 1, &m, record(&m, acked + 1))
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("the store takes no writes since one failed"),
+        "{refused}"
+    );
+    assert_eq!(refused.kind(), ErrorKind::Unavailable);
+    assert!(store.revision().unwrap() >= acked);
+    // Still full: repair says so and changes nothing.
+    let not_yet = store.repair().unwrap_err();
+    assert!(not_yet.to_string().contains("free"), "{not_yet}");
+    assert!(store.revision().unwrap() >= acked);
+
+    // Space is back: opened again, holding exactly what reached the disk
+    // (at least every acknowledged batch, at most the failed one too).
+    std::fs::remove_file(mount_point.path().join("ballast")).unwrap();
+    assert_eq!(store.repair().unwrap(), Repair::Reopened);
+    let have = store.revision().unwrap();
+    assert!(have == acked || have == acked + 50, "{have} after {acked}");
+    let state = store.load().unwrap();
+    assert_eq!(state.revision, have);
+    assert_eq!(
+        state.tenants[&TenantId::new("acme").unwrap()].users.len() as u64,
+        have - 1
+    );
+    assert_eq!(store.repair().unwrap(), Repair::Sound);
+    let m = add_user("after");
+    store.commit(have + 1, &m, record(&m, have + 1)).unwrap();
+    drop(store);
+    assert_eq!(reopen(&data).revision().unwrap(), have + 1);
+}
+
+/// `rampart serve --min-free-space 0` on a small tmpfs: writes with long
+/// display names until the disk is full in the middle of one.
+#[test]
+fn a_disk_that_fills_during_writes_never_hangs_the_node_and_writes_resume_once_freed() {
+    let Some((mount_point, _tmpfs)) = tmpfs("32m") else {
+        return;
+    };
+    let data = mount_point.path().join("data");
+    let port = free_port();
+    let server = Server::start_with(&data, port, &["--min-free-space", "0"]);
+    let url = format!("http://127.0.0.1:{port}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let channel = tonic::transport::Channel::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut admin = AdminClient::new(channel.clone());
+        let mut health = HealthClient::new(channel.clone());
+        let mut checks = AuthorizationClient::new(channel.clone());
+        let health_of = |service: &str| HealthCheckRequest {
+            service: service.into(),
+        };
+        let add = |user: String| AddUserRequest {
+            actor: String::new(),
+            dry_run: false,
+            tenant: "acme".into(),
+            user,
+            email: String::new(),
+            display_name: "d".repeat(190),
+            status: String::new(),
+        };
+        let admin_status = |health: &mut HealthClient<tonic::transport::Channel>| {
+            let mut health = health.clone();
+            async move {
+                health
+                    .check(health_of("rampart.v1.Admin"))
+                    .await
+                    .map(|r| r.into_inner().status)
+            }
+        };
+        // Every call gets far more time than a refusal may take.
+        const DEADLINE: Duration = Duration::from_secs(30);
+        const PROMPT: Duration = Duration::from_secs(5);
+
+        let mut acked = BTreeSet::new();
+        ballast(
+            &mount_point.path().join("ballast"),
+            free_on(mount_point.path()).saturating_sub(512 << 10),
+        );
+        let mut i = 0;
+        let (first_failure, took) = loop {
+            let user = format!("fill-{i}");
+            i += 1;
+            let started = Instant::now();
+            let answer = tokio::time::timeout(DEADLINE, admin.add_user(add(user.clone())))
+                .await
+                .expect("a write hung until the client's deadline");
+            match answer {
+                Ok(_) => {
+                    acked.insert(user);
+                }
+                Err(status) => break (status, started.elapsed()),
+            }
+            assert!(i < 50_000, "the disk never filled");
+        };
+        eprintln!(
+            "the disk filled after {} acknowledged writes; the failing write answered in {took:?}: {}",
+            acked.len(),
+            first_failure.message()
+        );
+        assert_eq!(first_failure.code(), tonic::Code::Unavailable, "{first_failure:?}");
+        assert!(took < PROMPT, "the failing write took {took:?}");
+        // The writes after it are refused at once, naming the cause.
+        for j in 0..5 {
+            let started = Instant::now();
+            let refused = tokio::time::timeout(DEADLINE, admin.add_user(add(format!("refused-{j}"))))
+                .await
+                .expect("a write hung until the client's deadline")
+                .unwrap_err();
+            assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+            assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        }
+        // Checks, reads and health answer; Admin says it takes no writes.
+        let check = checks
+            .check(CheckRequest {
+                tenant: "acme".into(),
+                subject: "alice".into(),
+                permission: "documents:view".into(),
+                consistency: None,
+                explain: false,
+            })
+            .await;
+        assert!(check.is_ok(), "{check:?}");
+        let whole = health.check(health_of("")).await.unwrap().into_inner().status;
+        assert_eq!(whole, ServingStatus::Serving as i32);
+        let admin_while_full = admin_status(&mut health).await;
+
+        // Space is freed: writes resume without a restart.
+        std::fs::remove_file(mount_point.path().join("ballast")).unwrap();
+        let freed = Instant::now();
+        let mut last_error = None;
+        let resumed = loop {
+            if freed.elapsed() > Duration::from_secs(15) {
+                break None;
+            }
+            let answer = tokio::time::timeout(DEADLINE, admin.add_user(add("after-free".into())))
+                .await
+                .expect("a write hung until the client's deadline");
+            match answer {
+                Ok(_) => break Some(freed.elapsed()),
+                Err(e) => last_error = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let Some(resumed) = resumed else {
+            panic!(
+                "writes did not resume within 15 s after space was freed; the last answer: {last_error:?}"
+            );
+        };
+        eprintln!("writes resumed {resumed:?} after space was freed");
+        acked.insert("after-free".to_owned());
+        assert_eq!(
+            admin_while_full.map_err(|e| e.code()),
+            Ok(ServingStatus::NotServing as i32),
+            "the Admin service's health while writes were refused"
+        );
+        assert_eq!(
+            admin_status(&mut health).await.map_err(|e| e.code()),
+            Ok(ServingStatus::Serving as i32)
+        );
+        let users = all_users(&mut admin).await;
+        let missing: Vec<_> = acked.difference(&users).collect();
+        assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    });
+
+    // And across a restart: every acknowledged change, nothing half done.
+    assert!(server.terminate().success());
+    let server = Server::start_with(&data, port, &["--min-free-space", "0"]);
+    runtime.block_on(async {
+        let mut admin = AdminClient::connect(url.clone()).await.unwrap();
+        let users = all_users(&mut admin).await;
+        assert!(users.contains("after-free"));
+        assert!(users.contains("fill-0"));
+        let revision = admin
+            .list_tenants(ListTenantsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .revision;
+        let quickstart = rampart::model::policy_file::to_mutations(
+            &rampart::model::policy_file::load_str(rampart::model::QUICKSTART_POLICY).unwrap(),
+        )
+        .len();
+        let added = users
+            .iter()
+            .filter(|u| u.starts_with("fill-") || u.starts_with("refused-") || *u == "after-free")
+            .count();
+        assert_eq!(revision as usize, quickstart + added);
+    });
+    drop(server);
+}
+
+/// Every user of `acme`, page by page.
+async fn all_users(admin: &mut AdminClient<tonic::transport::Channel>) -> BTreeSet<String> {
+    let mut users = BTreeSet::new();
+    let mut page_token = String::new();
+    loop {
+        let page = admin
+            .list_users(ListUsersRequest {
+                tenant: "acme".into(),
+                page_size: 10_000,
+                page_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        users.extend(page.users.into_iter().map(|u| u.user));
+        page_token = page.next_page_token;
+        if page_token.is_empty() {
+            return users;
+        }
+    }
 }
