@@ -127,8 +127,8 @@ impl Engine {
             Ok(result) => result,
             Err(_) => {
                 let why = format!(
-                    "a store write did not finish within {timeout:?} (sled stuck; most likely \
-                     the data dir's filesystem is full): this node must be restarted"
+                    "a store write did not finish within {timeout:?} (sled is stuck: a full or \
+                     unresponsive disk): this node must be restarted"
                 );
                 self.set_health(StoreHealth::Stuck(why.clone()));
                 Err(StoreError::Backend(why))
@@ -192,8 +192,8 @@ impl Engine {
                     format!("{failure}; {why}")
                 };
                 format!(
-                    "{why}; whether this change was written is known once writes resume: read \
-                     it back before retrying"
+                    "{why}; whether this change was written is known once the store takes \
+                     writes again: read it back before retrying"
                 )
             }
         }
