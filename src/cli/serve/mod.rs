@@ -73,15 +73,17 @@ pub type Opened = (Arc<dyn Store>, Arc<Engine>);
 /// empty, to bootstrap again from the leader. A leader's is never touched:
 /// the error (naming the remedy) is the answer.
 pub fn open_store(data_dir: &Path, replica: bool) -> Result<Opened, String> {
-    open_store_with(data_dir, replica, None)
+    open_store_with(data_dir, replica, None, crate::engine::STORE_TIMEOUT)
 }
 
 /// [`open_store`], with writes refused while the data dir's filesystem is
-/// below `space`'s watermark (`--min-free-space`).
+/// below `space`'s watermark (`--min-free-space`), and each store write
+/// bounded by `store_timeout` (`--store-timeout-ms`).
 pub fn open_store_with(
     data_dir: &Path,
     replica: bool,
     space: Option<Arc<FreeSpace>>,
+    store_timeout: Duration,
 ) -> Result<Opened, String> {
     let open = || -> Result<Opened, (bool, String)> {
         let store: Arc<dyn Store> = match SledStore::open(data_dir) {
@@ -98,7 +100,7 @@ pub fn open_store_with(
             }
         };
         match Engine::open(Arc::clone(&store)) {
-            Ok(e) => Ok((store, Arc::new(e))),
+            Ok(e) => Ok((store, Arc::new(e.with_store_timeout(store_timeout)))),
             Err(e) => Err((
                 matches!(e, StoreError::Corrupt { .. }),
                 format!(
@@ -186,15 +188,19 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let started = std::time::Instant::now();
     let free_space = (args.min_free_space > 0)
         .then(|| Arc::new(FreeSpace::statvfs(&args.data_dir, args.min_free_space)));
-    let (store, engine) =
-        match open_store_with(&args.data_dir, args.follow.is_some(), free_space.clone()) {
-            Ok(opened) => opened,
-            Err(message) => {
-                error!("{message}");
-                eprintln!("rampart: {message}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let (store, engine) = match open_store_with(
+        &args.data_dir,
+        args.follow.is_some(),
+        free_space.clone(),
+        Duration::from_millis(args.store_timeout_ms),
+    ) {
+        Ok(opened) => opened,
+        Err(message) => {
+            error!("{message}");
+            eprintln!("rampart: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let recovered = engine.load().revision();
     if let Some(leader) = &args.follow {
         if let Some(p) = &args.bootstrap {
