@@ -576,3 +576,199 @@ async fn all_users(admin: &mut AdminClient<tonic::transport::Channel>) -> BTreeS
         }
     }
 }
+
+/// An ext4 image on a loop device, mounted for a test: `freeze` stops its
+/// writes (they wait in the kernel), as a disk that no longer answers.
+/// Thawed and unmounted when dropped.
+struct Frozen {
+    mount_point: PathBuf,
+}
+
+impl Frozen {
+    fn mount(image: &Path, mount_point: &Path) -> Result<Self, String> {
+        let run = |cmd: &str, args: &[&std::ffi::OsStr]| {
+            let out = std::process::Command::new(cmd)
+                .args(args)
+                .output()
+                .map_err(|e| format!("{cmd}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{cmd}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        };
+        std::fs::File::create(image)
+            .and_then(|f| f.set_len(96 * MIB))
+            .map_err(|e| e.to_string())?;
+        run(
+            "mkfs.ext4",
+            &["-q".as_ref(), "-F".as_ref(), image.as_os_str()],
+        )?;
+        run(
+            "mount",
+            &[
+                "-o".as_ref(),
+                "loop".as_ref(),
+                image.as_os_str(),
+                mount_point.as_os_str(),
+            ],
+        )?;
+        Ok(Self {
+            mount_point: mount_point.to_path_buf(),
+        })
+    }
+
+    fn fsfreeze(&self, flag: &str) -> bool {
+        std::process::Command::new("fsfreeze")
+            .arg(flag)
+            .arg(&self.mount_point)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = self.fsfreeze("-u");
+        let umount = |args: &[&str]| {
+            std::process::Command::new("umount")
+                .args(args)
+                .arg(&self.mount_point)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !umount(&["-d"]) && !umount(&["-l", "-d"]) {
+            eprintln!("could not unmount {}", self.mount_point.display());
+        }
+    }
+}
+
+/// `rampart serve` with its log in `log`, ready once it says it serves.
+fn serve_logged(data: &Path, port: u16, extra: &[&str], log: &Path) -> std::process::Child {
+    let child = std::process::Command::new(common::BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_line(
+        log,
+        "serving rampart.v1.Authorization",
+        Duration::from_secs(30),
+    );
+    child
+}
+
+/// Waits until `log` has a line containing `needle`; returns that line.
+fn wait_for_line(log: &Path, needle: &str, within: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return line.to_owned();
+        }
+        assert!(
+            started.elapsed() < within,
+            "no line with {needle:?} within {within:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A disk that stops answering (a frozen filesystem): the write is answered
+/// `UNAVAILABLE` once `--store-timeout-ms` passes, not at its deadline, and
+/// the node exits with code 75 naming the cause; restarted once the disk
+/// answers again, it holds every acknowledged change.
+#[test]
+fn a_store_that_stops_answering_stops_the_node_with_code_75_and_a_restart_keeps_every_change() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount and freeze a filesystem");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mount_point = dir.path().join("mnt");
+    std::fs::create_dir(&mount_point).unwrap();
+    let disk = match Frozen::mount(&dir.path().join("disk.ext4"), &mount_point) {
+        Ok(disk) => disk,
+        Err(e) => {
+            eprintln!("skipped: needs root to mount an ext4 image ({e})");
+            return;
+        }
+    };
+    let data = mount_point.join("data");
+    let log = dir.path().join("serve.log");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = serve_logged(&data, port, &["--store-timeout-ms", "2000"], &log);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let add = |user: &str| AddUserRequest {
+        actor: String::new(),
+        dry_run: false,
+        tenant: "acme".into(),
+        user: user.into(),
+        email: String::new(),
+        display_name: String::new(),
+        status: String::new(),
+    };
+    runtime.block_on(async {
+        let mut admin = AdminClient::connect(url.clone()).await.unwrap();
+        for i in 0..5 {
+            admin.add_user(add(&format!("before-{i}"))).await.unwrap();
+        }
+        assert!(disk.fsfreeze("-f"), "fsfreeze failed");
+        let started = Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(30), admin.add_user(add("frozen")))
+            .await
+            .expect("the write hung until the client's deadline");
+        let took = started.elapsed();
+        let refused = answer.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert!(
+            refused.message().contains("did not finish within 2s"),
+            "{refused:?}"
+        );
+        assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    });
+    let line = wait_for_line(&log, "exiting with code 75", Duration::from_secs(15));
+    assert!(line.contains("free space in the data dir"), "{line}");
+    // The stuck write holds a thread in the kernel: the process ends once
+    // the disk answers again.
+    assert!(disk.fsfreeze("-u"));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the node did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(75));
+
+    // Restarted (as an orchestrator would): every acknowledged change.
+    let server = Server::start(&data, port);
+    runtime.block_on(async {
+        let mut admin = AdminClient::connect(url.clone()).await.unwrap();
+        let users = all_users(&mut admin).await;
+        for i in 0..5 {
+            assert!(users.contains(&format!("before-{i}")), "{users:?}");
+        }
+        admin.add_user(add("after-restart")).await.unwrap();
+    });
+    drop(server);
+    drop(disk);
+}
