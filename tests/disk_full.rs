@@ -400,7 +400,12 @@ fn a_disk_that_fills_during_writes_never_hangs_the_node_and_writes_resume_once_f
     };
     let data = mount_point.path().join("data");
     let port = free_port();
-    let server = Server::start_with(&data, port, &["--min-free-space", "0"]);
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let server = Server::start_with(
+        &data,
+        port,
+        &["--min-free-space", "0", "--metrics-listen", &metrics],
+    );
     let url = format!("http://127.0.0.1:{port}");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -489,6 +494,7 @@ fn a_disk_that_fills_during_writes_never_hangs_the_node_and_writes_resume_once_f
         let whole = health.check(health_of("")).await.unwrap().into_inner().status;
         assert_eq!(whole, ServingStatus::Serving as i32);
         let admin_while_full = admin_status(&mut health).await;
+        let gauge_while_full = writable_gauge(&metrics);
 
         // Space is freed: writes resume without a restart.
         std::fs::remove_file(mount_point.path().join("ballast")).unwrap();
@@ -523,6 +529,8 @@ fn a_disk_that_fills_during_writes_never_hangs_the_node_and_writes_resume_once_f
             admin_status(&mut health).await.map_err(|e| e.code()),
             Ok(ServingStatus::Serving as i32)
         );
+        assert_eq!(gauge_while_full.as_deref(), Some("0"), "rampart_store_writable while full");
+        assert_eq!(writable_gauge(&metrics).as_deref(), Some("1"));
         let users = all_users(&mut admin).await;
         let missing: Vec<_> = acked.difference(&users).collect();
         assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
@@ -553,6 +561,19 @@ fn a_disk_that_fills_during_writes_never_hangs_the_node_and_writes_resume_once_f
         assert_eq!(revision as usize, quickstart + added);
     });
     drop(server);
+}
+
+/// `rampart_store_writable` as the metrics page at `addr` shows it.
+fn writable_gauge(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).ok()?;
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut page = String::new();
+    conn.read_to_string(&mut page).ok()?;
+    page.lines()
+        .find_map(|l| l.strip_prefix("rampart_store_writable "))
+        .map(|v| v.trim().to_owned())
 }
 
 /// Every user of `acme`, page by page.

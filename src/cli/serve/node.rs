@@ -305,12 +305,19 @@ fn scrape(
             page.connections(guard.open(), guard.refused());
         });
     // Read at each scrape, so the gauges follow the disk between writes.
+    // Writable: above the watermark, and the store not closed after a
+    // failed write.
+    let health = engine.store_health();
     let scrape = match free_space {
-        None => scrape,
         Some(space) => scrape.source(move |page| {
             let free = space.observe();
-            page.store_space(free, space.writable());
+            let open = *health.borrow() == StoreHealth::Writable;
+            page.store_space(free, space.writable() && open);
         }),
+        None if engine.is_durable() => scrape.source(move |page| {
+            page.store_space(None, *health.borrow() == StoreHealth::Writable);
+        }),
+        None => scrape,
     };
     match replica {
         None => scrape,
