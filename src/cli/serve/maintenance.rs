@@ -23,8 +23,14 @@ pub(super) async fn maintenance_loop(
 ) {
     let mut last = engine.load().revision();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let health = engine.store_health();
     loop {
         tick.tick().await;
+        if *health.borrow() != StoreHealth::Writable {
+            // Closed after a failed write: every write would be refused
+            // (and logged) until `repair_loop` opens it again.
+            continue;
+        }
         let compacting = Arc::clone(&store);
         match blocking(move || {
             let before = compacting.history()?.first;
