@@ -12,9 +12,13 @@
 //! after the reply sees it. A refused attempt is audited and changes nothing.
 //!
 //! This file is the handle and its reads; `writer.rs` is everything done
-//! under the writer lock.
+//! under the writer lock, and `repair.rs` what it does when the store fails
+//! a write.
 
+mod repair;
 mod writer;
+
+pub use self::repair::{REPAIR_EVERY, STORE_TIMEOUT, StoreHealth};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +83,12 @@ pub struct Engine {
     store: Option<Arc<dyn Store>>,
     /// Compile times and mutation outcomes (relaxed atomics).
     metrics: EngineMetrics,
+    /// The bound on one store write (`repair.rs`).
+    store_timeout: Duration,
+    /// Whether the store takes writes (`repair.rs`).
+    health: watch::Sender<StoreHealth>,
+    /// When a failed store was last tried again.
+    last_repair: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -114,6 +124,9 @@ impl Engine {
             queue: std::sync::Mutex::new(Vec::new()),
             store,
             metrics,
+            store_timeout: STORE_TIMEOUT,
+            health: watch::channel(StoreHealth::Writable).0,
+            last_repair: std::sync::Mutex::new(None),
         }
     }
 

@@ -2,19 +2,20 @@
 //! the writer lock. Local changes are group-committed (validated one after
 //! the other against the state the one before left, written in one store
 //! transaction, published once); replicated changes and installs are stored
-//! then published; a store failure reloads what the store holds, so the
-//! engine and its store never disagree for long.
+//! then published. A store failure is repaired and checked before the next
+//! write (`repair.rs`), so the engine and its store never disagree for long.
 
 use std::sync::{Arc, PoisonError};
 
 use tokio::sync::oneshot;
 
+use super::repair::{Expect, message};
 use super::{Committed, Engine, SubmitError, timed};
 use crate::model::apply::Touched;
 use crate::model::rules::{Actor, AdminError, Authority, check_confined, validate};
 use crate::model::{Mutation, State, Timestamp, apply};
 use crate::policy::{Snapshot, compile, recompile};
-use crate::store::{AuditRecord, Change, Outcome, Outcomes, Store, StoreError, blocking};
+use crate::store::{AuditRecord, Change, Outcome, Outcomes, StoreError};
 use crate::telemetry::metrics::MutationOutcome;
 
 /// A change waiting for the next group commit.
@@ -34,6 +35,9 @@ impl Engine {
     /// last revision: all or nothing, like a local change.
     pub async fn replicate(&self, changes: Vec<Change>) -> Result<u64, SubmitError> {
         let _writer = self.writer.lock().await;
+        if let Some(store) = &self.store {
+            self.writable_locked(store).await?;
+        }
         let snapshot = self.load();
         let mut compiled: Option<Snapshot> = None;
         let mut state = (**snapshot.state()).clone();
@@ -61,8 +65,11 @@ impl Engine {
         };
         if let Some(store) = &self.store {
             let writing = Arc::clone(store);
-            if let Err(e) = blocking(move || writing.append(&changes)).await {
-                let why = self.resync(store, snapshot.revision(), &e).await;
+            let appended = self
+                .store_call(self.write_timeout(), move || writing.append(&changes))
+                .await;
+            if let Err(e) = appended {
+                let why = self.after_failure(store, snapshot.revision(), &e).await;
                 return Err(StoreError::Backend(why).into());
             }
         }
@@ -114,13 +121,19 @@ impl Engine {
     ) -> Result<u64, SubmitError> {
         let state = Arc::new(state);
         if let Some(store) = &self.store {
+            self.writable_locked(store).await?;
             let writing = Arc::clone(store);
             let installing = Arc::clone(&state);
             let history = history.to_owned();
-            if let Err(e) = blocking(move || writing.install(&installing, &history)).await {
+            let installed = self
+                .store_call(self.install_timeout(), move || {
+                    writing.install(&installing, &history)
+                })
+                .await;
+            if let Err(e) = installed {
                 // Whatever part of the install landed, serve what the store
-                // now holds (when it still loads), not the old snapshot.
-                let _ = self.reload(store).await;
+                // now holds (once it loads), not the old snapshot.
+                let _ = self.repair_locked(store, Expect::Anything).await;
                 return Err(e.into());
             }
         }
@@ -135,7 +148,7 @@ impl Engine {
     }
 
     /// Swaps in `snapshot` and wakes waiters. Only the writer calls this.
-    fn publish(&self, snapshot: Snapshot) {
+    pub(super) fn publish(&self, snapshot: Snapshot) {
         let revision = snapshot.revision();
         self.current.store(Arc::new(snapshot));
         self.revision.send_replace(revision);
@@ -222,6 +235,17 @@ impl Engine {
 
     /// One group commit. Caller holds the writer.
     async fn commit_batch(&self, mut batch: Vec<Queued>) {
+        if let Some(store) = &self.store
+            && let Err(refused) = self.writable_locked(store).await
+        {
+            // Refused before anything is validated or written.
+            let why = message(&refused);
+            for q in batch {
+                self.metrics.mutation(&q.mutation, MutationOutcome::Failed);
+                let _ = q.reply.send(Err(StoreError::Backend(why.clone()).into()));
+            }
+            return;
+        }
         let snapshot = self.load();
         let mut state = Arc::clone(snapshot.state());
         let mut compiled: Option<Snapshot> = None;
@@ -301,11 +325,14 @@ impl Engine {
         }
         if let Some(store) = &self.store {
             let writing = Arc::clone(store);
-            if let Err(e) = blocking(move || writing.commit_batch(&records)).await {
+            let committed = self
+                .store_call(self.write_timeout(), move || writing.commit_batch(&records))
+                .await;
+            if let Err(e) = committed {
                 // The transaction may have committed before the flush
                 // failed: the outcome is unknown, and the snapshot must
                 // follow the store, or every later change is refused.
-                let why = self.resync(store, snapshot.revision(), &e).await;
+                let why = self.after_failure(store, snapshot.revision(), &e).await;
                 for q in batch {
                     self.metrics.mutation(&q.mutation, MutationOutcome::Failed);
                     let _ = q.reply.send(Err(StoreError::Backend(why.clone()).into()));
@@ -331,37 +358,6 @@ impl Engine {
                 Err(refused) => Err(refused.into()),
             });
         }
-    }
-
-    /// After a failed store write: when the store's revision moved past the
-    /// published one (the transaction committed, the flush failed), reload
-    /// the state from the store and publish it, so the engine and its store
-    /// agree again. Returns the message for the callers. Caller holds the
-    /// writer.
-    async fn resync(&self, store: &Arc<dyn Store>, published: u64, failure: &StoreError) -> String {
-        let reading = Arc::clone(store);
-        match blocking(move || reading.revision()).await {
-            Ok(have) if have == published => format!("{failure}; nothing was written"),
-            Ok(have) => match self.reload(store).await {
-                Ok(()) => {
-                    tracing::error!(error = %failure, revision = have, "the store failed after writing; reloaded the state from it");
-                    format!(
-                        "{failure}; the change may have been applied (the store is now at revision {have}): read it back before retrying"
-                    )
-                }
-                Err(e) => format!("{failure}; reloading after it failed too: {e}"),
-            },
-            Err(e) => format!("{failure}; the store cannot say its revision either: {e}"),
-        }
-    }
-
-    /// Loads the state `store` holds, compiles and publishes it. Caller
-    /// holds the writer.
-    async fn reload(&self, store: &Arc<dyn Store>) -> Result<(), StoreError> {
-        let reading = Arc::clone(store);
-        let compiled = blocking(move || reading.load().map(|s| compile(Arc::new(s)))).await?;
-        self.publish(compiled);
-        Ok(())
     }
 
     /// Applies `mutations` as the operator without the admin rules (they
@@ -403,15 +399,22 @@ impl Engine {
             });
         }
         if let Some(store) = &self.store {
-            let store = Arc::clone(store);
-            blocking(move || {
-                store.begin_bootstrap()?;
-                for batch in outcomes.chunks(BOOTSTRAP_BATCH) {
-                    store.commit_batch(batch)?;
-                }
-                store.finish_bootstrap()
-            })
-            .await?;
+            self.writable_locked(store).await?;
+            let bound = self.write_timeout();
+            let writing = Arc::clone(store);
+            self.store_call(bound, move || writing.begin_bootstrap())
+                .await?;
+            let mut rest = outcomes;
+            while !rest.is_empty() {
+                let tail = rest.split_off(rest.len().min(BOOTSTRAP_BATCH));
+                let batch = std::mem::replace(&mut rest, tail);
+                let writing = Arc::clone(store);
+                self.store_call(bound, move || writing.commit_batch(&batch))
+                    .await?;
+            }
+            let writing = Arc::clone(store);
+            self.store_call(bound, move || writing.finish_bootstrap())
+                .await?;
         }
         let revision = state.revision;
         self.publish(timed(&self.metrics, || compile(Arc::new(state))));

@@ -53,6 +53,19 @@ pub async fn set_health(health: &HealthReporter, serving: bool) {
         .await;
 }
 
+/// Sets the health of the Admin service: whether it takes changes (the
+/// store takes writes). Its reads answer either way.
+pub async fn set_admin_health(health: &HealthReporter, writable: bool) {
+    let status = if writable {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    health
+        .set_service_status(proto::admin_server::SERVICE_NAME, status)
+        .await;
+}
+
 /// The gRPC status code of a call's answer: the `grpc-status` header when
 /// the response carries one (an error, answered trailers-only), else `OK`
 /// (a unary success and an opened stream put theirs in the trailers); a

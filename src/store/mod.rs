@@ -218,6 +218,18 @@ impl HasKind for StoreError {
     }
 }
 
+/// What [`Store::repair`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repair {
+    /// The store could take writes all along: what it holds is what its
+    /// reads said.
+    Sound,
+    /// The store had to be opened again: it now holds what was on disk,
+    /// which may differ from what it answered before (a failed write that
+    /// reached the disk, or one that only reached a cache). Read it again.
+    Reopened,
+}
+
 /// Durable storage of the changelog, the audit log and checkpoints.
 pub trait Store: Send + Sync {
     /// The state at the last committed revision: the newest checkpoint with
@@ -309,4 +321,15 @@ pub trait Store: Send + Sync {
 
     /// Flushes everything to disk.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// After a failed write: makes the store fit to take writes again. A
+    /// backend whose handle can no longer make writes durable (sled once a
+    /// flush failed, on a full disk) closes it when the write fails (every
+    /// call then fails until this succeeds) and opens the store again
+    /// here, checked against what was acknowledged as at startup. An error
+    /// that is not `Corrupt` may go away (the disk is still full): try
+    /// again later. This default suits a store that never needs it.
+    fn repair(&self) -> Result<Repair, StoreError> {
+        Ok(Repair::Sound)
+    }
 }

@@ -2,10 +2,10 @@
 //! while the file system holding the data directory has less free space
 //! than `--min-free-space`.
 //!
-//! Why: sled 0.34 does not recover from a full disk. A flush that fails
-//! with `ENOSPC` leaves its flusher stuck, and every later commit waits on
-//! it until the caller's deadline, even once space is freed; only a restart
-//! clears it. Refusing first keeps sled away from the full disk: the caller
+//! Why: sled 0.34 does not recover from a full disk. Once a flush fails
+//! with `ENOSPC` it fails every later write with it, even once space is
+//! freed (issue #11 saw them hang instead), until the store is opened again
+//! (`sled/reopen.rs`). Refusing first keeps sled away from the full disk: the caller
 //! gets `UNAVAILABLE` naming the cause at once, reads keep working, and the
 //! first write after space is back goes through (the check runs per write;
 //! it is one `statvfs`).
@@ -137,7 +137,7 @@ impl FreeSpace {
 
 /// The bytes an unprivileged process may still write on the file system
 /// holding `dir`.
-fn available(dir: &Path) -> io::Result<u64> {
+pub(crate) fn available(dir: &Path) -> io::Result<u64> {
     let st = rustix::fs::statvfs(dir).map_err(io::Error::from)?;
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }

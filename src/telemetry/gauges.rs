@@ -68,7 +68,7 @@ impl Exposition {
         self.family(
             "rampart_store_writable",
             "gauge",
-            "1 while the data dir's filesystem has at least --min-free-space free; 0 while writes are refused for lack of space.",
+            "1 while the store takes writes; 0 while they are refused (the data dir's filesystem below --min-free-space, or the store closed after a failed write).",
         );
         self.sample("rampart_store_writable", &[], u8::from(writable));
         if let Some(free) = free {

@@ -72,6 +72,11 @@ pub struct ServeArgs {
     /// checks go on; writes resume as soon as space is back.
     #[arg(long, env = "RAMPART_MIN_FREE_SPACE", default_value = "64MiB", value_parser = parse_bytes, value_name = "BYTES")]
     pub min_free_space: u64,
+    /// The longest one store write may take, in milliseconds: a write that
+    /// overruns it (sled stuck, as on a full disk) is answered UNAVAILABLE
+    /// and the node exits with code 75 to be restarted.
+    #[arg(long, env = "RAMPART_STORE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub store_timeout_ms: u64,
     /// How often an idle Watch stream gets a checkpoint, in milliseconds.
     #[arg(long, env = "RAMPART_WATCH_HEARTBEAT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..))]
     pub watch_heartbeat_ms: u64,

@@ -1,12 +1,13 @@
 //! The background maintenance of a durable node: checkpoints every so many
-//! revisions, and changelog compaction as the retention allows.
+//! revisions, changelog compaction as the retention allows, and repairing
+//! the store after a failed write.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, REPAIR_EVERY, StoreHealth};
 use crate::model::Timestamp;
 use crate::store::{Retention, Store, blocking};
 
@@ -22,8 +23,14 @@ pub(super) async fn maintenance_loop(
 ) {
     let mut last = engine.load().revision();
     let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let health = engine.store_health();
     loop {
         tick.tick().await;
+        if *health.borrow() != StoreHealth::Writable {
+            // Closed after a failed write: every write would be refused
+            // (and logged) until `repair_loop` opens it again.
+            continue;
+        }
         let compacting = Arc::clone(&store);
         match blocking(move || {
             let before = compacting.history()?.first;
@@ -57,5 +64,23 @@ pub(super) async fn maintenance_loop(
             }
             Err(e) => warn!(error = %e, "checkpoint failed; will retry"),
         }
+    }
+}
+
+/// While the engine's store is failed (a write failed, on a full disk):
+/// tries to repair it every [`REPAIR_EVERY`], so writes resume once space
+/// is freed without waiting for a write to come and try.
+pub(super) async fn repair_loop(engine: Arc<Engine>) {
+    let mut health = engine.store_health();
+    loop {
+        let failed = health
+            .wait_for(|h| matches!(h, StoreHealth::Failed(_)))
+            .await
+            .is_ok();
+        if !failed {
+            return;
+        }
+        tokio::time::sleep(REPAIR_EVERY).await;
+        engine.repair_store().await;
     }
 }

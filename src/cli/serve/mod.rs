@@ -22,7 +22,7 @@ use tracing::{error, info};
 pub use args::{ServeArgs, parse_duration};
 pub use node::{ServerHandle, ServerOptions, start, start_with};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, StoreHealth};
 use crate::model::{State, policy_file};
 use crate::store::FreeSpace;
 use crate::store::sled::SledStore;
@@ -73,15 +73,17 @@ pub type Opened = (Arc<dyn Store>, Arc<Engine>);
 /// empty, to bootstrap again from the leader. A leader's is never touched:
 /// the error (naming the remedy) is the answer.
 pub fn open_store(data_dir: &Path, replica: bool) -> Result<Opened, String> {
-    open_store_with(data_dir, replica, None)
+    open_store_with(data_dir, replica, None, crate::engine::STORE_TIMEOUT)
 }
 
 /// [`open_store`], with writes refused while the data dir's filesystem is
-/// below `space`'s watermark (`--min-free-space`).
+/// below `space`'s watermark (`--min-free-space`), and each store write
+/// bounded by `store_timeout` (`--store-timeout-ms`).
 pub fn open_store_with(
     data_dir: &Path,
     replica: bool,
     space: Option<Arc<FreeSpace>>,
+    store_timeout: Duration,
 ) -> Result<Opened, String> {
     let open = || -> Result<Opened, (bool, String)> {
         let store: Arc<dyn Store> = match SledStore::open(data_dir) {
@@ -98,7 +100,7 @@ pub fn open_store_with(
             }
         };
         match Engine::open(Arc::clone(&store)) {
-            Ok(e) => Ok((store, Arc::new(e))),
+            Ok(e) => Ok((store, Arc::new(e.with_store_timeout(store_timeout)))),
             Err(e) => Err((
                 matches!(e, StoreError::Corrupt { .. }),
                 format!(
@@ -132,7 +134,13 @@ pub fn open_store_with(
     }
 }
 
-/// Runs `rampart serve` until SIGINT or SIGTERM.
+/// The exit code of a node whose store cannot be repaired in place (a
+/// write stuck in sled, or a store that no longer holds what was
+/// acknowledged): 75, `EX_TEMPFAIL`, for the orchestrator to restart it.
+pub const EXIT_STORE_STUCK: u8 = 75;
+
+/// Runs `rampart serve` until SIGINT or SIGTERM, or until its store cannot
+/// be repaired in place ([`EXIT_STORE_STUCK`]).
 pub fn serve_main(args: ServeArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -144,7 +152,7 @@ pub fn serve_main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         // Inside the runtime: the OTLP exporter's channel lives on it.
         let telemetry = traces::init(args.log_format);
         let code = serve(args).await;
@@ -153,7 +161,11 @@ pub fn serve_main(args: ServeArgs) -> ExitCode {
             .await
             .ok();
         code
-    })
+    });
+    // Not a plain drop, which waits for every blocking thread: a store
+    // write stuck in sled never returns.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
@@ -176,15 +188,19 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let started = std::time::Instant::now();
     let free_space = (args.min_free_space > 0)
         .then(|| Arc::new(FreeSpace::statvfs(&args.data_dir, args.min_free_space)));
-    let (store, engine) =
-        match open_store_with(&args.data_dir, args.follow.is_some(), free_space.clone()) {
-            Ok(opened) => opened,
-            Err(message) => {
-                error!("{message}");
-                eprintln!("rampart: {message}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let (store, engine) = match open_store_with(
+        &args.data_dir,
+        args.follow.is_some(),
+        free_space.clone(),
+        Duration::from_millis(args.store_timeout_ms),
+    ) {
+        Ok(opened) => opened,
+        Err(message) => {
+            error!("{message}");
+            eprintln!("rampart: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let recovered = engine.load().revision();
     if let Some(leader) = &args.follow {
         if let Some(p) = &args.bootstrap {
@@ -206,6 +222,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
         let count = mutations.len();
         if let Err(e) = engine.bootstrap(mutations, "bootstrap").await {
             eprintln!("rampart: bootstrap failed: {e}");
+            if let StoreHealth::Stuck(_) = &*engine.store_health().borrow() {
+                return ExitCode::from(EXIT_STORE_STUCK);
+            }
             return ExitCode::FAILURE;
         }
         info!(
@@ -237,6 +256,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         args.checkpoint_every,
         args.retention(),
     ));
+    let repairs = tokio::spawn(maintenance::repair_loop(Arc::clone(&engine)));
     let listener = match TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -268,21 +288,60 @@ async fn serve(args: ServeArgs) -> ExitCode {
         hangup,
         reload::TOKENS_POLL,
     ));
-    stop.await;
+    let stuck = tokio::select! {
+        () = stop => None,
+        why = stuck(&engine) => Some(why),
+    };
     reloads.abort();
-    info!("shutting down");
+    repairs.abort();
+    match &stuck {
+        None => info!("shutting down"),
+        Some(why) => error!(
+            reason = %why,
+            data_dir = %args.data_dir.display(),
+            code = EXIT_STORE_STUCK,
+            "the store cannot be repaired in place: shutting down and exiting with code {EXIT_STORE_STUCK} to be restarted; free space in the data dir's filesystem first (every acknowledged change is on disk)"
+        ),
+    }
     handle
         .shutdown(Duration::from_millis(args.shutdown_grace_ms))
         .await;
     checkpoints.abort();
+    if stuck.is_some() {
+        // Nothing more is written: the store may hold a thread forever.
+        return ExitCode::from(EXIT_STORE_STUCK);
+    }
     let state = Arc::clone(engine.load().state());
-    match blocking(move || store.checkpoint(&state).and_then(|()| store.flush())).await {
-        Ok(()) => info!("store checkpointed and flushed"),
-        Err(e) => {
+    let last = blocking(move || store.checkpoint(&state).and_then(|()| store.flush()));
+    match tokio::time::timeout(FINAL_CHECKPOINT_TIMEOUT, last).await {
+        Ok(Ok(())) => info!("store checkpointed and flushed"),
+        Ok(Err(e)) => {
             error!(error = %e, "final checkpoint failed; the changelog still holds every change")
         }
+        Err(_) => error!(
+            "the final checkpoint did not finish within {FINAL_CHECKPOINT_TIMEOUT:?}; the changelog still holds every change"
+        ),
     }
     ExitCode::SUCCESS
+}
+
+/// How long shutdown waits for the final checkpoint (a 1M-user state takes
+/// seconds; a store stuck on a full disk, forever).
+const FINAL_CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Resolves, with the reason, once the engine's store is stuck (never
+/// while it is writable or failed and being repaired).
+async fn stuck(engine: &Engine) -> String {
+    let mut health = engine.store_health();
+    loop {
+        if let StoreHealth::Stuck(why) = &*health.borrow_and_update() {
+            return why.clone();
+        }
+        if health.changed().await.is_err() {
+            // The engine is gone: never stuck.
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Installs the SIGTERM/SIGINT handlers now, so a signal that arrives

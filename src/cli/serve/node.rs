@@ -16,12 +16,12 @@ use tonic_health::server::HealthReporter;
 use tracing::{error, info, warn};
 
 use super::security::Security;
-use crate::engine::Engine;
+use crate::engine::{Engine, StoreHealth};
 use crate::proto;
 use crate::replication::{
     FollowConfig, ReplicaStatus, ReplicationConfig, ReplicationService, Role, follow,
 };
-use crate::server::{self, DataPlaneConfig, Edges, auth, conn, set_health};
+use crate::server::{self, DataPlaneConfig, Edges, auth, conn, set_admin_health, set_health};
 use crate::store::FreeSpace;
 use crate::telemetry::gauges::ReplicaGauges;
 use crate::telemetry::metrics::CheckMetrics;
@@ -49,6 +49,8 @@ pub struct ServerHandle {
     follower: Option<JoinHandle<()>>,
     /// The metrics listener; ends when `stopping` turns true.
     metrics: Option<JoinHandle<()>>,
+    /// Keeps the Admin service's health on whether the store takes writes.
+    admin_health: JoinHandle<()>,
     /// The decision log's writer thread: it ends, having written
     /// everything queued, once the server (holding the log) is dropped.
     decision_log_writer: Option<std::thread::JoinHandle<()>>,
@@ -58,7 +60,9 @@ impl ServerHandle {
     /// Reports NOT_SERVING, stops accepting, and waits (at most `grace`) for
     /// in-flight calls to finish.
     pub async fn shutdown(self, grace: Duration) {
+        self.admin_health.abort();
         set_health(&self.health, false).await;
+        set_admin_health(&self.health, false).await;
         if let Some(follower) = &self.follower {
             follower.abort();
         }
@@ -212,6 +216,7 @@ pub async fn start_with(
         tokio::spawn(crate::telemetry::http::serve(l, Arc::new(scrape), stopped))
     });
     let health = serving.health.clone();
+    let admin_health = tokio::spawn(follow_store_health(engine.store_health(), health.clone()));
     let follower = match replication.role {
         // INVARIANT: the engine was built from a loaded state, so a snapshot is in place.
         Role::Leader => {
@@ -251,8 +256,27 @@ pub async fn start_with(
         connections: guard,
         follower,
         metrics,
+        admin_health,
         decision_log_writer,
     })
+}
+
+/// The Admin service is SERVING while the store takes writes, NOT_SERVING
+/// while a failed write is being repaired (on a full disk, until space is
+/// freed) or the store is stuck (the process is about to exit). The server
+/// as a whole ("") and Authorization stay SERVING: checks and reads never
+/// touch the store.
+async fn follow_store_health(
+    mut store: tokio::sync::watch::Receiver<StoreHealth>,
+    health: HealthReporter,
+) {
+    loop {
+        let writable = *store.borrow_and_update() == StoreHealth::Writable;
+        set_admin_health(&health, writable).await;
+        if store.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// What a scrape of this node reads, in the order the page has always had.
@@ -281,12 +305,19 @@ fn scrape(
             page.connections(guard.open(), guard.refused());
         });
     // Read at each scrape, so the gauges follow the disk between writes.
+    // Writable: above the watermark, and the store not closed after a
+    // failed write.
+    let health = engine.store_health();
     let scrape = match free_space {
-        None => scrape,
         Some(space) => scrape.source(move |page| {
             let free = space.observe();
-            page.store_space(free, space.writable());
+            let open = *health.borrow() == StoreHealth::Writable;
+            page.store_space(free, space.writable() && open);
         }),
+        None if engine.is_durable() => scrape.source(move |page| {
+            page.store_space(None, *health.borrow() == StoreHealth::Writable);
+        }),
+        None => scrape,
     };
     match replica {
         None => scrape,

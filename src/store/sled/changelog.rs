@@ -8,7 +8,7 @@ use ::sled::transaction::{ConflictableTransactionError, abort};
 use ::sled::{IVec, Transactional};
 
 use super::{
-    DELETE_STEP, FIRST_RETAINED, NEXT_AUDIT_SEQ, REVISION, SledStore, backend, counter, decode,
+    DELETE_STEP, FIRST_RETAINED, Handle, NEXT_AUDIT_SEQ, REVISION, backend, counter, decode,
     key_u64, tx,
 };
 use crate::model::audit::{AuditFilter, AuditRecord, Outcomes};
@@ -16,7 +16,7 @@ use crate::store::{
     Change, Store, StoreError, decode_change, encode_audit, encode_change, max_count,
 };
 
-impl SledStore {
+impl Handle {
     /// [`Store::commit_batch`]: every changelog entry, audit
     /// record and counter of `batch` in one transaction, then one flush.
     pub(super) fn commit_outcomes(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
@@ -72,7 +72,7 @@ impl SledStore {
         tx(result)?;
         self.durable()?;
         match entries.iter().rev().find_map(|(change, _)| change.as_ref()) {
-            Some((revision, _)) => self.head.write(*revision),
+            Some((revision, _)) => self.write_head(*revision),
             None => Ok(()),
         }
     }
@@ -105,7 +105,7 @@ impl SledStore {
         });
         tx(result)?;
         self.durable()?;
-        self.head.write(last.revision)
+        self.write_head(last.revision)
     }
 
     /// [`Store::changelog`]: the live entries after `after`.

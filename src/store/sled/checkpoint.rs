@@ -8,7 +8,7 @@ use std::sync::PoisonError;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CHECKPOINT, FIRST_RETAINED, HISTORY, REVISION, SledStore, backend, be_u64, corrupt, decode,
+    CHECKPOINT, FIRST_RETAINED, HISTORY, Handle, REVISION, backend, be_u64, corrupt, decode,
     encode, key_u64, tx,
 };
 use crate::model::{CatalogEntry, Grant, State, TenantId};
@@ -61,7 +61,7 @@ fn part_prefix(revision: u64, part: u32) -> [u8; 12] {
     key
 }
 
-impl SledStore {
+impl Handle {
     /// [`Store::load`], also saying where recovery started.
     pub fn recover(&self) -> Result<Recovery, StoreError> {
         let before = self.revision()?;
@@ -134,7 +134,7 @@ impl SledStore {
         if revision < self.revision()? {
             // Lowered first: a crash after the install must not find a head
             // above what the store holds.
-            self.head.write(revision)?;
+            self.write_head(revision)?;
         }
         let mut current = self.current_checkpoint()?.map(|(rev, _)| rev);
         if current == Some(revision) {
@@ -155,7 +155,7 @@ impl SledStore {
             Ok(())
         }))?;
         self.durable()?;
-        self.head.write(revision)?;
+        self.write_head(revision)?;
         self.remove_checkpoints_but(Some(revision))?;
         self.delete_changelog(..)?;
         self.durable()

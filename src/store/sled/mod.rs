@@ -50,18 +50,21 @@
 
 mod changelog;
 mod checkpoint;
+mod reopen;
+
+pub use self::reopen::SledStore;
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ::sled::transaction::TransactionError;
 use ::sled::{Db, IVec, Tree};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AuditFilter, AuditRecord, Change, FreeSpace, History, Outcomes, Store, StoreError,
-    new_history_id,
+    AuditFilter, AuditRecord, Change, History, Outcomes, Store, StoreError, new_history_id,
 };
 use crate::model::State;
 
@@ -85,8 +88,10 @@ const HEAD_FILE: &str = "head";
 const CACHE_BYTES: u64 = 64 << 20;
 /// Changelog keys deleted per step of compaction or cleanup.
 const DELETE_STEP: usize = 512;
-/// The production store: a sled database in one folder.
-pub struct SledStore {
+/// One open sled database: the trees, sled's log file and the head file.
+/// [`SledStore`] holds one at a time and replaces it after a failed write
+/// (`reopen.rs`).
+struct Handle {
     db: Db,
     changelog: Tree,
     audit: Tree,
@@ -98,14 +103,10 @@ pub struct SledStore {
     head: Head,
     /// Serialises checkpoints with each other and with reading one.
     checkpointing: Mutex<()>,
-    /// The free-space watermark writes are checked against (none: off).
-    space: Option<Arc<FreeSpace>>,
-}
-
-impl std::fmt::Debug for SledStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SledStore").finish_non_exhaustive()
-    }
+    /// A write could not be made durable (sled's flush, an `fdatasync` or
+    /// the head file failed): this handle is not to be written through
+    /// again (see [`Handle::fit`]).
+    broken: AtomicBool,
 }
 
 fn backend(e: ::sled::Error) -> StoreError {
@@ -179,10 +180,9 @@ fn bad_counter(name: &[u8]) -> StoreError {
     )
 }
 
-impl SledStore {
+impl Handle {
     /// Opens (or creates) the store in the folder `path`.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        let path = path.as_ref();
+    fn open(path: &Path) -> Result<Self, StoreError> {
         // sled's default page cache is 1 GiB. Checks never read sled and
         // the state lives in the model, so a small bound is enough (the
         // 1M-user cold start's RSS moved only from 1,717 to 1,704 MiB).
@@ -216,7 +216,7 @@ impl SledStore {
             log,
             head,
             checkpointing: Mutex::new(()),
-            space: None,
+            broken: AtomicBool::new(false),
         };
         if let Some(seq) = store.meta.get(BOOTSTRAPPING).map_err(backend)? {
             let seq = counter(Some(seq), BOOTSTRAPPING, 1)?;
@@ -248,7 +248,7 @@ impl SledStore {
             revision = had,
             "the store holds an interrupted bootstrap (the process stopped before it finished): discarding it, the store is empty again"
         );
-        self.head.write(0)?;
+        self.write_head(0)?;
         tx(self.meta.transaction(|meta| {
             meta.insert(REVISION, &0u64.to_be_bytes()[..])?;
             meta.insert(NEXT_AUDIT_SEQ, &seq.to_be_bytes()[..])?;
@@ -289,31 +289,45 @@ impl SledStore {
             // Ahead of the head: a crash between sled's flush and the head
             // write. The next commit moves it.
             Some(_) => Ok(()),
-            None => self.head.write(have),
+            None => self.write_head(have),
         }
     }
 
-    /// Refuses every later write (commits, refusals recorded, replicated
-    /// changes, installs, checkpoints, bootstraps) before it reaches sled
-    /// while `space` says the file system is below its watermark: a write
-    /// that sled cannot flush leaves it hanging until a restart (see
-    /// `store/space.rs`). Reads are never checked.
-    pub fn with_free_space(mut self, space: Arc<FreeSpace>) -> Self {
-        self.space = Some(space);
-        self
-    }
-
-    /// Refuses a write while the file system is below the watermark.
-    fn room(&self) -> Result<(), StoreError> {
-        self.space.as_ref().map_or(Ok(()), |space| space.check())
-    }
-
     /// Makes every write so far durable: sled's flush, then `fdatasync`.
+    /// A failure breaks the handle: sled 0.34 keeps the first I/O error
+    /// of a flush and fails every later write and flush with it, even once
+    /// the cause is gone, and after a failed `fdatasync` Linux may have
+    /// dropped the dirty pages, so a later one that succeeds proves nothing.
     fn durable(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(backend)?;
-        self.log
-            .sync_data()
-            .map_err(|e| io("fdatasync sled's log", e))
+        let made = self.db.flush().map_err(backend).and_then(|_| {
+            self.log
+                .sync_data()
+                .map_err(|e| io("fdatasync sled's log", e))
+        });
+        if made.is_err() {
+            self.broken.store(true, Ordering::Relaxed);
+        }
+        made
+    }
+
+    /// Records `revision` as acknowledged in the head file; a failure
+    /// breaks the handle, as in [`Handle::durable`].
+    fn write_head(&self, revision: u64) -> Result<(), StoreError> {
+        let written = self.head.write(revision);
+        if written.is_err() {
+            self.broken.store(true, Ordering::Relaxed);
+        }
+        written
+    }
+
+    /// Whether writes through this handle can still be made durable: no
+    /// flush, `fdatasync` or head write failed, and a flush now succeeds
+    /// (sled answers at once with the error it kept, if it kept one). Asked
+    /// after a write failed: a write can also fail before it reaches the
+    /// disk (a record that would not read back, a revision out of order),
+    /// which leaves the handle fit.
+    fn fit(&self) -> bool {
+        !self.broken.load(Ordering::Relaxed) && self.durable().is_ok()
     }
 }
 
@@ -406,18 +420,16 @@ fn remove_unfinished_snapshots(path: &Path) -> Result<usize, StoreError> {
     Ok(removed)
 }
 
-impl Store for SledStore {
+impl Store for Handle {
     fn load(&self) -> Result<State, StoreError> {
         self.recover().map(|r| r.state)
     }
 
     fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
-        self.room()?;
         self.commit_outcomes(batch)
     }
 
     fn begin_bootstrap(&self) -> Result<(), StoreError> {
-        self.room()?;
         let have = self.revision()?;
         if have != 0 {
             return Err(StoreError::OutOfOrder { have, got: 1 });
@@ -439,7 +451,6 @@ impl Store for SledStore {
     }
 
     fn append(&self, changes: &[Change]) -> Result<(), StoreError> {
-        self.room()?;
         self.append_changes(changes)
     }
 
@@ -476,7 +487,6 @@ impl Store for SledStore {
     }
 
     fn install(&self, state: &State, history: &str) -> Result<(), StoreError> {
-        self.room()?;
         self.install_image(state, history)
     }
 
@@ -485,7 +495,6 @@ impl Store for SledStore {
     }
 
     fn checkpoint(&self, state: &State) -> Result<(), StoreError> {
-        self.room()?;
         self.write_checkpoint(state)
     }
 
