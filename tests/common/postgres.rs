@@ -68,6 +68,8 @@ pub struct Cluster {
     /// The folder holding `data/`, `sock/` and `log`.
     dir: PathBuf,
     pub port: u16,
+    /// The server options it was started with (`pg_ctl -o`).
+    options: String,
     programs: Programs,
     /// Its standard input closed, the watchdog stops the server and removes
     /// the folder.
@@ -130,6 +132,7 @@ impl Cluster {
         let mut cluster = Cluster {
             dir,
             port: 0,
+            options: String::new(),
             programs,
             watchdog: None,
             next_db: AtomicU64::new(0),
@@ -171,6 +174,7 @@ impl Cluster {
             match run(start, "pg_ctl start") {
                 Ok(()) => {
                     cluster.port = port;
+                    cluster.options = options;
                     return Ok(cluster);
                 }
                 Err(e) => {
@@ -223,6 +227,18 @@ impl Cluster {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap_or_else(|e| panic!("create database {name}: {e}"));
         self.url(&name)
+    }
+
+    /// Starts the server again after [`Cluster::stop`], on the same port.
+    pub fn restart(&self) {
+        let mut start = as_owner(&self.programs.pg_ctl);
+        start
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .args(["-w", "-t", "60", "-o", &self.options, "start"]);
+        run(start, "pg_ctl start").unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Stops the server now (an outage), leaving the folder.
