@@ -1509,7 +1509,7 @@ fn an_interrupted_bootstrap_is_discarded<T: Harness>(h: &mut T) {
             .unwrap()
             .seq,
         5,
-        "seqs go on after the discarded ones"
+        "the discarded records' seqs are given again"
     );
     assert!(matches!(
         store.begin_bootstrap(),
