@@ -14,6 +14,7 @@
 //! This file is the handle and its reads; `writer.rs` is everything done
 //! under the writer lock.
 
+mod catch_up;
 mod writer;
 
 use std::sync::Arc;

@@ -135,7 +135,7 @@ impl Engine {
     }
 
     /// Swaps in `snapshot` and wakes waiters. Only the writer calls this.
-    fn publish(&self, snapshot: Snapshot) {
+    pub(super) fn publish(&self, snapshot: Snapshot) {
         let revision = snapshot.revision();
         self.current.store(Arc::new(snapshot));
         self.revision.send_replace(revision);
@@ -216,12 +216,19 @@ impl Engine {
         let _writer = self.writer.lock().await;
         let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
         if !batch.is_empty() {
-            self.commit_batch(batch).await;
+            self.commit_batch(batch, 0).await;
         }
     }
 
-    /// One group commit. Caller holds the writer.
-    async fn commit_batch(&self, mut batch: Vec<Queued>) {
+    /// One group commit; `conflicts`: how many times this batch lost the
+    /// race for the next revision already. Caller holds the writer.
+    async fn commit_batch(&self, mut batch: Vec<Queued>, conflicts: u32) {
+        // As submitted: completing a mutation fills in from the state, and
+        // a retry must complete it from the state it caught up to.
+        let submitted: Vec<Mutation> = batch.iter().map(|q| q.mutation.clone()).collect();
+        if conflicts == 0 {
+            self.catch_up_if_shared().await;
+        }
         let snapshot = self.load();
         let mut state = Arc::clone(snapshot.state());
         let mut compiled: Option<Snapshot> = None;
@@ -298,10 +305,31 @@ impl Engine {
         if let Some(store) = &self.store {
             let writing = Arc::clone(store);
             if let Err(e) = blocking(move || writing.commit_batch(&records)).await {
+                // Another node committed first (a shared store): catch up,
+                // then validate and commit the whole batch again on top.
+                if matches!(e, StoreError::Conflict { .. })
+                    && conflicts < super::catch_up::CONFLICT_RETRIES
+                    && self.catch_up(store).await.is_ok()
+                {
+                    for (q, mutation) in batch.iter_mut().zip(submitted) {
+                        q.mutation = mutation;
+                    }
+                    return Box::pin(self.commit_batch(batch, conflicts + 1)).await;
+                }
                 // The transaction may have committed before the flush
                 // failed: the outcome is unknown, and the snapshot must
                 // follow the store, or every later change is refused.
-                let why = self.resync(store, snapshot.revision(), &e).await;
+                let why = if matches!(e, StoreError::Conflict { .. }) {
+                    // Lost the race every time: nothing of this batch was
+                    // written. Catch up anyway for the next one.
+                    let _ = self.catch_up(store).await;
+                    format!(
+                        "{e}; lost the race {} times, nothing was written",
+                        conflicts + 1
+                    )
+                } else {
+                    self.resync(store, snapshot.revision(), &e).await
+                };
                 for q in batch {
                     self.metrics.mutation(&q.mutation, MutationOutcome::Failed);
                     let _ = q.reply.send(Err(StoreError::Backend(why.clone()).into()));
@@ -353,7 +381,7 @@ impl Engine {
 
     /// Loads the state `store` holds, compiles and publishes it. Caller
     /// holds the writer.
-    async fn reload(&self, store: &Arc<dyn Store>) -> Result<(), StoreError> {
+    pub(super) async fn reload(&self, store: &Arc<dyn Store>) -> Result<(), StoreError> {
         let reading = Arc::clone(store);
         let compiled = blocking(move || reading.load().map(|s| compile(Arc::new(s)))).await?;
         self.publish(compiled);

@@ -1,8 +1,9 @@
 //! Durable storage: the changelog (`revision → mutation`), the audit log,
 //! and state checkpoints, behind the [`Store`] trait so another backend can
 //! come later. `sled/` is the production backend, `memory.rs` the one for
-//! tests, `postgres/` the shared one several nodes will write (a preview). The audit records themselves are model vocabulary
-//! (`model::audit`), re-exported here.
+//! tests, `postgres/` the one several nodes will share (a preview). The
+//! audit records themselves are model vocabulary (`model::audit`),
+//! re-exported here.
 //!
 //! Recovery is checkpoint + replay: [`Store::load`] reads the newest
 //! checkpoint and applies every later changelog entry with `model::apply`.
@@ -327,4 +328,12 @@ pub trait Store: Send + Sync {
 
     /// Flushes everything to disk.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Whether other nodes may write this store too (PostgreSQL): the
+    /// writer then catches up with the head before it validates, and a
+    /// revision already taken is `Conflict`. A store one process owns says
+    /// no.
+    fn shared(&self) -> bool {
+        false
+    }
 }

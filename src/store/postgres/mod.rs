@@ -650,4 +650,8 @@ impl Store for PgStore {
         // Every write is a committed transaction: durable when it returns.
         Ok(())
     }
+
+    fn shared(&self) -> bool {
+        true
+    }
 }
