@@ -22,6 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Set to `1` to make a missing PostgreSQL a failure rather than a skip.
 pub const REQUIRE: &str = "RAMPART_REQUIRE_POSTGRES";
 
+/// Set to a folder to take `initdb` and `pg_ctl` from there only (another
+/// PostgreSQL version; a folder without them shows the skip).
+pub const BIN_DIR: &str = "RAMPART_POSTGRES_BIN";
+
 /// The PostgreSQL programs this harness runs.
 #[derive(Debug, Clone)]
 pub struct Programs {
@@ -29,9 +33,15 @@ pub struct Programs {
     pub pg_ctl: PathBuf,
 }
 
-/// Finds `initdb` and `pg_ctl`: on `PATH`, else in the newest
-/// `/usr/lib/postgresql/<version>/bin` (where Debian puts them).
+/// Finds `initdb` and `pg_ctl`: in [`BIN_DIR`] when set, else on `PATH`,
+/// else in the newest `/usr/lib/postgresql/<version>/bin` (where Debian
+/// puts them).
 pub fn programs() -> Option<Programs> {
+    if let Some(dir) = std::env::var_os(BIN_DIR) {
+        let dir = PathBuf::from(dir);
+        let (initdb, pg_ctl) = (dir.join("initdb"), dir.join("pg_ctl"));
+        return (initdb.is_file() && pg_ctl.is_file()).then_some(Programs { initdb, pg_ctl });
+    }
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -280,6 +290,24 @@ fn owner_ids() -> Result<(u32, u32), String> {
 pub const SKIPPED: &str =
     "skipped: PostgreSQL not installed (initdb not found; apt-get install postgresql)";
 
+/// Says (once per test binary) that the PostgreSQL tests are skipped, or
+/// fails when [`REQUIRE`] is set. Written to the process's stderr itself,
+/// not through `eprintln!`, which the test harness captures and hides for
+/// a passing test.
+pub fn skip() {
+    assert!(
+        std::env::var(REQUIRE).as_deref() != Ok("1"),
+        "{REQUIRE}=1 but PostgreSQL is not installed (initdb not found on PATH or in /usr/lib/postgresql/*/bin)"
+    );
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{SKIPPED}; to run them: apt-get install postgresql, or {BIN_DIR}=<folder with initdb and pg_ctl>"
+        );
+    });
+}
+
 /// The cluster shared by this test binary, started on first use; `None`
 /// (after printing [`SKIPPED`]) when PostgreSQL is not installed, unless
 /// [`REQUIRE`] is set. A cluster that fails to start fails the test.
@@ -292,11 +320,7 @@ pub fn shared() -> Option<&'static Cluster> {
     match cluster {
         Ok(Some(c)) => Some(c),
         Ok(None) => {
-            assert!(
-                std::env::var(REQUIRE).as_deref() != Ok("1"),
-                "{REQUIRE}=1 but PostgreSQL is not installed (initdb not found on PATH or in /usr/lib/postgresql/*/bin)"
-            );
-            eprintln!("{SKIPPED}");
+            skip();
             None
         }
         Err(e) => panic!("the test PostgreSQL cluster did not start: {e}"),

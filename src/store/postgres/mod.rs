@@ -67,7 +67,19 @@ impl std::fmt::Debug for PgStore {
 /// A PostgreSQL error, naming the store. A revision taken by another
 /// writer is reported by the caller as `Conflict`, not through here.
 pub(crate) fn pg(target: &str, e: postgres::Error) -> StoreError {
-    StoreError::Backend(format!("PostgreSQL store {target}: {e}"))
+    // The client's own message is terse ("error connecting to server"):
+    // the causes say why (refused, timed out, a server error's detail).
+    let mut why = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !why.contains(&text) {
+            why.push_str(": ");
+            why.push_str(&text);
+        }
+        source = cause.source();
+    }
+    StoreError::Backend(format!("PostgreSQL store {target}: {why}"))
 }
 
 fn corrupt(at: impl Into<String>, why: impl ToString) -> StoreError {
