@@ -1729,3 +1729,37 @@ fn pg_an_outage_fails_writes_as_unavailable() {
     assert!(matches!(store.revision(), Err(StoreError::Backend(_))));
     assert!(matches!(store.load(), Err(StoreError::Backend(_))));
 }
+
+/// A bootstrap in progress on another node is not undone by a node that
+/// starts meanwhile: that node refuses to start until it is done.
+#[test]
+fn pg_a_bootstrap_in_progress_elsewhere_is_left_alone() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let ms = history();
+    let a = PgStore::connect(&url).unwrap();
+    a.begin_bootstrap().unwrap();
+    commit_all(&a, &ms[..3], 0);
+    match PgStore::connect(&url) {
+        Err(e @ StoreError::Backend(_)) => {
+            assert!(
+                e.to_string().contains("another node is bootstrapping it"),
+                "{e}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        a.revision().unwrap(),
+        3,
+        "the bootstrap in progress is intact"
+    );
+    a.finish_bootstrap().unwrap();
+    let b = PgStore::connect(&url).unwrap();
+    assert_eq!(b.load().unwrap(), states(&ms)[3]);
+    assert!(matches!(
+        b.begin_bootstrap(),
+        Err(StoreError::OutOfOrder { have: 3, got: 1 })
+    ));
+}

@@ -47,6 +47,18 @@ const DELETE_STEP: i64 = 10_000;
 /// Audit rows read per query while filtering.
 const AUDIT_PAGE: i64 = 1_000;
 
+/// The session-level advisory lock a bootstrapping node holds from
+/// `begin_bootstrap` to `finish_bootstrap`. PostgreSQL releases it when
+/// that node's connection ends, so a bootstrap mark whose lock is free was
+/// left by a node that stopped, and one whose lock is held is in progress.
+const BOOTSTRAP_LOCK: i64 = 0x72_61_6d_70_62_6f_6f_74;
+
+fn advisory(c: &mut Client, target: &str, call: &str) -> Result<bool, StoreError> {
+    c.query_one(&format!("SELECT {call}($1)"), &[&BOOTSTRAP_LOCK])
+        .map(|row| row.get::<_, bool>(0))
+        .map_err(|e| pg(target, e))
+}
+
 /// A store in a PostgreSQL database.
 pub struct PgStore {
     config: Config,
@@ -162,7 +174,28 @@ impl PgStore {
         store.with(schema::migrate)?;
         let meta = store.meta()?;
         if let Some(seq) = meta.bootstrapping {
-            store.discard_bootstrap(seq)?;
+            // Only a bootstrap whose node is gone is undone; one in
+            // progress on another node is left alone, and this node waits
+            // for it (started again later, it finds the state).
+            // A node that has just stopped may still hold it for a moment
+            // (its backend has not yet seen the connection close).
+            let mut free = false;
+            for _ in 0..20 {
+                free = store.with(|c, t| advisory(c, t, "pg_try_advisory_lock"))?;
+                if free {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if !free {
+                return Err(StoreError::Backend(format!(
+                    "PostgreSQL store {}: another node is bootstrapping it; start this node once that is done",
+                    store.target
+                )));
+            }
+            let discarded = store.discard_bootstrap(seq);
+            store.with(|c, t| advisory(c, t, "pg_advisory_unlock"))?;
+            discarded?;
         }
         Ok(store)
     }
@@ -277,6 +310,25 @@ impl PgStore {
             .map_err(|e| pg(target, e))?;
             tx.commit().map_err(|e| pg(target, e))
         })
+    }
+
+    /// Sets the bootstrap mark (the audit seq the bootstrap starts at),
+    /// only on an empty store.
+    fn mark_bootstrap(c: &mut Client, target: &str) -> Result<(), StoreError> {
+        let mut tx = c.transaction().map_err(|e| pg(target, e))?;
+        let meta = Self::lock_meta(&mut tx, target)?;
+        if meta.revision != 0 {
+            return Err(StoreError::OutOfOrder {
+                have: meta.revision,
+                got: 1,
+            });
+        }
+        tx.execute(
+            "UPDATE rampart_meta SET bootstrapping = $1",
+            &[&int("seq", meta.next_audit_seq)?],
+        )
+        .map_err(|e| pg(target, e))?;
+        tx.commit().map_err(|e| pg(target, e))
     }
 
     /// Locks the meta row for a write that moves the head.
@@ -438,28 +490,24 @@ impl Store for PgStore {
 
     fn begin_bootstrap(&self) -> Result<(), StoreError> {
         self.with(|c, target| {
-            let mut tx = c.transaction().map_err(|e| pg(target, e))?;
-            let meta = Self::lock_meta(&mut tx, target)?;
-            if meta.revision != 0 {
-                return Err(StoreError::OutOfOrder {
-                    have: meta.revision,
-                    got: 1,
-                });
+            if !advisory(c, target, "pg_try_advisory_lock")? {
+                return Err(StoreError::Backend(format!(
+                    "PostgreSQL store {target}: another node is bootstrapping it"
+                )));
             }
-            tx.execute(
-                "UPDATE rampart_meta SET bootstrapping = $1",
-                &[&int("seq", meta.next_audit_seq)?],
-            )
-            .map_err(|e| pg(target, e))?;
-            tx.commit().map_err(|e| pg(target, e))
+            let marked = Self::mark_bootstrap(c, target);
+            if marked.is_err() {
+                advisory(c, target, "pg_advisory_unlock")?;
+            }
+            marked
         })
     }
 
     fn finish_bootstrap(&self) -> Result<(), StoreError> {
         self.with(|c, target| {
             c.execute("UPDATE rampart_meta SET bootstrapping = NULL", &[])
-                .map_err(|e| pg(target, e))
-                .map(drop)
+                .map_err(|e| pg(target, e))?;
+            advisory(c, target, "pg_advisory_unlock").map(drop)
         })
     }
 
