@@ -173,7 +173,7 @@ impl PgStore {
         };
         store.with(schema::migrate)?;
         let meta = store.meta()?;
-        if let Some(seq) = meta.bootstrapping {
+        if meta.bootstrapping.is_some() {
             // Only a bootstrap whose node is gone is undone; one in
             // progress on another node is left alone, and this node waits
             // for it (started again later, it finds the state).
@@ -193,7 +193,7 @@ impl PgStore {
                     store.target
                 )));
             }
-            let discarded = store.discard_bootstrap(seq);
+            let discarded = store.discard_bootstrap();
             store.with(|c, t| advisory(c, t, "pg_advisory_unlock"))?;
             discarded?;
         }
@@ -286,19 +286,22 @@ impl PgStore {
         })
     }
 
-    /// Undoes an interrupted bootstrap (begun at audit seq `seq` on an
-    /// empty store), in one transaction: the store is empty again, keeping
-    /// its history id and the audit records from before.
-    fn discard_bootstrap(&self, seq: u64) -> Result<(), StoreError> {
-        tracing::warn!(
-            store = %self.target,
-            "the store holds an interrupted bootstrap (the process stopped before it finished): discarding it, the store is empty again"
-        );
-        let seq = int("seq", seq)?;
+    /// Undoes an interrupted bootstrap (begun at the audit seq its mark
+    /// holds, on an empty store), in one transaction: the store is empty
+    /// again, keeping its history id and the audit records from before.
+    /// The mark is read again under the meta row's lock: another node may
+    /// have undone it meanwhile.
+    fn discard_bootstrap(&self) -> Result<(), StoreError> {
         self.with(|c, target| {
             let mut tx = c.transaction().map_err(|e| pg(target, e))?;
-            tx.query_one("SELECT 1 FROM rampart_meta FOR UPDATE", &[])
-                .map_err(|e| pg(target, e))?;
+            let Some(seq) = Self::lock_meta(&mut tx, target)?.bootstrapping else {
+                return Ok(());
+            };
+            tracing::warn!(
+                store = %target,
+                "the store holds an interrupted bootstrap (the process stopped before it finished): discarding it, the store is empty again"
+            );
+            let seq = int("seq", seq)?;
             tx.batch_execute("DELETE FROM rampart_changelog; DELETE FROM rampart_checkpoint")
                 .map_err(|e| pg(target, e))?;
             tx.execute("DELETE FROM rampart_audit WHERE seq >= $1", &[&seq])
