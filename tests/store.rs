@@ -1,6 +1,9 @@
-//! The store contract: the same behaviour tests run against `MemoryStore`
-//! and `SledStore` (through `Harness`), then sled-only tests for what only
-//! a disk can do (reopen, corrupt bytes, checkpoint layout).
+//! The store contract (ARCHITECTURE.md, "The store contract"): the same
+//! behaviour tests run against `MemoryStore`, `SledStore` and `PgStore`
+//! (through `Harness`; PostgreSQL's are skipped, saying so, where it is not
+//! installed), then sled-only tests for what only a disk can do (reopen,
+//! corrupt bytes, checkpoint layout) and PostgreSQL-only ones (schema
+//! versions, two writers on one database).
 
 #![allow(
     clippy::unwrap_used,
@@ -8,6 +11,8 @@
     clippy::panic,
     reason = "test code"
 )]
+
+mod common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use rampart::model::{
     State, Subject, Tenant, TenantId, Timestamp, User, UserId, UserStatus, apply,
 };
 use rampart::store::{
-    AuditFilter, AuditRecord, Change, MemoryStore, Outcome, Outcomes, Recovery, Retention,
+    AuditFilter, AuditRecord, Change, MemoryStore, Outcome, Outcomes, PgStore, Recovery, Retention,
     SledStore, Store, StoreError,
 };
 
@@ -182,6 +187,9 @@ fn open_sled(dir: &Path) -> SledStore {
 /// again; for memory, keep it (nothing survives a real restart).
 trait Harness {
     type S: Store;
+    /// Several writers may share the store: a revision already taken is
+    /// `Conflict` rather than `OutOfOrder`.
+    const SHARED: bool = false;
     fn open(&mut self) -> Self::S;
     fn reopen(&mut self, old: Self::S) -> Self::S;
     fn recover(store: &Self::S) -> Recovery;
@@ -224,8 +232,44 @@ impl Harness for Sled {
     }
 }
 
-/// Runs one behaviour test against both stores.
-macro_rules! both {
+/// A fresh database in the test binary's PostgreSQL cluster; a restart
+/// is a new connection.
+struct Pg(String);
+
+impl Pg {
+    /// `None` (the test is skipped, and says so) without PostgreSQL.
+    fn new() -> Option<Self> {
+        common::postgres::database().map(Pg)
+    }
+}
+
+impl Harness for Pg {
+    type S = PgStore;
+    const SHARED: bool = true;
+    fn open(&mut self) -> PgStore {
+        PgStore::connect(&self.0).unwrap()
+    }
+    fn reopen(&mut self, old: PgStore) -> PgStore {
+        drop(old);
+        self.open()
+    }
+    fn recover(store: &PgStore) -> Recovery {
+        store.recover().unwrap()
+    }
+}
+
+/// Whether `result` refuses revision `got` as already taken (the head is
+/// `have`), as the store `T` says it.
+fn taken<T: Harness>(result: Result<(), StoreError>, have: u64, got: u64) -> bool {
+    match result {
+        Err(StoreError::Conflict { have: h, got: g }) if T::SHARED => (h, g) == (have, got),
+        Err(StoreError::OutOfOrder { have: h, got: g }) if !T::SHARED => (h, g) == (have, got),
+        _ => false,
+    }
+}
+
+/// Runs one behaviour test against every store.
+macro_rules! all_stores {
     ($($name:ident),* $(,)?) => {
         mod memory {
             $( #[test] fn $name() { super::$name(&mut super::Memory) } )*
@@ -233,10 +277,16 @@ macro_rules! both {
         mod sled {
             $( #[test] fn $name() { super::$name(&mut super::Sled::new()) } )*
         }
+        mod postgres {
+            $( #[test] fn $name() {
+                let Some(mut h) = super::Pg::new() else { return };
+                super::$name(&mut h)
+            } )*
+        }
     };
 }
 
-both!(
+all_stores!(
     an_empty_store_is_revision_zero,
     commits_survive_a_restart,
     the_changelog_pages,
@@ -369,10 +419,7 @@ fn out_of_order_revisions_are_refused<T: Harness>(h: &mut T) {
         Err(StoreError::OutOfOrder { have: 0, got: 0 })
     ));
     store.commit(1, &ms[0], rec(1)).unwrap();
-    assert!(matches!(
-        store.commit(1, &ms[1], rec(1)),
-        Err(StoreError::OutOfOrder { have: 1, got: 1 })
-    ));
+    assert!(taken::<T>(store.commit(1, &ms[1], rec(1)), 1, 1));
     assert!(matches!(
         store.commit(3, &ms[1], rec(3)),
         Err(StoreError::OutOfOrder { have: 1, got: 3 })
@@ -1507,4 +1554,292 @@ fn sled_a_truncated_db_file_never_opens_silently_behind() {
         Ok(revision) => assert_eq!(revision, ms.len() as u64, "opened behind its head"),
         Err(e) => assert!(e.contains("corrupt"), "{e}"),
     }
+}
+
+// ---------------------------------------------------------------- PostgreSQL only
+
+/// The interrupted-bootstrap rule, for the stores that outlive a process:
+/// a reopen before `finish_bootstrap` discards every commit since
+/// `begin_bootstrap` and keeps the audit records from before.
+fn an_interrupted_bootstrap_is_discarded<T: Harness>(h: &mut T) {
+    let ms = history();
+    let store = h.open();
+    store
+        .record_refusal(record(&ms[0], Some("bob"), refused(), 0))
+        .unwrap();
+    store.begin_bootstrap().unwrap();
+    commit_all(&store, &ms[..4], 0);
+    let store = h.reopen(store);
+    assert_eq!(store.revision().unwrap(), 0);
+    assert_eq!(store.load().unwrap(), State::new());
+    assert!(store.changelog(0, 0).unwrap().is_empty());
+    let audit = store.audit(&AuditFilter::default()).unwrap();
+    assert_eq!(audit.len(), 1, "the refusal from before stays");
+    // A finished bootstrap survives a restart, and a second one is refused.
+    store.begin_bootstrap().unwrap();
+    commit_all(&store, &ms[..4], 0);
+    store.finish_bootstrap().unwrap();
+    let store = h.reopen(store);
+    assert_eq!(store.revision().unwrap(), 4);
+    assert_eq!(
+        store
+            .audit(&AuditFilter::default())
+            .unwrap()
+            .last()
+            .unwrap()
+            .seq,
+        5,
+        "the discarded records' seqs are given again"
+    );
+    assert!(matches!(
+        store.begin_bootstrap(),
+        Err(StoreError::OutOfOrder { have: 4, got: 1 })
+    ));
+}
+
+#[test]
+fn sled_an_interrupted_bootstrap_is_discarded() {
+    an_interrupted_bootstrap_is_discarded(&mut Sled::new());
+}
+
+#[test]
+fn pg_an_interrupted_bootstrap_is_discarded() {
+    let Some(mut h) = Pg::new() else { return };
+    an_interrupted_bootstrap_is_discarded(&mut h);
+}
+
+#[test]
+fn pg_a_schema_newer_than_this_build_is_refused() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let store = PgStore::connect(&url).unwrap();
+    commit_all(&store, &history()[..2], 0);
+    drop(store);
+    let mut raw = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    raw.execute(
+        "INSERT INTO rampart_schema (version) VALUES ($1)",
+        &[&(rampart::store::postgres::SCHEMA_VERSION + 1)],
+    )
+    .unwrap();
+    match PgStore::connect(&url) {
+        Err(e @ StoreError::SchemaTooNew { .. }) => {
+            let known = rampart::store::postgres::SCHEMA_VERSION;
+            assert!(
+                e.to_string().contains(&format!(
+                    "version {}, newer than this rampart knows ({known})",
+                    known + 1
+                )),
+                "{e}"
+            );
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+    // Nothing was changed by the refused start.
+    raw.execute("DELETE FROM rampart_schema WHERE version > 1", &[])
+        .unwrap();
+    assert_eq!(PgStore::connect(&url).unwrap().revision().unwrap(), 2);
+}
+
+/// Two stores on one database are two nodes: a commit of a revision the
+/// other already took is `Conflict`, and writers racing on the head never
+/// leave a gap or lose a commit they were told succeeded.
+#[test]
+fn pg_appending_is_compare_and_set_on_the_head() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let ms = history();
+    let a = PgStore::connect(&url).unwrap();
+    let b = PgStore::connect(&url).unwrap();
+    assert_eq!(a.history().unwrap().id, b.history().unwrap().id);
+    a.commit(1, &ms[0], record(&ms[0], None, Outcome::Applied, 1))
+        .unwrap();
+    let lost = b.commit(1, &ms[1], record(&ms[1], None, Outcome::Applied, 1));
+    match lost {
+        Err(e @ StoreError::Conflict { have: 1, got: 1 }) => {
+            assert_eq!(
+                rampart::model::HasKind::kind(&e),
+                rampart::model::ErrorKind::Unavailable
+            );
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    // The loser catches up and commits the next revision.
+    assert_eq!(b.revision().unwrap(), 1);
+    b.commit(2, &ms[1], record(&ms[1], None, Outcome::Applied, 2))
+        .unwrap();
+    assert_eq!(a.load().unwrap(), states(&ms)[2]);
+    // The losing attempt left no audit record.
+    assert_eq!(a.audit(&AuditFilter::default()).unwrap().len(), 2);
+
+    // Four writers race: each reads the head, tries head + 1, and on a
+    // conflict reads again. Every acknowledged commit is in the changelog
+    // exactly once, with no gap.
+    let writers = 4;
+    let each = 10;
+    let won: Vec<Vec<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let url = url.clone();
+                s.spawn(move || {
+                    let store = PgStore::connect(&url).unwrap();
+                    let mut mine = Vec::new();
+                    let mut conflicts = 0;
+                    while mine.len() < each {
+                        let next = store.revision().unwrap() + 1;
+                        let m = add_user("acme", &format!("w{w}-{}", mine.len()));
+                        match store.commit(next, &m, record(&m, None, Outcome::Applied, next)) {
+                            Ok(()) => mine.push(next),
+                            Err(StoreError::Conflict { got, .. }) => {
+                                assert_eq!(got, next);
+                                conflicts += 1;
+                                assert!(conflicts < 10_000, "no progress");
+                            }
+                            Err(e) => panic!("writer {w}: {e}"),
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut all: Vec<u64> = won.into_iter().flatten().collect();
+    all.sort_unstable();
+    let total = (writers * each) as u64;
+    assert_eq!(all, (3..3 + total).collect::<Vec<_>>());
+    let log = a.changelog(2, 0).unwrap();
+    assert_eq!(
+        log.iter().map(|c| c.revision).collect::<Vec<_>>(),
+        all,
+        "gap-free, each once"
+    );
+    let audit = a.audit(&AuditFilter::default()).unwrap();
+    assert_eq!(audit.len() as u64, 2 + total);
+    assert!(audit.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1));
+}
+
+/// The `postgres` client runs its own runtime: it must work from
+/// `store::blocking` inside a tokio runtime, and dropping the store in
+/// async code must not panic.
+#[test]
+fn pg_works_from_blocking_threads_of_a_runtime() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let store = Arc::new(
+            rampart::store::blocking(move || PgStore::connect(&url))
+                .await
+                .unwrap(),
+        );
+        let ms = history();
+        let s = store.clone();
+        let m = ms[0].clone();
+        rampart::store::blocking(move || s.commit(1, &m, record(&m, None, Outcome::Applied, 1)))
+            .await
+            .unwrap();
+        let s = store.clone();
+        let state = rampart::store::blocking(move || s.load()).await.unwrap();
+        assert_eq!(state, states(&ms)[1]);
+        // The last handle dropped on an async worker.
+        drop(store);
+    });
+}
+
+#[test]
+fn pg_an_unreachable_database_is_unavailable_naming_the_store() {
+    // Nothing listens on a port just released: no PostgreSQL needed.
+    let port = common::free_port();
+    let url = format!("postgres://rampart@127.0.0.1:{port}/policy?connect_timeout=2");
+    match PgStore::connect(&url) {
+        Err(e @ StoreError::Backend(_)) => {
+            assert_eq!(
+                rampart::model::HasKind::kind(&e),
+                rampart::model::ErrorKind::Unavailable
+            );
+            assert!(
+                e.to_string().contains(&format!("127.0.0.1:{port}/policy")),
+                "{e}"
+            );
+        }
+        other => panic!("expected Backend, got {other:?}"),
+    }
+    // A malformed URL is refused, without echoing a password.
+    let bad = PgStore::connect("postgres://rampart:s3cret@127.0.0.1:notaport/db").unwrap_err();
+    assert!(!bad.to_string().contains("s3cret"), "{bad}");
+}
+
+/// A database that goes away under a running store: writes and reads fail
+/// as `Unavailable` naming the store, never a panic, and nothing
+/// acknowledged is lost.
+#[test]
+fn pg_an_outage_fails_writes_as_unavailable() {
+    let Some(programs) = common::postgres::programs() else {
+        common::postgres::skip();
+        return;
+    };
+    let cluster = common::postgres::Cluster::start(programs).unwrap();
+    let url = cluster.database();
+    let ms = history();
+    let store = PgStore::connect(&url).unwrap();
+    commit_all(&store, &ms[..3], 0);
+    cluster.stop();
+    let write = store.commit(4, &ms[3], record(&ms[3], None, Outcome::Applied, 4));
+    match write {
+        Err(e @ StoreError::Backend(_)) => {
+            assert_eq!(
+                rampart::model::HasKind::kind(&e),
+                rampart::model::ErrorKind::Unavailable
+            );
+            assert!(
+                e.to_string()
+                    .contains(&format!("127.0.0.1:{}", cluster.port)),
+                "{e}"
+            );
+        }
+        other => panic!("expected Backend, got {other:?}"),
+    }
+    assert!(matches!(store.revision(), Err(StoreError::Backend(_))));
+    assert!(matches!(store.load(), Err(StoreError::Backend(_))));
+}
+
+/// A bootstrap in progress on another node is not undone by a node that
+/// starts meanwhile: that node refuses to start until it is done.
+#[test]
+fn pg_a_bootstrap_in_progress_elsewhere_is_left_alone() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let ms = history();
+    let a = PgStore::connect(&url).unwrap();
+    a.begin_bootstrap().unwrap();
+    commit_all(&a, &ms[..3], 0);
+    match PgStore::connect(&url) {
+        Err(e @ StoreError::Backend(_)) => {
+            assert!(
+                e.to_string().contains("another node is bootstrapping it"),
+                "{e}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        a.revision().unwrap(),
+        3,
+        "the bootstrap in progress is intact"
+    );
+    a.finish_bootstrap().unwrap();
+    let b = PgStore::connect(&url).unwrap();
+    assert_eq!(b.load().unwrap(), states(&ms)[3]);
+    assert!(matches!(
+        b.begin_bootstrap(),
+        Err(StoreError::OutOfOrder { have: 3, got: 1 })
+    ));
 }

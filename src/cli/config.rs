@@ -165,10 +165,14 @@ pub fn render(argv: &[OsString], folded: &[OsString], config: Option<&Path>) -> 
             Some(ValueSource::DefaultValue) => "default",
             _ => "unset",
         };
-        let values: Vec<String> = serve
+        let mut values: Vec<String> = serve
             .get_raw(id)
             .map(|v| v.map(|s| s.to_string_lossy().into_owned()).collect())
             .unwrap_or_default();
+        if id == "store" {
+            // The store URL may carry a password.
+            values = values.iter().map(|v| super::serve::pg::redact(v)).collect();
+        }
         let line = match values.as_slice() {
             [] => format!("# {id} (unset)"),
             [one] => format!("{id} = {}", toml_value(one)),

@@ -15,6 +15,7 @@
 //! under the writer lock, and `repair.rs` what it does when the store fails
 //! a write.
 
+mod catch_up;
 mod repair;
 mod writer;
 

@@ -229,12 +229,13 @@ impl Engine {
         let _writer = self.writer.lock().await;
         let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
         if !batch.is_empty() {
-            self.commit_batch(batch).await;
+            self.commit_batch(batch, 0).await;
         }
     }
 
-    /// One group commit. Caller holds the writer.
-    async fn commit_batch(&self, mut batch: Vec<Queued>) {
+    /// One group commit; `conflicts`: how many times this batch lost the
+    /// race for the next revision already. Caller holds the writer.
+    async fn commit_batch(&self, mut batch: Vec<Queued>, conflicts: u32) {
         if let Some(store) = &self.store
             && let Err(refused) = self.writable_locked(store).await
         {
@@ -245,6 +246,12 @@ impl Engine {
                 let _ = q.reply.send(Err(StoreError::Backend(why.clone()).into()));
             }
             return;
+        }
+        // As submitted: completing a mutation fills in from the state, and
+        // a retry must complete it from the state it caught up to.
+        let submitted: Vec<Mutation> = batch.iter().map(|q| q.mutation.clone()).collect();
+        if conflicts == 0 {
+            self.catch_up_if_shared().await;
         }
         let snapshot = self.load();
         let mut state = Arc::clone(snapshot.state());
@@ -329,10 +336,31 @@ impl Engine {
                 .store_call(self.write_timeout(), move || writing.commit_batch(&records))
                 .await;
             if let Err(e) = committed {
-                // The transaction may have committed before the flush
-                // failed: the outcome is unknown, and the snapshot must
-                // follow the store, or every later change is refused.
-                let why = self.after_failure(store, snapshot.revision(), &e).await;
+                // Another node committed first (a shared store): catch up,
+                // then validate and commit the whole batch again on top.
+                if matches!(e, StoreError::Conflict { .. })
+                    && conflicts < super::catch_up::CONFLICT_RETRIES
+                    && self.catch_up(store).await.is_ok()
+                {
+                    for (q, mutation) in batch.iter_mut().zip(submitted) {
+                        q.mutation = mutation;
+                    }
+                    return Box::pin(self.commit_batch(batch, conflicts + 1)).await;
+                }
+                let why = if matches!(e, StoreError::Conflict { .. }) {
+                    // Lost the race every time: nothing of this batch was
+                    // written. Catch up anyway for the next one.
+                    let _ = self.catch_up(store).await;
+                    format!(
+                        "{e}; lost the race {} times, nothing was written",
+                        conflicts + 1
+                    )
+                } else {
+                    // The transaction may have committed before the flush
+                    // failed: the outcome is unknown, and the snapshot must
+                    // follow the store, or every later change is refused.
+                    self.after_failure(store, snapshot.revision(), &e).await
+                };
                 for q in batch {
                     self.metrics.mutation(&q.mutation, MutationOutcome::Failed);
                     let _ = q.reply.send(Err(StoreError::Backend(why.clone()).into()));

@@ -1,8 +1,9 @@
 //! Durable storage: the changelog (`revision → mutation`), the audit log,
 //! and state checkpoints, behind the [`Store`] trait so another backend can
 //! come later. `sled/` is the production backend, `memory.rs` the one for
-//! tests. The audit records themselves are model vocabulary
-//! (`model::audit`), re-exported here.
+//! tests, `postgres/` the one several nodes will share (a preview). The
+//! audit records themselves are model vocabulary (`model::audit`),
+//! re-exported here.
 //!
 //! Recovery is checkpoint + replay: [`Store::load`] reads the newest
 //! checkpoint and applies every later changelog entry with `model::apply`.
@@ -16,12 +17,14 @@
 mod blocking;
 pub mod image;
 pub mod memory;
+pub mod postgres;
 pub mod retention;
 pub mod sled;
 pub mod space;
 
 pub use self::blocking::blocking;
 pub use self::memory::MemoryStore;
+pub use self::postgres::PgStore;
 pub use self::retention::Retention;
 pub use self::sled::SledStore;
 pub use self::space::FreeSpace;
@@ -198,6 +201,16 @@ pub enum StoreError {
     Corrupt { at: String, why: String },
     #[error("revision {got} does not follow {have}")]
     OutOfOrder { have: u64, got: u64 },
+    /// Revision `got` was taken by another writer first: the head is
+    /// already `have`. Only a store several nodes write (PostgreSQL) says
+    /// this; the writer catches up and tries again.
+    #[error("revision {got} was committed by another writer first (the head is {have})")]
+    Conflict { have: u64, got: u64 },
+    /// The database holds a schema newer than this build knows.
+    #[error(
+        "the store's schema is version {found}, newer than this rampart knows ({known}): run a newer rampart"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
 }
 
 impl HasKind for StoreError {
@@ -214,6 +227,12 @@ impl HasKind for StoreError {
             // (the engine, the follower) broke the store's contract, a bug
             // in rampart rather than in the request.
             Self::OutOfOrder { .. } => ErrorKind::Internal,
+            // Another node committed first: catching up and trying again
+            // may succeed, so the same request may succeed later.
+            Self::Conflict { .. } => ErrorKind::Unavailable,
+            // Not something a retry fixes: an operator must run a newer
+            // build (or restore the database).
+            Self::SchemaTooNew { .. } => ErrorKind::FailedPrecondition,
         }
     }
 }
@@ -331,5 +350,13 @@ pub trait Store: Send + Sync {
     /// again later. This default suits a store that never needs it.
     fn repair(&self) -> Result<Repair, StoreError> {
         Ok(Repair::Sound)
+    }
+
+    /// Whether other nodes may write this store too (PostgreSQL): the
+    /// writer then catches up with the head before it validates, and a
+    /// revision already taken is `Conflict`. A store one process owns says
+    /// no.
+    fn shared(&self) -> bool {
+        false
     }
 }

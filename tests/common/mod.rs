@@ -8,6 +8,8 @@
     reason = "test code; each test file uses a part"
 )]
 
+pub mod postgres;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

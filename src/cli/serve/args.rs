@@ -23,6 +23,18 @@ pub struct ServeArgs {
     /// Where the store lives (sled): the changelog, the audit log, checkpoints.
     #[arg(long, env = "RAMPART_DATA_DIR", default_value = "./rampart-data")]
     pub data_dir: PathBuf,
+    /// Keep the store in PostgreSQL instead of sled in --data-dir (preview:
+    /// one node): a libpq-style URL, `postgres://user@host[:port][,host2…]/db`
+    /// (`target_session_attrs=read-write` and other parameters accepted).
+    /// rampart creates and migrates its tables.
+    #[arg(
+        long,
+        env = "RAMPART_STORE",
+        value_name = "URL",
+        conflicts_with = "follow",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
     /// Policy file applied (as operator mutations) when the store is empty;
     /// without it, the built-in quickstart demo policy. Ignored, with a log
     /// line, when the store already holds a state.

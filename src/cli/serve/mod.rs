@@ -7,6 +7,7 @@
 pub mod args;
 mod maintenance;
 pub mod node;
+pub mod pg;
 mod reload;
 pub mod security;
 
@@ -186,14 +187,18 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     security.log(args.listen);
     let started = std::time::Instant::now();
-    let free_space = (args.min_free_space > 0)
+    let free_space = (args.min_free_space > 0 && args.store.is_none())
         .then(|| Arc::new(FreeSpace::statvfs(&args.data_dir, args.min_free_space)));
-    let (store, engine) = match open_store_with(
-        &args.data_dir,
-        args.follow.is_some(),
-        free_space.clone(),
-        Duration::from_millis(args.store_timeout_ms),
-    ) {
+    let opened = match args.store.clone() {
+        Some(url) => pg::open_postgres(url).await,
+        None => open_store_with(
+            &args.data_dir,
+            args.follow.is_some(),
+            free_space.clone(),
+            Duration::from_millis(args.store_timeout_ms),
+        ),
+    };
+    let (store, engine) = match opened {
         Ok(opened) => opened,
         Err(message) => {
             error!("{message}");

@@ -1,0 +1,82 @@
+//! Catching up with a store other nodes write (PostgreSQL): before a
+//! batch is validated, and again when its commit loses the race for the
+//! next revision (`StoreError::Conflict`), the writer applies what the
+//! others committed since its snapshot, publishes it, and validates the
+//! batch on top (`writer.rs`, bounded by [`CONFLICT_RETRIES`]). Only the
+//! writer calls this, holding the writer lock.
+
+use std::sync::Arc;
+
+use super::{Engine, timed};
+use crate::model::apply;
+use crate::policy::{Snapshot, recompile};
+use crate::store::{Store, StoreError, blocking};
+
+/// How many times one batch catches up and tries again after losing the
+/// race, before its callers hear `UNAVAILABLE` (the conflict).
+pub(super) const CONFLICT_RETRIES: u32 = 8;
+
+/// Changelog entries read per round trip while catching up.
+const PAGE: usize = 1_024;
+
+impl Engine {
+    /// Before a batch is validated on a store other nodes write: catch up
+    /// with its head, so the batch is judged against the newest state. A
+    /// failure is logged and the batch goes on from the published state:
+    /// its commit then fails or conflicts, and says why.
+    pub(super) async fn catch_up_if_shared(&self) {
+        if let Some(store) = &self.store
+            && store.shared()
+            && let Err(e) = self.catch_up(store).await
+        {
+            tracing::warn!(error = %e, "could not catch up with the store before validating");
+        }
+    }
+
+    /// Brings the published snapshot up to the store's head: applies every
+    /// changelog entry after it (recompiling what each touched), publishes
+    /// once, and returns the new revision. A changelog compacted past the
+    /// published revision reloads the whole state instead. Caller holds
+    /// the writer.
+    pub(super) async fn catch_up(&self, store: &Arc<dyn Store>) -> Result<u64, StoreError> {
+        let snapshot = self.load();
+        let mut state = (**snapshot.state()).clone();
+        let mut compiled: Option<Snapshot> = None;
+        loop {
+            let reading = Arc::clone(store);
+            let after = state.revision;
+            let (first, page) =
+                blocking(move || Ok((reading.history()?.first, reading.changelog(after, PAGE)?)))
+                    .await?;
+            if first > after.saturating_add(1) {
+                self.reload(store, self.install_timeout()).await?;
+                return Ok(self.load().revision());
+            }
+            if page.is_empty() {
+                break;
+            }
+            for change in page {
+                let at = || format!("changelog revision {}", change.revision);
+                if Some(change.revision) != state.revision.checked_add(1) {
+                    return Err(StoreError::Corrupt {
+                        at: at(),
+                        why: format!("expected revision {}", state.revision.saturating_add(1)),
+                    });
+                }
+                let touched =
+                    apply(&mut state, &change.mutation).map_err(|e| StoreError::Corrupt {
+                        at: at(),
+                        why: e.to_string(),
+                    })?;
+                let prev: &Snapshot = compiled.as_ref().unwrap_or(&*snapshot);
+                compiled = Some(timed(&self.metrics, || {
+                    recompile(prev, Arc::new(state.clone()), &touched)
+                }));
+            }
+        }
+        if let Some(compiled) = compiled {
+            self.publish(compiled);
+        }
+        Ok(self.load().revision())
+    }
+}

@@ -1,0 +1,146 @@
+//! `rampart serve --store postgres://…` against a real, throwaway
+//! PostgreSQL (tests/common/postgres.rs; skipped, saying so, where it is
+//! not installed): a node bootstraps into the database, serves, restarts
+//! and recovers from it; an outage refuses writes as UNAVAILABLE naming the
+//! store while checks keep answering.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{BIN, Server};
+
+/// `rampart ctl -o json ARGS` against `port`: (exit code, stdout, stderr).
+fn ctl(port: u16, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args([
+            "ctl",
+            "-o",
+            "json",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ctl_json(port: u16, args: &[&str]) -> serde_json::Value {
+    let (code, out, err) = ctl(port, args);
+    assert_eq!(code, 0, "ctl {args:?}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn check(port: u16, subject: &str) -> serde_json::Value {
+    ctl_json(
+        port,
+        &[
+            "check",
+            "--tenant",
+            "acme",
+            "--subject",
+            subject,
+            "--permission",
+            "documents:edit:readme",
+        ],
+    )
+}
+
+#[test]
+fn a_node_on_postgres_bootstraps_serves_restarts_and_recovers() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let server = Server::start_with(&dir.path().join("unused"), port, &["--store", &url]);
+    let bootstrapped = ctl_json(port, &["status"])["revision"].as_u64().unwrap();
+    assert!(bootstrapped > 0, "the quickstart policy was bootstrapped");
+    ctl_json(port, &["user", "add", "--tenant", "acme", "--user", "zoe"]);
+    let done = ctl_json(
+        port,
+        &[
+            "assign",
+            "--tenant",
+            "acme",
+            "--subject",
+            "zoe",
+            "--role",
+            "editors",
+        ],
+    );
+    let revision = done["revision"].as_u64().unwrap();
+    assert_eq!(revision, bootstrapped + 2);
+    assert_eq!(check(port, "zoe")["decision"], "allow");
+    let before = ctl_json(port, &["status", "--digest"]);
+    assert!(server.terminate().success());
+    // Nothing went to the data dir: the store is the database.
+    assert!(!dir.path().join("unused").join("db").exists());
+
+    // A restart (on another data dir, to be sure) recovers from PostgreSQL
+    // and does not bootstrap again.
+    let server = Server::start_with(&dir.path().join("other"), port, &["--store", &url]);
+    let after = ctl_json(port, &["status", "--digest"]);
+    assert_eq!(after["revision"], before["revision"]);
+    assert_eq!(after["digest"], before["digest"]);
+    assert_eq!(after["history"], before["history"]);
+    let answer = check(port, "zoe");
+    assert_eq!(answer["decision"], "allow", "{answer}");
+    assert_eq!(answer["revision"].as_u64().unwrap(), revision);
+    let audit = ctl_json(port, &["audit", "--tenant", "acme"]);
+    assert!(audit.to_string().contains("zoe"), "{audit}");
+    // And it takes writes on top.
+    let next = ctl_json(port, &["user", "add", "--tenant", "acme", "--user", "yan"]);
+    assert_eq!(next["revision"].as_u64().unwrap(), revision + 1);
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn an_outage_refuses_writes_as_unavailable_and_checks_keep_answering() {
+    let Some(programs) = common::postgres::programs() else {
+        common::postgres::skip();
+        return;
+    };
+    // A cluster of its own: this test stops it.
+    let cluster = common::postgres::Cluster::start(programs).unwrap();
+    let url = cluster.database();
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let server = Server::start_with(dir.path(), port, &["--store", &url]);
+    ctl_json(port, &["user", "add", "--tenant", "acme", "--user", "zoe"]);
+    let head = ctl_json(port, &["status"])["revision"].as_u64().unwrap();
+
+    cluster.stop();
+    let (code, _, err) = ctl(port, &["user", "add", "--tenant", "acme", "--user", "yan"]);
+    assert_eq!(code, 1, "{err}");
+    eprintln!("the refused write: {err}");
+    assert!(
+        err.contains("UNAVAILABLE: the change was not committed"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("PostgreSQL store `127.0.0.1:{}", cluster.port)),
+        "{err}"
+    );
+    // Checks are answered from memory, at the last committed revision.
+    let answer = check(port, "zoe");
+    assert_eq!(answer["revision"].as_u64().unwrap(), head, "{answer}");
+
+    // Back up: the next write reconnects and lands on the head.
+    cluster.restart();
+    let next = ctl_json(port, &["user", "add", "--tenant", "acme", "--user", "yan"]);
+    assert_eq!(next["revision"].as_u64().unwrap(), head + 1);
+    assert!(server.terminate().success());
+}

@@ -1,0 +1,209 @@
+//! Two engines on one PostgreSQL database are two nodes that both take
+//! writes: a commit that loses the race for the next revision catches up
+//! from the changelog, validates again on top, and commits (issue #12's
+//! first step of "any node takes writes"). Skipped, saying so, where
+//! PostgreSQL is not installed.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use rampart::engine::{Engine, SubmitError};
+use rampart::model::State;
+use rampart::model::rules::Actor;
+use rampart::model::{ErrorKind, HasKind, Mutation, RoleName, TenantId, UserId, UserStatus};
+use rampart::store::{
+    AuditFilter, AuditRecord, Change, History, Outcome, Outcomes, PgStore, Store, StoreError,
+};
+
+fn tenant() -> TenantId {
+    TenantId::new("acme").unwrap()
+}
+
+fn add_user(id: &str) -> Mutation {
+    Mutation::AddUser {
+        tenant: tenant(),
+        user: UserId::new(id).unwrap(),
+        email: None,
+        display_name: None,
+        status: UserStatus::Active,
+    }
+}
+
+fn create_role(name: &str) -> Mutation {
+    Mutation::CreateRole {
+        tenant: tenant(),
+        role: RoleName::new(name).unwrap(),
+        description: String::new(),
+    }
+}
+
+/// An engine over its own connection to `url` (opened off any runtime:
+/// the `postgres` client blocks).
+fn node(url: &str) -> (Arc<dyn Store>, Arc<Engine>) {
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(url).unwrap());
+    let engine = Arc::new(Engine::open(Arc::clone(&store)).unwrap());
+    (store, engine)
+}
+
+async fn submit(engine: &Arc<Engine>, m: Mutation) -> Result<u64, SubmitError> {
+    engine
+        .submit(Actor::Operator, "operator", m, false)
+        .await
+        .map(|c| c.revision)
+}
+
+/// A `PgStore` that does not say it is shared, so its engine validates
+/// against whatever it last saw (no catch-up first): the way to make a
+/// commit lose the race on purpose.
+struct Unannounced(PgStore);
+
+impl Store for Unannounced {
+    fn load(&self) -> Result<State, StoreError> {
+        self.0.load()
+    }
+    fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
+        self.0.commit_batch(batch)
+    }
+    fn append(&self, changes: &[Change]) -> Result<(), StoreError> {
+        self.0.append(changes)
+    }
+    fn changelog(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.0.changelog(after, limit)
+    }
+    fn history(&self) -> Result<History, StoreError> {
+        self.0.history()
+    }
+    fn checkpoint_revision(&self) -> Result<u64, StoreError> {
+        self.0.checkpoint_revision()
+    }
+    fn compact(&self, before: u64) -> Result<u64, StoreError> {
+        self.0.compact(before)
+    }
+    fn install(&self, state: &State, history: &str) -> Result<(), StoreError> {
+        self.0.install(state, history)
+    }
+    fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
+        self.0.audit(filter)
+    }
+    fn checkpoint(&self, state: &State) -> Result<(), StoreError> {
+        self.0.checkpoint(state)
+    }
+    fn revision(&self) -> Result<u64, StoreError> {
+        self.0.revision()
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.0.flush()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn create_tenant() -> Mutation {
+    Mutation::CreateTenant {
+        tenant: tenant(),
+        name: "Acme".into(),
+        settings: Default::default(),
+    }
+}
+
+#[test]
+fn a_commit_that_loses_the_race_catches_up_validates_again_and_retries() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let (store_a, a) = node(&url);
+    let rt = runtime();
+    assert_eq!(rt.block_on(submit(&a, create_tenant())).unwrap(), 1);
+    // B starts at revision 1 and, not told the store is shared, does not
+    // look before it validates.
+    let stale: Arc<dyn Store> = Arc::new(Unannounced(PgStore::connect(&url).unwrap()));
+    let b = Arc::new(Engine::open(Arc::clone(&stale)).unwrap());
+    rt.block_on(async {
+        assert_eq!(submit(&a, add_user("yan")).await.unwrap(), 2);
+        // B commits "revision 2": taken. It catches up (yan), validates
+        // zoe again on top, and commits at 3.
+        assert_eq!(b.load().revision(), 1);
+        assert_eq!(submit(&b, add_user("zoe")).await.unwrap(), 3);
+        let seen = b.load();
+        assert_eq!(seen.revision(), 3);
+        assert!(
+            seen.state().tenants["acme"]
+                .users
+                .contains_key(&UserId::new("yan").unwrap())
+        );
+
+        // Validation runs again on the caught-up state: A creates
+        // `viewers`; B, which has not seen it, creates it too, loses the
+        // race, and on top of A's it is a duplicate: refused (and audited),
+        // not committed twice.
+        assert_eq!(submit(&a, create_role("viewers")).await.unwrap(), 4);
+        match submit(&b, create_role("viewers")).await {
+            Err(SubmitError::Refused(e)) => {
+                assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(b.load().revision(), 4, "B caught up to A's viewers");
+    });
+    let log = store_a.changelog(0, 0).unwrap();
+    assert_eq!(
+        log.iter().map(|c| c.revision).collect::<Vec<_>>(),
+        (1..=4).collect::<Vec<_>>()
+    );
+    let held = store_a.load().unwrap();
+    assert_eq!(**b.load().state(), held);
+    let audit = store_a.audit(&AuditFilter::default()).unwrap();
+    assert_eq!(audit.len(), 5, "four commits and B's refusal");
+    assert!(matches!(audit[4].outcome, Outcome::Refused { .. }));
+    assert_eq!(audit[4].actor, None);
+}
+
+/// Two nodes that know the store is shared take writes at once: each
+/// catches up before validating and retries a lost race, so every write
+/// lands exactly once, with no gap.
+#[test]
+fn two_nodes_writing_at_once_lose_no_write() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let (store, a) = node(&url);
+    let (_, b) = node(&url);
+    let rt = runtime();
+    rt.block_on(async {
+        assert_eq!(submit(&a, create_tenant()).await.unwrap(), 1);
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            for (name, engine) in [("a", &a), ("b", &b)] {
+                let engine = Arc::clone(engine);
+                let user = format!("{name}{i}");
+                tasks.push(tokio::spawn(async move {
+                    submit(&engine, add_user(&user)).await
+                }));
+            }
+        }
+        let mut revisions = Vec::new();
+        for t in tasks {
+            revisions.push(t.await.unwrap().unwrap());
+        }
+        revisions.sort_unstable();
+        assert_eq!(revisions, (2..=33).collect::<Vec<_>>());
+    });
+    let held = store.load().unwrap();
+    assert_eq!(held.revision, 33);
+    assert_eq!(held.tenants["acme"].users.len(), 32);
+    assert_eq!(store.changelog(0, 0).unwrap().len(), 33);
+}
