@@ -138,9 +138,22 @@ fn an_outage_refuses_writes_as_unavailable_and_checks_keep_answering() {
     let answer = check(port, "zoe");
     assert_eq!(answer["revision"].as_u64().unwrap(), head, "{answer}");
 
-    // Back up: the next write reconnects and lands on the head.
+    // Back up: writes resume by themselves (the node retries the store once
+    // a second) and land on the head.
     cluster.restart();
-    let next = ctl_json(port, &["user", "add", "--tenant", "acme", "--user", "yan"]);
+    let started = std::time::Instant::now();
+    let next = loop {
+        let (code, out, err) = ctl(port, &["user", "add", "--tenant", "acme", "--user", "yan"]);
+        if code == 0 {
+            break serde_json::from_str::<serde_json::Value>(&out).unwrap();
+        }
+        assert!(err.contains("UNAVAILABLE"), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "writes did not resume after the database came back: {err}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     assert_eq!(next["revision"].as_u64().unwrap(), head + 1);
     assert!(server.terminate().success());
 }
