@@ -157,3 +157,57 @@ fn an_outage_refuses_writes_as_unavailable_and_checks_keep_answering() {
     assert_eq!(next["revision"].as_u64().unwrap(), head + 1);
     assert!(server.terminate().success());
 }
+
+/// Two real nodes on one database: a write acknowledged by one is read
+/// through the other, which follows the shared store by itself.
+#[test]
+fn two_nodes_on_one_database_read_each_others_writes() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (port_a, port_b) = (common::free_port(), common::free_port());
+    let a = Server::start_with(&dir.path().join("a"), port_a, &["--store", &url]);
+    // B starts on the bootstrapped database and does not bootstrap again.
+    let b = Server::start_with(&dir.path().join("b"), port_b, &["--store", &url]);
+    for (i, (write, read)) in [(port_a, port_b), (port_b, port_a)].into_iter().enumerate() {
+        let user = format!("reader{i}");
+        ctl_json(write, &["user", "add", "--tenant", "acme", "--user", &user]);
+        let done = ctl_json(
+            write,
+            &[
+                "assign",
+                "--tenant",
+                "acme",
+                "--subject",
+                &user,
+                "--role",
+                "editors",
+            ],
+        );
+        let revision = done["revision"].as_u64().unwrap().to_string();
+        let answer = ctl_json(
+            read,
+            &[
+                "check",
+                "--tenant",
+                "acme",
+                "--subject",
+                &user,
+                "--permission",
+                "documents:edit:readme",
+                "--at-least-revision",
+                &revision,
+            ],
+        );
+        assert_eq!(answer["decision"], "allow", "{answer}");
+    }
+    let (sa, sb) = (
+        ctl_json(port_a, &["status", "--digest"]),
+        ctl_json(port_b, &["status", "--digest"]),
+    );
+    assert_eq!(sa["revision"], sb["revision"]);
+    assert_eq!(sa["digest"], sb["digest"]);
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}

@@ -207,3 +207,49 @@ fn two_nodes_writing_at_once_lose_no_write() {
     assert_eq!(held.tenants["acme"].users.len(), 32);
     assert_eq!(store.changelog(0, 0).unwrap().len(), 33);
 }
+
+/// A node that does not write still sees the others' writes: following the
+/// shared store (what `rampart serve` polls every `--poll-store-ms`) brings
+/// it to their revision, and a read that asks for that revision waits for
+/// it rather than answering from the past.
+#[test]
+fn a_node_that_only_reads_follows_the_others_writes() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let (_, a) = node(&url);
+    let (_, b) = node(&url);
+    let rt = runtime();
+    rt.block_on(async {
+        assert_eq!(submit(&a, create_tenant()).await.unwrap(), 1);
+        assert_eq!(b.load().revision(), 0, "B has not looked yet");
+        // Nothing new to B: one cheap look, no change.
+        assert_eq!(a.follow_shared().await.unwrap(), Some(1));
+        // B follows in the background, as the server does.
+        let follower = {
+            let b = Arc::clone(&b);
+            tokio::spawn(async move {
+                loop {
+                    b.follow_shared().await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            })
+        };
+        for i in 0..20 {
+            let revision = submit(&a, add_user(&format!("u{i}"))).await.unwrap();
+            // Read your write through the other node.
+            let seen = b
+                .at_least(revision, std::time::Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert!(seen.revision() >= revision);
+            assert!(
+                seen.state().tenants["acme"]
+                    .users
+                    .contains_key(&UserId::new(format!("u{i}")).unwrap())
+            );
+        }
+        follower.abort();
+        assert_eq!(**a.load().state(), **b.load().state());
+    });
+}

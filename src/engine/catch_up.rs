@@ -2,8 +2,9 @@
 //! batch is validated, and again when its commit loses the race for the
 //! next revision (`StoreError::Conflict`), the writer applies what the
 //! others committed since its snapshot, publishes it, and validates the
-//! batch on top (`writer.rs`, bounded by [`CONFLICT_RETRIES`]). Only the
-//! writer calls this, holding the writer lock.
+//! batch on top (`writer.rs`, bounded by [`CONFLICT_RETRIES`]). Between
+//! writes, [`Engine::follow_shared`] (polled by `rampart serve`) does the
+//! same, so a node sees the others' writes without writing itself.
 
 use std::sync::Arc;
 
@@ -31,6 +32,24 @@ impl Engine {
         {
             tracing::warn!(error = %e, "could not catch up with the store before validating");
         }
+    }
+
+    /// On a store other nodes write (PostgreSQL): brings this node up to
+    /// what the others committed, so its checks, listings, Watch and
+    /// `at_least_revision` see their writes. One cheap read of the store's
+    /// revision when nothing is new; the writer lock only when there is.
+    /// `Ok(None)` for a store this node owns alone.
+    pub async fn follow_shared(&self) -> Result<Option<u64>, StoreError> {
+        let Some(store) = self.store.as_ref().filter(|s| s.shared()) else {
+            return Ok(None);
+        };
+        let reading = Arc::clone(store);
+        let head = blocking(move || reading.revision()).await?;
+        if head <= self.load().revision() {
+            return Ok(Some(head));
+        }
+        let _writer = self.writer.lock().await;
+        self.catch_up(store).await.map(Some)
     }
 
     /// Brings the published snapshot up to the store's head: applies every

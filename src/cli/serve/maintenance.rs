@@ -84,3 +84,30 @@ pub(super) async fn repair_loop(engine: Arc<Engine>) {
         engine.repair_store().await;
     }
 }
+
+/// On a store other nodes write: every `every`, applies what they
+/// committed since ([`Engine::follow_shared`]), so this node's reads,
+/// Watch and `at_least_revision` see their writes. A failure (the database
+/// away) is logged when it starts and when it ends; checks go on from the
+/// last state.
+pub(super) async fn follow_shared_loop(engine: Arc<Engine>, every: Duration) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match engine.follow_shared().await {
+            Ok(None) => return,
+            Ok(Some(_)) if failing => {
+                failing = false;
+                info!("following the shared store again");
+            }
+            Ok(Some(_)) => {}
+            Err(e) if !failing => {
+                failing = true;
+                warn!(error = %e, "cannot follow the shared store; checks answer from the last state");
+            }
+            Err(_) => {}
+        }
+    }
+}

@@ -262,6 +262,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
         args.retention(),
     ));
     let repairs = tokio::spawn(maintenance::repair_loop(Arc::clone(&engine)));
+    // A shared store (PostgreSQL): follow the other nodes' writes.
+    let follows = store.shared().then(|| {
+        tokio::spawn(maintenance::follow_shared_loop(
+            Arc::clone(&engine),
+            Duration::from_millis(args.poll_store_ms),
+        ))
+    });
     let listener = match TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -299,6 +306,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     reloads.abort();
     repairs.abort();
+    if let Some(follows) = follows {
+        follows.abort();
+    }
     match &stuck {
         None => info!("shutting down"),
         Some(why) => error!(
