@@ -784,3 +784,54 @@ async fn a_connection_that_keeps_failing_is_paused_and_the_others_are_not() {
     // The good connection made no failing call: still unpaused.
     assert_eq!(check_code(&good, "documents:view").await, Ok(1));
 }
+
+/// Idle sockets cannot pile up on the metrics listener: past
+/// `MAX_CONNECTIONS` open at once a new one is closed as accepted; once the
+/// idle ones go, scrapes are answered again.
+#[tokio::test]
+async fn the_metrics_listener_caps_its_open_connections() {
+    use rampart::telemetry::http::MAX_CONNECTIONS;
+    let (handle, _engine, _channel) = server(TelemetryConfig {
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        decision_log: None,
+    })
+    .await;
+    let addr = handle.metrics_addr.unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // Let the listener accept them all before the next one.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut over = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = over
+        .write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), over.read_to_end(&mut answer))
+        .await
+        .expect("the connection past the cap was neither closed nor answered");
+    assert!(
+        read.is_err() || answer.is_empty(),
+        "answered past the cap: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    drop(idle);
+    let started = std::time::Instant::now();
+    loop {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut page = String::new();
+        let _ = s.read_to_string(&mut page).await;
+        if page.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "scrapes were not answered after the idle connections closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -18,6 +18,10 @@ use super::Telemetry;
 const MAX_HEAD: usize = 8 * 1024;
 /// How long a client gets to send its request and read the page.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; one past it is closed as accepted, so idle
+/// sockets cannot pile up here and take the descriptors the gRPC listener
+/// needs (a scraper holds one or two).
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// Serves `telemetry` on `listener` until `stopping` turns true.
 pub async fn serve(
@@ -29,6 +33,7 @@ pub async fn serve(
         let _ = stopping.wait_for(|s| *s).await;
     };
     tokio::pin!(stop);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -36,8 +41,14 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, _)) => {
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    debug!("metrics connection closed: {MAX_CONNECTIONS} already open");
+                    drop(stream);
+                    continue;
+                };
                 let telemetry = Arc::clone(&telemetry);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let answered = tokio::time::timeout(TIMEOUT, respond(stream, &telemetry))
                         .await
                         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
