@@ -16,6 +16,11 @@ pub struct BenchArgs {
     /// Server to drive.
     #[arg(long, env = "RAMPART_SERVER", default_value = "http://127.0.0.1:50051")]
     pub server: String,
+    /// `--mode mutate`: confirm each change with a Check on this server
+    /// instead (another node on the same PostgreSQL store, say), so the
+    /// visible latency is the time until that node answers with it.
+    #[arg(long, value_name = "URL")]
+    pub check_server: Option<String>,
     /// `check` (one decision per call), `batch` (BatchCheck of --batch-size
     /// items), or `mutate` (--concurrency writers toggle role bindings in
     /// --tenant through the Admin API, each change confirmed by a Check).

@@ -86,7 +86,28 @@ pub async fn run(args: &BenchArgs, items: Vec<Item>) -> Result<Report, BenchErro
         );
     }
     if args.mode == Mode::Mutate {
-        return mutate::run_mutate(args, &channels).await;
+        let checks = match &args.check_server {
+            None => channels.clone(),
+            Some(server) => {
+                let endpoint = crate::client::endpoint(server, tls.as_ref())
+                    .map_err(|source| BenchError::BadServer {
+                        server: server.clone(),
+                        source,
+                    })?
+                    .tcp_nodelay(true);
+                let mut checks = Vec::new();
+                for _ in 0..args.connections {
+                    checks.push(endpoint.connect().await.map_err(|source| {
+                        BenchError::Connect {
+                            server: server.clone(),
+                            source,
+                        }
+                    })?);
+                }
+                checks
+            }
+        };
+        return mutate::run_mutate(args, &channels, &checks).await;
     }
     check::run_load(args, &channels, bearer, items).await
 }

@@ -138,13 +138,14 @@ struct WriterResult {
 
 async fn mutate_writer(
     channel: Channel,
+    checking: Channel,
     tenant: String,
     writer: usize,
     warm_until: Instant,
     end: Instant,
 ) -> WriterResult {
-    let mut admin = AdminClient::new(channel.clone());
-    let mut check = AuthorizationClient::new(channel);
+    let mut admin = AdminClient::new(channel);
+    let mut check = AuthorizationClient::new(checking);
     let users: Vec<String> = (0..MUTATE_USERS_PER_WRITER)
         .map(|k| mutate_user(writer, k))
         .collect();
@@ -229,7 +230,11 @@ async fn mutate_writer(
 }
 
 /// `--mode mutate`: see the module comment.
-pub async fn run_mutate(args: &BenchArgs, channels: &[Channel]) -> Result<Report, BenchError> {
+pub async fn run_mutate(
+    args: &BenchArgs,
+    channels: &[Channel],
+    checks: &[Channel],
+) -> Result<Report, BenchError> {
     let first = channels.first().ok_or(BenchError::NoConnection)?;
     mutate_setup(args, first.clone()).await?;
     let warm_until = Instant::now() + Duration::from_secs(args.warmup_secs);
@@ -238,6 +243,7 @@ pub async fn run_mutate(args: &BenchArgs, channels: &[Channel]) -> Result<Report
         .map(|writer| {
             tokio::spawn(mutate_writer(
                 channels[writer % channels.len()].clone(),
+                checks[writer % checks.len().max(1)].clone(),
                 args.tenant.clone(),
                 writer,
                 warm_until,
