@@ -173,6 +173,7 @@ mod tests {
             .unwrap();
         let args = |duration_secs| BenchArgs {
             server: format!("http://{}", handle.addr),
+            check_server: None,
             mode: Mode::Mutate,
             tenant: "acme".into(),
             connections: 1,
@@ -185,8 +186,14 @@ mod tests {
             token: None,
             ca: None,
         };
-        for _ in 0..2 {
-            let r = run(&args(1), Vec::new()).await.unwrap();
+        for round in 0..2 {
+            let mut a = args(1);
+            // The second round confirms through `--check-server` (here the
+            // same node, by another connection).
+            if round == 1 {
+                a.check_server = Some(a.server.clone());
+            }
+            let r = run(&a, Vec::new()).await.unwrap();
             assert_eq!((r.mode, r.errors, r.mismatches), ("mutate", 0, 0));
             assert!(r.calls > 0);
             assert_eq!(r.decisions, r.calls);
