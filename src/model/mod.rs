@@ -31,7 +31,7 @@ pub use state::State;
 pub use tenant::{
     Binding, Group, Role, RoleKind, SettingsChange, Tenant, TenantSettings, User, UserStatus,
 };
-pub use text::{TextError, check_text, quote};
+pub use text::{TextError, backticked, check_text, quote};
 pub use time::Timestamp;
 
 /// The demo policy `rampart serve` loads when given no `--bootstrap` file.

@@ -45,6 +45,13 @@ pub fn check_text(field: &'static str, value: &str, max_chars: usize) -> Result<
     Ok(())
 }
 
+/// `` `a`, `b` ``: names (tenant ids, say) as messages list them. Names are
+/// validated ids, so they are not shortened or escaped as [`quote`] does.
+pub fn backticked(names: &[String]) -> String {
+    let names: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    names.join(", ")
+}
+
 /// An input as an error message shows it: at most [`QUOTE_CHARS`]
 /// characters (then `…`), control characters escaped (`\u{1b}`).
 pub fn quote(value: &str) -> String {

@@ -185,7 +185,7 @@ pub enum AdminError {
     /// and the change is seen by another, or by the whole deployment.
     #[error(
         "the call's credential is confined to tenant(s) {}: this change is seen by {}",
-        quoted(allowed),
+        crate::model::text::backticked(allowed),
         if seen_by.is_some() { "another tenant" } else { "the whole deployment" }
     )]
     OutsideCredential {
@@ -310,12 +310,6 @@ impl AdminError {
             | E::BridgesNeedAdministrator => Refusal::Denied,
         }
     }
-}
-
-/// `` `a`, `b` ``: the tenants a credential is confined to.
-fn quoted(tenants: &[String]) -> String {
-    let names: Vec<String> = tenants.iter().map(|t| format!("`{t}`")).collect();
-    names.join(", ")
 }
 
 /// `a, b, c`: the administrators a refusal names.

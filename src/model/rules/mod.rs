@@ -49,11 +49,10 @@ pub fn check_confined(
         allowed: allowed.to_vec(),
         seen_by,
     };
-    let own = mutation.tenant();
-    if own.is_none() && !matches!(mutation, Mutation::UpdateUserInfo { .. }) {
+    if mutation.is_deployment_wide() {
         return Err(refuse(None));
     }
-    let seen = own.cloned().into_iter().chain(mutation.also_seen_by(state));
+    let seen = (mutation.tenant().cloned().into_iter()).chain(mutation.also_seen_by(state));
     for tenant in seen {
         if !allowed.iter().any(|a| a == tenant.as_str()) {
             return Err(refuse(Some(tenant)));

@@ -26,7 +26,7 @@ pub(super) async fn list_audit_log(
             return Err(Status::permission_denied(format!(
                 "credential `{}` is confined to tenant(s) {}: name one of them in `tenant`",
                 who.as_ref().map_or("", |w| &w.name),
-                crate::server::auth::listed(tenants)
+                crate::model::backticked(tenants)
             )));
         }
         confine(who.as_ref(), &r.tenant)?;

@@ -23,7 +23,6 @@ mod scopes;
 
 pub use credentials::{Credentials, CredentialsError, bounds};
 pub use layer::{AuthLayer, LiveCredentials};
-pub(crate) use scopes::listed;
 pub use scopes::{Bounds, Need, Principal, Scope, Scopes, confine};
 
 use crate::proto::{admin_server, authorization_server, replication_server};

@@ -121,17 +121,11 @@ pub fn confine(who: Option<&Principal>, tenant: &str) -> Result<(), tonic::Statu
         Some(p) if !p.may_see(tenant) => Err(tonic::Status::permission_denied(format!(
             "credential `{}` is confined to tenant(s) {}: not `{}`",
             p.name,
-            listed(p.bounds.tenants.as_deref().unwrap_or_default()),
+            crate::model::backticked(p.bounds.tenants.as_deref().unwrap_or_default()),
             crate::model::quote(tenant)
         ))),
         _ => Ok(()),
     }
-}
-
-/// `` `a`, `b` ``.
-pub(crate) fn listed(tenants: &[String]) -> String {
-    let names: Vec<String> = tenants.iter().map(|t| format!("`{t}`")).collect();
-    names.join(", ")
 }
 
 /// What a call needs.
