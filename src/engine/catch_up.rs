@@ -52,6 +52,13 @@ impl Engine {
         self.catch_up(store).await.map(Some)
     }
 
+    /// On a shared store that can tell: the newest head other nodes were
+    /// heard to commit ([`Store::heads`]), to wake [`Engine::follow_shared`]
+    /// between polls.
+    pub fn shared_heads(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.store.as_ref().filter(|s| s.shared())?.heads()
+    }
+
     /// Brings the published snapshot up to the store's head: applies every
     /// changelog entry after it (recompiling what each touched), publishes
     /// once, and returns the new revision. A changelog compacted past the

@@ -359,4 +359,14 @@ pub trait Store: Send + Sync {
     fn shared(&self) -> bool {
         false
     }
+
+    /// On a shared store: the newest head revision this node has heard
+    /// other writers commit, which changes as they do (PostgreSQL's
+    /// LISTEN/NOTIFY). A wake-up only, never the guarantee: what is
+    /// committed while the store cannot tell is missed, so a follower
+    /// polls as well. `None` where the store cannot tell (and for a store
+    /// one process owns).
+    fn heads(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

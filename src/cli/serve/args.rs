@@ -90,8 +90,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_STORE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub store_timeout_ms: u64,
     /// With a shared store (`--store postgres://…`): how often this node
-    /// looks for the other nodes' writes, in milliseconds.
-    #[arg(long, env = "RAMPART_POLL_STORE_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    /// looks for the other nodes' writes, in milliseconds, besides being
+    /// woken by the database when they commit (LISTEN/NOTIFY). The poll is
+    /// the guarantee when a notification is lost (the listening connection
+    /// down, or a pooler in front that does not pass LISTEN on).
+    #[arg(long, env = "RAMPART_POLL_STORE_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
     pub poll_store_ms: u64,
     /// How often an idle Watch stream gets a checkpoint, in milliseconds.
     #[arg(long, env = "RAMPART_WATCH_HEARTBEAT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..))]

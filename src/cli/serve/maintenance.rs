@@ -85,17 +85,25 @@ pub(super) async fn repair_loop(engine: Arc<Engine>) {
     }
 }
 
-/// On a store other nodes write: every `every`, applies what they
-/// committed since ([`Engine::follow_shared`]), so this node's reads,
-/// Watch and `at_least_revision` see their writes. A failure (the database
-/// away) is logged when it starts and when it ends; checks go on from the
-/// last state.
+/// On a store other nodes write: applies what they committed
+/// ([`Engine::follow_shared`]) as soon as the store says its head moved
+/// past this node's, and every `every` whatever it says (notifications are
+/// lost while the store's listening connection is down), so this node's
+/// reads, Watch and `at_least_revision` see their writes. A failure (the
+/// database away) is logged when it starts and when it ends; checks go on
+/// from the last state.
 pub(super) async fn follow_shared_loop(engine: Arc<Engine>, every: Duration) {
     let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heads = engine.shared_heads();
     let mut failing = false;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            more = ahead(&mut heads, &engine) => if !more {
+                heads = None;
+            },
+        }
         match engine.follow_shared().await {
             Ok(None) => return,
             Ok(Some(_)) if failing => {
@@ -108,6 +116,24 @@ pub(super) async fn follow_shared_loop(engine: Arc<Engine>, every: Duration) {
                 warn!(error = %e, "cannot follow the shared store; checks answer from the last state");
             }
             Err(_) => {}
+        }
+    }
+}
+
+/// Waits until the store tells of a new head past this node's revision:
+/// `true` then, `false` once it can no longer tell; never without `heads`.
+/// Only news wakes it, so a head this node cannot reach (the database
+/// away) does not spin the loop.
+async fn ahead(heads: &mut Option<tokio::sync::watch::Receiver<u64>>, engine: &Engine) -> bool {
+    let Some(heads) = heads else {
+        return std::future::pending().await;
+    };
+    loop {
+        if heads.changed().await.is_err() {
+            return false;
+        }
+        if *heads.borrow_and_update() > engine.load().revision() {
+            return true;
         }
     }
 }

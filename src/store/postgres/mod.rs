@@ -15,31 +15,42 @@
 //! revision someone else already took is [`StoreError::Conflict`]; the
 //! changelog's primary key backs this up.
 //!
+//! Every commit also notifies [`rows::HEAD_CHANNEL`] with its new head
+//! (delivered when it commits); each node LISTENs there (`listen.rs`) to
+//! follow at once, and polls as well, since notifications are lost while
+//! its listening connection is down.
+//!
 //! The client is the synchronous `postgres` crate, which runs its own
 //! small tokio runtime: its calls must not be made on an async worker
 //! (they are called through `store::blocking`, like sled's), and a client
 //! dropped where a runtime is current is dropped on a thread of its own.
-//! One connection, behind a mutex; a lost one is replaced on the next call.
+//! Connections come from a small pool (`pool.rs`); a lost one is replaced.
 //! This module must not touch anything above `model`.
 
 mod checkpoint;
+mod listen;
+mod pool;
+mod rows;
 mod schema;
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use postgres::error::SqlState;
-use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
+use postgres::{Client, Config, IsolationLevel};
+use tokio::sync::watch;
 
+pub use self::pool::MAX_CONNECTIONS;
+pub(crate) use self::pool::pg;
+use self::pool::{Pool, drop_client};
+use self::rows::{
+    META, Meta, change_of, corrupt, follows, insert_changes, int, lock_meta, meta_of, moving_head,
+};
 pub use self::schema::VERSION as SCHEMA_VERSION;
 use super::{
-    AuditFilter, AuditRecord, Change, History, Outcomes, Recovery, Store, StoreError,
-    decode_change, encode_audit, encode_change, max_count, replay,
+    AuditFilter, AuditRecord, Change, History, Outcomes, Recovery, Store, StoreError, encode_audit,
+    encode_change, max_count, replay,
 };
 use crate::model::State;
-
-/// How long a connection attempt may take when the URL does not say.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Rows deleted per statement when compacting.
 const DELETE_STEP: i64 = 10_000;
@@ -61,95 +72,19 @@ fn advisory(c: &mut Client, target: &str, call: &str) -> Result<bool, StoreError
 
 /// A store in a PostgreSQL database.
 pub struct PgStore {
-    config: Config,
-    /// Hosts, ports and database, without credentials: how errors name
-    /// the store.
-    target: String,
-    client: Mutex<Option<Client>>,
+    pool: Arc<Pool>,
+    /// The connection holding [`BOOTSTRAP_LOCK`] between `begin_bootstrap`
+    /// and `finish_bootstrap`: a session lock lives on one connection.
+    bootstrapping: Mutex<Option<Client>>,
+    /// Started by the first [`Store::heads`].
+    listener: OnceLock<Result<listen::Listener, String>>,
 }
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
-            .field("target", &self.target)
+            .field("target", &self.pool.target)
             .finish()
-    }
-}
-
-/// A PostgreSQL error, naming the store. A revision taken by another
-/// writer is reported by the caller as `Conflict`, not through here.
-pub(crate) fn pg(target: &str, e: postgres::Error) -> StoreError {
-    // The client's own message is terse ("error connecting to server"):
-    // the causes say why (refused, timed out, a server error's detail).
-    let mut why = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !why.contains(&text) {
-            why.push_str(": ");
-            why.push_str(&text);
-        }
-        source = cause.source();
-    }
-    StoreError::Backend(format!("PostgreSQL store {target}: {why}"))
-}
-
-fn corrupt(at: impl Into<String>, why: impl ToString) -> StoreError {
-    StoreError::Corrupt {
-        at: at.into(),
-        why: why.to_string(),
-    }
-}
-
-/// A u64 counter as a PostgreSQL bigint.
-fn int(what: &str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| {
-        StoreError::Backend(format!("{what} {v} is past what PostgreSQL's bigint holds"))
-    })
-}
-
-/// A bigint read back as a u64 counter.
-fn uint(what: &str, v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| corrupt(format!("rampart_meta.{what}"), format!("negative: {v}")))
-}
-
-/// The meta row.
-#[derive(Debug, Clone)]
-struct Meta {
-    revision: u64,
-    first_retained: u64,
-    next_audit_seq: u64,
-    checkpoint: u64,
-    history: String,
-    bootstrapping: Option<u64>,
-}
-
-const META: &str = "SELECT revision, first_retained, next_audit_seq, checkpoint, history, bootstrapping FROM rampart_meta";
-
-fn meta_of(row: &postgres::Row) -> Result<Meta, StoreError> {
-    Ok(Meta {
-        revision: uint("revision", row.get(0))?,
-        first_retained: uint("first_retained", row.get(1))?,
-        next_audit_seq: uint("next_audit_seq", row.get(2))?,
-        checkpoint: uint("checkpoint", row.get(3))?,
-        history: row.get(4),
-        bootstrapping: row
-            .get::<_, Option<i64>>(5)
-            .map(|v| uint("bootstrapping", v))
-            .transpose()?,
-    })
-}
-
-/// Where a revision lands on a head of `have`: the next one, or an error.
-/// One at or below the head was taken by another writer (`Conflict`);
-/// revision 0 or one past the next leaves a gap (`OutOfOrder`).
-fn follows(have: u64, got: u64) -> Result<(), StoreError> {
-    if Some(got) == have.checked_add(1) {
-        Ok(())
-    } else if got >= 1 && got <= have {
-        Err(StoreError::Conflict { have, got })
-    } else {
-        Err(StoreError::OutOfOrder { have, got })
     }
 }
 
@@ -159,90 +94,32 @@ impl PgStore {
     /// accepted), creates or migrates rampart's schema, and undoes an
     /// interrupted bootstrap.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let mut config: Config = url
+        let config: Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("PostgreSQL store URL: {e}")))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let target = describe(&config);
         let store = Self {
-            config,
-            target,
-            client: Mutex::new(None),
+            pool: Arc::new(Pool::new(config)),
+            bootstrapping: Mutex::new(None),
+            listener: OnceLock::new(),
         };
         store.with(schema::migrate)?;
-        let meta = store.meta()?;
-        if meta.bootstrapping.is_some() {
-            // Only a bootstrap whose node is gone is undone; one in
-            // progress on another node is left alone, and this node waits
-            // for it (started again later, it finds the state).
-            // A node that has just stopped may still hold it for a moment
-            // (its backend has not yet seen the connection close).
-            let mut free = false;
-            for _ in 0..20 {
-                free = store.with(|c, t| advisory(c, t, "pg_try_advisory_lock"))?;
-                if free {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            if !free {
-                return Err(StoreError::Backend(format!(
-                    "PostgreSQL store {}: another node is bootstrapping it; start this node once that is done",
-                    store.target
-                )));
-            }
-            let discarded = store.discard_bootstrap();
-            store.with(|c, t| advisory(c, t, "pg_advisory_unlock"))?;
-            discarded?;
+        if store.meta()?.bootstrapping.is_some() {
+            store.with(Self::discard_bootstrap)?;
         }
         Ok(store)
     }
 
     /// Hosts, ports and database of this store, without credentials.
     pub fn target(&self) -> &str {
-        &self.target
+        &self.pool.target
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<Client>> {
-        // A panic while holding the client leaves at worst a connection in
-        // an unknown state; it is checked (and replaced) below.
-        self.client.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs `f` on the connection, connecting first when there is none (or
-    /// it was lost). A connection that failed under `f` is dropped, so the
-    /// next call connects again.
+    /// Runs `f` on a connection of the pool.
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Client, &str) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut slot = self.lock();
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            if let Some(old) = slot.take() {
-                drop_client(old);
-            }
-            let client = self
-                .config
-                .connect(NoTls)
-                .map_err(|e| pg(&self.target, e))?;
-            *slot = Some(client);
-        }
-        let Some(client) = slot.as_mut() else {
-            return Err(StoreError::Backend(format!(
-                "PostgreSQL store {}: no connection",
-                self.target
-            )));
-        };
-        let result = f(client, &self.target);
-        if result.is_err()
-            && client.is_closed()
-            && let Some(old) = slot.take()
-        {
-            drop_client(old);
-        }
-        result
+        self.pool.with(f)
     }
 
     fn meta(&self) -> Result<Meta, StoreError> {
@@ -289,37 +166,60 @@ impl PgStore {
     /// Undoes an interrupted bootstrap (begun at the audit seq its mark
     /// holds, on an empty store), in one transaction: the store is empty
     /// again, keeping its history id and the audit records from before.
-    /// The mark is read again under the meta row's lock: another node may
-    /// have undone it meanwhile.
-    fn discard_bootstrap(&self) -> Result<(), StoreError> {
-        self.with(|c, target| {
-            let mut tx = c.transaction().map_err(|e| pg(target, e))?;
-            let Some(seq) = Self::lock_meta(&mut tx, target)?.bootstrapping else {
-                return Ok(());
-            };
-            tracing::warn!(
-                store = %target,
-                "the store holds an interrupted bootstrap (the process stopped before it finished): discarding it, the store is empty again"
-            );
-            let seq = int("seq", seq)?;
-            tx.batch_execute("DELETE FROM rampart_changelog; DELETE FROM rampart_checkpoint")
-                .map_err(|e| pg(target, e))?;
-            tx.execute("DELETE FROM rampart_audit WHERE seq >= $1", &[&seq])
-                .map_err(|e| pg(target, e))?;
-            tx.execute(
-                "UPDATE rampart_meta SET revision = 0, first_retained = 1, checkpoint = 0, next_audit_seq = $1, bootstrapping = NULL",
-                &[&seq],
-            )
+    ///
+    /// Only a bootstrap whose node is gone is undone: its node held
+    /// [`BOOTSTRAP_LOCK`] for the session, so the lock is free. One in
+    /// progress on another node is left alone, and this node does not
+    /// start (started again later, it finds the state). The mark is read
+    /// again under the meta row's lock: another node may have undone it.
+    fn discard_bootstrap(c: &mut Client, target: &str) -> Result<(), StoreError> {
+        // A node that has just stopped may still hold the lock for a
+        // moment (its backend has not yet seen the connection close).
+        let mut free = false;
+        for _ in 0..20 {
+            free = advisory(c, target, "pg_try_advisory_lock")?;
+            if free {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !free {
+            return Err(StoreError::Backend(format!(
+                "PostgreSQL store {target}: another node is bootstrapping it; start this node once that is done"
+            )));
+        }
+        let discarded = Self::discard_locked(c, target);
+        advisory(c, target, "pg_advisory_unlock")?;
+        discarded
+    }
+
+    fn discard_locked(c: &mut Client, target: &str) -> Result<(), StoreError> {
+        let mut tx = c.transaction().map_err(|e| pg(target, e))?;
+        let Some(seq) = lock_meta(&mut tx, target)?.bootstrapping else {
+            return Ok(());
+        };
+        tracing::warn!(
+            store = %target,
+            "the store holds an interrupted bootstrap (the process stopped before it finished): discarding it, the store is empty again"
+        );
+        let seq = int("seq", seq)?;
+        tx.batch_execute("DELETE FROM rampart_changelog; DELETE FROM rampart_checkpoint")
             .map_err(|e| pg(target, e))?;
-            tx.commit().map_err(|e| pg(target, e))
-        })
+        tx.execute("DELETE FROM rampart_audit WHERE seq >= $1", &[&seq])
+            .map_err(|e| pg(target, e))?;
+        tx.execute(
+            "UPDATE rampart_meta SET revision = 0, first_retained = 1, checkpoint = 0, next_audit_seq = $1, bootstrapping = NULL",
+            &[&seq],
+        )
+        .map_err(|e| pg(target, e))?;
+        tx.commit().map_err(|e| pg(target, e))
     }
 
     /// Sets the bootstrap mark (the audit seq the bootstrap starts at),
     /// only on an empty store.
     fn mark_bootstrap(c: &mut Client, target: &str) -> Result<(), StoreError> {
         let mut tx = c.transaction().map_err(|e| pg(target, e))?;
-        let meta = Self::lock_meta(&mut tx, target)?;
+        let meta = lock_meta(&mut tx, target)?;
         if meta.revision != 0 {
             return Err(StoreError::OutOfOrder {
                 have: meta.revision,
@@ -333,97 +233,18 @@ impl PgStore {
         .map_err(|e| pg(target, e))?;
         tx.commit().map_err(|e| pg(target, e))
     }
-
-    /// Locks the meta row for a write that moves the head.
-    fn lock_meta(tx: &mut Transaction<'_>, target: &str) -> Result<Meta, StoreError> {
-        meta_of(
-            &tx.query_one(&format!("{META} FOR UPDATE"), &[])
-                .map_err(|e| pg(target, e))?,
-        )
-    }
-
-    /// Inserts changelog rows; a revision another writer took meanwhile is
-    /// `Conflict` (the meta lock makes that a bug, the key catches it).
-    fn insert_changes(
-        tx: &mut Transaction<'_>,
-        target: &str,
-        have: u64,
-        rows: &[(i64, Vec<u8>)],
-    ) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let revisions: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        let bodies: Vec<&[u8]> = rows.iter().map(|r| r.1.as_slice()).collect();
-        tx.execute(
-            "INSERT INTO rampart_changelog (revision, body) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-            &[&revisions, &bodies],
-        )
-        .map_err(|e| {
-            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-                StoreError::Conflict {
-                    have,
-                    got: u64::try_from(revisions[0]).unwrap_or(0),
-                }
-            } else {
-                pg(target, e)
-            }
-        })?;
-        Ok(())
-    }
 }
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        if let Some(client) = self.lock().take() {
+        let held = self
+            .bootstrapping
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = held.take() {
             drop_client(client);
         }
     }
-}
-
-/// Drops a client where that is safe: the `postgres` client blocks on its
-/// own runtime when it closes, which panics on a thread where a tokio
-/// runtime is current.
-fn drop_client(client: Client) {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        let _ = std::thread::Builder::new()
-            .name("rampart-pg-close".into())
-            .spawn(move || drop(client));
-    } else {
-        drop(client);
-    }
-}
-
-/// `host:port[,host:port…]/dbname` of a configuration, no credentials.
-fn describe(config: &Config) -> String {
-    let ports = config.get_ports();
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let host = match h {
-                postgres::config::Host::Tcp(name) => name.clone(),
-                postgres::config::Host::Unix(path) => path.display().to_string(),
-            };
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            format!("{host}:{port}")
-        })
-        .collect();
-    format!(
-        "`{}/{}`",
-        hosts.join(","),
-        config.get_dbname().unwrap_or("")
-    )
-}
-
-/// A changelog row as a [`Change`].
-fn change_of(row: &postgres::Row) -> Result<Change, StoreError> {
-    let revision: i64 = row.get(0);
-    let revision = u64::try_from(revision)
-        .map_err(|_| corrupt("rampart_changelog", format!("negative revision {revision}")))?;
-    let body: &[u8] = row.get(1);
-    decode_change(revision, body)
 }
 
 impl Store for PgStore {
@@ -451,7 +272,7 @@ impl Store for PgStore {
         }
         self.with(|c, target| {
             let mut tx = c.transaction().map_err(|e| pg(target, e))?;
-            let meta = Self::lock_meta(&mut tx, target)?;
+            let meta = lock_meta(&mut tx, target)?;
             let mut have = meta.revision;
             let mut seq = meta.next_audit_seq;
             let mut audits: Vec<(i64, Vec<u8>)> = Vec::with_capacity(batch.len());
@@ -472,7 +293,7 @@ impl Store for PgStore {
                 audits.push((int("seq", seq)?, encode_audit(&record)?));
                 seq += 1;
             }
-            Self::insert_changes(&mut tx, target, meta.revision, &changes)?;
+            insert_changes(&mut tx, target, meta.revision, &changes)?;
             if !audits.is_empty() {
                 let seqs: Vec<i64> = audits.iter().map(|r| r.0).collect();
                 let bodies: Vec<&[u8]> = audits.iter().map(|r| r.1.as_slice()).collect();
@@ -483,7 +304,7 @@ impl Store for PgStore {
                 .map_err(|e| pg(target, e))?;
             }
             tx.execute(
-                "UPDATE rampart_meta SET revision = $1, next_audit_seq = $2",
+                &moving_head("revision = $1, next_audit_seq = $2"),
                 &[&int("revision", have)?, &int("seq", seq)?],
             )
             .map_err(|e| pg(target, e))?;
@@ -492,26 +313,46 @@ impl Store for PgStore {
     }
 
     fn begin_bootstrap(&self) -> Result<(), StoreError> {
-        self.with(|c, target| {
-            if !advisory(c, target, "pg_try_advisory_lock")? {
-                return Err(StoreError::Backend(format!(
-                    "PostgreSQL store {target}: another node is bootstrapping it"
-                )));
-            }
-            let marked = Self::mark_bootstrap(c, target);
-            if marked.is_err() {
-                advisory(c, target, "pg_advisory_unlock")?;
-            }
-            marked
-        })
+        // A connection of its own, held until `finish_bootstrap`: the lock
+        // is the session's, and ends with it if this process stops.
+        let mut c = self.pool.connect()?;
+        let target = self.target();
+        let marked = match advisory(&mut c, target, "pg_try_advisory_lock") {
+            Ok(true) => Self::mark_bootstrap(&mut c, target),
+            Ok(false) => Err(StoreError::Backend(format!(
+                "PostgreSQL store {target}: another node is bootstrapping it"
+            ))),
+            Err(e) => Err(e),
+        };
+        if marked.is_err() {
+            drop_client(c);
+            return marked;
+        }
+        let mut held = self
+            .bootstrapping
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = held.replace(c) {
+            drop_client(old);
+        }
+        Ok(())
     }
 
     fn finish_bootstrap(&self) -> Result<(), StoreError> {
         self.with(|c, target| {
             c.execute("UPDATE rampart_meta SET bootstrapping = NULL", &[])
-                .map_err(|e| pg(target, e))?;
-            advisory(c, target, "pg_advisory_unlock").map(drop)
-        })
+                .map_err(|e| pg(target, e))
+        })?;
+        // Closing the session releases the lock.
+        let held = self
+            .bootstrapping
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(c) = held {
+            drop_client(c);
+        }
+        Ok(())
     }
 
     fn append(&self, changes: &[Change]) -> Result<(), StoreError> {
@@ -521,7 +362,7 @@ impl Store for PgStore {
         }
         self.with(|c, target| {
             let mut tx = c.transaction().map_err(|e| pg(target, e))?;
-            let meta = Self::lock_meta(&mut tx, target)?;
+            let meta = lock_meta(&mut tx, target)?;
             let mut have = meta.revision;
             for change in changes {
                 follows(have, change.revision)?;
@@ -530,12 +371,9 @@ impl Store for PgStore {
             if have == meta.revision {
                 return Ok(());
             }
-            Self::insert_changes(&mut tx, target, meta.revision, &rows)?;
-            tx.execute(
-                "UPDATE rampart_meta SET revision = $1",
-                &[&int("revision", have)?],
-            )
-            .map_err(|e| pg(target, e))?;
+            insert_changes(&mut tx, target, meta.revision, &rows)?;
+            tx.execute(&moving_head("revision = $1"), &[&int("revision", have)?])
+                .map_err(|e| pg(target, e))?;
             tx.commit().map_err(|e| pg(target, e))
         })
     }
@@ -576,7 +414,7 @@ impl Store for PgStore {
     fn compact(&self, before: u64) -> Result<u64, StoreError> {
         let first = self.with(|c, target| {
             let mut tx = c.transaction().map_err(|e| pg(target, e))?;
-            let meta = Self::lock_meta(&mut tx, target)?;
+            let meta = lock_meta(&mut tx, target)?;
             let cut = before.min(meta.checkpoint.saturating_add(1));
             let first = meta
                 .first_retained
@@ -615,12 +453,12 @@ impl Store for PgStore {
         let first = int("revision", state.revision.saturating_add(1))?;
         self.with(|c, target| {
             let mut tx = c.transaction().map_err(|e| pg(target, e))?;
-            Self::lock_meta(&mut tx, target)?;
+            lock_meta(&mut tx, target)?;
             tx.batch_execute("DELETE FROM rampart_checkpoint; DELETE FROM rampart_changelog")
                 .map_err(|e| pg(target, e))?;
             checkpoint::insert(&mut tx, target, revision, &parts)?;
             tx.execute(
-                "UPDATE rampart_meta SET revision = $1, checkpoint = $1, first_retained = $2, history = $3",
+                &moving_head("revision = $1, checkpoint = $1, first_retained = $2, history = $3"),
                 &[&revision, &first, &history],
             )
             .map_err(|e| pg(target, e))?;
@@ -716,5 +554,18 @@ impl Store for PgStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn heads(&self) -> Option<watch::Receiver<u64>> {
+        let listener = self.listener.get_or_init(|| {
+            listen::Listener::start(Arc::clone(&self.pool)).map_err(|e| e.to_string())
+        });
+        match listener {
+            Ok(l) => Some(l.subscribe()),
+            Err(e) => {
+                tracing::warn!(error = %e, "following by polling only");
+                None
+            }
+        }
     }
 }

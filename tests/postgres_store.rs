@@ -1,0 +1,178 @@
+//! `PgStore` beyond the store contract (`tests/store.rs` runs that on every
+//! backend): the wake-up one node hears when another commits
+//! (LISTEN/NOTIFY), the bounded pool of connections, and a database that
+//! restarts under an open store. Skipped, saying so, without PostgreSQL.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code"
+)]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rampart::model::{Mutation, TenantId};
+use rampart::store::postgres::MAX_CONNECTIONS;
+use rampart::store::{AuditFilter, Change, PgStore, Store};
+
+fn tenant(n: u64) -> Change {
+    Change {
+        revision: n,
+        time: None,
+        mutation: Mutation::CreateTenant {
+            tenant: TenantId::new(format!("t{n}")).unwrap(),
+            name: format!("tenant {n}"),
+            settings: Default::default(),
+        },
+    }
+}
+
+/// Waits (at most 20 s: this machine is noisy) until `heads` says at
+/// least `revision`; returns what it says.
+fn heard(heads: &tokio::sync::watch::Receiver<u64>, revision: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = *heads.borrow();
+        if now >= revision || Instant::now() > deadline {
+            return now;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_commit_on_one_node_wakes_the_others_with_its_revision() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let writer = PgStore::connect(&url).unwrap();
+    let follower = PgStore::connect(&url).unwrap();
+    let heads = follower.heads().expect("a PostgreSQL store can tell");
+    // The listener reads the head when it connects: 0 on an empty store.
+    assert_eq!(heard(&heads, 0), 0);
+    for n in 1..=3 {
+        writer.append(&[tenant(n)]).unwrap();
+        assert_eq!(heard(&heads, n), n, "revision {n} was heard of");
+    }
+    // A batch notifies its last revision; what the follower hears is never
+    // a revision that is not committed.
+    writer.append(&[tenant(4), tenant(5)]).unwrap();
+    assert_eq!(heard(&heads, 5), 5);
+    assert!(*heads.borrow() <= writer.revision().unwrap());
+    // The writer hears its own commits too (the follower skips them, as
+    // its snapshot has them).
+    assert_eq!(heard(&writer.heads().unwrap(), 5), 5);
+}
+
+#[test]
+fn a_listener_that_starts_late_hears_the_head_at_once() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let writer = PgStore::connect(&url).unwrap();
+    writer.append(&[tenant(1), tenant(2)]).unwrap();
+    let follower = PgStore::connect(&url).unwrap();
+    assert_eq!(heard(&follower.heads().unwrap(), 2), 2);
+}
+
+/// Counts the server processes connected to `url`'s database, other than
+/// the counting one.
+fn connections(counter: &mut postgres::Client) -> usize {
+    let row = counter
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    usize::try_from(row.get::<_, i64>(0)).unwrap()
+}
+
+#[test]
+fn one_node_opens_at_most_its_pool_of_connections_however_many_callers() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let store = PgStore::connect(&url).unwrap();
+    store.append(&[tenant(1)]).unwrap();
+    let mut counter = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let done = AtomicBool::new(false);
+    let most = AtomicUsize::new(0);
+    let calls = AtomicUsize::new(0);
+    let callers = 4 * MAX_CONNECTIONS;
+    std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                most.fetch_max(connections(&mut counter), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let workers: Vec<_> = (0..callers)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        // A read that holds its connection a while.
+                        store.audit(&AuditFilter::default()).unwrap();
+                        assert_eq!(store.changelog(0, 0).unwrap().len(), 1);
+                        calls.fetch_add(2, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        sampler.join().unwrap();
+    });
+    assert_eq!(calls.load(Ordering::Relaxed), callers * 40);
+    let most = most.load(Ordering::Relaxed);
+    eprintln!("{callers} callers: at most {most} connections seen at once");
+    assert!(
+        (1..=MAX_CONNECTIONS).contains(&most),
+        "{most} connections open at once, the pool holds {MAX_CONNECTIONS}"
+    );
+}
+
+/// A database that restarts under an open store: the connections the pool
+/// holds are closed; at most the one call that finds them so fails, then
+/// the store reconnects by itself, and its listener tells of commits again.
+#[test]
+fn a_store_outlives_a_database_restart() {
+    let Some(programs) = common::postgres::programs() else {
+        common::postgres::skip();
+        return;
+    };
+    let cluster = common::postgres::Cluster::start(programs).unwrap();
+    let url = cluster.database();
+    let store = PgStore::connect(&url).unwrap();
+    let other = PgStore::connect(&url).unwrap();
+    let heads = store.heads().unwrap();
+    // Several idle connections in the pool.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| store.audit(&AuditFilter::default()).unwrap());
+        }
+    });
+    store.append(&[tenant(1)]).unwrap();
+    assert_eq!(heard(&heads, 1), 1);
+
+    cluster.stop();
+    assert!(store.revision().is_err(), "the database is down");
+    cluster.restart();
+    let failed = (0..5)
+        .map(|_| store.revision())
+        .filter(Result::is_err)
+        .count();
+    assert!(failed <= 1, "{failed} calls failed after the restart");
+    assert_eq!(store.revision().unwrap(), 1);
+    // The other node writes (its pool, used just before the restart, may
+    // fail one call too); the listener, reconnected, tells.
+    if other.append(&[tenant(2)]).is_err() {
+        other.append(&[tenant(2)]).unwrap();
+    }
+    assert_eq!(heard(&heads, 2), 2, "the listener reconnected");
+}
