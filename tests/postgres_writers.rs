@@ -253,3 +253,33 @@ fn a_node_that_only_reads_follows_the_others_writes() {
         assert_eq!(**a.load().state(), **b.load().state());
     });
 }
+
+/// A dry run is judged like a write, against the newest state: a node
+/// that has not yet followed the others still refuses what they made
+/// impossible, and says the revision a real write would get.
+#[test]
+fn a_dry_run_catches_up_before_it_judges() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let (store, a) = node(&url);
+    let (_, b) = node(&url);
+    runtime().block_on(async {
+        assert_eq!(submit(&a, create_tenant()).await.unwrap(), 1);
+        assert_eq!(submit(&a, add_user("taken")).await.unwrap(), 2);
+        assert_eq!(b.load().revision(), 0, "B has not looked yet");
+        let refused = b
+            .submit(Actor::Operator, "operator", add_user("taken"), true)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::AlreadyExists, "{refused}");
+        let would = b
+            .submit(Actor::Operator, "operator", add_user("free"), true)
+            .await
+            .unwrap();
+        assert!(would.dry_run);
+        assert_eq!(would.revision, 3);
+        let head = rampart::store::blocking(move || store.revision()).await;
+        assert_eq!(head.unwrap(), 2, "a dry run writes nothing");
+    });
+}

@@ -188,6 +188,8 @@ impl Engine {
     ) -> Result<Committed, SubmitError> {
         if dry_run {
             let _writer = self.writer.lock().await;
+            // Judged, like a real write, against the newest state.
+            self.catch_up_if_shared().await;
             let snapshot = self.load();
             let (next, _) = checked(
                 snapshot.state(),
