@@ -283,3 +283,81 @@ fn a_dry_run_catches_up_before_it_judges() {
         assert_eq!(head.unwrap(), 2, "a dry run writes nothing");
     });
 }
+
+/// Goes back in time as a failover to an asynchronous standby would: the
+/// changelog after `revision` is gone and the head is `revision` again.
+/// On a thread of its own: the `postgres` client blocks.
+fn lose_commits_after(url: &str, revision: i64) {
+    let url = url.to_owned();
+    std::thread::spawn(move || lose(&url, revision))
+        .join()
+        .unwrap();
+}
+
+fn lose(url: &str, revision: i64) {
+    let mut raw = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    raw.execute(
+        "DELETE FROM rampart_changelog WHERE revision > $1",
+        &[&revision],
+    )
+    .unwrap();
+    raw.execute("UPDATE rampart_meta SET revision = $1", &[&revision])
+        .unwrap();
+}
+
+fn users(engine: &Engine) -> Vec<String> {
+    let snapshot = engine.load();
+    let mut out: Vec<String> = snapshot.state().tenants["acme"]
+        .users
+        .keys()
+        .map(ToString::to_string)
+        .collect();
+    out.sort();
+    out
+}
+
+/// A database that lost commits a node had seen (failover to a standby
+/// that had not received them): the node finds the store's history went
+/// another way, whether the head is now below its revision or others
+/// committed different changes at the same revisions since, and reloads
+/// from the store instead of serving, or building on, what is gone.
+#[test]
+fn a_node_whose_store_went_back_in_time_reloads_from_it() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let (_, a) = node(&url);
+    let (_, b) = node(&url);
+    runtime().block_on(async {
+        submit(&a, create_tenant()).await.unwrap();
+        submit(&a, add_user("kept")).await.unwrap();
+        assert_eq!(submit(&a, add_user("lost")).await.unwrap(), 3);
+        assert_eq!(b.follow_shared().await.unwrap(), Some(3));
+        assert_eq!(users(&b), ["kept", "lost"]);
+
+        // The head is below B's revision: B reloads at the next look.
+        lose_commits_after(&url, 2);
+        assert_eq!(b.follow_shared().await.unwrap(), Some(2));
+        assert_eq!(users(&b), ["kept"]);
+        assert_eq!(b.metrics().diverged.get(), 1);
+
+        // A was at 3 too: its next write catches up first, finds the
+        // store went back, reloads, and commits on the store's history.
+        assert_eq!(submit(&a, add_user("after")).await.unwrap(), 3);
+        assert_eq!(users(&a), ["after", "kept"]);
+
+        // Now the same revision with another change: B (at 3, with
+        // "after") and the store agree; lose 3 again and commit a
+        // different change there, then one more.
+        assert_eq!(b.follow_shared().await.unwrap(), Some(3));
+        lose_commits_after(&url, 2);
+        let opening = url.clone();
+        let (_, c) = std::thread::spawn(move || node(&opening)).join().unwrap();
+        assert_eq!(submit(&c, add_user("other")).await.unwrap(), 3);
+        assert_eq!(submit(&c, add_user("next")).await.unwrap(), 4);
+        b.follow_shared().await.unwrap();
+        assert_eq!(users(&b), ["kept", "next", "other"]);
+        assert_eq!(**b.load().state(), **c.load().state());
+        assert_eq!(b.metrics().diverged.get(), 2);
+    });
+}

@@ -45,7 +45,9 @@ impl Engine {
         };
         let reading = Arc::clone(store);
         let head = blocking(move || reading.revision()).await?;
-        if head <= self.load().revision() {
+        // A head below this node's is a store that went back (a failover
+        // that lost commits): catching up finds that out and reloads.
+        if head == self.load().revision() {
             return Ok(Some(head));
         }
         let _writer = self.writer.lock().await;
@@ -71,9 +73,24 @@ impl Engine {
         loop {
             let reading = Arc::clone(store);
             let after = state.revision;
-            let (first, page) =
-                blocking(move || Ok((reading.history()?.first, reading.changelog(after, PAGE)?)))
-                    .await?;
+            let read =
+                blocking(move || Ok((reading.history()?.first, reading.follow(after, PAGE)?)))
+                    .await;
+            let (first, page) = match read {
+                Err(StoreError::Diverged { at, why }) => {
+                    // What this node serves is not the store's history any
+                    // more: the store is the truth.
+                    tracing::error!(
+                        revision = at,
+                        reason = %why,
+                        "the shared store's history went another way than this node's (a database failover that lost commits, or a restore): reloading the whole state from it"
+                    );
+                    self.metrics.diverged();
+                    self.reload(store, self.install_timeout()).await?;
+                    return Ok(self.load().revision());
+                }
+                other => other?,
+            };
             if first > after.saturating_add(1) {
                 self.reload(store, self.install_timeout()).await?;
                 return Ok(self.load().revision());

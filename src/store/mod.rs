@@ -206,6 +206,12 @@ pub enum StoreError {
     /// this; the writer catches up and tries again.
     #[error("revision {got} was committed by another writer first (the head is {have})")]
     Conflict { have: u64, got: u64 },
+    /// The shared store's history is no longer this node's: the entry at
+    /// revision `at`, which this node committed or followed, is gone or
+    /// different (a database failover that lost commits it had seen, or a
+    /// restore from backup). The node reloads its state from the store.
+    #[error("the store's history went another way at revision {at}: {why}")]
+    Diverged { at: u64, why: String },
     /// The database holds a schema newer than this build knows.
     #[error(
         "the store's schema is version {found}, newer than this rampart knows ({known}): run a newer rampart"
@@ -230,6 +236,9 @@ impl HasKind for StoreError {
             // Another node committed first: catching up and trying again
             // may succeed, so the same request may succeed later.
             Self::Conflict { .. } => ErrorKind::Unavailable,
+            // The node reloads from the store; a request caught in it may
+            // succeed when sent again.
+            Self::Diverged { .. } => ErrorKind::Unavailable,
             // Not something a retry fixes: an operator must run a newer
             // build (or restore the database).
             Self::SchemaTooNew { .. } => ErrorKind::FailedPrecondition,
@@ -368,5 +377,15 @@ pub trait Store: Send + Sync {
     /// one process owns).
     fn heads(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
+    }
+
+    /// [`Store::changelog`] for a node that applies what it reads to its
+    /// state (catching up with a shared store). A store other nodes write
+    /// also checks that its history still holds what this node committed
+    /// or followed last (the entry at `after`), and says
+    /// [`StoreError::Diverged`] when it does not: the node must then
+    /// reload. A store one process owns cannot diverge.
+    fn follow(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        self.changelog(after, limit)
     }
 }

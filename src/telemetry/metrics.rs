@@ -166,6 +166,9 @@ pub struct EngineMetrics {
     pub compile: Histogram,
     /// Kind × outcome; a kind not in [`MUTATION_KINDS`] lands in the last row.
     mutations: Box<[[Counter; 3]]>,
+    /// Times a shared store's history went another way than this node's,
+    /// which then reloaded from it.
+    pub diverged: Counter,
 }
 
 impl Default for EngineMetrics {
@@ -175,6 +178,7 @@ impl Default for EngineMetrics {
             mutations: (0..=MUTATION_KINDS.len())
                 .map(|_| Default::default())
                 .collect(),
+            diverged: Counter::default(),
         }
     }
 }
@@ -190,6 +194,11 @@ impl EngineMetrics {
         if let Some(row) = self.mutations.get(row) {
             row[outcome as usize].inc();
         }
+    }
+
+    /// Counts a shared store found to have gone another way.
+    pub fn diverged(&self) {
+        self.diverged.inc();
     }
 
     /// How many mutations of `kind` ended with `outcome`.
@@ -446,6 +455,12 @@ impl Exposition {
                 );
             }
         }
+        self.family(
+            "rampart_store_diverged_total",
+            "counter",
+            "Times the shared store's history went another way than this node's (a failover that lost commits, a restore), and the node reloaded from it.",
+        );
+        self.sample("rampart_store_diverged_total", &[], m.diverged.get());
     }
 
     /// RPC latencies; only the method × code combinations seen so far.

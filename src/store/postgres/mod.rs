@@ -78,6 +78,9 @@ pub struct PgStore {
     bootstrapping: Mutex<Option<Client>>,
     /// Started by the first [`Store::heads`].
     listener: OnceLock<Result<listen::Listener, String>>,
+    /// The changelog entry this node committed or followed last, as
+    /// stored: [`Store::follow`] checks the database still holds it.
+    tip: Mutex<Option<Change>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -101,6 +104,7 @@ impl PgStore {
             pool: Arc::new(Pool::new(config)),
             bootstrapping: Mutex::new(None),
             listener: OnceLock::new(),
+            tip: Mutex::new(None),
         };
         store.with(schema::migrate)?;
         if store.meta()?.bootstrapping.is_some() {
@@ -112,6 +116,18 @@ impl PgStore {
     /// Hosts, ports and database of this store, without credentials.
     pub fn target(&self) -> &str {
         &self.pool.target
+    }
+
+    /// After `changes` were committed, or read to be applied: the last
+    /// one is the tip.
+    fn follows_to(&self, changes: &[Change]) {
+        if let Some(last) = changes.last() {
+            self.set_tip(Some(last.clone()));
+        }
+    }
+
+    fn set_tip(&self, tip: Option<Change>) {
+        *self.tip.lock().unwrap_or_else(PoisonError::into_inner) = tip;
     }
 
     /// Runs `f` on a connection of the pool.
@@ -145,6 +161,7 @@ impl PgStore {
                 )
                 .map_err(|e| pg(target, e))?;
             let replayed = replay(&mut state, rows.iter().map(change_of))?;
+            let last = rows.last().map(change_of).transpose()?;
             if state.revision != meta.revision {
                 return Err(corrupt(
                     "rampart_changelog",
@@ -155,6 +172,7 @@ impl PgStore {
                 ));
             }
             tx.commit().map_err(|e| pg(target, e))?;
+            self.set_tip(last);
             Ok(Recovery {
                 state,
                 checkpoint: meta.checkpoint,
@@ -255,6 +273,7 @@ impl Store for PgStore {
     fn commit_batch(&self, batch: &[Outcomes]) -> Result<(), StoreError> {
         // Encode (and check) every changelog entry before taking the lock.
         let mut changes = Vec::new();
+        let mut last = None;
         for entry in batch {
             if let Outcomes::Applied {
                 revision,
@@ -268,6 +287,7 @@ impl Store for PgStore {
                     mutation: mutation.clone(),
                 };
                 changes.push((int("revision", *revision)?, encode_change(&change)?));
+                last = Some(change);
             }
         }
         self.with(|c, target| {
@@ -309,7 +329,11 @@ impl Store for PgStore {
             )
             .map_err(|e| pg(target, e))?;
             tx.commit().map_err(|e| pg(target, e))
-        })
+        })?;
+        if last.is_some() {
+            self.set_tip(last);
+        }
+        Ok(())
     }
 
     fn begin_bootstrap(&self) -> Result<(), StoreError> {
@@ -375,7 +399,9 @@ impl Store for PgStore {
             tx.execute(&moving_head("revision = $1"), &[&int("revision", have)?])
                 .map_err(|e| pg(target, e))?;
             tx.commit().map_err(|e| pg(target, e))
-        })
+        })?;
+        self.follows_to(changes);
+        Ok(())
     }
 
     fn changelog(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
@@ -396,6 +422,57 @@ impl Store for PgStore {
                 .map_err(|e| pg(target, e))?;
             rows.iter().map(change_of).collect()
         })
+    }
+
+    fn follow(&self, after: u64, limit: usize) -> Result<Vec<Change>, StoreError> {
+        let tip = self
+            .tip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .filter(|tip| tip.revision == after && after > 0);
+        let Some(tip) = tip else {
+            let page = self.changelog(after, limit)?;
+            self.follows_to(&page);
+            return Ok(page);
+        };
+        // The page starts at the tip itself, which must be what this node
+        // has; it is not returned.
+        let at = tip.revision;
+        let mut page = self.changelog(at - 1, max_count(limit).saturating_add(1))?;
+        let gone = || -> Result<Option<StoreError>, StoreError> {
+            let meta = self.meta()?;
+            Ok(if meta.revision < at {
+                Some(StoreError::Diverged {
+                    at,
+                    why: format!(
+                        "the store's head is {}, below this node's revision",
+                        meta.revision
+                    ),
+                })
+            } else {
+                // Compacted away since: nothing to compare with.
+                None
+            })
+        };
+        match page.first() {
+            Some(first) if first.revision == at => {
+                if *first != tip {
+                    return Err(StoreError::Diverged {
+                        at,
+                        why: "another change was committed at it".into(),
+                    });
+                }
+                page.remove(0);
+            }
+            _ => {
+                if let Some(diverged) = gone()? {
+                    return Err(diverged);
+                }
+            }
+        }
+        self.follows_to(&page);
+        Ok(page)
     }
 
     fn history(&self) -> Result<History, StoreError> {
@@ -463,7 +540,9 @@ impl Store for PgStore {
             )
             .map_err(|e| pg(target, e))?;
             tx.commit().map_err(|e| pg(target, e))
-        })
+        })?;
+        self.set_tip(None);
+        Ok(())
     }
 
     fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
