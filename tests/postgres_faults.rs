@@ -11,7 +11,9 @@
 //!   and no acknowledged write is lost;
 //! - a failover to an asynchronous standby that had not received the last
 //!   commits: what the nodes do when the store goes back in time (ignored:
-//!   a known gap, see the test).
+//!   a known gap, see the test);
+//! - a synchronous standby going away, the primary up: commits wait for
+//!   it (ignored: a known gap, see the test).
 //!
 //! Skipped, saying so, where PostgreSQL is not installed; a failure with
 //! `RAMPART_REQUIRE_POSTGRES=1`.
