@@ -10,6 +10,13 @@
 //! exactly this server (`pg_ctl -D <its folder> stop -m immediate`) and
 //! removes the folder. An owned [`Cluster`] does the same when dropped.
 //!
+//! A cluster can also get a streaming standby ([`Cluster::standby`], made
+//! with `pg_basebackup -R`), be made to wait for it on every commit
+//! ([`Cluster::require_synchronous`]), be killed as a crash would
+//! ([`Cluster::kill`]), and the standby promoted ([`Cluster::promote`]): the
+//! failover tests' database side. A standby is a [`Cluster`] like any
+//! other, with its own folder and watchdog.
+//!
 //! Without PostgreSQL the tests print that they were skipped and how to run
 //! them; with `RAMPART_REQUIRE_POSTGRES=1` (CI) that is a failure instead.
 
@@ -31,6 +38,35 @@ pub const BIN_DIR: &str = "RAMPART_POSTGRES_BIN";
 pub struct Programs {
     pub initdb: PathBuf,
     pub pg_ctl: PathBuf,
+    /// Beside the other two; only [`Cluster::standby`] needs it, and says
+    /// so when it is missing.
+    pub pg_basebackup: PathBuf,
+}
+
+impl Programs {
+    /// The programs in `dir`, when it holds `initdb` and `pg_ctl`.
+    /// `pg_basebackup` is taken from there too, or else from beside the
+    /// file `initdb` links to (a folder on `PATH` may hold links to only
+    /// some of Debian's `/usr/lib/postgresql/<version>/bin`).
+    fn in_dir(dir: &Path) -> Option<Self> {
+        let (initdb, pg_ctl) = (dir.join("initdb"), dir.join("pg_ctl"));
+        if !(initdb.is_file() && pg_ctl.is_file()) {
+            return None;
+        }
+        let mut pg_basebackup = dir.join("pg_basebackup");
+        if !pg_basebackup.is_file()
+            && let Some(real) = std::fs::canonicalize(&initdb)
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("pg_basebackup")))
+        {
+            pg_basebackup = real;
+        }
+        Some(Programs {
+            initdb,
+            pg_ctl,
+            pg_basebackup,
+        })
+    }
 }
 
 /// Finds `initdb` and `pg_ctl`: in [`BIN_DIR`] when set, else on `PATH`,
@@ -38,9 +74,7 @@ pub struct Programs {
 /// puts them).
 pub fn programs() -> Option<Programs> {
     if let Some(dir) = std::env::var_os(BIN_DIR) {
-        let dir = PathBuf::from(dir);
-        let (initdb, pg_ctl) = (dir.join("initdb"), dir.join("pg_ctl"));
-        return (initdb.is_file() && pg_ctl.is_file()).then_some(Programs { initdb, pg_ctl });
+        return Programs::in_dir(Path::new(&dir));
     }
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -55,17 +89,10 @@ pub fn programs() -> Option<Programs> {
         })
         .collect();
     debian.sort();
-    let dirs = on_path
+    on_path
         .into_iter()
-        .chain(debian.into_iter().rev().map(|(_, p)| p));
-    for dir in dirs {
-        let initdb = dir.join("initdb");
-        let pg_ctl = dir.join("pg_ctl");
-        if initdb.is_file() && pg_ctl.is_file() {
-            return Some(Programs { initdb, pg_ctl });
-        }
-    }
-    None
+        .chain(debian.into_iter().rev().map(|(_, p)| p))
+        .find_map(|dir| Programs::in_dir(&dir))
 }
 
 /// Whether this process runs as root (initdb refuses to).
@@ -134,6 +161,21 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Makes and starts a cluster, or says why it could not.
     pub fn start(programs: Programs) -> Result<Self, String> {
+        let mut cluster = Self::prepare(programs)?;
+        let mut initdb = as_owner(&cluster.programs.initdb);
+        initdb
+            .args(["-D"])
+            .arg(cluster.data())
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .arg("--no-instructions");
+        run(initdb, "initdb")?;
+        cluster.serve("")?;
+        Ok(cluster)
+    }
+
+    /// A new cluster's folder (owned by the cluster's owner, with an empty
+    /// `sock/`) and its watchdog, but no data and no server yet.
+    fn prepare(programs: Programs) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("rampart-pg-")
             .tempdir()
@@ -154,41 +196,37 @@ impl Cluster {
             std::os::unix::fs::chown(&cluster.dir, Some(uid.0), Some(uid.1))
                 .map_err(|e| format!("chown {}: {e}", cluster.dir.display()))?;
         }
-        let data = cluster.dir.join("data");
-        let sock = cluster.dir.join("sock");
-        let mut initdb = as_owner(&cluster.programs.initdb);
-        initdb
-            .args(["-D"])
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
-            .arg("--no-instructions");
-        run(initdb, "initdb")?;
         let mut mkdir = as_owner(Path::new("mkdir"));
-        mkdir.arg(&sock);
+        mkdir.arg(cluster.dir.join("sock"));
         run(mkdir, "mkdir sock")?;
+        Ok(cluster)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Starts the server on `data/` on a free port, with `extra` server
+    /// options, and records the port and the options for
+    /// [`Cluster::restart`].
+    fn serve(&mut self, extra: &str) -> Result<(), String> {
+        let sock = self.dir.join("sock");
         // A port taken between our probe and the server's bind: try another.
         let mut last = String::new();
         for _ in 0..5 {
             let port = free_port();
             let options = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -F -c max_connections=200",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -F -c max_connections=200{extra}",
                 sock.display()
             );
-            let mut start = as_owner(&cluster.programs.pg_ctl);
-            start
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(cluster.dir.join("log"))
-                .args(["-w", "-t", "60", "-o", &options, "start"]);
-            match run(start, "pg_ctl start") {
+            match self.pg_ctl_start(&options) {
                 Ok(()) => {
-                    cluster.port = port;
-                    cluster.options = options;
-                    return Ok(cluster);
+                    self.port = port;
+                    self.options = options;
+                    return Ok(());
                 }
                 Err(e) => {
-                    let log = std::fs::read_to_string(cluster.dir.join("log")).unwrap_or_default();
+                    let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
                     last = format!("{e}\n{log}");
                 }
             }
@@ -196,10 +234,31 @@ impl Cluster {
         Err(last)
     }
 
+    fn pg_ctl_start(&self, options: &str) -> Result<(), String> {
+        let mut start = as_owner(&self.programs.pg_ctl);
+        start
+            .arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .args(["-w", "-t", "60", "-o", options, "start"]);
+        run(start, "pg_ctl start")
+    }
+
+    /// `pg_ctl ARGS` on this cluster's data folder.
+    fn pg_ctl(&self, args: &[&str], what: &str) -> Result<(), String> {
+        let mut command = as_owner(&self.programs.pg_ctl);
+        command.arg("-D").arg(self.data()).args(args);
+        run(command, what).map_err(|e| {
+            let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+            format!("{e}\nserver log:\n{log}")
+        })
+    }
+
     /// The watchdog: waits for the end of its standard input, then stops
     /// this cluster's server (if it runs) and removes its folder.
     fn spawn_watchdog(&self) -> Result<(Child, ChildStdin), String> {
-        let data = self.dir.join("data");
+        let data = self.data();
         let stop = if is_root() {
             "runuser -u postgres -- \"$1\" -D \"$2\" stop -m immediate"
         } else {
@@ -229,36 +288,171 @@ impl Cluster {
 
     /// A new, empty database; returns its URL.
     pub fn database(&self) -> String {
-        let n = self.next_db.fetch_add(1, Ordering::Relaxed);
-        let name = format!("t{}_{n}", std::process::id());
-        let mut client = postgres::Client::connect(&self.url("postgres"), postgres::NoTls)
-            .unwrap_or_else(|e| panic!("connect to the test cluster: {e}"));
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
-        self.url(&name)
+        self.url(&self.database_name())
     }
 
-    /// Starts the server again after [`Cluster::stop`], on the same port.
+    /// A new, empty database; returns its name (for URLs that name other
+    /// hosts too, [`multi_host_url`]).
+    pub fn database_name(&self) -> String {
+        let n = self.next_db.fetch_add(1, Ordering::Relaxed);
+        let name = format!("t{}_{n}", std::process::id());
+        self.client("postgres")
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        name
+    }
+
+    /// A connection to the database `name` as `postgres`. Blocking: call
+    /// it off any async runtime (the `postgres` client runs its own).
+    pub fn client(&self, name: &str) -> postgres::Client {
+        postgres::Client::connect(&self.url(name), postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connect to the test cluster on port {}: {e}", self.port))
+    }
+
+    /// Starts the server again after [`Cluster::stop`] or
+    /// [`Cluster::kill`], on the same port and options (a standby starts
+    /// as a standby again: its `standby.signal` is still there).
     pub fn restart(&self) {
-        let mut start = as_owner(&self.programs.pg_ctl);
-        start
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .arg("-l")
-            .arg(self.dir.join("log"))
-            .args(["-w", "-t", "60", "-o", &self.options, "start"]);
-        run(start, "pg_ctl start").unwrap_or_else(|e| panic!("{e}"));
+        self.pg_ctl_start(&self.options)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Stops the server now (an outage), leaving the folder.
     pub fn stop(&self) {
-        let mut stop = as_owner(&self.programs.pg_ctl);
-        stop.arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-m", "fast", "-w", "stop"]);
-        run(stop, "pg_ctl stop").unwrap_or_else(|e| panic!("{e}"));
+        self.pg_ctl(&["-m", "fast", "-w", "stop"], "pg_ctl stop")
+            .unwrap_or_else(|e| panic!("{e}"));
     }
+
+    /// Stops the server the way a crash does (`-m immediate`: no
+    /// shutdown checkpoint, connections cut, nothing more sent to a
+    /// standby), leaving the folder.
+    pub fn kill(&self) {
+        self.pg_ctl(
+            &["-m", "immediate", "-w", "stop"],
+            "pg_ctl stop -m immediate",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A streaming standby of this (running) cluster: a base backup taken
+    /// with `pg_basebackup -R` (which writes `primary_conninfo` and
+    /// `standby.signal`) into a new folder with its own watchdog, started
+    /// on its own free port with `cluster_name` set to `name`, which is
+    /// the `application_name` it streams as (what
+    /// [`Cluster::require_synchronous`] names). It follows asynchronously
+    /// until then.
+    pub fn standby(&self, name: &str) -> Result<Cluster, String> {
+        let programs = self.programs.clone();
+        if !programs.pg_basebackup.is_file() {
+            return Err(format!(
+                "`{}` not found beside initdb: a standby cannot be made",
+                programs.pg_basebackup.display()
+            ));
+        }
+        let mut standby = Self::prepare(programs)?;
+        let mut backup = as_owner(&standby.programs.pg_basebackup);
+        backup
+            .arg("-D")
+            .arg(standby.data())
+            .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(self.port.to_string());
+        run(backup, "pg_basebackup")?;
+        standby.serve(&format!(" -c cluster_name={name}"))?;
+        Ok(standby)
+    }
+
+    /// Makes every commit on this cluster wait until the standby `name`
+    /// has it on disk (`synchronous_standby_names`, set with ALTER SYSTEM
+    /// and reloaded, so a standby made before, which copied this
+    /// cluster's configuration, does not inherit it and does not wait
+    /// for a standby of its own once promoted). Returns once the standby
+    /// streams as the synchronous one (waits up to 60 s).
+    pub fn require_synchronous(&self, name: &str) -> Result<(), String> {
+        let mut client = self.client("postgres");
+        // Two statements: ALTER SYSTEM refuses to run in the implicit
+        // transaction of a multi-statement query.
+        client
+            .batch_execute(&format!(
+                "ALTER SYSTEM SET synchronous_standby_names = '\"{name}\"'"
+            ))
+            .and_then(|()| client.batch_execute("SELECT pg_reload_conf()"))
+            .map_err(|e| format!("synchronous_standby_names: {e}"))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut seen = String::from("not connected");
+        loop {
+            let rows = client
+                .query(
+                    "SELECT state, sync_state FROM pg_stat_replication WHERE application_name = $1",
+                    &[&name],
+                )
+                .map_err(|e| format!("pg_stat_replication: {e}"))?;
+            if let Some(row) = rows.first() {
+                let (state, sync): (String, String) = (row.get(0), row.get(1));
+                if state == "streaming" && sync == "sync" {
+                    return Ok(());
+                }
+                seen = format!("{state}, {sync}");
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "the standby `{name}` does not stream synchronously within 60 s (last seen: {seen})"
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (up to 60 s) until the standby `name` has replayed every
+    /// change this cluster had written when called: what it would hold if
+    /// promoted now.
+    pub fn wait_replayed(&self, name: &str) -> Result<(), String> {
+        let mut client = self.client("postgres");
+        let now: String = client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .map_err(|e| format!("pg_current_wal_lsn: {e}"))?
+            .get(0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let caught_up: Option<bool> = client
+                .query_one(
+                    "SELECT replay_lsn >= $2::text::pg_lsn FROM pg_stat_replication WHERE application_name = $1",
+                    &[&name, &now],
+                )
+                .map(|row| row.get(0))
+                .unwrap_or(None);
+            if caught_up == Some(true) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!(
+                    "the standby `{name}` did not replay up to {now} within 60 s"
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Promotes this standby to a primary that takes writes; returns once
+    /// it does (`pg_ctl promote` waits).
+    pub fn promote(&self) {
+        self.pg_ctl(&["-w", "-t", "60", "promote"], "pg_ctl promote")
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// A URL naming several clusters' servers, in order, for the database
+/// `name`, with `target_session_attrs=read-write`: the client connects to
+/// the first that takes writes (after a failover, the promoted standby).
+pub fn multi_host_url(clusters: &[&Cluster], name: &str) -> String {
+    let hosts: Vec<String> = clusters
+        .iter()
+        .map(|c| format!("127.0.0.1:{}", c.port))
+        .collect();
+    format!(
+        "postgres://postgres@{}/{name}?target_session_attrs=read-write",
+        hosts.join(",")
+    )
 }
 
 impl Drop for Cluster {

@@ -3,6 +3,7 @@
 //! follow the shared changelog are issue #12's next step).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::Opened;
 use crate::engine::Engine;
@@ -14,10 +15,12 @@ pub fn is_postgres(url: &str) -> bool {
 }
 
 /// Connects to the PostgreSQL store at `url` (creating or migrating its
-/// schema) and recovers the engine from it. Off the async workers: the
-/// `postgres` client blocks. The message names the store, never the
-/// password.
-pub async fn open_postgres(url: String) -> Result<Opened, String> {
+/// schema) and recovers the engine from it, each store write bounded by
+/// `store_timeout` (`--store-timeout-ms`, as for sled: a commit can wait
+/// without end, for a synchronous standby that is gone). Off the async
+/// workers: the `postgres` client blocks. The message names the store,
+/// never the password.
+pub async fn open_postgres(url: String, store_timeout: Duration) -> Result<Opened, String> {
     if !is_postgres(&url) {
         return Err(
             "`--store` takes a PostgreSQL URL (`postgres://…` or `postgresql://…`); without it the store is sled in `--data-dir`"
@@ -32,7 +35,7 @@ pub async fn open_postgres(url: String) -> Result<Opened, String> {
             format!("cannot recover the state from the PostgreSQL store {target}: {e}")
         })?;
         tracing::info!(store = %target, "store: PostgreSQL (preview; --data-dir is not used)");
-        Ok((store, Arc::new(engine)))
+        Ok((store, Arc::new(engine.with_store_timeout(store_timeout))))
     });
     opening
         .await
