@@ -826,20 +826,12 @@ fn a_failover_to_a_synchronous_standby_loses_no_acknowledged_write() {
 /// database holds (the lost changes are gone for every node alike) and
 /// keep following it; this test asks for exactly that.
 ///
-/// What the nodes do today (found by this test): `follow_shared` reads only
-/// the head revision and ignores a head below the node's own, so both nodes
-/// keep serving the lost changes. The node that writes next has its commit
-/// refused (`OutOfOrder`: the revision it asks for leaves a gap), reloads
-/// the database's state and goes back to its revision, and its next writes
-/// reuse the lost revision numbers for other changes. The node that does
-/// not write keeps the lost changes until the head passes its revision,
-/// then applies the new changes on top of them: it answers from a state
-/// the database never held, at a revision where the other node holds
-/// another state (the digests differ), silently.
+/// Before the fix this test failed: `follow_shared` ignored a head below
+/// the node's own, so both nodes kept serving the lost changes, and the
+/// node that did not write applied the new history on top of them (same
+/// revision, another digest, silently). Now each node checks the entry at
+/// its revision is still the one it has (`Store::follow`) and reloads.
 #[test]
-#[ignore = "known gap (issue #12): a node does not notice the store going back in time after a \
-            failover to an asynchronous standby; follow_shared ignores a head below its revision, \
-            and a follower then applies the new history on top of the lost changes"]
 fn after_a_failover_that_lost_commits_every_node_serves_what_the_database_holds() {
     let Some(programs) = common::postgres::programs() else {
         common::postgres::skip();
@@ -941,17 +933,12 @@ fn after_a_failover_that_lost_commits_every_node_serves_what_the_database_holds(
 /// store, and the node should go on answering Checks, and take writes
 /// again once the standby is back; this test asks for that.
 ///
-/// What a node does today (found by this test): the commit overruns the
-/// store's time bound (`--store-timeout-ms`, 10 s by default), the store
-/// is declared stuck with a message written for sled ("sled is stuck: a
-/// full or unresponsive disk"), the write is answered so, and the node
-/// exits with code 75 to be restarted, taking its Checks down with it. A
-/// restarted node serves again until its next write hangs, so a
-/// supervisor restarting it makes it flap.
+/// Before the fix this test failed: the commit overran the store's time
+/// bound, the store was declared stuck with a message written for sled,
+/// and the node exited with code 75, taking its Checks down. On a shared
+/// store an overrun now refuses writes (UNAVAILABLE, naming the store)
+/// until the database answers, and the node stays up.
 #[test]
-#[ignore = "known gap (issue #12): a commit waiting for a synchronous standby that is gone \
-            overruns the store timeout, the store is declared stuck (with a message about sled) \
-            and the node exits with code 75, taking Checks down"]
 fn a_synchronous_standby_going_away_refuses_writes_and_checks_go_on() {
     let Some(programs) = common::postgres::programs() else {
         common::postgres::skip();

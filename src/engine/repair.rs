@@ -125,6 +125,20 @@ impl Engine {
         }
         match tokio::time::timeout(timeout, blocking(f)).await {
             Ok(result) => result,
+            Err(_) if let Some(store) = self.store.as_ref().filter(|s| s.shared()) => {
+                // A database that does not answer (down without a word, a
+                // commit waiting for a synchronous standby that is gone):
+                // the call goes on on its own connection, and what it
+                // committed is found by catching up. Restarting this node
+                // would not help: writes are refused until the store
+                // answers again, and checks go on.
+                let why = format!(
+                    "{}: a write did not finish within {timeout:?}; the database does not \
+                     answer (or waits for a synchronous standby that is gone)",
+                    store.describe()
+                );
+                Err(StoreError::Backend(self.failed(why)))
+            }
             Err(_) => {
                 let why = format!(
                     "a store write did not finish within {timeout:?} (sled is stuck: a full or \
@@ -179,6 +193,15 @@ impl Engine {
         failure: &StoreError,
     ) -> String {
         let failure = message(failure);
+        if store.shared() {
+            // Other nodes move the head too, and a call that timed out may
+            // still commit: the head says nothing of this change.
+            let _ = self.repair_locked(store, Expect::Published).await;
+            return format!(
+                "{failure}; whether this change was written is not known: read it back before \
+                 retrying"
+            );
+        }
         match self.repair_locked(store, Expect::Published).await {
             Ok(have) if have == published => format!("{failure}; nothing was written"),
             Ok(have) => format!(

@@ -379,6 +379,11 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// How messages name this store ("PostgreSQL store `host:port/db`").
+    fn describe(&self) -> String {
+        "the store".to_owned()
+    }
+
     /// [`Store::changelog`] for a node that applies what it reads to its
     /// state (catching up with a shared store). A store other nodes write
     /// also checks that its history still holds what this node committed

@@ -635,6 +635,10 @@ impl Store for PgStore {
         true
     }
 
+    fn describe(&self) -> String {
+        format!("PostgreSQL store {}", self.target())
+    }
+
     fn heads(&self) -> Option<watch::Receiver<u64>> {
         let listener = self.listener.get_or_init(|| {
             listen::Listener::start(Arc::clone(&self.pool)).map_err(|e| e.to_string())
