@@ -99,13 +99,23 @@ if [ -n "${RAMPART_BIN:-}" ]; then
   "$RAMPART_BIN" validate "$here/base/policy.yaml"
   "$RAMPART_BIN" serve --help > "$out/serve-help.txt"
   missing=0
-  for flag in $(sed -n 's/^ *- \(--[a-z-]*\).*/\1/p' "$here"/base/*.yaml "$here"/sidecar/*.yaml | sort -u); do
+  for flag in $(sed -n 's/^ *- \(--[a-z-]*\).*/\1/p' "$here"/base/*.yaml "$here"/sidecar/*.yaml \
+      "$here"/postgres/*.yaml | sort -u); do
     if ! grep -q -- "$flag\b" "$out/serve-help.txt"; then
       echo "deploy/: \`$flag\` is not a flag of \`$RAMPART_BIN serve\`" >&2
       missing=1
     fi
   done
+  # The RAMPART_* settings given to the servers as environment variables
+  # (the sidecar's app holds RAMPART_SERVER/RAMPART_TOKEN, for ctl: not here).
+  for var in $(sed -n 's/^ *- name: \(RAMPART_[A-Z_]*\).*/\1/p' "$here"/base/*.yaml \
+      "$here"/postgres/*.yaml | sort -u); do
+    if ! grep -q -- "env: $var\b" "$out/serve-help.txt"; then
+      echo "deploy/: \`$var\` is not a variable of \`$RAMPART_BIN serve\`" >&2
+      missing=1
+    fi
+  done
   [ "$missing" = 0 ] || exit 1
-  echo "every flag the manifests pass is one of \`rampart serve\`'s"
+  echo "every flag and RAMPART_* variable the manifests pass is one of \`rampart serve\`'s"
 fi
 echo "deploy/: every manifest is valid"
