@@ -73,10 +73,11 @@ def keys_of(obj):
     return out
 
 
-def store_url(where, c, secrets):
-    """The PostgreSQL URL a rampart container is given (None: sled). The
-    rules: from RAMPART_STORE through a secretKeyRef, never a flag or a
-    plain value (it holds a password)."""
+def on_postgres(where, c, secrets):
+    """Whether a rampart container's store is PostgreSQL (else sled), with
+    the rules for its URL: from RAMPART_STORE through a secretKeyRef, never
+    a flag or a plain value (it holds a password); a postgres:// URL; several
+    hosts only with target_session_attrs=read-write."""
     f = flags(c.get("args") or [])
     if "--store" in f:
         error(where, "--store puts the database URL (and its password) in the pod spec: "
@@ -84,7 +85,7 @@ def store_url(where, c, secrets):
     env = {e["name"]: e for e in c.get("env") or []}
     e = env.get("RAMPART_STORE")
     if e is None:
-        return "--store" in f or None
+        return "--store" in f
     ref = (e.get("valueFrom") or {}).get("secretKeyRef")
     if ref is None:
         error(where, "RAMPART_STORE must come from a Secret (valueFrom.secretKeyRef), "
@@ -111,7 +112,7 @@ def store_url(where, c, secrets):
     return True
 
 
-def check_container(where, c, pod, is_rampart, on_postgres=False):
+def check_container(where, c, pod, is_rampart, pg_node=False):
     sc = c.get("securityContext") or {}
     if sc.get("readOnlyRootFilesystem") is not True:
         error(where, "securityContext.readOnlyRootFilesystem must be true")
@@ -159,7 +160,7 @@ def check_container(where, c, pod, is_rampart, on_postgres=False):
     if "--follow" in f and "--follow-token-file" not in f:
         error(where, "a replica needs --follow-token-file (the leader wants a token)")
     mounts = {m["mountPath"] for m in c.get("volumeMounts") or []}
-    if on_postgres:
+    if pg_node:
         if "--data-dir" in f:
             error(where, "a node on PostgreSQL does not use --data-dir: drop it")
         if "--follow" in f:
@@ -200,17 +201,17 @@ def check_workloads(docs):
             error(name, "automountServiceAccountToken must be false")
         containers = (pod.get("initContainers") or []) + (pod.get("containers") or [])
         seen = 0
-        on_postgres = False
+        any_on_postgres = False
         for c in containers:
             is_rampart = c["image"].split("/")[-1].split(":")[0] == "rampart"
             seen += is_rampart
             where = f"{name} container {c['name']}"
-            pg = is_rampart and store_url(where, c, objects_of(docs, "Secret")) is not None
-            on_postgres |= pg
+            pg = is_rampart and on_postgres(where, c, objects_of(docs, "Secret"))
+            any_on_postgres |= pg
             check_container(where, c, pod, is_rampart, pg)
         if seen != 1:
             error(name, f"expected one rampart container, found {seen}")
-        if on_postgres:
+        if any_on_postgres:
             if kind != "Deployment":
                 error(name, "nodes on PostgreSQL keep no state: run them as a Deployment")
             if d["spec"].get("replicas", 1) < 2:
