@@ -8,18 +8,30 @@ deploy/validate.sh after the schema check): what a schema cannot say.
   port it listens on, authentication (--tokens-file) when it listens beyond
   loopback, a follow token when it follows, a termination grace period
   longer than its preStop sleep plus --shutdown-grace-ms.
+- A node on sled keeps its store in --data-dir=/data. A node on PostgreSQL
+  gets the URL from a Secret (RAMPART_STORE, secretKeyRef), a postgres://
+  URL that names several hosts only with target_session_attrs=read-write,
+  and has no --data-dir and no writable volume: it runs in a Deployment,
+  with no PersistentVolumeClaim and no emptyDir.
+- Every Secret and ConfigMap a pod reads (volumes, env, envFrom) is in the
+  rendered manifests, with the key it reads.
+- A Deployment of several rampart servers is spread over nodes, covered by
+  a PodDisruptionBudget and selected by a Service.
 - Token files: each plain-text token's SHA-256 is in the tokens file that
   must accept it, with the scope it needs; tokens files hold hashes only.
-- deploy/base/policy.yaml is a copy of examples/quickstart/policy.yaml.
+- deploy/base/policy.yaml and deploy/postgres/policy.yaml are copies of
+  examples/quickstart/policy.yaml.
 - Trace sampling settings (OTEL_TRACES_SAMPLER and its ARG) that rampart
   understands.
 """
 
 import argparse
+import base64
 import hashlib
 import pathlib
 import sys
 import tomllib
+import urllib.parse
 
 import yaml
 
@@ -49,7 +61,58 @@ def flags(args):
     return out
 
 
-def check_container(where, c, pod, is_rampart):
+def objects_of(docs, kind):
+    return {d["metadata"]["name"]: d for d in docs if d.get("kind") == kind}
+
+
+def keys_of(obj):
+    """{key: bytes} of a rendered Secret or ConfigMap."""
+    encoded, plain = ("data", "stringData") if obj["kind"] == "Secret" else ("binaryData", "data")
+    out = {k: base64.b64decode(v) for k, v in (obj.get(encoded) or {}).items()}
+    out.update({k: v.encode() for k, v in (obj.get(plain) or {}).items()})
+    return out
+
+
+def on_postgres(where, c, secrets):
+    """Whether a rampart container's store is PostgreSQL (else sled), with
+    the rules for its URL: from RAMPART_STORE through a secretKeyRef, never
+    a flag or a plain value (it holds a password); a postgres:// URL; several
+    hosts only with target_session_attrs=read-write."""
+    f = flags(c.get("args") or [])
+    if "--store" in f:
+        error(where, "--store puts the database URL (and its password) in the pod spec: "
+                     "give it as RAMPART_STORE from a Secret (secretKeyRef)")
+    env = {e["name"]: e for e in c.get("env") or []}
+    e = env.get("RAMPART_STORE")
+    if e is None:
+        return "--store" in f
+    ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+    if ref is None:
+        error(where, "RAMPART_STORE must come from a Secret (valueFrom.secretKeyRef), "
+                     "not a plain value: the URL holds a password")
+        return True
+    secret = secrets.get(ref.get("name"))
+    value = keys_of(secret).get(ref.get("key")) if secret else None
+    if value is None:
+        return True  # check_references says so
+    url = value.decode()
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        error(where, f"Secret {ref['name']} key {ref['key']}: RAMPART_STORE must be a "
+                     "postgres:// or postgresql:// URL")
+        return True
+    hosts = parts.netloc.rpartition("@")[2].split(",")
+    attrs = urllib.parse.parse_qs(parts.query).get("target_session_attrs", [])
+    if len(hosts) > 1 and attrs != ["read-write"]:
+        error(where, f"Secret {ref['name']} key {ref['key']}: a URL with several hosts needs "
+                     "target_session_attrs=read-write (else a node may connect to a standby)")
+    if url != url.strip():
+        error(where, f"Secret {ref['name']} key {ref['key']}: whitespace around the URL "
+                     "(write the file with `printf %s`)")
+    return True
+
+
+def check_container(where, c, pod, is_rampart, pg_node=False):
     sc = c.get("securityContext") or {}
     if sc.get("readOnlyRootFilesystem") is not True:
         error(where, "securityContext.readOnlyRootFilesystem must be true")
@@ -96,9 +159,20 @@ def check_container(where, c, pod, is_rampart):
         error(where, "--insecure has no place in these manifests")
     if "--follow" in f and "--follow-token-file" not in f:
         error(where, "a replica needs --follow-token-file (the leader wants a token)")
-    if f.get("--data-dir") != "/data":
-        error(where, "--data-dir must be /data (the only writable volume)")
     mounts = {m["mountPath"] for m in c.get("volumeMounts") or []}
+    if pg_node:
+        if "--data-dir" in f:
+            error(where, "a node on PostgreSQL does not use --data-dir: drop it")
+        if "--follow" in f:
+            error(where, "a node on PostgreSQL cannot --follow (rampart refuses both)")
+        volumes = {v["name"]: v for v in pod.get("volumes") or []}
+        for m in c.get("volumeMounts") or []:
+            v = volumes.get(m["name"], {})
+            if not m.get("readOnly") or "emptyDir" in v or "persistentVolumeClaim" in v:
+                error(where, f"volume {m['name']} at {m['mountPath']}: a node on PostgreSQL keeps no "
+                             "state locally (its mounts are read-only Secrets and ConfigMaps)")
+    elif f.get("--data-dir") != "/data":
+        error(where, "--data-dir must be /data (the only writable volume)")
     for flag in ("--data-dir", "--bootstrap", "--tokens-file", "--follow-token-file"):
         path = f.get(flag)
         if path and not any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts):
@@ -127,17 +201,97 @@ def check_workloads(docs):
             error(name, "automountServiceAccountToken must be false")
         containers = (pod.get("initContainers") or []) + (pod.get("containers") or [])
         seen = 0
+        any_on_postgres = False
         for c in containers:
             is_rampart = c["image"].split("/")[-1].split(":")[0] == "rampart"
             seen += is_rampart
-            check_container(f"{name} container {c['name']}", c, pod, is_rampart)
+            where = f"{name} container {c['name']}"
+            pg = is_rampart and on_postgres(where, c, objects_of(docs, "Secret"))
+            any_on_postgres |= pg
+            check_container(where, c, pod, is_rampart, pg)
         if seen != 1:
             error(name, f"expected one rampart container, found {seen}")
+        if any_on_postgres:
+            if kind != "Deployment":
+                error(name, "nodes on PostgreSQL keep no state: run them as a Deployment")
+            if d["spec"].get("replicas", 1) < 2:
+                error(name, "run at least two nodes on PostgreSQL (any node takes writes)")
+        server = any(c["image"].split("/")[-1].split(":")[0] == "rampart"
+                     for c in pod.get("containers") or [])
+        if kind == "Deployment" and server and d["spec"].get("replicas", 1) > 1:
+            check_spread(name, d, docs)
         if kind == "StatefulSet":
             if d["spec"].get("replicas") != 1:
                 error(name, "the leader runs exactly one replica (no leader election)")
             if not d["spec"].get("volumeClaimTemplates"):
                 error(name, "the leader keeps its store on a PersistentVolumeClaim")
+
+
+def selects(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_spread(name, d, docs):
+    """Several rampart servers (not sidecars): spread over nodes, a budget
+    for drains, and a Service in front."""
+    labels = d["spec"]["template"]["metadata"].get("labels") or {}
+    pod = d["spec"]["template"]["spec"]
+    if not any(t.get("topologyKey") == "kubernetes.io/hostname"
+               and selects((t.get("labelSelector") or {}).get("matchLabels"), labels)
+               for t in pod.get("topologySpreadConstraints") or []):
+        error(name, "several rampart pods must be spread over nodes "
+                    "(topologySpreadConstraints on kubernetes.io/hostname selecting them)")
+    if not any(selects((p["spec"].get("selector") or {}).get("matchLabels"), labels)
+               for p in docs if p.get("kind") == "PodDisruptionBudget"):
+        error(name, "no PodDisruptionBudget selects its pods")
+    if not any(selects((s.get("spec") or {}).get("selector"), labels)
+               for s in docs if s.get("kind") == "Service"):
+        error(name, "no Service selects its pods")
+
+
+def check_references(docs):
+    """Every Secret and ConfigMap a pod reads is rendered, with its keys
+    (kustomize renames generated ones and rewrites the references it
+    knows: a reference it left alone names nothing)."""
+    objects = {"Secret": objects_of(docs, "Secret"), "ConfigMap": objects_of(docs, "ConfigMap")}
+
+    def need(where, kind, ref_name, key=None, optional=False):
+        if optional:
+            return
+        obj = objects[kind].get(ref_name)
+        if obj is None:
+            error(where, f"{kind} {ref_name} is not in the rendered manifests")
+        elif key is not None and key not in keys_of(obj):
+            error(where, f"{kind} {ref_name} has no key {key}")
+
+    for d in docs:
+        if d.get("kind") not in ("Deployment", "StatefulSet"):
+            continue
+        name = f"{d['kind']}/{d['metadata']['name']}"
+        pod = d["spec"]["template"]["spec"]
+        for v in pod.get("volumes") or []:
+            if "secret" in v:
+                s = v["secret"]
+                need(f"{name} volume {v['name']}", "Secret", s.get("secretName"), None, s.get("optional"))
+                for it in s.get("items") or []:
+                    need(f"{name} volume {v['name']}", "Secret", s.get("secretName"), it["key"], s.get("optional"))
+            if "configMap" in v:
+                s = v["configMap"]
+                need(f"{name} volume {v['name']}", "ConfigMap", s.get("name"), None, s.get("optional"))
+                for it in s.get("items") or []:
+                    need(f"{name} volume {v['name']}", "ConfigMap", s.get("name"), it["key"], s.get("optional"))
+        for c in (pod.get("initContainers") or []) + (pod.get("containers") or []):
+            where = f"{name} container {c['name']}"
+            for e in c.get("env") or []:
+                vf = e.get("valueFrom") or {}
+                for kind, field in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
+                    if field in vf:
+                        r = vf[field]
+                        need(f"{where} env {e['name']}", kind, r.get("name"), r.get("key"), r.get("optional"))
+            for ef in c.get("envFrom") or []:
+                for kind, field in (("Secret", "secretRef"), ("ConfigMap", "configMapRef")):
+                    if field in ef:
+                        need(f"{where} envFrom", kind, ef[field].get("name"), None, ef[field].get("optional"))
 
 
 def check_tokens(deploy):
@@ -166,16 +320,21 @@ def check_tokens(deploy):
 
     base = tokens_file(deploy / "base" / "tokens.toml")
     sidecar = tokens_file(deploy / "sidecar" / "tokens.toml")
+    postgres = tokens_file(deploy / "postgres" / "tokens.toml")
     for token, accepted_by, scope in (
-        ("base/replica-follow.token", base, "watch"),
-        ("sidecar/follow.token", base, "watch"),
-        ("sidecar/app.token", sidecar, "check"),
+        ("base/replica-follow.token", ("base", base), "watch"),
+        ("sidecar/follow.token", ("base", base), "watch"),
+        # deploy/postgres/sidecar: the same sidecar, following the nodes.
+        ("sidecar/follow.token", ("postgres", postgres), "watch"),
+        ("sidecar/app.token", ("sidecar", sidecar), "check"),
     ):
-        scopes = accepted_by.get(plain(deploy / token))
+        where, accepted = accepted_by
+        scopes = accepted.get(plain(deploy / token))
         if scopes is None:
-            error(f"deploy/{token}", "its SHA-256 is in no entry of the tokens file that must accept it")
+            error(f"deploy/{token}", f"its SHA-256 is in no entry of deploy/{where}/tokens.toml, "
+                                     "which must accept it")
         elif scope not in scopes and "operator" not in scopes:
-            error(f"deploy/{token}", f"its entry lacks the `{scope}` scope")
+            error(f"deploy/{token}", f"its entry in deploy/{where}/tokens.toml lacks the `{scope}` scope")
 
 
 def main():
@@ -185,11 +344,13 @@ def main():
     a = parser.parse_args()
     docs = [d for f in a.rendered for d in yaml.safe_load_all(f.read_text()) if d]
     check_workloads(docs)
+    check_references(docs)
     deploy = a.root / "deploy"
     check_tokens(deploy)
     quickstart = a.root / "examples" / "quickstart" / "policy.yaml"
-    if (deploy / "base" / "policy.yaml").read_bytes() != quickstart.read_bytes():
-        error("deploy/base/policy.yaml", "differs from examples/quickstart/policy.yaml: copy it again")
+    for copy in ("base", "postgres"):
+        if (deploy / copy / "policy.yaml").read_bytes() != quickstart.read_bytes():
+            error(f"deploy/{copy}/policy.yaml", "differs from examples/quickstart/policy.yaml: copy it again")
     for e in errors:
         print(f"ERROR {e}", file=sys.stderr)
     if errors:

@@ -5,6 +5,12 @@ sidecar replica work together with authentication on.
 Run it through deploy/smoke.sh (which installs the tools if needed):
 
     RAMPART_BIN=target/release/rampart bash deploy/smoke.sh
+    RAMPART_BIN=target/release/rampart bash deploy/smoke.sh --postgres
+
+With --postgres it runs deploy/postgres and deploy/postgres/sidecar instead
+(three nodes on one PostgreSQL database, and the sidecar replica following
+Service rampart), on a throwaway PostgreSQL cluster (deploy/smoke_postgres.py);
+the differences are marked "--postgres" below.
 
 What it does:
  1. Renders deploy/base and deploy/sidecar with `kubectl kustomize` (the
@@ -48,6 +54,14 @@ What it does:
           with exit code 0 within its pod's terminationGracePeriodSeconds.
     With OTLP_SINK_BIN (target/release/examples/otlp_sink), also that the
     sink received spans from the leader.
+    --postgres: (i) the first change goes through Service rampart, the
+    second straight to another node (any node takes writes); (ii) every
+    node and the sidecar allow the user; (iii) every node refuses an Admin
+    call without a token; and before (v), (outage): the database is
+    stopped, every node stays SERVING (gRPC health, the probes' service)
+    and allows the check from its last snapshot, a write is refused
+    UNAVAILABLE naming the store; the database is started again and a
+    write goes through within 30 s, seen by every node.
  5. Prints a report; exits 1 on any failure, 2 on a setup error. Every
     process it started is killed and its temporary folder removed in all
     cases (--keep keeps the folder, with the logs).
@@ -69,6 +83,10 @@ The only rewrites, each printed when applied:
  (d) With OTLP_SINK_BIN only: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.9:4317
      and OTEL_SERVICE_NAME=<pod name> are added to every rampart container's
      env (the service name lets the sink tell the pods apart).
+ (e) --postgres only: the hosts of a postgres:// URL (RAMPART_STORE, from
+     its Secret) become the throwaway cluster's 127.0.0.1:PORT; the role,
+     password, database and parameters stay as written (the cluster is made
+     with that role and database, and trusts loopback connections).
 Anything the script cannot map (another volume type, a DNS name that is no
 Service, an absolute path on no volume, an exec/http probe, service links,
 an IPv6 address) stops it with an error naming it.
@@ -97,10 +115,13 @@ import traceback
 import urllib.request
 from pathlib import Path
 
+import smoke_postgres
 from smoke_health import grpc_health
 from smoke_pods import (
     DEPLOY,
     KUSTOMIZATIONS,
+    POSTGRES_KUSTOMIZATIONS,
+    Failure,
     Rewriter,
     SetupError,
     T0,
@@ -127,19 +148,18 @@ NEW_PERMISSION = "reports:view"  # what `viewers` grants in examples/quickstart/
 CHECK_NEW_USER = ("check", "--tenant", "acme", "--subject", NEW_USER, "--permission", NEW_PERMISSION)
 
 
-class Failure(Exception):
-    """An assertion that failed: exit 1."""
-
-
 # --------------------------------------------------------------------------
 # The run.
 
 
 class Smoke:
-    def __init__(self, bin_path, sink_bin, keep):
+    def __init__(self, bin_path, sink_bin, keep, postgres):
         self.bin = bin_path
         self.sink_bin = sink_bin
         self.keep = keep
+        self.postgres = postgres
+        self.kustomizations = POSTGRES_KUSTOMIZATIONS if postgres else KUSTOMIZATIONS
+        self.database = None  # smoke_postgres.Database, with --postgres
         self.tmp = Path(tempfile.mkdtemp(prefix="rampart-smoke-"))
         self.procs = []  # every Popen started, to kill on the way out
         self.passed = []
@@ -147,8 +167,8 @@ class Smoke:
 
     # --- processes
 
-    def spawn(self, argv, env, cwd, log_path):
-        f = open(log_path, "wb")
+    def spawn(self, argv, env, cwd, log_path, append=False):
+        f = open(log_path, "ab" if append else "wb")
         try:
             p = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=f,
                                  stderr=subprocess.STDOUT, start_new_session=True)
@@ -189,8 +209,8 @@ class Smoke:
     # --- setup
 
     def setup(self):
-        docs = render()
-        log(f"rendered {', '.join('deploy/' + k for k in KUSTOMIZATIONS)}: {len(docs)} resources")
+        docs = render(self.kustomizations)
+        log(f"rendered {', '.join('deploy/' + k for k in self.kustomizations)}: {len(docs)} resources")
         objects = {"Secret": by_kind(docs, "Secret"), "ConfigMap": by_kind(docs, "ConfigMap"),
                    "workloads": {f"{d['kind']}/{d['metadata']['name']}": d for d in docs
                                  if d.get("kind") in ("StatefulSet", "Deployment")}}
@@ -198,7 +218,13 @@ class Smoke:
         self.services = by_kind(docs, "Service")
         image_env, workdir, entrypoint = image_config()
         self.pods = make_pods(docs)
-        self.rw = Rewriter(self.pods, self.services, self.tmp)
+        url = smoke_postgres.store_url(self.pods, objects, image_env)
+        if self.postgres:
+            if url is None:
+                raise SetupError("--postgres, but no rampart container has a store URL (RAMPART_STORE)")
+            self.database = smoke_postgres.Database(*smoke_postgres.parse(url))
+            self.database.start()
+        self.rw = Rewriter(self.pods, self.services, self.tmp, self.database)
         for pod in self.pods:
             if pod.spec.get("enableServiceLinks", True) is not False:
                 raise SetupError(f"{pod.workload}: enableServiceLinks is on; the smoke test does not "
@@ -280,6 +306,15 @@ class Smoke:
                 log(f"started {pod.name}/{c.name}: pid {c.proc.pid}, rampart {' '.join(c.args[:1])} "
                     f"({len(c.args) - 1} args, {len(c.env)} env)")
 
+    def restart(self, pod, c):
+        """Starts an exited container again, as the kubelet would
+        (restartPolicy Always), with no back-off; its log goes on."""
+        c.restarts += 1
+        log(f"restart {pod.name}/{c.name} (exited {c.proc.returncode}; restart {c.restarts}, as the kubelet "
+            f"would): {self.tail(c.log_path, 1).strip()}")
+        c.proc = self.spawn([self.bin, *c.args], c.env, c.cwd, c.log_path, append=True)
+        c.started = time.monotonic()
+
     def tail(self, path, n=6):
         try:
             lines = Path(path).read_text(errors="replace").splitlines()
@@ -295,6 +330,9 @@ class Smoke:
         while pending:
             for key, (pod, c) in list(pending.items()):
                 if c.proc.poll() is not None:
+                    if self.postgres and smoke_postgres.lost_bootstrap_race(c):
+                        self.restart(pod, c)
+                        continue
                     raise Failure(f"{pod.name}/{c.name} exited with code {c.proc.returncode} before it "
                                   "was ready (its log is below)")
                 probe = c.spec.get(phase[key]) or {}
@@ -334,9 +372,9 @@ class Smoke:
         for name, scope, token in re.findall(r"^\| `([\w-]+)` \| (\w+) \| `(rampart_[0-9a-f]+)` \|",
                                              readme, re.M):
             tokens[name] = (scope, token)
-        leader = self.leader()[1]
+        # Who answers applications' checks: the replicas, or the nodes.
         replicas = [p for p in self.pods if not p.sidecar and setting(p.rampart[0], "--follow")]
-        for name, pods in (("operator", [leader]), ("orders-svc", replicas)):
+        for name, pods in (("operator", self.writers()), ("orders-svc", replicas or self.nodes())):
             if name not in tokens:
                 raise SetupError(f"deploy/README.md publishes no example token `{name}`")
             scope, token = tokens[name]
@@ -351,25 +389,48 @@ class Smoke:
                 if scopes is None or scope not in scopes:
                     raise Failure(f"deploy/README.md's example `{name}` token: its hash is not in "
                                   f"{pod.name}'s tokens file with scope `{scope}`")
+        self.tokens = {name: token for name, (_, token) in tokens.items()}
         return tokens["operator"][1], tokens["orders-svc"][1]
 
+    def listen(self, pod):
+        return listen_addr(pod, pod.rampart[0])
+
+    def nodes(self):
+        """The pods whose rampart is on PostgreSQL (a store URL)."""
+        return [p for p in self.pods if setting(p.rampart[0], "--store")]
+
+    def writers(self):
+        """The pods that take Admin calls: the leader, or every node on
+        PostgreSQL."""
+        return [p for p in self.pods if not setting(p.rampart[0], "--follow")]
+
+    def admin_service(self):
+        """The Service for Admin calls: Service rampart-leader (the base's
+        leader) or, with --postgres, Service rampart (any node)."""
+        return "rampart" if self.postgres else "rampart-leader"
+
     def leader(self):
-        """The leader's address through Service rampart-leader (its first port)."""
-        svc = self.services.get("rampart-leader")
+        """The address of the Service for Admin calls (its first port), and
+        the pod it selects."""
+        name = self.admin_service()
+        svc = self.services.get(name)
         if svc is None:
-            raise SetupError("no Service rampart-leader in the rendered manifests")
+            raise SetupError(f"no Service {name} in the rendered manifests")
         port = svc["spec"]["ports"][0]["port"]
-        addr, tport, pod = self.rw.service_target("rampart-leader", port)
+        addr, tport, pod = self.rw.service_target(name, port)
+        if pod not in self.writers():
+            raise Failure(f"Service {name} selects {pod.name}, which takes no Admin calls")
         return f"{addr}:{tport}", pod
 
     def checkers(self, orders_token):
-        """(pod, env for ctl) for every replica: the base replicas with the
-        orders-svc token, a sidecar as its app (the app container's
-        RAMPART_SERVER and RAMPART_TOKEN)."""
+        """(pod, env for ctl) for every replica and every node on
+        PostgreSQL: the base replicas and the nodes with the orders-svc
+        token, a sidecar as its app (the app container's RAMPART_SERVER and
+        RAMPART_TOKEN)."""
         out = []
         for pod in self.pods:
             c = pod.rampart[0]
-            if not setting(c, "--follow"):
+            if not setting(c, "--follow") and not setting(c, "--store"):
                 continue
             if pod.sidecar:
                 apps = [o for o in pod.others
@@ -395,24 +456,33 @@ class Smoke:
     def assertions(self):
         operator, orders = self.example_tokens()
         leader, leader_pod = self.leader()
+        service = self.admin_service()
         op_env = {"RAMPART_SERVER": leader, "RAMPART_TOKEN": operator}
+        # The second change goes to the same leader, or (PostgreSQL: any
+        # node takes writes) straight to another node than the Service's.
+        others = [p for p in self.writers() if p is not leader_pod]
+        second = (f"{others[0].name} directly", self.listen(others[0])) if self.postgres else \
+            (f"Service {service}", leader)
 
-        # (i) an Admin change through the leader.
+        # (i) an Admin change through the leader (the Service), then one
+        # through another node with --postgres.
         before = self.ctl(op_env, *CHECK_NEW_USER)
         if before.returncode != 0 or json.loads(before.stdout).get("decision") != "deny":
-            raise Failure(f"before the change, the leader should deny {NEW_USER} {NEW_PERMISSION}: "
+            raise Failure(f"before the change, {leader_pod.name} should deny {NEW_USER} {NEW_PERMISSION}: "
                           f"{before.stdout}{before.stderr}")
         revision = None
-        for args in (("user", "add", "--tenant", "acme", "--user", NEW_USER),
-                     ("binding", "assign", "--tenant", "acme", "--subject", NEW_USER, "--role", NEW_ROLE)):
-            r = self.ctl(op_env, *args)
+        for args, (how, server) in ((("user", "add", "--tenant", "acme", "--user", NEW_USER),
+                                     (f"Service {service}", leader)),
+                                    (("binding", "assign", "--tenant", "acme", "--subject", NEW_USER,
+                                      "--role", NEW_ROLE), second)):
+            r = self.ctl({**op_env, "RAMPART_SERVER": server}, *args)
             if r.returncode != 0:
-                raise Failure(f"`rampart ctl {' '.join(args)}` through Service rampart-leader ({leader}) "
+                raise Failure(f"`rampart ctl {' '.join(args)}` through {how} ({server}) "
                               f"with the operator token failed (exit {r.returncode}): {r.stderr.strip()}")
             revision = json.loads(r.stdout)["revision"]
-        self.passed_(f"(i) Admin through Service rampart-leader -> {leader_pod.name} ({leader}), operator "
-                     f"token: user add + binding assign {NEW_USER} -> {NEW_ROLE} in acme, "
-                     f"revision {revision}")
+        self.passed_(f"(i) Admin, operator token: user add {NEW_USER} through Service {service} -> "
+                     f"{leader_pod.name} ({leader}), binding assign {NEW_USER} -> {NEW_ROLE} through "
+                     f"{second[0]} ({second[1]}), in acme: revision {revision}")
 
         # (ii) every replica allows it at that revision.
         for pod, env, how in self.checkers(orders):
@@ -432,13 +502,14 @@ class Smoke:
             answer = json.loads(r.stdout)
             self.passed_(f"(ii) {pod.name} ({env['RAMPART_SERVER']}, {how}): allow at revision "
                          f"{answer.get('revision')} (asked >= {revision}, {tries} call(s))")
-        # And the way applications reach the replicas: Service rampart.
+        # And the way applications reach the replicas (the nodes): Service rampart.
         svc = self.services.get("rampart")
         if svc is None:
             raise SetupError("no Service rampart in the rendered manifests")
         addr, port, target = self.rw.service_target("rampart", svc["spec"]["ports"][0]["port"])
-        if not setting(target.rampart[0], "--follow"):
-            raise Failure(f"Service rampart selects {target.name}, which is not a replica")
+        if not setting(target.rampart[0], "--follow") and target not in self.nodes():
+            raise Failure(f"Service rampart selects {target.name}, which is neither a replica nor a node "
+                          "on PostgreSQL")
         r = self.ctl({"RAMPART_SERVER": f"{addr}:{port}", "RAMPART_TOKEN": orders}, *CHECK_NEW_USER,
                      "--at-least-revision", str(revision))
         if r.returncode != 0 or json.loads(r.stdout).get("decision") != "allow":
@@ -451,7 +522,7 @@ class Smoke:
         for pod in self.pods:
             server = listen_addr(pod, pod.rampart[0])
             calls = [("check", "--tenant", "acme", "--subject", "alice", "--permission", "documents:view")]
-            if pod is leader_pod:
+            if pod in self.writers():
                 calls.append(("user", "add", "--tenant", "acme", "--user", "mallory"))
             for call in calls:
                 r = self.ctl({"RAMPART_SERVER": server}, *call)
@@ -493,6 +564,10 @@ class Smoke:
                         raise Failure(f"(iv) {pod.name}: {url} has no rampart_replica_lag_revisions")
                     extra = f", rampart_replica_lag_revisions {lag.group(1)}"
                 self.passed_(f"(iv) {pod.name}: {url}: rampart_snapshot_revision {m.group(1)}{extra}")
+
+        # With --postgres: the database goes away and comes back.
+        if self.postgres:
+            smoke_postgres.outage(self, revision, CHECK_NEW_USER)
 
     def terminate(self):
         """(v) SIGTERM to every process at once; each must exit 0 within its
@@ -539,7 +614,7 @@ class Smoke:
                 counts = json.loads(line)
         if counts is None:
             raise Failure(f"the OTLP sink printed no counts:\n{self.tail(self.sink_out)}")
-        leader = self.leader()[1].name
+        leader = self.leader()[1].name  # the pod Service rampart-leader (--postgres: rampart) selects
         if not counts.get(leader):
             raise Failure(f"the OTLP sink received no spans from {leader}: {counts}")
         self.passed_(f"traces: the OTLP sink received spans by pod: "
@@ -552,6 +627,8 @@ class Smoke:
         self.wait_ready()
         self.assertions()
         self.terminate()
+        if self.postgres:
+            smoke_postgres.nothing_written(self)
         self.traces()
 
     def report_failure(self):
@@ -563,6 +640,8 @@ class Smoke:
 
     def cleanup(self):
         self.kill_all()
+        if self.database is not None:
+            self.database.cleanup()
         if self.keep:
             log(f"kept {self.tmp} (logs and volumes)")
         else:
@@ -572,6 +651,8 @@ class Smoke:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, volumes)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="run deploy/postgres and deploy/postgres/sidecar on a throwaway PostgreSQL")
     a = parser.parse_args()
     bin_path = os.environ.get("RAMPART_BIN")
     if not bin_path:
@@ -587,7 +668,7 @@ def main():
         sink_bin = str(Path(sink_bin).resolve())
     # SIGTERM/SIGINT: unwind through the finally below, which kills the children.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    smoke = Smoke(bin_path, sink_bin, a.keep)
+    smoke = Smoke(bin_path, sink_bin, a.keep, a.postgres)
     code = 0
     try:
         log(f"RAMPART_BIN={bin_path}{f', OTLP_SINK_BIN={sink_bin}' if sink_bin else ''}; folder {smoke.tmp}")
@@ -617,7 +698,9 @@ def main():
         for p in smoke.pods:
             ready = f"ready after {p.ready_after:.1f}s" if p.ready_after is not None else "no probe"
             sidecar = " (native sidecar)" if p.sidecar else ""
-            print(f"  {p.name:18} {p.addr:10} {p.workload}{sidecar}: {ready}")
+            restarts = sum(c.restarts for c in p.rampart)
+            restarted = f", restarted {restarts} time(s)" if restarts else ""
+            print(f"  {p.name:18} {p.addr:10} {p.workload}{sidecar}: {ready}{restarted}")
     else:
         print(f"\nsmoke: FAILED after {took:.1f}s ({len(smoke.passed)} checks passed before)",
               file=sys.stderr)

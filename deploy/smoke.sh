@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Runs the manifests of deploy/ as local processes, without a cluster: a
-# leader, two replicas and the sidecar replica, with authentication on. See
+# leader, two replicas and the sidecar replica, with authentication on (or,
+# with --postgres, three nodes on PostgreSQL and the sidecar replica). See
 # deploy/smoke.py for what it runs, the rewrites it makes and what it checks.
 #
-# Usage: RAMPART_BIN=target/release/rampart bash deploy/smoke.sh [--keep]
+# Usage: RAMPART_BIN=target/release/rampart bash deploy/smoke.sh [--postgres] [--keep]
+#   --postgres runs deploy/postgres (three nodes on one database) and
+#     deploy/postgres/sidecar instead, on a throwaway PostgreSQL cluster
+#     (initdb/pg_ctl from the `postgresql` package; as root they run as the
+#     `postgres` user), stopped and removed at the end.
 #   OTLP_SINK_BIN=target/release/examples/otlp_sink also checks the traces.
 #
 # It uses the tools deploy/validate.sh installs (kubectl for `kubectl

@@ -16,6 +16,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 KUSTOMIZATIONS = ("base", "sidecar")
+# `smoke.py --postgres`: the nodes on PostgreSQL, and the sidecar following them.
+POSTGRES_KUSTOMIZATIONS = ("postgres", "postgres/sidecar")
 NAMESPACE = "rampart"  # the namespace deploy/README.md applies the manifests to
 CLUSTER_DOMAIN = "cluster.local"
 FIRST_POD_ADDR = 2  # 127.0.0.2
@@ -25,6 +27,10 @@ T0 = time.monotonic()
 
 class SetupError(Exception):
     """Something the script cannot map or run: exit 2."""
+
+
+class Failure(Exception):
+    """An assertion that failed: exit 1."""
 
 
 def log(msg):
@@ -39,12 +45,12 @@ def tools_dir():
     return Path(os.environ.get("RAMPART_DEPLOY_TOOLS") or ROOT / "target" / "deploy-tools")
 
 
-def render():
+def render(kustomizations):
     kubectl = tools_dir() / "bin" / "kubectl"
     if not kubectl.exists():
         raise SetupError(f"{kubectl} is missing: run `bash deploy/validate.sh` once (it installs it)")
     docs = []
-    for k in KUSTOMIZATIONS:
+    for k in kustomizations:
         out = subprocess.run([str(kubectl), "kustomize", str(DEPLOY / k)],
                              capture_output=True, text=True, check=False)
         if out.returncode != 0:
@@ -103,6 +109,7 @@ class Container:
     proc: subprocess.Popen = None
     log_path: Path = None
     started: float = 0.0
+    restarts: int = 0
 
 
 @dataclasses.dataclass
@@ -345,9 +352,10 @@ def expand(s, env):
 
 
 class Rewriter:
-    def __init__(self, pods, services, tmp):
+    def __init__(self, pods, services, tmp, database=None):
         self.tmp = tmp
         self.pods = pods
+        self.database = database  # smoke_postgres.Database, with --postgres
         # (DNS name, Service, the pods it selects, the pod a pod's own name
         # under a headless Service names) for every form of every name.
         self.names = []
@@ -395,6 +403,14 @@ class Rewriter:
         """The rewrites (a), (b), (c) of one arg or env value; prints each."""
         original = value
         notes = []
+        # (e) a PostgreSQL URL: its hosts become the throwaway database's.
+        if re.match(r"postgres(?:ql)?://", value):
+            if self.database is None:
+                raise SetupError(f"{pod.name} {where}: a PostgreSQL store URL; run the smoke test "
+                                 "with --postgres (a throwaway database)")
+            value = self.database.rewrite(value)
+            log(f"  rewrite (e) {pod.name} {where}: {redact(original)!r} -> {redact(value)!r}")
+            return value
         # (a) the pod's own addresses.
         if re.search(r"\[::1?\]", value):
             raise SetupError(f"{pod.name} {where}: an IPv6 address in `{value}` is not mapped")
@@ -440,6 +456,11 @@ class Rewriter:
             shown = value.replace(str(self.tmp), "$SMOKE")
             log(f"  rewrite ({', '.join(notes)}) {pod.name} {where}: {original!r} -> {shown!r}")
         return value
+
+
+def redact(url):
+    """A database URL without its password, for the log."""
+    return re.sub(r"^(postgres(?:ql)?://[^:@/]*):[^@/]*@", r"\1:***@", url)
 
 
 def setting(c, flag):

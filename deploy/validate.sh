@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Validates every manifest in deploy/:
-#  1. renders each kustomization (deploy/base, deploy/sidecar) with kubectl's
-#     kustomize, which fails on a bad kustomization or a missing file;
+#  1. renders each kustomization (deploy/base, deploy/sidecar,
+#     deploy/observability, deploy/postgres, deploy/postgres/sidecar) with
+#     kubectl's kustomize, which fails on a bad kustomization or a missing
+#     file;
 #  2. checks every resource, as written and as rendered, against the
 #     Kubernetes JSON schemas of the oldest and newest versions we support,
 #     strictly: an unknown field, a wrong type or an unknown kind/apiVersion
 #     is an error;
 #  3. runs deploy/check_manifests.py: the hardening every container must
-#     have, the probes, the grace periods, the tokens files against the
-#     token files, and the policy copy against examples/quickstart.
+#     have, the probes, the grace periods, the store of a node on PostgreSQL
+#     (a Secret, no local state), the Secrets and ConfigMaps pods read, the
+#     tokens files against the token files, and the policy copies against
+#     examples/quickstart.
 #
 # Usage: bash deploy/validate.sh
 #   RAMPART_BIN=target/release/rampart bash deploy/validate.sh
@@ -25,7 +29,7 @@ tools="${RAMPART_DEPLOY_TOOLS:-$root/target/deploy-tools}"
 # The oldest Kubernetes the manifests need (native sidecars and the preStop
 # sleep action are on by default from 1.30) and the newest we know.
 versions=(1.30 1.37)
-kustomizations=(base sidecar observability)
+kustomizations=(base sidecar observability postgres postgres/sidecar)
 
 python="${PYTHON:-python3}"
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
@@ -52,9 +56,9 @@ trap 'rm -rf "$out"' EXIT
 # 1. Render.
 rendered=()
 for k in "${kustomizations[@]}"; do
-  "$kubectl" kustomize "$here/$k" > "$out/$k.yaml"
-  rendered+=("$out/$k.yaml")
-  echo "rendered deploy/$k: $(grep -c '^kind:' "$out/$k.yaml") resources"
+  "$kubectl" kustomize "$here/$k" > "$out/${k//\//-}.yaml"
+  rendered+=("$out/${k//\//-}.yaml")
+  echo "rendered deploy/$k: $(grep -c '^kind:' "$out/${k//\//-}.yaml") resources"
 done
 
 # Every resource file as written: the YAML files beside each
@@ -95,13 +99,23 @@ if [ -n "${RAMPART_BIN:-}" ]; then
   "$RAMPART_BIN" validate "$here/base/policy.yaml"
   "$RAMPART_BIN" serve --help > "$out/serve-help.txt"
   missing=0
-  for flag in $(sed -n 's/^ *- \(--[a-z-]*\).*/\1/p' "$here"/base/*.yaml "$here"/sidecar/*.yaml | sort -u); do
+  for flag in $(sed -n 's/^ *- \(--[a-z-]*\).*/\1/p' "$here"/base/*.yaml "$here"/sidecar/*.yaml \
+      "$here"/postgres/*.yaml | sort -u); do
     if ! grep -q -- "$flag\b" "$out/serve-help.txt"; then
       echo "deploy/: \`$flag\` is not a flag of \`$RAMPART_BIN serve\`" >&2
       missing=1
     fi
   done
+  # The RAMPART_* settings given to the servers as environment variables
+  # (the sidecar's app holds RAMPART_SERVER/RAMPART_TOKEN, for ctl: not here).
+  for var in $(sed -n 's/^ *- name: \(RAMPART_[A-Z_]*\).*/\1/p' "$here"/base/*.yaml \
+      "$here"/postgres/*.yaml | sort -u); do
+    if ! grep -q -- "env: $var\b" "$out/serve-help.txt"; then
+      echo "deploy/: \`$var\` is not a variable of \`$RAMPART_BIN serve\`" >&2
+      missing=1
+    fi
+  done
   [ "$missing" = 0 ] || exit 1
-  echo "every flag the manifests pass is one of \`rampart serve\`'s"
+  echo "every flag and RAMPART_* variable the manifests pass is one of \`rampart serve\`'s"
 fi
 echo "deploy/: every manifest is valid"
