@@ -211,3 +211,82 @@ fn two_nodes_on_one_database_read_each_others_writes() {
     assert!(a.terminate().success());
     assert!(b.terminate().success());
 }
+
+/// Nodes started together on an empty database race to bootstrap it: one
+/// does, the others wait for it and follow, and every node serves the same
+/// single bootstrap (none exits).
+#[test]
+fn nodes_started_together_on_an_empty_database_bootstrap_it_once() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| common::free_port()).collect();
+    let nodes: Vec<Server> = std::thread::scope(|s| {
+        let starting: Vec<_> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let data = dir.path().join(format!("n{i}"));
+                let url = url.clone();
+                s.spawn(move || Server::start_with(&data, *port, &["--store", &url]))
+            })
+            .collect();
+        starting.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let states: Vec<serde_json::Value> = ports
+        .iter()
+        .map(|p| ctl_json(*p, &["status", "--digest"]))
+        .collect();
+    // A node that followed may have looked before the last batch landed:
+    // a write through each settles them on one head.
+    for (i, port) in ports.iter().enumerate() {
+        ctl_json(
+            *port,
+            &[
+                "user",
+                "add",
+                "--tenant",
+                "acme",
+                "--user",
+                &format!("n{i}"),
+            ],
+        );
+    }
+    let head = ctl_json(ports[2], &["status"])["revision"]
+        .as_u64()
+        .unwrap();
+    let settled: Vec<serde_json::Value> = ports
+        .iter()
+        .map(|p| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            loop {
+                let s = ctl_json(*p, &["status", "--digest"]);
+                if s["revision"].as_u64().unwrap() >= head || std::time::Instant::now() > deadline {
+                    return s;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        })
+        .collect();
+    // One bootstrap: every node started on the same one, and the three
+    // writes came right after it.
+    let bootstrap = states[0]["revision"].as_u64().unwrap();
+    assert!(bootstrap > 0);
+    assert!(
+        states
+            .iter()
+            .all(|s| s["revision"].as_u64() == Some(bootstrap)),
+        "{states:?}"
+    );
+    assert_eq!(head, bootstrap + 3);
+    assert!(
+        settled
+            .windows(2)
+            .all(|w| w[0]["revision"] == w[1]["revision"] && w[0]["digest"] == w[1]["digest"]),
+        "{settled:?}"
+    );
+    for node in nodes {
+        assert!(node.terminate().success());
+    }
+}

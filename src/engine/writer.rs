@@ -432,7 +432,8 @@ impl Engine {
             self.writable_locked(store).await?;
             let bound = self.write_timeout();
             let writing = Arc::clone(store);
-            self.store_call(bound, move || writing.begin_bootstrap())
+            // On a shared store this may wait for another node's bootstrap.
+            self.store_call(self.install_timeout(), move || writing.begin_bootstrap())
                 .await?;
             let mut rest = outcomes;
             while !rest.is_empty() {

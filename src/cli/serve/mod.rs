@@ -225,18 +225,30 @@ async fn serve(args: ServeArgs) -> ExitCode {
         };
         let mutations = crate::model::policy_file::to_mutations(&state);
         let count = mutations.len();
-        if let Err(e) = engine.bootstrap(mutations, "bootstrap").await {
+        let bootstrapped = engine.bootstrap(mutations, "bootstrap").await;
+        if bootstrapped.is_err()
+            && let Ok(Some(revision)) = engine.follow_shared().await
+            && revision > 0
+        {
+            // Nodes started together on an empty shared store: another
+            // one bootstrapped it first; this one follows it.
+            info!(
+                revision,
+                "another node bootstrapped the shared store first: following it"
+            );
+        } else if let Err(e) = bootstrapped {
             eprintln!("rampart: bootstrap failed: {e}");
             if let StoreHealth::Stuck(_) = &*engine.store_health().borrow() {
                 return ExitCode::from(EXIT_STORE_STUCK);
             }
             return ExitCode::FAILURE;
+        } else {
+            info!(
+                    mutations = count,
+                source = %args.bootstrap.as_ref().map_or("built-in quickstart".to_owned(), |p| p.display().to_string()),
+                "empty store bootstrapped"
+            );
         }
-        info!(
-            mutations = count,
-            source = %args.bootstrap.as_ref().map_or("built-in quickstart".to_owned(), |p| p.display().to_string()),
-            "empty store bootstrapped"
-        );
     } else {
         if let Some(p) = &args.bootstrap {
             info!(file = %p.display(), revision = recovered, "the store already holds a state; --bootstrap ignored");

@@ -64,6 +64,9 @@ const AUDIT_PAGE: i64 = 1_000;
 /// left by a node that stopped, and one whose lock is held is in progress.
 const BOOTSTRAP_LOCK: i64 = 0x72_61_6d_70_62_6f_6f_74;
 
+/// How long a node waits for another one bootstrapping the store.
+const BOOTSTRAP_WAIT: Duration = Duration::from_secs(300);
+
 fn advisory(c: &mut Client, target: &str, call: &str) -> Result<bool, StoreError> {
     c.query_one(&format!("SELECT {call}($1)"), &[&BOOTSTRAP_LOCK])
         .map(|row| row.get::<_, bool>(0))
@@ -339,14 +342,28 @@ impl Store for PgStore {
     fn begin_bootstrap(&self) -> Result<(), StoreError> {
         // A connection of its own, held until `finish_bootstrap`: the lock
         // is the session's, and ends with it if this process stops.
+        // Nodes started together on an empty database race for it: the
+        // others wait for the one bootstrapping, then find the store no
+        // longer empty (`OutOfOrder`), and follow it.
         let mut c = self.pool.connect()?;
         let target = self.target();
-        let marked = match advisory(&mut c, target, "pg_try_advisory_lock") {
-            Ok(true) => Self::mark_bootstrap(&mut c, target),
-            Ok(false) => Err(StoreError::Backend(format!(
-                "PostgreSQL store {target}: another node is bootstrapping it"
-            ))),
-            Err(e) => Err(e),
+        let started = std::time::Instant::now();
+        let marked = loop {
+            match advisory(&mut c, target, "pg_try_advisory_lock") {
+                Ok(true) => break Self::mark_bootstrap(&mut c, target),
+                Ok(false) if started.elapsed() < BOOTSTRAP_WAIT => {
+                    if started.elapsed() < Duration::from_millis(200) {
+                        tracing::info!(store = %target, "another node is bootstrapping the store: waiting for it");
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Ok(false) => {
+                    break Err(StoreError::Backend(format!(
+                        "PostgreSQL store {target}: another node has been bootstrapping it for {BOOTSTRAP_WAIT:?}"
+                    )));
+                }
+                Err(e) => break Err(e),
+            }
         };
         if marked.is_err() {
             drop_client(c);
