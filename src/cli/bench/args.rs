@@ -61,4 +61,10 @@ pub struct BenchArgs {
     /// CA of an `https://` server (PEM).
     #[arg(long, env = "RAMPART_CA", value_name = "PEM")]
     pub ca: Option<PathBuf>,
+    /// `--mode mutate`: offer this many mutations per second in all,
+    /// spread evenly over the writers (an open loop while the writers keep
+    /// up), instead of each writer sending its next one as soon as the
+    /// last is confirmed.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
 }

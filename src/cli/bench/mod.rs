@@ -185,18 +185,27 @@ mod tests {
             json: false,
             token: None,
             ca: None,
+            rate: None,
         };
-        for round in 0..2 {
+        for round in 0..3 {
             let mut a = args(1);
             // The second round confirms through `--check-server` (here the
             // same node, by another connection).
             if round == 1 {
                 a.check_server = Some(a.server.clone());
             }
+            // The third offers a fixed rate: 3 writers, 30/s in all, so
+            // about 30 in its second.
+            if round == 2 {
+                a.rate = Some(30);
+            }
             let r = run(&a, Vec::new()).await.unwrap();
             assert_eq!((r.mode, r.errors, r.mismatches), ("mutate", 0, 0));
             assert!(r.calls > 0);
             assert_eq!(r.decisions, r.calls);
+            if round == 2 {
+                assert!(r.calls <= 33, "{} mutations at 30/s for 1 s", r.calls);
+            }
         }
         handle.shutdown(Duration::from_secs(1)).await;
     }

@@ -127,6 +127,14 @@ async fn toggled(
     Ok(reply.into_inner().decision == Decision::Allow as i32)
 }
 
+/// One writer's share of `--rate`: a mutation every `every`, the first
+/// `offset` after the start, so the writers' sends interleave evenly.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    every: Duration,
+    offset: Duration,
+}
+
 /// What one writer measured.
 #[derive(Debug, Default)]
 struct WriterResult {
@@ -143,6 +151,7 @@ async fn mutate_writer(
     writer: usize,
     warm_until: Instant,
     end: Instant,
+    pace: Option<Pace>,
 ) -> WriterResult {
     let mut admin = AdminClient::new(channel);
     let mut check = AuthorizationClient::new(checking);
@@ -153,7 +162,12 @@ async fn mutate_writer(
     // Whether each user holds the role now; `None`: ask the server first.
     let mut bound: Vec<Option<bool>> = vec![None; users.len()];
     let mut step = 0usize;
+    let mut due = pace.map(|p| Instant::now() + p.offset);
     loop {
+        if let (Some(at), Some(p)) = (due.as_mut(), pace) {
+            tokio::time::sleep_until((*at).into()).await;
+            *at += p.every;
+        }
         let k = step % users.len();
         step += 1;
         let user = &users[k];
@@ -239,6 +253,16 @@ pub async fn run_mutate(
     mutate_setup(args, first.clone()).await?;
     let warm_until = Instant::now() + Duration::from_secs(args.warmup_secs);
     let end = warm_until + Duration::from_secs(args.duration_secs);
+    let writers = args.concurrency.max(1);
+    let pace = |writer: usize| {
+        args.rate.map(|rate| {
+            let every = Duration::from_secs_f64(f64::from(writers) / f64::from(rate));
+            Pace {
+                every,
+                offset: every.mul_f64(writer as f64 / f64::from(writers)),
+            }
+        })
+    };
     let tasks: Vec<_> = (0..args.concurrency as usize)
         .map(|writer| {
             tokio::spawn(mutate_writer(
@@ -248,6 +272,7 @@ pub async fn run_mutate(
                 writer,
                 warm_until,
                 end,
+                pace(writer),
             ))
         })
         .collect();
