@@ -1,0 +1,259 @@
+//! Several real `rampart serve` nodes on one PostgreSQL database, driven
+//! through the crate's own gRPC clients: starting and killing nodes, the
+//! calls the checks need, and reading the changelog back with Watch.
+//! `ops.rs` makes the mutations, `model.rs` says what they must do,
+//! `writer.rs` submits them and keeps the ledger, `verify.rs` compares
+//! what the nodes show with the ledger and the models.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    dead_code,
+    reason = "test code"
+)]
+
+pub mod model;
+pub mod ops;
+pub mod verify;
+pub mod writer;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rampart::proto;
+use rampart::proto::admin_client::AdminClient;
+use rampart::proto::authorization_client::AuthorizationClient;
+use rampart::proto::replication_client::ReplicationClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::common::{BIN, Server};
+
+/// How long a node may take to start (bootstrap, recover, compile) on a
+/// busy machine before the test gives up on it.
+const READY_WITHIN: Duration = Duration::from_secs(90);
+
+/// How long a node waits for a revision asked with `at_least_revision`:
+/// generous, so a slow machine delays the test instead of failing it.
+pub const CONSISTENCY_WAIT_MS: u64 = 30_000;
+
+/// One `rampart serve --store <url>` and how to start it again.
+pub struct Node {
+    pub port: u16,
+    data: PathBuf,
+    log: PathBuf,
+    args: Vec<String>,
+    pub server: Option<Server>,
+}
+
+impl Node {
+    /// Starts a node on `url` with its (unused) data dir and its log under
+    /// `dir`, and waits until it serves.
+    pub fn start(dir: &Path, name: &str, url: &str, extra: &[&str]) -> Self {
+        let mut args: Vec<String> = vec![
+            "--store".into(),
+            url.into(),
+            "--consistency-wait-ms".into(),
+            CONSISTENCY_WAIT_MS.to_string(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut node = Node {
+            port: crate::common::free_port(),
+            data: dir.join(name),
+            log: dir.join(format!("{name}.log")),
+            args,
+            server: None,
+        };
+        node.restart();
+        node
+    }
+
+    /// Starts the node again (same port, same arguments) and waits until
+    /// it serves.
+    pub fn restart(&mut self) {
+        assert!(self.server.is_none(), "the node is running");
+        self.server = Some(spawn_logged(&self.data, self.port, &self.args, &self.log));
+    }
+
+    /// SIGKILL, at once, and reaped: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.0.kill().unwrap();
+            server.0.wait().unwrap();
+        }
+    }
+
+    /// The node's log lines that warn or report an error.
+    pub fn warnings(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+/// `rampart serve` on `port` with `args`, its stderr appended to `log`;
+/// returns once it logs that it serves (a guard that kills it when
+/// dropped, so a failing test never leaves it running).
+fn spawn_logged(data: &Path, port: u16, args: &[String], log: &Path) -> Server {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let server = Server(child);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(file, "{line}");
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + READY_WITHIN;
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) if line.contains("serving rampart.v1.Authorization") => return server,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            _ => {}
+        }
+    }
+    let tail = std::fs::read_to_string(log).unwrap_or_default();
+    panic!(
+        "node on port {port} did not become ready; its log:\n{}",
+        tail.lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// The three services of one node over one connection of their own.
+#[derive(Clone)]
+pub struct Conn {
+    pub port: u16,
+    pub admin: AdminClient<Channel>,
+    pub authz: AuthorizationClient<Channel>,
+    pub repl: ReplicationClient<Channel>,
+}
+
+impl Conn {
+    /// A connection made on first use and again after the node restarts.
+    /// Call from within the tokio runtime.
+    pub fn lazy(port: u16) -> Self {
+        let channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(120))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Self {
+            port,
+            admin: AdminClient::new(channel.clone()),
+            authz: AuthorizationClient::new(channel.clone()),
+            repl: ReplicationClient::new(channel).max_decoding_message_size(64 << 20),
+        }
+    }
+
+    /// Waits (server side, up to [`CONSISTENCY_WAIT_MS`]) until the node
+    /// answers at `revision` or later.
+    pub async fn reach(&mut self, revision: u64) -> Result<u64, tonic::Status> {
+        self.authz
+            .check(proto::CheckRequest {
+                tenant: "acme".into(),
+                subject: "dave".into(),
+                permission: "documents:view".into(),
+                consistency: Some(at_least(revision)),
+                explain: false,
+            })
+            .await
+            .map(|r| r.into_inner().revision)
+    }
+
+    /// The node's revision and, with `digest`, its state digest.
+    pub async fn state(&mut self, digest: bool) -> Result<proto::GetStateResponse, tonic::Status> {
+        self.repl
+            .get_state(proto::GetStateRequest { digest })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// The changelog entries after `after` up to `upto`, read with Watch
+    /// (which sends the stored ones first, in order). Bounded in time.
+    pub async fn changelog(&mut self, after: u64, upto: u64) -> Result<Vec<proto::Change>, String> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let read = async {
+            let mut stream = self
+                .repl
+                .watch(proto::WatchRequest {
+                    from_revision: after,
+                    tenants: Vec::new(),
+                    history: String::new(),
+                })
+                .await
+                .map_err(|s| format!("watch from {after} on port {}: {s}", self.port))?
+                .into_inner();
+            let mut out = Vec::new();
+            while let Some(event) = stream
+                .message()
+                .await
+                .map_err(|s| format!("watch from {after} on port {}: {s}", self.port))?
+            {
+                if let Some(proto::watch_event::Event::Change(change)) = event.event {
+                    let revision = change.revision;
+                    out.push(change);
+                    if revision >= upto {
+                        return Ok(out);
+                    }
+                }
+            }
+            Err(format!(
+                "watch from {after} on port {} ended before revision {upto}",
+                self.port
+            ))
+        };
+        tokio::time::timeout(Duration::from_secs(120), read)
+            .await
+            .map_err(|_| {
+                format!(
+                    "watch from {after} to {upto} on port {} took over 120 s",
+                    self.port
+                )
+            })?
+    }
+}
+
+/// `at_least_revision = revision`.
+pub fn at_least(revision: u64) -> proto::Consistency {
+    proto::Consistency {
+        requirement: Some(proto::consistency::Requirement::AtLeastRevision(revision)),
+    }
+}
+
+/// Whether a failed call failed in the transport (the node went away, the
+/// connection broke) rather than being answered by the node: a status the
+/// server sends carries no source error, one tonic makes up does.
+pub fn transport(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some()
+}
