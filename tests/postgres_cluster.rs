@@ -25,14 +25,14 @@
 mod cluster;
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cluster::ops::{Op, Rng};
 use cluster::verify::{Final, Fixed, final_check};
 use cluster::writer::{FENCE_TENANT, Ledger, Shared, Writer, anchor, prefix};
-use cluster::{Conn, Node};
+use cluster::{Conn, Node, Watched, tail};
 
 /// Writers submitting at once, each to a node picked at random per op
 /// (about four per node at any time).
@@ -44,6 +44,22 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// A folder for the nodes' data dirs and logs, removed afterwards unless
+/// `RAMPART_CLUSTER_KEEP=1` (then its path is printed, for reading the
+/// logs of a failed run).
+fn workdir() -> tempfile::TempDir {
+    let keep = std::env::var("RAMPART_CLUSTER_KEEP").as_deref() == Ok("1");
+    let dir = tempfile::Builder::new()
+        .prefix("rampart-cluster-")
+        .disable_cleanup(keep)
+        .tempdir()
+        .unwrap();
+    if keep {
+        eprintln!("nodes' logs in {}", dir.path().display());
+    }
+    dir
 }
 
 /// The seed: `RAMPART_CLUSTER_SEED`, or the clock's.
@@ -120,6 +136,32 @@ fn shared(nodes: &[Node], total: usize, kills: bool, fixed: Fixed) -> Arc<Shared
         fixed,
         kills,
         everywhere_every: 10,
+    })
+}
+
+/// Once no one writes: the highest revision any node has, then every
+/// live Watch once it has delivered it.
+fn stop_tails(
+    rt: &tokio::runtime::Runtime,
+    conns: &mut [Conn],
+    target: &AtomicU64,
+    tails: Vec<tokio::task::JoinHandle<Watched>>,
+) -> Vec<Watched> {
+    rt.block_on(async {
+        let mut head = 0;
+        for c in conns.iter_mut() {
+            head = head.max(c.state(false).await.unwrap().revision);
+        }
+        target.store(head, Ordering::SeqCst);
+        let mut watched = Vec::new();
+        for t in tails {
+            let w = tokio::time::timeout(Duration::from_secs(120), t)
+                .await
+                .expect("a live Watch did not reach the head within 120 s")
+                .unwrap();
+            watched.push(w);
+        }
+        watched
     })
 }
 
@@ -205,7 +247,7 @@ fn three_nodes_agree_after_5000_random_mutations_from_concurrent_writers() {
     };
     let seed = seed();
     eprintln!("seed {seed} (RAMPART_CLUSTER_SEED={seed} replays it)");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workdir();
     // The first bootstraps the quickstart policy; the others find it.
     let nodes: Vec<Node> = ["a", "b", "c"]
         .iter()
@@ -220,6 +262,11 @@ fn three_nodes_agree_after_5000_random_mutations_from_concurrent_writers() {
     });
     let shared = shared(&nodes, TOTAL, false, fixed.clone());
 
+    let target = Arc::new(AtomicU64::new(0));
+    let tails: Vec<_> = nodes
+        .iter()
+        .map(|n| rt.spawn(tail(n.port, setup_head, Arc::clone(&target))))
+        .collect();
     let started = Instant::now();
     let models = rt.block_on(async {
         let mut tasks = Vec::new();
@@ -234,6 +281,15 @@ fn three_nodes_agree_after_5000_random_mutations_from_concurrent_writers() {
         models
     });
     let writing = started.elapsed();
+    let watched = stop_tails(&rt, &mut conns, &target, tails);
+    for w in &watched {
+        eprintln!(
+            "live Watch on port {}: {} changes, {} reconnects",
+            w.port,
+            w.changes.len(),
+            w.reconnects
+        );
+    }
     let mut ledger = std::mem::take(&mut *shared.ledger.lock().unwrap());
     let end = rt.block_on(final_check(
         &mut conns,
@@ -242,6 +298,7 @@ fn three_nodes_agree_after_5000_random_mutations_from_concurrent_writers() {
         setup_head,
         &fixed,
         true,
+        &watched,
     ));
     eprintln!(
         "writing took {writing:.1?}, the final check {:.1?}",
@@ -266,7 +323,7 @@ fn killing_nodes_during_writes_loses_nothing_acknowledged_and_half_applies_nothi
     };
     let seed = seed();
     eprintln!("seed {seed} (RAMPART_CLUSTER_SEED={seed} replays it)");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = workdir();
     // Checkpoints often, so restarts recover from a checkpoint and the
     // changelog after it, with several nodes writing checkpoints.
     let extra = ["--checkpoint-every", "200"];
@@ -284,6 +341,11 @@ fn killing_nodes_during_writes_loses_nothing_acknowledged_and_half_applies_nothi
     });
     let shared = shared(&nodes, usize::MAX, true, fixed.clone());
 
+    let target = Arc::new(AtomicU64::new(0));
+    let tails: Vec<_> = nodes
+        .iter()
+        .map(|n| rt.spawn(tail(n.port, setup_head, Arc::clone(&target))))
+        .collect();
     let started = Instant::now();
     let tasks: Vec<_> = (0..WRITERS)
         .map(|w| {
@@ -316,6 +378,15 @@ fn killing_nodes_during_writes_loses_nothing_acknowledged_and_half_applies_nothi
         models
     });
     let writing = started.elapsed();
+    let watched = stop_tails(&rt, &mut conns, &target, tails);
+    for w in &watched {
+        eprintln!(
+            "live Watch on port {}: {} changes, {} reconnects",
+            w.port,
+            w.changes.len(),
+            w.reconnects
+        );
+    }
     let mut ledger = std::mem::take(&mut *shared.ledger.lock().unwrap());
     let end = rt.block_on(final_check(
         &mut conns,
@@ -324,6 +395,7 @@ fn killing_nodes_during_writes_loses_nothing_acknowledged_and_half_applies_nothi
         setup_head,
         &fixed,
         false,
+        &watched,
     ));
 
     // A node started now, from the database alone, holds the same state.
@@ -355,4 +427,111 @@ fn killing_nodes_during_writes_loses_nothing_acknowledged_and_half_applies_nothi
         ledger.in_flight_at_kill > 0,
         "no write was in flight at any of the {CYCLES} kills: the test did not test what it says"
     );
+}
+
+/// Three nodes started at the same moment on an empty database: the
+/// quickstart policy is bootstrapped exactly once (one node logs it; the
+/// changelog and the audit log hold its revisions once each). A node
+/// that loses the race may exit (today it does, saying another node is
+/// bootstrapping); started again, it serves the same state, and every
+/// node then takes writes.
+#[test]
+fn nodes_started_at_once_on_an_empty_database_bootstrap_it_exactly_once() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let dir = workdir();
+    let mut nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Node::new(dir.path(), n, &url, &[]))
+        .collect();
+    let outcomes: Vec<Result<(), String>> = std::thread::scope(|s| {
+        let starts: Vec<_> = nodes
+            .iter_mut()
+            .map(|n| s.spawn(move || n.try_restart()))
+            .collect();
+        starts.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        outcomes.iter().any(Result::is_ok),
+        "no node started: {outcomes:?}"
+    );
+    for (node, outcome) in nodes.iter_mut().zip(&outcomes) {
+        if let Err(why) = outcome {
+            eprintln!("lost the race to bootstrap, exited: {why}");
+            assert!(
+                why.contains("bootstrapping") || why.contains("bootstrap failed"),
+                "a node failed to start for another reason: {why}"
+            );
+            node.restart();
+        }
+    }
+
+    let logs: Vec<String> = nodes
+        .iter()
+        .map(|n| std::fs::read_to_string(n.log_path()).unwrap())
+        .collect();
+    let bootstraps: Vec<u64> = logs
+        .iter()
+        .flat_map(|l| l.lines())
+        .filter(|l| l.contains("empty store bootstrapped"))
+        .map(|l| {
+            let n = l.split("mutations=").nth(1).unwrap();
+            n.split_whitespace().next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(bootstraps.len(), 1, "bootstrapped {bootstraps:?} times");
+    let count = bootstraps[0];
+
+    let rt = runtime();
+    rt.block_on(async {
+        let mut conns: Vec<Conn> = nodes.iter().map(|n| Conn::lazy(n.port)).collect();
+        let mut states = Vec::new();
+        for c in &mut conns {
+            c.reach(count).await.unwrap();
+            states.push(c.state(true).await.unwrap());
+        }
+        for s in &states {
+            assert_eq!(
+                (s.revision, &s.digest, &s.history),
+                (count, &states[0].digest, &states[0].history)
+            );
+        }
+        let log = conns[0].changelog(0, count).await.unwrap();
+        let revisions: Vec<u64> = log.iter().map(|c| c.revision).collect();
+        assert_eq!(revisions, (1..=count).collect::<Vec<_>>());
+        let audit = conns[0]
+            .admin
+            .list_audit_log(rampart::proto::ListAuditLogRequest {
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut applied: Vec<u64> = audit
+            .entries
+            .iter()
+            .filter(|e| e.outcome == "applied")
+            .map(|e| e.revision)
+            .collect();
+        applied.sort_unstable();
+        assert_eq!(applied, (1..=count).collect::<Vec<_>>(), "{audit:?}");
+        assert_eq!(audit.entries.len() as u64, count);
+
+        // Every node takes a write, each at its own revision.
+        let mut revisions = Vec::new();
+        for (i, c) in conns.iter_mut().enumerate() {
+            let add = Op::AddUser {
+                t: "acme".into(),
+                u: format!("late{i}"),
+                email: None,
+                name: None,
+                active: true,
+            };
+            revisions.push(add.send(&mut c.admin, "").await.unwrap().revision);
+        }
+        revisions.sort_unstable();
+        assert_eq!(revisions, vec![count + 1, count + 2, count + 3]);
+    });
 }

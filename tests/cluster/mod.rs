@@ -52,6 +52,13 @@ impl Node {
     /// Starts a node on `url` with its (unused) data dir and its log under
     /// `dir`, and waits until it serves.
     pub fn start(dir: &Path, name: &str, url: &str, extra: &[&str]) -> Self {
+        let mut node = Self::new(dir, name, url, extra);
+        node.restart();
+        node
+    }
+
+    /// A node not started yet.
+    pub fn new(dir: &Path, name: &str, url: &str, extra: &[&str]) -> Self {
         let mut args: Vec<String> = vec![
             "--store".into(),
             url.into(),
@@ -59,22 +66,29 @@ impl Node {
             CONSISTENCY_WAIT_MS.to_string(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut node = Node {
+        Node {
             port: crate::common::free_port(),
             data: dir.join(name),
             log: dir.join(format!("{name}.log")),
             args,
             server: None,
-        };
-        node.restart();
-        node
+        }
     }
 
     /// Starts the node again (same port, same arguments) and waits until
     /// it serves.
     pub fn restart(&mut self) {
+        if let Err(e) = self.try_restart() {
+            panic!("{e}");
+        }
+    }
+
+    /// [`Node::restart`], or why the node exited before it served (its
+    /// exit status and the end of its log).
+    pub fn try_restart(&mut self) -> Result<(), String> {
         assert!(self.server.is_none(), "the node is running");
-        self.server = Some(spawn_logged(&self.data, self.port, &self.args, &self.log));
+        self.server = Some(spawn_logged(&self.data, self.port, &self.args, &self.log)?);
+        Ok(())
     }
 
     /// SIGKILL, at once, and reaped: no shutdown, no flush.
@@ -103,7 +117,7 @@ impl Node {
 /// `rampart serve` on `port` with `args`, its stderr appended to `log`;
 /// returns once it logs that it serves (a guard that kills it when
 /// dropped, so a failing test never leaves it running).
-fn spawn_logged(data: &Path, port: u16, args: &[String], log: &Path) -> Server {
+fn spawn_logged(data: &Path, port: u16, args: &[String], log: &Path) -> Result<Server, String> {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -119,7 +133,7 @@ fn spawn_logged(data: &Path, port: u16, args: &[String], log: &Path) -> Server {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let server = Server(child);
+    let mut server = Server(child);
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -135,16 +149,26 @@ fn spawn_logged(data: &Path, port: u16, args: &[String], log: &Path) -> Server {
     let deadline = Instant::now() + READY_WITHIN;
     while Instant::now() < deadline {
         match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(line) if line.contains("serving rampart.v1.Authorization") => return server,
+            Ok(line) if line.contains("serving rampart.v1.Authorization") => return Ok(server),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             _ => {}
         }
     }
-    let tail = std::fs::read_to_string(log).unwrap_or_default();
-    panic!(
-        "node on port {port} did not become ready; its log:\n{}",
-        tail.lines().rev().take(30).collect::<Vec<_>>().join("\n")
-    );
+    // Its stderr closed: it exited (or is about to).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        match server.0.try_wait().unwrap() {
+            Some(status) => break Some(status),
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            None => break None,
+        }
+    };
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    Err(format!(
+        "node on port {port} did not become ready (exit status {status:?}); the end of its log:\n{}",
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    ))
 }
 
 /// The three services of one node over one connection of their own.
@@ -256,4 +280,71 @@ pub fn at_least(revision: u64) -> proto::Consistency {
 /// server sends carries no source error, one tonic makes up does.
 pub fn transport(status: &tonic::Status) -> bool {
     std::error::Error::source(status).is_some()
+}
+
+/// What one node's Watch stream delivered, live, during a run.
+#[derive(Debug, Default)]
+pub struct Watched {
+    pub port: u16,
+    /// (revision, mutation) in the order received.
+    pub changes: Vec<(u64, Vec<u8>)>,
+    /// Revisions that did not follow the one before (a gap or a repeat).
+    pub out_of_order: Vec<String>,
+    /// Streams opened again after the node went away.
+    pub reconnects: usize,
+}
+
+/// Tails node `port`'s Watch from revision `from`, as a replica would:
+/// opens it again from the last revision received when the node goes
+/// away, and stops once it has received `target` (0: not known yet).
+pub async fn tail(
+    port: u16,
+    from: u64,
+    target: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Watched {
+    use std::sync::atomic::Ordering;
+    let mut conn = Conn::lazy(port);
+    let mut out = Watched {
+        port,
+        ..Watched::default()
+    };
+    let mut last = from;
+    let done = |last: u64| {
+        let t = target.load(Ordering::SeqCst);
+        t != 0 && last >= t
+    };
+    let mut opened = false;
+    while !done(last) {
+        let request = proto::WatchRequest {
+            from_revision: last,
+            tenants: Vec::new(),
+            history: String::new(),
+        };
+        let mut stream = match conn.repl.watch(request).await {
+            Ok(s) => s.into_inner(),
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        out.reconnects += usize::from(opened);
+        opened = true;
+        while !done(last) {
+            let event =
+                match tokio::time::timeout(Duration::from_millis(500), stream.message()).await {
+                    Err(_) => continue,
+                    Ok(Ok(Some(event))) => event,
+                    Ok(Ok(None) | Err(_)) => break,
+                };
+            if let Some(proto::watch_event::Event::Change(c)) = event.event {
+                if c.revision != last + 1 {
+                    out.out_of_order
+                        .push(format!("revision {} after {last}", c.revision));
+                }
+                last = last.max(c.revision);
+                out.changes.push((c.revision, c.mutation));
+            }
+        }
+    }
+    out
 }

@@ -14,7 +14,7 @@ use tonic::{Code, Status};
 use super::model::{Model, Permissions, Role, SHARED_TENANTS, View, foreign_roles};
 use super::ops::{G, OWN_TENANTS, Op, USERS, own};
 use super::writer::{Ack, Ledger};
-use super::{Conn, at_least, transport};
+use super::{Conn, Watched, at_least, transport};
 
 /// The grants of the roles no writer made (system and quickstart roles),
 /// read once after setup.
@@ -488,6 +488,8 @@ pub struct Final {
 ///
 /// The audit log is checked too ([`audit_matches`]); `exact_refusals`:
 /// no call was cut, so it holds exactly the refusals the writers heard.
+/// `watched`: what each node's live Watch delivered from `setup` on,
+/// which must be the changelog after `setup`, in order, once each.
 pub async fn final_check(
     conns: &mut [Conn],
     ledger: &mut Ledger,
@@ -495,6 +497,7 @@ pub async fn final_check(
     setup: u64,
     fixed: &Fixed,
     exact_refusals: bool,
+    watched: &[Watched],
 ) -> Final {
     let mut report = Final::default();
     let mut head = 0;
@@ -553,6 +556,28 @@ pub async fn final_check(
         }
     }
     let by_revision: BTreeMap<u64, &proto::Change> = log.iter().map(|c| (c.revision, c)).collect();
+    let expected: Vec<(u64, &[u8])> = by_revision
+        .range(setup + 1..)
+        .map(|(r, c)| (*r, c.mutation.as_slice()))
+        .collect();
+    for w in watched {
+        let got: Vec<(u64, &[u8])> = w.changes.iter().map(|(r, m)| (*r, m.as_slice())).collect();
+        if !w.out_of_order.is_empty() || got != expected {
+            let first = got
+                .iter()
+                .zip(&expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(got.len().min(expected.len()));
+            ledger.anomaly(format!(
+                "port {}'s live Watch delivered {} changes ({} reconnects), the changelog has {} after {setup}; first difference at position {first}; out of order: {:?}",
+                w.port,
+                got.len(),
+                w.reconnects,
+                expected.len(),
+                w.out_of_order.iter().take(10).collect::<Vec<_>>()
+            ));
+        }
+    }
 
     // Acknowledged (and landed) changes: once each, at their revision, as acknowledged.
     let mut explained: BTreeMap<u64, &Ack> = BTreeMap::new();
