@@ -223,10 +223,19 @@ impl Conn {
 
     /// The changelog entries after `after` up to `upto`, read with Watch
     /// (which sends the stored ones first, in order). Bounded in time.
-    pub async fn changelog(&mut self, after: u64, upto: u64) -> Result<Vec<proto::Change>, String> {
+    pub async fn changelog(
+        &mut self,
+        after: u64,
+        upto: u64,
+    ) -> Result<Vec<proto::Change>, ReadFailed> {
         if upto <= after {
             return Ok(Vec::new());
         }
+        let port = self.port;
+        let failed = |s: tonic::Status| ReadFailed {
+            gone: transport(&s),
+            why: format!("watch from {after} on port {port}: {s}"),
+        };
         let read = async {
             let mut stream = self
                 .repl
@@ -236,14 +245,10 @@ impl Conn {
                     history: String::new(),
                 })
                 .await
-                .map_err(|s| format!("watch from {after} on port {}: {s}", self.port))?
+                .map_err(failed)?
                 .into_inner();
             let mut out = Vec::new();
-            while let Some(event) = stream
-                .message()
-                .await
-                .map_err(|s| format!("watch from {after} on port {}: {s}", self.port))?
-            {
+            while let Some(event) = stream.message().await.map_err(failed)? {
                 if let Some(proto::watch_event::Event::Change(change)) = event.event {
                     let revision = change.revision;
                     out.push(change);
@@ -252,19 +257,31 @@ impl Conn {
                     }
                 }
             }
-            Err(format!(
-                "watch from {after} on port {} ended before revision {upto}",
-                self.port
-            ))
+            Err(ReadFailed {
+                gone: true,
+                why: format!("watch from {after} on port {port} ended before revision {upto}"),
+            })
         };
         tokio::time::timeout(Duration::from_secs(120), read)
             .await
-            .map_err(|_| {
-                format!(
-                    "watch from {after} to {upto} on port {} took over 120 s",
-                    self.port
-                )
+            .map_err(|_| ReadFailed {
+                gone: false,
+                why: format!("watch from {after} to {upto} on port {port} took over 120 s"),
             })?
+    }
+}
+
+/// Why reading the changelog failed; `gone`: the node went away (or the
+/// connection broke), so another node may be asked.
+#[derive(Debug)]
+pub struct ReadFailed {
+    pub gone: bool,
+    pub why: String,
+}
+
+impl std::fmt::Display for ReadFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
     }
 }
 

@@ -526,7 +526,7 @@ pub async fn final_check(
         match c.changelog(0, head).await {
             Ok(log) => logs.push(log),
             Err(e) => {
-                ledger.anomaly(e);
+                ledger.anomaly(e.why);
                 return report;
             }
         }

@@ -351,7 +351,18 @@ impl Writer {
             }
         };
         shared.ledger.lock().unwrap().fences += 1;
-        let between = self.conns[node].changelog(self.last, revision - 1).await;
+        // Read on the node that committed the fence; if it goes away
+        // meanwhile (killed), on another.
+        let mut reader = node;
+        let between = loop {
+            match self.conns[reader].changelog(self.last, revision - 1).await {
+                Err(e) if e.gone && started.elapsed() < Duration::from_secs(180) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    reader = self.pick_node(shared).await;
+                }
+                read => break read,
+            }
+        };
         {
             let mut ledger = shared.ledger.lock().unwrap();
             match between {
