@@ -29,14 +29,25 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cluster::ops::{Op, Rng};
-use cluster::verify::{Final, Fixed, final_check};
+use cluster::end::{Final, final_check};
+use cluster::ops::Op;
+use cluster::random::Rng;
+use cluster::verify::Fixed;
 use cluster::writer::{FENCE_TENANT, Ledger, Shared, Writer, anchor, prefix};
 use cluster::{Conn, Node, Watched, tail};
 
 /// Writers submitting at once, each to a node picked at random per op
 /// (about four per node at any time).
 const WRITERS: usize = 12;
+
+/// One test of this file at a time: each starts three or four nodes, and
+/// on two cores two such tests at once only make each slower and noisier.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -241,6 +252,7 @@ fn slow_commits(url: &str) {
 
 #[test]
 fn three_nodes_agree_after_5000_random_mutations_from_concurrent_writers() {
+    let _serial = one_at_a_time();
     const TOTAL: usize = 5_000;
     let Some(url) = common::postgres::database() else {
         return;
@@ -317,6 +329,7 @@ fn three_nodes_agree_after_5000_random_mutations_from_concurrent_writers() {
 
 #[test]
 fn killing_nodes_during_writes_loses_nothing_acknowledged_and_half_applies_nothing() {
+    let _serial = one_at_a_time();
     const CYCLES: usize = 20;
     let Some(url) = common::postgres::database() else {
         return;
@@ -437,6 +450,7 @@ fn killing_nodes_during_writes_loses_nothing_acknowledged_and_half_applies_nothi
 /// node then takes writes.
 #[test]
 fn nodes_started_at_once_on_an_empty_database_bootstrap_it_exactly_once() {
+    let _serial = one_at_a_time();
     let Some(url) = common::postgres::database() else {
         return;
     };

@@ -1,9 +1,10 @@
 //! Several real `rampart serve` nodes on one PostgreSQL database, driven
 //! through the crate's own gRPC clients: starting and killing nodes, the
 //! calls the checks need, and reading the changelog back with Watch.
-//! `ops.rs` makes the mutations, `model.rs` says what they must do,
-//! `writer.rs` submits them and keeps the ledger, `verify.rs` compares
-//! what the nodes show with the ledger and the models.
+//! `ops.rs` is the mutations, `random.rs` picks them, `model.rs` says
+//! what they must do, `writer.rs` submits them and keeps the ledger,
+//! `verify.rs` reads back each acknowledged change, and `end.rs` compares
+//! everything once the writes are over.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,8 +14,10 @@
     reason = "test code"
 )]
 
+pub mod end;
 pub mod model;
 pub mod ops;
+pub mod random;
 pub mod verify;
 pub mod writer;
 

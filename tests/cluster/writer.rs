@@ -17,8 +17,9 @@ use serde_json::Value;
 use tonic::Code;
 
 use super::model::{Model, Role};
-use super::ops::{Op, Rng, next_op};
-use super::verify::{Fixed, code_name, verify_op};
+use super::ops::Op;
+use super::random::{Rng, next_op};
+use super::verify::{Fixed, verify_op};
 use super::{Conn, transport};
 
 /// The tenant the fences (and each writer's anchor role) live in.
@@ -421,4 +422,17 @@ impl Writer {
         self.acknowledged(shared, node, fence, revision, change)
             .await;
     }
+}
+
+/// The gRPC code as the audit log names it.
+fn code_name(code: Code) -> String {
+    match code {
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        _ => "OTHER",
+    }
+    .to_owned()
 }
