@@ -290,3 +290,67 @@ fn nodes_started_together_on_an_empty_database_bootstrap_it_once() {
         assert!(node.terminate().success());
     }
 }
+
+/// Another session holding the meta row (a node frozen inside its commit)
+/// holds every node's writes: they are refused `UNAVAILABLE` naming the
+/// store after `--store-timeout-ms`, the node stays up and answers checks,
+/// and writes resume once the row is free.
+#[test]
+fn a_held_meta_row_refuses_writes_without_stopping_the_node() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mut server = Server::start_with(
+        &dir.path().join("n"),
+        port,
+        &["--store", &url, "--store-timeout-ms", "1500"],
+    );
+    ctl_json(
+        port,
+        &["user", "add", "--tenant", "acme", "--user", "before"],
+    );
+    let (release, hold) = std::sync::mpsc::channel::<()>();
+    let (held, is_held) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let mut raw = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+            let mut tx = raw.transaction().unwrap();
+            tx.query("SELECT * FROM rampart_meta FOR UPDATE", &[])
+                .unwrap();
+            held.send(()).unwrap();
+            let _ = hold.recv();
+            tx.rollback().unwrap();
+        })
+    };
+    is_held.recv().unwrap();
+    let (code, _, err) = ctl(port, &["user", "add", "--tenant", "acme", "--user", "held"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("UNAVAILABLE") || err.contains("unavailable"),
+        "{err}"
+    );
+    assert!(err.contains("PostgreSQL store"), "{err}");
+    assert_eq!(check(port, "alice")["decision"], "allow");
+    assert!(server.0.try_wait().unwrap().is_none(), "the node stayed up");
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (code, _, err) = ctl(
+            port,
+            &["user", "add", "--tenant", "acme", "--user", "after"],
+        );
+        if code == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes did not resume: {err}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(server.terminate().success());
+}

@@ -14,8 +14,22 @@ use crate::policy::{Snapshot, recompile};
 use crate::store::{Store, StoreError, blocking};
 
 /// How many times one batch catches up and tries again after losing the
-/// race, before its callers hear `UNAVAILABLE` (the conflict).
-pub(super) const CONFLICT_RETRIES: u32 = 8;
+/// race, before its callers hear `UNAVAILABLE` (the conflict). With three
+/// nodes writing flat out, 8 was lost now and then (tests/postgres_cluster).
+pub(super) const CONFLICT_RETRIES: u32 = 32;
+
+/// Before the `attempt`th retry: a random pause of up to `attempt`
+/// milliseconds (at most 16), so nodes that keep colliding spread out
+/// rather than racing again in step.
+pub(super) async fn back_off(attempt: u32) {
+    let mut byte = [0u8; 1];
+    // No randomness at hand: no pause, just the retry.
+    if getrandom::getrandom(&mut byte).is_ok() {
+        let most = u64::from(attempt.min(16));
+        let pause = u64::from(byte[0]) * most * 1_000 / 255;
+        tokio::time::sleep(std::time::Duration::from_micros(pause)).await;
+    }
+}
 
 /// Changelog entries read per round trip while catching up.
 const PAGE: usize = 1_024;

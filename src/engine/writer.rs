@@ -342,7 +342,10 @@ impl Engine {
                 // then validate and commit the whole batch again on top.
                 if matches!(e, StoreError::Conflict { .. })
                     && conflicts < super::catch_up::CONFLICT_RETRIES
-                    && self.catch_up(store).await.is_ok()
+                    && {
+                        super::catch_up::back_off(conflicts + 1).await;
+                        self.catch_up(store).await.is_ok()
+                    }
                 {
                     for (q, mutation) in batch.iter_mut().zip(submitted) {
                         q.mutation = mutation;

@@ -29,6 +29,10 @@ pub const MAX_CONNECTIONS: usize = 8;
 /// How long a connection attempt may take when the URL does not say.
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a session may sit idle inside a transaction before the server
+/// ends it (rampart's own transactions never pause between statements).
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(15);
+
 /// A connection idle longer than this is checked before it is lent.
 const CHECK_IDLE_AFTER: Duration = Duration::from_secs(2);
 
@@ -85,7 +89,24 @@ impl Pool {
     /// A new connection of its own, outside the pool (the listener's, a
     /// bootstrap's that holds a session lock).
     pub(super) fn connect(&self) -> Result<Client, StoreError> {
-        self.config.connect(NoTls).map_err(|e| pg(&self.target, e))
+        let mut client = self
+            .config
+            .connect(NoTls)
+            .map_err(|e| pg(&self.target, e))?;
+        // A node frozen inside a transaction (a paused process or VM) would
+        // hold the meta row, and with it every node's writes, for as long
+        // as it stays frozen: the server ends such a transaction instead.
+        let set = client
+            .batch_execute(&format!(
+                "SET idle_in_transaction_session_timeout = {}",
+                IDLE_IN_TRANSACTION.as_millis()
+            ))
+            .map_err(|e| pg(&self.target, e));
+        if let Err(e) = set {
+            drop_client(client);
+            return Err(e);
+        }
+        Ok(client)
     }
 
     fn lock(&self) -> MutexGuard<'_, Slots> {
