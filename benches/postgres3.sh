@@ -7,6 +7,9 @@
 #  2. Acknowledged mutations/s with 1, 4 and 16 writers spread over the
 #     three nodes (each writer in a tenant of its node's own, confirmed on
 #     the node it wrote through); and the same writers on the sled node.
+#  3. Check throughput on node A (PostgreSQL) and on the sled node, one
+#     after the other (`bench --mode check`, 64 in flight): reads never
+#     touch the database, so they should be equal.
 # Everything listens on loopback and is stopped at exit.
 #
 #   [RATE=1000] bash benches/postgres3.sh [ROUNDS] [SECS]
@@ -61,6 +64,16 @@ bench() { # write-port check-port writers tenant-index [extra]
     "$bin" bench --mode mutate --server "http://127.0.0.1:$1" --check-server "http://127.0.0.1:$2" \
         --tenant "bench-$1-$4" --concurrency "$3" --duration-secs "$secs" --warmup-secs 1 --json "${@:5}"
 }
+checks() { # port
+    "$bin" bench --mode check --server "http://127.0.0.1:$1" --concurrency 64 --connections 4 \
+        --duration-secs "$secs" --warmup-secs 1 --json |
+        python3 -c 'import json, sys; r = json.load(sys.stdin); print("%.0f\t%.0f\t%d" % (r["calls_per_sec"], r["p99_us"], r["errors"]))'
+}
+printf 'round\tstore\tchecks/s\tp99 us\terrors\n'
+for r in $(seq "$rounds"); do
+    printf '%s\tpostgres\t%s\n' "$r" "$(checks "$pa")"
+    printf '%s\tsled\t%s\n' "$r" "$(checks "$ps")"
+done
 printf 'round\tsetup\tmutations/s\tack p50 ms\tack p99 ms\tvisible p50 ms\tvisible p99 ms\terrors\n'
 for r in $(seq "$rounds"); do
     bench "$ps" "$ps" 16 0 --rate "$rate" | python3 -c "$summary" "$r" "sled A->A open ${rate}/s"

@@ -176,3 +176,87 @@ fn a_store_outlives_a_database_restart() {
     }
     assert_eq!(heard(&heads, 2), 2, "the listener reconnected");
 }
+
+/// A CA and a server certificate it signed for `127.0.0.1` and
+/// `localhost`: (CA PEM, certificate PEM, key PEM).
+fn certificates() -> (String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let mut leaf =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "postgres");
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    (issuer.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// Whether every session on `url`'s database but the asking one is TLS.
+fn all_tls(url: &str) -> (i64, i64) {
+    let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let row = c
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+             JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// With `sslmode=require` and the CA given, every connection (the pool's
+/// and the listener's) is TLS; a CA that did not sign the server's
+/// certificate is refused, naming the store; without `sslmode` (prefer) a
+/// server that offers TLS gets TLS, verified too.
+#[test]
+fn a_store_over_tls_verifies_the_server_certificate() {
+    let Some(programs) = common::postgres::programs() else {
+        common::postgres::skip();
+        return;
+    };
+    let cluster = common::postgres::Cluster::start(programs).unwrap();
+    let (ca, cert, key) = certificates();
+    cluster.enable_tls(cert.as_bytes(), key.as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let url = cluster.database();
+    let required = format!("{url}?sslmode=require");
+
+    let store = PgStore::connect_with(&required, Some(&ca_file)).unwrap();
+    let heads = store.heads().unwrap();
+    store.append(&[tenant(1)]).unwrap();
+    assert_eq!(heard(&heads, 1), 1);
+    let (sessions, tls) = all_tls(&url);
+    assert!(sessions >= 2, "the pool's and the listener's: {sessions}");
+    assert_eq!(tls, sessions, "every session is TLS");
+    drop(store);
+
+    // A CA that did not sign it.
+    let (other, _, _) = certificates();
+    let wrong = dir.path().join("other.pem");
+    std::fs::write(&wrong, &other).unwrap();
+    let refused = PgStore::connect_with(&required, Some(&wrong)).unwrap_err();
+    let message = refused.to_string();
+    assert!(message.contains("PostgreSQL store"), "{message}");
+    assert!(message.to_lowercase().contains("certificate"), "{message}");
+
+    // The default (prefer) takes the TLS the server offers, verified.
+    let preferred = PgStore::connect_with(&url, Some(&ca_file)).unwrap();
+    assert_eq!(preferred.revision().unwrap(), 1);
+    assert!(PgStore::connect_with(&url, Some(&wrong)).is_err());
+    // A CA file with no certificate says so.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let message = PgStore::connect_with(&url, Some(&empty))
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("no certificate"), "{message}");
+}

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::model::{Mutation, TenantSettings, Timestamp};
-use crate::store::{AuditRecord, Outcome, SledStore, Store, StoreError};
+use crate::store::{AuditRecord, Outcome, PgStore, SledStore, Store, StoreError};
 use crate::synthetic::{self, Spec};
 
 /// Which synthetic state to write.
@@ -33,8 +33,12 @@ pub struct SeedArgs {
     #[arg(long, value_enum)]
     pub spec: SeedSpec,
     /// The data folder to fill; it must be empty or not exist.
-    #[arg(long)]
-    pub data_dir: PathBuf,
+    #[arg(long, required_unless_present = "store")]
+    pub data_dir: Option<PathBuf>,
+    /// A PostgreSQL store to fill instead (`postgres://…`); it must be
+    /// empty.
+    #[arg(long, conflicts_with = "data_dir", value_name = "URL")]
+    pub store: Option<String>,
 }
 
 /// Runs `rampart dev-seed`.
@@ -53,8 +57,8 @@ pub fn seed_main(args: SeedArgs) -> ExitCode {
 pub enum SeedError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("`{}` already holds a state (revision {revision}); give an empty folder", dir.display())]
-    NotEmpty { dir: PathBuf, revision: u64 },
+    #[error("{place} already holds a state (revision {revision}); give an empty one")]
+    NotEmpty { place: String, revision: u64 },
     #[error("the spec generated no tenant")]
     NoTenant,
 }
@@ -64,11 +68,26 @@ fn seed(args: &SeedArgs) -> Result<(), SeedError> {
         SeedSpec::IssueTenant => Spec::issue_tenant(),
         SeedSpec::Million => Spec::million(),
     };
-    let store = SledStore::open(&args.data_dir)?;
+    let (store, place): (Box<dyn Store>, String) = match (&args.store, &args.data_dir) {
+        (Some(url), _) => {
+            let store = PgStore::connect(url)?;
+            let place = format!("PostgreSQL store {}", store.target());
+            (Box::new(store), place)
+        }
+        (None, Some(dir)) => (
+            Box::new(SledStore::open(dir)?),
+            format!("`{}`", dir.display()),
+        ),
+        (None, None) => {
+            return Err(SeedError::Store(StoreError::Backend(
+                "give --data-dir or --store".into(),
+            )));
+        }
+    };
     let have = store.revision()?;
     if have != 0 {
         return Err(SeedError::NotEmpty {
-            dir: args.data_dir.clone(),
+            place,
             revision: have,
         });
     }
@@ -104,8 +123,7 @@ fn seed(args: &SeedArgs) -> Result<(), SeedError> {
         .and_then(|()| store.flush())?;
     let stats = synthetic::stats(&state);
     println!(
-        "seeded `{}` at revision {}: {stats:?}; generated in {:.2} s, checkpointed in {:.2} s",
-        args.data_dir.display(),
+        "seeded {place} at revision {}: {stats:?}; generated in {:.2} s, checkpointed in {:.2} s",
         state.revision,
         generated.as_secs_f64(),
         started.elapsed().as_secs_f64()

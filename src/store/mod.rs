@@ -1,7 +1,7 @@
 //! Durable storage: the changelog (`revision → mutation`), the audit log,
 //! and state checkpoints, behind the [`Store`] trait so another backend can
 //! come later. `sled/` is the production backend, `memory.rs` the one for
-//! tests, `postgres/` the one several nodes will share (a preview). The
+//! tests, `postgres/` the one several nodes share. The
 //! audit records themselves are model vocabulary (`model::audit`),
 //! re-exported here.
 //!

@@ -309,6 +309,49 @@ impl Cluster {
             .unwrap_or_else(|e| panic!("connect to the test cluster on port {}: {e}", self.port))
     }
 
+    /// Turns TLS on: `cert` and `key` (PEM) become the server's, owned by
+    /// the server's user and readable by it alone (PostgreSQL refuses a
+    /// key others can read), and the configuration is reloaded.
+    pub fn enable_tls(&self, cert: &[u8], key: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.dir.join("data");
+        for (name, bytes) in [("rampart-test.crt", cert), ("rampart-test.key", key)] {
+            let path = data.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if is_root() {
+                let (uid, gid) = owner_ids().unwrap();
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        let mut client = self.client("postgres");
+        // One statement at a time: ALTER SYSTEM refuses a transaction
+        // block, which several statements in one call make.
+        for statement in [
+            "ALTER SYSTEM SET ssl_cert_file = 'rampart-test.crt'",
+            "ALTER SYSTEM SET ssl_key_file = 'rampart-test.key'",
+            "ALTER SYSTEM SET ssl = on",
+            "SELECT pg_reload_conf()",
+        ] {
+            client.batch_execute(statement).unwrap();
+        }
+        // The reload is a signal the server handles when it can: wait
+        // until a new session sees TLS on.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let on: String = self
+                .client("postgres")
+                .query_one("SHOW ssl", &[])
+                .unwrap()
+                .get(0);
+            if on == "on" {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "TLS did not come on");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Starts the server again after [`Cluster::stop`] or
     /// [`Cluster::kill`], on the same port and options (a standby starts
     /// as a standby again: its `standby.signal` is still there).

@@ -23,8 +23,8 @@ pub struct ServeArgs {
     /// Where the store lives (sled): the changelog, the audit log, checkpoints.
     #[arg(long, env = "RAMPART_DATA_DIR", default_value = "./rampart-data")]
     pub data_dir: PathBuf,
-    /// Keep the store in PostgreSQL instead of sled in --data-dir (preview:
-    /// one node): a libpq-style URL, `postgres://user@host[:port][,host2…]/db`
+    /// Keep the store in PostgreSQL instead of sled in --data-dir, shared
+    /// by every node given the same one: a libpq-style URL, `postgres://user@host[:port][,host2…]/db`
     /// (`target_session_attrs=read-write` and other parameters accepted).
     /// rampart creates and migrates its tables.
     #[arg(
@@ -35,6 +35,12 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub store: Option<String>,
+    /// With `--store postgres://…`: the CA (PEM) a TLS server's certificate
+    /// must chain to, instead of the system's roots. The URL's `sslmode`
+    /// (`disable`, `prefer`: the default, or `require`) says whether TLS
+    /// is used; when it is, the certificate must also name the host.
+    #[arg(long, env = "RAMPART_STORE_CA", value_name = "PEM", requires = "store")]
+    pub store_ca: Option<PathBuf>,
     /// Policy file applied (as operator mutations) when the store is empty;
     /// without it, the built-in quickstart demo policy. Ignored, with a log
     /// line, when the store already holds a state.

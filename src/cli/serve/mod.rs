@@ -190,7 +190,14 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let free_space = (args.min_free_space > 0 && args.store.is_none())
         .then(|| Arc::new(FreeSpace::statvfs(&args.data_dir, args.min_free_space)));
     let opened = match args.store.clone() {
-        Some(url) => pg::open_postgres(url, Duration::from_millis(args.store_timeout_ms)).await,
+        Some(url) => {
+            pg::open_postgres(
+                url,
+                args.store_ca.clone(),
+                Duration::from_millis(args.store_timeout_ms),
+            )
+            .await
+        }
         None => open_store_with(
             &args.data_dir,
             args.follow.is_some(),

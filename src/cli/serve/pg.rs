@@ -1,6 +1,6 @@
 //! `rampart serve --store postgres://…`: the store opened in PostgreSQL
-//! and the engine recovered from it (preview: one node writes; nodes that
-//! follow the shared changelog are issue #12's next step).
+//! and the engine recovered from it; every node given the same database
+//! takes writes and follows the others' (issue #12).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,11 @@ pub fn is_postgres(url: &str) -> bool {
 /// without end, for a synchronous standby that is gone). Off the async
 /// workers: the `postgres` client blocks. The message names the store,
 /// never the password.
-pub async fn open_postgres(url: String, store_timeout: Duration) -> Result<Opened, String> {
+pub async fn open_postgres(
+    url: String,
+    ca: Option<std::path::PathBuf>,
+    store_timeout: Duration,
+) -> Result<Opened, String> {
     if !is_postgres(&url) {
         return Err(
             "`--store` takes a PostgreSQL URL (`postgres://…` or `postgresql://…`); without it the store is sled in `--data-dir`"
@@ -28,13 +32,14 @@ pub async fn open_postgres(url: String, store_timeout: Duration) -> Result<Opene
         );
     }
     let opening = tokio::task::spawn_blocking(move || {
-        let store = PgStore::connect(&url).map_err(|e| format!("cannot open the store: {e}"))?;
+        let store = PgStore::connect_with(&url, ca.as_deref())
+            .map_err(|e| format!("cannot open the store: {e}"))?;
         let target = store.target().to_owned();
         let store: Arc<dyn Store> = Arc::new(store);
         let engine = Engine::open(Arc::clone(&store)).map_err(|e| {
             format!("cannot recover the state from the PostgreSQL store {target}: {e}")
         })?;
-        tracing::info!(store = %target, "store: PostgreSQL (preview; --data-dir is not used)");
+        tracing::info!(store = %target, "store: PostgreSQL (shared with every node on it; --data-dir is not used)");
         Ok((store, Arc::new(engine.with_store_timeout(store_timeout))))
     });
     opening

@@ -32,6 +32,7 @@ mod listen;
 mod pool;
 mod rows;
 mod schema;
+mod tls;
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -100,11 +101,18 @@ impl PgStore {
     /// accepted), creates or migrates rampart's schema, and undoes an
     /// interrupted bootstrap.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, None)
+    }
+
+    /// [`PgStore::connect`], verifying a TLS server's certificate against
+    /// the PEM file `ca` (else the system's roots). The URL's `sslmode`
+    /// says whether TLS is used (see `tls.rs`).
+    pub fn connect_with(url: &str, ca: Option<&std::path::Path>) -> Result<Self, StoreError> {
         let config: Config = url
             .parse()
             .map_err(|e| StoreError::Backend(format!("PostgreSQL store URL: {e}")))?;
         let store = Self {
-            pool: Arc::new(Pool::new(config)),
+            pool: Arc::new(Pool::new(config, tls::connector(ca)?)),
             bootstrapping: Mutex::new(None),
             listener: OnceLock::new(),
             tip: Mutex::new(None),

@@ -18,7 +18,8 @@
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::StoreError;
 
@@ -68,12 +69,13 @@ pub(super) struct Pool {
     /// Hosts, ports and database, without credentials: how errors name
     /// the store.
     pub(super) target: String,
+    tls: MakeRustlsConnect,
     slots: Mutex<Slots>,
     returned: Condvar,
 }
 
 impl Pool {
-    pub(super) fn new(mut config: Config) -> Self {
+    pub(super) fn new(mut config: Config, tls: MakeRustlsConnect) -> Self {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -81,6 +83,7 @@ impl Pool {
         Self {
             config,
             target,
+            tls,
             slots: Mutex::default(),
             returned: Condvar::new(),
         }
@@ -91,7 +94,7 @@ impl Pool {
     pub(super) fn connect(&self) -> Result<Client, StoreError> {
         let mut client = self
             .config
-            .connect(NoTls)
+            .connect(self.tls.clone())
             .map_err(|e| pg(&self.target, e))?;
         // A node frozen inside a transaction (a paused process or VM) would
         // hold the meta row, and with it every node's writes, for as long
