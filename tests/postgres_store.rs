@@ -260,3 +260,55 @@ fn a_store_over_tls_verifies_the_server_certificate() {
         .to_string();
     assert!(message.contains("no certificate"), "{message}");
 }
+
+fn applied(change: &Change) -> rampart::store::Outcomes {
+    rampart::store::Outcomes::Applied {
+        revision: change.revision,
+        mutation: change.mutation.clone(),
+        audit: rampart::store::AuditRecord {
+            seq: 0,
+            time: rampart::model::Timestamp::now(),
+            actor: None,
+            credential: "test".into(),
+            revision: change.revision,
+            tenant: None,
+            also: Vec::new(),
+            mutation: change.mutation.clone(),
+            outcome: rampart::store::Outcome::Applied,
+        },
+    }
+}
+
+/// A node that lost the race holds the head: another node's commit waits
+/// for it, and the holder's next commit lands in the hold, so the other
+/// one, not the holder, loses. A hold given up lets the others on.
+#[test]
+fn a_held_head_makes_the_others_wait_and_the_holder_win() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let a = PgStore::connect(&url).unwrap();
+    let b = PgStore::connect(&url).unwrap();
+    a.append(&[tenant(1)]).unwrap();
+    a.hold_head().unwrap();
+    std::thread::scope(|s| {
+        let other = s.spawn(|| b.commit_batch(&[applied(&tenant(2))]));
+        // Whenever B's commit runs, it cannot land while A holds the head.
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            a.changelog(0, 0).unwrap().len(),
+            1,
+            "nothing landed during the hold"
+        );
+        a.commit_batch(&[applied(&tenant(2))]).unwrap();
+        match other.join().unwrap() {
+            Err(rampart::store::StoreError::Conflict { have: 2, got: 2 }) => {}
+            other => panic!("B should lose revision 2: {other:?}"),
+        }
+    });
+    assert_eq!(b.revision().unwrap(), 2);
+    a.hold_head().unwrap();
+    a.release_head();
+    b.append(&[tenant(3)]).unwrap();
+    assert_eq!(a.revision().unwrap(), 3);
+}

@@ -18,6 +18,17 @@ use crate::store::{Store, StoreError, blocking};
 /// nodes writing flat out, 8 was lost now and then (tests/postgres_cluster).
 pub(super) const CONFLICT_RETRIES: u32 = 32;
 
+/// [`Store::release_head`], off the async workers (it may talk to the
+/// database).
+pub(super) async fn release_head(store: &Arc<dyn Store>) {
+    let releasing = Arc::clone(store);
+    let _ = blocking(move || {
+        releasing.release_head();
+        Ok(())
+    })
+    .await;
+}
+
 /// Before the `attempt`th retry: a random pause of up to `attempt`
 /// milliseconds (at most 16), so nodes that keep colliding spread out
 /// rather than racing again in step.
@@ -73,6 +84,30 @@ impl Engine {
     /// between polls.
     pub fn shared_heads(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.store.as_ref().filter(|s| s.shared())?.heads()
+    }
+
+    /// After a batch lost the race: takes the head for this node
+    /// ([`Store::hold_head`]: the other nodes' commits wait) and catches
+    /// up, so the retry cannot lose again; without the hold (it timed out,
+    /// the store cannot hold), after a random pause, as before. Whether
+    /// the batch may be retried (it caught up).
+    pub(super) async fn take_head_and_catch_up(
+        &self,
+        store: &Arc<dyn Store>,
+        conflicts: u32,
+    ) -> bool {
+        let holding = Arc::clone(store);
+        let held = self
+            .store_call(self.write_timeout(), move || holding.hold_head())
+            .await;
+        if held.is_err() {
+            back_off(conflicts + 1).await;
+        }
+        let caught_up = self.catch_up(store).await.is_ok();
+        if !caught_up {
+            release_head(store).await;
+        }
+        caught_up
     }
 
     /// Brings the published snapshot up to the store's head: applies every

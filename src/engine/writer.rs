@@ -241,6 +241,7 @@ impl Engine {
         if let Some(store) = &self.store
             && let Err(refused) = self.writable_locked(store).await
         {
+            super::catch_up::release_head(store).await;
             // Refused before anything is validated or written.
             let why = message(&refused);
             for q in batch {
@@ -342,10 +343,7 @@ impl Engine {
                 // then validate and commit the whole batch again on top.
                 if matches!(e, StoreError::Conflict { .. })
                     && conflicts < super::catch_up::CONFLICT_RETRIES
-                    && {
-                        super::catch_up::back_off(conflicts + 1).await;
-                        self.catch_up(store).await.is_ok()
-                    }
+                    && self.take_head_and_catch_up(store, conflicts).await
                 {
                     for (q, mutation) in batch.iter_mut().zip(submitted) {
                         q.mutation = mutation;

@@ -379,6 +379,20 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// On a shared store: takes the head for this node (PostgreSQL: a
+    /// transaction holding the meta row), so no other node commits until
+    /// this node's next `commit_batch`, which commits in it, or
+    /// [`Store::release_head`]. For a batch that lost the race: catching
+    /// up and committing under the hold cannot lose it again. A no-op on
+    /// a store one process owns.
+    fn hold_head(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Gives up a [`Store::hold_head`] not committed in (a no-op when
+    /// none is held).
+    fn release_head(&self) {}
+
     /// How messages name this store ("PostgreSQL store `host:port/db`").
     fn describe(&self) -> String {
         "the store".to_owned()

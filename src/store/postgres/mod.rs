@@ -37,7 +37,7 @@ mod tls;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use postgres::{Client, Config, IsolationLevel};
+use postgres::{Client, Config, GenericClient, IsolationLevel};
 use tokio::sync::watch;
 
 pub use self::pool::MAX_CONNECTIONS;
@@ -65,6 +65,9 @@ const AUDIT_PAGE: i64 = 1_000;
 /// left by a node that stopped, and one whose lock is held is in progress.
 const BOOTSTRAP_LOCK: i64 = 0x72_61_6d_70_62_6f_6f_74;
 
+/// How long `hold_head` waits for the meta row before giving up.
+const HOLD_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a node waits for another one bootstrapping the store.
 const BOOTSTRAP_WAIT: Duration = Duration::from_secs(300);
 
@@ -85,6 +88,9 @@ pub struct PgStore {
     /// The changelog entry this node committed or followed last, as
     /// stored: [`Store::follow`] checks the database still holds it.
     tip: Mutex<Option<Change>>,
+    /// A connection inside a transaction that holds the meta row
+    /// (`hold_head`), for the next `commit_batch` to commit in.
+    held: Mutex<Option<Client>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -116,6 +122,7 @@ impl PgStore {
             bootstrapping: Mutex::new(None),
             listener: OnceLock::new(),
             tip: Mutex::new(None),
+            held: Mutex::new(None),
         };
         store.with(schema::migrate)?;
         if store.meta()?.bootstrapping.is_some() {
@@ -266,6 +273,10 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        let held = self.held.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(client) = held.take() {
+            drop_client(client);
+        }
         let held = self
             .bootstrapping
             .get_mut()
@@ -301,46 +312,30 @@ impl Store for PgStore {
                 last = Some(change);
             }
         }
-        self.with(|c, target| {
-            let mut tx = c.transaction().map_err(|e| pg(target, e))?;
-            let meta = lock_meta(&mut tx, target)?;
-            let mut have = meta.revision;
-            let mut seq = meta.next_audit_seq;
-            let mut audits: Vec<(i64, Vec<u8>)> = Vec::with_capacity(batch.len());
-            for entry in batch {
-                let mut record = match entry {
-                    Outcomes::Applied {
-                        revision, audit, ..
-                    } => {
-                        follows(have, *revision)?;
-                        have = *revision;
-                        let mut audit = audit.clone();
-                        audit.revision = *revision;
-                        audit
-                    }
-                    Outcomes::Refused(audit) => audit.clone(),
-                };
-                record.seq = seq;
-                audits.push((int("seq", seq)?, encode_audit(&record)?));
-                seq += 1;
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match held {
+            // The head is ours already (`hold_head`): commit in that
+            // transaction, which ends it.
+            Some(mut c) => {
+                let target = self.target();
+                let written = write_batch(&mut c, target, batch, &changes)
+                    .and_then(|()| c.batch_execute("COMMIT").map_err(|e| pg(target, e)));
+                if written.is_err() {
+                    let _ = c.batch_execute("ROLLBACK");
+                }
+                self.pool.give_back(c, written.is_err());
+                written?;
             }
-            insert_changes(&mut tx, target, meta.revision, &changes)?;
-            if !audits.is_empty() {
-                let seqs: Vec<i64> = audits.iter().map(|r| r.0).collect();
-                let bodies: Vec<&[u8]> = audits.iter().map(|r| r.1.as_slice()).collect();
-                tx.execute(
-                    "INSERT INTO rampart_audit (seq, body) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-                    &[&seqs, &bodies],
-                )
-                .map_err(|e| pg(target, e))?;
-            }
-            tx.execute(
-                &moving_head("revision = $1, next_audit_seq = $2"),
-                &[&int("revision", have)?, &int("seq", seq)?],
-            )
-            .map_err(|e| pg(target, e))?;
-            tx.commit().map_err(|e| pg(target, e))
-        })?;
+            None => self.with(|c, target| {
+                let mut tx = c.transaction().map_err(|e| pg(target, e))?;
+                write_batch(&mut tx, target, batch, &changes)?;
+                tx.commit().map_err(|e| pg(target, e))
+            })?,
+        }
         if last.is_some() {
             self.set_tip(last);
         }
@@ -664,6 +659,38 @@ impl Store for PgStore {
         format!("PostgreSQL store {}", self.target())
     }
 
+    fn hold_head(&self) -> Result<(), StoreError> {
+        self.release_head();
+        let mut c = self.pool.take()?;
+        let target = self.target();
+        let locked = c
+            .batch_execute(&format!(
+                "BEGIN; SET LOCAL lock_timeout = {}",
+                HOLD_WAIT.as_millis()
+            ))
+            .map_err(|e| pg(target, e))
+            .and_then(|()| lock_meta(&mut c, target));
+        if let Err(e) = locked {
+            let _ = c.batch_execute("ROLLBACK");
+            self.pool.give_back(c, true);
+            return Err(e);
+        }
+        *self.held.lock().unwrap_or_else(PoisonError::into_inner) = Some(c);
+        Ok(())
+    }
+
+    fn release_head(&self) {
+        let held = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut c) = held {
+            let failed = c.batch_execute("ROLLBACK").is_err();
+            self.pool.give_back(c, failed);
+        }
+    }
+
     fn heads(&self) -> Option<watch::Receiver<u64>> {
         let listener = self.listener.get_or_init(|| {
             listen::Listener::start(Arc::clone(&self.pool)).map_err(|e| e.to_string())
@@ -676,4 +703,52 @@ impl Store for PgStore {
             }
         }
     }
+}
+
+/// The statements of one batch (changelog rows, audit records, the head),
+/// on a transaction already open: the meta row locked first, each applied
+/// revision checked to follow the head.
+fn write_batch(
+    tx: &mut impl GenericClient,
+    target: &str,
+    batch: &[Outcomes],
+    changes: &[(i64, Vec<u8>)],
+) -> Result<(), StoreError> {
+    let meta = lock_meta(tx, target)?;
+    let mut have = meta.revision;
+    let mut seq = meta.next_audit_seq;
+    let mut audits: Vec<(i64, Vec<u8>)> = Vec::with_capacity(batch.len());
+    for entry in batch {
+        let mut record = match entry {
+            Outcomes::Applied {
+                revision, audit, ..
+            } => {
+                follows(have, *revision)?;
+                have = *revision;
+                let mut audit = audit.clone();
+                audit.revision = *revision;
+                audit
+            }
+            Outcomes::Refused(audit) => audit.clone(),
+        };
+        record.seq = seq;
+        audits.push((int("seq", seq)?, encode_audit(&record)?));
+        seq += 1;
+    }
+    insert_changes(tx, target, meta.revision, changes)?;
+    if !audits.is_empty() {
+        let seqs: Vec<i64> = audits.iter().map(|r| r.0).collect();
+        let bodies: Vec<&[u8]> = audits.iter().map(|r| r.1.as_slice()).collect();
+        tx.execute(
+            "INSERT INTO rampart_audit (seq, body) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+            &[&seqs, &bodies],
+        )
+        .map_err(|e| pg(target, e))?;
+    }
+    tx.execute(
+        &moving_head("revision = $1, next_audit_seq = $2"),
+        &[&int("revision", have)?, &int("seq", seq)?],
+    )
+    .map_err(|e| pg(target, e))?;
+    Ok(())
 }

@@ -139,7 +139,7 @@ impl Pool {
     /// An open connection: an idle one (checked if it idled long), a new
     /// one while fewer than [`MAX_CONNECTIONS`] are open, or the first one
     /// returned within the connect timeout.
-    fn take(&self) -> Result<Client, StoreError> {
+    pub(super) fn take(&self) -> Result<Client, StoreError> {
         let wait = self.config.get_connect_timeout().copied();
         let deadline = Instant::now() + wait.unwrap_or(CONNECT_TIMEOUT);
         let mut slots = self.lock();
@@ -183,7 +183,7 @@ impl Pool {
         }
     }
 
-    fn give_back(&self, client: Client, broken: bool) {
+    pub(super) fn give_back(&self, client: Client, broken: bool) {
         let mut slots = self.lock();
         if broken || client.is_closed() {
             slots.open -= 1;

@@ -1,7 +1,7 @@
 //! The rows every write reads or moves: the meta row (the head, the
 //! compare-and-set), changelog rows, and the counters' conversions.
 
-use postgres::Transaction;
+use postgres::GenericClient;
 use postgres::error::SqlState;
 
 use super::pg;
@@ -78,7 +78,7 @@ pub(super) fn follows(have: u64, got: u64) -> Result<(), StoreError> {
 }
 
 /// Locks the meta row for a write that moves the head.
-pub(super) fn lock_meta(tx: &mut Transaction<'_>, target: &str) -> Result<Meta, StoreError> {
+pub(super) fn lock_meta(tx: &mut impl GenericClient, target: &str) -> Result<Meta, StoreError> {
     meta_of(
         &tx.query_one(&format!("{META} FOR UPDATE"), &[])
             .map_err(|e| pg(target, e))?,
@@ -88,7 +88,7 @@ pub(super) fn lock_meta(tx: &mut Transaction<'_>, target: &str) -> Result<Meta, 
 /// Inserts changelog rows; a revision another writer took meanwhile is
 /// `Conflict` (the meta lock makes that a bug, the key catches it).
 pub(super) fn insert_changes(
-    tx: &mut Transaction<'_>,
+    tx: &mut impl GenericClient,
     target: &str,
     have: u64,
     rows: &[(i64, Vec<u8>)],
