@@ -306,15 +306,6 @@ class Smoke:
                 log(f"started {pod.name}/{c.name}: pid {c.proc.pid}, rampart {' '.join(c.args[:1])} "
                     f"({len(c.args) - 1} args, {len(c.env)} env)")
 
-    def restart(self, pod, c):
-        """Starts an exited container again, as the kubelet would
-        (restartPolicy Always), with no back-off; its log goes on."""
-        c.restarts += 1
-        log(f"restart {pod.name}/{c.name} (exited {c.proc.returncode}; restart {c.restarts}, as the kubelet "
-            f"would): {self.tail(c.log_path, 1).strip()}")
-        c.proc = self.spawn([self.bin, *c.args], c.env, c.cwd, c.log_path, append=True)
-        c.started = time.monotonic()
-
     def tail(self, path, n=6):
         try:
             lines = Path(path).read_text(errors="replace").splitlines()
@@ -330,9 +321,6 @@ class Smoke:
         while pending:
             for key, (pod, c) in list(pending.items()):
                 if c.proc.poll() is not None:
-                    if self.postgres and smoke_postgres.lost_bootstrap_race(c):
-                        self.restart(pod, c)
-                        continue
                     raise Failure(f"{pod.name}/{c.name} exited with code {c.proc.returncode} before it "
                                   "was ready (its log is below)")
                 probe = c.spec.get(phase[key]) or {}

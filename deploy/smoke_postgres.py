@@ -135,24 +135,6 @@ class Database:
         return f"{scheme}{userinfo + '@' if userinfo is not None else ''}127.0.0.1:{self.port}{rest}"
 
 
-# What a node logs when it finds another node bootstrapping the empty
-# database (nodes that start together): it exits, and the kubelet starts it
-# again.
-BOOTSTRAP_RACE = "another node is bootstrapping it"
-MAX_RESTARTS = 3
-
-
-def lost_bootstrap_race(c):
-    """Whether a container that exited before it was ready lost the race to
-    bootstrap the empty database (and may be started again, at most
-    MAX_RESTARTS times): the one exit the smoke test forgives."""
-    try:
-        text = Path(c.log_path).read_text(errors="replace")
-    except OSError:
-        return False
-    return c.restarts < MAX_RESTARTS and BOOTSTRAP_RACE in "\n".join(text.splitlines()[-3:])
-
-
 def store_url(pods, objects, image_env):
     """The one store URL of the rendered nodes (RAMPART_STORE, or --store),
     before any rewrite; None when no pod has one."""
