@@ -137,6 +137,17 @@ fn an_outage_refuses_writes_as_unavailable_and_checks_keep_answering() {
     // Checks are answered from memory, at the last committed revision.
     let answer = check(port, "zoe");
     assert_eq!(answer["revision"].as_u64().unwrap(), head, "{answer}");
+    // The outage shows in the node's state, naming the store.
+    let state = ctl_json(port, &["status"]);
+    assert_eq!(state["store_writable"], false, "{state}");
+    assert!(
+        state["store_error"]
+            .as_str()
+            .unwrap()
+            .contains("PostgreSQL store"),
+        "{state}"
+    );
+    assert_eq!(state["revision"].as_u64().unwrap(), head, "{state}");
 
     // Back up: writes resume by themselves (the node retries the store once
     // a second) and land on the head.
@@ -155,6 +166,9 @@ fn an_outage_refuses_writes_as_unavailable_and_checks_keep_answering() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
     assert_eq!(next["revision"].as_u64().unwrap(), head + 1);
+    let state = ctl_json(port, &["status"]);
+    assert_eq!(state["store_writable"], true, "{state}");
+    assert_eq!(state["store_error"], "", "{state}");
     assert!(server.terminate().success());
 }
 

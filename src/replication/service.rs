@@ -20,7 +20,7 @@ use super::convert::WatchTenants;
 use super::export::{self, ExportError};
 use super::refusal::{WatchError, watch_refusal};
 use super::{ReplicaStatus, ReplicationConfig, Role};
-use crate::engine::Engine;
+use crate::engine::{Engine, StoreHealth};
 use crate::proto::{self, replication_server::Replication};
 use crate::store::{Change, History, Store, StoreError, new_history_id};
 
@@ -486,20 +486,33 @@ impl Replication for ReplicationService {
         &self,
         request: Request<proto::GetStateRequest>,
     ) -> Result<Response<proto::GetStateResponse>, Status> {
-        let history = self.history().await?;
+        // A store that cannot be read (a database outage) is part of the
+        // answer, not a failure of it: the node still serves checks.
+        let (history, unreadable) = match self.history().await {
+            Ok(h) => (Some(h), None),
+            Err(status) => (None, Some(status.message().to_owned())),
+        };
         // With a digest, the revision is the one the digest is of.
         let (revision, digest) = if request.into_inner().digest {
             self.current_digest().await?
         } else {
             (self.engine.load().revision(), String::new())
         };
+        let health = self.engine.store_health().borrow().clone();
+        let store_error = match (&health, unreadable) {
+            (StoreHealth::Failed(why) | StoreHealth::Stuck(why), _) => why.clone(),
+            (StoreHealth::Writable, Some(why)) => why,
+            (StoreHealth::Writable, None) => String::new(),
+        };
         let mut out = proto::GetStateResponse {
             revision,
-            history: history.id,
+            history: history.as_ref().map(|h| h.id.clone()).unwrap_or_default(),
             digest,
             role: "leader".into(),
-            oldest_retained: history.first,
+            oldest_retained: history.map_or(0, |h| h.first),
             watchers: self.watchers(),
+            store_writable: store_error.is_empty(),
+            store_error,
             ..Default::default()
         };
         if let Role::Replica { leader, status, .. } = &self.config.role {

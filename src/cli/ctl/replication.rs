@@ -97,6 +97,8 @@ pub async fn status(mut client: Client, a: StatusArgs) -> Result<Report, Failure
         "rebootstraps": s.rebootstraps,
         "connected": s.connected,
         "watchers": s.watchers,
+        "store_writable": s.store_writable,
+        "store_error": s.store_error,
     });
     let mut rows = vec![
         ("role", s.role.clone()),
@@ -104,7 +106,11 @@ pub async fn status(mut client: Client, a: StatusArgs) -> Result<Report, Failure
         ("history", s.history.clone()),
         ("oldest retained", s.oldest_retained.to_string()),
         ("watchers", s.watchers.to_string()),
+        ("store writable", s.store_writable.to_string()),
     ];
+    if !s.store_error.is_empty() {
+        rows.push(("store error", s.store_error.clone()));
+    }
     if !s.digest.is_empty() {
         rows.push(("digest", s.digest.clone()));
     }
