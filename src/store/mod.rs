@@ -17,6 +17,7 @@
 mod blocking;
 pub mod image;
 pub mod memory;
+mod parallel;
 pub mod postgres;
 pub mod retention;
 pub mod sled;

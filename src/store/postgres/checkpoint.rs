@@ -90,14 +90,13 @@ pub(super) fn read(
             ),
         ));
     }
-    let mut tenants = Vec::with_capacity(rest.len());
-    for (i, row) in rest.iter().enumerate() {
-        let part: i32 = row.get(0);
-        if usize::try_from(part).ok() != Some(i + 1) {
-            return Err(corrupt(at(part), format!("expected part {}", i + 1)));
+    let parts: Vec<(i32, &[u8])> = rest.iter().map(|row| (row.get(0), row.get(1))).collect();
+    let tenants = crate::store::parallel::in_order(&parts, |i, (part, body)| {
+        if usize::try_from(*part).ok() != Some(i + 1) {
+            return Err(corrupt(at(*part), format!("expected part {}", i + 1)));
         }
-        tenants.push(decode_tenant(row.get::<_, &[u8]>(1)).map_err(|e| corrupt(at(part), e))?);
-    }
+        decode_tenant(body).map_err(|e| corrupt(at(*part), e))
+    })?;
     assemble(revision, header.catalog, header.bridges_grants, tenants)
         .map_err(|e| corrupt(format!("checkpoint {revision}"), e))
 }

@@ -255,63 +255,7 @@ impl Handle {
             }
             Ok(tenant)
         };
-        let workers = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, 8)
-            .min(header.tenants.len().max(1));
-        let parts = &header.tenants;
-        let decoded: Vec<Vec<(usize, Result<crate::model::Tenant, StoreError>)>> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..workers)
-                    .map(|w| {
-                        let read_one = &read_one;
-                        scope.spawn(move || {
-                            parts
-                                .iter()
-                                .enumerate()
-                                .skip(w)
-                                .step_by(workers)
-                                .map(|(i, info)| (i, read_one(i, info)))
-                                .collect::<Vec<_>>()
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            vec![(
-                                0,
-                                Err(StoreError::Backend("a checkpoint reader panicked".into())),
-                            )]
-                        })
-                    })
-                    .collect()
-            });
-        let mut slots: Vec<Option<crate::model::Tenant>> = Vec::new();
-        slots.resize_with(parts.len(), || None);
-        let mut first_error: Option<(usize, StoreError)> = None;
-        for (i, result) in decoded.into_iter().flatten() {
-            match result {
-                Ok(tenant) => {
-                    if let Some(slot) = slots.get_mut(i) {
-                        *slot = Some(tenant);
-                    }
-                }
-                // The same error a one-by-one read would report: the first.
-                Err(e) if first_error.as_ref().is_none_or(|(j, _)| i < *j) => {
-                    first_error = Some((i, e));
-                }
-                Err(_) => {}
-            }
-        }
-        if let Some((_, e)) = first_error {
-            return Err(e);
-        }
-        let tenants: Vec<crate::model::Tenant> = slots.into_iter().flatten().collect();
-        if tenants.len() != parts.len() {
-            return Err(corrupt(header_at(), "a tenant part was not read"));
-        }
+        let tenants = crate::store::parallel::in_order(&header.tenants, read_one)?;
         image::assemble(revision, header.catalog, header.bridges_grants, tenants)
             .map(Some)
             .map_err(|e: ImageError| corrupt(header_at(), e))
