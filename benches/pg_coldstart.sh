@@ -49,6 +49,7 @@ start() { # store-args...
     t1=$(date +%s.%N)
     local rss
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+    [ -n "${KEEP_LOG:-}" ] && cp "$work/serve.log" "$KEEP_LOG.$1"
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
     python3 -c "print('%.2f\t%d' % ($t1 - $t0, $rss // 1024))"
 }

@@ -46,7 +46,11 @@ pub fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
     let mut tx = client.transaction().map_err(|e| pg(target, e))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
         .map_err(|e| pg(target, e))?;
-    tx.batch_execute("CREATE TABLE IF NOT EXISTS rampart_schema (version integer NOT NULL)")
+    // Without the server's "already exists, skipping" notice at every start.
+    tx.batch_execute(
+        "SET LOCAL client_min_messages = warning; \
+         CREATE TABLE IF NOT EXISTS rampart_schema (version integer NOT NULL)",
+    )
         .map_err(|e| pg(target, e))?;
     let found: Option<i32> = tx
         .query_opt("SELECT max(version) FROM rampart_schema", &[])
