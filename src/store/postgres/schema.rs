@@ -51,7 +51,7 @@ pub fn migrate(client: &mut Client, target: &str) -> Result<(), StoreError> {
         "SET LOCAL client_min_messages = warning; \
          CREATE TABLE IF NOT EXISTS rampart_schema (version integer NOT NULL)",
     )
-        .map_err(|e| pg(target, e))?;
+    .map_err(|e| pg(target, e))?;
     let found: Option<i32> = tx
         .query_opt("SELECT max(version) FROM rampart_schema", &[])
         .map_err(|e| pg(target, e))?
