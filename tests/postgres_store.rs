@@ -312,3 +312,34 @@ fn a_held_head_makes_the_others_wait_and_the_holder_win() {
     b.append(&[tenant(3)]).unwrap();
     assert_eq!(a.revision().unwrap(), 3);
 }
+
+/// One node at a time writes a checkpoint: while another holds the
+/// checkpoint lock, a node's checkpoint is skipped (the pointer stays);
+/// once it is free, the checkpoint is written.
+#[test]
+fn a_checkpoint_is_skipped_while_another_node_writes_one() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let store = PgStore::connect(&url).unwrap();
+    store.append(&[tenant(1), tenant(2)]).unwrap();
+    let state = store.load().unwrap();
+    let mut other = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    other
+        .execute(
+            "SELECT pg_advisory_lock($1)",
+            &[&rampart::store::postgres::CHECKPOINT_LOCK],
+        )
+        .unwrap();
+    store.checkpoint(&state).unwrap();
+    assert_eq!(store.checkpoint_revision().unwrap(), 0, "skipped");
+    other
+        .execute(
+            "SELECT pg_advisory_unlock($1)",
+            &[&rampart::store::postgres::CHECKPOINT_LOCK],
+        )
+        .unwrap();
+    store.checkpoint(&state).unwrap();
+    assert_eq!(store.checkpoint_revision().unwrap(), 2, "written");
+    assert_eq!(PgStore::connect(&url).unwrap().load().unwrap(), state);
+}

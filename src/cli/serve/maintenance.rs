@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::engine::{Engine, REPAIR_EVERY, StoreHealth};
 use crate::model::Timestamp;
@@ -56,11 +56,29 @@ pub(super) async fn maintenance_loop(
             continue;
         }
         let revision = state.revision;
-        let store = Arc::clone(&store);
-        match blocking(move || store.checkpoint(&state)).await {
-            Ok(()) => {
+        let writing = Arc::clone(&store);
+        // On a shared store another node may have written one meanwhile,
+        // or be writing one now (then this node skips): the store says.
+        match blocking(move || {
+            let theirs = writing.checkpoint_revision()?;
+            if writing.shared() && theirs.saturating_add(every.max(1)) > revision {
+                return Ok(theirs);
+            }
+            writing.checkpoint(&state)?;
+            writing.checkpoint_revision()
+        })
+        .await
+        {
+            Ok(now) if now >= revision => {
                 info!(revision, "checkpoint written");
                 last = revision;
+            }
+            Ok(now) => {
+                debug!(
+                    revision = now,
+                    "a checkpoint by another node is recent enough"
+                );
+                last = last.max(now);
             }
             Err(e) => warn!(error = %e, "checkpoint failed; will retry"),
         }

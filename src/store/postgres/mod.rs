@@ -72,10 +72,18 @@ const HOLD_WAIT: Duration = Duration::from_secs(5);
 const BOOTSTRAP_WAIT: Duration = Duration::from_secs(300);
 
 fn advisory(c: &mut Client, target: &str, call: &str) -> Result<bool, StoreError> {
-    c.query_one(&format!("SELECT {call}($1)"), &[&BOOTSTRAP_LOCK])
+    advisory_on(c, target, call, BOOTSTRAP_LOCK)
+}
+
+fn advisory_on(c: &mut Client, target: &str, call: &str, key: i64) -> Result<bool, StoreError> {
+    c.query_one(&format!("SELECT {call}($1)"), &[&key])
         .map(|row| row.get::<_, bool>(0))
         .map_err(|e| pg(target, e))
 }
+
+/// The session-level advisory lock a node holds while it writes a
+/// checkpoint ("rampchkp" in ASCII); public so tests can hold it.
+pub const CHECKPOINT_LOCK: i64 = 0x72_61_6d_70_63_68_6b_70;
 
 /// A store in a PostgreSQL database.
 pub struct PgStore {
@@ -246,6 +254,41 @@ impl PgStore {
         tx.execute(
             "UPDATE rampart_meta SET revision = 0, first_retained = 1, checkpoint = 0, next_audit_seq = $1, bootstrapping = NULL",
             &[&seq],
+        )
+        .map_err(|e| pg(target, e))?;
+        tx.commit().map_err(|e| pg(target, e))
+    }
+
+    /// Writes the checkpoint of `state` beside the current one and moves
+    /// the pointer to it, unless a newer one or an install got there first.
+    fn write_checkpoint(
+        c: &mut Client,
+        target: &str,
+        state: &State,
+        revision: i64,
+    ) -> Result<(), StoreError> {
+        let parts = checkpoint::encode(state)?;
+        // The meta row is locked only to move the pointer, at the end.
+        let mut tx = c.transaction().map_err(|e| pg(target, e))?;
+        tx.execute(
+            "DELETE FROM rampart_checkpoint WHERE revision = $1",
+            &[&revision],
+        )
+        .map_err(|e| pg(target, e))?;
+        checkpoint::insert(&mut tx, target, revision, &parts)?;
+        let moved = tx
+            .execute(
+                "UPDATE rampart_meta SET checkpoint = $1 WHERE checkpoint < $1 AND revision >= $1",
+                &[&revision],
+            )
+            .map_err(|e| pg(target, e))?;
+        if moved == 0 {
+            // A newer checkpoint or an install got there first.
+            return tx.rollback().map_err(|e| pg(target, e));
+        }
+        tx.execute(
+            "DELETE FROM rampart_checkpoint WHERE revision < $1",
+            &[&revision],
         )
         .map_err(|e| pg(target, e))?;
         tx.commit().map_err(|e| pg(target, e))
@@ -611,34 +654,19 @@ impl Store for PgStore {
         if state.revision <= meta.checkpoint {
             return Ok(());
         }
-        let parts = checkpoint::encode(state)?;
         let revision = int("revision", state.revision)?;
         self.with(|c, target| {
-            // Written beside the current one; the meta row is locked only
-            // to move the pointer, at the end.
-            let mut tx = c.transaction().map_err(|e| pg(target, e))?;
-            tx.execute(
-                "DELETE FROM rampart_checkpoint WHERE revision = $1",
-                &[&revision],
-            )
-            .map_err(|e| pg(target, e))?;
-            checkpoint::insert(&mut tx, target, revision, &parts)?;
-            let moved = tx
-                .execute(
-                    "UPDATE rampart_meta SET checkpoint = $1 WHERE checkpoint < $1 AND revision >= $1",
-                    &[&revision],
-                )
-                .map_err(|e| pg(target, e))?;
-            if moved == 0 {
-                // A newer checkpoint or an install got there first.
-                return tx.rollback().map_err(|e| pg(target, e));
+            // One node at a time writes one (the others skip: theirs would
+            // be about the same, and a 1M-user checkpoint is hundreds of
+            // MB). A session lock, not a transaction's: encoding takes
+            // seconds, and no transaction should idle that long.
+            if !advisory_on(c, target, "pg_try_advisory_lock", CHECKPOINT_LOCK)? {
+                tracing::debug!("another node is writing a checkpoint: skipped");
+                return Ok(());
             }
-            tx.execute(
-                "DELETE FROM rampart_checkpoint WHERE revision < $1",
-                &[&revision],
-            )
-            .map_err(|e| pg(target, e))?;
-            tx.commit().map_err(|e| pg(target, e))
+            let written = Self::write_checkpoint(c, target, state, revision);
+            let unlocked = advisory_on(c, target, "pg_advisory_unlock", CHECKPOINT_LOCK);
+            written.and(unlocked.map(drop))
         })
     }
 
