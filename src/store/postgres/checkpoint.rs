@@ -2,7 +2,7 @@
 //! catalog, bridge grants, tenant count), part i+1 is tenant i's image, so
 //! no single value grows with the whole state.
 
-use postgres::GenericClient;
+use postgres::{Client, GenericClient};
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, corrupt, int, pg};
@@ -99,4 +99,39 @@ pub(super) fn read(
     })?;
     assemble(revision, header.catalog, header.bridges_grants, tenants)
         .map_err(|e| corrupt(format!("checkpoint {revision}"), e))
+}
+
+/// Writes the checkpoint of `state` beside the current one and moves
+/// the pointer to it, unless a newer one or an install got there first.
+pub(super) fn write(
+    c: &mut Client,
+    target: &str,
+    state: &State,
+    revision: i64,
+) -> Result<(), StoreError> {
+    let parts = encode(state)?;
+    // The meta row is locked only to move the pointer, at the end.
+    let mut tx = c.transaction().map_err(|e| pg(target, e))?;
+    tx.execute(
+        "DELETE FROM rampart_checkpoint WHERE revision = $1",
+        &[&revision],
+    )
+    .map_err(|e| pg(target, e))?;
+    insert(&mut tx, target, revision, &parts)?;
+    let moved = tx
+        .execute(
+            "UPDATE rampart_meta SET checkpoint = $1 WHERE checkpoint < $1 AND revision >= $1",
+            &[&revision],
+        )
+        .map_err(|e| pg(target, e))?;
+    if moved == 0 {
+        // A newer checkpoint or an install got there first.
+        return tx.rollback().map_err(|e| pg(target, e));
+    }
+    tx.execute(
+        "DELETE FROM rampart_checkpoint WHERE revision < $1",
+        &[&revision],
+    )
+    .map_err(|e| pg(target, e))?;
+    tx.commit().map_err(|e| pg(target, e))
 }

@@ -27,6 +27,7 @@
 //! Connections come from a small pool (`pool.rs`); a lost one is replaced.
 //! This module must not touch anything above `model`.
 
+mod bootstrap;
 mod checkpoint;
 mod listen;
 mod pool;
@@ -37,18 +38,20 @@ mod tls;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use postgres::{Client, Config, GenericClient, IsolationLevel};
+use postgres::{Client, Config, IsolationLevel};
 use tokio::sync::watch;
 
+use self::bootstrap::advisory_on;
 pub use self::pool::MAX_CONNECTIONS;
 pub(crate) use self::pool::pg;
 use self::pool::{Pool, drop_client};
 use self::rows::{
     META, Meta, change_of, corrupt, follows, insert_changes, int, lock_meta, meta_of, moving_head,
+    write_batch,
 };
 pub use self::schema::VERSION as SCHEMA_VERSION;
 use super::{
-    AuditFilter, AuditRecord, Change, History, Outcomes, Recovery, Store, StoreError, encode_audit,
+    AuditFilter, AuditRecord, Change, History, Outcomes, Recovery, Store, StoreError,
     encode_change, max_count, replay,
 };
 use crate::model::State;
@@ -59,27 +62,8 @@ const DELETE_STEP: i64 = 10_000;
 /// Audit rows read per query while filtering.
 const AUDIT_PAGE: i64 = 1_000;
 
-/// The session-level advisory lock a bootstrapping node holds from
-/// `begin_bootstrap` to `finish_bootstrap`. PostgreSQL releases it when
-/// that node's connection ends, so a bootstrap mark whose lock is free was
-/// left by a node that stopped, and one whose lock is held is in progress.
-const BOOTSTRAP_LOCK: i64 = 0x72_61_6d_70_62_6f_6f_74;
-
 /// How long `hold_head` waits for the meta row before giving up.
 const HOLD_WAIT: Duration = Duration::from_secs(5);
-
-/// How long a node waits for another one bootstrapping the store.
-const BOOTSTRAP_WAIT: Duration = Duration::from_secs(300);
-
-fn advisory(c: &mut Client, target: &str, call: &str) -> Result<bool, StoreError> {
-    advisory_on(c, target, call, BOOTSTRAP_LOCK)
-}
-
-fn advisory_on(c: &mut Client, target: &str, call: &str, key: i64) -> Result<bool, StoreError> {
-    c.query_one(&format!("SELECT {call}($1)"), &[&key])
-        .map(|row| row.get::<_, bool>(0))
-        .map_err(|e| pg(target, e))
-}
 
 /// The session-level advisory lock a node holds while it writes a
 /// checkpoint ("rampchkp" in ASCII); public so tests can hold it.
@@ -134,7 +118,7 @@ impl PgStore {
         };
         store.with(schema::migrate)?;
         if store.meta()?.bootstrapping.is_some() {
-            store.with(Self::discard_bootstrap)?;
+            store.with(bootstrap::discard)?;
         }
         Ok(store)
     }
@@ -205,112 +189,6 @@ impl PgStore {
                 replayed,
             })
         })
-    }
-
-    /// Undoes an interrupted bootstrap (begun at the audit seq its mark
-    /// holds, on an empty store), in one transaction: the store is empty
-    /// again, keeping its history id and the audit records from before.
-    ///
-    /// Only a bootstrap whose node is gone is undone: its node held
-    /// [`BOOTSTRAP_LOCK`] for the session, so the lock is free. One in
-    /// progress on another node is left alone, and this node does not
-    /// start (started again later, it finds the state). The mark is read
-    /// again under the meta row's lock: another node may have undone it.
-    fn discard_bootstrap(c: &mut Client, target: &str) -> Result<(), StoreError> {
-        // A node that has just stopped may still hold the lock for a
-        // moment (its backend has not yet seen the connection close).
-        let mut free = false;
-        for _ in 0..20 {
-            free = advisory(c, target, "pg_try_advisory_lock")?;
-            if free {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        if !free {
-            return Err(StoreError::Backend(format!(
-                "PostgreSQL store {target}: another node is bootstrapping it; start this node once that is done"
-            )));
-        }
-        let discarded = Self::discard_locked(c, target);
-        advisory(c, target, "pg_advisory_unlock")?;
-        discarded
-    }
-
-    fn discard_locked(c: &mut Client, target: &str) -> Result<(), StoreError> {
-        let mut tx = c.transaction().map_err(|e| pg(target, e))?;
-        let Some(seq) = lock_meta(&mut tx, target)?.bootstrapping else {
-            return Ok(());
-        };
-        tracing::warn!(
-            store = %target,
-            "the store holds an interrupted bootstrap (the process stopped before it finished): discarding it, the store is empty again"
-        );
-        let seq = int("seq", seq)?;
-        tx.batch_execute("DELETE FROM rampart_changelog; DELETE FROM rampart_checkpoint")
-            .map_err(|e| pg(target, e))?;
-        tx.execute("DELETE FROM rampart_audit WHERE seq >= $1", &[&seq])
-            .map_err(|e| pg(target, e))?;
-        tx.execute(
-            "UPDATE rampart_meta SET revision = 0, first_retained = 1, checkpoint = 0, next_audit_seq = $1, bootstrapping = NULL",
-            &[&seq],
-        )
-        .map_err(|e| pg(target, e))?;
-        tx.commit().map_err(|e| pg(target, e))
-    }
-
-    /// Writes the checkpoint of `state` beside the current one and moves
-    /// the pointer to it, unless a newer one or an install got there first.
-    fn write_checkpoint(
-        c: &mut Client,
-        target: &str,
-        state: &State,
-        revision: i64,
-    ) -> Result<(), StoreError> {
-        let parts = checkpoint::encode(state)?;
-        // The meta row is locked only to move the pointer, at the end.
-        let mut tx = c.transaction().map_err(|e| pg(target, e))?;
-        tx.execute(
-            "DELETE FROM rampart_checkpoint WHERE revision = $1",
-            &[&revision],
-        )
-        .map_err(|e| pg(target, e))?;
-        checkpoint::insert(&mut tx, target, revision, &parts)?;
-        let moved = tx
-            .execute(
-                "UPDATE rampart_meta SET checkpoint = $1 WHERE checkpoint < $1 AND revision >= $1",
-                &[&revision],
-            )
-            .map_err(|e| pg(target, e))?;
-        if moved == 0 {
-            // A newer checkpoint or an install got there first.
-            return tx.rollback().map_err(|e| pg(target, e));
-        }
-        tx.execute(
-            "DELETE FROM rampart_checkpoint WHERE revision < $1",
-            &[&revision],
-        )
-        .map_err(|e| pg(target, e))?;
-        tx.commit().map_err(|e| pg(target, e))
-    }
-
-    /// Sets the bootstrap mark (the audit seq the bootstrap starts at),
-    /// only on an empty store.
-    fn mark_bootstrap(c: &mut Client, target: &str) -> Result<(), StoreError> {
-        let mut tx = c.transaction().map_err(|e| pg(target, e))?;
-        let meta = lock_meta(&mut tx, target)?;
-        if meta.revision != 0 {
-            return Err(StoreError::OutOfOrder {
-                have: meta.revision,
-                got: 1,
-            });
-        }
-        tx.execute(
-            "UPDATE rampart_meta SET bootstrapping = $1",
-            &[&int("seq", meta.next_audit_seq)?],
-        )
-        .map_err(|e| pg(target, e))?;
-        tx.commit().map_err(|e| pg(target, e))
     }
 }
 
@@ -386,60 +264,11 @@ impl Store for PgStore {
     }
 
     fn begin_bootstrap(&self) -> Result<(), StoreError> {
-        // A connection of its own, held until `finish_bootstrap`: the lock
-        // is the session's, and ends with it if this process stops.
-        // Nodes started together on an empty database race for it: the
-        // others wait for the one bootstrapping, then find the store no
-        // longer empty (`OutOfOrder`), and follow it.
-        let mut c = self.pool.connect()?;
-        let target = self.target();
-        let started = std::time::Instant::now();
-        let marked = loop {
-            match advisory(&mut c, target, "pg_try_advisory_lock") {
-                Ok(true) => break Self::mark_bootstrap(&mut c, target),
-                Ok(false) if started.elapsed() < BOOTSTRAP_WAIT => {
-                    if started.elapsed() < Duration::from_millis(200) {
-                        tracing::info!(store = %target, "another node is bootstrapping the store: waiting for it");
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Ok(false) => {
-                    break Err(StoreError::Backend(format!(
-                        "PostgreSQL store {target}: another node has been bootstrapping it for {BOOTSTRAP_WAIT:?}"
-                    )));
-                }
-                Err(e) => break Err(e),
-            }
-        };
-        if marked.is_err() {
-            drop_client(c);
-            return marked;
-        }
-        let mut held = self
-            .bootstrapping
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(old) = held.replace(c) {
-            drop_client(old);
-        }
-        Ok(())
+        self.begin_bootstrapping()
     }
 
     fn finish_bootstrap(&self) -> Result<(), StoreError> {
-        self.with(|c, target| {
-            c.execute("UPDATE rampart_meta SET bootstrapping = NULL", &[])
-                .map_err(|e| pg(target, e))
-        })?;
-        // Closing the session releases the lock.
-        let held = self
-            .bootstrapping
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(c) = held {
-            drop_client(c);
-        }
-        Ok(())
+        self.finish_bootstrapping()
     }
 
     fn append(&self, changes: &[Change]) -> Result<(), StoreError> {
@@ -664,7 +493,7 @@ impl Store for PgStore {
                 tracing::debug!("another node is writing a checkpoint: skipped");
                 return Ok(());
             }
-            let written = Self::write_checkpoint(c, target, state, revision);
+            let written = checkpoint::write(c, target, state, revision);
             let unlocked = advisory_on(c, target, "pg_advisory_unlock", CHECKPOINT_LOCK);
             written.and(unlocked.map(drop))
         })
@@ -731,52 +560,4 @@ impl Store for PgStore {
             }
         }
     }
-}
-
-/// The statements of one batch (changelog rows, audit records, the head),
-/// on a transaction already open: the meta row locked first, each applied
-/// revision checked to follow the head.
-fn write_batch(
-    tx: &mut impl GenericClient,
-    target: &str,
-    batch: &[Outcomes],
-    changes: &[(i64, Vec<u8>)],
-) -> Result<(), StoreError> {
-    let meta = lock_meta(tx, target)?;
-    let mut have = meta.revision;
-    let mut seq = meta.next_audit_seq;
-    let mut audits: Vec<(i64, Vec<u8>)> = Vec::with_capacity(batch.len());
-    for entry in batch {
-        let mut record = match entry {
-            Outcomes::Applied {
-                revision, audit, ..
-            } => {
-                follows(have, *revision)?;
-                have = *revision;
-                let mut audit = audit.clone();
-                audit.revision = *revision;
-                audit
-            }
-            Outcomes::Refused(audit) => audit.clone(),
-        };
-        record.seq = seq;
-        audits.push((int("seq", seq)?, encode_audit(&record)?));
-        seq += 1;
-    }
-    insert_changes(tx, target, meta.revision, changes)?;
-    if !audits.is_empty() {
-        let seqs: Vec<i64> = audits.iter().map(|r| r.0).collect();
-        let bodies: Vec<&[u8]> = audits.iter().map(|r| r.1.as_slice()).collect();
-        tx.execute(
-            "INSERT INTO rampart_audit (seq, body) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
-            &[&seqs, &bodies],
-        )
-        .map_err(|e| pg(target, e))?;
-    }
-    tx.execute(
-        &moving_head("revision = $1, next_audit_seq = $2"),
-        &[&int("revision", have)?, &int("seq", seq)?],
-    )
-    .map_err(|e| pg(target, e))?;
-    Ok(())
 }

@@ -5,7 +5,7 @@ use postgres::GenericClient;
 use postgres::error::SqlState;
 
 use super::pg;
-use crate::store::{Change, StoreError, decode_change};
+use crate::store::{Change, Outcomes, StoreError, decode_change, encode_audit};
 
 /// The channel a commit notifies with its new head revision (as text);
 /// nodes LISTEN on it to follow without waiting for their next poll.
@@ -122,4 +122,52 @@ pub(super) fn change_of(row: &postgres::Row) -> Result<Change, StoreError> {
         .map_err(|_| corrupt("rampart_changelog", format!("negative revision {revision}")))?;
     let body: &[u8] = row.get(1);
     decode_change(revision, body)
+}
+
+/// The statements of one batch (changelog rows, audit records, the head),
+/// on a transaction already open: the meta row locked first, each applied
+/// revision checked to follow the head.
+pub(super) fn write_batch(
+    tx: &mut impl GenericClient,
+    target: &str,
+    batch: &[Outcomes],
+    changes: &[(i64, Vec<u8>)],
+) -> Result<(), StoreError> {
+    let meta = lock_meta(tx, target)?;
+    let mut have = meta.revision;
+    let mut seq = meta.next_audit_seq;
+    let mut audits: Vec<(i64, Vec<u8>)> = Vec::with_capacity(batch.len());
+    for entry in batch {
+        let mut record = match entry {
+            Outcomes::Applied {
+                revision, audit, ..
+            } => {
+                follows(have, *revision)?;
+                have = *revision;
+                let mut audit = audit.clone();
+                audit.revision = *revision;
+                audit
+            }
+            Outcomes::Refused(audit) => audit.clone(),
+        };
+        record.seq = seq;
+        audits.push((int("seq", seq)?, encode_audit(&record)?));
+        seq += 1;
+    }
+    insert_changes(tx, target, meta.revision, changes)?;
+    if !audits.is_empty() {
+        let seqs: Vec<i64> = audits.iter().map(|r| r.0).collect();
+        let bodies: Vec<&[u8]> = audits.iter().map(|r| r.1.as_slice()).collect();
+        tx.execute(
+            "INSERT INTO rampart_audit (seq, body) SELECT * FROM unnest($1::bigint[], $2::bytea[])",
+            &[&seqs, &bodies],
+        )
+        .map_err(|e| pg(target, e))?;
+    }
+    tx.execute(
+        &moving_head("revision = $1, next_audit_seq = $2"),
+        &[&int("revision", have)?, &int("seq", seq)?],
+    )
+    .map_err(|e| pg(target, e))?;
+    Ok(())
 }
