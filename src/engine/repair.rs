@@ -193,16 +193,16 @@ impl Engine {
         failure: &StoreError,
     ) -> String {
         let failure = message(failure);
+        let repaired = self.repair_locked(store, Expect::Published).await;
         if store.shared() {
             // Other nodes move the head too, and a call that timed out may
             // still commit: the head says nothing of this change.
-            let _ = self.repair_locked(store, Expect::Published).await;
             return format!(
                 "{failure}; whether this change was written is not known: read it back before \
                  retrying"
             );
         }
-        match self.repair_locked(store, Expect::Published).await {
+        match repaired {
             Ok(have) if have == published => format!("{failure}; nothing was written"),
             Ok(have) => format!(
                 "{failure}; the change may have been applied (the store is now at revision \

@@ -488,9 +488,9 @@ impl Replication for ReplicationService {
     ) -> Result<Response<proto::GetStateResponse>, Status> {
         // A store that cannot be read (a database outage) is part of the
         // answer, not a failure of it: the node still serves checks.
-        let (history, unreadable) = match self.history().await {
-            Ok(h) => (Some(h), None),
-            Err(status) => (None, Some(status.message().to_owned())),
+        let (history, oldest_retained, unreadable) = match self.history().await {
+            Ok(h) => (h.id, h.first, None),
+            Err(status) => (String::new(), 0, Some(status.message().to_owned())),
         };
         // With a digest, the revision is the one the digest is of.
         let (revision, digest) = if request.into_inner().digest {
@@ -506,10 +506,10 @@ impl Replication for ReplicationService {
         };
         let mut out = proto::GetStateResponse {
             revision,
-            history: history.as_ref().map(|h| h.id.clone()).unwrap_or_default(),
+            history,
             digest,
             role: "leader".into(),
-            oldest_retained: history.map_or(0, |h| h.first),
+            oldest_retained,
             watchers: self.watchers(),
             store_writable: store_error.is_empty(),
             store_error,

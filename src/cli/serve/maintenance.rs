@@ -60,8 +60,11 @@ pub(super) async fn maintenance_loop(
         // On a shared store another node may have written one meanwhile,
         // or be writing one now (then this node skips): the store says.
         match blocking(move || {
+            if !writing.shared() {
+                return writing.checkpoint(&state).map(|()| revision);
+            }
             let theirs = writing.checkpoint_revision()?;
-            if writing.shared() && theirs.saturating_add(every.max(1)) > revision {
+            if theirs.saturating_add(every.max(1)) > revision {
                 return Ok(theirs);
             }
             writing.checkpoint(&state)?;

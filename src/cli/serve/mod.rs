@@ -251,7 +251,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         } else {
             info!(
-                    mutations = count,
+                mutations = count,
                 source = %args.bootstrap.as_ref().map_or("built-in quickstart".to_owned(), |p| p.display().to_string()),
                 "empty store bootstrapped"
             );

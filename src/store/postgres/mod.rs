@@ -332,21 +332,6 @@ impl Store for PgStore {
         // has; it is not returned.
         let at = tip.revision;
         let mut page = self.changelog(at - 1, max_count(limit).saturating_add(1))?;
-        let gone = || -> Result<Option<StoreError>, StoreError> {
-            let meta = self.meta()?;
-            Ok(if meta.revision < at {
-                Some(StoreError::Diverged {
-                    at,
-                    why: format!(
-                        "the store's head is {}, below this node's revision",
-                        meta.revision
-                    ),
-                })
-            } else {
-                // Compacted away since: nothing to compare with.
-                None
-            })
-        };
         match page.first() {
             Some(first) if first.revision == at => {
                 if *first != tip {
@@ -357,9 +342,15 @@ impl Store for PgStore {
                 }
                 page.remove(0);
             }
+            // No entry at the tip: compacted away since (nothing to compare
+            // with), or the head went below it.
             _ => {
-                if let Some(diverged) = gone()? {
-                    return Err(diverged);
+                let head = self.meta()?.revision;
+                if head < at {
+                    return Err(StoreError::Diverged {
+                        at,
+                        why: format!("the store's head is {head}, below this node's revision"),
+                    });
                 }
             }
         }
