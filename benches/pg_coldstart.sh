@@ -13,14 +13,7 @@ rounds=${1:-3}
 bin=${RAMPART_BIN:-target/release/rampart}
 work=$(mktemp -d)
 pid=
-pgbin=$(dirname "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
-as_pg=()
-if [ "$(id -u)" = 0 ]; then
-    as_pg=(runuser -u postgres --)
-    chown postgres "$work"
-fi
-pgdata="$work/pg"
-stop_pg() { "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdata" -m immediate stop >/dev/null 2>&1 || true; }
+source benches/pg.sh
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     wait 2>/dev/null || true
@@ -28,10 +21,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-pgport=$((20000 + RANDOM % 20000))
-"${as_pg[@]}" "$pgbin/initdb" -D "$pgdata" -U rampart --auth=trust >/dev/null
-"${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdata" -o "-p $pgport -k $work -h 127.0.0.1" -l "$work/pg.log" -w start >/dev/null
-url="postgres://rampart@127.0.0.1:$pgport/postgres"
+start_pg
 
 "$bin" dev-seed --spec million --store "$url"
 "$bin" dev-seed --spec million --data-dir "$work/sled"

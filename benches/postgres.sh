@@ -14,28 +14,10 @@ cd "$(dirname "$0")/.."
 source benches/common.sh
 writers=${3:-4}
 
-pgbin=$(dirname "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
-as_pg=()
-if [ "$(id -u)" = 0 ]; then
-    as_pg=(runuser -u postgres --)
-    chown postgres "$work"
-fi
-pgdata="$work/pg"
-pgport=$((20000 + RANDOM % 20000))
-"${as_pg[@]}" "$pgbin/initdb" -D "$pgdata" -U rampart --auth=trust >/dev/null
-"${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdata" -o "-p $pgport -k $work -h 127.0.0.1" -l "$work/pg.log" -w start >/dev/null
-stop_pg() { "${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdata" -m immediate stop >/dev/null 2>&1 || true; }
+source benches/pg.sh
 trap 'stop_pg; cleanup' EXIT
-url="postgres://rampart@127.0.0.1:$pgport/postgres"
+start_pg
 
-node() { # name port extra...
-    local name=$1 port=$2
-    shift 2
-    "$bin" serve --listen "127.0.0.1:$port" --data-dir "$work/$name" \
-        --consistency-wait-ms 5000 "$@" >"$work/$name.log" 2>&1 &
-    pids+=($!)
-    wait_port "$port"
-}
 pa=$((40000 + RANDOM % 10000)); pb=$((pa + 1)); ps=$((pa + 2))
 node a "$pa" --store "$url" --poll-store-ms "${POLL_MS:-50}"
 node b "$pb" --store "$url" --poll-store-ms "${POLL_MS:-50}"
