@@ -32,6 +32,38 @@ fn serve_command() -> clap::Command {
 /// Flags a file may not set: they are about the file itself.
 const NOT_IN_FILE: &[&str] = &["config", "print_config", "help"];
 
+/// Tables of the file that are not flags: the front ends' mappings
+/// (`[ext_authz]`, `[authzen]`), which `serve` reads with [`section`].
+pub const SECTIONS: &[&str] = &["ext_authz", "authzen"];
+
+/// The table `name` of the config file at `path`, as `T`; `None` when the
+/// file has no such table. An error names the file, the table and the key.
+pub fn section<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    name: &str,
+) -> Result<Option<T>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read the config `{}`: {e}", path.display())))?;
+    let mut table: toml::Table = toml::from_str(&text)
+        .map_err(|e| ConfigError(format!("{}: not valid TOML: {e}", path.display())))?;
+    let Some(value) = table.remove(name) else {
+        return Ok(None);
+    };
+    if !value.is_table() {
+        return Err(ConfigError(format!(
+            "{}: `{name}` is a table (`[{name}]`)",
+            path.display()
+        )));
+    }
+    value.try_into().map(Some).map_err(|e: toml::de::Error| {
+        ConfigError(format!(
+            "{}: in `[{name}]`: {}",
+            path.display(),
+            e.message()
+        ))
+    })
+}
+
 /// `argv` with the file's settings folded in (unchanged without a
 /// `--config`/`RAMPART_CONFIG`).
 pub fn fold(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigError> {
@@ -53,6 +85,9 @@ pub fn fold(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigError> {
     let command = serve_command();
     let mut folded = argv.clone();
     for (key, value) in &table {
+        if SECTIONS.contains(&key.as_str()) {
+            continue;
+        }
         let id = key.replace('-', "_");
         let at = || format!("{}: key `{key}`", path.display());
         let Some(arg) = command

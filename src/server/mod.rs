@@ -17,6 +17,7 @@ pub mod convert;
 pub mod edge;
 pub mod limits;
 pub mod metrics_layer;
+pub mod template;
 pub mod tls;
 pub mod trace;
 pub mod wire;
