@@ -188,6 +188,78 @@ impl AuthorizationService {
     }
 }
 
+impl AuthorizationService {
+    /// A BatchCheck for `who` (the caller, when the server authenticates):
+    /// every item decided from one snapshot, in order. With `stop`, the
+    /// items after the first one decided `stop` are neither decided nor
+    /// answered (AuthZEN's `deny_on_first_deny`, `permit_on_first_permit`).
+    pub async fn decide_batch(
+        &self,
+        who: Option<&Principal>,
+        request_id: Option<&str>,
+        req: proto::BatchCheckRequest,
+        stop: Option<Decision>,
+    ) -> Result<proto::BatchCheckResponse, Status> {
+        self.metrics.batch_size.observe(req.items.len() as u64);
+        if req.items.len() > self.config.max_batch {
+            return Err(Status::invalid_argument(format!(
+                "batch has {} items, more than the limit of {}",
+                req.items.len(),
+                self.config.max_batch
+            )));
+        }
+        let snapshot = self.snapshot(req.consistency.as_ref()).await?;
+        let now = Timestamp::now();
+        let revision = snapshot.revision();
+        let logged_id = OnceCell::new();
+        let mut results = Vec::with_capacity(req.items.len());
+        for item in req.items {
+            let outcome = if item.correlation_id.len() > MAX_CORRELATION_BYTES {
+                Err(Status::invalid_argument(format!(
+                    "`correlation_id` is {} bytes, more than the limit of {MAX_CORRELATION_BYTES}",
+                    item.correlation_id.len()
+                )))
+            } else {
+                let call = Call {
+                    method: "BatchCheck",
+                    request_id,
+                    logged_id: &logged_id,
+                    correlation_id: &item.correlation_id,
+                    who,
+                };
+                self.decide(
+                    &call,
+                    &snapshot,
+                    &item.tenant,
+                    &item.subject,
+                    &item.permission,
+                    req.explain,
+                    now,
+                )
+            };
+            let stopped = stop.is_some_and(|stop| {
+                outcome
+                    .as_ref()
+                    .is_ok_and(|r| r.decision == convert::decision(stop) as i32)
+            });
+            results.push(proto::BatchCheckResult {
+                correlation_id: item.correlation_id,
+                outcome: Some(match outcome {
+                    Ok(r) => proto::batch_check_result::Outcome::Response(r),
+                    Err(s) => proto::batch_check_result::Outcome::Error(proto::ItemError {
+                        code: s.code() as i32,
+                        message: s.message().to_owned(),
+                    }),
+                }),
+            });
+            if stopped {
+                break;
+            }
+        }
+        Ok(proto::BatchCheckResponse { results, revision })
+    }
+}
+
 fn record(verdict: &proto::CheckResponse) {
     let span = Span::current();
     span.record("revision", verdict.revision);
@@ -239,54 +311,11 @@ impl Authorization for AuthorizationService {
     ) -> Result<Response<proto::BatchCheckResponse>, Status> {
         let id = request_id(&request);
         let (who, req) = parts(request);
-        self.metrics.batch_size.observe(req.items.len() as u64);
-        if req.items.len() > self.config.max_batch {
-            return Err(Status::invalid_argument(format!(
-                "batch has {} items, more than the limit of {}",
-                req.items.len(),
-                self.config.max_batch
-            )));
-        }
-        let snapshot = self.snapshot(req.consistency.as_ref()).await?;
-        let now = Timestamp::now();
-        let revision = snapshot.revision();
-        let logged_id = OnceCell::new();
-        let results = req
-            .items
-            .into_iter()
-            .map(|item| {
-                let outcome = if item.correlation_id.len() > MAX_CORRELATION_BYTES {
-                    Err(Status::invalid_argument(format!(
-                        "`correlation_id` is {} bytes, more than the limit of {MAX_CORRELATION_BYTES}",
-                        item.correlation_id.len()
-                    )))
-                } else {
-                    let call = Call {
-                        method: "BatchCheck",
-                        request_id: id.as_deref(),
-                        logged_id: &logged_id,
-                        correlation_id: &item.correlation_id,
-                        who: who.as_ref(),
-                    };
-                    self.decide(&call, &snapshot, &item.tenant, &item.subject, &item.permission, req.explain, now)
-                };
-                proto::BatchCheckResult {
-                    correlation_id: item.correlation_id,
-                    outcome: Some(match outcome {
-                        Ok(r) => proto::batch_check_result::Outcome::Response(r),
-                        Err(s) => proto::batch_check_result::Outcome::Error(proto::ItemError {
-                            code: s.code() as i32,
-                            message: s.message().to_owned(),
-                        }),
-                    }),
-                }
-            })
-            .collect();
-        Span::current().record("revision", revision);
-        Ok(Response::new(proto::BatchCheckResponse {
-            results,
-            revision,
-        }))
+        let response = self
+            .decide_batch(who.as_ref(), id.as_deref(), req, None)
+            .await?;
+        Span::current().record("revision", response.revision);
+        Ok(Response::new(response))
     }
 
     #[tracing::instrument(name = "ListSubjectPermissions", skip_all, fields(tenant = %request.get_ref().tenant, revision))]

@@ -15,6 +15,7 @@ pub mod budget;
 pub mod conn;
 pub mod convert;
 pub mod edge;
+pub mod json;
 pub mod limits;
 pub mod metrics_layer;
 pub mod template;
@@ -106,6 +107,7 @@ pub fn rpc_metrics() -> RpcMetrics {
     ] {
         methods.push((service.to_owned(), method.to_owned()));
     }
+    methods.extend(json::metric_rows());
     RpcMetrics::new(methods)
 }
 

@@ -270,6 +270,12 @@ const CODES: [&str; 17] = [
     "UNAUTHENTICATED",
 ];
 
+/// A gRPC status code as gRPC spells it (`PERMISSION_DENIED`); a code
+/// gRPC does not define is `UNKNOWN`.
+pub fn code_name(code: usize) -> &'static str {
+    CODES.get(code).copied().unwrap_or("UNKNOWN")
+}
+
 /// One RPC method's latency, one histogram per status code (created
 /// lazily would need a lock; 17 small histograms per method do not).
 #[derive(Debug)]

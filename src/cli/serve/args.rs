@@ -111,6 +111,21 @@ pub struct ServeArgs {
     // Limits and load shedding (server/limits.rs).
     #[command(flatten)]
     pub limits: LimitsArgs,
+    /// Serve the HTTP/JSON API (AuthZEN 1.0, the JSON mirror of Check and
+    /// BatchCheck, /openapi.json) on this address, with the gRPC port's TLS,
+    /// credentials and limits (default: off). The AuthZEN mapping is the
+    /// `[authzen]` table of the --config file.
+    #[arg(long, env = "RAMPART_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+    /// The base URL the AuthZEN metadata (/.well-known/authzen-configuration)
+    /// names; default: the scheme and Host of each request.
+    #[arg(
+        long,
+        env = "RAMPART_HTTP_PUBLIC_URL",
+        value_name = "URL",
+        requires = "http_listen"
+    )]
+    pub http_public_url: Option<String>,
     /// Read settings from this TOML file (every key a flag's name): flags
     /// and RAMPART_* variables take precedence over it.
     #[arg(long, env = "RAMPART_CONFIG", value_name = "FILE")]

@@ -169,6 +169,42 @@ pub fn serve_main(args: ServeArgs) -> ExitCode {
     code
 }
 
+/// The HTTP listener's settings from `--http-listen`, `--http-public-url`
+/// and the `[authzen]` table; an error is the exit code and its message.
+fn http_options(
+    args: &ServeArgs,
+    security: &security::Security,
+) -> Result<Option<node::HttpOptions>, (u8, String)> {
+    let authzen = match &args.config {
+        Some(path) => {
+            super::config::section::<crate::server::json::authzen::MappingConfig>(path, "authzen")
+                .map_err(|e| (64, e.to_string()))?
+                .map(|c| {
+                    crate::server::json::authzen::Mapping::new(&c)
+                        .map_err(|e| (64, format!("{}: in `[authzen]`: {e}", path.display())))
+                })
+                .transpose()?
+        }
+        None => None,
+    };
+    let Some(listen) = args.http_listen else {
+        if authzen.is_some() {
+            tracing::warn!(
+                "the config has an `[authzen]` table but --http-listen is not set: AuthZEN is not served"
+            );
+        }
+        return Ok(None);
+    };
+    if security.credentials.is_none() && !listen.ip().is_loopback() && !args.security.insecure {
+        return Err((64, security::SecurityError::Unprotected(listen).to_string()));
+    }
+    Ok(Some(node::HttpOptions {
+        listen,
+        authzen,
+        public_url: args.http_public_url.clone(),
+    }))
+}
+
 async fn serve(args: ServeArgs) -> ExitCode {
     let stop = shutdown_signal();
     // Installed now: SIGHUP's default action would end the process.
@@ -186,6 +222,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     security.log(args.listen);
+    let http = match http_options(&args, &security) {
+        Ok(h) => h,
+        Err((code, message)) => {
+            eprintln!("rampart: {message}");
+            return ExitCode::from(code);
+        }
+    };
     let started = std::time::Instant::now();
     let free_space = (args.min_free_space > 0 && args.store.is_none())
         .then(|| Arc::new(FreeSpace::statvfs(&args.data_dir, args.min_free_space)));
@@ -301,6 +344,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         security,
         telemetry: args.telemetry.config(),
         free_space,
+        http,
     };
     let handle = match node::start_with(listener, Arc::clone(&engine), options).await {
         Ok(h) => h,
@@ -312,6 +356,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
     info!(addr = %handle.addr, role = if args.follow.is_some() { "replica" } else { "leader" }, "serving rampart.v1.Authorization, Admin and Replication");
     if let Some(at) = handle.metrics_addr {
         info!(url = %format!("http://{at}/metrics"), "serving metrics");
+    }
+    if let Some(at) = handle.http_addr {
+        info!(addr = %at, "serving the HTTP/JSON API (AuthZEN, /v1/check, /openapi.json)");
     }
     let reloads = tokio::spawn(reload::reload_credentials(
         args.security.clone(),

@@ -36,6 +36,8 @@ pub struct ServerHandle {
     pub health: HealthReporter,
     /// Where `GET /metrics` is served, when it is.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the HTTP/JSON API is served, when it is.
+    pub http_addr: Option<SocketAddr>,
     /// The credentials calls are checked against (`None`: every call is
     /// open); a reload stores a new set here.
     pub credentials: Option<auth::LiveCredentials>,
@@ -49,6 +51,9 @@ pub struct ServerHandle {
     follower: Option<JoinHandle<()>>,
     /// The metrics listener; ends when `stopping` turns true.
     metrics: Option<JoinHandle<()>>,
+    /// The HTTP/JSON listener; stops accepting when `stopping` turns true
+    /// and ends once its calls in flight have.
+    http: Option<JoinHandle<()>>,
     /// Keeps the Admin service's health on whether the store takes writes.
     admin_health: JoinHandle<()>,
     /// The decision log's writer thread: it ends, having written
@@ -71,6 +76,9 @@ impl ServerHandle {
         let _ = self.shutdown.send(());
         if let Some(metrics) = self.metrics {
             let _ = metrics.await;
+        }
+        if let Some(http) = self.http {
+            let _ = tokio::time::timeout(grace, http).await;
         }
         match tokio::time::timeout(grace, self.join).await {
             Ok(Ok(Ok(()))) => {
@@ -115,6 +123,19 @@ pub struct ServerOptions {
     /// The store's free-space watermark, for the metrics page (none: no
     /// `rampart_store_*` gauges).
     pub free_space: Option<Arc<FreeSpace>>,
+    /// The HTTP/JSON listener (`--http-listen`), off by default.
+    pub http: Option<HttpOptions>,
+}
+
+/// The HTTP/JSON listener's settings; its TLS, credentials and limits are
+/// the gRPC port's.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub listen: SocketAddr,
+    /// The `[authzen]` mapping of the config file.
+    pub authzen: Option<server::json::authzen::Mapping>,
+    /// `--http-public-url`.
+    pub public_url: Option<String>,
 }
 
 /// Serves a leader on `listener` from `engine` with `config` and every other
@@ -150,6 +171,7 @@ pub async fn start_with(
         security,
         telemetry,
         free_space,
+        http,
     } = options;
     // Bound first: a taken metrics port fails the start before anything serves.
     let metrics_listener = match telemetry.metrics_listen {
@@ -157,6 +179,14 @@ pub async fn start_with(
             TcpListener::bind(at)
                 .await
                 .map_err(|e| format!("cannot listen for metrics on {at}: {e}"))?,
+        ),
+        None => None,
+    };
+    let http_listener = match &http {
+        Some(h) => Some(
+            TcpListener::bind(h.listen)
+                .await
+                .map_err(|e| format!("cannot listen for HTTP on {}: {e}", h.listen))?,
         ),
         None => None,
     };
@@ -191,6 +221,18 @@ pub async fn start_with(
         proto::replication_server::ReplicationServer::new(replication_service)
             .max_decoding_message_size(64 << 20),
     );
+    let http_edges = http.map(|h| server::json::HttpEdges {
+        authorization: server::AuthorizationService::new(Arc::clone(&engine), data_plane.clone())
+            .with_telemetry(Arc::clone(&checks), decision_log.clone()),
+        authzen: h.authzen,
+        public_url: h.public_url,
+        tls: security.tls.clone(),
+        credentials: credentials.clone(),
+        rpc: Arc::clone(&rpc),
+        limits: data_plane.limits,
+        max_batch: data_plane.max_batch,
+        connections: Arc::clone(&guard),
+    });
     let serving = server::spawn(
         listener,
         Edges {
@@ -207,6 +249,13 @@ pub async fn start_with(
         extra,
     )
     .await?;
+    let (http_addr, http) = match (http_listener, http_edges) {
+        (Some(l), Some(edges)) => {
+            let serving = server::json::spawn(l, edges, stopped.clone()).await?;
+            (Some(serving.addr), Some(serving.join))
+        }
+        _ => (None, None),
+    };
     let metrics_addr = metrics_listener
         .as_ref()
         .map(TcpListener::local_addr)
@@ -249,6 +298,7 @@ pub async fn start_with(
         addr: serving.addr,
         health,
         metrics_addr,
+        http_addr,
         credentials,
         shutdown: serving.shutdown,
         join: serving.join,
@@ -256,6 +306,7 @@ pub async fn start_with(
         connections: guard,
         follower,
         metrics,
+        http,
         admin_health,
         decision_log_writer,
     })

@@ -33,7 +33,8 @@ impl Credentials {
         }
         let cert = extensions
             .get::<TlsConnectInfo<ConnInfo>>()
-            .and_then(TlsConnectInfo::peer_certs);
+            .and_then(TlsConnectInfo::peer_certs)
+            .or_else(|| extensions.get::<PeerCerts>().map(|c| Arc::clone(&c.0)));
         if let Some(cert) = cert.as_ref().and_then(|c| c.first()) {
             return self.cert(cert).cloned();
         }
@@ -69,6 +70,11 @@ impl Credentials {
         Ok(Some(who))
     }
 }
+
+/// The verified client certificates of a connection that tonic did not
+/// accept (the HTTP listener's), in its requests' extensions.
+#[derive(Debug, Clone)]
+pub struct PeerCerts(pub Arc<Vec<rustls::pki_types::CertificateDer<'static>>>);
 
 /// The token in `Bearer <token>` (the scheme is case-insensitive).
 fn bearer(value: &http::HeaderValue) -> Option<&str> {

@@ -22,7 +22,7 @@ mod layer;
 mod scopes;
 
 pub use credentials::{Credentials, CredentialsError, bounds};
-pub use layer::{AuthLayer, LiveCredentials};
+pub use layer::{AuthLayer, LiveCredentials, PeerCerts};
 pub use scopes::{Bounds, Need, Principal, Scope, Scopes, confine};
 
 use crate::proto::{admin_server, authorization_server, replication_server};
