@@ -1,7 +1,8 @@
 //! The example policies in `examples/`: each one loads, and its policy tests
 //! (`tests.yaml`) pass with at least 15 checks and a minimum number of admin
 //! steps (accepted and refused, ending with checks that prove their effect).
-//! The set of examples is fixed, so a missing one fails here. The rediacc example's load-time rules (one
+//! The set of examples is fixed (the five seed systems and the AuthZEN
+//! interop scenario), so a missing one fails here. The rediacc example's load-time rules (one
 //! permission group per user, protected system groups, ...) are shown by
 //! editing its policy and expecting the loader to refuse it.
 
@@ -14,10 +15,18 @@ use std::path::{Path, PathBuf};
 use rampart::cli::policy_test::{Summary, run_file};
 use rampart::model::policy_file::load_str;
 
-const EXPECTED: [&str; 5] = ["caosdb", "iot-platform", "quickstart", "reflex", "rediacc"];
+const EXPECTED: [&str; 6] = [
+    "authzen-todo",
+    "caosdb",
+    "iot-platform",
+    "quickstart",
+    "reflex",
+    "rediacc",
+];
 const MIN_CHECKS: usize = 15;
 /// The fewest admin steps (`do:`) each example's `steps:` must have.
-const MIN_ADMIN_STEPS: [(&str, usize); 5] = [
+const MIN_ADMIN_STEPS: [(&str, usize); 6] = [
+    ("authzen-todo", 4),
     ("caosdb", 15),
     ("iot-platform", 35),
     ("quickstart", 8),
@@ -49,7 +58,7 @@ fn example_folders() -> Vec<(String, PathBuf)> {
 }
 
 #[test]
-fn the_examples_are_exactly_the_five_seed_systems() {
+fn the_examples_are_exactly_the_five_seed_systems_and_the_authzen_scenario() {
     let names: BTreeSet<String> = example_folders()
         .into_iter()
         .map(|(name, _)| name)
