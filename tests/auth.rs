@@ -859,3 +859,131 @@ fn token_new_hash_and_ctl_against_the_real_binary() {
     assert!(ctl(Some(rotated)).status.success());
     assert!(server.terminate().success());
 }
+
+/// One HTTP/1.1 POST of `body` to `path` over TLS (with `identity` as the
+/// client certificate, and `token` as a bearer token); the status and body.
+async fn https_post(
+    addr: std::net::SocketAddr,
+    ca: &[u8],
+    identity: Option<&(Vec<u8>, Vec<u8>)>,
+    token: Option<&str>,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_slice_iter(cert)
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_slice(key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn the_http_listener_takes_the_grpc_ports_tls_certificates_and_tokens() {
+    const CHECKOUT: &str = "spiffe://cluster.local/ns/shop/sa/checkout";
+    let ca = Ca::new("test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let mut security = tls_security(&ca);
+    let mut credentials = credentials();
+    credentials
+        .add_client_cert_uri(CHECKOUT, Scopes::from_iter([Scope::Check]), "test")
+        .unwrap();
+    security.credentials = Some(Arc::new(credentials));
+    let engine = Arc::new(Engine::open(Arc::new(SledStore::open(dir.path()).unwrap())).unwrap());
+    let state = policy_file::load_str(POLICY).unwrap();
+    engine
+        .bootstrap(policy_file::to_mutations(&state), "bootstrap")
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handle = start_with(
+        listener,
+        Arc::clone(&engine),
+        ServerOptions {
+            security,
+            http: Some(rampart::cli::serve::HttpOptions {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                authzen: None,
+                public_url: None,
+            }),
+            ..ServerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let http = handle.http_addr.unwrap();
+    let check = r#"{"tenant":"t0","subject":"alice","permission":"docs:read"}"#;
+    // A client certificate mapped to `check`: allowed, and the decision.
+    let checkout = ca.client(None, &[CHECKOUT]);
+    let (status, body) =
+        https_post(http, &ca.pem(), Some(&checkout), None, "/v1/check", check).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""decision":"ALLOW""#), "{body}");
+    // A certificate mapped to `watch` only: 403 naming the scope.
+    let replica = ca.client(Some("replica-1"), &[]);
+    let (status, body) =
+        https_post(http, &ca.pem(), Some(&replica), None, "/v1/check", check).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("`check` scope"), "{body}");
+    // No certificate: a token, or 401.
+    let (status, body) = https_post(http, &ca.pem(), None, None, "/v1/check", check).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) =
+        https_post(http, &ca.pem(), None, Some("tok-check"), "/v1/check", check).await;
+    assert_eq!(status, 200, "{body}");
+    // Plaintext HTTP to the TLS listener gets no HTTP answer.
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut tcp = tokio::net::TcpStream::connect(http).await.unwrap();
+        tcp.write_all(b"GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut raw)).await;
+        assert!(
+            !raw.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
+    handle.shutdown(Duration::from_secs(2)).await;
+}

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tracing::{error, info};
 
 pub use args::{ServeArgs, parse_duration};
-pub use node::{ServerHandle, ServerOptions, start, start_with};
+pub use node::{HttpOptions, ServerHandle, ServerOptions, start, start_with};
 
 use crate::engine::{Engine, StoreHealth};
 use crate::model::{State, policy_file};
