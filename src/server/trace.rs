@@ -62,18 +62,32 @@ impl Edge for TraceLayer {
             let call = traces::sync_scope(false, || inner.call(request));
             return Box::pin(traces::scope(false, call));
         }
-        let (service, method) = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or(("", path));
-        let span = tracing::info_span!(
-            "rpc",
-            otel.name = %path.trim_start_matches('/'),
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-        );
+        let grpc =
+            super::wire::grpc_content_type(request.headers().get(http::header::CONTENT_TYPE));
+        let span = if grpc {
+            let (service, method) = path
+                .trim_start_matches('/')
+                .split_once('/')
+                .unwrap_or(("", path));
+            tracing::info_span!(
+                "rpc",
+                otel.name = %path.trim_start_matches('/'),
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+            )
+        } else {
+            // The HTTP/JSON listener's calls (`json/`).
+            let method = request.method().as_str();
+            tracing::info_span!(
+                "http",
+                otel.name = %format!("{method} {path}"),
+                otel.kind = "server",
+                http.request.method = %method,
+                url.path = %path,
+            )
+        };
         let _ = span.set_parent(parent);
         let call = {
             let _entered = span.enter();
