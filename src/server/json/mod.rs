@@ -10,7 +10,9 @@
 //! go through the same `AuthorizationService` (so its metrics, decision log
 //! and `--strict-catalog` apply), calls are counted in
 //! `rampart_rpc_duration_seconds` under service `http` with the gRPC code
-//! of their status, and traced by the same layer. Served with axum's
+//! of their status, and traced by the same layer. HTTP/2 takes the gRPC
+//! port's streams per connection and keepalive; an HTTP/1.1 request's head
+//! must arrive within `--handshake-timeout-secs`. Served with axum's
 //! router on hyper (HTTP/1.1 with keep-alive, and HTTP/2), TLS through
 //! tokio-rustls with the gRPC port's certificate.
 
@@ -169,9 +171,20 @@ pub async fn spawn(
         .layer(axum::middleware::from_fn_with_state(front, edge))
         .layer(super::edge::EdgeLayer(super::trace::TraceLayer));
     let connections = edges.connections;
+    let limits = edges.limits;
     let join = tokio::spawn(async move {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.handshake_timeout.max(Duration::from_secs(1)));
+        builder
+            .http2()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .max_concurrent_streams(limits.max_streams_per_connection)
+            .keep_alive_interval(Some(limits.keepalive_interval))
+            .keep_alive_timeout(limits.keepalive_timeout);
         loop {
             let accepted = tokio::select! {
                 accepted = listener.accept() => accepted,
