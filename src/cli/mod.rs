@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod connect;
 pub mod ctl;
 pub mod policy_test;
 pub mod seed;
