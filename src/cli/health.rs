@@ -263,3 +263,63 @@ fn unreachable(url: &str, ms: u64, e: &(dyn StdError + 'static)) -> HealthError 
         why: error_chain(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Status;
+
+    #[test]
+    fn the_servers_answers_and_the_clients_failures_are_told_apart() {
+        let url = "http://h:1";
+        let e = failed_call(url, 5, "x.Y", &Status::not_found("service not registered"));
+        assert!(matches!(e, HealthError::UnknownService { .. }), "{e}");
+        assert_eq!((e.exit_code(), e.answer()), (1, Some("SERVICE_UNKNOWN")));
+        let e = failed_call(url, 5, "", &Status::unimplemented("no health here"));
+        assert_eq!(
+            e.to_string(),
+            "http://h:1 answered the health check with UNIMPLEMENTED: no health here"
+        );
+        assert_eq!((e.exit_code(), e.answer()), (1, None));
+        let e = failed_call(url, 5, "", &Status::deadline_exceeded("late"));
+        assert_eq!(e.to_string(), "no answer from http://h:1 within 5 ms");
+        assert_eq!(e.exit_code(), 69);
+
+        // Statuses the client made itself carry their cause.
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = failed_call(url, 5, "", &Status::from_error(Box::new(refused)));
+        assert_eq!(e.to_string(), "connection refused by http://h:1");
+        assert_eq!((e.exit_code(), e.answer()), (69, None));
+        let alert = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::General("bad record".into()),
+            )
+        };
+        let e = failed_call("https://h:1", 5, "", &Status::from_error(Box::new(alert())));
+        assert!(
+            e.to_string()
+                .starts_with("TLS handshake with https://h:1 failed"),
+            "{e}"
+        );
+        // Plaintext to a TLS port (the server hangs up): the likely cause named.
+        let hung_up = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stream closed");
+        let e = failed_call(url, 5, "", &Status::from_error(Box::new(hung_up)));
+        assert!(matches!(e, HealthError::Unreachable { .. }), "{e}");
+        assert!(e.to_string().contains("https:// and --ca"), "{e}");
+    }
+
+    #[test]
+    fn not_serving_names_the_service_and_its_status() {
+        let e = HealthError::NotServing {
+            url: "http://h:1".into(),
+            service: "rampart.v1.Admin".into(),
+            status: ServingStatus::NotServing.as_str_name(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "service `rampart.v1.Admin` at http://h:1 is NOT_SERVING"
+        );
+        assert_eq!((e.exit_code(), e.answer()), (1, Some("NOT_SERVING")));
+    }
+}
