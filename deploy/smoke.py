@@ -30,12 +30,14 @@ What it does:
     Other containers (the demo app's busybox) are not run. Pods are named
     WORKLOAD-0, WORKLOAD-1, ... (no ReplicaSet hash).
  3. Waits for each pod as the kubelet does: polls its startup probe, then
-    its readiness probe. The probes are native gRPC probes; they are sent
-    as a real grpc.health.v1.Health/Check, with no token, over HTTP/2
-    cleartext written here with the standard library (`rampart ctl` has no
-    health command, and `ctl status` needs the `watch` scope, which the
-    sidecar grants to no token). Approximation: the probes are polled every
-    0.25 s instead of their periodSeconds, to keep the run short.
+    its readiness probe. The probes are native gRPC probes; each is sent
+    as a real grpc.health.v1.Health/Check, with no token, by `RAMPART_BIN
+    health` (the probe's port and service, its timeoutSeconds as
+    --timeout-ms): exit 0 and SERVING on stdout is a pass, and any other
+    exit code is checked against the command's contract (1 with the
+    status on stdout, 69 with nothing). Approximation: the probes are
+    polled every 0.25 s instead of their periodSeconds, to keep the run
+    short.
  4. Asserts, through the Services and the pods' addresses:
     (i)   an Admin change through Service rampart-leader with the example
           operator token (deploy/README.md): add a user to tenant acme and
@@ -116,7 +118,6 @@ import urllib.request
 from pathlib import Path
 
 import smoke_postgres
-from smoke_health import grpc_health
 from smoke_pods import (
     DEPLOY,
     KUSTOMIZATIONS,
@@ -201,6 +202,33 @@ class Smoke:
         except subprocess.TimeoutExpired as e:
             raise Failure(f"`rampart ctl {' '.join(args)}` to {env.get('RAMPART_SERVER')} did not end "
                           f"within {timeout}s") from e
+
+    def health(self, addr, port, service="", timeout=1.0):
+        """`rampart health` against ADDR:PORT, as a gRPC probe asks: the
+        status the server answered (SERVING, NOT_SERVING, ...), or
+        `no answer (...)` with the reason the command gave. Its exit code
+        must agree with what it printed."""
+        argv = [self.bin, "health", "--server", f"http://{addr}:{port}", "--service", service,
+                "--timeout-ms", str(max(1, int(timeout * 1000)))]
+        try:
+            r = subprocess.run(argv, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                               capture_output=True, text=True, timeout=timeout + 10, check=False)
+        except subprocess.TimeoutExpired as e:
+            raise Failure(f"`rampart health` to {addr}:{port} did not end within {timeout + 10:.0f}s "
+                          f"(its --timeout-ms is {timeout * 1000:.0f})") from e
+        status, why = r.stdout.strip(), r.stderr.strip()
+        if r.returncode == 2:
+            raise SetupError(f"`{' '.join(argv[1:])}`: usage error: {why}")
+        # 0: SERVING; 1: another answer (the status on stdout, or none for
+        # an error status); 69: no answer. Every failure says why on stderr.
+        expected = {0: status == "SERVING" and not why, 1: status != "SERVING" and bool(why),
+                    69: status == "" and bool(why)}
+        if not expected.get(r.returncode, False):
+            raise Failure(f"`rampart health` to {addr}:{port}: exit {r.returncode} with stdout {status!r} "
+                          f"and stderr {why!r} break its contract (rampart health --help)")
+        if r.returncode == 69:
+            return f"no answer ({why})"
+        return status or f"an error ({why})"
 
     def passed_(self, msg):
         self.passed.append(msg)
@@ -331,7 +359,7 @@ class Smoke:
                     del pending[key]
                     continue
                 g = probe["grpc"]
-                status = grpc_health(pod.addr, g["port"], g.get("service", ""),
+                status = self.health(pod.addr, g["port"], g.get("service", ""),
                                      timeout=probe.get("timeoutSeconds", 1))
                 last[key] = status
                 if status != "SERVING":
@@ -341,7 +369,7 @@ class Smoke:
                     continue  # the readiness probe runs next
                 del pending[key]
                 pod.ready_after = time.monotonic() - c.started
-                log(f"ready {pod.name}/{c.name}: startup and readiness probes (gRPC health on "
+                log(f"ready {pod.name}/{c.name}: startup and readiness probes (`rampart health` on "
                     f"{pod.addr}:{g['port']}) SERVING after {pod.ready_after:.1f}s")
             if pending and time.monotonic() > deadline:
                 lines = [f"  {p.name}/{c.name}: its {phase[k]} last answered {last.get(k)}"
@@ -350,7 +378,7 @@ class Smoke:
             if pending:
                 time.sleep(PROBE_POLL_S)
         self.passed_(f"all {sum(len(p.rampart) for p in self.pods)} rampart containers in "
-                     f"{len(self.pods)} pods started together and became ready (gRPC health, no token)")
+                     f"{len(self.pods)} pods started together and became ready (`rampart health`, no token)")
 
     def example_tokens(self):
         """The example tokens deploy/README.md publishes, checked against the

@@ -24,7 +24,6 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from smoke_health import grpc_health
 from smoke_pods import Failure, SetupError, log, resolve_env
 
 OUTAGE_RESUME_S = 30.0
@@ -163,7 +162,7 @@ def outage(smoke, revision, check_args):
     log("PostgreSQL stopped (pg_ctl stop -m fast): the outage begins")
     for pod in nodes:
         server = smoke.listen(pod)
-        status = grpc_health(pod.addr, int(server.rpartition(":")[2]), "", timeout=2)
+        status = smoke.health(pod.addr, int(server.rpartition(":")[2]), "", timeout=2)
         if status != "SERVING":
             raise Failure(f"(outage) {pod.name}: health is {status} while the database is down: the probes "
                           "would take the node out of the Service, then restart it")

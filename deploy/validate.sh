@@ -17,7 +17,8 @@
 # Usage: bash deploy/validate.sh
 #   RAMPART_BIN=target/release/rampart bash deploy/validate.sh
 #     also checks that every `--flag` the manifests pass exists in that
-#     binary's `serve --help`, and validates the policy with it.
+#     binary's `serve --help` (and those of the exec probe deploy/README.md
+#     shows, in its `health --help`), and validates the policy with it.
 #
 # The tools (deploy/requirements.txt, pinned) are installed from PyPI into a
 # virtualenv, target/deploy-tools by default (RAMPART_DEPLOY_TOOLS to move
@@ -115,7 +116,21 @@ if [ -n "${RAMPART_BIN:-}" ]; then
       missing=1
     fi
   done
+  # The exec probe deploy/README.md shows for a TLS pod ("Probes on a TLS pod").
+  "$RAMPART_BIN" health --help > "$out/health-help.txt"
+  probe_flags=$(sed -n '/^# In the rampart container/,/^```/p' "$here/README.md" | grep -o -- '--[a-z-]*' | sort -u)
+  if [ -z "$probe_flags" ]; then
+    echo "deploy/README.md: the exec probe example (\"# In the rampart container\") is gone" >&2
+    missing=1
+  fi
+  for flag in $probe_flags; do
+    if ! grep -q -- "$flag\b" "$out/health-help.txt"; then
+      echo "deploy/README.md: the exec probe's \`$flag\` is not a flag of \`$RAMPART_BIN health\`" >&2
+      missing=1
+    fi
+  done
   [ "$missing" = 0 ] || exit 1
-  echo "every flag and RAMPART_* variable the manifests pass is one of \`rampart serve\`'s"
+  echo "every flag and RAMPART_* variable the manifests pass is one of \`rampart serve\`'s," \
+    "and the README's exec probe's flags are \`rampart health\`'s"
 fi
 echo "deploy/: every manifest is valid"

@@ -1,12 +1,14 @@
-//! The command line: `serve`, `validate`, `test`, `bench`, `ctl`, and the
-//! hidden `dev-seed` (benchmarks only).
+//! The command line: `serve`, `validate`, `test`, `bench`, `ctl`, `health`,
+//! `token`, and the hidden `dev-seed` (benchmarks only).
 //!
 //! Parses arguments (clap, every flag also a `RAMPART_*` variable) and hands
 //! over to the library; holds no decision logic of its own.
 
 pub mod bench;
 pub mod config;
+pub mod connect;
 pub mod ctl;
+pub mod health;
 pub mod policy_test;
 pub mod seed;
 pub mod serve;
@@ -50,6 +52,10 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// The admin client: every Admin call, check, batch-check and audit.
     Ctl(ctl::CtlArgs),
+    /// Ask a server's gRPC health (grpc.health.v1.Health/Check), for probes
+    /// and scripts: exit 0 only when SERVING.
+    #[command(after_help = health::EXIT_CODES)]
+    Health(health::HealthArgs),
     /// For benchmarks: write a synthetic state into an empty data folder.
     #[command(hide = true)]
     DevSeed(seed::SeedArgs),
@@ -103,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Test { files, verbose } => test(&files, verbose),
         Command::Bench(args) => bench::bench_main(args),
         Command::Ctl(args) => ctl::ctl_main(args),
+        Command::Health(args) => health::health_main(args),
         Command::DevSeed(args) => seed::seed_main(args),
         Command::Token(cmd) => token(cmd),
     }

@@ -9,6 +9,7 @@
 )]
 
 pub mod postgres;
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -27,25 +27,20 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use thiserror::Error;
 
-use crate::client::{self, AuthedChannel, Bearer, ClientTls, Secret};
+use super::connect::{ConnectArgs, Target, error_chain};
+use crate::client::AuthedChannel;
 
 use crate::proto::admin_client::AdminClient;
 use crate::proto::authorization_client::AuthorizationClient;
 use crate::proto::replication_client::ReplicationClient;
-pub use output::Format;
-use output::{Report, code_name};
+use output::Report;
+pub use output::{Format, code_name, terminal_safe};
 
 /// `rampart ctl` arguments.
 #[derive(Debug, Args)]
 pub struct CtlArgs {
-    /// Server to talk to (`http://HOST:PORT`; `http://` is assumed if omitted).
-    #[arg(
-        long,
-        global = true,
-        env = "RAMPART_SERVER",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub server: String,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// `table` (aligned columns) or `json` (one document, for scripts).
     #[arg(
         short,
@@ -64,30 +59,6 @@ pub struct CtlArgs {
         default_value_t = 5_000
     )]
     pub connect_timeout_ms: u64,
-    /// Bearer token to send (prefer the variable: a flag shows in `ps`).
-    #[arg(long, global = true, env = "RAMPART_TOKEN", hide_env_values = true)]
-    pub token: Option<Secret>,
-    /// CA that signed the server's certificate (PEM), for an `https://` server.
-    #[arg(long, global = true, env = "RAMPART_CA", value_name = "PEM")]
-    pub ca: Option<std::path::PathBuf>,
-    /// Client certificate for mTLS (PEM).
-    #[arg(
-        long,
-        global = true,
-        env = "RAMPART_CERT",
-        value_name = "PEM",
-        requires = "key"
-    )]
-    pub cert: Option<std::path::PathBuf>,
-    /// Key of --cert (PEM).
-    #[arg(
-        long,
-        global = true,
-        env = "RAMPART_KEY",
-        value_name = "PEM",
-        requires = "cert"
-    )]
-    pub key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -201,25 +172,13 @@ pub struct Client {
 
 impl Client {
     async fn connect(args: &CtlArgs, timeout: Duration) -> Result<Self, CtlError> {
-        let server = &args.server;
-        let url = if server.contains("://") {
-            server.to_owned()
-        } else {
-            format!("http://{server}")
-        };
-        let tls = ClientTls::load(
-            args.ca.as_deref(),
-            args.cert.as_deref(),
-            args.key.as_deref(),
-        )
-        .map_err(|e| CtlError::Usage(e.to_string()))?;
-        let bearer =
-            Bearer::new(args.token.as_ref()).map_err(|e| CtlError::Usage(e.to_string()))?;
-        let endpoint = client::endpoint(&url, tls.as_ref())
-            .map_err(|e| CtlError::Usage(format!("bad --server `{server}`: {e}")))?
-            .connect_timeout(timeout)
-            .tcp_nodelay(true);
+        let Target {
+            url,
+            endpoint,
+            bearer,
+        } = args.connect.target().map_err(CtlError::Usage)?;
         let channel = endpoint
+            .connect_timeout(timeout)
             .connect()
             .await
             .map_err(|e| CtlError::Unreachable {
@@ -261,20 +220,6 @@ impl Client {
             CtlError::Status(Box::new(status))
         }
     }
-}
-
-/// An error and its sources, `: `-joined, skipping repeats.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ")
 }
 
 /// Runs `rampart ctl`.
