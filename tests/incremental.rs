@@ -91,7 +91,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         u().prop_map(|user| Mutation::UpdateUserInfo {
             user,
             email: Some("x@example.com".into()),
-            display_name: None
+            display_name: None,
+            aliases: None,
         }),
         prop::collection::vec(grant(), 0..2)
             .prop_map(|grants| Mutation::SetBridgesGrants { grants }),
@@ -126,6 +127,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             } else {
                 UserStatus::Inactive
             },
+            aliases: Vec::new(),
         }),
         (t(), u()).prop_map(|(tenant, user)| Mutation::RemoveUser { tenant, user }),
         (t(), g()).prop_map(|(tenant, group)| Mutation::CreateGroup {
@@ -348,6 +350,7 @@ fn nested_tenant() -> State {
             email: None,
             display_name: None,
             status: UserStatus::Active,
+            aliases: Vec::new(),
         });
     }
     let members = [
@@ -431,7 +434,8 @@ fn nested_mutation() -> impl Strategy<Value = Mutation> {
             user,
             email: None,
             display_name: None,
-            status: UserStatus::Active
+            status: UserStatus::Active,
+            aliases: Vec::new(),
         }),
         1 => (u(), any::<bool>()).prop_map(|(user, active)| Mutation::UpdateUserStatus {
             tenant: n(),
@@ -498,6 +502,7 @@ fn a_group_binding_changes_many_users_at_once() {
             email: None,
             display_name: None,
             status: UserStatus::Active,
+            aliases: Vec::new(),
         });
         ms.push(Mutation::AddMember {
             tenant: t(),

@@ -219,6 +219,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 email: email.filter(|e| e.contains('@')),
                 display_name: display_name.filter(|d| !d.contains('@')),
                 status,
+                aliases: Vec::new(),
             }
         ),
         (tenant(), user(), status()).prop_map(|(tenant, user, status)| {
@@ -233,6 +234,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 user,
                 email: email.filter(|e| e.is_empty() || e.contains('@')),
                 display_name: display_name.filter(|d| !d.contains('@')),
+                aliases: None,
             }
         }),
         (tenant(), user()).prop_map(|(tenant, user)| Mutation::RemoveUser { tenant, user }),
@@ -349,6 +351,7 @@ fn the_properties_have_teeth() {
                 email: None,
                 display_name: None,
                 status: UserStatus::Active,
+                aliases: Vec::new(),
             },
         ),
         (
@@ -357,6 +360,7 @@ fn the_properties_have_teeth() {
                 user: UserId::new("sam").unwrap(),
                 email: Some("sam@acme.test".into()),
                 display_name: None,
+                aliases: None,
             },
         ),
     ];
