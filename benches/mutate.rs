@@ -120,6 +120,7 @@ fn build() -> State {
             email: None,
             display_name: None,
             status: UserStatus::Active,
+            aliases: Vec::new(),
         });
         ms.push(Mutation::Assign {
             tenant: acme.clone(),
@@ -249,6 +250,7 @@ fn bench(c: &mut Criterion) {
                 user: user(5),
                 email: Some("u5@example.com".into()),
                 display_name: None,
+                aliases: None,
             },
         ),
         (

@@ -424,6 +424,7 @@ fn generate_tenant(spec: &Spec, t: usize, entries: &[Entry], rng: &mut Rng) -> O
                 id: user_id.clone(),
                 display_name: None,
                 status,
+                aliases: Default::default(),
             },
         );
         let subject = Subject::User(user_id);

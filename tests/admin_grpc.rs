@@ -313,6 +313,7 @@ async fn free_text_is_bounded_and_errors_quote_a_short_prefix() {
             email: "x".repeat(3_000_000),
             display_name: String::new(),
             status: String::new(),
+            aliases: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -329,6 +330,7 @@ async fn free_text_is_bounded_and_errors_quote_a_short_prefix() {
             email: "y".repeat(250),
             display_name: String::new(),
             status: String::new(),
+            aliases: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -350,6 +352,7 @@ async fn free_text_is_bounded_and_errors_quote_a_short_prefix() {
             email: String::new(),
             display_name: "Erin".into(),
             status: "z".repeat(100_000),
+            aliases: Vec::new(),
         })
         .await
         .unwrap_err();

@@ -116,6 +116,7 @@ fn acknowledged_mutations_survive_kill_9() {
                                 email: String::new(),
                                 display_name: String::new(),
                                 status: String::new(),
+                                aliases: Vec::new(),
                             })
                             .await;
                         if r.is_ok() {

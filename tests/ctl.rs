@@ -226,6 +226,58 @@ fn json_output_is_one_document_with_snake_case_fields() {
 }
 
 #[test]
+fn user_aliases_are_added_listed_replaced_and_cleared() {
+    let s = server();
+    let out = ctl(
+        &s,
+        "user add --tenant acme --user rick --alias spiffe://c/ns/x/sa/rick --alias E-1",
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let aliases = |s: &Server| {
+        let out = ctl(s, "user list --tenant acme -o json");
+        let items = json(&out)["items"].as_array().unwrap().clone();
+        let rick = items.iter().find(|u| u["user"] == "rick").cloned().unwrap();
+        rick["aliases"].clone()
+    };
+    assert_eq!(
+        aliases(&s),
+        serde_json::json!(["E-1", "spiffe://c/ns/x/sa/rick"])
+    );
+    // The table has a column for them.
+    let out = ctl(&s, "user list --tenant acme");
+    let header = out.stdout.lines().next().unwrap();
+    assert!(header.contains("ALIASES"), "{out:?}");
+    let row = out.stdout.lines().find(|l| l.starts_with("rick ")).unwrap();
+    assert!(row.contains("E-1,spiffe://c/ns/x/sa/rick"), "{row}");
+
+    // A check by an alias is rick's, and the explanation says so.
+    let out = ctl(
+        &s,
+        "check --tenant acme --subject E-1 --permission documents:view --explain",
+    );
+    assert!(out.stdout.contains("no_matching_grant"), "{out:?}");
+    assert!(out.stdout.contains("\nuser:            rick\n"), "{out:?}");
+
+    let out = ctl(&s, "user info --user rick --alias E-2");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(aliases(&s), serde_json::json!(["E-2"]));
+    // Another field alone leaves them.
+    let out = ctl(&s, "user info --user rick --display-name Rick");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(aliases(&s), serde_json::json!(["E-2"]));
+    let out = ctl(&s, "user info --user rick --clear-aliases");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(aliases(&s), serde_json::json!([]));
+    // Both at once is a usage error; a clash is the server's.
+    let out = ctl(&s, "user info --user rick --alias x --clear-aliases");
+    assert_eq!(out.code, 2, "{out:?}");
+    let out = ctl(&s, "user info --user rick --alias bob");
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("ALREADY_EXISTS"), "{out:?}");
+    assert!(out.stderr.contains("is the id of user `bob`"), "{out:?}");
+}
+
+#[test]
 fn tenant_update_changes_only_the_settings_it_names() {
     let s = server();
     let globex = |s: &Server| {

@@ -1,6 +1,7 @@
 //! The compiled evaluator agrees with the plain reference evaluator on random
 //! policies and requests: wildcards, denies, `{subject}`, nested groups,
-//! inactive users, expiring bindings, catalog parameters, malformed input.
+//! inactive users, expiring bindings, catalog parameters, malformed input,
+//! and subjects named by an alias (`{subject}` then means the member's id).
 
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use rampart::model::catalog::{CatalogEntry, CatalogPattern, Stability};
+use rampart::model::ids::Alias;
 use rampart::model::{
     Binding, Grant, GrantPattern, Group, GroupName, Role, RoleName, State, Subject, Tenant,
     TenantId, Timestamp, User, UserId, UserStatus,
@@ -22,6 +24,9 @@ use rampart::policy::{Request, compile, evaluate, explain, reference};
 const SEGMENTS: [&str; 4] = ["a", "b", "c", "u1"];
 const USERS: [&str; 4] = ["u0", "u1", "u2", "a"];
 const NOWS: [i64; 4] = [5, 15, 25, 35];
+/// `(user index, alias)`: `b` is also a segment, so a `{subject}` grant
+/// that wrongly took the alias would match `a:b`-style paths.
+const ALIASES: [(usize, &str); 3] = [(0, "spiffe://t/u0"), (1, "b"), (1, "E-1")];
 
 fn segment() -> impl Strategy<Value = String> {
     prop::sample::select(&SEGMENTS[..]).prop_map(str::to_owned)
@@ -146,19 +151,21 @@ fn build(spec: &Spec) -> State {
     t.roles.get_mut(&RoleName::users()).unwrap().grants = grants(&spec.users_grants);
     let users: Vec<UserId> = USERS.iter().map(|u| UserId::new(u).unwrap()).collect();
     for (i, u) in users.iter().enumerate() {
-        t.users.insert(
-            u.clone(),
-            User {
-                id: u.clone(),
-                email: None,
-                display_name: None,
-                status: if spec.statuses[i] {
-                    UserStatus::Active
-                } else {
-                    UserStatus::Inactive
-                },
+        t.insert_user(User {
+            id: u.clone(),
+            email: None,
+            display_name: None,
+            status: if spec.statuses[i] {
+                UserStatus::Active
+            } else {
+                UserStatus::Inactive
             },
-        );
+            aliases: ALIASES
+                .iter()
+                .filter(|(of, _)| *of == i)
+                .map(|(_, a)| Alias::new(a).unwrap())
+                .collect(),
+        });
     }
     let groups: Vec<GroupName> = (0..4)
         .map(|i| GroupName::new(format!("g{i}")).unwrap())
@@ -220,7 +227,9 @@ fn request() -> impl Strategy<Value = (String, String, String, i64)> {
         prop_oneof![9 => Just("t".to_owned()), 1 => Just("nope".to_owned())],
         prop_oneof![
             9 => prop::sample::select(&USERS[..]).prop_map(str::to_owned),
+            3 => prop::sample::select(&ALIASES[..]).prop_map(|(_, a)| a.to_owned()),
             1 => Just("ghost".to_owned()),
+            1 => Just("spiffe://t/ghost".to_owned()),
             1 => Just(String::new()),
         ],
         prop_oneof![
@@ -249,6 +258,14 @@ proptest! {
             // Explanations never contradict the decision.
             if let Ok((verdict, why)) = explain(&snapshot, &req, now) {
                 prop_assert_eq!(Ok(verdict), compiled);
+                // The explanation names the member the subject resolved to.
+                let member = USERS.iter().position(|u| u == subject).or_else(|| {
+                    ALIASES.iter().find(|(_, a)| a == subject).map(|(i, _)| *i)
+                });
+                prop_assert_eq!(
+                    why.user.as_ref().map(|u| u.as_str()),
+                    member.filter(|_| tenant == "t").map(|i| USERS[i])
+                );
                 let decided = matches!(
                     verdict.reason,
                     rampart::policy::Reason::Granted | rampart::policy::Reason::DeniedByGrant

@@ -33,6 +33,12 @@ fn pick<T: Clone + std::fmt::Debug + 'static>(items: &'static [T]) -> impl Strat
     prop::sample::select(items)
 }
 
+/// The one alias `user` may have here (`a:u1`-style paths name ids, so a
+/// `{subject}` grant that took the alias would show).
+fn alias_of(user: &UserId) -> rampart::model::ids::Alias {
+    rampart::model::ids::Alias::new(format!("spiffe://x/{user}")).unwrap()
+}
+
 fn mutation() -> impl Strategy<Value = Mutation> {
     let t = || pick(&TENANTS).prop_map(|t| TenantId::new(t).unwrap());
     let r = || pick(&ROLES).prop_map(|r| RoleName::new(r).unwrap());
@@ -88,10 +94,15 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 UserStatus::Inactive
             },
         }),
-        u().prop_map(|user| Mutation::UpdateUserInfo {
+        (u(), 0..3usize).prop_map(|(user, aliases)| Mutation::UpdateUserInfo {
+            aliases: match aliases {
+                0 => None,
+                1 => Some(Vec::new()),
+                _ => Some(vec![alias_of(&user)]),
+            },
             user,
             email: Some("x@example.com".into()),
-            display_name: None
+            display_name: None,
         }),
         prop::collection::vec(grant(), 0..2)
             .prop_map(|grants| Mutation::SetBridgesGrants { grants }),
@@ -116,16 +127,23 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             role,
             grant
         }),
-        (t(), u(), any::<bool>()).prop_map(|(tenant, user, active)| Mutation::AddUser {
-            tenant,
-            user,
-            email: None,
-            display_name: None,
-            status: if active {
-                UserStatus::Active
-            } else {
-                UserStatus::Inactive
-            },
+        (t(), u(), any::<bool>(), any::<bool>()).prop_map(|(tenant, user, active, alias)| {
+            Mutation::AddUser {
+                aliases: if alias {
+                    vec![alias_of(&user)]
+                } else {
+                    Vec::new()
+                },
+                tenant,
+                user,
+                email: None,
+                display_name: None,
+                status: if active {
+                    UserStatus::Active
+                } else {
+                    UserStatus::Inactive
+                },
+            }
         }),
         (t(), u()).prop_map(|(tenant, user)| Mutation::RemoveUser { tenant, user }),
         (t(), g()).prop_map(|(tenant, group)| Mutation::CreateGroup {
@@ -199,8 +217,12 @@ proptest! {
         }
         let full = compile(Arc::new(state.clone()));
         prop_assert_eq!(incremental.revision(), full.revision());
+        let aliases: Vec<String> = USERS
+            .iter()
+            .map(|u| alias_of(&UserId::new(u).unwrap()).to_string())
+            .collect();
         for tenant in TENANTS {
-            for subject in USERS {
+            for subject in USERS.iter().copied().chain(aliases.iter().map(String::as_str)) {
                 for permission in PATHS {
                     for now in [5, 15, 25] {
                         let req = Request { tenant, subject, permission };
@@ -348,6 +370,7 @@ fn nested_tenant() -> State {
             email: None,
             display_name: None,
             status: UserStatus::Active,
+            aliases: Vec::new(),
         });
     }
     let members = [
@@ -431,7 +454,8 @@ fn nested_mutation() -> impl Strategy<Value = Mutation> {
             user,
             email: None,
             display_name: None,
-            status: UserStatus::Active
+            status: UserStatus::Active,
+            aliases: Vec::new(),
         }),
         1 => (u(), any::<bool>()).prop_map(|(user, active)| Mutation::UpdateUserStatus {
             tenant: n(),
@@ -498,6 +522,7 @@ fn a_group_binding_changes_many_users_at_once() {
             email: None,
             display_name: None,
             status: UserStatus::Active,
+            aliases: Vec::new(),
         });
         ms.push(Mutation::AddMember {
             tenant: t(),

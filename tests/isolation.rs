@@ -108,6 +108,17 @@ fn status() -> impl Strategy<Value = UserStatus> {
         }
     })
 }
+/// No change, none, or one of a few aliases (some shared users hold).
+fn aliases() -> impl Strategy<Value = Option<Vec<rampart::model::ids::Alias>>> {
+    let alias = |a: &str| rampart::model::ids::Alias::new(a).unwrap();
+    prop_oneof![
+        2 => Just(None),
+        1 => Just(Some(Vec::new())),
+        1 => Just(Some(vec![alias("spiffe://x/sa/a")])),
+        1 => Just(Some(vec![alias("idp-1"), alias("spiffe://x/sa/a")])),
+    ]
+}
+
 fn text() -> impl Strategy<Value = Option<String>> {
     prop_oneof![
         Just(None),
@@ -212,13 +223,14 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         }),
     ];
     let users = prop_oneof![
-        (tenant(), user(), text(), text(), status()).prop_map(
-            |(tenant, user, email, display_name, status)| Mutation::AddUser {
+        (tenant(), user(), text(), text(), status(), aliases()).prop_map(
+            |(tenant, user, email, display_name, status, aliases)| Mutation::AddUser {
                 tenant,
                 user,
                 email: email.filter(|e| e.contains('@')),
                 display_name: display_name.filter(|d| !d.contains('@')),
                 status,
+                aliases: aliases.unwrap_or_default(),
             }
         ),
         (tenant(), user(), status()).prop_map(|(tenant, user, status)| {
@@ -228,11 +240,12 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 status,
             }
         }),
-        (user(), text(), text()).prop_map(|(user, email, display_name)| {
+        (user(), text(), text(), aliases()).prop_map(|(user, email, display_name, aliases)| {
             Mutation::UpdateUserInfo {
                 user,
                 email: email.filter(|e| e.is_empty() || e.contains('@')),
                 display_name: display_name.filter(|d| !d.contains('@')),
+                aliases,
             }
         }),
         (tenant(), user()).prop_map(|(tenant, user)| Mutation::RemoveUser { tenant, user }),
@@ -349,6 +362,7 @@ fn the_properties_have_teeth() {
                 email: None,
                 display_name: None,
                 status: UserStatus::Active,
+                aliases: Vec::new(),
             },
         ),
         (
@@ -357,6 +371,7 @@ fn the_properties_have_teeth() {
                 user: UserId::new("sam").unwrap(),
                 email: Some("sam@acme.test".into()),
                 display_name: None,
+                aliases: None,
             },
         ),
     ];

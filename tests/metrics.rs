@@ -650,6 +650,7 @@ async fn a_replica_reports_its_lag_and_the_leader_its_watch_stream() {
                 email: None,
                 display_name: None,
                 status: UserStatus::Active,
+                aliases: Vec::new(),
             },
             false,
         )

@@ -34,6 +34,7 @@ fn add_user(id: &str) -> Mutation {
         email: None,
         display_name: None,
         status: UserStatus::Active,
+        aliases: Vec::new(),
     }
 }
 

@@ -283,6 +283,7 @@ impl Gen {
                 email: None,
                 display_name: None,
                 status: UserStatus::Active,
+                aliases: Vec::new(),
             },
             2 | 3 => Mutation::Assign {
                 tenant,
@@ -728,6 +729,7 @@ async fn export_import_round_trips_and_refusals_name_the_problem() {
                 email: None,
                 display_name: None,
                 status: UserStatus::Active,
+                aliases: Vec::new(),
             },
             false,
         )

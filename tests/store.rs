@@ -46,6 +46,7 @@ fn add_user(tenant: &str, id: &str) -> Mutation {
         email: Some(format!("{id}@example.org")),
         display_name: None,
         status: UserStatus::Active,
+        aliases: Vec::new(),
     }
 }
 
@@ -108,10 +109,17 @@ fn history() -> Vec<Mutation> {
         role: role("editors"),
         expires: None,
     });
+    // Aliases, in both of bob's tenants: the alias index is derived data,
+    // rebuilt when a checkpoint is read and kept by replay (`State`'s
+    // equality compares it).
     out.push(Mutation::UpdateUserInfo {
         user: user("bob"),
         email: None,
         display_name: Some("Bob".into()),
+        aliases: Some(vec![
+            rampart::model::ids::Alias::new("spiffe://cluster.local/ns/x/sa/bob").unwrap(),
+            rampart::model::ids::Alias::new("E-1001").unwrap(),
+        ]),
     });
     out.push(Mutation::RemoveUser {
         tenant: t("acme"),
@@ -848,6 +856,7 @@ fn big_tenant(id: &str, n: usize) -> Tenant {
                 email: Some(format!("user{i}@example.org")),
                 display_name: Some(format!("User {i}")),
                 status: UserStatus::Active,
+                aliases: Default::default(),
             },
         );
         if i % 2 == 0 {

@@ -454,6 +454,7 @@ mod tests {
             email: None,
             display_name: None,
             status: UserStatus::Active,
+            aliases: Vec::new(),
         }
     }
 

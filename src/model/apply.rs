@@ -359,6 +359,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             email,
             display_name,
             status,
+            aliases,
         } => {
             // Literal: the profile a user of other tenants brings is filled
             // in before a change is recorded (`Mutation::complete`), so an
@@ -368,15 +369,18 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             if t.users.contains_key(user) {
                 return Err(fail(m, format!("user `{user}` is already a member")));
             }
-            t.users.insert(
-                user.clone(),
-                User {
-                    id: user.clone(),
-                    email,
-                    display_name,
-                    status: *status,
-                },
-            );
+            // The alias index holds one member per alias: a change that
+            // breaks that does not apply (the rules refuse it first).
+            if let Some(clash) = t.alias_clash(user, aliases, true) {
+                return Err(fail(m, clash.to_string()));
+            }
+            t.insert_user(User {
+                email,
+                display_name,
+                status: *status,
+                aliases: aliases.iter().cloned().collect(),
+                ..User::new(user.clone())
+            });
             // Bindings and memberships may name the user before it joins.
             touched
                 .tenant(tenant)
@@ -403,14 +407,26 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             user,
             email,
             display_name,
+            aliases,
         } => {
+            if let Some(aliases) = aliases {
+                for t in state.tenants.values() {
+                    if t.users.contains_key(user)
+                        && let Some(clash) = t.alias_clash(user, aliases, false)
+                    {
+                        return Err(fail(m, clash.to_string()));
+                    }
+                }
+            }
             let mut found = false;
             for (id, t) in state.tenants.iter_mut() {
                 if !t.users.contains_key(user) {
                     continue;
                 }
                 found = true;
-                // Profile information: nothing compiled reads it.
+                // Profile information: nothing compiled reads it. Aliases are
+                // read through the tenant model the compiled form points at
+                // (its alias index), which a patch always moves to the new one.
                 touched.tenant(id);
                 let t = Arc::make_mut(t);
                 if let Some(u) = t.users.get_mut(user) {
@@ -421,6 +437,9 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                         u.display_name = (!d.is_empty()).then(|| d.clone());
                     }
                 }
+                if let Some(aliases) = aliases {
+                    t.set_aliases(user, aliases.iter().cloned().collect());
+                }
             }
             if !found {
                 return Err(fail(m, format!("unknown user `{user}`")));
@@ -428,7 +447,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
         }
         Mutation::RemoveUser { tenant, user } => {
             let t = tenant_mut(state, m, tenant)?;
-            if t.users.remove(user).is_none() {
+            if t.remove_user(user).is_none() {
                 return Err(fail(m, format!("unknown user `{user}`")));
             }
             let gone = Subject::User(user.clone());
@@ -519,6 +538,135 @@ mod tests {
         assert_eq!(state, before);
     }
 
+    fn alias(a: &str) -> crate::model::ids::Alias {
+        crate::model::ids::Alias::new(a).unwrap()
+    }
+
+    fn add(tenant: &str, user: &str, aliases: &[&str]) -> Mutation {
+        Mutation::AddUser {
+            tenant: t(tenant),
+            user: UserId::new(user).unwrap(),
+            email: None,
+            display_name: None,
+            status: UserStatus::Active,
+            aliases: aliases.iter().map(|a| alias(a)).collect(),
+        }
+    }
+
+    /// Every tenant's alias index is what its users' aliases make.
+    fn consistent(state: &State) -> bool {
+        state
+            .tenants
+            .values()
+            .all(|t| t.alias_index_is_consistent())
+    }
+
+    #[test]
+    fn the_alias_index_follows_every_change() {
+        let mut state = State::new();
+        for id in ["acme", "beta"] {
+            apply(
+                &mut state,
+                &Mutation::CreateTenant {
+                    tenant: t(id),
+                    name: id.into(),
+                    settings: TenantSettings::default(),
+                },
+            )
+            .unwrap();
+        }
+        let rick = UserId::new("rick").unwrap();
+        let owner = |state: &State, tenant: &str, a: &str| {
+            state.tenants[&t(tenant)].alias_owner(a).cloned()
+        };
+        apply(&mut state, &add("acme", "rick", &["idp-1", "E1"])).unwrap();
+        apply(&mut state, &add("beta", "rick", &["idp-1", "E1"])).unwrap();
+        assert_eq!(owner(&state, "acme", "idp-1"), Some(rick.clone()));
+        assert!(consistent(&state));
+
+        // Profile info changes in every tenant, index included.
+        let touched = apply(
+            &mut state,
+            &Mutation::UpdateUserInfo {
+                user: rick.clone(),
+                email: None,
+                display_name: None,
+                aliases: Some(vec![alias("idp-2")]),
+            },
+        )
+        .unwrap();
+        assert_eq!(touched.tenants.len(), 2);
+        for tenant in ["acme", "beta"] {
+            assert_eq!(owner(&state, tenant, "idp-1"), None);
+            assert_eq!(owner(&state, tenant, "E1"), None);
+            assert_eq!(owner(&state, tenant, "idp-2"), Some(rick.clone()));
+            let u = &state.tenants[&t(tenant)].users[&rick];
+            assert_eq!(u.aliases, [alias("idp-2")].into());
+        }
+        // `None` leaves them.
+        apply(
+            &mut state,
+            &Mutation::UpdateUserInfo {
+                user: rick.clone(),
+                email: Some("r@x.org".into()),
+                display_name: None,
+                aliases: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(owner(&state, "beta", "idp-2"), Some(rick.clone()));
+        assert!(consistent(&state));
+
+        // A clash does not apply, and changes nothing.
+        let before = state.clone();
+        let err = apply(&mut state, &add("acme", "morty", &["idp-2"])).unwrap_err();
+        assert!(err.why.contains("already an alias of user `rick`"), "{err}");
+        let err = apply(&mut state, &add("acme", "idp-2", &[])).unwrap_err();
+        assert!(err.why.contains("user id `idp-2`"), "{err}");
+        apply(&mut state, &add("acme", "morty", &[])).unwrap();
+        let err = apply(
+            &mut state,
+            &Mutation::UpdateUserInfo {
+                user: UserId::new("morty").unwrap(),
+                email: None,
+                display_name: None,
+                aliases: Some(vec![alias("rick")]),
+            },
+        )
+        .unwrap_err();
+        assert!(err.why.contains("is the id of user `rick`"), "{err}");
+        assert_eq!(state.tenants[&t("beta")], before.tenants[&t("beta")]);
+
+        // Removing the user from one tenant frees the alias there only.
+        apply(
+            &mut state,
+            &Mutation::RemoveUser {
+                tenant: t("acme"),
+                user: rick.clone(),
+            },
+        )
+        .unwrap();
+        assert_eq!(owner(&state, "acme", "idp-2"), None);
+        assert_eq!(owner(&state, "beta", "idp-2"), Some(rick.clone()));
+        apply(&mut state, &add("acme", "idp-2", &[])).unwrap();
+        assert!(consistent(&state));
+
+        // Deleting a tenant takes its index with it.
+        apply(&mut state, &Mutation::DeleteTenant { tenant: t("beta") }).unwrap();
+        assert!(state.tenant("beta").is_none());
+        apply(
+            &mut state,
+            &Mutation::CreateTenant {
+                tenant: t("beta"),
+                name: "again".into(),
+                settings: TenantSettings::default(),
+            },
+        )
+        .unwrap();
+        apply(&mut state, &add("beta", "idp-2", &[])).unwrap();
+        assert!(consistent(&state));
+    }
+
     #[test]
     fn single_role_per_user_replaces_the_role() {
         let mut state = State::new();
@@ -549,6 +697,7 @@ mod tests {
                 email: None,
                 display_name: None,
                 status: UserStatus::Active,
+                aliases: Vec::new(),
             },
             Mutation::Assign {
                 tenant: acme.clone(),

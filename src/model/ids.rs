@@ -34,6 +34,8 @@ pub enum IdError {
         value: String,
         allowed: &'static str,
     },
+    #[error("{kind} `{value}` starts with `group:`, which names a group, not a user")]
+    GroupPrefix { kind: &'static str, value: String },
 }
 
 fn check_id(
@@ -180,6 +182,58 @@ pub fn check_user_id(value: &str) -> Result<(), IdError> {
     check_id("user id", value, "`A-Z a-z 0-9 _ - . @ + /`", user_char)
 }
 id_type!(
+    /// Another identity by which a user is known: an identity provider's
+    /// subject id, a SPIFFE ID, an employee number. 1–512 bytes of ASCII
+    /// graphic characters (`!` to `~`: no spaces or control characters, so
+    /// `:` and `/` are allowed), not starting with `group:` (which names a
+    /// group wherever a subject is written).
+    Alias,
+    check_alias
+);
+
+/// Longest alias, in bytes.
+pub const MAX_ALIAS_BYTES: usize = 512;
+/// What an alias may hold, for error messages.
+const ALIAS_CHARS: &str = "ASCII graphic characters (`!` to `~`: no spaces or control characters)";
+
+/// Checks `value` as an [`Alias`] without building one (for the check path,
+/// whose subject may be an alias).
+pub fn check_alias(value: &str) -> Result<(), IdError> {
+    check_identity("alias", value)
+}
+
+/// The shape every subject of a check has: a user id or an alias. Every
+/// valid user id has it too (its characters are ASCII graphic and it is at
+/// most 256 bytes).
+pub(crate) fn check_identity(kind: &'static str, value: &str) -> Result<(), IdError> {
+    if value.is_empty() {
+        return Err(IdError::Empty { kind });
+    }
+    if value.len() > MAX_ALIAS_BYTES {
+        return Err(IdError::TooLong {
+            kind,
+            value: truncate(value),
+            max: MAX_ALIAS_BYTES,
+            unit: "bytes",
+        });
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(IdError::BadChar {
+            kind,
+            value: truncate(value),
+            allowed: ALIAS_CHARS,
+        });
+    }
+    if value.starts_with(GROUP_PREFIX) {
+        return Err(IdError::GroupPrefix {
+            kind,
+            value: truncate(value),
+        });
+    }
+    Ok(())
+}
+
+id_type!(
     /// A role name: 1–100 characters, not blank, no surrounding white space,
     /// case-sensitive.
     RoleName,
@@ -311,6 +365,38 @@ mod tests {
             TenantId::new("a".repeat(257)),
             Err(IdError::TooLong { .. })
         ));
+    }
+
+    #[test]
+    fn aliases_are_ascii_graphic_and_bounded() {
+        for ok in [
+            "CiRmZDA2MTRkMy1jMzlhLTQ3ODEtYjdiZC04Yjk2ZjVhNTEwMGQSBWxvY2Fs",
+            "spiffe://cluster.local/ns/shop/sa/cart",
+            "E-1001",
+            "a=b;c,d|e~!",
+            "groups:x",
+        ] {
+            assert!(Alias::new(ok).is_ok(), "{ok}");
+        }
+        assert!(Alias::new("x".repeat(MAX_ALIAS_BYTES)).is_ok());
+        let long = Alias::new("x".repeat(MAX_ALIAS_BYTES + 1)).unwrap_err();
+        assert!(matches!(long, IdError::TooLong { max: 512, .. }));
+        assert!(long.to_string().contains("longer than 512 bytes"), "{long}");
+        assert!(matches!(Alias::new(""), Err(IdError::Empty { .. })));
+        for bad in ["a b", "tab\there", "caf\u{e9}", "nul\u{0}", "del\u{7f}"] {
+            let e = Alias::new(bad).unwrap_err();
+            assert!(matches!(e, IdError::BadChar { .. }), "{bad:?}");
+            assert!(e.to_string().contains("ASCII graphic"), "{e}");
+        }
+        let group = Alias::new("group:eng").unwrap_err();
+        assert!(
+            group.to_string().contains("starts with `group:`"),
+            "{group}"
+        );
+        // Every user id is a well-formed subject.
+        assert!(check_identity("subject", "john+x@company.com/a").is_ok());
+        let bad: Result<Alias, _> = serde_json::from_str("\"a b\"");
+        assert!(bad.is_err(), "aliases are validated when read back");
     }
 
     #[test]

@@ -5,10 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{CatalogEntry, CatalogPattern, Stability};
-use super::ids::{GroupName, RoleName, Subject, TenantId, UserId};
+use super::ids::{Alias, GroupName, RoleName, Subject, TenantId, UserId};
 use super::permission::Grant;
 use super::state::State;
-use super::tenant::{SettingsChange, TenantSettings, UserStatus};
+use super::tenant::{MAX_ALIASES, SettingsChange, TenantSettings, UserStatus};
 use super::time::Timestamp;
 
 /// A change to the state.
@@ -109,6 +109,11 @@ pub enum Mutation {
         display_name: Option<String>,
         #[serde(default)]
         status: UserStatus,
+        /// Other identities the user is known by (profile data, as the
+        /// email). Empty: none, or, for a user of other tenants, theirs.
+        /// Not written when empty, so records read and write as before.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        aliases: Vec<Alias>,
     },
     UpdateUserStatus {
         tenant: TenantId,
@@ -116,11 +121,14 @@ pub enum Mutation {
         status: UserStatus,
     },
     /// Profile information is the user's own, so it changes in every tenant
-    /// the user belongs to. `None` leaves a field as it is; `Some("")` clears it.
+    /// the user belongs to. `None` leaves a field as it is; `Some("")` clears
+    /// it; `aliases: Some(list)` replaces the aliases (an empty list clears them).
     UpdateUserInfo {
         user: UserId,
         email: Option<String>,
         display_name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        aliases: Option<Vec<Alias>>,
     },
     /// Removes the user from the tenant, with its bindings and memberships.
     RemoveUser {
@@ -225,6 +233,7 @@ impl Mutation {
             user,
             email,
             display_name,
+            aliases,
             ..
         } = self
             && let Some((_, profile)) = state.profile_of(user)
@@ -234,6 +243,9 @@ impl Mutation {
             }
             if display_name.is_none() {
                 display_name.clone_from(&profile.display_name);
+            }
+            if aliases.is_empty() {
+                aliases.extend(profile.aliases.iter().cloned());
             }
         }
     }
@@ -284,6 +296,12 @@ impl Mutation {
             over
         };
         let opt = |t: &mut Option<String>, max| t.as_mut().is_some_and(|t| cut(t, max));
+        // Each alias is at most 512 bytes by its type; a refused list may be long.
+        let cut_aliases = |a: &mut Vec<Alias>| {
+            let over = a.len() > MAX_ALIASES;
+            a.truncate(MAX_ALIASES);
+            over
+        };
         let was_cut = match &mut m {
             Mutation::CreateTenant { name, .. } => cut(name, S),
             Mutation::UpdateTenant { name, .. } => opt(name, S),
@@ -299,13 +317,23 @@ impl Mutation {
             Mutation::AddUser {
                 email,
                 display_name,
+                aliases,
                 ..
+            } => {
+                opt(email, super::policy_file::MAX_EMAIL_BYTES)
+                    | opt(display_name, S)
+                    | cut_aliases(aliases)
             }
-            | Mutation::UpdateUserInfo {
+            Mutation::UpdateUserInfo {
                 email,
                 display_name,
+                aliases,
                 ..
-            } => opt(email, super::policy_file::MAX_EMAIL_BYTES) | opt(display_name, S),
+            } => {
+                opt(email, super::policy_file::MAX_EMAIL_BYTES)
+                    | opt(display_name, S)
+                    | aliases.as_mut().is_some_and(cut_aliases)
+            }
             Mutation::DeleteTenant { .. }
             | Mutation::SetCatalogStability { .. }
             | Mutation::RemoveCatalogEntry { .. }

@@ -9,7 +9,9 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use imbl::{OrdMap, OrdSet};
 
-use super::ids::{ADMINISTRATORS, BRIDGES, GroupName, RoleName, Subject, TenantId, USERS, UserId};
+use super::ids::{
+    ADMINISTRATORS, Alias, BRIDGES, GroupName, RoleName, Subject, TenantId, USERS, UserId,
+};
 use super::permission::Grant;
 use super::time::Timestamp;
 
@@ -154,6 +156,9 @@ impl TryFrom<String> for UserStatus {
     }
 }
 
+/// The most aliases one user may have.
+pub const MAX_ALIASES: usize = 16;
+
 /// A member of the tenant.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct User {
@@ -161,6 +166,58 @@ pub struct User {
     pub email: Option<String>,
     pub display_name: Option<String>,
     pub status: UserStatus,
+    /// Other identities by which the user is known (an identity provider's
+    /// subject id, a SPIFFE ID): a check naming one is decided as for this
+    /// user. Profile data, like the email: the same in every tenant. Not
+    /// written when empty, so an image without aliases reads and writes as
+    /// before the field existed.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub aliases: BTreeSet<Alias>,
+}
+
+impl User {
+    /// An active user with no profile.
+    pub fn new(id: UserId) -> Self {
+        Self {
+            id,
+            email: None,
+            display_name: None,
+            status: UserStatus::Active,
+            aliases: BTreeSet::new(),
+        }
+    }
+}
+
+/// Why an identity cannot be given to a user in a tenant: someone else
+/// there is already known by it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AliasClash {
+    #[error(
+        "alias `{}` is the id of user `{holder}` in tenant `{tenant}`: an alias must not name another member",
+        crate::model::quote(.alias.as_str())
+    )]
+    IsMember {
+        alias: Alias,
+        holder: UserId,
+        tenant: TenantId,
+    },
+    #[error(
+        "alias `{}` is already an alias of user `{holder}` in tenant `{tenant}`: an alias names one member",
+        crate::model::quote(.alias.as_str())
+    )]
+    HeldBy {
+        alias: Alias,
+        holder: UserId,
+        tenant: TenantId,
+    },
+    #[error(
+        "user id `{user}` is already an alias of user `{holder}` in tenant `{tenant}`: an alias names one member"
+    )]
+    IdIsAlias {
+        user: UserId,
+        holder: UserId,
+        tenant: TenantId,
+    },
 }
 
 /// Subject → role, optionally until a time (exclusive).
@@ -179,7 +236,10 @@ impl Binding {
 }
 
 /// An isolated company, organization or realm.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+///
+/// Not serde itself: a tenant is written and read as a
+/// `store::image::TenantImage`, which rebuilds the alias index on reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,
@@ -191,10 +251,17 @@ pub struct Tenant {
     /// nothing, and old snapshots keep sharing what did not change.
     pub roles: OrdMap<RoleName, Role>,
     pub groups: OrdMap<GroupName, Group>,
+    /// INVARIANT: a user's aliases change only through [`Tenant::insert_user`],
+    /// [`Tenant::remove_user`] and [`Tenant::set_aliases`] (or the whole map is
+    /// followed by [`Tenant::reindex_aliases`]), so `aliases` follows them.
     pub users: OrdMap<UserId, User>,
     /// Keyed by (subject, role): a subject is bound to a role at most once.
-    #[serde(with = "bindings_as_list")]
     pub bindings: OrdMap<(Subject, RoleName), Binding>,
+    /// Alias → the member known by it: derived from `users`, never written
+    /// out, so resolving an alias and checking one is free are O(log n).
+    /// INVARIANT: holds exactly the aliases of `users`, each naming the
+    /// user that has it; no alias is held twice.
+    aliases: OrdMap<Alias, UserId>,
 }
 
 impl Tenant {
@@ -216,6 +283,132 @@ impl Tenant {
             groups: OrdMap::new(),
             users: OrdMap::new(),
             bindings: OrdMap::new(),
+            aliases: OrdMap::new(),
+        }
+    }
+
+    /// The member a check's subject names: the member with that id, or
+    /// else the member with that alias.
+    pub fn member(&self, subject: &str) -> Option<&User> {
+        match self.users.get(subject) {
+            Some(user) => Some(user),
+            None => self.users.get(self.aliases.get(subject)?),
+        }
+    }
+
+    /// The member known by `alias`, if any (not a member's own id).
+    pub fn alias_owner(&self, alias: &str) -> Option<&UserId> {
+        self.aliases.get(alias)
+    }
+
+    /// Every alias of the tenant's members, with the member, in alias order.
+    pub fn aliases(&self) -> impl Iterator<Item = (&Alias, &UserId)> {
+        self.aliases.iter()
+    }
+
+    /// Whether `user` may be known by `aliases` here: none is another
+    /// member's id or alias, and, for a user who is not a member yet
+    /// (`joining`), its id is no member's alias. O(k log n).
+    pub fn alias_clash<'a>(
+        &self,
+        user: &UserId,
+        aliases: impl IntoIterator<Item = &'a Alias>,
+        joining: bool,
+    ) -> Option<AliasClash> {
+        if joining && let Some(holder) = self.aliases.get(user.as_str()) {
+            return Some(AliasClash::IdIsAlias {
+                user: user.clone(),
+                holder: holder.clone(),
+                tenant: self.id.clone(),
+            });
+        }
+        for alias in aliases {
+            if let Some((holder, _)) = self.users.get_key_value(alias.as_str())
+                && holder != user
+            {
+                return Some(AliasClash::IsMember {
+                    alias: alias.clone(),
+                    holder: holder.clone(),
+                    tenant: self.id.clone(),
+                });
+            }
+            if let Some(holder) = self.aliases.get(alias)
+                && holder != user
+            {
+                return Some(AliasClash::HeldBy {
+                    alias: alias.clone(),
+                    holder: holder.clone(),
+                    tenant: self.id.clone(),
+                });
+            }
+        }
+        None
+    }
+
+    /// Adds (or replaces) a member, and its aliases to the index; the
+    /// member it replaces, if any, is returned and its aliases leave the
+    /// index. The caller has checked [`Tenant::alias_clash`].
+    pub fn insert_user(&mut self, user: User) -> Option<User> {
+        let before = self.users.insert(user.id.clone(), user.clone());
+        if let Some(old) = &before {
+            self.unindex(old);
+        }
+        for alias in &user.aliases {
+            self.aliases.insert(alias.clone(), user.id.clone());
+        }
+        before
+    }
+
+    /// Removes a member, and its aliases from the index.
+    pub fn remove_user(&mut self, id: &UserId) -> Option<User> {
+        let removed = self.users.remove(id)?;
+        self.unindex(&removed);
+        Some(removed)
+    }
+
+    /// Replaces a member's aliases; `false` if `id` is not a member. The
+    /// caller has checked [`Tenant::alias_clash`].
+    pub fn set_aliases(&mut self, id: &UserId, aliases: BTreeSet<Alias>) -> bool {
+        let Some(mut user) = self.users.get(id).cloned() else {
+            return false;
+        };
+        user.aliases = aliases;
+        self.insert_user(user);
+        true
+    }
+
+    /// Rebuilds the alias index from `users`, for a tenant read from
+    /// storage or built by hand: O(n) over the members. On an alias two
+    /// members hold, the index keeps the first (in id order) and the alias
+    /// is returned.
+    pub fn reindex_aliases(&mut self) -> Option<Alias> {
+        let mut index = OrdMap::new();
+        let mut twice = None;
+        for user in self.users.values() {
+            for alias in &user.aliases {
+                if index.contains_key(alias) {
+                    twice.get_or_insert_with(|| alias.clone());
+                    continue;
+                }
+                index.insert(alias.clone(), user.id.clone());
+            }
+        }
+        self.aliases = index;
+        twice
+    }
+
+    /// Whether the alias index is exactly what the members' aliases make
+    /// (for tests: the index is derived data).
+    pub fn alias_index_is_consistent(&self) -> bool {
+        let mut rebuilt = self.clone();
+        rebuilt.reindex_aliases().is_none() && rebuilt.aliases == self.aliases
+    }
+
+    fn unindex(&mut self, user: &User) {
+        for alias in &user.aliases {
+            if self.aliases.get(alias) == Some(&user.id) {
+                self.aliases.remove(alias);
+            }
         }
     }
 
@@ -352,33 +545,6 @@ impl Tenant {
     }
 }
 
-/// Bindings are keyed by a tuple, which JSON cannot key a map by: they are
-/// written as a list.
-mod bindings_as_list {
-    use imbl::OrdMap;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use super::{Binding, RoleName, Subject};
-
-    pub fn serialize<S: Serializer>(
-        map: &OrdMap<(Subject, RoleName), Binding>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        let list: Vec<&Binding> = map.values().collect();
-        list.serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<OrdMap<(Subject, RoleName), Binding>, D::Error> {
-        let list = Vec::<Binding>::deserialize(d)?;
-        Ok(list
-            .into_iter()
-            .map(|b| ((b.subject.clone(), b.role.clone()), b))
-            .collect())
-    }
-}
-
 /// How a role reached a subject: the user, then each group the binding came
 /// through, outermost last.
 pub type Chain = Vec<Subject>;
@@ -471,6 +637,87 @@ mod tests {
                 .insert(Subject::Group(g(child)));
         }
         t
+    }
+
+    fn alias(a: &str) -> Alias {
+        Alias::new(a).unwrap()
+    }
+
+    fn user_with(id: &str, aliases: &[&str]) -> User {
+        User {
+            aliases: aliases.iter().map(|a| alias(a)).collect(),
+            ..User::new(UserId::new(id).unwrap())
+        }
+    }
+
+    #[test]
+    fn the_alias_index_follows_the_users() {
+        let mut t = Tenant::new(TenantId::new("t").unwrap(), "T");
+        let rick = UserId::new("rick").unwrap();
+        t.insert_user(user_with("rick", &["idp-1", "spiffe://c/sa/r"]));
+        t.insert_user(user_with("morty", &[]));
+        assert_eq!(t.alias_owner("idp-1"), Some(&rick));
+        assert_eq!(t.member("spiffe://c/sa/r").map(|u| &u.id), Some(&rick));
+        assert_eq!(t.member("rick").map(|u| &u.id), Some(&rick));
+        assert!(t.member("morty").is_some() && t.alias_owner("morty").is_none());
+        assert!(t.alias_index_is_consistent());
+
+        // Replacing the aliases drops the old ones from the index.
+        assert!(t.set_aliases(&rick, [alias("idp-2")].into()));
+        assert_eq!(t.alias_owner("idp-1"), None);
+        assert_eq!(t.alias_owner("idp-2"), Some(&rick));
+        assert!(!t.set_aliases(&UserId::new("ghost").unwrap(), BTreeSet::new()));
+        assert!(t.alias_index_is_consistent());
+
+        // Replacing the user does too.
+        t.insert_user(user_with("rick", &["idp-3"]));
+        assert_eq!(t.aliases().count(), 1);
+        assert!(t.alias_index_is_consistent());
+
+        t.remove_user(&rick);
+        assert_eq!(t.aliases().count(), 0);
+        assert!(t.member("idp-3").is_none());
+
+        // Written to `users` by hand, the index is stale until rebuilt.
+        t.users.insert(rick.clone(), user_with("rick", &["idp-4"]));
+        assert!(!t.alias_index_is_consistent());
+        assert_eq!(t.reindex_aliases(), None);
+        assert_eq!(t.alias_owner("idp-4"), Some(&rick));
+        // An alias two users hold is reported (a damaged image).
+        t.users
+            .insert(UserId::new("z").unwrap(), user_with("z", &["idp-4"]));
+        assert_eq!(t.reindex_aliases(), Some(alias("idp-4")));
+        assert_eq!(t.alias_owner("idp-4"), Some(&rick), "the first keeps it");
+    }
+
+    #[test]
+    fn an_alias_names_one_member_both_ways() {
+        let mut t = Tenant::new(TenantId::new("t").unwrap(), "T");
+        t.insert_user(user_with("rick", &["idp-1"]));
+        t.insert_user(user_with("morty", &[]));
+        let morty = UserId::new("morty").unwrap();
+        let rick = UserId::new("rick").unwrap();
+        // Another's alias.
+        assert!(matches!(
+            t.alias_clash(&morty, &[alias("idp-1")], false),
+            Some(AliasClash::HeldBy { holder, .. }) if holder == rick
+        ));
+        // Another member's id.
+        let clash = t.alias_clash(&morty, &[alias("rick")], false).unwrap();
+        assert!(matches!(&clash, AliasClash::IsMember { holder, .. } if *holder == rick));
+        assert_eq!(
+            clash.to_string(),
+            "alias `rick` is the id of user `rick` in tenant `t`: an alias must not name another member"
+        );
+        // A new member's id that is an alias.
+        let newcomer = UserId::new("idp-1").unwrap();
+        assert!(matches!(
+            t.alias_clash(&newcomer, &[], true),
+            Some(AliasClash::IdIsAlias { holder, .. }) if holder == rick
+        ));
+        // One's own alias (kept on an update) is no clash; free ones neither.
+        assert_eq!(t.alias_clash(&rick, &[alias("idp-1")], false), None);
+        assert_eq!(t.alias_clash(&morty, &[alias("idp-2")], false), None);
     }
 
     #[test]

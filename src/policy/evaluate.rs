@@ -8,7 +8,7 @@ use super::catalog_index::smallvec_lite::Segments;
 use super::compile::{GrantIndex, Snapshot, TenantSnapshot};
 use super::reference;
 use crate::model::decision::{Decision, Reason};
-use crate::model::ids::{IdError, MAX_ID_BYTES, UserId, check_user_id};
+use crate::model::ids::{IdError, UserId, check_identity};
 use crate::model::permission::{Effect, PathError, validate_path};
 use crate::model::tenant::UserStatus;
 use crate::model::{RoleName, Timestamp};
@@ -59,24 +59,13 @@ impl crate::model::HasKind for CheckError {
     }
 }
 
-/// Refuses an empty, oversize or malformed subject (a subject is a user
-/// id: `group:x` or non-ASCII text is `INVALID_ARGUMENT`); a well-formed id
-/// is looked up (and is `UNKNOWN_SUBJECT` if no member has that id).
+/// Refuses an empty, oversize or malformed subject: a subject is a user id
+/// or an alias, so 1–512 bytes of ASCII graphic characters, not `group:…`
+/// (non-ASCII or spaced text, or a group, is `INVALID_ARGUMENT`). A
+/// well-formed subject is looked up, as an id and then as an alias, and is
+/// `UNKNOWN_SUBJECT` if no member is known by it.
 pub(crate) fn check_subject(subject: &str) -> Result<(), CheckError> {
-    if subject.is_empty() {
-        return Err(CheckError::InvalidSubject(IdError::Empty {
-            kind: "subject",
-        }));
-    }
-    if subject.len() > MAX_ID_BYTES {
-        return Err(CheckError::InvalidSubject(IdError::TooLong {
-            kind: "subject",
-            value: crate::model::ids::truncate(subject),
-            max: MAX_ID_BYTES,
-            unit: "bytes",
-        }));
-    }
-    check_user_id(subject).map_err(CheckError::InvalidSubject)
+    check_identity("subject", subject).map_err(CheckError::InvalidSubject)
 }
 
 /// Decides `request` against `snapshot` at `now`, by the decision rule:
@@ -118,8 +107,14 @@ pub(crate) fn evaluate_in(
         },
     };
     check_subject(subject)?;
-    let Some(user) = tenant.users.get(subject) else {
-        return Ok(Verdict::deny(Reason::UnknownSubject));
+    // A member's id is one probe, as before aliases; an alias costs a
+    // second lookup, only on a miss. `{subject}` means the member's id.
+    let (user, subject) = match tenant.users.get(subject) {
+        Some(user) => (user, subject),
+        None => match tenant.by_alias(subject) {
+            Some(found) => found,
+            None => return Ok(Verdict::deny(Reason::UnknownSubject)),
+        },
     };
     if !user.active {
         return Ok(Verdict::deny(Reason::SubjectInactive));
@@ -203,6 +198,10 @@ pub struct DecidingGrant {
 /// Why a check came out as it did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Explanation {
+    /// The member the check was decided as: the subject itself when it is a
+    /// member's id, the member whose alias it is otherwise; `None` when no
+    /// member is known by it.
+    pub user: Option<UserId>,
     pub grants: Vec<DecidingGrant>,
     pub catalog_entry: Option<String>,
     pub effective_roles: Vec<RoleName>,
@@ -235,7 +234,10 @@ pub fn explain(
         let Some(e) = outcome.effective.get(*i) else {
             continue;
         };
-        let mut via: Vec<String> = vec![format!("user:{}", request.subject)];
+        let Some(user) = &outcome.user else {
+            continue;
+        };
+        let mut via: Vec<String> = vec![format!("user:{user}")];
         if e.chain.is_empty() {
             via.push("default".to_owned());
         } else {
@@ -255,6 +257,7 @@ pub fn explain(
     Ok((
         verdict,
         Explanation {
+            user: outcome.user,
             grants,
             catalog_entry: outcome.catalog_entry,
             effective_roles,
@@ -265,6 +268,8 @@ pub fn explain(
 /// What a subject holds in a tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubjectPermissions {
+    /// The member the subject names: itself, or the member whose alias it is.
+    pub user: UserId,
     pub active: bool,
     pub administrator: bool,
     /// Sorted.
@@ -286,10 +291,7 @@ pub fn list_subject_permissions(
         .get(tenant)
         .ok_or_else(|| CheckError::UnknownTenant(tenant.to_owned()))?;
     check_subject(subject)?;
-    let Some(user) = UserId::new(subject)
-        .ok()
-        .and_then(|id| t.tenant.users.get(&id))
-    else {
+    let Some(user) = t.tenant.member(subject) else {
         return Ok(None);
     };
     let (parents, bindings) = t.indexes_for(&user.id);
@@ -306,6 +308,7 @@ pub fn list_subject_permissions(
     }
     permissions.sort_by(|a, b| (&a.0, &a.2, a.1).cmp(&(&b.0, &b.2, b.1)));
     Ok(Some(SubjectPermissions {
+        user: user.id.clone(),
         active: user.status == UserStatus::Active,
         administrator: roles.iter().any(|r| *r == RoleName::administrators()),
         roles,

@@ -10,6 +10,9 @@ pub mod compile;
 pub mod evaluate;
 pub mod reference;
 
+#[cfg(test)]
+mod alias_tests;
+
 pub use crate::model::decision::{Decision, Reason};
 pub use compile::{Snapshot, TenantSnapshot, compile, recompile};
 pub use evaluate::{

@@ -13,6 +13,8 @@ use crate::model::decision::{Decision, Reason};
 /// The verdict and every grant of the subject's effective roles that matches.
 pub struct Outcome {
     pub verdict: Verdict,
+    /// The member the subject names (by id or alias); `None` if none.
+    pub user: Option<UserId>,
     pub effective: Vec<EffectiveRole>,
     /// `(index into effective, grant)` for every matching grant, allow or deny.
     pub matching: Vec<(usize, Grant)>,
@@ -26,16 +28,15 @@ pub fn decide(state: &State, request: &Request<'_>, now: Timestamp) -> Result<Ou
         .ok_or_else(|| CheckError::UnknownTenant(request.tenant.to_owned()))?;
     validate_path(request.permission).map_err(CheckError::InvalidPermission)?;
     check_subject(request.subject)?;
+    let user = tenant.member(request.subject);
     let done = |reason, decision| Outcome {
         verdict: Verdict { decision, reason },
+        user: user.map(|u| u.id.clone()),
         effective: Vec::new(),
         matching: Vec::new(),
         catalog_entry: None,
     };
-    let Some(user) = UserId::new(request.subject)
-        .ok()
-        .and_then(|id| tenant.users.get(&id))
-    else {
+    let Some(user) = user else {
         return Ok(done(Reason::UnknownSubject, Decision::Deny));
     };
     if user.status == UserStatus::Inactive {
@@ -53,7 +54,8 @@ pub fn decide(state: &State, request: &Request<'_>, now: Timestamp) -> Result<Ou
             continue;
         };
         for grant in state.grants_of(role) {
-            if grant.pattern.matches(request.permission, request.subject) {
+            // `{subject}` is the member's id, whatever the check named.
+            if grant.pattern.matches(request.permission, user.id.as_str()) {
                 matching.push((i, grant.clone()));
             }
         }
@@ -76,6 +78,7 @@ pub fn decide(state: &State, request: &Request<'_>, now: Timestamp) -> Result<Ou
     };
     Ok(Outcome {
         verdict,
+        user: Some(user.id.clone()),
         effective,
         matching,
         catalog_entry: Some(entry.pattern.as_str().to_owned()),

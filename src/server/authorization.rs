@@ -326,7 +326,7 @@ impl Authorization for AuthorizationService {
         let (who, req) = parts(request);
         convert::required("tenant", &req.tenant, convert::MAX_FIELD_BYTES)?;
         confine(who.as_ref(), &req.tenant)?;
-        convert::required("subject", &req.subject, convert::MAX_FIELD_BYTES)?;
+        convert::required("subject", &req.subject, convert::MAX_SUBJECT_BYTES)?;
         let snapshot = self.snapshot(req.consistency.as_ref()).await?;
         let listing = policy::list_subject_permissions(
             &snapshot,
@@ -339,8 +339,9 @@ impl Authorization for AuthorizationService {
             Status::new(
                 Code::NotFound,
                 format!(
-                    "subject `{}` is not a member of tenant `{}`",
-                    req.subject, req.tenant
+                    "subject `{}` is not a member of tenant `{}` (by id or alias)",
+                    crate::model::quote(&req.subject),
+                    req.tenant
                 ),
             )
         })?;
@@ -359,6 +360,7 @@ impl Authorization for AuthorizationService {
                 })
                 .collect(),
             revision: snapshot.revision(),
+            user: listing.user.to_string(),
         }))
     }
 

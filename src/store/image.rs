@@ -145,15 +145,18 @@ impl TenantImage {
                 return Err(duplicate("binding", "(subject, role)".to_owned()));
             }
         }
-        Ok(Tenant {
-            id: self.id,
-            name: self.name,
-            settings: self.settings,
-            roles: roles.into_iter().collect(),
-            groups: groups.into_iter().collect(),
-            users: users.into_iter().collect(),
-            bindings: bindings.into_iter().collect(),
-        })
+        let mut t = Tenant::new(self.id.clone(), self.name);
+        t.settings = self.settings;
+        t.roles = roles.into_iter().collect();
+        t.groups = groups.into_iter().collect();
+        t.users = users.into_iter().collect();
+        t.bindings = bindings.into_iter().collect();
+        // The alias index is derived, never written: rebuilt here, so an
+        // image from before aliases (none) and one with them read alike.
+        if let Some(alias) = t.reindex_aliases() {
+            return Err(duplicate("alias", crate::model::quote(alias.as_str())));
+        }
+        Ok(t)
     }
 }
 
@@ -242,6 +245,7 @@ fn values<S: Serializer, K: Ord + Clone, V: Serialize + Clone>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ids::Alias;
     use crate::model::{
         CatalogPattern, GrantPattern, GroupName, RoleName, Stability, Subject, Timestamp, UserId,
         UserStatus,
@@ -303,8 +307,17 @@ mod tests {
                     email: Some("alice@x.org".into()),
                     display_name: None,
                     status: UserStatus::Inactive,
+                    aliases: Default::default(),
                 },
             );
+            // A member with aliases: the index is rebuilt on reading.
+            t.insert_user(User {
+                aliases: ["spiffe://c/ns/x/sa/rick", "CiRmZDA2"]
+                    .iter()
+                    .map(|a| Alias::new(a).unwrap())
+                    .collect(),
+                ..User::new(UserId::new("rick").unwrap())
+            });
             let eng = GroupName::new("eng team").unwrap();
             t.groups.insert(
                 eng.clone(),
@@ -338,6 +351,49 @@ mod tests {
         let text = serde_json::to_string(&Image::of(&state)).unwrap();
         let back: Image = serde_json::from_str(&text).unwrap();
         assert_eq!(back.into_state().unwrap(), state);
+    }
+
+    #[test]
+    fn the_alias_index_is_rebuilt_on_reading() {
+        let state = sample();
+        let text = serde_json::to_string(&Image::of(&state)).unwrap();
+        let back = serde_json::from_str::<Image>(&text)
+            .unwrap()
+            .into_state()
+            .unwrap();
+        for t in back.tenants.values() {
+            assert!(t.alias_index_is_consistent());
+            let rick = t.member("spiffe://c/ns/x/sa/rick").map(|u| u.id.as_str());
+            assert_eq!(rick, Some("rick"));
+        }
+        // A user without aliases is written as before they existed...
+        let acme = encode_tenant(&state.tenants["acme"]).unwrap();
+        let acme = String::from_utf8(acme).unwrap();
+        assert_eq!(acme.matches("\"aliases\"").count(), 1, "{acme}");
+        assert!(acme.contains(
+            r#"{"id":"alice@x.org","email":"alice@x.org","display_name":null,"status":"inactive"}"#
+        ));
+    }
+
+    #[test]
+    fn an_image_from_before_aliases_reads() {
+        // Written by a build without aliases: users carry no `aliases`.
+        let old = r#"{"id":"acme","name":"Acme","settings":{"single_role_per_user":false},
+            "roles":[{"name":"Administrators","description":"","grants":[]},
+                     {"name":"Bridges","description":"","grants":[]},
+                     {"name":"Users","description":"","grants":[]}],
+            "groups":[],
+            "users":[{"id":"alice","email":null,"display_name":null,"status":"active"}],
+            "bindings":[{"subject":"alice","role":"Administrators","expires":null}]}"#;
+        let t = decode_tenant(old.as_bytes()).unwrap();
+        assert!(t.users["alice"].aliases.is_empty());
+        assert_eq!(t.aliases().count(), 0);
+        assert!(t.alias_index_is_consistent());
+        // It writes back the same, less white space.
+        let again: serde_json::Value = serde_json::from_slice(&encode_tenant(&t).unwrap()).unwrap();
+        let mut expected: serde_json::Value = serde_json::from_str(old).unwrap();
+        expected["settings"]["shared_users"] = false.into();
+        assert_eq!(again, expected);
     }
 
     #[test]
@@ -392,6 +448,23 @@ mod tests {
         let last = image.catalog.last().unwrap().clone();
         image.catalog.push(last);
         assert!(matches!(image.into_state(), Err(ImageError::Catalog(_))));
+
+        // Two users with one alias: the index cannot hold it.
+        let mut shared = TenantImage::of(acme);
+        let rick = shared
+            .users
+            .iter()
+            .find(|u| u.id.as_str() == "rick")
+            .cloned();
+        let alice = shared
+            .users
+            .iter_mut()
+            .find(|u| u.id.as_str() == "alice@x.org");
+        alice.unwrap().aliases = rick.unwrap().aliases;
+        assert!(matches!(
+            shared.into_tenant(),
+            Err(ImageError::Duplicate { what: "alias", .. })
+        ));
 
         assert!(matches!(
             decode_tenant(b"{\"id\":\"\"}"),

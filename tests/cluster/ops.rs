@@ -329,6 +329,7 @@ impl Op {
                         email: email.unwrap_or_default(),
                         display_name: name.unwrap_or_default(),
                         status: if active { "active" } else { "inactive" }.into(),
+                        aliases: Vec::new(),
                     })
                     .await
             }
@@ -361,6 +362,7 @@ impl Op {
                         user: u,
                         email,
                         display_name: name,
+                        aliases: None,
                     })
                     .await
             }

@@ -356,6 +356,10 @@ pub enum UserCmd {
         /// Active if omitted.
         #[arg(long, value_enum)]
         status: Option<UserStatus>,
+        /// Another identity the user is known by (an identity provider's
+        /// subject id, a SPIFFE ID); repeat for more.
+        #[arg(long = "alias", value_name = "ALIAS")]
+        aliases: Vec<String>,
         #[command(flatten)]
         mutate: Mutate,
     },
@@ -370,7 +374,8 @@ pub enum UserCmd {
         #[command(flatten)]
         mutate: Mutate,
     },
-    /// Set a user's email or display name (in every tenant); an empty value clears it.
+    /// Set a user's email, display name or aliases (in every tenant); an
+    /// empty value clears it.
     Info {
         #[arg(long)]
         user: String,
@@ -378,6 +383,12 @@ pub enum UserCmd {
         email: Option<String>,
         #[arg(long)]
         display_name: Option<String>,
+        /// Replace the user's aliases with these; repeat for more.
+        #[arg(long = "alias", value_name = "ALIAS", conflicts_with = "clear_aliases")]
+        aliases: Vec<String>,
+        /// Remove every alias of the user.
+        #[arg(long)]
+        clear_aliases: bool,
         #[command(flatten)]
         mutate: Mutate,
     },

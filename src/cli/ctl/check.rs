@@ -112,13 +112,15 @@ fn check_report(r: &proto::CheckResponse) -> Report {
             })
             .collect();
         json["explanation"] = json!({
+            "user": e.user,
             "catalog_entry": e.catalog_entry,
             "effective_roles": e.effective_roles,
             "grants": grants,
         });
         let or_none = |s: String| if s.is_empty() { "(none)".to_owned() } else { s };
         text.push_str(&format!(
-            "\ncatalog entry:   {}\neffective roles: {}\n",
+            "\nuser:            {}\ncatalog entry:   {}\neffective roles: {}\n",
+            or_none(e.user.clone()),
             or_none(e.catalog_entry.clone()),
             or_none(e.effective_roles.join(", ")),
         ));

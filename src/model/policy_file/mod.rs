@@ -20,10 +20,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::catalog::{Catalog, CatalogEntry, CatalogPattern, Stability};
-use super::ids::{ADMINISTRATORS, BRIDGES, GroupName, RoleName, Subject, TenantId, UserId};
+use super::ids::{ADMINISTRATORS, Alias, BRIDGES, GroupName, RoleName, Subject, TenantId, UserId};
 use super::permission::{Effect, Grant, GrantPattern};
 use super::state::State;
-use super::tenant::{Binding, Group, Role, Tenant, User, UserStatus};
+use super::tenant::{Binding, Group, MAX_ALIASES, Role, Tenant, User, UserStatus};
 use super::text::{MAX_DESCRIPTION_CHARS, MAX_SHORT_TEXT_CHARS, check_text, quote};
 use super::time::Timestamp;
 
@@ -156,6 +156,13 @@ pub fn load_str(text: &str) -> Result<State, LoadErrors> {
 
     if errors.0.is_empty() {
         share_profiles(&mut state);
+        // After sharing: an alias given in one tenant is the user's in every
+        // tenant it belongs to, and must be free in each.
+        for t in state.tenants.values_mut() {
+            index_aliases(Arc::make_mut(t), &mut errors);
+        }
+    }
+    if errors.0.is_empty() {
         state.revision = 1;
         Ok(state)
     } else {
@@ -163,21 +170,27 @@ pub fn load_str(text: &str) -> Result<State, LoadErrors> {
     }
 }
 
+/// A user's profile as the policy states it: email, display name, aliases.
+type Profile = (Option<String>, Option<String>, BTreeSet<Alias>);
+
 /// Gives each user's profile fields, stated in any tenant, to every tenant
 /// the user belongs to (the loader has refused two different values).
 fn share_profiles(state: &mut State) {
-    let mut profiles: BTreeMap<UserId, (Option<String>, Option<String>)> = BTreeMap::new();
+    let mut profiles: BTreeMap<UserId, Profile> = BTreeMap::new();
     for t in state.tenants.values() {
         for u in t.users.values() {
             let p = profiles.entry(u.id.clone()).or_default();
             p.0 = p.0.take().or_else(|| u.email.clone());
             p.1 = p.1.take().or_else(|| u.display_name.clone());
+            if p.2.is_empty() {
+                p.2.clone_from(&u.aliases);
+            }
         }
     }
     for t in state.tenants.values_mut() {
         if !t.users.values().any(|u| {
             let p = &profiles[&u.id];
-            u.email != p.0 || u.display_name != p.1
+            u.email != p.0 || u.display_name != p.1 || u.aliases != p.2
         }) {
             continue;
         }
@@ -188,9 +201,64 @@ fn share_profiles(state: &mut State) {
                 let p = &profiles[&id];
                 u.email.clone_from(&p.0);
                 u.display_name.clone_from(&p.1);
+                u.aliases.clone_from(&p.2);
             }
         }
     }
+}
+
+/// Checks that every alias names one member of `t` (no other member's id,
+/// no other member's alias), reporting each clash, and builds the alias
+/// index.
+fn index_aliases(t: &mut Tenant, errors: &mut Errors) {
+    let mut held: BTreeMap<&Alias, &UserId> = BTreeMap::new();
+    for u in t.users.values() {
+        let here = format!("tenants[{}].users[{}].aliases", t.id, u.id);
+        for alias in &u.aliases {
+            let shown = quote(alias.as_str());
+            if let Some((other, _)) = t.users.get_key_value(alias.as_str()) {
+                errors.push(
+                    &here,
+                    format!("alias `{shown}` is the id of user `{other}`: an alias must not name another member"),
+                );
+            } else if let Some(other) = held.insert(alias, &u.id) {
+                errors.push(
+                    &here,
+                    format!("alias `{shown}` is also an alias of user `{other}`: an alias names one member"),
+                );
+            }
+        }
+    }
+    t.reindex_aliases();
+}
+
+/// A user's aliases as written: each a valid [`Alias`], none twice, not the
+/// user's own id, at most [`MAX_ALIASES`].
+fn load_aliases(raw: &[String], id: &UserId, here: &str, errors: &mut Errors) -> BTreeSet<Alias> {
+    if raw.len() > MAX_ALIASES {
+        errors.push(
+            format!("{here}.aliases"),
+            format!("{} aliases: at most {MAX_ALIASES} are allowed", raw.len()),
+        );
+    }
+    let mut out = BTreeSet::new();
+    for (j, text) in raw.iter().enumerate() {
+        let at = format!("{here}.aliases[{j}]");
+        match Alias::new(text) {
+            Err(e) => errors.push(at, e),
+            Ok(a) if a.as_str() == id.as_str() => errors.push(
+                at,
+                format!("alias `{id}` is the user's own id: an alias is another identity"),
+            ),
+            Ok(a) => {
+                let shown = quote(a.as_str());
+                if !out.insert(a) {
+                    errors.push(at, format!("alias `{shown}` is listed twice"));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn load_tenant(
@@ -293,11 +361,22 @@ fn load_tenant(
         {
             errors.push(&here, e);
         }
-        // A profile is the user's own: one email and name in every tenant.
+        let aliases = load_aliases(&u.aliases, &id, &here, errors);
+        // A profile is the user's own: one email, name and set of aliases in
+        // every tenant.
         for other in state.tenants.values() {
             let Some(o) = other.users.get(&id) else {
                 continue;
             };
+            if !aliases.is_empty() && !o.aliases.is_empty() && aliases != o.aliases {
+                errors.push(
+                    &here,
+                    format!(
+                        "`{id}` has other aliases in tenant `{}`: a profile is the user's own, the same in every tenant (give it once)",
+                        other.id
+                    ),
+                );
+            }
             let fields = [
                 ("email", &u.email, &o.email),
                 ("display_name", &u.display_name, &o.display_name),
@@ -316,6 +395,8 @@ fn load_tenant(
                 }
             }
         }
+        // The alias index is built once every tenant has its profiles
+        // (`index_aliases`).
         tenant.users.insert(
             id.clone(),
             User {
@@ -323,6 +404,7 @@ fn load_tenant(
                 email: u.email.clone(),
                 display_name: u.display_name.clone(),
                 status,
+                aliases,
             },
         );
     }

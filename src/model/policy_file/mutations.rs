@@ -56,6 +56,7 @@ pub fn to_mutations(state: &State) -> Vec<Mutation> {
                 email: u.email.clone(),
                 display_name: u.display_name.clone(),
                 status: u.status,
+                aliases: u.aliases.iter().cloned().collect(),
             });
         }
         for g in t.groups.values() {

@@ -92,6 +92,9 @@ pub(super) struct FileUser {
     pub(super) display_name: Option<String>,
     #[serde(default)]
     pub(super) status: Option<String>,
+    /// Other identities the user is known by (given once, in any tenant).
+    #[serde(default)]
+    pub(super) aliases: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

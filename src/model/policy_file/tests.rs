@@ -175,3 +175,108 @@ tenants:
         "no message echoes the text whole"
     );
 }
+
+const ALIASES: &str = r#"
+tenants:
+  - id: acme
+    users:
+      - { id: rick, aliases: ["spiffe://cluster.local/ns/shop/sa/cart", E-1001] }
+      - { id: morty }
+  - id: beta
+    users:
+      - { id: rick }
+"#;
+
+#[test]
+fn aliases_load_are_shared_and_round_trip() {
+    let state = load_str(ALIASES).unwrap();
+    let rick = UserId::new("rick").unwrap();
+    for tenant in ["acme", "beta"] {
+        let t = state.tenant(tenant).unwrap();
+        // Given once, they are the user's in every tenant, and indexed.
+        assert_eq!(t.users[&rick].aliases.len(), 2, "{tenant}");
+        assert_eq!(t.alias_owner("E-1001"), Some(&rick), "{tenant}");
+        assert!(t.alias_index_is_consistent());
+    }
+    // Bootstrapping from the file rebuilds the same state, index included.
+    let mut rebuilt = State::new();
+    for m in to_mutations(&state) {
+        crate::model::apply(&mut rebuilt, &m).unwrap();
+    }
+    rebuilt.revision = state.revision;
+    assert_eq!(rebuilt, state);
+}
+
+#[test]
+fn alias_errors_have_locations() {
+    let long = "x".repeat(513);
+    let many: Vec<String> = (0..17).map(|i| format!("a{i}")).collect();
+    let bad = format!(
+        r#"
+tenants:
+  - id: acme
+    users:
+      - {{ id: rick, aliases: ["has space", "group:x", "{long}", rick, E-1, E-1] }}
+      - {{ id: morty, aliases: [E-1, rick] }}
+      - {{ id: summer, aliases: [{}] }}
+  - id: beta
+    users:
+      - {{ id: rick, aliases: [other] }}
+"#,
+        many.join(", ")
+    );
+    let errors = load_str(&bad).unwrap_err().0;
+    let at = |place: &str, text: &str| {
+        errors
+            .iter()
+            .any(|e| e.at == place && e.message.contains(text))
+    };
+    let rick = "tenants[acme].users[rick]";
+    assert!(
+        at(&format!("{rick}.aliases[0]"), "ASCII graphic"),
+        "{errors:?}"
+    );
+    assert!(at(&format!("{rick}.aliases[1]"), "starts with `group:`"));
+    assert!(at(&format!("{rick}.aliases[2]"), "longer than 512 bytes"));
+    assert!(at(&format!("{rick}.aliases[3]"), "own id"));
+    assert!(at(&format!("{rick}.aliases[5]"), "listed twice"));
+    assert!(at("tenants[acme].users[summer].aliases", "at most 16"));
+    assert!(at(
+        "tenants[beta].users[rick]",
+        "other aliases in tenant `acme`"
+    ));
+    // Clashes are found once the file's profiles are whole, so only on a
+    // file that is otherwise fine.
+    let clash = r#"
+tenants:
+  - id: acme
+    users:
+      - { id: rick, aliases: [E-1] }
+      - { id: morty, aliases: [E-1, rick] }
+  - id: beta
+    users:
+      - { id: rick }
+      - { id: E-1 }
+"#;
+    let errors = load_str(clash).unwrap_err().0;
+    let at = |place: &str, text: &str| {
+        errors
+            .iter()
+            .any(|e| e.at == place && e.message.contains(text))
+    };
+    // Users are read in id order: morty holds E-1 first.
+    let (morty, rick) = (
+        "tenants[acme].users[morty].aliases",
+        "tenants[acme].users[rick].aliases",
+    );
+    assert!(at(rick, "also an alias of user `morty`"), "{errors:?}");
+    assert!(at(morty, "is the id of user `rick`"), "{errors:?}");
+    // rick's alias, shared to beta, is a member's id there.
+    assert!(
+        at(
+            "tenants[beta].users[rick].aliases",
+            "is the id of user `E-1`"
+        ),
+        "{errors:?}"
+    );
+}

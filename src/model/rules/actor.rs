@@ -195,7 +195,25 @@ pub(super) fn check_actor(
     now: Timestamp,
 ) -> Result<(), AdminError> {
     // Profile info is per user, across tenants.
-    if let Mutation::UpdateUserInfo { user, .. } = m {
+    if let Mutation::UpdateUserInfo { user, aliases, .. } = m {
+        // Aliases are identities a check is decided as: setting one's own
+        // would hand one's rights to an identity no administrator chose (a
+        // workload, a second account) and let anyone squat an id another
+        // member or a future user needs. So they follow the rule for
+        // another's profile, whoever they belong to.
+        if user == actor && aliases.is_some() {
+            let allowed = state
+                .tenants
+                .values()
+                .filter(|t| t.users.contains_key(user))
+                .any(|t| may_edit_user(authority, actor, &t.id, user, now));
+            if !allowed {
+                return Err(AdminError::CannotSetOwnAliases {
+                    actor: actor.clone(),
+                });
+            }
+            return seen_elsewhere(state, authority, actor, user, None, now);
+        }
         if user == actor {
             // Own profile: always, for a user active in at least one tenant
             // (an inactive user is denied everything).

@@ -8,9 +8,10 @@ use thiserror::Error;
 
 use crate::model::apply::ApplyError;
 use crate::model::catalog::{CatalogError, CatalogPattern};
-use crate::model::ids::{GroupName, RoleName, Subject, TenantId, UserId};
+use crate::model::ids::{Alias, GroupName, RoleName, Subject, TenantId, UserId};
 use crate::model::permission::{Grant, GrantPattern};
 use crate::model::policy_file::EmailError;
+use crate::model::tenant::{AliasClash, MAX_ALIASES};
 use crate::model::text::TextError;
 use crate::model::time::Timestamp;
 
@@ -82,6 +83,9 @@ pub enum AdminError {
     UserExists { tenant: TenantId, user: UserId },
     #[error("{subject} is already bound to `{role}`")]
     AlreadyBound { subject: Subject, role: RoleName },
+    /// An alias (or a new member's id) someone else in a tenant is known by.
+    #[error(transparent)]
+    AliasClash(AliasClash),
 
     // --- malformed (INVALID_ARGUMENT)
     #[error(
@@ -99,6 +103,12 @@ pub enum AdminError {
     InvalidEmail(EmailError),
     #[error("expiry {expires} is not in the future")]
     ExpiryNotInFuture { expires: Timestamp },
+    #[error("user `{user}` would have {count} aliases: at most {MAX_ALIASES} are allowed")]
+    TooManyAliases { user: UserId, count: usize },
+    #[error("alias `{}` is listed twice", crate::model::quote(.alias.as_str()))]
+    DuplicateAlias { alias: Alias },
+    #[error("alias `{user}` is the user's own id: an alias is another identity")]
+    AliasIsOwnId { user: UserId },
 
     // --- rules on the state (FAILED_PRECONDITION)
     #[error("cannot turn on `single_role_per_user`: `{subject}` has more than one role")]
@@ -169,6 +179,12 @@ pub enum AdminError {
         "actor `{actor}` lacks `ACM:USER:UPDATE:INFO:{user}` in every tenant `{user}` belongs to"
     )]
     CannotUpdateInfo { actor: UserId, user: UserId },
+    /// Aliases are identities checks are decided as: one's own are set by
+    /// someone who may edit one's profile, not by oneself alone.
+    #[error(
+        "a user's aliases are identities checks are decided as, so setting one's own needs `ACM:USER:UPDATE:INFO:{actor}`, which actor `{actor}` lacks in every tenant they belong to"
+    )]
+    CannotSetOwnAliases { actor: UserId },
     /// Tenant isolation: a profile another tenant sees, or a user another
     /// tenant has, changes only with rights there or that tenant's consent.
     /// The message does not name the other tenant: that `user` belongs to
@@ -267,13 +283,17 @@ impl AdminError {
             | E::GroupExists { .. }
             | E::AlreadyMember { .. }
             | E::UserExists { .. }
-            | E::AlreadyBound { .. } => Refusal::Exists,
+            | E::AlreadyBound { .. }
+            | E::AliasClash(_) => Refusal::Exists,
             E::NotCovered { .. }
             | E::DuplicateGrant { .. }
             | E::ReservedRoleName { .. }
             | E::InvalidText(_)
             | E::InvalidEmail(_)
             | E::ExpiryNotInFuture { .. }
+            | E::TooManyAliases { .. }
+            | E::DuplicateAlias { .. }
+            | E::AliasIsOwnId { .. }
             | E::Replicated { .. }
             | E::Bootstrap(_) => Refusal::Invalid,
             E::SingleRoleConflict { .. }
@@ -294,6 +314,7 @@ impl AdminError {
             E::OperatorOnly { .. }
             | E::InactiveEverywhere { .. }
             | E::CannotUpdateInfo { .. }
+            | E::CannotSetOwnAliases { .. }
             | E::SeenByAnotherTenant { .. }
             | E::OutsideCredential { .. }
             | E::NotActiveMember { .. }

@@ -6,12 +6,12 @@ use std::collections::BTreeSet;
 
 use super::error::AdminError;
 use crate::model::catalog::Catalog;
-use crate::model::ids::{RoleName, Subject, TenantId};
+use crate::model::ids::{Alias, RoleName, Subject, TenantId, UserId};
 use crate::model::mutation::Mutation;
 use crate::model::permission::Grant;
 use crate::model::policy_file::check_email;
 use crate::model::state::State;
-use crate::model::tenant::{RoleKind, Tenant};
+use crate::model::tenant::{MAX_ALIASES, RoleKind, Tenant};
 use crate::model::text::{MAX_DESCRIPTION_CHARS, MAX_SHORT_TEXT_CHARS, check_text};
 use crate::model::time::Timestamp;
 
@@ -73,6 +73,29 @@ fn valid_info(email: &Option<String>, display_name: &Option<String>) -> Result<(
     }
     if let Some(d) = display_name {
         text("display_name", d, MAX_SHORT_TEXT_CHARS)?;
+    }
+    Ok(())
+}
+
+/// A list of aliases for `user`: at most [`MAX_ALIASES`], none twice, none
+/// the user's own id. (Each alias's shape is its type's.)
+fn valid_aliases(user: &UserId, aliases: &[Alias]) -> Result<(), AdminError> {
+    if aliases.len() > MAX_ALIASES {
+        return Err(AdminError::TooManyAliases {
+            user: user.clone(),
+            count: aliases.len(),
+        });
+    }
+    let mut seen = BTreeSet::new();
+    for alias in aliases {
+        if alias.as_str() == user.as_str() {
+            return Err(AdminError::AliasIsOwnId { user: user.clone() });
+        }
+        if !seen.insert(alias) {
+            return Err(AdminError::DuplicateAlias {
+                alias: alias.clone(),
+            });
+        }
     }
     Ok(())
 }
@@ -339,6 +362,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             user,
             email,
             display_name,
+            aliases,
             ..
         } => {
             let t = tenant(state, id)?;
@@ -349,8 +373,10 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 });
             }
             valid_info(email, display_name)?;
+            valid_aliases(user, aliases)?;
             // A user of other tenants keeps the one profile they all see.
-            if let Some((other, profile)) = state.profile_of(user) {
+            let profile = state.profile_of(user);
+            if let Some((other, profile)) = profile {
                 let differs = |given: &Option<String>, have: &Option<String>| {
                     given.as_ref().is_some_and(|g| Some(g) != have.as_ref())
                 };
@@ -358,6 +384,11 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                     Some("email")
                 } else if differs(display_name, &profile.display_name) {
                     Some("display name")
+                } else if !aliases.is_empty()
+                    && aliases.iter().collect::<BTreeSet<_>>()
+                        != profile.aliases.iter().collect::<BTreeSet<_>>()
+                {
+                    Some("set of aliases")
                 } else {
                     None
                 };
@@ -368,6 +399,14 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                         field,
                     });
                 }
+            }
+            // The aliases it will have here: those given, or the profile's.
+            let effective: Vec<&Alias> = match profile {
+                Some((_, p)) if aliases.is_empty() => p.aliases.iter().collect(),
+                _ => aliases.iter().collect(),
+            };
+            if let Some(clash) = t.alias_clash(user, effective, true) {
+                return Err(AdminError::AliasClash(clash));
             }
         }
         Mutation::UpdateUserStatus {
@@ -380,11 +419,23 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             user,
             email,
             display_name,
+            aliases,
         } => {
             if !state.tenants.values().any(|t| t.users.contains_key(user)) {
                 return Err(AdminError::UnknownUser { user: user.clone() });
             }
             valid_info(email, display_name)?;
+            if let Some(aliases) = aliases {
+                valid_aliases(user, aliases)?;
+                // Unique in every tenant the user belongs to: O(k log n) each.
+                for t in state.tenants.values() {
+                    if t.users.contains_key(user)
+                        && let Some(clash) = t.alias_clash(user, aliases, false)
+                    {
+                        return Err(AdminError::AliasClash(clash));
+                    }
+                }
+            }
         }
         Mutation::RemoveUser { tenant: id, user } => {
             let t = tenant(state, id)?;

@@ -135,6 +135,15 @@ impl TenantSnapshot {
         )
     }
 
+    /// The compiled entry and the id of the member known by `alias` (read
+    /// from the tenant model's alias index, which every compiled form
+    /// points at the current model of, so no patch has to follow it).
+    #[inline]
+    pub(crate) fn by_alias(&self, alias: &str) -> Option<(&UserEntry, &str)> {
+        let id = self.tenant.alias_owner(alias)?;
+        Some((self.users.get(id)?, id.as_str()))
+    }
+
     /// The role set of a user at `now`; empty if its class is unknown
     /// (cannot happen: a patch never drops a class).
     #[inline]

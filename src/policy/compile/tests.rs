@@ -37,6 +37,7 @@ fn base() -> State {
             email: None,
             display_name: None,
             status: UserStatus::Active,
+            aliases: Vec::new(),
         });
         ms.push(Mutation::Assign {
             tenant: tenant(),
@@ -114,6 +115,7 @@ fn profile_changes_share_everything() {
         user: UserId::new("u1").unwrap(),
         email: Some("u1@example.com".into()),
         display_name: None,
+        aliases: None,
     });
     assert!(a.users.ptr_eq(&b.users));
     assert!(Arc::ptr_eq(&a.grants, &b.grants));

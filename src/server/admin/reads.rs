@@ -241,6 +241,7 @@ pub(super) fn list_users(
             email: u.email.clone().unwrap_or_default(),
             display_name: u.display_name.clone().unwrap_or_default(),
             status: u.status.as_str().to_owned(),
+            aliases: u.aliases.iter().map(|a| a.to_string()).collect(),
         };
         (k, row)
     });

@@ -6,6 +6,7 @@
 use super::{FieldError, bounded, free_text, parsed};
 use crate::model::audit::AuditFilter;
 use crate::model::catalog::{CatalogEntry, CatalogPattern, Stability};
+use crate::model::ids::Alias;
 use crate::model::policy_file::MAX_EMAIL_BYTES;
 use crate::model::rules::Actor;
 use crate::model::tenant::RoleKind;
@@ -150,6 +151,12 @@ fn short_text(field: &'static str, v: &str) -> Result<String, FieldError> {
 fn email(v: &str) -> Result<String, FieldError> {
     bounded("email", v, MAX_EMAIL_BYTES)?;
     Ok(v.to_owned())
+}
+
+/// Aliases as given: each must be one (its shape; the rules check the
+/// count, duplicates and uniqueness, so a refusal is audited).
+fn aliases(v: &[String]) -> Result<Vec<Alias>, FieldError> {
+    v.iter().map(|a| parsed("aliases", Alias::new(a))).collect()
 }
 
 /// An empty string as `None`.
@@ -370,6 +377,7 @@ impl TryFrom<&proto::AddUserRequest> for Mutation {
             email: optional(&email(&r.email)?),
             display_name: optional(&short_text("display_name", &r.display_name)?),
             status: status(&r.status)?,
+            aliases: aliases(&r.aliases)?,
         })
     }
 }
@@ -401,6 +409,11 @@ impl TryFrom<&proto::UpdateUserInfoRequest> for Mutation {
                 .display_name
                 .as_deref()
                 .map(|d| short_text("display_name", d))
+                .transpose()?,
+            aliases: r
+                .aliases
+                .as_ref()
+                .map(|list| aliases(&list.aliases))
                 .transpose()?,
         })
     }

@@ -5,7 +5,7 @@ use tonic::Code;
 
 use super::{FieldError, required};
 use crate::model::HasKind;
-use crate::model::ids::MAX_ID_BYTES;
+use crate::model::ids::{MAX_ALIAS_BYTES, MAX_ID_BYTES};
 use crate::policy::{CheckError, Decision, Explanation, Reason, Verdict};
 use crate::proto;
 
@@ -14,8 +14,10 @@ pub fn check_error_code(e: &CheckError) -> Code {
     proto::code(e.kind())
 }
 
-/// The limit on tenant and subject fields.
+/// The limit on tenant fields.
 pub const MAX_FIELD_BYTES: usize = MAX_ID_BYTES;
+/// The limit on a subject field: a user id (256 bytes) or an alias (512).
+pub const MAX_SUBJECT_BYTES: usize = MAX_ALIAS_BYTES;
 /// The limit on a permission field (a path is at most 512 bytes).
 pub const MAX_PERMISSION_BYTES: usize = crate::model::permission::MAX_PATH_BYTES;
 /// The limit on a batch item's correlation id.
@@ -24,7 +26,7 @@ pub const MAX_CORRELATION_BYTES: usize = 256;
 /// Checks the three fields every check carries.
 pub fn check_fields(tenant: &str, subject: &str, permission: &str) -> Result<(), FieldError> {
     required("tenant", tenant, MAX_FIELD_BYTES)?;
-    required("subject", subject, MAX_FIELD_BYTES)?;
+    required("subject", subject, MAX_SUBJECT_BYTES)?;
     required("permission", permission, MAX_PERMISSION_BYTES)
 }
 
@@ -62,6 +64,7 @@ pub fn response(
 
 fn explanation_message(e: Explanation) -> proto::Explanation {
     proto::Explanation {
+        user: e.user.map(String::from).unwrap_or_default(),
         grants: e
             .grants
             .into_iter()
@@ -93,9 +96,11 @@ mod tests {
         let e = Status::from(check_fields("", "a", "b").unwrap_err());
         assert_eq!(e.code(), Code::InvalidArgument);
         assert_eq!(e.message(), "`tenant` must not be empty");
-        let e = Status::from(check_fields("t", &"x".repeat(257), "b").unwrap_err());
+        // A subject may be an alias, up to 512 bytes.
+        assert!(check_fields("t", &"x".repeat(512), "b").is_ok());
+        let e = Status::from(check_fields("t", &"x".repeat(513), "b").unwrap_err());
         assert!(
-            e.message().starts_with("`subject` is 257 bytes"),
+            e.message().starts_with("`subject` is 513 bytes"),
             "{}",
             e.message()
         );

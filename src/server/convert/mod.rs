@@ -16,8 +16,8 @@ use crate::model::{ErrorKind, HasKind};
 use crate::proto;
 
 pub use check::{
-    MAX_CORRELATION_BYTES, MAX_FIELD_BYTES, MAX_PERMISSION_BYTES, check_error_code, check_fields,
-    decision, reason, response,
+    MAX_CORRELATION_BYTES, MAX_FIELD_BYTES, MAX_PERMISSION_BYTES, MAX_SUBJECT_BYTES,
+    check_error_code, check_fields, decision, reason, response,
 };
 
 /// A request field that is missing or does not parse: INVALID_ARGUMENT,

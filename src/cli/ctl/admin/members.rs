@@ -103,6 +103,7 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
             email,
             display_name,
             status,
+            aliases,
             mutate,
         } => {
             let r = proto::AddUserRequest {
@@ -113,6 +114,7 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
                 email,
                 display_name,
                 status: status.map(value_name).unwrap_or_default(),
+                aliases,
             };
             client.admin.add_user(r).await
         }
@@ -135,10 +137,17 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
             user,
             email,
             display_name,
+            aliases,
+            clear_aliases,
             mutate,
         } => {
-            if email.is_none() && display_name.is_none() {
-                return Err(CtlError::Usage("give --email or --display-name".into()).into());
+            let aliases =
+                (clear_aliases || !aliases.is_empty()).then_some(proto::AliasList { aliases });
+            if email.is_none() && display_name.is_none() && aliases.is_none() {
+                return Err(CtlError::Usage(
+                    "give --email, --display-name, --alias or --clear-aliases".into(),
+                )
+                .into());
             }
             let r = proto::UpdateUserInfoRequest {
                 actor: mutate.actor(),
@@ -146,6 +155,7 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
                 user,
                 email,
                 display_name,
+                aliases,
             };
             client.admin.update_user_info(r).await
         }
@@ -168,6 +178,7 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
                 col("STATUS", "status"),
                 col("EMAIL", "email"),
                 col("DISPLAY_NAME", "display_name"),
+                col("ALIASES", "aliases"),
             ];
             let call = |page_size, page_token| {
                 let mut admin = client.admin.clone();
@@ -185,6 +196,7 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
                         "status": u.status,
                         "email": u.email,
                         "display_name": u.display_name,
+                        "aliases": u.aliases,
                     })
                 });
                 (items.collect(), r.revision, r.next_page_token)
