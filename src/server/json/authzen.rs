@@ -152,11 +152,10 @@ impl Evaluations {
             resource: self.resource,
             context: self.context,
         };
-        let items = match self.evaluations {
-            Some(items) if !items.is_empty() => items,
-            _ => vec![Partial::default()],
+        let (items, one) = match self.evaluations {
+            Some(items) if !items.is_empty() => (items, false),
+            _ => (vec![Partial::default()], true),
         };
-        let one = items.len() == 1;
         let evaluations = items
             .into_iter()
             .enumerate()
