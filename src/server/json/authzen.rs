@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::super::template::{Template, TemplateError};
+use super::reply::not_null;
 
 /// Placeholders the templates may name (for the start-up error).
 const NAMES: &str = "subject.type, subject.id, subject.properties.KEY, action.name, \
@@ -95,13 +96,13 @@ pub struct Evaluation {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Partial {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub subject: Option<Subject>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub action: Option<Action>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub resource: Option<Resource>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub context: Option<Map<String, Value>>,
 }
 
@@ -127,17 +128,17 @@ pub struct Options {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Evaluations {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub subject: Option<Subject>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub action: Option<Action>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub resource: Option<Resource>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub context: Option<Map<String, Value>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub evaluations: Option<Vec<Partial>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub options: Option<Options>,
 }
 
@@ -223,15 +224,15 @@ pub struct Decisions {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Search {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub subject: Option<SearchEntity>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub action: Option<Action>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub resource: Option<SearchEntity>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub context: Option<Map<String, Value>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub page: Option<Page>,
 }
 
@@ -241,7 +242,7 @@ pub struct Search {
 pub struct SearchEntity {
     #[serde(rename = "type")]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub id: Option<String>,
     #[serde(default)]
     pub properties: Map<String, Value>,
@@ -251,9 +252,9 @@ pub struct SearchEntity {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub token: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub limit: Option<u32>,
 }
 

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::reply::not_null;
 use crate::proto;
 use crate::telemetry::metrics::code_name;
 
@@ -12,9 +13,9 @@ use crate::telemetry::metrics::code_name;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Consistency {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub minimize_latency: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub at_least_revision: Option<u64>,
 }
 
@@ -48,7 +49,7 @@ pub struct CheckRequest {
     pub tenant: String,
     pub subject: String,
     pub permission: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub consistency: Option<Consistency>,
     #[serde(default)]
     pub explain: bool,
@@ -82,7 +83,7 @@ pub struct BatchCheckItem {
 #[serde(deny_unknown_fields)]
 pub struct BatchCheckRequest {
     pub items: Vec<BatchCheckItem>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub consistency: Option<Consistency>,
     #[serde(default)]
     pub explain: bool,

@@ -143,6 +143,18 @@ pub async fn json_body<T: DeserializeOwned>(
     parse(&bytes)
 }
 
+/// For an optional request field, as `#[serde(default, deserialize_with =
+/// "not_null")]`: absent is `None`, and `null` is refused as a value of the
+/// wrong type, as the OpenAPI document says (no field is nullable), rather
+/// than read as absent.
+pub fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 async fn read(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
@@ -224,6 +236,20 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn an_optional_field_may_be_absent_but_not_null() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Maybe {
+            #[serde(default, deserialize_with = "not_null")]
+            limit: Option<u32>,
+        }
+        assert_eq!(parse::<Maybe>(b"{}").unwrap().limit, None);
+        assert_eq!(parse::<Maybe>(br#"{"limit":3}"#).unwrap().limit, Some(3));
+        let e = parse::<Maybe>(br#"{"limit":null}"#).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("invalid type: null"), "{}", e.message);
     }
 
     #[test]
