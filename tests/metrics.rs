@@ -537,6 +537,7 @@ async fn node_with(
                 decision_log: None,
             },
             free_space,
+            ext_authz: None,
         },
     )
     .await
