@@ -7,6 +7,8 @@ use std::path::PathBuf;
 pub enum Mode {
     Check,
     Batch,
+    /// Envoy's `envoy.service.auth.v3.Authorization/Check`.
+    ExtAuthz,
     Mutate,
 }
 
@@ -22,8 +24,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "URL")]
     pub check_server: Option<String>,
     /// `check` (one decision per call), `batch` (BatchCheck of --batch-size
-    /// items), or `mutate` (--concurrency writers toggle role bindings in
-    /// --tenant through the Admin API, each change confirmed by a Check).
+    /// items), `ext-authz` (Envoy's Check: each request as Envoy would send
+    /// it, the permission as the path `/seg/seg/...`, tenant and subject in
+    /// the `x-tenant` and `x-user` headers; the server needs a mapping such
+    /// as benches/ext_authz.toml), or `mutate` (--concurrency writers toggle
+    /// role bindings in --tenant through the Admin API, each change
+    /// confirmed by a Check).
     #[arg(long, value_enum, default_value = "check")]
     pub mode: Mode,
     /// The tenant `--mode mutate` changes. It adds a catalog entry

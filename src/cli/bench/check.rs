@@ -1,18 +1,21 @@
-//! `--mode check` and `--mode batch`: workers cycle through the requests
-//! as fast as their answers come, each call timed.
+//! `--mode check`, `--mode batch` and `--mode ext-authz`: workers cycle
+//! through the requests as fast as their answers come, each call timed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient as EnvoyClient;
+
 use super::report::{Report, micros, percentile};
-use super::{BenchArgs, BenchError, Item, Mode};
+use super::{BenchArgs, BenchError, Item, Mode, envoy};
 use crate::client::Bearer;
 use crate::proto::authorization_client::AuthorizationClient;
 use crate::proto::{BatchCheckItem, BatchCheckRequest, CheckRequest};
 
-/// Drives Check or BatchCheck over `channels` as `args` says.
+/// Drives Check, BatchCheck or Envoy's Check over `channels` as `args`
+/// says.
 pub async fn run_load(
     args: &BenchArgs,
     channels: &[Channel],
@@ -33,6 +36,16 @@ pub async fn run_load(
             })
             .collect(),
     );
+    // Built once, like the native requests: a call clones one.
+    let envoy_requests: Arc<Vec<_>> = Arc::new(if args.mode == Mode::ExtAuthz {
+        items
+            .iter()
+            .enumerate()
+            .map(|(n, it)| envoy::request(it, n))
+            .collect()
+    } else {
+        Vec::new()
+    });
     let warm_until = Instant::now() + Duration::from_secs(args.warmup_secs);
     let end = warm_until + Duration::from_secs(args.duration_secs);
     let mut tasks = Vec::new();
@@ -41,7 +54,12 @@ pub async fn run_load(
             channels[worker % channels.len()].clone(),
             bearer.clone(),
         );
+        let mut envoy_client = EnvoyClient::with_interceptor(
+            channels[worker % channels.len()].clone(),
+            bearer.clone(),
+        );
         let items = Arc::clone(&items);
+        let envoy_requests = Arc::clone(&envoy_requests);
         let batch = Arc::clone(&batch);
         let mode = args.mode;
         tasks.push(tokio::spawn(async move {
@@ -76,6 +94,16 @@ pub async fn run_load(
                         })
                         .await
                         .is_ok(),
+                    Mode::ExtAuthz => {
+                        let request = envoy_requests[next % envoy_requests.len()].clone();
+                        next += 1;
+                        // A deny of the mapping (no route…) is not the
+                        // decision being measured: an error.
+                        envoy_client
+                            .check(request)
+                            .await
+                            .is_ok_and(|r| envoy::decided(r.get_ref()))
+                    }
                     Mode::Mutate => false,
                 };
                 if started < warm_until {
@@ -101,13 +129,14 @@ pub async fn run_load(
     let seconds = args.duration_secs as f64;
     let calls = all.len() as u64;
     let per_call = match args.mode {
-        Mode::Check | Mode::Mutate => 1,
+        Mode::Check | Mode::ExtAuthz | Mode::Mutate => 1,
         Mode::Batch => u64::from(args.batch_size),
     };
     Ok(Report {
         mode: match args.mode {
             Mode::Check => "check",
             Mode::Batch => "batch",
+            Mode::ExtAuthz => "ext-authz",
             Mode::Mutate => "mutate",
         },
         calls,
