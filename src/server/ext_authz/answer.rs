@@ -32,6 +32,13 @@ pub const REVISION: &str = "x-rampart-revision";
 /// The prefix of every header a client may not send to the upstream.
 const PREFIX: &str = "x-rampart-";
 
+/// Whether a header (any case) is one of the `x-rampart-*` the upstream
+/// trusts.
+pub fn is_ours(name: &str) -> bool {
+    name.len() >= PREFIX.len()
+        && name.as_bytes()[..PREFIX.len()].eq_ignore_ascii_case(PREFIX.as_bytes())
+}
+
 /// Why the front end denied (or allowed) without, or before, a decision of
 /// the policy. A decision of the policy carries the policy's own reason
 /// (`GRANTED`, `NO_MATCHING_GRANT`, …).
@@ -151,8 +158,7 @@ impl Answer {
         if self.allow {
             let headers_to_remove = sent
                 .filter(|name| {
-                    name.len() >= PREFIX.len()
-                        && name.as_bytes()[..PREFIX.len()].eq_ignore_ascii_case(PREFIX.as_bytes())
+                    is_ours(name)
                         && !(name.eq_ignore_ascii_case(DECISION)
                             || name.eq_ignore_ascii_case(REASON)
                             || (revision.is_some() && name.eq_ignore_ascii_case(REVISION)))
