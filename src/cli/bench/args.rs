@@ -12,6 +12,17 @@ pub enum Mode {
     Mutate,
 }
 
+/// `--mode ext-authz`: which headers each Envoy request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnvoyHeaders {
+    /// Those of a typical request (`:authority`, `user-agent`, `accept`…):
+    /// what Envoy sends by default, every header.
+    All,
+    /// Only `x-tenant`, `x-user` and `x-request-id`: what Envoy sends with
+    /// `allowed_headers` (deploy/envoy/envoy.yaml).
+    Mapped,
+}
+
 /// `rampart bench` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -51,6 +62,10 @@ pub struct BenchArgs {
     /// Warm-up before measuring, in seconds.
     #[arg(long, default_value_t = 1)]
     pub warmup_secs: u64,
+    /// `--mode ext-authz`: `all` the headers of a typical request (Envoy's
+    /// default), or only the `mapped` ones (Envoy with `allowed_headers`).
+    #[arg(long, value_enum, default_value = "all")]
+    pub envoy_headers: EnvoyHeaders,
     /// Items per BatchCheck.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,

@@ -6,8 +6,6 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
 
-use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient as EnvoyClient;
-
 use super::report::{Report, micros, percentile};
 use super::{BenchArgs, BenchError, Item, Mode, envoy};
 use crate::client::Bearer;
@@ -36,12 +34,13 @@ pub async fn run_load(
             })
             .collect(),
     );
-    // Built once, like the native requests: a call clones one.
-    let envoy_requests: Arc<Vec<_>> = Arc::new(if args.mode == Mode::ExtAuthz {
+    // Built once, like the native requests; a call shares one (see
+    // `envoy::Client`).
+    let envoy_requests: Arc<Vec<Arc<_>>> = Arc::new(if args.mode == Mode::ExtAuthz {
         items
             .iter()
             .enumerate()
-            .map(|(n, it)| envoy::request(it, n))
+            .map(|(n, it)| Arc::new(envoy::request(it, n, args.envoy_headers)))
             .collect()
     } else {
         Vec::new()
@@ -54,10 +53,8 @@ pub async fn run_load(
             channels[worker % channels.len()].clone(),
             bearer.clone(),
         );
-        let mut envoy_client = EnvoyClient::with_interceptor(
-            channels[worker % channels.len()].clone(),
-            bearer.clone(),
-        );
+        let mut envoy_client =
+            envoy::Client::new(channels[worker % channels.len()].clone(), bearer.clone());
         let items = Arc::clone(&items);
         let envoy_requests = Arc::clone(&envoy_requests);
         let batch = Arc::clone(&batch);
@@ -95,14 +92,14 @@ pub async fn run_load(
                         .await
                         .is_ok(),
                     Mode::ExtAuthz => {
-                        let request = envoy_requests[next % envoy_requests.len()].clone();
+                        let request = Arc::clone(&envoy_requests[next % envoy_requests.len()]);
                         next += 1;
                         // A deny of the mapping (no route…) is not the
                         // decision being measured: an error.
                         envoy_client
                             .check(request)
                             .await
-                            .is_ok_and(|r| envoy::decided(r.get_ref()))
+                            .is_ok_and(|r| envoy::decided(&r))
                     }
                     Mode::Mutate => false,
                 };

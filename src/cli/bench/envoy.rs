@@ -4,12 +4,22 @@
 //!
 //! The permission becomes the path (`documents:edit:roadmap` is
 //! `GET /documents/edit/roadmap`), the tenant and subject two headers
-//! (`x-tenant`, `x-user`), beside the headers and peer addresses a real
-//! request carries. The server needs a mapping that turns those back into
+//! (`x-tenant`, `x-user`), beside the peer addresses and (`--envoy-headers
+//! all`, the default) the other headers a real request carries. The server needs a mapping that turns those back into
 //! the same check: `benches/ext_authz.toml` is one, for any permission of
 //! up to six segments.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::uri::PathAndQuery;
+use prost::Message as _;
+use tonic::Status;
+use tonic::client::Grpc;
+use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic_prost::ProstDecoder;
 
 use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress, address, socket_address};
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
@@ -18,7 +28,8 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
 
-use super::Item;
+use super::{EnvoyHeaders, Item};
+use crate::client::Bearer;
 
 fn peer(ip: &str, port: u32) -> Peer {
     Peer {
@@ -33,10 +44,17 @@ fn peer(ip: &str, port: u32) -> Peer {
     }
 }
 
-/// The CheckRequest Envoy would send for `item`; `n` makes its request id.
-pub fn request(item: &Item, n: usize) -> CheckRequest {
+/// The CheckRequest Envoy would send for `item`, with `which` headers; `n`
+/// makes its request id.
+pub fn request(item: &Item, n: usize, which: EnvoyHeaders) -> CheckRequest {
     let path = format!("/{}", item.permission.replace(':', "/"));
-    let headers: HashMap<String, String> = [
+    let id = format!("00000000-0000-4000-8000-{n:012}");
+    let mapped = [
+        ("x-request-id", id.as_str()),
+        ("x-tenant", item.tenant.as_str()),
+        ("x-user", item.subject.as_str()),
+    ];
+    let others = [
         (":authority", "app.example.test"),
         (":method", "GET"),
         (":path", path.as_str()),
@@ -44,13 +62,16 @@ pub fn request(item: &Item, n: usize) -> CheckRequest {
         ("accept", "application/json"),
         ("user-agent", "rampart-bench"),
         ("x-forwarded-proto", "http"),
-        ("x-request-id", &format!("00000000-0000-4000-8000-{n:012}")),
-        ("x-tenant", &item.tenant),
-        ("x-user", &item.subject),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+    ];
+    let others = match which {
+        EnvoyHeaders::All => &others[..],
+        EnvoyHeaders::Mapped => &[],
+    };
+    let headers: HashMap<String, String> = mapped
+        .iter()
+        .chain(others)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     CheckRequest {
         attributes: Some(AttributeContext {
             source: Some(peer("10.0.0.7", 41_234)),
@@ -71,6 +92,73 @@ pub fn request(item: &Item, n: usize) -> CheckRequest {
             }),
             ..AttributeContext::default()
         }),
+    }
+}
+
+/// The path of Envoy's Check.
+const CHECK: &str = "/envoy.service.auth.v3.Authorization/Check";
+
+/// A client of Envoy's Check that sends a request built once and shared
+/// (an `Arc`), where the generated client takes each request by value: the
+/// load generator would otherwise deep-copy a CheckRequest (a map of
+/// headers) for every call, on the cores the server shares. The bytes on
+/// the wire are prost's encoding of the message, as the generated client's.
+#[derive(Debug, Clone)]
+pub struct Client {
+    grpc: Grpc<InterceptedService<Channel, Bearer>>,
+}
+
+impl Client {
+    pub fn new(channel: Channel, bearer: Bearer) -> Self {
+        Self {
+            grpc: Grpc::new(InterceptedService::new(channel, bearer)),
+        }
+    }
+
+    /// One Check.
+    pub async fn check(&mut self, request: Arc<CheckRequest>) -> Result<CheckResponse, Status> {
+        self.grpc
+            .ready()
+            .await
+            .map_err(|e| Status::unavailable(format!("not ready: {e}")))?;
+        self.grpc
+            .unary(
+                tonic::Request::new(request),
+                PathAndQuery::from_static(CHECK),
+                Shared,
+            )
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}
+
+/// The codec of [`Client`]: encodes a shared request, decodes as
+/// tonic-prost does.
+#[derive(Debug, Clone, Copy)]
+struct Shared;
+
+impl Codec for Shared {
+    type Encode = Arc<CheckRequest>;
+    type Decode = CheckResponse;
+    type Encoder = Shared;
+    type Decoder = ProstDecoder<CheckResponse>;
+
+    fn encoder(&mut self) -> Shared {
+        Shared
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ProstDecoder::new(BufferSettings::default())
+    }
+}
+
+impl Encoder for Shared {
+    type Item = Arc<CheckRequest>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(dst)
+            .map_err(|e| Status::internal(format!("encoding the request: {e}")))
     }
 }
 
@@ -103,11 +191,21 @@ mod tests {
                 permission: "documents:edit:roadmap".into(),
             },
             7,
+            EnvoyHeaders::All,
         );
         let http = r.attributes.unwrap().request.unwrap().http.unwrap();
         assert_eq!(http.path, "/documents/edit/roadmap");
         assert_eq!(http.headers["x-tenant"], "acme");
         assert_eq!(http.headers["x-user"], "alice");
         assert_eq!(http.headers[":path"], "/documents/edit/roadmap");
+        assert_eq!(http.headers.len(), 10);
+        let item = Item {
+            tenant: "acme".into(),
+            subject: "alice".into(),
+            permission: "documents:view".into(),
+        };
+        let r = request(&item, 7, EnvoyHeaders::Mapped);
+        let http = r.attributes.unwrap().request.unwrap().http.unwrap();
+        assert_eq!(http.headers.len(), 3);
     }
 }

@@ -29,7 +29,7 @@ use std::process::ExitCode;
 
 use tonic::transport::Channel;
 
-pub use args::{BenchArgs, Mode};
+pub use args::{BenchArgs, EnvoyHeaders, Mode};
 pub use items::{Item, ItemsError, parse_items};
 pub use mutate::{MUTATE_PERMISSION, MUTATE_ROLE, MUTATE_USERS_PER_WRITER, mutate_user};
 pub use report::Report;
@@ -183,6 +183,7 @@ mod tests {
             duration_secs,
             warmup_secs: 0,
             batch_size: 1,
+            envoy_headers: EnvoyHeaders::All,
             requests_file: None,
             json: false,
             token: None,
@@ -244,6 +245,7 @@ mod tests {
             duration_secs: 1,
             warmup_secs: 0,
             batch_size: 1,
+            envoy_headers: EnvoyHeaders::All,
             requests_file: None,
             json: false,
             token: None,
