@@ -36,6 +36,7 @@ use rampart::engine::Engine;
 use rampart::server::auth::Credentials;
 use rampart::server::ext_authz::{ExtAuthzConfig, Mapping};
 use rampart::telemetry::TelemetryConfig;
+use rampart::telemetry::decision_log::{DecisionLogConfig, Target};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -114,6 +115,14 @@ async fn serve_config(
     config: Option<ExtAuthzConfig>,
     credentials: Option<Credentials>,
 ) -> ServerHandle {
+    serve_with(config, credentials, None).await
+}
+
+async fn serve_with(
+    config: Option<ExtAuthzConfig>,
+    credentials: Option<Credentials>,
+    decision_log: Option<DecisionLogConfig>,
+) -> ServerHandle {
     let state = rampart::cli::serve::load_bootstrap(None).unwrap();
     let engine = Arc::new(Engine::new(state));
     let ext_authz = config.map(|c| Arc::new(Mapping::build(&c).unwrap()));
@@ -128,7 +137,7 @@ async fn serve_config(
             },
             telemetry: TelemetryConfig {
                 metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
-                decision_log: None,
+                decision_log,
             },
             ext_authz,
             ..ServerOptions::default()
@@ -676,6 +685,59 @@ async fn decisions_are_counted_as_checks_and_the_rpc_is_timed() {
             r#"rampart_rpc_duration_seconds_count{service="envoy.service.auth.v3.Authorization",method="Check",code="OK"}"#
         ),
         "3"
+    );
+    h.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn the_decision_log_records_the_http_requests_id_and_health_reports_the_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decisions.jsonl");
+    let h = serve_with(
+        Some(toml::from_str(MAPPING).unwrap()),
+        None,
+        Some(DecisionLogConfig {
+            target: Target::File(path.clone()),
+            sample: 1.0,
+            denies: false,
+        }),
+    )
+    .await;
+    let mut c = client(&h).await;
+    let http = Http::new("GET", "/acme/documents")
+        .user("alice")
+        .header("x-request-id", "envoy-req-42");
+    assert_eq!(reason(&check(&mut c, &http).await), "GRANTED");
+    let mut record = None;
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            record = Some(serde_json::from_str::<serde_json::Value>(line).unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let record = record.expect("no decision logged");
+    assert_eq!(record["request_id"], "envoy-req-42", "{record}");
+    assert_eq!(record["permission"], "documents:view", "{record}");
+    assert_eq!(record["decision"], "ALLOW", "{record}");
+
+    let channel = Channel::from_shared(format!("http://{}", h.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let status = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "envoy.service.auth.v3.Authorization".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
     h.shutdown(Duration::from_secs(1)).await;
 }
