@@ -12,7 +12,12 @@
 #     have, the probes, the grace periods, the store of a node on PostgreSQL
 #     (a Secret, no local state), the Secrets and ConfigMaps pods read, the
 #     tokens files against the token files, and the policy copies against
-#     examples/quickstart.
+#     examples/quickstart;
+#  4. parses deploy/envoy/envoy.yaml as an Envoy v3 bootstrap, every
+#     typed_config included, with Envoy's own message definitions
+#     (deploy/envoy/check_envoy.py; Envoy itself is not needed);
+#  and, with RAMPART_BIN, checks deploy/envoy/rampart.toml with
+#  `serve --print-config` (which builds its [ext_authz] mapping).
 #
 # Usage: bash deploy/validate.sh
 #   RAMPART_BIN=target/release/rampart bash deploy/validate.sh
@@ -96,6 +101,19 @@ fi
 # 3. rampart's own rules.
 "$tools/bin/python" "$here/check_manifests.py" --root "$root" "${rendered[@]}"
 
+# 4. The Envoy example (deploy/envoy/envoy.yaml) against Envoy's own message
+#    definitions: the descriptor set the envoy-types crate ships (cargo has
+#    it in its registry once rampart has been built).
+envoy_types="$(cd "$root" && cargo metadata --format-version 1 --locked 2>/dev/null \
+  | "$tools/bin/python" -c 'import json, sys
+print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"] == "envoy-types"))')"
+types_bin="$(dirname "$envoy_types")/src/generated/types.bin"
+if [ ! -f "$types_bin" ]; then
+  echo "deploy/validate.sh: no Envoy descriptor set at $types_bin (did envoy-types move it?)" >&2
+  exit 1
+fi
+"$tools/bin/python" "$here/envoy/check_envoy.py" "$types_bin" "$here/envoy/envoy.yaml"
+
 if [ -n "${RAMPART_BIN:-}" ]; then
   "$RAMPART_BIN" validate "$here/base/policy.yaml"
   "$RAMPART_BIN" serve --help > "$out/serve-help.txt"
@@ -132,5 +150,6 @@ if [ -n "${RAMPART_BIN:-}" ]; then
   [ "$missing" = 0 ] || exit 1
   echo "every flag and RAMPART_* variable the manifests pass is one of \`rampart serve\`'s," \
     "and the README's exec probe's flags are \`rampart health\`'s"
+  "$RAMPART_BIN" serve --config "$here/envoy/rampart.toml" --print-config | tail -n 1
 fi
 echo "deploy/: every manifest is valid"

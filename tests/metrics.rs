@@ -538,6 +538,7 @@ async fn node_with(
             },
             free_space,
             http: None,
+            ext_authz: None,
         },
     )
     .await

@@ -102,6 +102,15 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) if args.print_config => {
             print!("{}", config::render(&argv, &folded, args.config.as_deref()));
+            // The mapping is checked as `serve` would check it.
+            match serve::ext_authz_mapping(args.config.as_deref()) {
+                Ok(Some(m)) => println!("# [ext_authz]: {} routes", m.routes().len()),
+                Ok(None) => println!("# [ext_authz]: none (Envoy's Check denies every request)"),
+                Err(e) => {
+                    eprintln!("rampart: {e}");
+                    return ExitCode::from(64);
+                }
+            }
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve::serve_main(*args),

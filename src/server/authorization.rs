@@ -107,6 +107,12 @@ impl AuthorizationService {
         self
     }
 
+    /// Whether decisions are written to a decision log (which records the
+    /// caller's `x-request-id`).
+    pub fn logs_decisions(&self) -> bool {
+        self.log.is_some()
+    }
+
     /// The snapshot a request may be answered from, honouring its consistency.
     async fn snapshot(
         &self,

@@ -15,6 +15,7 @@ pub mod budget;
 pub mod conn;
 pub mod convert;
 pub mod edge;
+pub mod ext_authz;
 pub mod json;
 pub mod limits;
 pub mod metrics_layer;
@@ -42,7 +43,8 @@ use crate::proto::{self, authorization_server::AuthorizationServer};
 use crate::telemetry::DecisionLog;
 use crate::telemetry::metrics::{CheckMetrics, RpcMetrics};
 
-/// Sets the health of the whole server and of the Authorization service.
+/// Sets the health of the whole server and of the two Authorization
+/// services (rampart's and Envoy's).
 pub async fn set_health(health: &HealthReporter, serving: bool) {
     let status = if serving {
         tonic_health::ServingStatus::Serving
@@ -52,6 +54,9 @@ pub async fn set_health(health: &HealthReporter, serving: bool) {
     health.set_service_status("", status).await;
     health
         .set_service_status(proto::authorization_server::SERVICE_NAME, status)
+        .await;
+    health
+        .set_service_status(ext_authz::SERVICE_NAME, status)
         .await;
 }
 
@@ -90,10 +95,11 @@ pub fn status_code<R, E>(result: &Result<http::Response<R>, E>) -> usize {
 }
 
 /// The RPC table the metrics count by: every method of the generated
-/// descriptor set, plus health and reflection.
+/// descriptor set, plus Envoy's Check, health and reflection.
 pub fn rpc_metrics() -> RpcMetrics {
     let mut methods = proto::methods();
     for (service, method) in [
+        (ext_authz::SERVICE_NAME, "Check"),
         ("grpc.health.v1.Health", "Check"),
         ("grpc.health.v1.Health", "Watch"),
         (
@@ -128,6 +134,9 @@ pub struct Edges {
     pub decision_log: Option<Arc<DecisionLog>>,
     /// The connections' budgets of failing calls.
     pub connections: Arc<conn::Guard>,
+    /// The `[ext_authz]` mapping of Envoy's Check; `None`: Envoy's Check
+    /// denies every request (`NOT_CONFIGURED`).
+    pub ext_authz: Option<Arc<ext_authz::Mapping>>,
 }
 
 /// A listener serving.
@@ -141,7 +150,8 @@ pub struct Serving {
     pub join: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
-/// Serves Authorization, Admin, health, reflection and `extra` on
+/// Serves Authorization, Envoy's Authorization, Admin, health, reflection
+/// and `extra` on
 /// `listener`, behind the layers (outermost first): every call is counted
 /// as open on its connection (for the idle timeout), timed and counted,
 /// charged to its connection's budget when the client got it wrong, held
@@ -163,6 +173,7 @@ pub async fn spawn(
         rpc,
         decision_log,
         connections,
+        ext_authz,
     } = edges;
     let addr = listener.local_addr()?;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -176,11 +187,13 @@ pub async fn spawn(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let limits = data_plane.limits;
-    let authorization = AuthorizationServer::new(
-        AuthorizationService::new(Arc::clone(&engine), data_plane)
-            .with_telemetry(checks, decision_log),
-    )
-    .max_decoding_message_size(limits.max_message_bytes);
+    let checker = AuthorizationService::new(Arc::clone(&engine), data_plane)
+        .with_telemetry(checks, decision_log);
+    let envoy =
+        ext_authz::ExtAuthzServer::new(ext_authz::ExtAuthzService::new(checker.clone(), ext_authz))
+            .max_decoding_message_size(limits.max_message_bytes);
+    let authorization =
+        AuthorizationServer::new(checker).max_decoding_message_size(limits.max_message_bytes);
     let admin = proto::admin_server::AdminServer::new(
         admin::AdminService::new(Arc::clone(&engine)).with_leader(leader),
     )
@@ -198,6 +211,7 @@ pub async fn spawn(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(authorization)
+        .add_service(envoy)
         .add_service(admin);
     let router = builder
         .layer(conn::StreamsLayer)
@@ -242,6 +256,7 @@ mod tests {
             "/rampart.v1.Admin/ListAuditLog",
             "/rampart.v1.Replication/Watch",
             "/rampart.v1.Replication/Import",
+            "/envoy.service.auth.v3.Authorization/Check",
             "/grpc.health.v1.Health/Check",
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
         ] {

@@ -7,7 +7,20 @@ use std::path::PathBuf;
 pub enum Mode {
     Check,
     Batch,
+    /// Envoy's `envoy.service.auth.v3.Authorization/Check`.
+    ExtAuthz,
     Mutate,
+}
+
+/// `--mode ext-authz`: which headers each Envoy request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnvoyHeaders {
+    /// Those of a typical request (`:authority`, `user-agent`, `accept`…):
+    /// what Envoy sends by default, every header.
+    All,
+    /// Only `x-tenant`, `x-user` and `x-request-id`: what Envoy sends with
+    /// `allowed_headers` (deploy/envoy/envoy.yaml).
+    Mapped,
 }
 
 /// `rampart bench` arguments.
@@ -22,8 +35,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "URL")]
     pub check_server: Option<String>,
     /// `check` (one decision per call), `batch` (BatchCheck of --batch-size
-    /// items), or `mutate` (--concurrency writers toggle role bindings in
-    /// --tenant through the Admin API, each change confirmed by a Check).
+    /// items), `ext-authz` (Envoy's Check: each request as Envoy would send
+    /// it, the permission as the path `/seg/seg/...`, tenant and subject in
+    /// the `x-tenant` and `x-user` headers; the server needs a mapping such
+    /// as benches/ext_authz.toml), or `mutate` (--concurrency writers toggle
+    /// role bindings in --tenant through the Admin API, each change
+    /// confirmed by a Check).
     #[arg(long, value_enum, default_value = "check")]
     pub mode: Mode,
     /// The tenant `--mode mutate` changes. It adds a catalog entry
@@ -45,6 +62,10 @@ pub struct BenchArgs {
     /// Warm-up before measuring, in seconds.
     #[arg(long, default_value_t = 1)]
     pub warmup_secs: u64,
+    /// `--mode ext-authz`: `all` the headers of a typical request (Envoy's
+    /// default), or only the `mapped` ones (Envoy with `allowed_headers`).
+    #[arg(long, value_enum, default_value = "all")]
+    pub envoy_headers: EnvoyHeaders,
     /// Items per BatchCheck.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub batch_size: u32,

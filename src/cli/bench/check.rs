@@ -1,5 +1,5 @@
-//! `--mode check` and `--mode batch`: workers cycle through the requests
-//! as fast as their answers come, each call timed.
+//! `--mode check`, `--mode batch` and `--mode ext-authz`: workers cycle
+//! through the requests as fast as their answers come, each call timed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 use super::report::{Report, micros, percentile};
-use super::{BenchArgs, BenchError, Item, Mode};
+use super::{BenchArgs, BenchError, Item, Mode, envoy};
 use crate::client::Bearer;
 use crate::proto::authorization_client::AuthorizationClient;
 use crate::proto::{BatchCheckItem, BatchCheckRequest, CheckRequest};
 
-/// Drives Check or BatchCheck over `channels` as `args` says.
+/// Drives Check, BatchCheck or Envoy's Check over `channels` as `args`
+/// says.
 pub async fn run_load(
     args: &BenchArgs,
     channels: &[Channel],
@@ -33,6 +34,17 @@ pub async fn run_load(
             })
             .collect(),
     );
+    // Built once, like the native requests; a call shares one (see
+    // `envoy::Client`).
+    let envoy_requests: Arc<Vec<Arc<_>>> = Arc::new(if args.mode == Mode::ExtAuthz {
+        items
+            .iter()
+            .enumerate()
+            .map(|(n, it)| Arc::new(envoy::request(it, n, args.envoy_headers)))
+            .collect()
+    } else {
+        Vec::new()
+    });
     let warm_until = Instant::now() + Duration::from_secs(args.warmup_secs);
     let end = warm_until + Duration::from_secs(args.duration_secs);
     let mut tasks = Vec::new();
@@ -41,7 +53,10 @@ pub async fn run_load(
             channels[worker % channels.len()].clone(),
             bearer.clone(),
         );
+        let mut envoy_client =
+            envoy::Client::new(channels[worker % channels.len()].clone(), bearer.clone());
         let items = Arc::clone(&items);
+        let envoy_requests = Arc::clone(&envoy_requests);
         let batch = Arc::clone(&batch);
         let mode = args.mode;
         tasks.push(tokio::spawn(async move {
@@ -76,6 +91,16 @@ pub async fn run_load(
                         })
                         .await
                         .is_ok(),
+                    Mode::ExtAuthz => {
+                        let request = Arc::clone(&envoy_requests[next % envoy_requests.len()]);
+                        next += 1;
+                        // A deny of the mapping (no route…) is not the
+                        // decision being measured: an error.
+                        envoy_client
+                            .check(request)
+                            .await
+                            .is_ok_and(|r| envoy::decided(&r))
+                    }
                     Mode::Mutate => false,
                 };
                 if started < warm_until {
@@ -101,13 +126,14 @@ pub async fn run_load(
     let seconds = args.duration_secs as f64;
     let calls = all.len() as u64;
     let per_call = match args.mode {
-        Mode::Check | Mode::Mutate => 1,
+        Mode::Check | Mode::ExtAuthz | Mode::Mutate => 1,
         Mode::Batch => u64::from(args.batch_size),
     };
     Ok(Report {
         mode: match args.mode {
             Mode::Check => "check",
             Mode::Batch => "batch",
+            Mode::ExtAuthz => "ext-authz",
             Mode::Mutate => "mutate",
         },
         calls,

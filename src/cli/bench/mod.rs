@@ -1,5 +1,5 @@
-//! `rampart bench`: a load generator for a running server. It drives Check
-//! or BatchCheck with N connections and M requests in flight for a bounded
+//! `rampart bench`: a load generator for a running server. It drives Check,
+//! BatchCheck or Envoy's Check (ext_authz) with N connections and M requests in flight for a bounded
 //! time, and reports throughput and latency percentiles. Traffic goes only
 //! to the address given (loopback by default).
 //!
@@ -13,12 +13,14 @@
 //!
 //! - `args.rs`: the command line.
 //! - `items.rs`: the requests a load run cycles through.
-//! - `check.rs`: `--mode check` and `--mode batch`.
+//! - `check.rs`: `--mode check`, `--mode batch` and `--mode ext-authz`.
+//! - `envoy.rs`: a check request as the CheckRequest Envoy would send.
 //! - `mutate.rs`: `--mode mutate`.
 //! - `report.rs`: what a run measured, and how it is printed.
 
 mod args;
 mod check;
+mod envoy;
 mod items;
 mod mutate;
 mod report;
@@ -27,7 +29,7 @@ use std::process::ExitCode;
 
 use tonic::transport::Channel;
 
-pub use args::{BenchArgs, Mode};
+pub use args::{BenchArgs, EnvoyHeaders, Mode};
 pub use items::{Item, ItemsError, parse_items};
 pub use mutate::{MUTATE_PERMISSION, MUTATE_ROLE, MUTATE_USERS_PER_WRITER, mutate_user};
 pub use report::Report;
@@ -181,6 +183,7 @@ mod tests {
             duration_secs,
             warmup_secs: 0,
             batch_size: 1,
+            envoy_headers: EnvoyHeaders::All,
             requests_file: None,
             json: false,
             token: None,
@@ -207,6 +210,51 @@ mod tests {
                 assert!(r.calls <= 33, "{} mutations at 30/s for 1 s", r.calls);
             }
         }
+        handle.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// `--mode ext-authz` against a server with benches/ext_authz.toml:
+    /// every request reaches a decision of the policy (none is a deny of
+    /// the mapping, which would count as an error).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ext_authz_mode_reaches_the_same_decisions() {
+        let state = crate::cli::serve::load_bootstrap(None).unwrap();
+        let engine = Arc::new(crate::engine::Engine::new(state));
+        let config =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/ext_authz.toml");
+        let mapping = crate::cli::serve::ext_authz_mapping(Some(&config)).unwrap();
+        assert!(mapping.is_some());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let handle = crate::cli::serve::start_with(
+            listener,
+            engine,
+            crate::cli::serve::ServerOptions {
+                ext_authz: mapping,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let args = BenchArgs {
+            server: format!("http://{}", handle.addr),
+            check_server: None,
+            mode: Mode::ExtAuthz,
+            tenant: "acme".into(),
+            connections: 1,
+            concurrency: 4,
+            duration_secs: 1,
+            warmup_secs: 0,
+            batch_size: 1,
+            envoy_headers: EnvoyHeaders::All,
+            requests_file: None,
+            json: false,
+            token: None,
+            ca: None,
+            rate: None,
+        };
+        let r = run(&args, items::quickstart_items()).await.unwrap();
+        assert_eq!((r.mode, r.errors), ("ext-authz", 0));
+        assert!(r.calls > 0);
         handle.shutdown(Duration::from_secs(1)).await;
     }
 }

@@ -23,8 +23,10 @@ use tracing::{error, info};
 pub use args::{ServeArgs, parse_duration};
 pub use node::{HttpOptions, ServerHandle, ServerOptions, start, start_with};
 
+use super::config::{ConfigError, section};
 use crate::engine::{Engine, StoreHealth};
 use crate::model::{State, policy_file};
+use crate::server::ext_authz::{ExtAuthzConfig, Mapping};
 use crate::store::FreeSpace;
 use crate::store::sled::SledStore;
 use crate::store::{Store, StoreError, blocking};
@@ -62,6 +64,21 @@ pub fn load_bootstrap(path: Option<&Path>) -> Result<State, BootstrapError> {
         ),
     };
     policy_file::load_str(&text).map_err(|errors| BootstrapError::Invalid { name, errors })
+}
+
+/// The `[ext_authz]` table of the config file at `config`, built into the
+/// mapping Envoy's Check uses; `None` without a file or without the table.
+/// An error names the file and the key.
+pub fn ext_authz_mapping(config: Option<&Path>) -> Result<Option<Arc<Mapping>>, ConfigError> {
+    let Some(path) = config else {
+        return Ok(None);
+    };
+    let Some(table) = section::<ExtAuthzConfig>(path, "ext_authz")? else {
+        return Ok(None);
+    };
+    Mapping::build(&table)
+        .map(|m| Some(Arc::new(m)))
+        .map_err(|e| ConfigError(format!("{}: in `[ext_authz]`: {e}", path.display())))
 }
 
 /// A store and the engine recovered from it.
@@ -229,6 +246,23 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // The `[ext_authz]` mapping too: a bad one names its key, exit 64.
+    let ext_authz = match ext_authz_mapping(args.config.as_deref()) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("rampart: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    match &ext_authz {
+        Some(m) => info!(
+            routes = m.routes().len(),
+            "serving envoy.service.auth.v3.Authorization with the `[ext_authz]` mapping"
+        ),
+        None => info!(
+            "no `[ext_authz]` table in the config: envoy.service.auth.v3.Authorization denies every request (NOT_CONFIGURED)"
+        ),
+    }
     let started = std::time::Instant::now();
     let free_space = (args.min_free_space > 0 && args.store.is_none())
         .then(|| Arc::new(FreeSpace::statvfs(&args.data_dir, args.min_free_space)));
@@ -345,6 +379,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         telemetry: args.telemetry.config(),
         free_space,
         http,
+        ext_authz,
     };
     let handle = match node::start_with(listener, Arc::clone(&engine), options).await {
         Ok(h) => h,

@@ -123,6 +123,9 @@ pub struct ServerOptions {
     /// The store's free-space watermark, for the metrics page (none: no
     /// `rampart_store_*` gauges).
     pub free_space: Option<Arc<FreeSpace>>,
+    /// The `[ext_authz]` mapping of Envoy's Check (none: it denies every
+    /// request, `NOT_CONFIGURED`).
+    pub ext_authz: Option<Arc<server::ext_authz::Mapping>>,
     /// The HTTP/JSON listener (`--http-listen`), off by default.
     pub http: Option<HttpOptions>,
 }
@@ -172,6 +175,7 @@ pub async fn start_with(
         telemetry,
         free_space,
         http,
+        ext_authz,
     } = options;
     // Bound first: a taken metrics port fails the start before anything serves.
     let metrics_listener = match telemetry.metrics_listen {
@@ -245,6 +249,7 @@ pub async fn start_with(
             rpc: Arc::clone(&rpc),
             decision_log,
             connections: Arc::clone(&guard),
+            ext_authz,
         },
         extra,
     )

@@ -41,7 +41,7 @@ pub fn required(path: &str) -> Need {
         "grpc.health.v1.Health"
         | "grpc.reflection.v1.ServerReflection"
         | "grpc.reflection.v1alpha.ServerReflection" => Need::Open,
-        AUTHORIZATION => Need::Scope(Scope::Check),
+        AUTHORIZATION | super::ext_authz::SERVICE_NAME => Need::Scope(Scope::Check),
         ADMIN => Need::Scope(Scope::Admin),
         REPLICATION if method == "Import" => Need::Scope(Scope::Operator),
         REPLICATION => Need::Scope(Scope::Watch),
@@ -62,6 +62,10 @@ mod tests {
         );
         assert_eq!(
             required("/rampart.v1.Authorization/Check"),
+            Need::Scope(Scope::Check)
+        );
+        assert_eq!(
+            required("/envoy.service.auth.v3.Authorization/Check"),
             Need::Scope(Scope::Check)
         );
         assert_eq!(

@@ -9,7 +9,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
-    /// `rampart.v1.Authorization`: Check, BatchCheck, the listings.
+    /// `rampart.v1.Authorization`: Check, BatchCheck, the listings; and
+    /// Envoy's `envoy.service.auth.v3.Authorization` Check.
     Check,
     /// `rampart.v1.Admin`, acting as a user (the administration rules apply).
     Admin,
