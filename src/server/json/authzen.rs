@@ -303,12 +303,19 @@ struct Rule {
     subject: Option<Template>,
 }
 
+/// Whether a rule's optional field lets `have` through.
+fn fits(want: &Option<String>, have: &str) -> bool {
+    want.as_deref().is_none_or(|w| w == have)
+}
+
 impl Rule {
+    /// Whether the rule applies to a resource and subject of these types.
+    fn fits_types(&self, resource_type: &str, subject_type: &str) -> bool {
+        fits(&self.resource_type, resource_type) && fits(&self.subject_type, subject_type)
+    }
+
     fn matches(&self, action: &str, resource_type: &str, subject_type: &str) -> bool {
-        let fits = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
-        fits(&self.action, action)
-            && fits(&self.resource_type, resource_type)
-            && fits(&self.subject_type, subject_type)
+        fits(&self.action, action) && self.fits_types(resource_type, subject_type)
     }
 }
 
@@ -455,11 +462,8 @@ impl Mapping {
     pub fn actions(&self, resource_type: &str, subject_type: &str) -> Vec<&str> {
         let mut names: Vec<&str> = Vec::new();
         for rule in &self.rules {
-            let fits =
-                |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
             if let Some(action) = rule.action.as_deref()
-                && fits(&rule.resource_type, resource_type)
-                && fits(&rule.subject_type, subject_type)
+                && rule.fits_types(resource_type, subject_type)
                 && !names.contains(&action)
             {
                 names.push(action);
