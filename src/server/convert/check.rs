@@ -48,6 +48,22 @@ pub fn reason(r: Reason) -> proto::Reason {
     }
 }
 
+/// The name of a wire decision, as the proto enum's without its prefix.
+pub fn decision_name(decision: i32) -> &'static str {
+    match proto::Decision::try_from(decision) {
+        Ok(proto::Decision::Allow) => "ALLOW",
+        Ok(proto::Decision::Deny) => "DENY",
+        _ => "UNSPECIFIED",
+    }
+}
+
+/// The name of a wire reason, as the proto enum's without its prefix.
+pub fn reason_name(reason: i32) -> &'static str {
+    proto::Reason::try_from(reason)
+        .map(|r| r.as_str_name().trim_start_matches("REASON_"))
+        .unwrap_or("UNSPECIFIED")
+}
+
 /// A verdict (and explanation) as a response at `revision`.
 pub fn response(
     verdict: Verdict,

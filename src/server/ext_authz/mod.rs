@@ -168,12 +168,9 @@ impl ExtAuthzService {
         match proto::authorization_server::Authorization::check(&self.checks, check).await {
             Ok(r) => {
                 let r = r.into_inner();
-                let reason = proto::Reason::try_from(r.reason).map_or("UNSPECIFIED", |r| {
-                    r.as_str_name().trim_start_matches("REASON_")
-                });
                 Answer::decided(
                     r.decision == proto::Decision::Allow as i32,
-                    reason,
+                    super::convert::reason_name(r.reason),
                     r.revision,
                 )
             }

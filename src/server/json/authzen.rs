@@ -202,6 +202,12 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The deny of an evaluation no decision came back for (never expected:
+    /// a batch answers every item it was sent).
+    pub fn none() -> Self {
+        Self::unmapped("INTERNAL", "no decision was made".to_owned())
+    }
+
     /// A deny that names why the request could not be decided.
     pub fn unmapped(reason: &str, message: String) -> Self {
         let mut context = Map::new();
@@ -388,49 +394,35 @@ impl Mapping {
         })
     }
 
-    fn rule(&self, action: &str, resource_type: &str, subject_type: &str) -> Option<&Rule> {
+    /// The first rule that matches `e`'s action, resource type and subject
+    /// type; `NO_RULE` naming them otherwise.
+    fn rule(&self, e: &Evaluation) -> Result<&Rule, Unmapped> {
         self.rules
             .iter()
-            .find(|r| r.matches(action, resource_type, subject_type))
-    }
-
-    /// The tenant, subject and permission `evaluation` asks about.
-    pub fn target(&self, e: &Evaluation) -> Result<Target, Unmapped> {
-        let rule = self
-            .rule(&e.action.name, &e.resource.kind, &e.subject.kind)
+            .find(|r| r.matches(&e.action.name, &e.resource.kind, &e.subject.kind))
             .ok_or_else(|| Unmapped {
                 reason: NO_RULE,
                 message: format!(
                     "no [[authzen.rules]] matches action `{}` on a resource of type `{}`",
                     e.action.name, e.resource.kind
                 ),
-            })?;
-        let lookup = |name: &str| lookup(e, name);
-        let render = |t: &Template, what: &str| {
-            t.render(lookup).map_err(|err| Unmapped {
-                reason: UNMAPPED,
-                message: format!("the {what} `{t}` does not apply: {err}"),
             })
-        };
+    }
+
+    /// The tenant, subject and permission `evaluation` asks about.
+    pub fn target(&self, e: &Evaluation) -> Result<Target, Unmapped> {
+        let rule = self.rule(e)?;
         Ok(Target {
-            tenant: render(rule.tenant.as_ref().unwrap_or(&self.tenant), "tenant")?,
-            subject: render(rule.subject.as_ref().unwrap_or(&self.subject), "subject")?,
-            permission: render(&rule.permission, "permission")?,
+            tenant: render(rule.tenant.as_ref().unwrap_or(&self.tenant), "tenant", e)?,
+            subject: render(rule.subject.as_ref().unwrap_or(&self.subject), "subject", e)?,
+            permission: render(&rule.permission, "permission", e)?,
         })
     }
 
     /// The tenant and permission of a subject search (`subject.id` absent):
     /// an error when the mapping needs the subject's id to know them.
     pub fn search_target(&self, e: &Evaluation) -> Result<(String, String), Unmapped> {
-        let rule = self
-            .rule(&e.action.name, &e.resource.kind, &e.subject.kind)
-            .ok_or_else(|| Unmapped {
-                reason: NO_RULE,
-                message: format!(
-                    "no [[authzen.rules]] matches action `{}` on a resource of type `{}`",
-                    e.action.name, e.resource.kind
-                ),
-            })?;
+        let rule = self.rule(e)?;
         let tenant = rule.tenant.as_ref().unwrap_or(&self.tenant);
         if let Some(name) = tenant
             .names()
@@ -445,15 +437,9 @@ impl Mapping {
                 ),
             });
         }
-        let render = |t: &Template, what: &str| {
-            t.render(|name| lookup(e, name)).map_err(|err| Unmapped {
-                reason: UNMAPPED,
-                message: format!("the {what} `{t}` does not apply: {err}"),
-            })
-        };
         Ok((
-            render(tenant, "tenant")?,
-            render(&rule.permission, "permission")?,
+            render(tenant, "tenant", e)?,
+            render(&rule.permission, "permission", e)?,
         ))
     }
 
@@ -471,6 +457,14 @@ impl Mapping {
         }
         names
     }
+}
+
+/// `t` rendered from `e`; `UNMAPPED` naming the `what` and why otherwise.
+fn render(t: &Template, what: &str, e: &Evaluation) -> Result<String, Unmapped> {
+    t.render(|name| lookup(e, name)).map_err(|err| Unmapped {
+        reason: UNMAPPED,
+        message: format!("the {what} `{t}` does not apply: {err}"),
+    })
 }
 
 /// A placeholder's value in `e`: a string as it is, a number or boolean as

@@ -17,6 +17,7 @@ use super::{App, base_url};
 use crate::policy;
 use crate::proto::{self, authorization_server::Authorization as _};
 use crate::server::auth::Principal;
+use crate::server::convert;
 use crate::telemetry::metrics::code_name;
 
 /// The OpenAPI document of every endpoint (committed beside this file).
@@ -86,7 +87,7 @@ async fn evaluation(State(app): State<App>, request: Request) -> Result<Response
     let p = parts(request);
     let mapping = mapping(&app)?;
     let e: Evaluation = json_body(&p.headers, p.body, app.max_body).await?;
-    let mut decisions = decide(
+    let decisions = decide(
         &app,
         &p.who,
         p.request_id.as_deref(),
@@ -95,10 +96,12 @@ async fn evaluation(State(app): State<App>, request: Request) -> Result<Response
         Semantic::ExecuteAll,
     )
     .await?;
-    let one = decisions
-        .pop()
-        .unwrap_or_else(|| Decision::unmapped("INTERNAL", "no decision was made".to_owned()));
-    Ok(Json(one).into_response())
+    Ok(single(decisions))
+}
+
+/// The answer to a single evaluation: its one decision.
+fn single(mut decisions: Vec<Decision>) -> Response {
+    Json(decisions.pop().unwrap_or_else(Decision::none)).into_response()
 }
 
 async fn evaluations(State(app): State<App>, request: Request) -> Result<Response, ApiError> {
@@ -106,7 +109,7 @@ async fn evaluations(State(app): State<App>, request: Request) -> Result<Respons
     let mapping = mapping(&app)?;
     let body = std::mem::take(&mut p.body);
     let request: authzen::Evaluations = json_body(&p.headers, body, app.max_body).await?;
-    let single = request.evaluations.as_ref().is_none_or(Vec::is_empty);
+    let one = request.evaluations.as_ref().is_none_or(Vec::is_empty);
     let (items, semantic) = request.items().map_err(ApiError::bad_request)?;
     if items.len() > app.max_batch {
         return Err(ApiError::bad_request(format!(
@@ -115,7 +118,7 @@ async fn evaluations(State(app): State<App>, request: Request) -> Result<Respons
             app.max_batch
         )));
     }
-    let mut decisions = decide(
+    let decisions = decide(
         &app,
         &p.who,
         p.request_id.as_deref(),
@@ -124,11 +127,8 @@ async fn evaluations(State(app): State<App>, request: Request) -> Result<Respons
         semantic,
     )
     .await?;
-    if single {
-        let one = decisions
-            .pop()
-            .unwrap_or_else(|| Decision::unmapped("INTERNAL", "no decision was made".to_owned()));
-        return Ok(Json(one).into_response());
+    if one {
+        return Ok(single(decisions));
     }
     Ok(Json(Decisions {
         evaluations: decisions,
@@ -193,7 +193,7 @@ async fn decide(
             Ok(_) => match results.next() {
                 Some(result) => from_result(result, answered.revision),
                 None if stopped_early => break,
-                None => Decision::unmapped("INTERNAL", "no decision was made".to_owned()),
+                None => Decision::none(),
             },
         };
         let stop_here = match semantic {
@@ -214,7 +214,7 @@ fn from_result(result: proto::BatchCheckResult, revision: u64) -> Decision {
     let mut context = Map::new();
     let decision = match result.outcome {
         Some(Outcome::Response(r)) => {
-            context.insert("reason".into(), mirror::reason_name(r.reason).into());
+            context.insert("reason".into(), convert::reason_name(r.reason).into());
             r.decision == proto::Decision::Allow as i32
         }
         Some(Outcome::Error(e)) => {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::reply::not_null;
 use crate::proto;
+use crate::server::convert::{decision_name, reason_name};
 use crate::telemetry::metrics::code_name;
 
 /// `Consistency`: at most one of the two.
@@ -136,22 +137,6 @@ pub struct CheckResponse {
     pub revision: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub explanation: Option<Explanation>,
-}
-
-/// The name of a decision, as the proto enum's without its prefix.
-pub fn decision_name(decision: i32) -> &'static str {
-    match proto::Decision::try_from(decision) {
-        Ok(proto::Decision::Allow) => "ALLOW",
-        Ok(proto::Decision::Deny) => "DENY",
-        _ => "UNSPECIFIED",
-    }
-}
-
-/// The name of a reason, as the proto enum's without its prefix.
-pub fn reason_name(reason: i32) -> &'static str {
-    proto::Reason::try_from(reason)
-        .map(|r| r.as_str_name().trim_start_matches("REASON_"))
-        .unwrap_or("UNSPECIFIED")
 }
 
 impl From<proto::CheckResponse> for CheckResponse {

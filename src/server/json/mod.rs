@@ -209,13 +209,7 @@ pub async fn spawn(
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 match acceptor {
-                    None => {
-                        let service = per_connection(router, info, None);
-                        let served = builder.serve_connection(TokioIo::new(conn), service);
-                        if let Err(e) = watcher.watch(served.into_owned()).await {
-                            tracing::debug!(error = %e, "HTTP connection ended");
-                        }
-                    }
+                    None => serve_connection(&builder, watcher, conn, router, info, None).await,
                     Some(acceptor) => {
                         let tls = match acceptor.accept(conn).await {
                             Ok(tls) => tls,
@@ -229,11 +223,7 @@ pub async fn spawn(
                             .1
                             .peer_certificates()
                             .map(|c| PeerCerts(Arc::new(c.to_vec())));
-                        let service = per_connection(router, info, certs);
-                        let served = builder.serve_connection(TokioIo::new(tls), service);
-                        if let Err(e) = watcher.watch(served.into_owned()).await {
-                            tracing::debug!(error = %e, "HTTP connection ended");
-                        }
+                        serve_connection(&builder, watcher, tls, router, info, certs).await;
                     }
                 }
             });
@@ -245,25 +235,31 @@ pub async fn spawn(
     Ok(HttpServing { addr, join })
 }
 
-/// The router as a hyper service, with the connection's facts put into
-/// every request's extensions (as tonic does for the gRPC port).
-fn per_connection(
+/// Serves one connection (plain or TLS) until it closes or the shutdown
+/// drains it, with the connection's facts put into every request's
+/// extensions (as tonic does for the gRPC port).
+async fn serve_connection<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: I,
     router: Router,
     info: conn::ConnInfo,
     certs: Option<PeerCerts>,
-) -> impl hyper::service::Service<
-    http::Request<hyper::body::Incoming>,
-    Response = Response,
-    Error = std::convert::Infallible,
-    Future: Send,
-> + Clone {
-    hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(info.clone());
-        if let Some(certs) = &certs {
-            request.extensions_mut().insert(certs.clone());
-        }
-        router.clone().call(request)
-    })
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(info.clone());
+            if let Some(certs) = &certs {
+                request.extensions_mut().insert(certs.clone());
+            }
+            router.clone().call(request)
+        });
+    let served = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(served.into_owned()).await {
+        tracing::debug!(error = %e, "HTTP connection ended");
+    }
 }
 
 /// The server's rustls configuration from its PEM certificate and key, and
