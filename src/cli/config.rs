@@ -64,6 +64,29 @@ pub fn section<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The table `name` of the config file at `path`, read as `C` and built
+/// into what serves it by `build`; `None` without a file or without the
+/// table. An error names the file and the table.
+pub fn built_section<C, M, E>(
+    path: Option<&Path>,
+    name: &str,
+    build: impl FnOnce(&C) -> Result<M, E>,
+) -> Result<Option<M>, ConfigError>
+where
+    C: serde::de::DeserializeOwned,
+    E: std::fmt::Display,
+{
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let Some(table) = section::<C>(path, name)? else {
+        return Ok(None);
+    };
+    build(&table)
+        .map(Some)
+        .map_err(|e| ConfigError(format!("{}: in `[{name}]`: {e}", path.display())))
+}
+
 /// `argv` with the file's settings folded in (unchanged without a
 /// `--config`/`RAMPART_CONFIG`).
 pub fn fold(argv: Vec<OsString>) -> Result<Vec<OsString>, ConfigError> {

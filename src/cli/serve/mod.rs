@@ -23,7 +23,7 @@ use tracing::{error, info};
 pub use args::{ServeArgs, parse_duration};
 pub use node::{HttpOptions, ServerHandle, ServerOptions, start, start_with};
 
-use super::config::{ConfigError, section};
+use super::config::{ConfigError, built_section};
 use crate::engine::{Engine, StoreHealth};
 use crate::model::{State, policy_file};
 use crate::server::ext_authz::{ExtAuthzConfig, Mapping};
@@ -70,15 +70,9 @@ pub fn load_bootstrap(path: Option<&Path>) -> Result<State, BootstrapError> {
 /// mapping Envoy's Check uses; `None` without a file or without the table.
 /// An error names the file and the key.
 pub fn ext_authz_mapping(config: Option<&Path>) -> Result<Option<Arc<Mapping>>, ConfigError> {
-    let Some(path) = config else {
-        return Ok(None);
-    };
-    let Some(table) = section::<ExtAuthzConfig>(path, "ext_authz")? else {
-        return Ok(None);
-    };
-    Mapping::build(&table)
-        .map(|m| Some(Arc::new(m)))
-        .map_err(|e| ConfigError(format!("{}: in `[ext_authz]`: {e}", path.display())))
+    built_section(config, "ext_authz", |c: &ExtAuthzConfig| {
+        Mapping::build(c).map(Arc::new)
+    })
 }
 
 /// A store and the engine recovered from it.
@@ -192,18 +186,13 @@ fn http_options(
     args: &ServeArgs,
     security: &security::Security,
 ) -> Result<Option<node::HttpOptions>, (u8, String)> {
-    let authzen = match &args.config {
-        Some(path) => {
-            super::config::section::<crate::server::json::authzen::MappingConfig>(path, "authzen")
-                .map_err(|e| (64, e.to_string()))?
-                .map(|c| {
-                    crate::server::json::authzen::Mapping::new(&c)
-                        .map_err(|e| (64, format!("{}: in `[authzen]`: {e}", path.display())))
-                })
-                .transpose()?
-        }
-        None => None,
-    };
+    use crate::server::json::authzen;
+    let authzen = built_section(
+        args.config.as_deref(),
+        "authzen",
+        |c: &authzen::MappingConfig| authzen::Mapping::new(c),
+    )
+    .map_err(|e| (64, e.to_string()))?;
     let Some(listen) = args.http_listen else {
         if authzen.is_some() {
             tracing::warn!(
@@ -212,9 +201,9 @@ fn http_options(
         }
         return Ok(None);
     };
-    if security.credentials.is_none() && !listen.ip().is_loopback() && !args.security.insecure {
-        return Err((64, security::SecurityError::Unprotected(listen).to_string()));
-    }
+    args.security
+        .refuse_unprotected(security.credentials.is_some(), listen)
+        .map_err(|e| (e.exit_code(), e.to_string()))?;
     Ok(Some(node::HttpOptions {
         listen,
         authzen,

@@ -188,6 +188,21 @@ impl SecurityArgs {
         Ok(credentials)
     }
 
+    /// The non-loopback rule: a listener on `listen` without credentials
+    /// (`protected` false) is refused unless it is loopback or `--insecure`
+    /// is given. The gRPC port and the HTTP listener both answer to it.
+    pub fn refuse_unprotected(
+        &self,
+        protected: bool,
+        listen: SocketAddr,
+    ) -> Result<(), SecurityError> {
+        if protected || listen.ip().is_loopback() || self.insecure {
+            Ok(())
+        } else {
+            Err(SecurityError::Unprotected(listen))
+        }
+    }
+
     /// Reads every file the flags name, plus RAMPART_TOKENS and
     /// RAMPART_FOLLOW_TOKEN from `env`, and applies the non-loopback rule.
     pub fn load(
@@ -210,9 +225,7 @@ impl SecurityArgs {
             // but health and reflection is refused, which is safe.
             credentials = Some(Credentials::default());
         }
-        if credentials.is_none() && !listen.ip().is_loopback() && !self.insecure {
-            return Err(SecurityError::Unprotected(listen));
-        }
+        self.refuse_unprotected(credentials.is_some(), listen)?;
         let follow_tls = ClientTls::load(
             self.follow_ca.as_deref(),
             self.follow_cert.as_deref(),
