@@ -138,6 +138,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 settings: TenantSettings {
                     single_role_per_user: single,
                     shared_users: shared,
+                    ..TenantSettings::default()
                 },
             }
         }),
@@ -148,6 +149,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 settings: Some(SettingsChange {
                     single_role_per_user: single,
                     shared_users: shared,
+                    ..SettingsChange::default()
                 }),
             }
         ),

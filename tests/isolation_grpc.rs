@@ -192,7 +192,7 @@ async fn a_tenant_admin_cannot_change_what_another_tenant_sees_without_its_conse
         tenant: "beta".into(),
         settings: Some(TenantSettings {
             shared_users: Some(true),
-            single_role_per_user: None,
+            ..Default::default()
         }),
         ..Default::default()
     };
@@ -342,7 +342,7 @@ async fn a_confined_credential_stays_in_its_tenants_and_acts_as_its_actor() {
         tenant: "beta".into(),
         settings: Some(TenantSettings {
             shared_users: Some(true),
-            single_role_per_user: None,
+            ..Default::default()
         }),
         ..Default::default()
     };

@@ -29,7 +29,8 @@ pub use mutation::Mutation;
 pub use permission::{Effect, Grant, GrantPattern, PermissionPath};
 pub use state::State;
 pub use tenant::{
-    Binding, Group, Role, RoleKind, SettingsChange, Tenant, TenantSettings, User, UserStatus,
+    Binding, GrantPolicy, Group, Role, RoleKind, SettingsChange, Tenant, TenantSettings, User,
+    UserStatus,
 };
 pub use text::{TextError, backticked, check_text, quote};
 pub use time::Timestamp;

@@ -9,10 +9,11 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use imbl::{OrdMap, OrdSet};
 
+use super::catalog::{Catalog, CatalogEntry, Stability};
 use super::ids::{
     ADMINISTRATORS, Alias, BRIDGES, GroupName, RoleName, Subject, TenantId, USERS, UserId,
 };
-use super::permission::Grant;
+use super::permission::{Effect, Grant};
 use super::time::Timestamp;
 
 /// Per-tenant switches.
@@ -28,6 +29,104 @@ pub struct TenantSettings {
     /// the profile this tenant sees (the seeds' multi-company platform,
     /// 002/004). Off, a change this tenant would see needs rights here.
     pub shared_users: bool,
+    /// Roles whose active holders count as administrators for the
+    /// last-administrator and leave-tenant rules, besides `Administrators`
+    /// (which always counts): 002/004's "Company Admin" with a fixed set of
+    /// permissions. The fields after this one are not written while they
+    /// hold their default, so images and records read and write as before
+    /// they existed.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub administrator_roles: BTreeSet<RoleName>,
+    /// Deactivating or removing a user needs the actor to hold every grant
+    /// that user holds (rediacc's "equal or fewer privileges" read
+    /// strictly). Off, the seeds' permission alone suffices (001's
+    /// `ACM:USER:UPDATE:STATUS`, 002/004's "Edit Users").
+    #[serde(skip_serializing_if = "is_false")]
+    pub removal_needs_all_grants: bool,
+    /// `Users` accepts grant removals only (003: "Only custom groups can
+    /// have permissions added", "Users group can have permissions removed").
+    #[serde(skip_serializing_if = "is_false")]
+    pub users_role_removals_only: bool,
+    /// What granting a `preview` catalog entry does.
+    #[serde(skip_serializing_if = "GrantPolicy::is_allow")]
+    pub preview_grants: GrantPolicy,
+    /// What granting a `deprecated` catalog entry does.
+    #[serde(skip_serializing_if = "GrantPolicy::is_allow")]
+    pub deprecated_grants: GrantPolicy,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// What granting a catalog entry of some stability does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantPolicy {
+    /// Granted as any other.
+    #[default]
+    Allow,
+    /// Granted, and the answer carries a warning naming the entry.
+    Warn,
+    /// Refused, naming the entry.
+    Refuse,
+}
+
+impl GrantPolicy {
+    pub const NAMES: &'static str = "allow, warn or refuse";
+
+    fn is_allow(&self) -> bool {
+        *self == GrantPolicy::Allow
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantPolicy::Allow => "allow",
+            GrantPolicy::Warn => "warn",
+            GrantPolicy::Refuse => "refuse",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "allow" => Some(GrantPolicy::Allow),
+            "warn" => Some(GrantPolicy::Warn),
+            "refuse" => Some(GrantPolicy::Refuse),
+            _ => None,
+        }
+    }
+}
+
+impl TenantSettings {
+    /// Whether holders of `role` count as administrators here.
+    pub fn is_administrator_role(&self, role: &RoleName) -> bool {
+        RoleKind::of(role) == RoleKind::Administrators || self.administrator_roles.contains(role)
+    }
+
+    /// The `preview` and `deprecated` catalog entries an allow `grant`
+    /// reaches whose setting here is `policy`, each with its setting's
+    /// name. A grant reaches every entry it overlaps: `documents:*` hands
+    /// out `documents:beta` as surely as naming it does.
+    pub fn stability_hits<'a>(
+        &'a self,
+        catalog: &'a Catalog,
+        grant: &'a Grant,
+        policy: GrantPolicy,
+    ) -> impl Iterator<Item = (&'a CatalogEntry, &'static str)> + 'a {
+        catalog
+            .entries()
+            .iter()
+            .filter(move |_| grant.effect == Effect::Allow)
+            .filter_map(move |entry| {
+                let (setting, name) = match entry.stability {
+                    Stability::Stable => return None,
+                    Stability::Preview => (self.preview_grants, "preview_grants"),
+                    Stability::Deprecated => (self.deprecated_grants, "deprecated_grants"),
+                };
+                (setting == policy && entry.pattern.overlaps(&grant.pattern))
+                    .then_some((entry, name))
+            })
+    }
 }
 
 /// What an `update_tenant` changes of a tenant's settings: a `None` stays
@@ -40,6 +139,17 @@ pub struct SettingsChange {
     pub single_role_per_user: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shared_users: Option<bool>,
+    /// The whole set, replacing the current one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub administrator_roles: Option<BTreeSet<RoleName>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub removal_needs_all_grants: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users_role_removals_only: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview_grants: Option<GrantPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deprecated_grants: Option<GrantPolicy>,
 }
 
 impl SettingsChange {
@@ -50,7 +160,32 @@ impl SettingsChange {
                 .single_role_per_user
                 .unwrap_or(settings.single_role_per_user),
             shared_users: self.shared_users.unwrap_or(settings.shared_users),
+            administrator_roles: self
+                .administrator_roles
+                .clone()
+                .unwrap_or_else(|| settings.administrator_roles.clone()),
+            removal_needs_all_grants: self
+                .removal_needs_all_grants
+                .unwrap_or(settings.removal_needs_all_grants),
+            users_role_removals_only: self
+                .users_role_removals_only
+                .unwrap_or(settings.users_role_removals_only),
+            preview_grants: self.preview_grants.unwrap_or(settings.preview_grants),
+            deprecated_grants: self.deprecated_grants.unwrap_or(settings.deprecated_grants),
         }
+    }
+
+    /// Whether the change touches a rule that guards administration (who
+    /// counts as an administrator, what removal needs, what `Users` and the
+    /// catalog's stabilities accept): only an operator or an
+    /// `Administrators` member may make it, so no delegated admin loosens
+    /// the rules that bound it.
+    pub fn touches_guards(&self) -> bool {
+        self.administrator_roles.is_some()
+            || self.removal_needs_all_grants.is_some()
+            || self.users_role_removals_only.is_some()
+            || self.preview_grants.is_some()
+            || self.deprecated_grants.is_some()
     }
 }
 

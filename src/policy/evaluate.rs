@@ -7,6 +7,7 @@ use super::bits;
 use super::catalog_index::smallvec_lite::Segments;
 use super::compile::{GrantIndex, Snapshot, TenantSnapshot};
 use super::reference;
+use crate::model::catalog::Stability;
 use crate::model::decision::{Decision, Reason};
 use crate::model::ids::{IdError, UserId, check_identity};
 use crate::model::permission::{Effect, PathError, validate_path};
@@ -204,6 +205,8 @@ pub struct Explanation {
     pub user: Option<UserId>,
     pub grants: Vec<DecidingGrant>,
     pub catalog_entry: Option<String>,
+    /// The stability of `catalog_entry`.
+    pub catalog_stability: Option<Stability>,
     pub effective_roles: Vec<RoleName>,
 }
 
@@ -254,12 +257,18 @@ pub fn explain(
     let mut effective_roles: Vec<RoleName> =
         outcome.effective.iter().map(|e| e.role.clone()).collect();
     effective_roles.sort();
+    let catalog_stability = outcome
+        .catalog_entry
+        .as_deref()
+        .and_then(|e| snapshot.state.catalog.get(e))
+        .map(|e| e.stability);
     Ok((
         verdict,
         Explanation {
             user: outcome.user,
             grants,
             catalog_entry: outcome.catalog_entry,
+            catalog_stability,
             effective_roles,
         },
     ))

@@ -47,6 +47,8 @@ pub enum TenantCmd {
         #[arg(long)]
         shared_users: bool,
         #[command(flatten)]
+        guards: Guards,
+        #[command(flatten)]
         mutate: Mutate,
     },
     /// Rename a tenant or change its settings; what is not given stays.
@@ -59,6 +61,8 @@ pub enum TenantCmd {
         single_role_per_user: Option<bool>,
         #[arg(long, value_name = "true|false")]
         shared_users: Option<bool>,
+        #[command(flatten)]
+        guards: Guards,
         #[command(flatten)]
         mutate: Mutate,
     },
@@ -74,6 +78,54 @@ pub enum TenantCmd {
         #[command(flatten)]
         paging: Paging,
     },
+}
+
+/// The tenant settings that guard administration (only an operator or an
+/// `Administrators` member may change them); what is not given stays.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Guards {
+    /// Custom roles whose holders count as administrators for the
+    /// last-administrator and leave rules, comma-separated (the whole set;
+    /// "" for none). `Administrators` always counts.
+    #[arg(long, value_name = "ROLE,...", value_delimiter = ',', num_args = 1)]
+    pub administrator_roles: Option<Vec<String>>,
+    /// Deactivating or removing a user needs the actor to hold every grant
+    /// that user holds.
+    #[arg(long, value_name = "true|false")]
+    pub removal_needs_all_grants: Option<bool>,
+    /// `Users` accepts grant removals only.
+    #[arg(long, value_name = "true|false")]
+    pub users_role_removals_only: Option<bool>,
+    /// What granting a preview catalog entry does.
+    #[arg(long, value_parser = ["allow", "warn", "refuse"])]
+    pub preview_grants: Option<String>,
+    /// What granting a deprecated catalog entry does.
+    #[arg(long, value_parser = ["allow", "warn", "refuse"])]
+    pub deprecated_grants: Option<String>,
+}
+
+impl Guards {
+    /// Whether any is given.
+    pub fn any(&self) -> bool {
+        self.administrator_roles.is_some()
+            || self.removal_needs_all_grants.is_some()
+            || self.users_role_removals_only.is_some()
+            || self.preview_grants.is_some()
+            || self.deprecated_grants.is_some()
+    }
+
+    /// Sets the given ones on `settings`.
+    pub fn set(self, settings: &mut crate::proto::TenantSettings) {
+        settings.administrator_roles =
+            self.administrator_roles
+                .map(|roles| crate::proto::RoleNames {
+                    roles: roles.into_iter().filter(|r| !r.is_empty()).collect(),
+                });
+        settings.removal_needs_all_grants = self.removal_needs_all_grants;
+        settings.users_role_removals_only = self.users_role_removals_only;
+        settings.preview_grants = self.preview_grants;
+        settings.deprecated_grants = self.deprecated_grants;
+    }
 }
 
 #[derive(Debug, Subcommand)]

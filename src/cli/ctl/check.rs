@@ -114,6 +114,7 @@ fn check_report(r: &proto::CheckResponse) -> Report {
         json["explanation"] = json!({
             "user": e.user,
             "catalog_entry": e.catalog_entry,
+            "catalog_stability": e.catalog_stability,
             "effective_roles": e.effective_roles,
             "grants": grants,
         });
@@ -121,7 +122,11 @@ fn check_report(r: &proto::CheckResponse) -> Report {
         text.push_str(&format!(
             "\nuser:            {}\ncatalog entry:   {}\neffective roles: {}\n",
             or_none(e.user.clone()),
-            or_none(e.catalog_entry.clone()),
+            if e.catalog_stability.is_empty() || e.catalog_stability == "stable" {
+                or_none(e.catalog_entry.clone())
+            } else {
+                format!("{} ({})", e.catalog_entry, e.catalog_stability)
+            },
             or_none(e.effective_roles.join(", ")),
         ));
         if !e.grants.is_empty() {

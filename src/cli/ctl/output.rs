@@ -135,15 +135,20 @@ fn mutation_json(m: &proto::MutationResponse) -> Value {
         "revision": m.revision,
         "dry_run": m.dry_run,
         "change": embedded_json(&m.change),
+        "warnings": m.warnings,
     })
 }
 
 fn mutation_line(m: &proto::MutationResponse) -> String {
-    if m.dry_run {
+    let mut out = if m.dry_run {
         format!("dry run: would be revision {}\n{}\n", m.revision, m.change)
     } else {
         format!("ok revision {}\n", m.revision)
+    };
+    for w in &m.warnings {
+        out.push_str(&format!("warning: {w}\n"));
     }
+    out
 }
 
 /// A JSON text the server sent inside a string field, as a value; the
@@ -355,6 +360,7 @@ mod tests {
             revision,
             dry_run,
             change: r#"{"kind":"grant"}"#.into(),
+            warnings: Vec::new(),
         };
         let one = Report::Mutations(vec![m(4, false)]);
         assert_eq!(one.render(Format::Table), "ok revision 4\n");

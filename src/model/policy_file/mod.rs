@@ -23,7 +23,9 @@ use super::catalog::{Catalog, CatalogEntry, CatalogPattern, Stability};
 use super::ids::{ADMINISTRATORS, Alias, BRIDGES, GroupName, RoleName, Subject, TenantId, UserId};
 use super::permission::{Effect, Grant, GrantPattern};
 use super::state::State;
-use super::tenant::{Binding, Group, MAX_ALIASES, Role, Tenant, User, UserStatus};
+use super::tenant::{
+    Binding, GrantPolicy, Group, MAX_ALIASES, Role, RoleKind, Tenant, User, UserStatus,
+};
 use super::text::{MAX_DESCRIPTION_CHARS, MAX_SHORT_TEXT_CHARS, check_text, quote};
 use super::time::Timestamp;
 
@@ -274,6 +276,10 @@ fn load_tenant(
     );
     tenant.settings.single_role_per_user = raw.settings.single_role_per_user;
     tenant.settings.shared_users = raw.settings.shared_users;
+    tenant.settings.removal_needs_all_grants = raw.settings.removal_needs_all_grants;
+    tenant.settings.users_role_removals_only = raw.settings.users_role_removals_only;
+    tenant.settings.preview_grants = raw.settings.preview_grants;
+    tenant.settings.deprecated_grants = raw.settings.deprecated_grants;
     if let Err(e) = check_text("name", &tenant.name, MAX_SHORT_TEXT_CHARS) {
         errors.push(at, e);
     }
@@ -317,6 +323,45 @@ fn load_tenant(
                 grants,
             },
         );
+    }
+
+    // Who counts as an administrator, and grants the settings refuse.
+    for name in &raw.settings.administrator_roles {
+        let here = format!("{at}.settings.administrator_roles");
+        match RoleName::new(name) {
+            Ok(role) if RoleKind::of(&role) != RoleKind::Custom => errors.push(
+                here,
+                format!(
+                    "`{role}` is a system role: list custom roles (`Administrators` always counts)"
+                ),
+            ),
+            Ok(role) if !tenant.roles.contains_key(&role) => {
+                errors.push(here, format!("unknown role `{role}`"));
+            }
+            Ok(role) => {
+                tenant.settings.administrator_roles.insert(role);
+            }
+            Err(e) => errors.push(here, e),
+        }
+    }
+    for role in tenant.roles.values() {
+        for grant in &role.grants {
+            if let Some((entry, setting)) = tenant
+                .settings
+                .stability_hits(&state.catalog, grant, GrantPolicy::Refuse)
+                .next()
+            {
+                errors.push(
+                    format!("{at}.roles[{}]", role.name),
+                    format!(
+                        "`{}` reaches catalog entry `{}`, which is {}, and the tenant sets `{setting}: refuse`",
+                        grant.pattern,
+                        entry.pattern,
+                        entry.stability.as_str()
+                    ),
+                );
+            }
+        }
     }
 
     // Users.

@@ -60,6 +60,16 @@ pub(super) struct FileSettings {
     pub(super) single_role_per_user: bool,
     #[serde(default)]
     pub(super) shared_users: bool,
+    #[serde(default)]
+    pub(super) administrator_roles: Vec<String>,
+    #[serde(default)]
+    pub(super) removal_needs_all_grants: bool,
+    #[serde(default)]
+    pub(super) users_role_removals_only: bool,
+    #[serde(default)]
+    pub(super) preview_grants: crate::model::tenant::GrantPolicy,
+    #[serde(default)]
+    pub(super) deprecated_grants: crate::model::tenant::GrantPolicy,
 }
 
 #[derive(Debug, Deserialize)]

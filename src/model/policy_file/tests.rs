@@ -280,3 +280,60 @@ tenants:
         "{errors:?}"
     );
 }
+
+#[test]
+fn guard_settings_load_and_are_checked() {
+    let text = r#"
+catalog:
+  - { permission: "reports:view" }
+  - { permission: "reports:beta", stability: preview }
+tenants:
+  - id: acme
+    settings:
+      administrator_roles: [company-admin]
+      removal_needs_all_grants: true
+      users_role_removals_only: true
+      preview_grants: refuse
+      deprecated_grants: warn
+    roles:
+      - { name: company-admin, grants: ["reports:view"] }
+"#;
+    let state = load_str(text).unwrap();
+    let s = &state.tenant("acme").unwrap().settings;
+    assert_eq!(
+        s.administrator_roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>(),
+        ["company-admin"]
+    );
+    assert!(s.removal_needs_all_grants && s.users_role_removals_only);
+    assert_eq!(s.preview_grants, GrantPolicy::Refuse);
+    assert_eq!(s.deprecated_grants, GrantPolicy::Warn);
+    // Replayed as mutations, the settings come back the same.
+    let mut replayed = State::new();
+    for m in to_mutations(&state) {
+        crate::model::apply(&mut replayed, &m).unwrap();
+    }
+    assert_eq!(replayed.tenant("acme").unwrap().settings, *s);
+
+    let bad = r#"
+catalog:
+  - { permission: "reports:beta", stability: preview }
+tenants:
+  - id: acme
+    settings: { administrator_roles: [ghost, Users], preview_grants: refuse, deprecated_grants: sometimes }
+    roles:
+      - { name: testers, grants: ["reports:*"] }
+"#;
+    let e = load_str(bad).unwrap_err().to_string();
+    assert!(e.contains("sometimes"), "{e}");
+    let bad = bad.replace(", deprecated_grants: sometimes", "");
+    let e = load_str(&bad).unwrap_err().to_string();
+    assert!(e.contains("unknown role `ghost`"), "{e}");
+    assert!(e.contains("`Users` is a system role"), "{e}");
+    assert!(
+        e.contains("`reports:*` reaches catalog entry `reports:beta`, which is preview"),
+        "{e}"
+    );
+}

@@ -98,17 +98,23 @@ fn hand_out(
     Ok(())
 }
 
-/// Deactivating or removing another user takes away everything it holds,
-/// so the actor must hold all of that itself (rediacc: "equal or fewer
-/// privileges"); a delegated admin cannot lock out an Administrator.
+/// Deactivating or removing another user takes away everything it holds;
+/// where the tenant says so (`removal_needs_all_grants`), the actor must
+/// hold all of that itself (rediacc's "equal or fewer privileges" read
+/// strictly), so a delegated admin cannot lock out an Administrator.
+/// Otherwise the seeds' permission suffices (001, 002/004).
 fn outranks(
     authority: &dyn Authority,
     view: &ActorView,
     actor: &UserId,
-    tenant: &TenantId,
+    t: &Tenant,
     target: &UserId,
     now: Timestamp,
 ) -> Result<(), AdminError> {
+    if !t.settings.removal_needs_all_grants {
+        return Ok(());
+    }
+    let tenant = &t.id;
     let theirs = authority.view(tenant, target, now);
     for g in theirs.grants.iter().filter(|g| g.effect == Effect::Allow) {
         if !view.holds(&g.pattern, actor.as_str()) {
@@ -270,8 +276,15 @@ pub(super) fn check_actor(
     }
     let role_param = |r: &RoleName| Some(r.as_str().to_owned());
     match m {
-        Mutation::UpdateTenant { .. } => {
-            require(&view, actor, id, "ACM:TENANT:UPDATE:SETTINGS", None)
+        Mutation::UpdateTenant { settings, .. } => {
+            require(&view, actor, id, "ACM:TENANT:UPDATE:SETTINGS", None)?;
+            if settings.as_ref().is_some_and(|s| s.touches_guards()) && !view.administrator {
+                return Err(AdminError::GuardsNeedAdministrator {
+                    actor: actor.clone(),
+                    tenant: id.clone(),
+                });
+            }
+            Ok(())
         }
         Mutation::CreateRole { .. } => require(&view, actor, id, "ACM:ROLE:INSERT", None),
         Mutation::UpdateRoleDescription { role, .. } => require(
@@ -378,7 +391,7 @@ pub(super) fn check_actor(
             if user == actor {
                 return Err(AdminError::SelfEditStatus);
             }
-            outranks(authority, &view, actor, id, user, now)
+            outranks(authority, &view, actor, t, user, now)
         }
         Mutation::RemoveUser { user, .. } if user == actor => {
             // Leaving: needs the right to edit users there, another active
@@ -414,7 +427,7 @@ pub(super) fn check_actor(
         }
         Mutation::RemoveUser { user, .. } => {
             require(&view, actor, id, "ACM:USER:DELETE", Some(user.as_str()))?;
-            outranks(authority, &view, actor, id, user, now)
+            outranks(authority, &view, actor, t, user, now)
         }
         Mutation::Assign { subject, role, .. } | Mutation::Unassign { subject, role, .. } => {
             require(

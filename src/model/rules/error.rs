@@ -165,6 +165,38 @@ pub enum AdminError {
         tenant: TenantId,
         administrators: BTreeSet<UserId>,
     },
+    #[error(
+        "tenant `{tenant}` must keep an active administrator whose binding does not expire ({} now): this change would leave only expiring ones, and none at all after they expire",
+        join(administrators)
+    )]
+    LastLastingAdministrator {
+        tenant: TenantId,
+        administrators: BTreeSet<UserId>,
+    },
+    #[error(
+        "role `{role}` counts as an administrator role in tenant `{tenant}`'s settings: take it out of `administrator_roles` before deleting it"
+    )]
+    AdministratorRoleInUse { tenant: TenantId, role: RoleName },
+    #[error("`administrator_roles` names `{role}`, which is not a role of tenant `{tenant}`")]
+    UnknownAdministratorRole { tenant: TenantId, role: RoleName },
+    #[error(
+        "`administrator_roles` names system role `{role}`: it lists custom roles (`Administrators` always counts)"
+    )]
+    SystemAdministratorRole { role: RoleName },
+    #[error(
+        "tenant `{tenant}` accepts only removals of `Users` grants (`users_role_removals_only`): grant to a custom role instead"
+    )]
+    UsersRoleRemovalsOnly { tenant: TenantId },
+    #[error(
+        "`{pattern}` reaches catalog entry `{entry}`, which is {stability}, and tenant `{tenant}` refuses granting {stability} entries (`{setting}: refuse`)"
+    )]
+    StabilityRefused {
+        tenant: TenantId,
+        pattern: GrantPattern,
+        entry: CatalogPattern,
+        stability: &'static str,
+        setting: &'static str,
+    },
     /// The mutation does not fit the state after all checks (its message is
     /// apply's reason, without the kind).
     #[error("{}", .0.why)]
@@ -253,6 +285,10 @@ pub enum AdminError {
     },
     #[error("only Administrators may assign `Bridges`")]
     BridgesNeedAdministrator,
+    #[error(
+        "changing who counts as an administrator, what removing a user needs, or what `Users` and the catalog's stabilities accept needs an operator or a member of `Administrators`, which actor `{actor}` is not in tenant `{tenant}`"
+    )]
+    GuardsNeedAdministrator { actor: UserId, tenant: TenantId },
 
     // --- replaying changes that were validated before (INVALID_ARGUMENT)
     /// A replicated change that does not apply to the follower's state.
@@ -275,7 +311,8 @@ impl AdminError {
             | E::UnknownCatalogEntry { .. }
             | E::NotGranted { .. }
             | E::NotMember { .. }
-            | E::NotBound { .. } => Refusal::NotFound,
+            | E::NotBound { .. }
+            | E::UnknownAdministratorRole { .. } => Refusal::NotFound,
             E::TenantExists { .. }
             | E::CatalogConflict(_)
             | E::RoleExists { .. }
@@ -288,6 +325,7 @@ impl AdminError {
             E::NotCovered { .. }
             | E::DuplicateGrant { .. }
             | E::ReservedRoleName { .. }
+            | E::SystemAdministratorRole { .. }
             | E::InvalidText(_)
             | E::InvalidEmail(_)
             | E::ExpiryNotInFuture { .. }
@@ -310,6 +348,10 @@ impl AdminError {
             | E::LeaveOnlyTenant { .. }
             | E::ProfileDiffers { .. }
             | E::LastAdministrator { .. }
+            | E::LastLastingAdministrator { .. }
+            | E::AdministratorRoleInUse { .. }
+            | E::UsersRoleRemovalsOnly { .. }
+            | E::StabilityRefused { .. }
             | E::DoesNotApply(_) => Refusal::Precondition,
             E::OperatorOnly { .. }
             | E::InactiveEverywhere { .. }
@@ -328,7 +370,8 @@ impl AdminError {
             | E::Escalation { .. }
             | E::EscalationThroughRole { .. }
             | E::Outranked { .. }
-            | E::BridgesNeedAdministrator => Refusal::Denied,
+            | E::BridgesNeedAdministrator
+            | E::GuardsNeedAdministrator { .. } => Refusal::Denied,
         }
     }
 }

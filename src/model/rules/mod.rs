@@ -21,7 +21,8 @@ use super::state::State;
 use super::time::Timestamp;
 
 pub use error::{AdminError, Refusal};
-pub use last_admin::active_administrators;
+pub use last_admin::{active_administrators, lasting_administrators};
+pub use shape::warnings;
 pub use view::{ActorView, Authority, overlaps, subsumes, view_of};
 
 use actor::check_actor;

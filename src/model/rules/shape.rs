@@ -8,10 +8,10 @@ use super::error::AdminError;
 use crate::model::catalog::Catalog;
 use crate::model::ids::{Alias, RoleName, Subject, TenantId, UserId};
 use crate::model::mutation::Mutation;
-use crate::model::permission::Grant;
+use crate::model::permission::{Effect, Grant};
 use crate::model::policy_file::check_email;
 use crate::model::state::State;
-use crate::model::tenant::{MAX_ALIASES, RoleKind, Tenant};
+use crate::model::tenant::{GrantPolicy, MAX_ALIASES, RoleKind, Tenant};
 use crate::model::text::{MAX_DESCRIPTION_CHARS, MAX_SHORT_TEXT_CHARS, check_text};
 use crate::model::time::Timestamp;
 
@@ -100,6 +100,95 @@ fn valid_aliases(user: &UserId, aliases: &[Alias]) -> Result<(), AdminError> {
     Ok(())
 }
 
+/// The tenant's rules for grants `role` gains: `Users` may accept removals
+/// only (003), and a `preview` or `deprecated` catalog entry may be refused
+/// ([`GrantPolicy::Refuse`]).
+fn grants_added<'a>(
+    state: &State,
+    t: &Tenant,
+    role: &RoleName,
+    added: impl IntoIterator<Item = &'a Grant>,
+) -> Result<(), AdminError> {
+    let mut added = added.into_iter().peekable();
+    if added.peek().is_none() {
+        return Ok(());
+    }
+    if RoleKind::of(role) == RoleKind::Users && t.settings.users_role_removals_only {
+        return Err(AdminError::UsersRoleRemovalsOnly {
+            tenant: t.id.clone(),
+        });
+    }
+    for grant in added {
+        if grant.effect != Effect::Allow {
+            continue;
+        }
+        if let Some((entry, setting)) = t
+            .settings
+            .stability_hits(&state.catalog, grant, GrantPolicy::Refuse)
+            .next()
+        {
+            return Err(AdminError::StabilityRefused {
+                tenant: t.id.clone(),
+                pattern: grant.pattern.clone(),
+                entry: entry.pattern.clone(),
+                stability: entry.stability.as_str(),
+                setting,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What an accepted `mutation` should tell its caller: each allow grant it
+/// adds that reaches a catalog entry whose stability the tenant warns about
+/// ([`GrantPolicy::Warn`]). Judged against `state`, the state before it.
+pub fn warnings(state: &State, mutation: &Mutation) -> Vec<String> {
+    let (id, role, added): (_, _, Vec<&Grant>) = match mutation {
+        Mutation::Grant {
+            tenant,
+            role,
+            grant,
+            ..
+        } => (tenant, role, vec![grant]),
+        Mutation::SetGrants {
+            tenant,
+            role,
+            grants,
+        } => {
+            let current = state
+                .tenants
+                .get(tenant)
+                .and_then(|t| t.roles.get(role))
+                .map(|r| r.grants.as_slice())
+                .unwrap_or(&[]);
+            (
+                tenant,
+                role,
+                grants.iter().filter(|g| !current.contains(g)).collect(),
+            )
+        }
+        _ => return Vec::new(),
+    };
+    let Some(t) = state.tenants.get(id) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for grant in added.into_iter().filter(|g| g.effect == Effect::Allow) {
+        for (entry, setting) in t
+            .settings
+            .stability_hits(&state.catalog, grant, GrantPolicy::Warn)
+        {
+            out.push(format!(
+                "`{}` granted to role `{role}` reaches catalog entry `{}`, which is {} (tenant `{id}` warns: `{setting}: warn`)",
+                grant.pattern,
+                entry.pattern,
+                entry.stability.as_str()
+            ));
+        }
+    }
+    out
+}
+
 /// The free-text policy ([`check_text`]) as a refusal.
 fn text(field: &'static str, value: &str, max_chars: usize) -> Result<(), AdminError> {
     check_text(field, value, max_chars).map_err(AdminError::InvalidText)
@@ -125,6 +214,20 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 text("name", name, MAX_SHORT_TEXT_CHARS)?;
             }
             let t = tenant(state, id)?;
+            for role in settings
+                .as_ref()
+                .and_then(|s| s.administrator_roles.as_ref())
+                .into_iter()
+                .flatten()
+            {
+                role_exists(t, role).map_err(|_| AdminError::UnknownAdministratorRole {
+                    tenant: id.clone(),
+                    role: role.clone(),
+                })?;
+                if RoleKind::of(role) != RoleKind::Custom {
+                    return Err(AdminError::SystemAdministratorRole { role: role.clone() });
+                }
+            }
             if settings
                 .as_ref()
                 .is_some_and(|s| s.single_role_per_user == Some(true))
@@ -239,6 +342,12 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             if role.is_system() {
                 return Err(AdminError::SystemRoleUndeletable { role: role.clone() });
             }
+            if t.settings.administrator_roles.contains(role) {
+                return Err(AdminError::AdministratorRoleInUse {
+                    tenant: id.clone(),
+                    role: role.clone(),
+                });
+            }
             let members = t
                 .bindings
                 .values()
@@ -266,6 +375,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                     grant: grant.clone(),
                 });
             }
+            grants_added(state, t, role, [grant])?;
         }
         Mutation::Revoke {
             tenant: id,
@@ -294,6 +404,17 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 covered(&state.catalog, g)?;
             }
             no_duplicates(grants)?;
+            let current = t
+                .roles
+                .get(role)
+                .map(|r| r.grants.as_slice())
+                .unwrap_or(&[]);
+            grants_added(
+                state,
+                t,
+                role,
+                grants.iter().filter(|g| !current.contains(g)),
+            )?;
         }
         Mutation::CreateGroup {
             tenant: id,

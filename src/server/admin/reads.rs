@@ -18,7 +18,7 @@ use crate::policy::Snapshot;
 use crate::proto;
 use crate::server::auth::{Principal, confine};
 use crate::server::convert::admin::{
-    BindingFilter, PAGE_BYTES, Page, RoleLookup, grant_spec, kind_name, page_token,
+    BindingFilter, PAGE_BYTES, Page, RoleLookup, grant_spec, kind_name, page_token, settings_info,
 };
 
 /// The entries of `map` after `after` (none: all), in key order.
@@ -89,10 +89,7 @@ pub(super) fn list_tenants(
             let row = proto::TenantInfo {
                 tenant: t.id.to_string(),
                 name: t.name.clone(),
-                settings: Some(proto::TenantSettings {
-                    single_role_per_user: Some(t.settings.single_role_per_user),
-                    shared_users: Some(t.settings.shared_users),
-                }),
+                settings: Some(settings_info(&t.settings)),
                 roles: t.roles.len() as u32,
                 groups: t.groups.len() as u32,
                 users: t.users.len() as u32,

@@ -68,6 +68,9 @@ async fn submit(
         (None, Actor::User(_)) => "user",
     };
     let kind = mutation.kind();
+    // Judged against the state the change is made to (a race with another
+    // writer can only make a warning stale, never refuse anything).
+    let warnings = crate::model::rules::warnings(service.engine.load().state(), &mutation);
     match service
         .engine
         .submit_confined(
@@ -89,6 +92,7 @@ async fn submit(
                 revision,
                 dry_run,
                 change: serde_json::to_string(&mutation).unwrap_or_default(),
+                warnings,
             }))
         }
         Err(SubmitError::Refused(e)) => {

@@ -12,8 +12,8 @@ use crate::model::rules::Actor;
 use crate::model::tenant::RoleKind;
 use crate::model::text::{MAX_DESCRIPTION_CHARS, MAX_SHORT_TEXT_CHARS};
 use crate::model::{
-    Effect, Grant, GrantPattern, GroupName, Mutation, RoleName, SettingsChange, Subject, TenantId,
-    TenantSettings, Timestamp, UserId, UserStatus,
+    Effect, Grant, GrantPattern, GrantPolicy, GroupName, Mutation, RoleName, SettingsChange,
+    Subject, TenantId, TenantSettings, Timestamp, UserId, UserStatus,
 };
 use crate::proto;
 
@@ -128,16 +128,66 @@ fn status(v: &str) -> Result<UserStatus, FieldError> {
         got: v.to_owned(),
     })
 }
-fn settings(s: Option<&proto::TenantSettings>) -> TenantSettings {
-    SettingsChange::from(s).applied_to(&TenantSettings::default())
+fn settings(s: Option<&proto::TenantSettings>) -> Result<TenantSettings, FieldError> {
+    Ok(SettingsChange::try_from(s)?.applied_to(&TenantSettings::default()))
 }
 
-impl From<Option<&proto::TenantSettings>> for SettingsChange {
-    fn from(s: Option<&proto::TenantSettings>) -> Self {
-        SettingsChange {
-            single_role_per_user: s.and_then(|s| s.single_role_per_user),
-            shared_users: s.and_then(|s| s.shared_users),
-        }
+fn grant_policy(field: &'static str, v: Option<&str>) -> Result<Option<GrantPolicy>, FieldError> {
+    match v {
+        None | Some("") => Ok(None),
+        Some(v) => GrantPolicy::parse(v)
+            .map(Some)
+            .ok_or_else(|| FieldError::NotOneOf {
+                field,
+                expected: GrantPolicy::NAMES,
+                got: v.to_owned(),
+            }),
+    }
+}
+
+impl TryFrom<Option<&proto::TenantSettings>> for SettingsChange {
+    type Error = FieldError;
+    fn try_from(s: Option<&proto::TenantSettings>) -> Result<Self, FieldError> {
+        let Some(s) = s else {
+            return Ok(SettingsChange::default());
+        };
+        Ok(SettingsChange {
+            single_role_per_user: s.single_role_per_user,
+            shared_users: s.shared_users,
+            administrator_roles: s
+                .administrator_roles
+                .as_ref()
+                .map(|r| {
+                    r.roles
+                        .iter()
+                        .map(|r| parsed("administrator_roles", RoleName::new(r)))
+                        .collect()
+                })
+                .transpose()?,
+            removal_needs_all_grants: s.removal_needs_all_grants,
+            users_role_removals_only: s.users_role_removals_only,
+            preview_grants: grant_policy("preview_grants", s.preview_grants.as_deref())?,
+            deprecated_grants: grant_policy("deprecated_grants", s.deprecated_grants.as_deref())?,
+        })
+    }
+}
+
+/// The settings as the Admin API shows them.
+pub fn settings_info(s: &TenantSettings) -> proto::TenantSettings {
+    proto::TenantSettings {
+        single_role_per_user: Some(s.single_role_per_user),
+        shared_users: Some(s.shared_users),
+        administrator_roles: Some(proto::RoleNames {
+            roles: s
+                .administrator_roles
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }),
+        removal_needs_all_grants: Some(s.removal_needs_all_grants),
+        users_role_removals_only: Some(s.users_role_removals_only),
+        preview_grants: Some(s.preview_grants.as_str().to_owned()),
+        deprecated_grants: Some(s.deprecated_grants.as_str().to_owned()),
     }
 }
 
@@ -174,7 +224,7 @@ impl TryFrom<&proto::CreateTenantRequest> for Mutation {
             } else {
                 short_text("name", &r.name)?
             },
-            settings: settings(r.settings.as_ref()),
+            settings: settings(r.settings.as_ref())?,
         })
     }
 }
@@ -189,19 +239,25 @@ impl TryFrom<&proto::UpdateTenantRequest> for Mutation {
                 .as_deref()
                 .map(|n| short_text("name", n))
                 .transpose()?,
-            settings: r.settings.as_ref().map(|s| {
-                if s.single_role_per_user.is_none() && s.shared_users.is_none() {
-                    // Settings sent with nothing set: what a client from
-                    // before the fields were `optional` sends to turn every
-                    // setting off (proto3 does not send a `false`).
-                    SettingsChange {
-                        single_role_per_user: Some(false),
-                        shared_users: Some(false),
+            settings: r
+                .settings
+                .as_ref()
+                .map(|s| {
+                    if *s == proto::TenantSettings::default() {
+                        // Settings sent with nothing set: what a client from
+                        // before the fields were `optional` sends to turn
+                        // both of its settings off (proto3 does not send a
+                        // `false`).
+                        Ok(SettingsChange {
+                            single_role_per_user: Some(false),
+                            shared_users: Some(false),
+                            ..SettingsChange::default()
+                        })
+                    } else {
+                        SettingsChange::try_from(Some(s))
                     }
-                } else {
-                    SettingsChange::from(Some(s))
-                }
-            }),
+                })
+                .transpose()?,
         })
     }
 }

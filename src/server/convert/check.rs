@@ -93,6 +93,10 @@ fn explanation_message(e: Explanation) -> proto::Explanation {
             })
             .collect(),
         catalog_entry: e.catalog_entry.unwrap_or_default(),
+        catalog_stability: e
+            .catalog_stability
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
         effective_roles: e
             .effective_roles
             .into_iter()

@@ -126,6 +126,8 @@ pub struct Explanation {
     pub grants: Vec<DecidingGrant>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub catalog_entry: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub catalog_stability: String,
     pub effective_roles: Vec<String>,
 }
 
@@ -158,6 +160,7 @@ impl From<proto::CheckResponse> for CheckResponse {
                     })
                     .collect(),
                 catalog_entry: e.catalog_entry,
+                catalog_stability: e.catalog_stability,
                 effective_roles: e.effective_roles,
             }),
         }

@@ -68,17 +68,21 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
             name,
             single_role_per_user,
             shared_users,
+            guards,
             mutate,
         } => {
+            let mut settings = proto::TenantSettings {
+                single_role_per_user: Some(single_role_per_user),
+                shared_users: Some(shared_users),
+                ..Default::default()
+            };
+            guards.set(&mut settings);
             let r = proto::CreateTenantRequest {
                 actor: mutate.actor(),
                 dry_run: mutate.dry_run,
                 tenant,
                 name: name.unwrap_or_default(),
-                settings: Some(proto::TenantSettings {
-                    single_role_per_user: Some(single_role_per_user),
-                    shared_users: Some(shared_users),
-                }),
+                settings: Some(settings),
             };
             client.admin.create_tenant(r).await
         }
@@ -87,18 +91,22 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
             name,
             single_role_per_user,
             shared_users,
+            guards,
             mutate,
         } => {
-            let changes = single_role_per_user.is_some() || shared_users.is_some();
+            let changes = single_role_per_user.is_some() || shared_users.is_some() || guards.any();
+            let mut settings = proto::TenantSettings {
+                single_role_per_user,
+                shared_users,
+                ..Default::default()
+            };
+            guards.set(&mut settings);
             let r = proto::UpdateTenantRequest {
                 actor: mutate.actor(),
                 dry_run: mutate.dry_run,
                 tenant,
                 name,
-                settings: changes.then_some(proto::TenantSettings {
-                    single_role_per_user,
-                    shared_users,
-                }),
+                settings: changes.then_some(settings),
             };
             client.admin.update_tenant(r).await
         }
@@ -135,6 +143,11 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
                         "name": t.name,
                         "single_role_per_user": t.settings.as_ref().and_then(|s| s.single_role_per_user).unwrap_or(false),
                         "shared_users": t.settings.as_ref().and_then(|s| s.shared_users).unwrap_or(false),
+                        "administrator_roles": t.settings.as_ref().and_then(|s| s.administrator_roles.as_ref()).map(|r| r.roles.clone()).unwrap_or_default(),
+                        "removal_needs_all_grants": t.settings.as_ref().and_then(|s| s.removal_needs_all_grants).unwrap_or(false),
+                        "users_role_removals_only": t.settings.as_ref().and_then(|s| s.users_role_removals_only).unwrap_or(false),
+                        "preview_grants": t.settings.as_ref().and_then(|s| s.preview_grants.clone()).unwrap_or_else(|| "allow".into()),
+                        "deprecated_grants": t.settings.as_ref().and_then(|s| s.deprecated_grants.clone()).unwrap_or_else(|| "allow".into()),
                         "roles": t.roles,
                         "groups": t.groups,
                         "users": t.users,
