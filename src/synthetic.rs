@@ -425,6 +425,7 @@ fn generate_tenant(spec: &Spec, t: usize, entries: &[Entry], rng: &mut Rng) -> O
                 display_name: None,
                 status,
                 aliases: Default::default(),
+                attributes: Default::default(),
             },
         );
         let subject = Subject::User(user_id);

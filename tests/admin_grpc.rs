@@ -314,6 +314,7 @@ async fn free_text_is_bounded_and_errors_quote_a_short_prefix() {
             display_name: String::new(),
             status: String::new(),
             aliases: Vec::new(),
+            attributes: Default::default(),
         })
         .await
         .unwrap_err();
@@ -331,6 +332,7 @@ async fn free_text_is_bounded_and_errors_quote_a_short_prefix() {
             display_name: String::new(),
             status: String::new(),
             aliases: Vec::new(),
+            attributes: Default::default(),
         })
         .await
         .unwrap_err();
@@ -353,6 +355,7 @@ async fn free_text_is_bounded_and_errors_quote_a_short_prefix() {
             display_name: "Erin".into(),
             status: "z".repeat(100_000),
             aliases: Vec::new(),
+            attributes: Default::default(),
         })
         .await
         .unwrap_err();

@@ -79,6 +79,7 @@ fn add_rick(actor: &str, aliases: &[&str]) -> AddUserRequest {
         display_name: "Rick".into(),
         status: String::new(),
         aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+        attributes: Default::default(),
     }
 }
 
@@ -92,6 +93,7 @@ fn set_aliases(actor: &str, user: &str, aliases: Option<&[&str]>) -> UpdateUserI
         aliases: aliases.map(|list| AliasList {
             aliases: list.iter().map(|a| (*a).to_owned()).collect(),
         }),
+        attributes: None,
     }
 }
 

@@ -117,6 +117,7 @@ fn acknowledged_mutations_survive_kill_9() {
                                 display_name: String::new(),
                                 status: String::new(),
                                 aliases: Vec::new(),
+                                attributes: Default::default(),
                             })
                             .await;
                         if r.is_ok() {

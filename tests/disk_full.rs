@@ -54,6 +54,7 @@ fn add_user(id: &str) -> Mutation {
         display_name: None,
         status: UserStatus::Active,
         aliases: Vec::new(),
+        attributes: Default::default(),
     }
 }
 
@@ -313,6 +314,7 @@ fn user_with_a_long_name(id: &str) -> Mutation {
         display_name: Some("d".repeat(190)),
         status: UserStatus::Active,
         aliases: Vec::new(),
+        attributes: Default::default(),
     }
 }
 
@@ -432,6 +434,7 @@ fn a_disk_that_fills_during_writes_never_hangs_the_node_and_writes_resume_once_f
             display_name: "d".repeat(190),
             status: String::new(),
             aliases: Vec::new(),
+            attributes: Default::default(),
         };
         let admin_status = |health: &mut HealthClient<tonic::transport::Channel>| {
             let mut health = health.clone();
@@ -747,6 +750,7 @@ fn a_store_that_stops_answering_stops_the_node_with_code_75_and_a_restart_keeps_
         display_name: String::new(),
         status: String::new(),
         aliases: Vec::new(),
+        attributes: Default::default(),
     };
     runtime.block_on(async {
         let mut admin = AdminClient::connect(url.clone()).await.unwrap();

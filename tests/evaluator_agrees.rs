@@ -165,6 +165,7 @@ fn build(spec: &Spec) -> State {
                 .filter(|(of, _)| *of == i)
                 .map(|(_, a)| Alias::new(a).unwrap())
                 .collect(),
+            attributes: Default::default(),
         });
     }
     let groups: Vec<GroupName> = (0..4)

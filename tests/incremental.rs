@@ -100,6 +100,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 1 => Some(Vec::new()),
                 _ => Some(vec![alias_of(&user)]),
             },
+            attributes: (aliases == 2).then(|| [("realm".to_owned(), "ldap".to_owned())].into()),
             user,
             email: Some("x@example.com".into()),
             display_name: None,
@@ -134,6 +135,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 } else {
                     Vec::new()
                 },
+                attributes: Default::default(),
                 tenant,
                 user,
                 email: None,
@@ -371,6 +373,7 @@ fn nested_tenant() -> State {
             display_name: None,
             status: UserStatus::Active,
             aliases: Vec::new(),
+            attributes: Default::default(),
         });
     }
     let members = [
@@ -456,6 +459,7 @@ fn nested_mutation() -> impl Strategy<Value = Mutation> {
             display_name: None,
             status: UserStatus::Active,
             aliases: Vec::new(),
+            attributes: Default::default(),
         }),
         1 => (u(), any::<bool>()).prop_map(|(user, active)| Mutation::UpdateUserStatus {
             tenant: n(),
@@ -523,6 +527,7 @@ fn a_group_binding_changes_many_users_at_once() {
             display_name: None,
             status: UserStatus::Active,
             aliases: Vec::new(),
+            attributes: Default::default(),
         });
         ms.push(Mutation::AddMember {
             tenant: t(),

@@ -232,6 +232,11 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 email: email.filter(|e| e.contains('@')),
                 display_name: display_name.filter(|d| !d.contains('@')),
                 status,
+                attributes: if aliases.is_some() {
+                    [("realm".to_owned(), "acme".to_owned())].into()
+                } else {
+                    Default::default()
+                },
                 aliases: aliases.unwrap_or_default(),
             }
         ),
@@ -247,6 +252,9 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                 user,
                 email: email.filter(|e| e.is_empty() || e.contains('@')),
                 display_name: display_name.filter(|d| !d.contains('@')),
+                attributes: aliases
+                    .as_ref()
+                    .map(|a| [("realm".to_owned(), format!("r{}", a.len()))].into()),
                 aliases,
             }
         }),
@@ -365,6 +373,7 @@ fn the_properties_have_teeth() {
                 display_name: None,
                 status: UserStatus::Active,
                 aliases: Vec::new(),
+                attributes: Default::default(),
             },
         ),
         (
@@ -374,6 +383,7 @@ fn the_properties_have_teeth() {
                 email: Some("sam@acme.test".into()),
                 display_name: None,
                 aliases: None,
+                attributes: None,
             },
         ),
     ];

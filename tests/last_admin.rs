@@ -128,6 +128,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
             display_name: None,
             status: UserStatus::Active,
             aliases: Vec::new(),
+            attributes: Default::default(),
         }),
         role().prop_map(move |role| Mutation::DeleteRole { tenant: t(), role }),
         prop::collection::btree_set(role(), 0..3).prop_map(move |roles| {

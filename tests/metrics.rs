@@ -652,6 +652,7 @@ async fn a_replica_reports_its_lag_and_the_leader_its_watch_stream() {
                 display_name: None,
                 status: UserStatus::Active,
                 aliases: Vec::new(),
+                attributes: Default::default(),
             },
             false,
         )

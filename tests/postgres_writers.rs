@@ -35,6 +35,7 @@ fn add_user(id: &str) -> Mutation {
         display_name: None,
         status: UserStatus::Active,
         aliases: Vec::new(),
+        attributes: Default::default(),
     }
 }
 

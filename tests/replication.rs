@@ -284,6 +284,7 @@ impl Gen {
                 display_name: None,
                 status: UserStatus::Active,
                 aliases: Vec::new(),
+                attributes: Default::default(),
             },
             2 | 3 => Mutation::Assign {
                 tenant,
@@ -730,6 +731,7 @@ async fn export_import_round_trips_and_refusals_name_the_problem() {
                 display_name: None,
                 status: UserStatus::Active,
                 aliases: Vec::new(),
+                attributes: Default::default(),
             },
             false,
         )

@@ -47,6 +47,7 @@ fn add_user(tenant: &str, id: &str) -> Mutation {
         display_name: None,
         status: UserStatus::Active,
         aliases: Vec::new(),
+        attributes: Default::default(),
     }
 }
 
@@ -120,6 +121,7 @@ fn history() -> Vec<Mutation> {
             rampart::model::ids::Alias::new("spiffe://cluster.local/ns/x/sa/bob").unwrap(),
             rampart::model::ids::Alias::new("E-1001").unwrap(),
         ]),
+        attributes: Some([("realm".to_owned(), "ldap".to_owned())].into()),
     });
     out.push(Mutation::RemoveUser {
         tenant: t("acme"),
@@ -857,6 +859,7 @@ fn big_tenant(id: &str, n: usize) -> Tenant {
                 display_name: Some(format!("User {i}")),
                 status: UserStatus::Active,
                 aliases: Default::default(),
+                attributes: Default::default(),
             },
         );
         if i % 2 == 0 {

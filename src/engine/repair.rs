@@ -455,6 +455,7 @@ mod tests {
             display_name: None,
             status: UserStatus::Active,
             aliases: Vec::new(),
+            attributes: Default::default(),
         }
     }
 

@@ -360,6 +360,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             display_name,
             status,
             aliases,
+            attributes,
         } => {
             // Literal: the profile a user of other tenants brings is filled
             // in before a change is recorded (`Mutation::complete`), so an
@@ -379,6 +380,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 display_name,
                 status: *status,
                 aliases: aliases.iter().cloned().collect(),
+                attributes: attributes.clone(),
                 ..User::new(user.clone())
             });
             // Bindings and memberships may name the user before it joins.
@@ -408,6 +410,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             email,
             display_name,
             aliases,
+            attributes,
         } => {
             if let Some(aliases) = aliases {
                 for t in state.tenants.values() {
@@ -435,6 +438,9 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                     }
                     if let Some(d) = display_name {
                         u.display_name = (!d.is_empty()).then(|| d.clone());
+                    }
+                    if let Some(a) = attributes {
+                        u.attributes.clone_from(a);
                     }
                 }
                 if let Some(aliases) = aliases {
@@ -550,6 +556,7 @@ mod tests {
             display_name: None,
             status: UserStatus::Active,
             aliases: aliases.iter().map(|a| alias(a)).collect(),
+            attributes: Default::default(),
         }
     }
 
@@ -592,6 +599,7 @@ mod tests {
                 email: None,
                 display_name: None,
                 aliases: Some(vec![alias("idp-2")]),
+                attributes: None,
             },
         )
         .unwrap();
@@ -611,6 +619,7 @@ mod tests {
                 email: Some("r@x.org".into()),
                 display_name: None,
                 aliases: None,
+                attributes: None,
             },
         )
         .unwrap();
@@ -631,6 +640,7 @@ mod tests {
                 email: None,
                 display_name: None,
                 aliases: Some(vec![alias("rick")]),
+                attributes: None,
             },
         )
         .unwrap_err();
@@ -698,6 +708,7 @@ mod tests {
                 display_name: None,
                 status: UserStatus::Active,
                 aliases: Vec::new(),
+                attributes: Default::default(),
             },
             Mutation::Assign {
                 tenant: acme.clone(),

@@ -2,13 +2,17 @@
 //! persisted in the changelog, audited, applied (`apply.rs`), and streamed
 //! to replicas, so leader and replica states are equal at equal revisions.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{CatalogEntry, CatalogPattern, Stability};
 use super::ids::{Alias, GroupName, RoleName, Subject, TenantId, UserId};
 use super::permission::Grant;
 use super::state::State;
-use super::tenant::{MAX_ALIASES, SettingsChange, TenantSettings, UserStatus};
+use super::tenant::{
+    Attributes, MAX_ALIASES, MAX_ATTRIBUTES, SettingsChange, TenantSettings, UserStatus,
+};
 use super::time::Timestamp;
 
 /// A change to the state.
@@ -114,6 +118,10 @@ pub enum Mutation {
         /// Not written when empty, so records read and write as before.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         aliases: Vec<Alias>,
+        /// The user's attributes (profile data, as the email). Empty: none,
+        /// or, for a user of other tenants, theirs. Not written when empty.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        attributes: Attributes,
     },
     UpdateUserStatus {
         tenant: TenantId,
@@ -129,6 +137,9 @@ pub enum Mutation {
         display_name: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         aliases: Option<Vec<Alias>>,
+        /// The whole set, replacing the user's; `None` leaves them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attributes: Option<Attributes>,
     },
     /// Removes the user from the tenant, with its bindings and memberships.
     RemoveUser {
@@ -234,10 +245,14 @@ impl Mutation {
             email,
             display_name,
             aliases,
+            attributes,
             ..
         } = self
             && let Some((_, profile)) = state.profile_of(user)
         {
+            if attributes.is_empty() {
+                attributes.clone_from(&profile.attributes);
+            }
             if email.is_none() {
                 email.clone_from(&profile.email);
             }
@@ -302,6 +317,14 @@ impl Mutation {
             a.truncate(MAX_ALIASES);
             over
         };
+        // Each attribute is bounded by its type's check; a refused map may be long.
+        let cut_attributes = |a: &mut Attributes| {
+            let over = a.len() > MAX_ATTRIBUTES;
+            while a.len() > MAX_ATTRIBUTES {
+                a.pop_last();
+            }
+            over
+        };
         let was_cut = match &mut m {
             Mutation::CreateTenant { name, .. } => cut(name, S),
             Mutation::UpdateTenant { name, .. } => opt(name, S),
@@ -318,21 +341,25 @@ impl Mutation {
                 email,
                 display_name,
                 aliases,
+                attributes,
                 ..
             } => {
                 opt(email, super::policy_file::MAX_EMAIL_BYTES)
                     | opt(display_name, S)
                     | cut_aliases(aliases)
+                    | cut_attributes(attributes)
             }
             Mutation::UpdateUserInfo {
                 email,
                 display_name,
                 aliases,
+                attributes,
                 ..
             } => {
                 opt(email, super::policy_file::MAX_EMAIL_BYTES)
                     | opt(display_name, S)
                     | aliases.as_mut().is_some_and(cut_aliases)
+                    | attributes.as_mut().is_some_and(cut_attributes)
             }
             Mutation::DeleteTenant { .. }
             | Mutation::SetCatalogStability { .. }

@@ -5,7 +5,7 @@
 //! exist). Validation of changes lives in the loader and, later, in the
 //! admin rules; compilation for checks lives in `policy/`.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use imbl::{OrdMap, OrdSet};
 
@@ -13,6 +13,7 @@ use super::catalog::{Catalog, CatalogEntry, Stability};
 use super::ids::{
     ADMINISTRATORS, Alias, BRIDGES, GroupName, RoleName, Subject, TenantId, USERS, UserId,
 };
+use super::operation::AdminPermissions;
 use super::permission::{Effect, Grant};
 use super::time::Timestamp;
 
@@ -53,6 +54,10 @@ pub struct TenantSettings {
     /// What granting a `deprecated` catalog entry does.
     #[serde(skip_serializing_if = "GrantPolicy::is_allow")]
     pub deprecated_grants: GrantPolicy,
+    /// The tenant's own permissions for admin operations, each replacing
+    /// the operation's built-in `ACM:` templates (`model::operation`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub admin_permissions: AdminPermissions,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -150,6 +155,10 @@ pub struct SettingsChange {
     pub preview_grants: Option<GrantPolicy>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deprecated_grants: Option<GrantPolicy>,
+    /// The whole mapping, replacing the current one (empty: the built-in
+    /// templates for every operation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_permissions: Option<AdminPermissions>,
 }
 
 impl SettingsChange {
@@ -172,6 +181,10 @@ impl SettingsChange {
                 .unwrap_or(settings.users_role_removals_only),
             preview_grants: self.preview_grants.unwrap_or(settings.preview_grants),
             deprecated_grants: self.deprecated_grants.unwrap_or(settings.deprecated_grants),
+            admin_permissions: self
+                .admin_permissions
+                .clone()
+                .unwrap_or_else(|| settings.admin_permissions.clone()),
         }
     }
 
@@ -186,6 +199,7 @@ impl SettingsChange {
             || self.users_role_removals_only.is_some()
             || self.preview_grants.is_some()
             || self.deprecated_grants.is_some()
+            || self.admin_permissions.is_some()
     }
 }
 
@@ -308,6 +322,59 @@ pub struct User {
     /// before the field existed.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub aliases: BTreeSet<Alias>,
+    /// Named values of the user's (`realm: ldap`), profile data like the
+    /// email: a tenant's admin permission templates read them
+    /// (`ACM:USER:UPDATE:STATUS:{user.realm}:{user}`). Not written when
+    /// empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: Attributes,
+}
+
+/// A user's attributes: name → value.
+pub type Attributes = BTreeMap<String, String>;
+
+/// At most this many attributes a user.
+pub const MAX_ATTRIBUTES: usize = 16;
+
+/// Why an attribute cannot be a user's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttributeError {
+    #[error("{count} attributes: at most {MAX_ATTRIBUTES} are allowed")]
+    TooMany { count: usize },
+    #[error(
+        "attribute name `{}` must be 1–64 characters of a–z, 0–9 and `_`, starting with a letter",
+        crate::model::quote(.0)
+    )]
+    Name(String),
+    #[error(
+        "attribute `{name}` must be 1–128 ASCII graphic characters other than `:` (it may become a permission segment)"
+    )]
+    Value { name: String },
+}
+
+/// Checks a set of attributes: their count, names and values.
+pub fn check_attributes(attributes: &Attributes) -> Result<(), AttributeError> {
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(AttributeError::TooMany {
+            count: attributes.len(),
+        });
+    }
+    for (name, value) in attributes {
+        let name_ok = (1..=64).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !name_ok {
+            return Err(AttributeError::Name(name.clone()));
+        }
+        let value_ok = (1..=128).contains(&value.len())
+            && value.chars().all(|c| c.is_ascii_graphic() && c != ':');
+        if !value_ok {
+            return Err(AttributeError::Value { name: name.clone() });
+        }
+    }
+    Ok(())
 }
 
 impl User {
@@ -319,6 +386,7 @@ impl User {
             display_name: None,
             status: UserStatus::Active,
             aliases: BTreeSet::new(),
+            attributes: Attributes::new(),
         }
     }
 }

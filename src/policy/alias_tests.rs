@@ -160,6 +160,7 @@ fn a_patched_snapshot_resolves_the_new_aliases() {
         email: None,
         display_name: None,
         aliases: Some(vec![Alias::new("new-idp-id").unwrap()]),
+        attributes: None,
     };
     let touched = apply(&mut state, &change).unwrap();
     let patched = recompile(&snapshot, Arc::new(state.clone()), &touched);

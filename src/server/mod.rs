@@ -19,7 +19,6 @@ pub mod ext_authz;
 pub mod json;
 pub mod limits;
 pub mod metrics_layer;
-pub mod template;
 pub mod tls;
 pub mod trace;
 pub mod wire;

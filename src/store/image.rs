@@ -308,6 +308,7 @@ mod tests {
                     display_name: None,
                     status: UserStatus::Inactive,
                     aliases: Default::default(),
+                    attributes: Default::default(),
                 },
             );
             // A member with aliases: the index is rebuilt on reading.

@@ -330,6 +330,7 @@ impl Op {
                         display_name: name.unwrap_or_default(),
                         status: if active { "active" } else { "inactive" }.into(),
                         aliases: Vec::new(),
+                        attributes: Default::default(),
                     })
                     .await
             }
@@ -363,6 +364,7 @@ impl Op {
                         email,
                         display_name: name,
                         aliases: None,
+                        attributes: None,
                     })
                     .await
             }

@@ -102,6 +102,32 @@ pub struct Guards {
     /// What granting a deprecated catalog entry does.
     #[arg(long, value_parser = ["allow", "warn", "refuse"])]
     pub deprecated_grants: Option<String>,
+    /// The tenant's own permission for an admin operation,
+    /// `OPERATION=TEMPLATE[,TEMPLATE…]` (e.g.
+    /// `create_group=CreatePermissionGroup`); repeat for more operations.
+    /// The whole mapping: operations not given use the built-in `ACM:`
+    /// permissions.
+    #[arg(
+        long = "admin-permission",
+        value_name = "OPERATION=TEMPLATE,...",
+        value_parser = admin_permission,
+        conflicts_with = "clear_admin_permissions"
+    )]
+    pub admin_permissions: Vec<(String, Vec<String>)>,
+    /// Every operation back to the built-in `ACM:` permissions.
+    #[arg(long)]
+    pub clear_admin_permissions: bool,
+}
+
+/// `OPERATION=TEMPLATE[,TEMPLATE…]`.
+fn admin_permission(text: &str) -> Result<(String, Vec<String>), String> {
+    let (op, templates) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not OPERATION=TEMPLATE[,TEMPLATE…]"))?;
+    Ok((
+        op.to_owned(),
+        templates.split(',').map(str::to_owned).collect(),
+    ))
 }
 
 impl Guards {
@@ -112,6 +138,8 @@ impl Guards {
             || self.users_role_removals_only.is_some()
             || self.preview_grants.is_some()
             || self.deprecated_grants.is_some()
+            || !self.admin_permissions.is_empty()
+            || self.clear_admin_permissions
     }
 
     /// Sets the given ones on `settings`.
@@ -125,6 +153,15 @@ impl Guards {
         settings.users_role_removals_only = self.users_role_removals_only;
         settings.preview_grants = self.preview_grants;
         settings.deprecated_grants = self.deprecated_grants;
+        if self.clear_admin_permissions || !self.admin_permissions.is_empty() {
+            settings.admin_permissions = Some(crate::proto::AdminPermissions {
+                operations: self
+                    .admin_permissions
+                    .into_iter()
+                    .map(|(op, templates)| (op, crate::proto::Templates { templates }))
+                    .collect(),
+            });
+        }
     }
 }
 
@@ -393,6 +430,13 @@ pub enum GroupCmd {
     },
 }
 
+/// `NAME=VALUE`.
+fn attribute(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
+}
+
 #[derive(Debug, Subcommand)]
 pub enum UserCmd {
     /// Add a user to a tenant (a user known elsewhere keeps their info).
@@ -412,6 +456,10 @@ pub enum UserCmd {
         /// subject id, a SPIFFE ID); repeat for more.
         #[arg(long = "alias", value_name = "ALIAS")]
         aliases: Vec<String>,
+        /// An attribute admin permission templates may read, e.g.
+        /// `realm=ldap`; repeat for more.
+        #[arg(long = "attribute", value_name = "NAME=VALUE", value_parser = attribute)]
+        attributes: Vec<(String, String)>,
         #[command(flatten)]
         mutate: Mutate,
     },
@@ -441,6 +489,18 @@ pub enum UserCmd {
         /// Remove every alias of the user.
         #[arg(long)]
         clear_aliases: bool,
+        /// Replace the user's attributes with these (`NAME=VALUE`); repeat
+        /// for more.
+        #[arg(
+            long = "attribute",
+            value_name = "NAME=VALUE",
+            value_parser = attribute,
+            conflicts_with = "clear_attributes"
+        )]
+        attributes: Vec<(String, String)>,
+        /// Remove every attribute of the user.
+        #[arg(long)]
+        clear_attributes: bool,
         #[command(flatten)]
         mutate: Mutate,
     },

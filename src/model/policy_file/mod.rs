@@ -172,8 +172,14 @@ pub fn load_str(text: &str) -> Result<State, LoadErrors> {
     }
 }
 
-/// A user's profile as the policy states it: email, display name, aliases.
-type Profile = (Option<String>, Option<String>, BTreeSet<Alias>);
+/// A user's profile as the policy states it: email, display name, aliases,
+/// attributes.
+type Profile = (
+    Option<String>,
+    Option<String>,
+    BTreeSet<Alias>,
+    crate::model::tenant::Attributes,
+);
 
 /// Gives each user's profile fields, stated in any tenant, to every tenant
 /// the user belongs to (the loader has refused two different values).
@@ -187,12 +193,15 @@ fn share_profiles(state: &mut State) {
             if p.2.is_empty() {
                 p.2.clone_from(&u.aliases);
             }
+            if p.3.is_empty() {
+                p.3.clone_from(&u.attributes);
+            }
         }
     }
     for t in state.tenants.values_mut() {
         if !t.users.values().any(|u| {
             let p = &profiles[&u.id];
-            u.email != p.0 || u.display_name != p.1 || u.aliases != p.2
+            u.email != p.0 || u.display_name != p.1 || u.aliases != p.2 || u.attributes != p.3
         }) {
             continue;
         }
@@ -204,6 +213,7 @@ fn share_profiles(state: &mut State) {
                 u.email.clone_from(&p.0);
                 u.display_name.clone_from(&p.1);
                 u.aliases.clone_from(&p.2);
+                u.attributes.clone_from(&p.3);
             }
         }
     }
@@ -280,6 +290,13 @@ fn load_tenant(
     tenant.settings.users_role_removals_only = raw.settings.users_role_removals_only;
     tenant.settings.preview_grants = raw.settings.preview_grants;
     tenant.settings.deprecated_grants = raw.settings.deprecated_grants;
+    match crate::model::operation::check_mapping(&raw.settings.admin_permissions) {
+        Ok(()) => tenant
+            .settings
+            .admin_permissions
+            .clone_from(&raw.settings.admin_permissions),
+        Err(e) => errors.push(format!("{at}.settings"), e),
+    }
     if let Err(e) = check_text("name", &tenant.name, MAX_SHORT_TEXT_CHARS) {
         errors.push(at, e);
     }
@@ -407,12 +424,25 @@ fn load_tenant(
             errors.push(&here, e);
         }
         let aliases = load_aliases(&u.aliases, &id, &here, errors);
+        if let Err(e) = crate::model::tenant::check_attributes(&u.attributes) {
+            errors.push(format!("{here}.attributes"), e);
+        }
         // A profile is the user's own: one email, name and set of aliases in
         // every tenant.
         for other in state.tenants.values() {
             let Some(o) = other.users.get(&id) else {
                 continue;
             };
+            if !u.attributes.is_empty() && !o.attributes.is_empty() && u.attributes != o.attributes
+            {
+                errors.push(
+                    &here,
+                    format!(
+                        "`{id}` has other attributes in tenant `{}`: a profile is the user's own, the same in every tenant (give it once)",
+                        other.id
+                    ),
+                );
+            }
             if !aliases.is_empty() && !o.aliases.is_empty() && aliases != o.aliases {
                 errors.push(
                     &here,
@@ -450,6 +480,7 @@ fn load_tenant(
                 display_name: u.display_name.clone(),
                 status,
                 aliases,
+                attributes: u.attributes.clone(),
             },
         );
     }

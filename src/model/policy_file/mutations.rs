@@ -57,6 +57,7 @@ pub fn to_mutations(state: &State) -> Vec<Mutation> {
                 display_name: u.display_name.clone(),
                 status: u.status,
                 aliases: u.aliases.iter().cloned().collect(),
+                attributes: u.attributes.clone(),
             });
         }
         for g in t.groups.values() {

@@ -70,6 +70,8 @@ pub(super) struct FileSettings {
     pub(super) preview_grants: crate::model::tenant::GrantPolicy,
     #[serde(default)]
     pub(super) deprecated_grants: crate::model::tenant::GrantPolicy,
+    #[serde(default)]
+    pub(super) admin_permissions: crate::model::operation::AdminPermissions,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +107,10 @@ pub(super) struct FileUser {
     /// Other identities the user is known by (given once, in any tenant).
     #[serde(default)]
     pub(super) aliases: Vec<String>,
+    /// Named values the tenant's admin permission templates may read
+    /// (`realm: ldap`); profile data, given once.
+    #[serde(default)]
+    pub(super) attributes: crate::model::tenant::Attributes,
 }
 
 #[derive(Debug, Deserialize)]

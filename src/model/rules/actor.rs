@@ -1,4 +1,5 @@
-//! The rules about who asks: the `ACM:` permission each mutation needs, no
+//! The rules about who asks: the permission each mutation needs (the
+//! tenant's mapping of the operation, `ACM:` by default; [`authorize`]), no
 //! editing one's own roles, grants, memberships or status, no escalation
 //! (handing out or taking away only what the actor holds), leaving a tenant,
 //! and what only an operator may do.
@@ -11,37 +12,150 @@ use super::shape::tenant;
 use super::view::{ActorView, Authority};
 use crate::model::ids::{GroupName, RoleName, Subject, TenantId, UserId};
 use crate::model::mutation::Mutation;
+use crate::model::operation::{MappingError, Operation};
 use crate::model::permission::{Effect, Grant, GrantPattern, validate_path};
 use crate::model::state::State;
-use crate::model::tenant::{RoleKind, Tenant, UserStatus};
+use crate::model::template::Piece;
+use crate::model::tenant::{Attributes, RoleKind, Tenant, UserStatus};
 use crate::model::time::Timestamp;
 
-/// Requires the actor to be allowed `prefix:param`. A parameter that is not a
-/// valid path segment (a role name with a space) can only be covered by a
-/// wildcard, so then the actor must hold `prefix:*`.
-fn require(
+/// What an operation is about: the values its templates' placeholders take.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct On<'a> {
+    role: Option<&'a RoleName>,
+    group: Option<&'a GroupName>,
+    user: Option<&'a UserId>,
+    /// The user's attributes (`{user.NAME}`): the member's, or, for a user
+    /// being added, those given or the profile's.
+    attributes: Option<&'a Attributes>,
+}
+
+impl<'a> On<'a> {
+    fn role(role: &'a RoleName) -> Self {
+        Self {
+            role: Some(role),
+            ..Self::default()
+        }
+    }
+    fn group(group: &'a GroupName) -> Self {
+        Self {
+            group: Some(group),
+            ..Self::default()
+        }
+    }
+    /// A member of `t` (its attributes from the tenant).
+    fn user(t: &'a Tenant, user: &'a UserId) -> Self {
+        Self {
+            user: Some(user),
+            attributes: t.users.get(user).map(|u| &u.attributes),
+            ..Self::default()
+        }
+    }
+    /// A subject: a member or a group.
+    fn subject(t: &'a Tenant, subject: &'a Subject) -> Self {
+        match subject {
+            Subject::User(u) => Self::user(t, u),
+            Subject::Group(g) => Self::group(g),
+        }
+    }
+}
+
+/// Whether `value` can stand as one segment of a permission.
+fn is_segment(value: &str) -> bool {
+    !value.contains(':') && validate_path(value).is_ok()
+}
+
+/// Requires the actor to be allowed every permission `op` maps to in `t`
+/// (the tenant's own templates, or the built-in `ACM:` ones), rendered for
+/// `on`. A template naming a `{user}` or `{group}` the change does not
+/// have does not apply; a change none applies to is refused. A value that
+/// is not a valid segment (a role name with a space) can only be covered
+/// by a wildcard, so then the actor must hold the template's text up to
+/// that placeholder followed by `*`.
+pub(super) fn authorize(
     view: &ActorView,
     actor: &UserId,
-    tenant: &TenantId,
-    prefix: &str,
-    param: Option<&str>,
+    t: &Tenant,
+    op: Operation,
+    on: On<'_>,
 ) -> Result<(), AdminError> {
-    let permission = match param {
-        Some(p) => format!("{prefix}:{p}"),
-        None => prefix.to_owned(),
+    let own = t.settings.admin_permissions.get(&op);
+    let texts: Vec<&str> = match own {
+        Some(texts) => texts.iter().map(String::as_str).collect(),
+        None => op.defaults().to_vec(),
     };
-    let ok = if validate_path(&permission).is_ok() {
-        view.allows(&permission, actor.as_str())
-    } else {
-        GrantPattern::parse(&format!("{prefix}:*")).is_ok_and(|p| view.holds(&p, actor.as_str()))
-    };
-    if ok {
+    let mut applied = false;
+    for text in texts {
+        let template = op.template(text).map_err(|error| {
+            AdminError::BadMapping(MappingError::Template {
+                operation: op,
+                error,
+            })
+        })?;
+        let lacks = |name: &str| match name {
+            "role" => on.role.is_none(),
+            "group" => on.group.is_none(),
+            "tenant" => false,
+            _ => on.user.is_none(),
+        };
+        if template.names().any(lacks) {
+            continue;
+        }
+        applied = true;
+        let mut permission = String::with_capacity(text.len() + 16);
+        let mut wildcard = false;
+        for piece in template.pieces() {
+            let value = match piece {
+                Piece::Literal(text) => {
+                    permission.push_str(text);
+                    continue;
+                }
+                Piece::Var("tenant") => t.id.as_str(),
+                Piece::Var("role") => on.role.map_or("", RoleName::as_str),
+                Piece::Var("group") => on.group.map_or("", GroupName::as_str),
+                Piece::Var("user") => on.user.map_or("", UserId::as_str),
+                Piece::Var(name) => {
+                    let attribute = name.strip_prefix("user.").unwrap_or(name);
+                    match on.attributes.and_then(|a| a.get(attribute)) {
+                        Some(v) => v.as_str(),
+                        None => {
+                            return Err(AdminError::MissingAttribute {
+                                operation: op,
+                                tenant: t.id.clone(),
+                                user: on.user.cloned().unwrap_or_else(|| actor.clone()),
+                                attribute: attribute.to_owned(),
+                            });
+                        }
+                    }
+                }
+            };
+            if is_segment(value) {
+                permission.push_str(value);
+            } else {
+                permission.push('*');
+                wildcard = true;
+                break;
+            }
+        }
+        let ok = if wildcard {
+            GrantPattern::parse(&permission).is_ok_and(|p| view.holds(&p, actor.as_str()))
+        } else {
+            validate_path(&permission).is_ok() && view.allows(&permission, actor.as_str())
+        };
+        if !ok {
+            return Err(AdminError::MissingPermission {
+                actor: actor.clone(),
+                permission,
+                tenant: t.id.clone(),
+            });
+        }
+    }
+    if applied {
         Ok(())
     } else {
-        Err(AdminError::MissingPermission {
-            actor: actor.clone(),
-            permission,
-            tenant: tenant.clone(),
+        Err(AdminError::NoApplicableTemplate {
+            operation: op,
+            tenant: t.id.clone(),
         })
     }
 }
@@ -144,17 +258,17 @@ fn roles_through_group(t: &Tenant, group: &GroupName, now: Timestamp) -> BTreeSe
 fn may_edit_user(
     authority: &dyn Authority,
     actor: &UserId,
-    tenant: &TenantId,
+    t: &Tenant,
     user: &UserId,
     now: Timestamp,
 ) -> bool {
-    let view = authority.view(tenant, actor, now);
-    require(
+    let view = authority.view(&t.id, actor, now);
+    authorize(
         &view,
         actor,
-        tenant,
-        "ACM:USER:UPDATE:INFO",
-        Some(user.as_str()),
+        t,
+        Operation::UpdateUserInfo,
+        On::user(t, user),
     )
     .is_ok()
 }
@@ -176,7 +290,7 @@ fn seen_elsewhere(
         Some(&t.id) != except
             && t.users.contains_key(user)
             && !t.settings.shared_users
-            && !may_edit_user(authority, actor, &t.id, user, now)
+            && !may_edit_user(authority, actor, t, user, now)
     });
     match refusing {
         None => Ok(()),
@@ -201,18 +315,26 @@ pub(super) fn check_actor(
     now: Timestamp,
 ) -> Result<(), AdminError> {
     // Profile info is per user, across tenants.
-    if let Mutation::UpdateUserInfo { user, aliases, .. } = m {
+    if let Mutation::UpdateUserInfo {
+        user,
+        aliases,
+        attributes,
+        ..
+    } = m
+    {
         // Aliases are identities a check is decided as: setting one's own
         // would hand one's rights to an identity no administrator chose (a
         // workload, a second account) and let anyone squat an id another
         // member or a future user needs. So they follow the rule for
         // another's profile, whoever they belong to.
-        if user == actor && aliases.is_some() {
+        // Attributes, likewise: they may decide what an admin change needs
+        // (`{user.realm}`).
+        if user == actor && (aliases.is_some() || attributes.is_some()) {
             let allowed = state
                 .tenants
                 .values()
                 .filter(|t| t.users.contains_key(user))
-                .any(|t| may_edit_user(authority, actor, &t.id, user, now));
+                .any(|t| may_edit_user(authority, actor, t, user, now));
             if !allowed {
                 return Err(AdminError::CannotSetOwnAliases {
                     actor: actor.clone(),
@@ -241,7 +363,7 @@ pub(super) fn check_actor(
             .tenants
             .values()
             .filter(|t| t.users.contains_key(user))
-            .any(|t| may_edit_user(authority, actor, &t.id, user, now));
+            .any(|t| may_edit_user(authority, actor, t, user, now));
         if !allowed {
             return Err(AdminError::CannotUpdateInfo {
                 actor: actor.clone(),
@@ -274,10 +396,10 @@ pub(super) fn check_actor(
             tenant: id.clone(),
         });
     }
-    let role_param = |r: &RoleName| Some(r.as_str().to_owned());
+    let may = |op: Operation, on: On<'_>| authorize(&view, actor, t, op, on);
     match m {
         Mutation::UpdateTenant { settings, .. } => {
-            require(&view, actor, id, "ACM:TENANT:UPDATE:SETTINGS", None)?;
+            may(Operation::UpdateTenant, On::default())?;
             if settings.as_ref().is_some_and(|s| s.touches_guards()) && !view.administrator {
                 return Err(AdminError::GuardsNeedAdministrator {
                     actor: actor.clone(),
@@ -286,31 +408,20 @@ pub(super) fn check_actor(
             }
             Ok(())
         }
-        Mutation::CreateRole { .. } => require(&view, actor, id, "ACM:ROLE:INSERT", None),
-        Mutation::UpdateRoleDescription { role, .. } => require(
-            &view,
-            actor,
-            id,
-            "ACM:ROLE:UPDATE:DESCRIPTION",
-            role_param(role).as_deref(),
-        ),
-        Mutation::DeleteRole { role, .. } => require(
-            &view,
-            actor,
-            id,
-            "ACM:ROLE:DELETE",
-            role_param(role).as_deref(),
-        ),
+        Mutation::CreateRole { role, .. } => may(Operation::CreateRole, On::role(role)),
+        Mutation::UpdateRoleDescription { role, .. } => {
+            may(Operation::UpdateRoleDescription, On::role(role))
+        }
+        Mutation::DeleteRole { role, .. } => may(Operation::DeleteRole, On::role(role)),
         Mutation::Grant { role, .. }
         | Mutation::Revoke { role, .. }
         | Mutation::SetGrants { role, .. } => {
-            require(
-                &view,
-                actor,
-                id,
-                "ACM:ROLE:UPDATE:PERMISSIONS",
-                role_param(role).as_deref(),
-            )?;
+            let op = match m {
+                Mutation::Grant { .. } => Operation::Grant,
+                Mutation::Revoke { .. } => Operation::Revoke,
+                _ => Operation::SetGrants,
+            };
+            may(op, On::role(role))?;
             // `Users` is everyone's, so editing it is not editing one's own grants.
             if view.roles.contains(role) && RoleKind::of(role) != RoleKind::Users {
                 return Err(AdminError::SelfEditGrants {
@@ -344,9 +455,9 @@ pub(super) fn check_actor(
             }
             Ok(())
         }
-        Mutation::CreateGroup { .. } => require(&view, actor, id, "ACM:GROUP:INSERT", None),
+        Mutation::CreateGroup { group, .. } => may(Operation::CreateGroup, On::group(group)),
         Mutation::DeleteGroup { group, .. } => {
-            require(&view, actor, id, "ACM:GROUP:DELETE", Some(group.as_str()))?;
+            may(Operation::DeleteGroup, On::group(group))?;
             if is_self(t, actor, &Subject::Group(group.clone())) {
                 return Err(AdminError::SelfEditGroup {
                     actor: actor.clone(),
@@ -357,13 +468,19 @@ pub(super) fn check_actor(
         }
         Mutation::AddMember { group, member, .. }
         | Mutation::RemoveMember { group, member, .. } => {
-            require(
-                &view,
-                actor,
-                id,
-                "ACM:GROUP:UPDATE:MEMBERS",
-                Some(group.as_str()),
-            )?;
+            let op = if matches!(m, Mutation::AddMember { .. }) {
+                Operation::AddMember
+            } else {
+                Operation::RemoveMember
+            };
+            let on = match member {
+                Subject::User(u) => On {
+                    group: Some(group),
+                    ..On::user(t, u)
+                },
+                Subject::Group(_) => On::group(group),
+            };
+            may(op, on)?;
             if is_self(t, actor, member) {
                 return Err(AdminError::SelfEditMembership {
                     actor: actor.clone(),
@@ -374,20 +491,26 @@ pub(super) fn check_actor(
             // either needs the actor to hold them (equal or fewer privileges).
             hand_out(state, t, &view, actor, roles_through_group(t, group, now))
         }
-        Mutation::AddUser { user, .. } => {
-            require(&view, actor, id, "ACM:USER:INSERT", None)?;
+        Mutation::AddUser {
+            user, attributes, ..
+        } => {
+            // The attributes it will have: those given, or its profile's.
+            let attributes = match state.profile_of(user) {
+                Some((_, profile)) if attributes.is_empty() => &profile.attributes,
+                _ => attributes,
+            };
+            let on = On {
+                user: Some(user),
+                attributes: Some(attributes),
+                ..On::default()
+            };
+            may(Operation::AddUser, on)?;
             // A user another tenant has joins this one only with that
             // tenant's consent or rights there.
             seen_elsewhere(state, authority, actor, user, Some(id), now)
         }
         Mutation::UpdateUserStatus { user, .. } => {
-            require(
-                &view,
-                actor,
-                id,
-                "ACM:USER:UPDATE:STATUS",
-                Some(user.as_str()),
-            )?;
+            may(Operation::UpdateUserStatus, On::user(t, user))?;
             if user == actor {
                 return Err(AdminError::SelfEditStatus);
             }
@@ -396,13 +519,7 @@ pub(super) fn check_actor(
         Mutation::RemoveUser { user, .. } if user == actor => {
             // Leaving: needs the right to edit users there, another active
             // Administrator left behind, and another tenant to belong to.
-            require(
-                &view,
-                actor,
-                id,
-                "ACM:USER:UPDATE:ROLES",
-                Some(user.as_str()),
-            )?;
+            may(Operation::LeaveTenant, On::user(t, user))?;
             let others = active_administrators(t, now)
                 .into_iter()
                 .filter(|a| a != actor)
@@ -426,20 +543,22 @@ pub(super) fn check_actor(
             Ok(())
         }
         Mutation::RemoveUser { user, .. } => {
-            require(&view, actor, id, "ACM:USER:DELETE", Some(user.as_str()))?;
+            may(Operation::RemoveUser, On::user(t, user))?;
             outranks(authority, &view, actor, t, user, now)
         }
         Mutation::Assign { subject, role, .. } | Mutation::Unassign { subject, role, .. } => {
-            require(
-                &view,
-                actor,
-                id,
-                "ACM:ROLE:ASSIGN",
-                role_param(role).as_deref(),
+            let op = if matches!(m, Mutation::Assign { .. }) {
+                Operation::Assign
+            } else {
+                Operation::Unassign
+            };
+            may(
+                op,
+                On {
+                    role: Some(role),
+                    ..On::subject(t, subject)
+                },
             )?;
-            if let Subject::User(u) = subject {
-                require(&view, actor, id, "ACM:USER:UPDATE:ROLES", Some(u.as_str()))?;
-            }
             if is_self(t, actor, subject) {
                 return Err(AdminError::SelfEditRoles {
                     actor: actor.clone(),

@@ -9,9 +9,10 @@ use thiserror::Error;
 use crate::model::apply::ApplyError;
 use crate::model::catalog::{CatalogError, CatalogPattern};
 use crate::model::ids::{Alias, GroupName, RoleName, Subject, TenantId, UserId};
+use crate::model::operation::{MappingError, Operation};
 use crate::model::permission::{Grant, GrantPattern};
 use crate::model::policy_file::EmailError;
-use crate::model::tenant::{AliasClash, MAX_ALIASES};
+use crate::model::tenant::{AliasClash, AttributeError, MAX_ALIASES};
 use crate::model::text::TextError;
 use crate::model::time::Timestamp;
 
@@ -197,6 +198,19 @@ pub enum AdminError {
         stability: &'static str,
         setting: &'static str,
     },
+    #[error("{0}")]
+    InvalidAttributes(AttributeError),
+    #[error("{0}")]
+    BadMapping(MappingError),
+    #[error(
+        "`{operation}` in tenant `{tenant}` needs `{{user.{attribute}}}` of user `{user}`, who has no attribute `{attribute}`"
+    )]
+    MissingAttribute {
+        operation: Operation,
+        tenant: TenantId,
+        user: UserId,
+        attribute: String,
+    },
     /// The mutation does not fit the state after all checks (its message is
     /// apply's reason, without the kind).
     #[error("{}", .0.why)]
@@ -283,6 +297,13 @@ pub enum AdminError {
         target: UserId,
         pattern: GrantPattern,
     },
+    #[error(
+        "none of tenant `{tenant}`'s templates for `{operation}` applies to this change (each names a `{{user}}` or `{{group}}` it does not have): map `{operation}` to a permission that does"
+    )]
+    NoApplicableTemplate {
+        operation: Operation,
+        tenant: TenantId,
+    },
     #[error("only Administrators may assign `Bridges`")]
     BridgesNeedAdministrator,
     #[error(
@@ -326,6 +347,8 @@ impl AdminError {
             | E::DuplicateGrant { .. }
             | E::ReservedRoleName { .. }
             | E::SystemAdministratorRole { .. }
+            | E::InvalidAttributes(_)
+            | E::BadMapping(_)
             | E::InvalidText(_)
             | E::InvalidEmail(_)
             | E::ExpiryNotInFuture { .. }
@@ -349,6 +372,8 @@ impl AdminError {
             | E::ProfileDiffers { .. }
             | E::LastAdministrator { .. }
             | E::LastLastingAdministrator { .. }
+            | E::MissingAttribute { .. }
+            | E::NoApplicableTemplate { .. }
             | E::AdministratorRoleInUse { .. }
             | E::UsersRoleRemovalsOnly { .. }
             | E::StabilityRefused { .. }

@@ -8,10 +8,11 @@ use super::error::AdminError;
 use crate::model::catalog::Catalog;
 use crate::model::ids::{Alias, RoleName, Subject, TenantId, UserId};
 use crate::model::mutation::Mutation;
+use crate::model::operation::check_mapping;
 use crate::model::permission::{Effect, Grant};
 use crate::model::policy_file::check_email;
 use crate::model::state::State;
-use crate::model::tenant::{GrantPolicy, MAX_ALIASES, RoleKind, Tenant};
+use crate::model::tenant::{GrantPolicy, MAX_ALIASES, RoleKind, Tenant, check_attributes};
 use crate::model::text::{MAX_DESCRIPTION_CHARS, MAX_SHORT_TEXT_CHARS, check_text};
 use crate::model::time::Timestamp;
 
@@ -214,6 +215,9 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 text("name", name, MAX_SHORT_TEXT_CHARS)?;
             }
             let t = tenant(state, id)?;
+            if let Some(mapping) = settings.as_ref().and_then(|s| s.admin_permissions.as_ref()) {
+                check_mapping(mapping).map_err(AdminError::BadMapping)?;
+            }
             for role in settings
                 .as_ref()
                 .and_then(|s| s.administrator_roles.as_ref())
@@ -484,6 +488,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             email,
             display_name,
             aliases,
+            attributes,
             ..
         } => {
             let t = tenant(state, id)?;
@@ -495,6 +500,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             }
             valid_info(email, display_name)?;
             valid_aliases(user, aliases)?;
+            check_attributes(attributes).map_err(AdminError::InvalidAttributes)?;
             // A user of other tenants keeps the one profile they all see.
             let profile = state.profile_of(user);
             if let Some((other, profile)) = profile {
@@ -510,6 +516,8 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                         != profile.aliases.iter().collect::<BTreeSet<_>>()
                 {
                     Some("set of aliases")
+                } else if !attributes.is_empty() && *attributes != profile.attributes {
+                    Some("set of attributes")
                 } else {
                     None
                 };
@@ -541,11 +549,15 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             email,
             display_name,
             aliases,
+            attributes,
         } => {
             if !state.tenants.values().any(|t| t.users.contains_key(user)) {
                 return Err(AdminError::UnknownUser { user: user.clone() });
             }
             valid_info(email, display_name)?;
+            if let Some(attributes) = attributes {
+                check_attributes(attributes).map_err(AdminError::InvalidAttributes)?;
+            }
             if let Some(aliases) = aliases {
                 valid_aliases(user, aliases)?;
                 // Unique in every tenant the user belongs to: O(k log n) each.

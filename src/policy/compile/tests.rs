@@ -38,6 +38,7 @@ fn base() -> State {
             display_name: None,
             status: UserStatus::Active,
             aliases: Vec::new(),
+            attributes: Default::default(),
         });
         ms.push(Mutation::Assign {
             tenant: tenant(),
@@ -116,6 +117,7 @@ fn profile_changes_share_everything() {
         email: Some("u1@example.com".into()),
         display_name: None,
         aliases: None,
+        attributes: None,
     });
     assert!(a.users.ptr_eq(&b.users));
     assert!(Arc::ptr_eq(&a.grants, &b.grants));

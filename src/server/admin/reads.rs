@@ -239,6 +239,11 @@ pub(super) fn list_users(
             display_name: u.display_name.clone().unwrap_or_default(),
             status: u.status.as_str().to_owned(),
             aliases: u.aliases.iter().map(|a| a.to_string()).collect(),
+            attributes: u
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
         (k, row)
     });

@@ -7,9 +7,10 @@ use super::{FieldError, bounded, free_text, parsed};
 use crate::model::audit::AuditFilter;
 use crate::model::catalog::{CatalogEntry, CatalogPattern, Stability};
 use crate::model::ids::Alias;
+use crate::model::operation::{AdminPermissions, Operation};
 use crate::model::policy_file::MAX_EMAIL_BYTES;
 use crate::model::rules::Actor;
-use crate::model::tenant::RoleKind;
+use crate::model::tenant::{Attributes, RoleKind, check_attributes};
 use crate::model::text::{MAX_DESCRIPTION_CHARS, MAX_SHORT_TEXT_CHARS};
 use crate::model::{
     Effect, Grant, GrantPattern, GrantPolicy, GroupName, Mutation, RoleName, SettingsChange,
@@ -168,6 +169,7 @@ impl TryFrom<Option<&proto::TenantSettings>> for SettingsChange {
             users_role_removals_only: s.users_role_removals_only,
             preview_grants: grant_policy("preview_grants", s.preview_grants.as_deref())?,
             deprecated_grants: grant_policy("deprecated_grants", s.deprecated_grants.as_deref())?,
+            admin_permissions: s.admin_permissions.as_ref().map(mapping).transpose()?,
         })
     }
 }
@@ -188,8 +190,44 @@ pub fn settings_info(s: &TenantSettings) -> proto::TenantSettings {
         users_role_removals_only: Some(s.users_role_removals_only),
         preview_grants: Some(s.preview_grants.as_str().to_owned()),
         deprecated_grants: Some(s.deprecated_grants.as_str().to_owned()),
+        admin_permissions: Some(proto::AdminPermissions {
+            operations: s
+                .admin_permissions
+                .iter()
+                .map(|(op, templates)| {
+                    (
+                        op.name().to_owned(),
+                        proto::Templates {
+                            templates: templates.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        }),
     }
 }
+
+/// A tenant's mapping of admin operations: each name known (the rules
+/// check the templates, so a refusal is audited).
+fn mapping(m: &proto::AdminPermissions) -> Result<AdminPermissions, FieldError> {
+    m.operations
+        .iter()
+        .map(|(name, t)| {
+            let op = Operation::parse(name).ok_or_else(|| FieldError::NotOneOf {
+                field: "admin_permissions",
+                expected: "an admin operation (update_tenant, create_role, …, assign, unassign)",
+                got: name.clone(),
+            })?;
+            for text in &t.templates {
+                bounded("admin_permissions", text, MAX_TEMPLATE_BYTES)?;
+            }
+            Ok((op, t.templates.clone()))
+        })
+        .collect()
+}
+
+/// The longest permission template accepted.
+const MAX_TEMPLATE_BYTES: usize = 512;
 
 fn description(field: &'static str, v: &str) -> Result<String, FieldError> {
     free_text(field, v, MAX_DESCRIPTION_CHARS)
@@ -207,6 +245,13 @@ fn email(v: &str) -> Result<String, FieldError> {
 /// count, duplicates and uniqueness, so a refusal is audited).
 fn aliases(v: &[String]) -> Result<Vec<Alias>, FieldError> {
     v.iter().map(|a| parsed("aliases", Alias::new(a))).collect()
+}
+
+/// A user's attributes, each checked ([`check_attributes`]).
+fn attributes(v: &std::collections::HashMap<String, String>) -> Result<Attributes, FieldError> {
+    let map: Attributes = v.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    parsed("attributes", check_attributes(&map))?;
+    Ok(map)
 }
 
 /// An empty string as `None`.
@@ -434,6 +479,7 @@ impl TryFrom<&proto::AddUserRequest> for Mutation {
             display_name: optional(&short_text("display_name", &r.display_name)?),
             status: status(&r.status)?,
             aliases: aliases(&r.aliases)?,
+            attributes: attributes(&r.attributes)?,
         })
     }
 }
@@ -470,6 +516,11 @@ impl TryFrom<&proto::UpdateUserInfoRequest> for Mutation {
                 .aliases
                 .as_ref()
                 .map(|list| aliases(&list.aliases))
+                .transpose()?,
+            attributes: r
+                .attributes
+                .as_ref()
+                .map(|m| attributes(&m.values))
                 .transpose()?,
         })
     }

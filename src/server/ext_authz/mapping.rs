@@ -12,7 +12,7 @@
 use serde::Deserialize;
 
 use super::route::{MAX_SEGMENTS, Pattern, PatternError};
-use crate::server::template::{Template, TemplateError};
+use crate::model::template::{Template, TemplateError};
 
 /// `[ext_authz]` as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

@@ -45,8 +45,8 @@ pub use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
 };
 
 use super::authorization::AuthorizationService;
-use super::template::{RenderError, Template};
 use crate::model::quote;
+use crate::model::template::{RenderError, Template};
 use crate::proto;
 use mapping::{Action, Route};
 use route::Captures;

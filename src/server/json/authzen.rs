@@ -25,8 +25,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::super::template::{Template, TemplateError};
 use super::reply::not_null;
+use crate::model::template::{Template, TemplateError};
 
 /// Placeholders the templates may name (for the start-up error).
 const NAMES: &str = "subject.type, subject.id, subject.properties.KEY, action.name, \

@@ -104,6 +104,7 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
             display_name,
             status,
             aliases,
+            attributes,
             mutate,
         } => {
             let r = proto::AddUserRequest {
@@ -115,6 +116,7 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
                 display_name,
                 status: status.map(value_name).unwrap_or_default(),
                 aliases,
+                attributes: attributes.into_iter().collect(),
             };
             client.admin.add_user(r).await
         }
@@ -139,13 +141,23 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
             display_name,
             aliases,
             clear_aliases,
+            attributes,
+            clear_attributes,
             mutate,
         } => {
             let aliases =
                 (clear_aliases || !aliases.is_empty()).then_some(proto::AliasList { aliases });
-            if email.is_none() && display_name.is_none() && aliases.is_none() {
+            let attributes =
+                (clear_attributes || !attributes.is_empty()).then(|| proto::AttributeMap {
+                    values: attributes.into_iter().collect(),
+                });
+            if email.is_none()
+                && display_name.is_none()
+                && aliases.is_none()
+                && attributes.is_none()
+            {
                 return Err(CtlError::Usage(
-                    "give --email, --display-name, --alias or --clear-aliases".into(),
+                    "give --email, --display-name, --alias, --clear-aliases, --attribute or --clear-attributes".into(),
                 )
                 .into());
             }
@@ -156,6 +168,7 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
                 email,
                 display_name,
                 aliases,
+                attributes,
             };
             client.admin.update_user_info(r).await
         }
@@ -179,6 +192,7 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
                 col("EMAIL", "email"),
                 col("DISPLAY_NAME", "display_name"),
                 col("ALIASES", "aliases"),
+                col("ATTRIBUTES", "attributes"),
             ];
             let call = |page_size, page_token| {
                 let mut admin = client.admin.clone();
@@ -197,6 +211,7 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
                         "email": u.email,
                         "display_name": u.display_name,
                         "aliases": u.aliases,
+                        "attributes": u.attributes.iter().collect::<std::collections::BTreeMap<_, _>>(),
                     })
                 });
                 (items.collect(), r.revision, r.next_page_token)

@@ -148,6 +148,7 @@ pub async fn tenant(mut client: Client, cmd: TenantCmd) -> Result<Report, Failur
                         "users_role_removals_only": t.settings.as_ref().and_then(|s| s.users_role_removals_only).unwrap_or(false),
                         "preview_grants": t.settings.as_ref().and_then(|s| s.preview_grants.clone()).unwrap_or_else(|| "allow".into()),
                         "deprecated_grants": t.settings.as_ref().and_then(|s| s.deprecated_grants.clone()).unwrap_or_else(|| "allow".into()),
+                        "admin_permissions": t.settings.as_ref().and_then(|s| s.admin_permissions.as_ref()).map(|m| m.operations.iter().map(|(k, v)| (k.clone(), v.templates.clone())).collect::<std::collections::BTreeMap<_, _>>()).unwrap_or_default(),
                         "roles": t.roles,
                         "groups": t.groups,
                         "users": t.users,

@@ -1,7 +1,9 @@
-//! Templates that turn a caller's request into a decision request: the
-//! tenant, subject and permission the Envoy (`ext_authz`) and AuthZEN front
-//! ends configure in `rampart.toml`, such as `documents:view:{path.doc}` or
-//! `{header.x-tenant}`.
+//! Templates that turn a request into a permission: the tenant, subject and
+//! permission the Envoy (`ext_authz`) and AuthZEN front ends configure in
+//! `rampart.toml`, such as `documents:view:{path.doc}` or
+//! `{header.x-tenant}`, and the permissions a tenant maps its admin
+//! operations to (`model::operation`), such as
+//! `ACM:USER:UPDATE:STATUS:{user.realm}:{user}`.
 //!
 //! A template is literal text with `{name}` placeholders. Which names exist
 //! is the front end's business: it says so when a template is parsed (so a
@@ -19,6 +21,13 @@ use std::fmt;
 enum Part {
     Literal(String),
     Var(String),
+}
+
+/// One piece of a template, as [`Template::pieces`] gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Literal(&'a str),
+    Var(&'a str),
 }
 
 /// A parsed template.
@@ -127,6 +136,14 @@ impl Template {
         Ok(Self {
             text: text.to_owned(),
             parts,
+        })
+    }
+
+    /// The pieces, in order: literal text and placeholder names.
+    pub fn pieces(&self) -> impl Iterator<Item = Piece<'_>> {
+        self.parts.iter().map(|p| match p {
+            Part::Literal(text) => Piece::Literal(text),
+            Part::Var(name) => Piece::Var(name),
         })
     }
 
