@@ -243,6 +243,7 @@ async fn refusals_carry_the_rules_code_and_message() {
         .get_role(GetRoleRequest {
             tenant: "acme".into(),
             role: "Administrators".into(),
+            actor: String::new(),
         })
         .await
         .unwrap()
@@ -364,6 +365,7 @@ async fn free_text_is_bounded_and_errors_quote_a_short_prefix() {
         .get_role(GetRoleRequest {
             tenant: format!("\u{1b}{}", "t".repeat(100_000)),
             role: "Users".into(),
+            actor: String::new(),
         })
         .await
         .unwrap_err();
@@ -385,6 +387,7 @@ async fn users_by_pages(
                 tenant: "acme".into(),
                 page_size,
                 page_token: token,
+                actor: String::new(),
             })
             .await
             .unwrap()
@@ -445,6 +448,7 @@ async fn listings_page_through_every_row_once_in_order() {
             tenant: "acme".into(),
             page_size: 7,
             page_token: String::new(),
+            actor: String::new(),
         })
         .await
         .unwrap()
@@ -464,6 +468,7 @@ async fn listings_page_through_every_row_once_in_order() {
             tenant: "acme".into(),
             page_size: 7,
             page_token: first.next_page_token,
+            actor: String::new(),
         })
         .await
         .unwrap()
@@ -489,6 +494,7 @@ async fn listings_page_through_every_row_once_in_order() {
                 tenant: "acme".into(),
                 page_size: 1,
                 page_token: token,
+                actor: String::new(),
             })
             .await
             .unwrap()
@@ -584,6 +590,7 @@ async fn a_bad_page_token_or_page_size_is_invalid_argument() {
         tenant: "acme".into(),
         page_size,
         page_token: page_token.into(),
+        actor: String::new(),
     };
     // Not hex; hex of a key with a separator where a user id has none.
     for token in ["not-a-token", "zz", "616c69636500626f62"] {
@@ -599,6 +606,7 @@ async fn a_bad_page_token_or_page_size_is_invalid_argument() {
             tenant: "acme".into(),
             page_size: 1,
             page_token: "xyz".into(),
+            actor: String::new(),
         })
         .await
         .unwrap_err();

@@ -5,7 +5,7 @@
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{CtlError, Mutate};
+use super::{CtlError, Mutate, ReadAs};
 use crate::proto::GrantSpec;
 
 /// A catalog entry's stability.
@@ -244,6 +244,8 @@ pub enum RoleCmd {
     Get {
         #[command(flatten)]
         role: RoleRef,
+        #[command(flatten)]
+        read: ReadAs,
     },
     /// List a tenant's roles with member and grant counts.
     List {
@@ -251,6 +253,8 @@ pub enum RoleCmd {
         tenant: String,
         #[command(flatten)]
         paging: Paging,
+        #[command(flatten)]
+        read: ReadAs,
     },
 }
 
@@ -338,6 +342,8 @@ pub enum GroupCmd {
         tenant: String,
         #[command(flatten)]
         paging: Paging,
+        #[command(flatten)]
+        read: ReadAs,
     },
 }
 
@@ -407,6 +413,8 @@ pub enum UserCmd {
         tenant: String,
         #[command(flatten)]
         paging: Paging,
+        #[command(flatten)]
+        read: ReadAs,
     },
 }
 
@@ -455,6 +463,8 @@ pub enum BindingCmd {
         subject: Option<String>,
         #[command(flatten)]
         paging: Paging,
+        #[command(flatten)]
+        read: ReadAs,
     },
 }
 

@@ -11,6 +11,7 @@
 mod actor;
 mod error;
 mod last_admin;
+mod read;
 mod shape;
 mod view;
 
@@ -22,6 +23,7 @@ use super::time::Timestamp;
 
 pub use error::{AdminError, Refusal};
 pub use last_admin::active_administrators;
+pub use read::{READ_PERMISSIONS, ReadOp, Reader, Row, RowKind, read_permission};
 pub use view::{ActorView, Authority, overlaps, subsumes, view_of};
 
 use actor::check_actor;
