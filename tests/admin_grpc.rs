@@ -243,6 +243,7 @@ async fn refusals_carry_the_rules_code_and_message() {
         .get_role(GetRoleRequest {
             tenant: "acme".into(),
             role: "Administrators".into(),
+            actor: String::new(),
         })
         .await
         .unwrap()
@@ -367,6 +368,7 @@ async fn free_text_is_bounded_and_errors_quote_a_short_prefix() {
         .get_role(GetRoleRequest {
             tenant: format!("\u{1b}{}", "t".repeat(100_000)),
             role: "Users".into(),
+            actor: String::new(),
         })
         .await
         .unwrap_err();
@@ -388,6 +390,7 @@ async fn users_by_pages(
                 tenant: "acme".into(),
                 page_size,
                 page_token: token,
+                actor: String::new(),
             })
             .await
             .unwrap()
@@ -448,6 +451,7 @@ async fn listings_page_through_every_row_once_in_order() {
             tenant: "acme".into(),
             page_size: 7,
             page_token: String::new(),
+            actor: String::new(),
         })
         .await
         .unwrap()
@@ -467,6 +471,7 @@ async fn listings_page_through_every_row_once_in_order() {
             tenant: "acme".into(),
             page_size: 7,
             page_token: first.next_page_token,
+            actor: String::new(),
         })
         .await
         .unwrap()
@@ -492,6 +497,7 @@ async fn listings_page_through_every_row_once_in_order() {
                 tenant: "acme".into(),
                 page_size: 1,
                 page_token: token,
+                actor: String::new(),
             })
             .await
             .unwrap()
@@ -587,6 +593,7 @@ async fn a_bad_page_token_or_page_size_is_invalid_argument() {
         tenant: "acme".into(),
         page_size,
         page_token: page_token.into(),
+        actor: String::new(),
     };
     // Not hex; hex of a key with a separator where a user id has none.
     for token in ["not-a-token", "zz", "616c69636500626f62"] {
@@ -602,6 +609,7 @@ async fn a_bad_page_token_or_page_size_is_invalid_argument() {
             tenant: "acme".into(),
             page_size: 1,
             page_token: "xyz".into(),
+            actor: String::new(),
         })
         .await
         .unwrap_err();

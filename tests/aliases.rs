@@ -120,6 +120,7 @@ async fn user_aliases(admin: &mut AdminClient<Channel>, user: &str) -> Option<Ve
             tenant: "todo".into(),
             page_size: 0,
             page_token: String::new(),
+            actor: String::new(),
         })
         .await
         .unwrap()

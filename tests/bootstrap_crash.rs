@@ -105,6 +105,7 @@ async fn served(url: String) -> (usize, Vec<(String, String)>, u64) {
                 tenant: "big".into(),
                 page_size: 10_000,
                 page_token: token,
+                actor: String::new(),
             })
             .await
             .unwrap()
@@ -124,6 +125,7 @@ async fn served(url: String) -> (usize, Vec<(String, String)>, u64) {
                 subject: String::new(),
                 page_size: 10_000,
                 page_token: token,
+                actor: String::new(),
             })
             .await
             .unwrap()

@@ -87,6 +87,66 @@ fn test_prints_failures_and_a_summary_line() {
 }
 
 #[test]
+fn test_names_the_read_and_audit_steps_that_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("tests/rules/policy.yaml", dir.path().join("policy.yaml")).unwrap();
+    let tests = dir.path().join("tests.yaml");
+    std::fs::write(
+        &tests,
+        r#"policy: policy.yaml
+tenant: acme
+steps:
+  - { name: bob sees editors, as: bob, read: list_roles, expect: OK, rows: [editors] }
+  - { name: alice reads a role, as: alice, read: get_role, args: { role: editors }, expect: OK, count: 2 }
+  - { name: logged as applied, as: bob, do: create_role, args: { role: z }, expect: PERMISSION_DENIED, expect_audit: { outcome: applied } }
+  - { name: logged as refused, as: bob, do: create_role, args: { role: z }, expect: PERMISSION_DENIED, expect_audit: { actor: bob, outcome: refused } }
+  - { name: rows on a change, do: create_role, args: { role: z }, expect: OK, rows: [z] }
+  - { name: a read of nothing, read: list_roles, args: { role: z }, expect: OK }
+  - { name: audit of a read, read: list_users, expect: OK, expect_audit: { outcome: applied } }
+"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN).arg("test").arg(&tests).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!(
+        "FAIL {}: bob sees editors\n     list_roles: expected rows {{\"editors\"}}, got {{}}",
+        tests.display()
+    );
+    assert!(text.contains(&want), "{text}");
+    assert!(
+        text.contains(
+            "logged as applied\n     create_role: expect_audit: outcome `applied` expected, the record has `refused`"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("rows on a change\n     `rows` and `count` go with a `read` step"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a read of nothing\n     list_roles: takes no args"),
+        "{text}"
+    );
+    assert!(
+        text.contains("audit of a read\n     `expect_audit` goes with a `do` step"),
+        "{text}"
+    );
+    assert_eq!(text.lines().last(), Some("2 passed, 5 failed"), "{text}");
+
+    // A field no step has: the file does not load, and the error names the step.
+    std::fs::write(
+        &tests,
+        "policy: policy.yaml\ntenant: acme\nsteps:\n  - { name: typo, read: list_roles, expect: OK, row: [x] }\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).arg("test").arg(&tests).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("steps[0]: unknown field `row`"), "{text}");
+}
+
+#[test]
 fn serve_starts_with_the_builtin_quickstart_and_stops_on_sigterm() {
     let port = common::free_port();
     let data = tempfile::tempdir().unwrap();

@@ -59,6 +59,7 @@ fn acknowledged_mutations_survive_kill_9() {
                         tenant: "acme".into(),
                         page_size: 10_000,
                         page_token,
+                        actor: String::new(),
                     })
                     .await
                     .unwrap()

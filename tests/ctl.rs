@@ -406,6 +406,32 @@ fn a_refusal_exits_1_with_the_code_and_the_rule_on_stderr() {
 }
 
 #[test]
+fn reads_as_a_user_show_only_what_it_may_see() {
+    let s = server();
+    // bob holds no ACM: permission: no rows, not a refusal.
+    let out = ctl(&s, "-o json role list --tenant acme --as bob");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(json(&out)["items"], serde_json::json!([]), "{out:?}");
+    let out = ctl(&s, "role get --tenant acme --role editors --as bob");
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "rampart ctl: PERMISSION_DENIED: actor `bob` lacks `ACM:ROLE:RETRIEVE:PERMISSIONS:editors` in tenant `acme`\n"
+    );
+    // mallory manages users, roles and groups: she sees them all.
+    let out = ctl(&s, "user list --tenant acme --actor mallory");
+    assert_eq!(first_column(&out.stdout).len(), 7, "{out:?}");
+    let out = ctl(&s, "group list --tenant acme --as mallory");
+    assert_eq!(first_column(&out.stdout), ["admins", "staff", "team"]);
+    let out = ctl(&s, "binding list --tenant acme --subject bob --as mallory");
+    assert_eq!(first_column(&out.stdout), ["bob"], "{out:?}");
+    // An inactive user reads nothing.
+    let out = ctl(&s, "binding list --tenant acme --as frank");
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("not an active member"), "{out:?}");
+}
+
+#[test]
 fn dry_runs_report_the_revision_and_change_nothing() {
     let s = server();
     let before = ctl(&s, "role list --tenant acme");

@@ -593,6 +593,7 @@ async fn all_users(admin: &mut AdminClient<tonic::transport::Channel>) -> BTreeS
                 tenant: "acme".into(),
                 page_size: 10_000,
                 page_token,
+                actor: String::new(),
             })
             .await
             .unwrap()

@@ -327,6 +327,25 @@ async fn a_confined_credential_stays_in_its_tenants_and_acts_as_its_actor() {
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     assert!(e.message().contains("acts as `ann` only"), "{e:?}");
+    // Reads too: as ann (who sees every row), never as another user.
+    let read = |actor: &str| ListUsersRequest {
+        tenant: "acme".into(),
+        actor: actor.into(),
+        ..Default::default()
+    };
+    let seen = admin
+        .list_users(with(read(""), "tok-acme-admin"))
+        .await
+        .unwrap()
+        .into_inner()
+        .users;
+    assert_eq!(seen.len(), 2, "ann and carl: {seen:?}");
+    let e = admin
+        .list_users(with(read("carl"), "tok-acme-admin"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("acts as `ann` only"), "{e:?}");
     let mine = audit(&mut admin, "", "tok-acme-admin").await;
     let carl = mine.iter().find(|a| a.change.contains("carl")).unwrap();
     assert_eq!(

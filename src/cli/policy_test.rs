@@ -18,7 +18,29 @@
 //! A step's `do` is a mutation kind (`create_role`, `grant`, `assign`, …;
 //! `assign_role`/`unassign_role` are accepted too) with the mutation's fields
 //! as `args`. It is validated by the admin rules as the `as` user and, if
-//! accepted, applied, so later steps see it.
+//! accepted, applied, so later steps see it. `expect_audit` (any of `actor`,
+//! `outcome`, `kind`, `code`, `tenant`) asserts the audit record the server
+//! would write for it:
+//!
+//! ```yaml
+//!   - { as: bob, do: assign, args: { subject: bob, role: x }, expect: PERMISSION_DENIED,
+//!       expect_audit: { actor: bob, outcome: refused, kind: assign } }
+//! ```
+//!
+//! A step's `read` is an Admin read (`get_role`, `list_roles`,
+//! `list_groups`, `list_users`, `list_bindings`) made as the `as` user by
+//! the read rules, as the server makes it; `rows` is the exact set of names
+//! it answers (roles, groups, user ids, `subject role` for bindings, the
+//! role's grants as `allow P`/`deny P` for `get_role`), `count` their
+//! number (`reads.rs`):
+//!
+//! ```yaml
+//!   - { as: bob, read: list_roles, expect: OK, rows: [editors] }
+//!   - { as: bob, read: get_role, args: { role: Administrators }, expect: PERMISSION_DENIED }
+//! ```
+
+mod audit;
+mod reads;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,6 +48,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::model::audit::AuditRecord;
 use crate::model::policy_file;
 use crate::model::rules::{Actor, validate};
 use crate::model::{Mutation, State, Timestamp, UserId};
@@ -63,8 +86,20 @@ struct Step {
     tenant: Option<String>,
     #[serde(default)]
     check: Option<StepCheck>,
-    /// For `do`: `OK` or a refusal code (`PERMISSION_DENIED`, …); for `check`: allow, deny or error.
+    /// An Admin read (`get_role`, `list_roles`, …), with `args`.
+    #[serde(default)]
+    read: Option<String>,
+    /// For `do` and `read`: `OK` or a refusal code (`PERMISSION_DENIED`, …); for `check`: allow, deny or error.
     expect: String,
+    /// For `read`: the exact set of rows answered, by name.
+    #[serde(default)]
+    rows: Option<Vec<String>>,
+    /// For `read`: how many rows are answered.
+    #[serde(default)]
+    count: Option<usize>,
+    /// For `do`: what the audit record of the attempt says.
+    #[serde(default)]
+    expect_audit: Option<audit::ExpectAudit>,
     #[serde(default)]
     reason: Option<String>,
     /// A piece of the refusal message that must appear.
@@ -236,6 +271,24 @@ const GLOBAL_KINDS: [&str; 5] = [
     "update_user_info",
 ];
 
+/// A `do` step's mutation kind: `assign_role`/`unassign_role` are
+/// `assign`/`unassign`.
+fn mutation_kind(name: &str) -> &str {
+    match name {
+        "assign_role" => "assign",
+        "unassign_role" => "unassign",
+        other => other,
+    }
+}
+
+/// Who makes a step: its `as` user, or the operator (no `as`, or `operator`).
+fn step_actor(step: &Step) -> Result<Actor, String> {
+    Ok(match step.actor.as_deref() {
+        None | Some("operator") => Actor::Operator,
+        Some(u) => Actor::User(UserId::new(u).map_err(|e| format!("as: {e}"))?),
+    })
+}
+
 fn run_step(
     state: &mut State,
     snapshot: &mut Snapshot,
@@ -254,6 +307,28 @@ fn run_step(
         None => default_now,
     };
     let tenant = step.tenant.as_deref().or(default_tenant);
+    let kinds = [
+        step.check.is_some(),
+        step.action.is_some(),
+        step.read.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err(
+            "a step has exactly one of `do` (with `args`), `read` (with `args`) or `check`".into(),
+        );
+    }
+    if step.read.is_none() && (step.rows.is_some() || step.count.is_some()) {
+        return Err("`rows` and `count` go with a `read` step".into());
+    }
+    if step.action.is_none() && step.expect_audit.is_some() {
+        return Err(
+            "`expect_audit` goes with a `do` step: checks and reads are not written to the audit log"
+                .into(),
+        );
+    }
+    if let Some(read) = &step.read {
+        return reads::run(state, step, read, tenant, now);
+    }
     match (&step.check, &step.action) {
         (Some(check), None) => {
             let case = CheckCase {
@@ -274,11 +349,7 @@ fn run_step(
                 .map_err(|why| format!("check {} -> {}: {why}", case.subject, case.permission))
         }
         (None, Some(action)) => {
-            let kind = match action.as_str() {
-                "assign_role" => "assign",
-                "unassign_role" => "unassign",
-                other => other,
-            };
+            let kind = mutation_kind(action);
             let mut args = match &step.args {
                 None => serde_json::Map::new(),
                 Some(v) => match serde_json::to_value(v).map_err(|e| format!("args: {e}"))? {
@@ -311,6 +382,11 @@ fn run_step(
                 }
                 Err(e) => {
                     let got = format!("INVALID_ARGUMENT ({e})");
+                    if step.expect_audit.is_some() {
+                        return Err(format!(
+                            "{action}: expect_audit: there is no audit record: the server refuses a malformed request ({e}) before any rule, and logs nothing"
+                        ));
+                    }
                     if step.expect != "INVALID_ARGUMENT" {
                         return Err(format!("{action}: expected {}, got {got}", step.expect));
                     }
@@ -324,10 +400,7 @@ fn run_step(
                     return Ok(got);
                 }
             };
-            let actor = match step.actor.as_deref() {
-                None | Some("operator") => Actor::Operator,
-                Some(u) => Actor::User(UserId::new(u).map_err(|e| format!("as: {e}"))?),
-            };
+            let actor = step_actor(step)?;
             let outcome = validate(state, state, &actor, &mutation, now);
             let got = match &outcome {
                 Ok(_) => "OK".to_owned(),
@@ -347,13 +420,21 @@ fn run_step(
                     "{action}: expected a message containing `{want}`, got `{e}`"
                 ));
             }
+            if let Some(want) = &step.expect_audit {
+                let verdict = outcome.as_ref().map(|(next, _)| next.revision);
+                let record = AuditRecord::attempt(state, &actor, "test", &mutation, verdict, now);
+                want.check(&record)
+                    .map_err(|why| format!("{action}: expect_audit: {why}"))?;
+            }
             if let Ok((next, _)) = outcome {
                 *state = next;
                 *snapshot = compile(Arc::new(state.clone()));
             }
             Ok(got)
         }
-        _ => Err("a step has either `do` (with `args`) or `check`".into()),
+        _ => Err(
+            "a step has exactly one of `do` (with `args`), `read` (with `args`) or `check`".into(),
+        ),
     }
 }
 

@@ -272,32 +272,20 @@ impl Engine {
                 &q.mutation,
                 now,
             );
-            // An applied change is recorded self-contained, as replicas
-            // (filtered ones too) apply it; a refused one as it was sent,
-            // so its record shows nothing the actor may not see.
-            if verdict.is_ok() {
-                q.mutation.complete(&state);
-            }
-            let q = &*q;
-            let also: Vec<String> = (q.mutation.also_seen_by(&state).iter())
-                .map(ToString::to_string)
-                .collect();
-            let record = |revision: u64, outcome: Outcome| AuditRecord {
-                seq: 0,
-                time: now,
-                actor: match &q.actor {
-                    Actor::Operator => None,
-                    Actor::User(u) => Some(u.to_string()),
-                },
-                credential: q.credential.clone(),
-                revision,
-                tenant: q.mutation.tenant().map(ToString::to_string),
-                also: also.clone(),
-                mutation: q.mutation.clone(),
-                outcome,
-            };
+            // The record says how the attempt ended (`AuditRecord::attempt`:
+            // an applied change completed, a refused one bounded).
+            let audit = AuditRecord::attempt(
+                &state,
+                &q.actor,
+                &q.credential,
+                &q.mutation,
+                verdict.as_ref().map(|(next, _)| next.revision),
+                now,
+            );
             match verdict {
                 Ok((next, touched)) => {
+                    // Committed, replicated and answered as recorded.
+                    q.mutation.clone_from(&audit.mutation);
                     let revision = next.revision;
                     let next = Arc::new(next);
                     let recompiled = timed(&self.metrics, || {
@@ -308,26 +296,11 @@ impl Engine {
                     records.push(Outcomes::Applied {
                         revision,
                         mutation: q.mutation.clone(),
-                        audit: record(revision, Outcome::Applied),
+                        audit,
                     });
                     answers.push(Ok(revision));
                 }
                 Err(refused) => {
-                    // A refused attempt is recorded bounded: whatever it
-                    // carried, the log keeps at most the limits' worth.
-                    let (kept, was_cut) = q.mutation.bounded_for_audit();
-                    let mut message = refused.to_string();
-                    if was_cut {
-                        message.push_str(" (audit record truncated)");
-                    }
-                    let mut audit = record(
-                        state.revision,
-                        Outcome::Refused {
-                            code: refused.refusal().code_name().to_owned(),
-                            message,
-                        },
-                    );
-                    audit.mutation = kept;
                     records.push(Outcomes::Refused(audit));
                     answers.push(Err(refused));
                 }

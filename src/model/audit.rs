@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Mutation, Timestamp};
+use super::rules::{Actor, AdminError};
+use super::{Mutation, State, Timestamp};
 
 /// How an attempted change ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +42,60 @@ pub struct AuditRecord {
     pub mutation: Mutation,
     #[serde(flatten)]
     pub outcome: Outcome,
+}
+
+impl AuditRecord {
+    /// The record of one attempted change, the one place its fields are
+    /// chosen: the engine's writer keeps it, and `rampart test`'s
+    /// `expect_audit` looks at it. `state` is the state the change was
+    /// decided against; `verdict`, the revision it was committed at or the
+    /// rule that refused it. An accepted change is recorded self-contained
+    /// ([`Mutation::complete`]), as replicas (filtered ones too) apply it; a
+    /// refused one as it was sent, bounded ([`Mutation::bounded_for_audit`]),
+    /// so its record shows nothing the actor may not see and costs the log
+    /// a bounded record. `seq` is the store's to assign.
+    pub fn attempt(
+        state: &State,
+        actor: &Actor,
+        credential: &str,
+        mutation: &Mutation,
+        verdict: Result<u64, &AdminError>,
+        now: Timestamp,
+    ) -> AuditRecord {
+        let also = (mutation.also_seen_by(state).iter())
+            .map(ToString::to_string)
+            .collect();
+        let (mutation, revision, outcome) = match verdict {
+            Ok(revision) => {
+                let mut m = mutation.clone();
+                m.complete(state);
+                (m, revision, Outcome::Applied)
+            }
+            Err(refused) => {
+                let (kept, was_cut) = mutation.bounded_for_audit();
+                let mut message = refused.to_string();
+                if was_cut {
+                    message.push_str(" (audit record truncated)");
+                }
+                let code = refused.refusal().code_name().to_owned();
+                (kept, state.revision, Outcome::Refused { code, message })
+            }
+        };
+        AuditRecord {
+            seq: 0,
+            time: now,
+            actor: match actor {
+                Actor::Operator => None,
+                Actor::User(u) => Some(u.to_string()),
+            },
+            credential: credential.to_owned(),
+            revision,
+            tenant: mutation.tenant().map(ToString::to_string),
+            also,
+            mutation,
+            outcome,
+        }
+    }
 }
 
 /// One entry of a batch committed to the store (`Store::commit_batch`):

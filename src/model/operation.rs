@@ -43,6 +43,13 @@ pub enum Operation {
     LeaveTenant,
     Assign,
     Unassign,
+    // --- reads made as a user: a list leaves out the rows the reader may
+    // not see; get_role is refused.
+    GetRole,
+    ListRoles,
+    ListGroups,
+    ListUsers,
+    ListBindings,
 }
 
 /// Which placeholders an operation offers.
@@ -54,7 +61,7 @@ struct Offers {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 18] = [
+    pub const ALL: [Operation; 23] = [
         Operation::UpdateTenant,
         Operation::CreateRole,
         Operation::UpdateRoleDescription,
@@ -73,6 +80,11 @@ impl Operation {
         Operation::LeaveTenant,
         Operation::Assign,
         Operation::Unassign,
+        Operation::GetRole,
+        Operation::ListRoles,
+        Operation::ListGroups,
+        Operation::ListUsers,
+        Operation::ListBindings,
     ];
 
     /// The name in settings and policy files, e.g. `update_user_status`.
@@ -96,6 +108,11 @@ impl Operation {
             Operation::LeaveTenant => "leave_tenant",
             Operation::Assign => "assign",
             Operation::Unassign => "unassign",
+            Operation::GetRole => "get_role",
+            Operation::ListRoles => "list_roles",
+            Operation::ListGroups => "list_groups",
+            Operation::ListUsers => "list_users",
+            Operation::ListBindings => "list_bindings",
         }
     }
 
@@ -131,6 +148,15 @@ impl Operation {
             Operation::Assign | Operation::Unassign => {
                 &["ACM:ROLE:ASSIGN:{role}", "ACM:USER:UPDATE:ROLES:{user}"]
             }
+            Operation::GetRole => &["ACM:ROLE:RETRIEVE:PERMISSIONS:{role}"],
+            Operation::ListRoles => &["ACM:ROLE:RETRIEVE:DESCRIPTION:{role}"],
+            Operation::ListGroups => &["ACM:GROUP:RETRIEVE:{group}"],
+            Operation::ListUsers => &["ACM:USER:RETRIEVE:INFO:{user}"],
+            // A user's binding row, or a group's.
+            Operation::ListBindings => &[
+                "ACM:USER:RETRIEVE:ROLES:{user}",
+                "ACM:GROUP:RETRIEVE:{group}",
+            ],
         }
     }
 
@@ -143,7 +169,10 @@ impl Operation {
             | Operation::Grant
             | Operation::Revoke
             | Operation::SetGrants => (true, false, false),
-            Operation::DeleteGroup => (false, true, false),
+            Operation::DeleteGroup | Operation::ListGroups => (false, true, false),
+            Operation::GetRole | Operation::ListRoles => (true, false, false),
+            Operation::ListUsers => (false, false, true),
+            Operation::ListBindings => (false, true, true),
             // The group edited, and the member when it is a user.
             Operation::AddMember | Operation::RemoveMember => (false, true, true),
             Operation::AddUser

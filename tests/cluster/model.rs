@@ -278,20 +278,23 @@ impl Model {
                 | Op::SetStatus { .. }
                 | Op::RemoveMember { .. }
                 | Op::DeleteGroup { .. }
-        ) || matches!(op, Op::Unassign { r, .. } if r == ADMINISTRATORS);
+        ) || matches!(op, Op::Unassign { r, .. } | Op::Assign { r, .. } if r == ADMINISTRATORS);
         if let (true, Some(t)) = (risky, op.tenant())
             && let Some(before) = self.tenants.get(t).filter(|m| !m.shared)
         {
             let mut after = self.clone();
             after.apply(op);
-            let had = active_administrators(before);
-            let left = after
-                .tenants
-                .get(t)
-                .map(active_administrators)
-                .unwrap_or_default();
-            if !had.is_empty() && left.is_empty() {
-                return Err(FailedPrecondition);
+            // Nor the last one whose binding does not expire (issue #14).
+            for lasting in [false, true] {
+                let had = active_administrators(before, lasting);
+                let left = after
+                    .tenants
+                    .get(t)
+                    .map(|m| active_administrators(m, lasting))
+                    .unwrap_or_default();
+                if !had.is_empty() && left.is_empty() {
+                    return Err(FailedPrecondition);
+                }
             }
         }
         Ok(())
@@ -518,14 +521,15 @@ fn contains_group(m: &Tenant, outer: &str, inner: &str) -> bool {
     false
 }
 
-/// The active users bound to `Administrators` directly or through groups.
-fn active_administrators(m: &Tenant) -> BTreeSet<String> {
+/// The active users bound to `Administrators` directly or through groups
+/// (`lasting`: by a binding that does not expire).
+fn active_administrators(m: &Tenant, lasting: bool) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut queue: VecDeque<String> = m
         .bindings
-        .keys()
-        .filter(|(_, r)| r == ADMINISTRATORS)
-        .map(|(s, _)| s.clone())
+        .iter()
+        .filter(|((_, r), expires)| r == ADMINISTRATORS && (!lasting || expires.is_none()))
+        .map(|((s, _), _)| s.clone())
         .collect();
     let mut seen = BTreeSet::new();
     while let Some(s) = queue.pop_front() {

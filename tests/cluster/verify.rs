@@ -68,6 +68,7 @@ pub async fn role(conn: &mut Conn, t: &str, r: &str) -> Result<Option<Role>, Sta
             .get_role(proto::GetRoleRequest {
                 tenant: t.into(),
                 role: r.into(),
+                actor: String::new(),
             })
             .await,
     )?;
@@ -155,6 +156,7 @@ async fn users(
                 tenant: t.into(),
                 page_size: 10_000,
                 page_token: String::new(),
+                actor: String::new(),
             })
             .await,
     )?;
@@ -184,6 +186,7 @@ async fn groups(
                 tenant: t.into(),
                 page_size: 10_000,
                 page_token: String::new(),
+                actor: String::new(),
             })
             .await,
     )?;
@@ -210,6 +213,7 @@ async fn bindings(
                 subject: subject.unwrap_or_default().into(),
                 page_size: 10_000,
                 page_token: String::new(),
+                actor: String::new(),
             })
             .await,
     )?;
@@ -231,6 +235,7 @@ async fn role_names(conn: &mut Conn, t: &str) -> Result<Option<Vec<String>>, Sta
                 tenant: t.into(),
                 page_size: 10_000,
                 page_token: String::new(),
+                actor: String::new(),
             })
             .await,
     )?;

@@ -5,7 +5,7 @@
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::{CtlError, Mutate};
+use super::{CtlError, Mutate, ReadAs};
 use crate::proto::GrantSpec;
 
 /// A catalog entry's stability.
@@ -333,6 +333,8 @@ pub enum RoleCmd {
     Get {
         #[command(flatten)]
         role: RoleRef,
+        #[command(flatten)]
+        read: ReadAs,
     },
     /// List a tenant's roles with member and grant counts.
     List {
@@ -340,6 +342,8 @@ pub enum RoleCmd {
         tenant: String,
         #[command(flatten)]
         paging: Paging,
+        #[command(flatten)]
+        read: ReadAs,
     },
 }
 
@@ -427,6 +431,8 @@ pub enum GroupCmd {
         tenant: String,
         #[command(flatten)]
         paging: Paging,
+        #[command(flatten)]
+        read: ReadAs,
     },
 }
 
@@ -519,6 +525,8 @@ pub enum UserCmd {
         tenant: String,
         #[command(flatten)]
         paging: Paging,
+        #[command(flatten)]
+        read: ReadAs,
     },
 }
 
@@ -567,6 +575,8 @@ pub enum BindingCmd {
         subject: Option<String>,
         #[command(flatten)]
         paging: Paging,
+        #[command(flatten)]
+        read: ReadAs,
     },
 }
 

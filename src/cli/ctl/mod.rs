@@ -117,7 +117,7 @@ pub enum CtlCommand {
 pub struct Mutate {
     /// Act as this user of the tenant (the administration rules apply);
     /// without it, as the operator.
-    #[arg(long, env = "RAMPART_ACTOR")]
+    #[arg(long, visible_alias = "as", env = "RAMPART_ACTOR")]
     pub actor: Option<String>,
     /// Validate the change and report the revision it would get; change nothing.
     #[arg(long)]
@@ -125,6 +125,22 @@ pub struct Mutate {
 }
 
 impl Mutate {
+    fn actor(&self) -> String {
+        self.actor.clone().unwrap_or_default()
+    }
+}
+
+/// Reading as a user: on `role get` and the tenant listings (`role`,
+/// `group`, `user` and `binding list`). The same option as [`Mutate`]'s.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ReadAs {
+    /// Read as this user of the tenant: only the rows its `ACM:…:RETRIEVE`
+    /// permissions cover; without it, as the credential (every row).
+    #[arg(long, visible_alias = "as", env = "RAMPART_ACTOR")]
+    pub actor: Option<String>,
+}
+
+impl ReadAs {
     fn actor(&self) -> String {
         self.actor.clone().unwrap_or_default()
     }

@@ -9,8 +9,10 @@
 //! protected system roles (003), and the `ACM:` admin permissions (001).
 
 mod actor;
+mod authorize;
 mod error;
 mod last_admin;
+mod read;
 mod shape;
 mod view;
 
@@ -22,6 +24,7 @@ use super::time::Timestamp;
 
 pub use error::{AdminError, Refusal};
 pub use last_admin::{active_administrators, lasting_administrators};
+pub use read::{ReadOp, Reader, Row};
 pub use shape::warnings;
 pub use view::{ActorView, Authority, overlaps, subsumes, view_of};
 

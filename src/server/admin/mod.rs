@@ -51,6 +51,21 @@ fn caller<T>(request: Request<T>) -> (Option<Principal>, T) {
     (who, request.into_inner())
 }
 
+/// The user a call names as its `actor`, as the credential allows: a
+/// credential bound to an actor acts (and reads) as that user, always, so
+/// an empty `actor` means that one and another is refused.
+fn acting_as<'a>(who: Option<&'a Principal>, actor: &'a str) -> Result<&'a str, Status> {
+    match who.and_then(|w| w.bounds.actor.as_deref()) {
+        Some(bound) if actor.is_empty() || actor == bound => Ok(bound),
+        Some(bound) => Err(Status::permission_denied(format!(
+            "credential `{}` acts as `{bound}` only; the call names actor `{}`",
+            who.map_or("", |w| &w.name),
+            crate::model::quote(actor)
+        ))),
+        None => Ok(actor),
+    }
+}
+
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn create_tenant(&self, r: Request<proto::CreateTenantRequest>) -> MutationResult {

@@ -2,6 +2,12 @@
 //! each answered from the current snapshot, at its revision, a page at a
 //! time: a page is the rows after the token's key, in key order, so paging
 //! is stable across concurrent writes.
+//!
+//! A read of a tenant's roles, groups, users or bindings may name an
+//! `actor`: it is then made as that user, by the read rules
+//! (`model::rules::Reader`): GetRole is refused without the role's
+//! permission, and a list leaves out the rows the user may not see (a page
+//! fills with the rows it may, and its token is the last one's key).
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -11,14 +17,16 @@ use prost::Message;
 
 use tonic::{Request, Response, Status};
 
-use super::caller;
+use super::{acting_as, caller};
 use crate::engine::Engine;
-use crate::model::Subject;
+use crate::model::rules::{ReadOp, Reader, Row};
+use crate::model::{Subject, Tenant, Timestamp};
 use crate::policy::Snapshot;
 use crate::proto;
 use crate::server::auth::{Principal, confine};
 use crate::server::convert::admin::{
-    BindingFilter, PAGE_BYTES, Page, RoleLookup, grant_spec, kind_name, page_token, settings_info,
+    BindingFilter, PAGE_BYTES, Page, RoleLookup, actor, grant_spec, kind_name, page_token,
+    settings_info,
 };
 
 /// The entries of `map` after `after` (none: all), in key order.
@@ -69,6 +77,20 @@ fn known_tenant<'a>(
         .state()
         .tenant(id)
         .ok_or_else(|| Status::not_found(format!("unknown tenant `{}`", crate::model::quote(id))))
+}
+
+/// Who reads tenant `t`: the request's `actor` as the credential allows
+/// ([`acting_as`]; malformed: INVALID_ARGUMENT naming `actor`), admitted by
+/// the read rules: the credential itself, or an active member.
+fn reader(
+    snapshot: &Snapshot,
+    who: Option<&Principal>,
+    t: &Tenant,
+    actor_name: &str,
+) -> Result<Reader, Status> {
+    let actor = actor(acting_as(who, actor_name)?)?;
+    Reader::admit(snapshot.state(), snapshot, &actor, &t.id, Timestamp::now())
+        .map_err(|e| proto::status(&e))
 }
 
 pub(super) fn list_tenants(
@@ -153,12 +175,9 @@ pub(super) fn get_role(
     let snapshot = engine.load();
     let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
     let RoleLookup { role: name } = RoleLookup::try_from(&r)?;
-    let found = t.roles.get(&name).ok_or_else(|| {
-        Status::not_found(format!(
-            "unknown role `{name}` in tenant `{}`",
-            crate::model::quote(&r.tenant)
-        ))
-    })?;
+    let found = reader(&snapshot, who.as_ref(), t, &r.actor)?
+        .get_role(t, &name)
+        .map_err(|e| proto::status(&e))?;
     Ok(Response::new(proto::RoleInfo {
         role: name.to_string(),
         description: found.description.clone(),
@@ -182,16 +201,19 @@ pub(super) fn list_roles(
     let snapshot = engine.load();
     let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
     let Page { size, after: start } = Page::try_from(&r)?;
-    let roles = after(&t.roles, &start).map(|(k, role)| {
-        let row = proto::RoleSummary {
-            role: role.name.to_string(),
-            description: role.description.clone(),
-            kind: kind_name(&role.name).to_owned(),
-            members: t.bindings.keys().filter(|(_, r)| *r == role.name).count() as u32,
-            grants: snapshot.state().grants_of(role).len() as u32,
-        };
-        (k, row)
-    });
+    let reader = reader(&snapshot, who.as_ref(), t, &r.actor)?;
+    let roles = after(&t.roles, &start)
+        .filter(|(k, _)| reader.sees(ReadOp::ListRoles, Row::Role(k)))
+        .map(|(k, role)| {
+            let row = proto::RoleSummary {
+                role: role.name.to_string(),
+                description: role.description.clone(),
+                kind: kind_name(&role.name).to_owned(),
+                members: t.bindings.keys().filter(|(_, r)| *r == role.name).count() as u32,
+                grants: snapshot.state().grants_of(role).len() as u32,
+            };
+            (k, row)
+        });
     let (roles, next_page_token) = page(roles, size, |k| page_token(&[k.as_str()]));
     Ok(Response::new(proto::ListRolesResponse {
         roles,
@@ -208,14 +230,17 @@ pub(super) fn list_groups(
     let snapshot = engine.load();
     let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
     let Page { size, after: start } = Page::try_from(&r)?;
-    let groups = after(&t.groups, &start).map(|(k, g)| {
-        let row = proto::GroupInfo {
-            group: g.name.to_string(),
-            description: g.description.clone(),
-            members: g.members.iter().map(Subject::reference).collect(),
-        };
-        (k, row)
-    });
+    let reader = reader(&snapshot, who.as_ref(), t, &r.actor)?;
+    let groups = after(&t.groups, &start)
+        .filter(|(k, _)| reader.sees(ReadOp::ListGroups, Row::Group(k)))
+        .map(|(k, g)| {
+            let row = proto::GroupInfo {
+                group: g.name.to_string(),
+                description: g.description.clone(),
+                members: g.members.iter().map(Subject::reference).collect(),
+            };
+            (k, row)
+        });
     let (groups, next_page_token) = page(groups, size, |k| page_token(&[k.as_str()]));
     Ok(Response::new(proto::ListGroupsResponse {
         groups,
@@ -232,21 +257,24 @@ pub(super) fn list_users(
     let snapshot = engine.load();
     let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
     let Page { size, after: start } = Page::try_from(&r)?;
-    let users = after(&t.users, &start).map(|(k, u)| {
-        let row = proto::UserInfo {
-            user: u.id.to_string(),
-            email: u.email.clone().unwrap_or_default(),
-            display_name: u.display_name.clone().unwrap_or_default(),
-            status: u.status.as_str().to_owned(),
-            aliases: u.aliases.iter().map(|a| a.to_string()).collect(),
-            attributes: u
-                .attributes
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        };
-        (k, row)
-    });
+    let reader = reader(&snapshot, who.as_ref(), t, &r.actor)?;
+    let users = after(&t.users, &start)
+        .filter(|(k, _)| reader.sees(ReadOp::ListUsers, Row::User(k)))
+        .map(|(k, u)| {
+            let row = proto::UserInfo {
+                user: u.id.to_string(),
+                email: u.email.clone().unwrap_or_default(),
+                display_name: u.display_name.clone().unwrap_or_default(),
+                status: u.status.as_str().to_owned(),
+                aliases: u.aliases.iter().map(|a| a.to_string()).collect(),
+                attributes: u
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            };
+            (k, row)
+        });
     let (users, next_page_token) = page(users, size, |k| page_token(&[k.as_str()]));
     Ok(Response::new(proto::ListUsersResponse {
         users,
@@ -264,8 +292,10 @@ pub(super) fn list_bindings(
     let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
     let BindingFilter { subject: only } = BindingFilter::try_from(&r)?;
     let Page { size, after: start } = Page::try_from(&r)?;
+    let reader = reader(&snapshot, who.as_ref(), t, &r.actor)?;
     let bindings = after(&t.bindings, &start)
         .filter(|(_, b)| only.as_ref().is_none_or(|s| *s == b.subject))
+        .filter(|(_, b)| reader.sees(ReadOp::ListBindings, Row::subject(&b.subject)))
         .map(|(k, b)| {
             let row = proto::BindingInfo {
                 subject: b.subject.reference(),

@@ -3,7 +3,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::{AdminService, MutationResult, caller};
+use super::{AdminService, MutationResult, acting_as, caller};
 use crate::engine::{Committed, SubmitError};
 use crate::model::rules::Actor;
 use crate::model::{HasKind, Mutation};
@@ -34,19 +34,7 @@ async fn submit(
     dry_run: bool,
     mutation: Mutation,
 ) -> MutationResult {
-    // A credential bound to an actor acts as that user, always.
-    let bound = who.and_then(|w| w.bounds.actor.as_deref());
-    let actor_name = match bound {
-        Some(bound) if actor_name.is_empty() || actor_name == bound => bound,
-        Some(bound) => {
-            return Err(Status::permission_denied(format!(
-                "credential `{}` acts as `{bound}` only; the call names actor `{}`",
-                who.map_or("", |w| &w.name),
-                crate::model::quote(actor_name)
-            )));
-        }
-        None => actor_name,
-    };
+    let actor_name = acting_as(who, actor_name)?;
     if let Some(who) = who
         && actor_name.is_empty()
         && !who.has(Scope::Operator)

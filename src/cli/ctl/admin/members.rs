@@ -62,7 +62,11 @@ pub async fn group(mut client: Client, cmd: GroupCmd) -> Result<Report, Failure>
             };
             client.admin.remove_member(r).await
         }
-        GroupCmd::List { tenant, paging } => {
+        GroupCmd::List {
+            tenant,
+            paging,
+            read,
+        } => {
             const COLUMNS: &[Column] = &[
                 col("GROUP", "group"),
                 col("MEMBERS", "members"),
@@ -74,6 +78,7 @@ pub async fn group(mut client: Client, cmd: GroupCmd) -> Result<Report, Failure>
                     tenant: tenant.clone(),
                     page_size,
                     page_token,
+                    actor: read.actor(),
                 };
                 async move { admin.list_groups(r).await }
             };
@@ -185,7 +190,11 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
             };
             client.admin.remove_user(r).await
         }
-        UserCmd::List { tenant, paging } => {
+        UserCmd::List {
+            tenant,
+            paging,
+            read,
+        } => {
             const COLUMNS: &[Column] = &[
                 col("USER", "user"),
                 col("STATUS", "status"),
@@ -200,6 +209,7 @@ pub async fn user(mut client: Client, cmd: UserCmd) -> Result<Report, Failure> {
                     tenant: tenant.clone(),
                     page_size,
                     page_token,
+                    actor: read.actor(),
                 };
                 async move { admin.list_users(r).await }
             };
@@ -251,6 +261,7 @@ pub async fn binding(mut client: Client, cmd: BindingCmd) -> Result<Report, Fail
             tenant,
             subject,
             paging,
+            read,
         } => {
             const COLUMNS: &[Column] = &[
                 col("SUBJECT", "subject"),
@@ -265,6 +276,7 @@ pub async fn binding(mut client: Client, cmd: BindingCmd) -> Result<Report, Fail
                     subject: subject.clone(),
                     page_size,
                     page_token,
+                    actor: read.actor(),
                 };
                 async move { admin.list_bindings(r).await }
             };

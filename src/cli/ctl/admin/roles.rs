@@ -47,17 +47,22 @@ pub async fn role(mut client: Client, cmd: RoleCmd) -> Result<Report, Failure> {
             };
             client.admin.delete_role(r).await
         }
-        RoleCmd::Get { role } => {
+        RoleCmd::Get { role, read } => {
             let r = client
                 .admin
                 .get_role(proto::GetRoleRequest {
                     tenant: role.tenant,
                     role: role.role,
+                    actor: read.actor(),
                 })
                 .await;
             return Ok(role_report(&client.read(r)?));
         }
-        RoleCmd::List { tenant, paging } => {
+        RoleCmd::List {
+            tenant,
+            paging,
+            read,
+        } => {
             const COLUMNS: &[Column] = &[
                 col("ROLE", "role"),
                 col("KIND", "kind"),
@@ -71,6 +76,7 @@ pub async fn role(mut client: Client, cmd: RoleCmd) -> Result<Report, Failure> {
                     tenant: tenant.clone(),
                     page_size,
                     page_token,
+                    actor: read.actor(),
                 };
                 async move { admin.list_roles(r).await }
             };
