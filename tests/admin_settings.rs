@@ -243,3 +243,140 @@ async fn stability_warns_refuses_and_is_explained() {
         .unwrap();
     assert_eq!(e.catalog_stability, "");
 }
+
+#[tokio::test]
+async fn admin_permissions_and_attributes_round_trip() {
+    use rampart::proto::{
+        AddUserRequest, AdminPermissions, AttributeMap, CreateGroupRequest, ListUsersRequest,
+        Templates, UpdateUserInfoRequest,
+    };
+    let (mut admin, _authz, _h) = clients().await;
+    let mapping = |ops: &[(&str, &[&str])]| TenantSettings {
+        admin_permissions: Some(AdminPermissions {
+            operations: ops
+                .iter()
+                .map(|(op, t)| {
+                    (
+                        (*op).to_owned(),
+                        Templates {
+                            templates: t.iter().map(|t| (*t).to_owned()).collect(),
+                        },
+                    )
+                })
+                .collect(),
+        }),
+        ..Default::default()
+    };
+    let bad = admin
+        .update_tenant(update("", mapping(&[("make_group", &["x"])])))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(
+        bad.message().contains("admin_permissions") && bad.message().contains("make_group"),
+        "{}",
+        bad.message()
+    );
+    let bad = admin
+        .update_tenant(update("", mapping(&[("create_group", &["x:{user}"])])))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("{user}"), "{}", bad.message());
+    // Only an Administrators member (alice) or the operator sets it.
+    let refused = admin
+        .update_tenant(update(
+            "mallory",
+            mapping(&[("create_group", &["documents:view"])]),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    admin
+        .update_tenant(update(
+            "alice",
+            mapping(&[("create_group", &["documents:view"])]),
+        ))
+        .await
+        .unwrap();
+    let tenants = admin
+        .list_tenants(ListTenantsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let s = tenants.tenants[0].settings.clone().unwrap();
+    let ops = s.admin_permissions.unwrap().operations;
+    assert_eq!(ops["create_group"].templates, ["documents:view"]);
+    // bob (an editor, documents:view) may now create groups; erin may not.
+    let group = |actor: &str, group: &str| CreateGroupRequest {
+        actor: actor.into(),
+        tenant: "acme".into(),
+        group: group.into(),
+        ..Default::default()
+    };
+    admin.create_group(group("bob", "crew")).await.unwrap();
+    let refused = admin
+        .create_group(group("frank", "crew2"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // Attributes: set, shown, checked.
+    let bad = admin
+        .add_user(AddUserRequest {
+            tenant: "acme".into(),
+            user: "zed".into(),
+            attributes: [("Realm".to_owned(), "x".to_owned())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("attributes"), "{}", bad.message());
+    admin
+        .add_user(AddUserRequest {
+            tenant: "acme".into(),
+            user: "zed".into(),
+            attributes: [("realm".to_owned(), "ldap".to_owned())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let users = |admin: &mut AdminClient<Channel>| {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .list_users(ListUsersRequest {
+                    tenant: "acme".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .users
+        }
+    };
+    let zed = users(&mut admin)
+        .await
+        .into_iter()
+        .find(|u| u.user == "zed")
+        .unwrap();
+    assert_eq!(
+        zed.attributes.get("realm").map(String::as_str),
+        Some("ldap")
+    );
+    admin
+        .update_user_info(UpdateUserInfoRequest {
+            user: "zed".into(),
+            attributes: Some(AttributeMap::default()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let zed = users(&mut admin)
+        .await
+        .into_iter()
+        .find(|u| u.user == "zed")
+        .unwrap();
+    assert!(zed.attributes.is_empty(), "{:?}", zed.attributes);
+}

@@ -307,6 +307,70 @@ fn tenant_update_changes_only_the_settings_it_names() {
 }
 
 #[test]
+fn guard_settings_and_attributes_from_the_command_line() {
+    let s = server();
+    let out = ctl(
+        &s,
+        "tenant update --tenant acme --administrator-roles editors --removal-needs-all-grants true --preview-grants refuse --admin-permission create_group=documents:view,documents:edit:groups --admin-permission list_groups=documents:view",
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = ctl(&s, "-o json tenant list");
+    let acme = json(&out)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == "acme")
+        .cloned()
+        .unwrap();
+    assert_eq!(acme["administrator_roles"], serde_json::json!(["editors"]));
+    assert_eq!(acme["removal_needs_all_grants"], true);
+    assert_eq!(acme["users_role_removals_only"], false, "left as it was");
+    assert_eq!(acme["preview_grants"], "refuse");
+    assert_eq!(acme["deprecated_grants"], "allow");
+    assert_eq!(
+        acme["admin_permissions"],
+        serde_json::json!({
+            "create_group": ["documents:view", "documents:edit:groups"],
+            "list_groups": ["documents:view"],
+        })
+    );
+    let out = ctl(&s, "tenant update --tenant acme --clear-admin-permissions");
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = ctl(&s, "tenant update --tenant acme --preview-grants sometimes");
+    assert_eq!(out.code, 2, "{out:?}");
+    let out = ctl(
+        &s,
+        "tenant update --tenant acme --admin-permission create_group",
+    );
+    assert_eq!(out.code, 2, "{out:?}");
+
+    let out = ctl(
+        &s,
+        "user add --tenant acme --user rick --attribute realm=ldap --attribute site=ghent",
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let rick = |s: &Server| {
+        let out = ctl(s, "user list --tenant acme -o json");
+        json(&out)["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["user"] == "rick")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        rick(&s)["attributes"],
+        serde_json::json!({"realm": "ldap", "site": "ghent"})
+    );
+    let out = ctl(&s, "user info --user rick --clear-attributes");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(rick(&s)["attributes"], serde_json::json!({}));
+    let out = ctl(&s, "user info --user rick --attribute realm");
+    assert_eq!(out.code, 2, "{out:?}");
+}
+
+#[test]
 fn grant_add_as_an_administrator_shows_up_in_role_get() {
     let s = server();
     // The example, word for word, once the role and the permission exist.
