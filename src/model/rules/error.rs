@@ -222,7 +222,7 @@ pub enum AdminError {
     #[error("actor `{actor}` is not active in any tenant")]
     InactiveEverywhere { actor: UserId },
     #[error(
-        "actor `{actor}` lacks `ACM:USER:UPDATE:INFO:{user}` in every tenant `{user}` belongs to"
+        "actor `{actor}` lacks `ACM:USER:UPDATE:INFO:{user}` (or what the tenant maps `update_user_info` to) in every tenant `{user}` belongs to"
     )]
     CannotUpdateInfo { actor: UserId, user: UserId },
     /// Aliases are identities checks are decided as: one's own are set by
