@@ -198,8 +198,20 @@ fn text(field: &'static str, value: &str, max_chars: usize) -> Result<(), AdminE
 /// The rules that hold whoever asks.
 pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result<(), AdminError> {
     match m {
-        Mutation::CreateTenant { tenant, name, .. } => {
+        Mutation::CreateTenant {
+            tenant,
+            name,
+            settings,
+        } => {
             text("name", name, MAX_SHORT_TEXT_CHARS)?;
+            check_mapping(&settings.admin_permissions).map_err(AdminError::BadMapping)?;
+            // A new tenant has no custom role yet to count as an administrator.
+            if let Some(role) = settings.administrator_roles.iter().next() {
+                return Err(AdminError::UnknownAdministratorRole {
+                    tenant: tenant.clone(),
+                    role: role.clone(),
+                });
+            }
             if state.tenants.contains_key(tenant) {
                 return Err(AdminError::TenantExists {
                     tenant: tenant.clone(),
