@@ -102,7 +102,8 @@ struct Step {
     expect_audit: Option<audit::ExpectAudit>,
     #[serde(default)]
     reason: Option<String>,
-    /// A piece of the refusal message that must appear.
+    /// A piece of the refusal message that must appear; for an accepted
+    /// change, of one of its warnings.
     #[serde(default)]
     message: Option<String>,
     #[serde(default)]
@@ -419,6 +420,16 @@ fn run_step(
                 return Err(format!(
                     "{action}: expected a message containing `{want}`, got `{e}`"
                 ));
+            }
+            // An accepted change's message is its warnings, as the server
+            // answers them (`MutationResponse.warnings`).
+            if let (Some(want), Ok(_)) = (&step.message, &outcome) {
+                let warnings = crate::model::rules::warnings(state, &mutation);
+                if !warnings.iter().any(|w| w.contains(want.as_str())) {
+                    return Err(format!(
+                        "{action}: expected a warning containing `{want}`, got {warnings:?}"
+                    ));
+                }
             }
             if let Some(want) = &step.expect_audit {
                 let verdict = outcome.as_ref().map(|(next, _)| next.revision);

@@ -16,7 +16,7 @@ use crate::model::mutation::Mutation;
 use crate::model::operation::Operation;
 use crate::model::permission::{Effect, Grant};
 use crate::model::state::State;
-use crate::model::tenant::{RoleKind, Tenant, UserStatus};
+use crate::model::tenant::{Attributes, RoleKind, Tenant, UserStatus};
 use crate::model::time::Timestamp;
 
 /// The groups a subject belongs to, directly or through other groups.
@@ -119,17 +119,21 @@ fn may_edit_user(
     actor: &UserId,
     t: &Tenant,
     user: &UserId,
+    becomes: Option<&Attributes>,
     now: Timestamp,
 ) -> bool {
     let view = authority.view(&t.id, actor, now);
-    authorize(
-        &view,
-        actor,
-        t,
-        Operation::UpdateUserInfo,
-        On::user(t, user),
-    )
-    .is_ok()
+    let may = |on: On<'_>| authorize(&view, actor, t, Operation::UpdateUserInfo, on).is_ok();
+    // A change of attributes may move the user under other permissions (a
+    // realm of another's): the actor must be allowed to edit the user as it
+    // is and as it will be.
+    may(On::user(t, user))
+        && becomes.is_none_or(|attributes| {
+            may(On {
+                attributes: Some(attributes),
+                ..On::user(t, user)
+            })
+        })
 }
 
 /// Tenant isolation: a change to `user`'s profile or tenancy is seen by
@@ -143,13 +147,14 @@ fn seen_elsewhere(
     actor: &UserId,
     user: &UserId,
     except: Option<&TenantId>,
+    becomes: Option<&Attributes>,
     now: Timestamp,
 ) -> Result<(), AdminError> {
     let refusing = state.tenants.values().find(|t| {
         Some(&t.id) != except
             && t.users.contains_key(user)
             && !t.settings.shared_users
-            && !may_edit_user(authority, actor, t, user, now)
+            && !may_edit_user(authority, actor, t, user, becomes, now)
     });
     match refusing {
         None => Ok(()),
@@ -193,13 +198,21 @@ pub(super) fn check_actor(
                 .tenants
                 .values()
                 .filter(|t| t.users.contains_key(user))
-                .any(|t| may_edit_user(authority, actor, t, user, now));
+                .any(|t| may_edit_user(authority, actor, t, user, attributes.as_ref(), now));
             if !allowed {
                 return Err(AdminError::CannotSetOwnAliases {
                     actor: actor.clone(),
                 });
             }
-            return seen_elsewhere(state, authority, actor, user, None, now);
+            return seen_elsewhere(
+                state,
+                authority,
+                actor,
+                user,
+                None,
+                attributes.as_ref(),
+                now,
+            );
         }
         if user == actor {
             // Own profile: always, for a user active in at least one tenant
@@ -222,7 +235,7 @@ pub(super) fn check_actor(
             .tenants
             .values()
             .filter(|t| t.users.contains_key(user))
-            .any(|t| may_edit_user(authority, actor, t, user, now));
+            .any(|t| may_edit_user(authority, actor, t, user, attributes.as_ref(), now));
         if !allowed {
             return Err(AdminError::CannotUpdateInfo {
                 actor: actor.clone(),
@@ -231,7 +244,15 @@ pub(super) fn check_actor(
         }
         // ...and tenant isolation: every tenant that sees the profile shares
         // its users or gives the actor the same right there.
-        return seen_elsewhere(state, authority, actor, user, None, now);
+        return seen_elsewhere(
+            state,
+            authority,
+            actor,
+            user,
+            None,
+            attributes.as_ref(),
+            now,
+        );
     }
     let Some(id) = m.tenant() else {
         return operator_only(m);
@@ -366,7 +387,7 @@ pub(super) fn check_actor(
             may(Operation::AddUser, on)?;
             // A user another tenant has joins this one only with that
             // tenant's consent or rights there.
-            seen_elsewhere(state, authority, actor, user, Some(id), now)
+            seen_elsewhere(state, authority, actor, user, Some(id), None, now)
         }
         Mutation::UpdateUserStatus { user, .. } => {
             may(Operation::UpdateUserStatus, On::user(t, user))?;

@@ -228,7 +228,7 @@ pub enum AdminError {
     /// Aliases are identities checks are decided as: one's own are set by
     /// someone who may edit one's profile, not by oneself alone.
     #[error(
-        "a user's aliases are identities checks are decided as, so setting one's own needs `ACM:USER:UPDATE:INFO:{actor}`, which actor `{actor}` lacks in every tenant they belong to"
+        "a user's aliases are identities checks are decided as (and attributes may decide what an admin change needs), so setting one's own needs `ACM:USER:UPDATE:INFO:{actor}` (or what the tenant maps `update_user_info` to), which actor `{actor}` lacks in every tenant they belong to"
     )]
     CannotSetOwnAliases { actor: UserId },
     /// Tenant isolation: a profile another tenant sees, or a user another
@@ -236,7 +236,7 @@ pub enum AdminError {
     /// The message does not name the other tenant: that `user` belongs to
     /// it is that tenant's business (its audit log lists the attempt).
     #[error(
-        "`{user}` also belongs to another tenant, which would see this change and does not share its users: actor `{actor}` needs `ACM:USER:UPDATE:INFO:{user}` there, or that tenant must turn on `shared_users`"
+        "`{user}` also belongs to another tenant, which would see this change and does not share its users: actor `{actor}` needs `ACM:USER:UPDATE:INFO:{user}` there (or what it maps `update_user_info` to), or that tenant must turn on `shared_users`"
     )]
     SeenByAnotherTenant {
         actor: UserId,
