@@ -299,6 +299,10 @@ pub const ADMIN_PERMISSIONS: &[(&str, &str)] = &[
         "ACM:USER:UPDATE:INFO:?USER?",
         "Update the email and display name of a user",
     ),
+    (
+        "ACM:USER:UPDATE:ATTRIBUTES:?USER?",
+        "Set the attributes of a user (which admin permission templates may read)",
+    ),
     ("ACM:USER:RETRIEVE:INFO:?USER?", "Read the info of a user"),
     ("ACM:USER:RETRIEVE:ROLES:?USER?", "Read the roles of a user"),
     ("ACM:GROUP:INSERT", "Create a user group"),

@@ -38,6 +38,9 @@ pub enum Operation {
     AddUser,
     UpdateUserStatus,
     UpdateUserInfo,
+    /// Setting a user's attributes (part of `update_user_info`'s change):
+    /// judged on the user as it is and as it will be.
+    UpdateUserAttributes,
     RemoveUser,
     /// A user removing themselves from the tenant.
     LeaveTenant,
@@ -61,7 +64,7 @@ struct Offers {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 23] = [
+    pub const ALL: [Operation; 24] = [
         Operation::UpdateTenant,
         Operation::CreateRole,
         Operation::UpdateRoleDescription,
@@ -76,6 +79,7 @@ impl Operation {
         Operation::AddUser,
         Operation::UpdateUserStatus,
         Operation::UpdateUserInfo,
+        Operation::UpdateUserAttributes,
         Operation::RemoveUser,
         Operation::LeaveTenant,
         Operation::Assign,
@@ -104,6 +108,7 @@ impl Operation {
             Operation::AddUser => "add_user",
             Operation::UpdateUserStatus => "update_user_status",
             Operation::UpdateUserInfo => "update_user_info",
+            Operation::UpdateUserAttributes => "update_user_attributes",
             Operation::RemoveUser => "remove_user",
             Operation::LeaveTenant => "leave_tenant",
             Operation::Assign => "assign",
@@ -143,6 +148,7 @@ impl Operation {
             Operation::AddUser => &["ACM:USER:INSERT"],
             Operation::UpdateUserStatus => &["ACM:USER:UPDATE:STATUS:{user}"],
             Operation::UpdateUserInfo => &["ACM:USER:UPDATE:INFO:{user}"],
+            Operation::UpdateUserAttributes => &["ACM:USER:UPDATE:ATTRIBUTES:{user}"],
             Operation::RemoveUser => &["ACM:USER:DELETE:{user}"],
             Operation::LeaveTenant => &["ACM:USER:UPDATE:ROLES:{user}"],
             Operation::Assign | Operation::Unassign => {
@@ -178,6 +184,7 @@ impl Operation {
             Operation::AddUser
             | Operation::UpdateUserStatus
             | Operation::UpdateUserInfo
+            | Operation::UpdateUserAttributes
             | Operation::RemoveUser
             | Operation::LeaveTenant => (false, false, true),
             // The role, and the subject: a user or a group.
@@ -242,7 +249,22 @@ pub enum MappingError {
         operation: Operation,
         error: TemplateError,
     },
+    #[error(
+        "`admin_permissions.{operation}`: template `{template}` is no permission whatever its placeholders hold: {reason}"
+    )]
+    NotAPermission {
+        operation: Operation,
+        template: String,
+        reason: String,
+    },
+    #[error(
+        "`admin_permissions.{operation}`: a template is longer than {MAX_TEMPLATE_BYTES} bytes"
+    )]
+    TooLong { operation: Operation },
 }
+
+/// The longest template.
+pub const MAX_TEMPLATE_BYTES: usize = 512;
 
 /// At most this many templates an operation.
 pub const MAX_TEMPLATES: usize = 8;
@@ -257,9 +279,24 @@ pub fn check_mapping(mapping: &AdminPermissions) -> Result<(), MappingError> {
             return Err(MappingError::TooMany { operation });
         }
         for text in templates {
-            operation
+            if text.len() > MAX_TEMPLATE_BYTES {
+                return Err(MappingError::TooLong { operation });
+            }
+            let template = operation
                 .template(text)
                 .map_err(|error| MappingError::Template { operation, error })?;
+            // With a plain segment in every placeholder it must be a
+            // permission, or no one could ever be allowed it.
+            let sample = template
+                .render(|_| Some("x".into()))
+                .unwrap_or_else(|_| text.clone());
+            if let Err(e) = crate::model::permission::validate_path(&sample) {
+                return Err(MappingError::NotAPermission {
+                    operation,
+                    template: text.clone(),
+                    reason: e.to_string(),
+                });
+            }
         }
     }
     Ok(())
@@ -305,5 +342,17 @@ mod tests {
             e.starts_with("`admin_permissions.grant`: template `a:{b`"),
             "{e}"
         );
+        for never in ["ACM::X", "ACM:*", "a b:{role}"] {
+            m.insert(Operation::Grant, vec![never.into()]);
+            assert!(
+                matches!(check_mapping(&m), Err(MappingError::NotAPermission { .. })),
+                "{never}"
+            );
+        }
+        m.insert(Operation::Grant, vec!["x".repeat(MAX_TEMPLATE_BYTES + 1)]);
+        assert!(matches!(
+            check_mapping(&m),
+            Err(MappingError::TooLong { .. })
+        ));
     }
 }

@@ -188,18 +188,23 @@ impl SettingsChange {
         }
     }
 
-    /// Whether the change touches a rule that guards administration (who
-    /// counts as an administrator, what removal needs, what `Users` and the
-    /// catalog's stabilities accept): only an operator or an
-    /// `Administrators` member may make it, so no delegated admin loosens
-    /// the rules that bound it.
-    pub fn touches_guards(&self) -> bool {
-        self.administrator_roles.is_some()
-            || self.removal_needs_all_grants.is_some()
-            || self.users_role_removals_only.is_some()
-            || self.preview_grants.is_some()
-            || self.deprecated_grants.is_some()
-            || self.admin_permissions.is_some()
+    /// Whether the change alters, of `current`, a setting that guards
+    /// administration (who counts as an administrator, what authorizes each
+    /// operation, what removal needs, what `Users` and the catalog's
+    /// stabilities accept, and `shared_users`, which lets other tenants'
+    /// editors change the profiles and attributes this tenant's rules
+    /// read): only an operator or an `Administrators` member may, so no
+    /// delegated admin loosens the rules that bound it. A setting sent as it
+    /// is changes nothing.
+    pub fn touches_guards(&self, current: &TenantSettings) -> bool {
+        let next = self.applied_to(current);
+        next.shared_users != current.shared_users
+            || next.administrator_roles != current.administrator_roles
+            || next.removal_needs_all_grants != current.removal_needs_all_grants
+            || next.users_role_removals_only != current.users_role_removals_only
+            || next.preview_grants != current.preview_grants
+            || next.deprecated_grants != current.deprecated_grants
+            || next.admin_permissions != current.admin_permissions
     }
 }
 

@@ -84,11 +84,21 @@ fn outranks(
     target: &UserId,
     now: Timestamp,
 ) -> Result<(), AdminError> {
+    let tenant = &t.id;
+    let theirs = authority.view(tenant, target, now);
+    // A member of `Administrators` holds everything, so only another one
+    // takes it away, whatever the setting: else a delegated admin could
+    // remove every Administrator (the last-admin rule would count a holder
+    // of an `administrator_roles` role it had just made) and be left on top.
+    if theirs.administrator && !view.administrator {
+        return Err(AdminError::AdministratorOutranks {
+            actor: actor.clone(),
+            target: target.clone(),
+        });
+    }
     if !t.settings.removal_needs_all_grants {
         return Ok(());
     }
-    let tenant = &t.id;
-    let theirs = authority.view(tenant, target, now);
     for g in theirs.grants.iter().filter(|g| g.effect == Effect::Allow) {
         if !view.holds(&g.pattern, actor.as_str()) {
             return Err(AdminError::Outranked {
@@ -112,8 +122,11 @@ fn roles_through_group(t: &Tenant, group: &GroupName, now: Timestamp) -> BTreeSe
         .collect()
 }
 
-/// Whether `actor` holds `ACM:USER:UPDATE:INFO:<user>` in `tenant`: the
-/// seeds' "Edit Users" over one user.
+/// Whether `actor` may edit `user`'s profile in `t`: `update_user_info`
+/// (`ACM:USER:UPDATE:INFO:<user>` by default, the seeds' "Edit Users" over
+/// one user); with `becomes`, a change of attributes, `update_user_attributes`
+/// on the user as it is and as it will be, since attributes may move the
+/// user under other permissions (a realm of another's).
 fn may_edit_user(
     authority: &dyn Authority,
     actor: &UserId,
@@ -123,17 +136,20 @@ fn may_edit_user(
     now: Timestamp,
 ) -> bool {
     let view = authority.view(&t.id, actor, now);
-    let may = |on: On<'_>| authorize(&view, actor, t, Operation::UpdateUserInfo, on).is_ok();
-    // A change of attributes may move the user under other permissions (a
-    // realm of another's): the actor must be allowed to edit the user as it
-    // is and as it will be.
-    may(On::user(t, user))
-        && becomes.is_none_or(|attributes| {
-            may(On {
-                attributes: Some(attributes),
-                ..On::user(t, user)
-            })
-        })
+    let may = |op, on: On<'_>| authorize(&view, actor, t, op, on).is_ok();
+    match becomes {
+        None => may(Operation::UpdateUserInfo, On::user(t, user)),
+        Some(attributes) => {
+            may(Operation::UpdateUserAttributes, On::user(t, user))
+                && may(
+                    Operation::UpdateUserAttributes,
+                    On {
+                        attributes: Some(attributes),
+                        ..On::user(t, user)
+                    },
+                )
+        }
+    }
 }
 
 /// Tenant isolation: a change to `user`'s profile or tenancy is seen by
@@ -181,38 +197,50 @@ pub(super) fn check_actor(
     // Profile info is per user, across tenants.
     if let Mutation::UpdateUserInfo {
         user,
+        email,
+        display_name,
         aliases,
         attributes,
-        ..
     } = m
     {
+        // Attributes may decide what an admin change needs (`{user.realm}`),
+        // so they are `update_user_attributes`'s, one's own included, in a
+        // tenant the user is in and in every other that does not share its
+        // users.
+        if let Some(attributes) = attributes {
+            let allowed = state
+                .tenants
+                .values()
+                .filter(|t| t.users.contains_key(user))
+                .any(|t| may_edit_user(authority, actor, t, user, Some(attributes), now));
+            if !allowed {
+                return Err(AdminError::CannotSetAttributes {
+                    actor: actor.clone(),
+                    user: user.clone(),
+                });
+            }
+            seen_elsewhere(state, authority, actor, user, None, Some(attributes), now)?;
+            if email.is_none() && display_name.is_none() && aliases.is_none() {
+                return Ok(());
+            }
+        }
         // Aliases are identities a check is decided as: setting one's own
         // would hand one's rights to an identity no administrator chose (a
         // workload, a second account) and let anyone squat an id another
         // member or a future user needs. So they follow the rule for
         // another's profile, whoever they belong to.
-        // Attributes, likewise: they may decide what an admin change needs
-        // (`{user.realm}`).
-        if user == actor && (aliases.is_some() || attributes.is_some()) {
+        if user == actor && aliases.is_some() {
             let allowed = state
                 .tenants
                 .values()
                 .filter(|t| t.users.contains_key(user))
-                .any(|t| may_edit_user(authority, actor, t, user, attributes.as_ref(), now));
+                .any(|t| may_edit_user(authority, actor, t, user, None, now));
             if !allowed {
                 return Err(AdminError::CannotSetOwnAliases {
                     actor: actor.clone(),
                 });
             }
-            return seen_elsewhere(
-                state,
-                authority,
-                actor,
-                user,
-                None,
-                attributes.as_ref(),
-                now,
-            );
+            return seen_elsewhere(state, authority, actor, user, None, None, now);
         }
         if user == actor {
             // Own profile: always, for a user active in at least one tenant
@@ -235,7 +263,7 @@ pub(super) fn check_actor(
             .tenants
             .values()
             .filter(|t| t.users.contains_key(user))
-            .any(|t| may_edit_user(authority, actor, t, user, attributes.as_ref(), now));
+            .any(|t| may_edit_user(authority, actor, t, user, None, now));
         if !allowed {
             return Err(AdminError::CannotUpdateInfo {
                 actor: actor.clone(),
@@ -280,7 +308,11 @@ pub(super) fn check_actor(
     match m {
         Mutation::UpdateTenant { settings, .. } => {
             may(Operation::UpdateTenant, On::default())?;
-            if settings.as_ref().is_some_and(|s| s.touches_guards()) && !view.administrator {
+            if settings
+                .as_ref()
+                .is_some_and(|s| s.touches_guards(&t.settings))
+                && !view.administrator
+            {
                 return Err(AdminError::GuardsNeedAdministrator {
                     actor: actor.clone(),
                     tenant: id.clone(),
@@ -302,6 +334,15 @@ pub(super) fn check_actor(
                 _ => Operation::SetGrants,
             };
             may(op, On::role(role))?;
+            // A role that counts as an administrator is edited only by a
+            // member of `Administrators`: emptied, it would still satisfy
+            // the last-administrator and leave rules.
+            if t.settings.administrator_roles.contains(role) && !view.administrator {
+                return Err(AdminError::GuardsNeedAdministrator {
+                    actor: actor.clone(),
+                    tenant: id.clone(),
+                });
+            }
             // `Users` is everyone's, so editing it is not editing one's own grants.
             if view.roles.contains(role) && RoleKind::of(role) != RoleKind::Users {
                 return Err(AdminError::SelfEditGrants {

@@ -79,12 +79,15 @@ pub(super) fn authorize(
     };
     let mut applied = false;
     for text in texts {
-        let template = op.template(text).map_err(|error| {
-            AdminError::BadMapping(MappingError::Template {
-                operation: op,
-                error,
-            })
-        })?;
+        let template = op
+            .template(text)
+            .map_err(|error| AdminError::StoredMappingInvalid {
+                tenant: t.id.clone(),
+                error: MappingError::Template {
+                    operation: op,
+                    error,
+                },
+            })?;
         let lacks = |name: &str| match name {
             "role" => on.role.is_none(),
             "group" => on.group.is_none(),
@@ -96,36 +99,46 @@ pub(super) fn authorize(
         }
         applied = true;
         let mut permission = String::with_capacity(text.len() + 16);
+        // The permission as a refusal names it: an attribute's value stays
+        // its placeholder, so a refusal does not tell a user's attributes
+        // to whoever is refused.
+        let mut shown = String::with_capacity(text.len() + 16);
         let mut wildcard = false;
         for piece in template.pieces() {
-            let value = match piece {
+            let (value, hidden) = match piece {
                 Piece::Literal(text) => {
                     permission.push_str(text);
+                    shown.push_str(text);
                     continue;
                 }
-                Piece::Var("tenant") => t.id.as_str(),
-                Piece::Var("role") => on.role.map_or("", RoleName::as_str),
-                Piece::Var("group") => on.group.map_or("", GroupName::as_str),
-                Piece::Var("user") => on.user.map_or("", UserId::as_str),
+                Piece::Var("tenant") => (t.id.as_str(), false),
+                Piece::Var("role") => (on.role.map_or("", RoleName::as_str), false),
+                Piece::Var("group") => (on.group.map_or("", GroupName::as_str), false),
+                Piece::Var("user") => (on.user.map_or("", UserId::as_str), false),
+                // A missing attribute is no segment: only a wildcard over
+                // where it goes covers the user (nor does the answer tell
+                // that the attribute is missing).
                 Piece::Var(name) => {
                     let attribute = name.strip_prefix("user.").unwrap_or(name);
-                    match on.attributes.and_then(|a| a.get(attribute)) {
-                        Some(v) => v.as_str(),
-                        None => {
-                            return Err(AdminError::MissingAttribute {
-                                operation: op,
-                                tenant: t.id.clone(),
-                                user: on.user.cloned().unwrap_or_else(|| actor.clone()),
-                                attribute: attribute.to_owned(),
-                            });
-                        }
-                    }
+                    let value = on.attributes.and_then(|a| a.get(attribute));
+                    (value.map_or("", String::as_str), true)
                 }
             };
             if is_segment(value) {
                 permission.push_str(value);
+                if hidden {
+                    shown.push('{');
+                    shown.push_str(match piece {
+                        Piece::Var(name) => name,
+                        Piece::Literal(text) => text,
+                    });
+                    shown.push('}');
+                } else {
+                    shown.push_str(value);
+                }
             } else {
                 permission.push('*');
+                shown.push('*');
                 wildcard = true;
                 break;
             }
@@ -138,7 +151,7 @@ pub(super) fn authorize(
         if !ok {
             return Err(AdminError::MissingPermission {
                 actor: actor.clone(),
-                permission,
+                permission: shown,
                 tenant: t.id.clone(),
             });
         }

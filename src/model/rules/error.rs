@@ -202,15 +202,16 @@ pub enum AdminError {
     InvalidAttributes(AttributeError),
     #[error("{0}")]
     BadMapping(MappingError),
-    #[error(
-        "`{operation}` in tenant `{tenant}` needs `{{user.{attribute}}}` of user `{user}`, who has no attribute `{attribute}`"
-    )]
-    MissingAttribute {
-        operation: Operation,
+    /// A stored mapping that no longer parses (written by an older version).
+    #[error("tenant `{tenant}`'s mapping cannot be used: {error}")]
+    StoredMappingInvalid {
         tenant: TenantId,
-        user: UserId,
-        attribute: String,
+        error: MappingError,
     },
+    #[error(
+        "a new tenant has no custom role to count as an administrator: create `{role}` first, then set `administrator_roles`"
+    )]
+    AdministratorRolesOnCreate { role: RoleName },
     /// The mutation does not fit the state after all checks (its message is
     /// apply's reason, without the kind).
     #[error("{}", .0.why)]
@@ -262,6 +263,10 @@ pub enum AdminError {
         permission: String,
         tenant: TenantId,
     },
+    #[error(
+        "actor `{actor}` lacks `ACM:USER:UPDATE:ATTRIBUTES:{user}` (or what the tenant maps `update_user_attributes` to) for `{user}` as it is and as it would be, in every tenant `{user}` belongs to: attributes may decide what an admin change needs"
+    )]
+    CannotSetAttributes { actor: UserId, user: UserId },
     #[error("no one adds themselves to a tenant")]
     SelfAdd,
     #[error("no one edits their own grants: actor `{actor}` holds role `{role}`")]
@@ -304,6 +309,10 @@ pub enum AdminError {
         operation: Operation,
         tenant: TenantId,
     },
+    #[error(
+        "`{target}` is a member of `Administrators`: only another member deactivates or removes them, which actor `{actor}` is not"
+    )]
+    AdministratorOutranks { actor: UserId, target: UserId },
     #[error("only Administrators may assign `Bridges`")]
     BridgesNeedAdministrator,
     #[error(
@@ -349,6 +358,7 @@ impl AdminError {
             | E::SystemAdministratorRole { .. }
             | E::InvalidAttributes(_)
             | E::BadMapping(_)
+            | E::AdministratorRolesOnCreate { .. }
             | E::InvalidText(_)
             | E::InvalidEmail(_)
             | E::ExpiryNotInFuture { .. }
@@ -372,7 +382,7 @@ impl AdminError {
             | E::ProfileDiffers { .. }
             | E::LastAdministrator { .. }
             | E::LastLastingAdministrator { .. }
-            | E::MissingAttribute { .. }
+            | E::StoredMappingInvalid { .. }
             | E::NoApplicableTemplate { .. }
             | E::AdministratorRoleInUse { .. }
             | E::UsersRoleRemovalsOnly { .. }
@@ -382,6 +392,7 @@ impl AdminError {
             | E::InactiveEverywhere { .. }
             | E::CannotUpdateInfo { .. }
             | E::CannotSetOwnAliases { .. }
+            | E::CannotSetAttributes { .. }
             | E::SeenByAnotherTenant { .. }
             | E::OutsideCredential { .. }
             | E::NotActiveMember { .. }
@@ -396,6 +407,7 @@ impl AdminError {
             | E::EscalationThroughRole { .. }
             | E::Outranked { .. }
             | E::BridgesNeedAdministrator
+            | E::AdministratorOutranks { .. }
             | E::GuardsNeedAdministrator { .. } => Refusal::Denied,
         }
     }

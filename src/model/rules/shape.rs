@@ -207,10 +207,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             check_mapping(&settings.admin_permissions).map_err(AdminError::BadMapping)?;
             // A new tenant has no custom role yet to count as an administrator.
             if let Some(role) = settings.administrator_roles.iter().next() {
-                return Err(AdminError::UnknownAdministratorRole {
-                    tenant: tenant.clone(),
-                    role: role.clone(),
-                });
+                return Err(AdminError::AdministratorRolesOnCreate { role: role.clone() });
             }
             if state.tenants.contains_key(tenant) {
                 return Err(AdminError::TenantExists {

@@ -7,7 +7,7 @@ use super::{FieldError, bounded, free_text, parsed};
 use crate::model::audit::AuditFilter;
 use crate::model::catalog::{CatalogEntry, CatalogPattern, Stability};
 use crate::model::ids::Alias;
-use crate::model::operation::{AdminPermissions, Operation};
+use crate::model::operation::{AdminPermissions, MAX_TEMPLATE_BYTES, Operation};
 use crate::model::policy_file::MAX_EMAIL_BYTES;
 use crate::model::rules::Actor;
 use crate::model::tenant::{Attributes, RoleKind, check_attributes};
@@ -225,9 +225,6 @@ fn mapping(m: &proto::AdminPermissions) -> Result<AdminPermissions, FieldError> 
         })
         .collect()
 }
-
-/// The longest permission template accepted.
-const MAX_TEMPLATE_BYTES: usize = 512;
 
 fn description(field: &'static str, v: &str) -> Result<String, FieldError> {
     free_text(field, v, MAX_DESCRIPTION_CHARS)
