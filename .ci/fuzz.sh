@@ -38,6 +38,9 @@ else
   mapfile -t targets < <(cargo fuzz list)
 fi
 
+# cargo fuzz has no --locked: hold fuzz/Cargo.lock to fuzz/Cargo.toml here.
+cargo fetch --locked --manifest-path fuzz/Cargo.toml --target "$(rustc -vV | sed -n 's/^host: //p')"
+
 start=$SECONDS
 cargo +nightly fuzz build "${FLAGS[@]}"
 echo "fuzz build: $((SECONDS - start)) s"
