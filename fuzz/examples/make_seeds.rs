@@ -6,8 +6,10 @@
 //!
 //!     cargo run --manifest-path fuzz/Cargo.toml --example make_seeds
 //!
-//! It writes only `seed-*` files; libFuzzer's own corpus growth is not
-//! committed (fuzz/.gitignore).
+//! It writes only its own `seed-*` files: a seed it does not make (an input
+//! a run found, kept as a seed) is left alone, and libFuzzer's own corpus
+//! growth is not committed (fuzz/.gitignore). The certificates get new keys
+//! on every run.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -32,17 +34,6 @@ fn corpus(target: &str) -> PathBuf {
         .join("corpus")
         .join(target);
     fs::create_dir_all(&dir).unwrap();
-    // Only our own seeds are replaced; other files are left alone.
-    for entry in fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("seed-"))
-        {
-            fs::remove_file(path).unwrap();
-        }
-    }
     dir
 }
 
