@@ -240,7 +240,7 @@ fn grpc_requests_seeds() {
             name: s("Initech"),
             settings: Some(proto::TenantSettings {
                 single_role_per_user: Some(true),
-                shared_users: None,
+                ..Default::default()
             }),
             ..Default::default()
         }
@@ -374,6 +374,7 @@ fn grpc_requests_seeds() {
         proto::GetRoleRequest {
             tenant: s("acme"),
             role: s("editors"),
+            ..Default::default()
         }
         .encode_to_vec(),
     );

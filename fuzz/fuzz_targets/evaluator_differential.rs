@@ -256,6 +256,7 @@ impl Change {
                 display_name: None,
                 status: UserStatus::Active,
                 aliases: aliases.iter().take(3).map(|a| alias(*a)).collect(),
+                attributes: Default::default(),
             },
             Change::RemoveUser(t, u) => Mutation::RemoveUser {
                 tenant: tenant(*t),
@@ -266,6 +267,7 @@ impl Change {
                 email: None,
                 display_name: None,
                 aliases: Some(aliases.iter().take(3).map(|a| alias(*a)).collect()),
+                attributes: None,
             },
             Change::CreateRole(t, r) => Mutation::CreateRole {
                 tenant: tenant(*t),
@@ -365,6 +367,7 @@ fn build(input: &Input) -> State {
                     UserStatus::Active
                 },
                 aliases: aliases[i].clone(),
+                attributes: Default::default(),
             });
         }
         for g in 0..GROUPS {
