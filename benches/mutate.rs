@@ -121,6 +121,7 @@ fn build() -> State {
             display_name: None,
             status: UserStatus::Active,
             aliases: Vec::new(),
+            attributes: Default::default(),
         });
         ms.push(Mutation::Assign {
             tenant: acme.clone(),
@@ -251,6 +252,7 @@ fn bench(c: &mut Criterion) {
                 email: Some("u5@example.com".into()),
                 display_name: None,
                 aliases: None,
+                attributes: None,
             },
         ),
         (

@@ -40,6 +40,14 @@ pub fn to_mutations(state: &State) -> Vec<Mutation> {
                     role: role.name.clone(),
                     description: role.description.clone(),
                 });
+            } else if !role.description.is_empty() {
+                // A system role comes with the tenant, described by no one;
+                // a policy file may describe `Users`.
+                out.push(Mutation::UpdateRoleDescription {
+                    tenant: t.id.clone(),
+                    role: role.name.clone(),
+                    description: role.description.clone(),
+                });
             }
             if !role.grants.is_empty() {
                 out.push(Mutation::SetGrants {
