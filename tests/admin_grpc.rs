@@ -8,11 +8,8 @@
     reason = "test code"
 )]
 
-use std::sync::Arc;
+mod common;
 
-use rampart::cli::serve::start;
-use rampart::engine::Engine;
-use rampart::model::policy_file;
 use rampart::proto::admin_client::AdminClient;
 use rampart::proto::authorization_client::AuthorizationClient;
 use rampart::proto::{
@@ -20,7 +17,6 @@ use rampart::proto::{
     GetRoleRequest, GrantRequest, GrantSpec, ListRolesRequest, RemoveUserRequest, UnassignRequest,
     consistency::Requirement,
 };
-use rampart::server::DataPlaneConfig;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -29,14 +25,7 @@ async fn clients() -> (
     AuthorizationClient<Channel>,
     rampart::cli::serve::ServerHandle,
 ) {
-    let text = std::fs::read_to_string("tests/rules/policy.yaml").unwrap();
-    let engine = Arc::new(Engine::new(policy_file::load_str(&text).unwrap()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = start(listener, engine, DataPlaneConfig::default())
-        .await
-        .unwrap();
-    let url = format!("http://{}", handle.addr);
-    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let (channel, handle) = common::rules_fixture_server().await;
     (
         AdminClient::new(channel.clone()),
         AuthorizationClient::new(channel),

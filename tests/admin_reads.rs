@@ -10,17 +10,13 @@
     reason = "test code"
 )]
 
-use std::sync::Arc;
+mod common;
 
-use rampart::cli::serve::start;
-use rampart::engine::Engine;
-use rampart::model::policy_file;
 use rampart::proto::admin_client::AdminClient;
 use rampart::proto::{
     AssignRequest, CreateRoleRequest, GetRoleRequest, GrantSpec, ListBindingsRequest,
     ListGroupsRequest, ListRolesRequest, ListUsersRequest, SetGrantsRequest,
 };
-use rampart::server::DataPlaneConfig;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -28,14 +24,7 @@ use tonic::transport::Channel;
 /// role that lets her see some rows of each list: the descriptions of
 /// billing, editors and empty, the group team, her own info, bob's roles.
 async fn admin() -> (AdminClient<Channel>, rampart::cli::serve::ServerHandle) {
-    let text = std::fs::read_to_string("tests/rules/policy.yaml").unwrap();
-    let engine = Arc::new(Engine::new(policy_file::load_str(&text).unwrap()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = start(listener, engine, DataPlaneConfig::default())
-        .await
-        .unwrap();
-    let url = format!("http://{}", handle.addr);
-    let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let (channel, handle) = common::rules_fixture_server().await;
     let mut admin = AdminClient::new(channel);
     admin
         .add_user(rampart::proto::AddUserRequest {

@@ -115,3 +115,28 @@ impl Drop for Server {
         let _ = self.0.wait();
     }
 }
+
+/// An in-process server on a loopback port over the admin rules' fixture
+/// (`tests/rules/policy.yaml`), and a channel to it; the tests of the Admin
+/// API over real gRPC share it.
+pub async fn rules_fixture_server() -> (tonic::transport::Channel, rampart::cli::serve::ServerHandle)
+{
+    let text = std::fs::read_to_string("tests/rules/policy.yaml").unwrap();
+    let state = rampart::model::policy_file::load_str(&text).unwrap();
+    let engine = std::sync::Arc::new(rampart::engine::Engine::new(state));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handle = rampart::cli::serve::start(
+        listener,
+        engine,
+        rampart::server::DataPlaneConfig::default(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}", handle.addr);
+    let channel = tonic::transport::Channel::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (channel, handle)
+}
