@@ -197,14 +197,12 @@ impl SettingsChange {
     /// delegated admin loosens the rules that bound it. A setting sent as it
     /// is changes nothing.
     pub fn touches_guards(&self, current: &TenantSettings) -> bool {
-        let next = self.applied_to(current);
-        next.shared_users != current.shared_users
-            || next.administrator_roles != current.administrator_roles
-            || next.removal_needs_all_grants != current.removal_needs_all_grants
-            || next.users_role_removals_only != current.users_role_removals_only
-            || next.preview_grants != current.preview_grants
-            || next.deprecated_grants != current.deprecated_grants
-            || next.admin_permissions != current.admin_permissions
+        // Every setting but `single_role_per_user` guards administration,
+        // so one added later is guarded unless said otherwise here.
+        TenantSettings {
+            single_role_per_user: current.single_role_per_user,
+            ..self.applied_to(current)
+        } != *current
     }
 }
 

@@ -140,41 +140,44 @@ fn grants_added<'a>(
     Ok(())
 }
 
+/// The grants `m` adds to a role of `t`: a `grant`'s, or those of a
+/// `set_grants` the role does not hold yet.
+fn added_grants<'m>(t: &Tenant, m: &'m Mutation) -> Vec<&'m Grant> {
+    match m {
+        Mutation::Grant { grant, .. } => vec![grant],
+        Mutation::SetGrants { role, grants, .. } => {
+            let current = t
+                .roles
+                .get(role)
+                .map(|r| r.grants.as_slice())
+                .unwrap_or(&[]);
+            grants.iter().filter(|g| !current.contains(g)).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// What an accepted `mutation` should tell its caller: each allow grant it
 /// adds that reaches a catalog entry whose stability the tenant warns about
 /// ([`GrantPolicy::Warn`]). Judged against `state`, the state before it.
 pub fn warnings(state: &State, mutation: &Mutation) -> Vec<String> {
-    let (id, role, added): (_, _, Vec<&Grant>) = match mutation {
-        Mutation::Grant {
-            tenant,
-            role,
-            grant,
-            ..
-        } => (tenant, role, vec![grant]),
-        Mutation::SetGrants {
-            tenant,
-            role,
-            grants,
-        } => {
-            let current = state
-                .tenants
-                .get(tenant)
-                .and_then(|t| t.roles.get(role))
-                .map(|r| r.grants.as_slice())
-                .unwrap_or(&[]);
-            (
-                tenant,
-                role,
-                grants.iter().filter(|g| !current.contains(g)).collect(),
-            )
-        }
-        _ => return Vec::new(),
+    let (Mutation::Grant {
+        tenant: id, role, ..
+    }
+    | Mutation::SetGrants {
+        tenant: id, role, ..
+    }) = mutation
+    else {
+        return Vec::new();
     };
     let Some(t) = state.tenants.get(id) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for grant in added.into_iter().filter(|g| g.effect == Effect::Allow) {
+    for grant in added_grants(t, mutation)
+        .into_iter()
+        .filter(|g| g.effect == Effect::Allow)
+    {
         for (entry, setting) in t
             .settings
             .stability_hits(&state.catalog, grant, GrantPolicy::Warn)
@@ -388,7 +391,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                     grant: grant.clone(),
                 });
             }
-            grants_added(state, t, role, [grant])?;
+            grants_added(state, t, role, added_grants(t, m))?;
         }
         Mutation::Revoke {
             tenant: id,
@@ -417,17 +420,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 covered(&state.catalog, g)?;
             }
             no_duplicates(grants)?;
-            let current = t
-                .roles
-                .get(role)
-                .map(|r| r.grants.as_slice())
-                .unwrap_or(&[]);
-            grants_added(
-                state,
-                t,
-                role,
-                grants.iter().filter(|g| !current.contains(g)),
-            )?;
+            grants_added(state, t, role, added_grants(t, m))?;
         }
         Mutation::CreateGroup {
             tenant: id,
