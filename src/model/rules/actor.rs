@@ -152,6 +152,23 @@ fn may_edit_user(
     }
 }
 
+/// Whether `actor` may edit `user`'s profile ([`may_edit_user`]) in at
+/// least one tenant the user belongs to: the seeds' rule.
+fn may_edit_somewhere(
+    state: &State,
+    authority: &dyn Authority,
+    actor: &UserId,
+    user: &UserId,
+    becomes: Option<&Attributes>,
+    now: Timestamp,
+) -> bool {
+    state
+        .tenants
+        .values()
+        .filter(|t| t.users.contains_key(user))
+        .any(|t| may_edit_user(authority, actor, t, user, becomes, now))
+}
+
 /// Tenant isolation: a change to `user`'s profile or tenancy is seen by
 /// every tenant the user belongs to (but `except`, the tenant the change is
 /// made in). Each must share its users (`shared_users`) or give the actor
@@ -208,11 +225,7 @@ pub(super) fn check_actor(
         // tenant the user is in and in every other that does not share its
         // users.
         if let Some(attributes) = attributes {
-            let allowed = state
-                .tenants
-                .values()
-                .filter(|t| t.users.contains_key(user))
-                .any(|t| may_edit_user(authority, actor, t, user, Some(attributes), now));
+            let allowed = may_edit_somewhere(state, authority, actor, user, Some(attributes), now);
             if !allowed {
                 return Err(AdminError::CannotSetAttributes {
                     actor: actor.clone(),
@@ -230,11 +243,7 @@ pub(super) fn check_actor(
         // member or a future user needs. So they follow the rule for
         // another's profile, whoever they belong to.
         if user == actor && aliases.is_some() {
-            let allowed = state
-                .tenants
-                .values()
-                .filter(|t| t.users.contains_key(user))
-                .any(|t| may_edit_user(authority, actor, t, user, None, now));
+            let allowed = may_edit_somewhere(state, authority, actor, user, None, now);
             if !allowed {
                 return Err(AdminError::CannotSetOwnAliases {
                     actor: actor.clone(),
@@ -259,11 +268,7 @@ pub(super) fn check_actor(
             };
         }
         // The seeds: rights in at least one tenant the user is in...
-        let allowed = state
-            .tenants
-            .values()
-            .filter(|t| t.users.contains_key(user))
-            .any(|t| may_edit_user(authority, actor, t, user, None, now));
+        let allowed = may_edit_somewhere(state, authority, actor, user, None, now);
         if !allowed {
             return Err(AdminError::CannotUpdateInfo {
                 actor: actor.clone(),
