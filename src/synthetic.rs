@@ -16,11 +16,13 @@
 //! groups, a few of them with expiring bindings, about 1% inactive.
 
 mod flat;
+mod footprint;
 mod probes;
 
 use std::sync::Arc;
 
 pub use flat::{FlatRole, FlatTenant, flatten};
+pub use footprint::{Piece, footprint};
 pub use probes::{Probe, Probes, mixed, probes};
 
 use crate::model::catalog::{CatalogEntry, CatalogPattern, Stability};

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod kind;
 pub mod mutation;
 pub mod operation;
+pub mod packed;
 pub mod permission;
 pub mod policy_file;
 pub mod rules;

@@ -261,6 +261,9 @@ impl Role {
 pub struct Group {
     pub name: GroupName,
     pub description: String,
+    /// Read packed (`model::packed`): an image's member lists load with
+    /// full nodes.
+    #[serde(deserialize_with = "super::packed::deserialize_set")]
     pub members: OrdSet<Subject>,
 }
 

@@ -17,6 +17,7 @@ use thiserror::Error;
 
 use crate::model::catalog::CatalogError;
 use crate::model::ids::SYSTEM_ROLES;
+use crate::model::packed;
 use crate::model::{
     Binding, Catalog, CatalogEntry, Grant, Group, Role, State, Tenant, TenantId, TenantSettings,
     User,
@@ -145,12 +146,14 @@ impl TenantImage {
                 return Err(duplicate("binding", "(subject, role)".to_owned()));
             }
         }
+        // Built with full nodes (`model::packed`): by far the largest
+        // maps of a loaded state.
         let mut t = Tenant::new(self.id.clone(), self.name);
         t.settings = self.settings;
-        t.roles = roles.into_iter().collect();
-        t.groups = groups.into_iter().collect();
-        t.users = users.into_iter().collect();
-        t.bindings = bindings.into_iter().collect();
+        t.roles = packed::map(roles.into_iter().collect());
+        t.groups = packed::map(groups.into_iter().collect());
+        t.users = packed::map(users.into_iter().collect());
+        t.bindings = packed::map(bindings.into_iter().collect());
         // The alias index is derived, never written: rebuilt here, so an
         // image from before aliases (none) and one with them read alike.
         if let Some(alias) = t.reindex_aliases() {
@@ -197,10 +200,14 @@ pub fn encode_tenant(tenant: &Tenant) -> Result<Vec<u8>, serde_json::Error> {
 }
 
 /// Reads what [`encode_tenant`] wrote.
+/// Every identifier mentioned more than once shares one allocation
+/// (`ids::interning`).
 pub fn decode_tenant(bytes: &[u8]) -> Result<Tenant, ImageError> {
-    serde_json::from_slice::<TenantImage>(bytes)
-        .map_err(|e| ImageError::Decode(e.to_string()))?
-        .into_tenant()
+    crate::model::ids::interning(|| {
+        serde_json::from_slice::<TenantImage>(bytes)
+            .map_err(|e| ImageError::Decode(e.to_string()))?
+            .into_tenant()
+    })
 }
 
 /// Borrowed twin of [`TenantImage`]: same field names and order, so the

@@ -28,6 +28,7 @@
 
 mod grants;
 mod patch;
+mod sharded;
 mod users;
 
 use std::collections::HashMap;
@@ -43,12 +44,11 @@ use crate::model::{RoleName, State, TenantId, Timestamp, Touched};
 use users::Resolver;
 
 pub(crate) use grants::GrantIndex;
-pub(crate) use users::{Class, ClassKey, Parents, RoleSets, UserEntry};
+pub(crate) use users::{Class, Parents, RoleSets, UserEntry};
 
 pub(crate) type FastMap<K, V> = HashMap<K, V, RandomState>;
-/// A persistent hash map: O(1) to copy, O(log n) to change.
-pub(crate) type PMap<K, V> =
-    imbl::GenericHashMap<K, V, RandomState, imbl::shared_ptr::DefaultSharedPtr>;
+/// A persistent hash map: O(1) to copy, O(shard) to change.
+pub(crate) type PMap<K, V> = sharded::Sharded<K, V>;
 
 /// An immutable, compiled view of the whole state at one revision.
 #[derive(Debug)]
@@ -92,7 +92,10 @@ pub struct TenantSnapshot {
     pub(crate) users: PMap<UserId, UserEntry>,
     /// The classes `users` point into, and the table that finds one by key.
     pub(crate) classes: imbl::Vector<Class>,
-    pub(crate) class_ids: PMap<ClassKey, u32>,
+    /// A class key's hash ([`ClassKey::hash64`]) → the class. Two keys of
+    /// one hash keep the later (the earlier is made again if met again),
+    /// so the table holds no copy of the keys.
+    pub(crate) class_ids: PMap<u64, u32>,
     /// The distinct role sets the classes' phases point into.
     pub(crate) sets: RoleSets,
     /// How many classes and sets the last full compile made. A patch never
@@ -218,17 +221,18 @@ pub fn compile_tenant(
     let index = users::Built::new(&tenant);
     let mut sets = users::RoleSetsBuilder::new(words);
     let mut resolver = Resolver::new(&roles, &index);
-    let mut class_ids: FastMap<ClassKey, u32> = FastMap::default();
+    let mut class_ids: FastMap<u64, u32> = FastMap::default();
     let mut classes: Vec<Class> = Vec::new();
     let mut entries: Vec<(UserId, UserEntry)> = Vec::with_capacity(tenant.users.len());
     for (id, user) in &tenant.users {
         let key = resolver.key(id);
-        let class = match class_ids.get(&key) {
-            Some(&c) => c,
-            None => {
+        let hash = key.hash64();
+        let class = match class_ids.get(&hash) {
+            Some(&c) if classes.get(c as usize).is_some_and(|k| k.key == key) => c,
+            _ => {
                 let c = classes.len() as u32;
                 let phases = resolver.phases(&key, &mut sets);
-                class_ids.insert(key.clone(), c);
+                class_ids.insert(hash, c);
                 classes.push(Class { key, phases });
                 c
             }

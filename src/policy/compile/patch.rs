@@ -108,12 +108,13 @@ pub(super) fn patch_tenant(
             continue;
         };
         let key = resolver.key(id);
-        let class = match next.class_ids.get(&key) {
-            Some(&c) => c,
-            None => {
+        let hash = key.hash64();
+        let class = match next.class_ids.get(&hash) {
+            Some(&c) if next.classes.get(c as usize).is_some_and(|k| k.key == key) => c,
+            _ => {
                 let c = next.classes.len() as u32;
                 let phases = resolver.phases(&key, &mut next.sets);
-                next.class_ids.insert(key.clone(), c);
+                next.class_ids.insert(hash, c);
                 next.classes.push_back(Class { key, phases });
                 c
             }

@@ -56,6 +56,14 @@ pub(crate) struct ClassKey {
     pub(crate) parents: Arc<[GroupName]>,
 }
 
+impl ClassKey {
+    /// The hash the class table finds a key by.
+    pub(crate) fn hash64(&self) -> u64 {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::with_seed(0xc1a55).hash_one(self)
+    }
+}
+
 /// Users that share a key, and their roles over time.
 #[derive(Debug, Clone)]
 pub(crate) struct Class {
@@ -76,11 +84,20 @@ pub(crate) struct UserEntry {
 /// once: the number of distinct sets is small), the table is persistent.
 /// A patch never removes a set, so the arena may hold sets nothing uses
 /// any more; the compiler bounds that (see `TenantSnapshot::sets_at_full`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct RoleSets {
     words: usize,
     arena: Arc<Vec<u64>>,
-    ids: PMap<Arc<[u64]>, u32>,
+    /// A set's hash → its id. Two sets of one hash keep the later (the
+    /// earlier is then added again if met again: a wasted set, never a
+    /// wrong one), so the table holds no copy of the sets.
+    ids: PMap<u64, u32>,
+}
+
+/// The hash [`RoleSets`] finds a set by.
+fn set_hash(set: &[u64]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x5e75).hash_one(set)
 }
 
 /// Hands out ids for role sets.
@@ -110,12 +127,15 @@ impl Intern for RoleSets {
     }
 
     fn intern(&mut self, set: Vec<u64>) -> u32 {
-        if let Some(&id) = self.ids.get(set.as_slice()) {
+        let hash = set_hash(&set);
+        if let Some(&id) = self.ids.get(&hash)
+            && self.get(id) == set.as_slice()
+        {
             return id;
         }
         let id = self.len() as u32;
         Arc::make_mut(&mut self.arena).extend_from_slice(&set);
-        self.ids.insert(Arc::from(set), id);
+        self.ids.insert(hash, id);
         id
     }
 }
@@ -124,7 +144,7 @@ impl Intern for RoleSets {
 pub(crate) struct RoleSetsBuilder {
     words: usize,
     arena: Vec<u64>,
-    ids: FastMap<Arc<[u64]>, u32>,
+    ids: FastMap<u64, u32>,
 }
 
 impl RoleSetsBuilder {
@@ -151,12 +171,16 @@ impl Intern for RoleSetsBuilder {
     }
 
     fn intern(&mut self, set: Vec<u64>) -> u32 {
-        if let Some(&id) = self.ids.get(set.as_slice()) {
-            return id;
+        let hash = set_hash(&set);
+        if let Some(&id) = self.ids.get(&hash) {
+            let start = id as usize * self.words;
+            if self.arena.get(start..start + self.words) == Some(set.as_slice()) {
+                return id;
+            }
         }
         let id = (self.arena.len() / self.words.max(1)) as u32;
         self.arena.extend_from_slice(&set);
-        self.ids.insert(Arc::from(set), id);
+        self.ids.insert(hash, id);
         id
     }
 }
