@@ -265,7 +265,7 @@ async fn bootstrap() {
         .max_decoding_message_size(64 << 20);
     let t = Instant::now();
     let mut stream = client
-        .export(proto::ExportRequest {})
+        .export(proto::ExportRequest::default())
         .await
         .unwrap()
         .into_inner();

@@ -639,7 +639,7 @@ async fn export_import_round_trips_and_refusals_name_the_problem() {
     churn(&lead.engine, 8, 200).await;
     let mut client = ReplicationClient::new(channel(&lead.url()).await);
     let mut stream = client
-        .export(proto::ExportRequest {})
+        .export(proto::ExportRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -706,7 +706,7 @@ async fn export_import_round_trips_and_refusals_name_the_problem() {
     assert_eq!(imported.digest, source.digest);
     // Exported again: the same bytes.
     let mut again = to
-        .export(proto::ExportRequest {})
+        .export(proto::ExportRequest::default())
         .await
         .unwrap()
         .into_inner();

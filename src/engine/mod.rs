@@ -17,9 +17,11 @@
 
 mod catch_up;
 mod repair;
+mod scope;
 mod writer;
 
 pub use self::repair::{REPAIR_EVERY, STORE_TIMEOUT, StoreHealth};
+pub use self::scope::Scope;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +92,12 @@ pub struct Engine {
     health: watch::Sender<StoreHealth>,
     /// When a failed store was last tried again.
     last_repair: std::sync::Mutex<Option<std::time::Instant>>,
+    /// The tenants this engine holds (`None`: every tenant); a scoped
+    /// engine has no store (`scope.rs`).
+    scope: Option<Scope>,
+    /// The history of the state installed last, for an engine with no
+    /// store (which otherwise keeps it).
+    installed_history: std::sync::Mutex<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -128,6 +136,8 @@ impl Engine {
             store_timeout: STORE_TIMEOUT,
             health: watch::channel(StoreHealth::Writable).0,
             last_repair: std::sync::Mutex::new(None),
+            scope: None,
+            installed_history: std::sync::Mutex::new(String::new()),
         }
     }
 
@@ -175,17 +185,36 @@ impl Engine {
     /// The published snapshot and the store's history, read together: no
     /// change or install is half done while the writer is held. For
     /// Export and the digest, which must label a state with its history.
-    pub async fn consistent_view(&self) -> Result<(Arc<Snapshot>, Option<History>), StoreError> {
+    pub async fn consistent_view(&self) -> Result<(Arc<Snapshot>, History), StoreError> {
         let _writer = self.writer.lock().await;
         let snapshot = self.load();
-        let history = match &self.store {
+        let history = self.history_now(snapshot.revision()).await?;
+        Ok((snapshot, history))
+    }
+
+    /// The history this engine's state belongs to and the revisions its
+    /// changelog holds: the store's; with no store, the history of the
+    /// state installed last (empty if none was) and no changelog.
+    pub async fn history(&self) -> Result<History, StoreError> {
+        self.history_now(self.load().revision()).await
+    }
+
+    async fn history_now(&self, revision: u64) -> Result<History, StoreError> {
+        match &self.store {
             Some(store) => {
                 let store = Arc::clone(store);
-                Some(blocking(move || store.history()).await?)
+                blocking(move || store.history()).await
             }
-            None => None,
-        };
-        Ok((snapshot, history))
+            None => Ok(History {
+                id: self
+                    .installed_history
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone(),
+                first: revision.saturating_add(1),
+                last: revision,
+            }),
+        }
     }
 
     /// Whether changes are durable (the engine has a store, and so keeps

@@ -43,12 +43,25 @@ impl Engine {
         let mut state = (**snapshot.state()).clone();
         for change in &changes {
             let have = state.revision;
-            if Some(change.revision) != have.checked_add(1) {
+            // A scoped engine hears only its tenants' changes: the
+            // revisions in between were left out by its leader's filter.
+            let follows = match &self.scope {
+                None => Some(change.revision) == have.checked_add(1),
+                Some(_) => change.revision > have,
+            };
+            if !follows {
                 return Err(StoreError::OutOfOrder {
                     have,
                     got: change.revision,
                 }
                 .into());
+            }
+            if let Some(scope) = &self.scope {
+                state.revision = change.revision - 1;
+                if !scope.keeps(&state, &change.mutation) {
+                    state.revision = change.revision;
+                    continue;
+                }
             }
             let touched =
                 apply(&mut state, &change.mutation).map_err(|error| AdminError::Replicated {
@@ -59,6 +72,16 @@ impl Engine {
             compiled = Some(timed(&self.metrics, || {
                 recompile(prev, Arc::new(state.clone()), &touched)
             }));
+        }
+        if self.scope.is_some()
+            && compiled
+                .as_ref()
+                .map_or(snapshot.revision(), Snapshot::revision)
+                != state.revision
+        {
+            // The last changes were left out: the same tenants, at their revision.
+            let prev: &Snapshot = compiled.as_ref().unwrap_or(&*snapshot);
+            compiled = Some(recompile(prev, Arc::new(state), &Touched::default()));
         }
         let Some(compiled) = compiled else {
             return Ok(snapshot.revision());
@@ -119,6 +142,11 @@ impl Engine {
         state: State,
         history: &str,
     ) -> Result<u64, SubmitError> {
+        let mut state = state;
+        if let Some(scope) = &self.scope {
+            // Whatever the export held (a leader that ignores the filter).
+            scope.restrict(&mut state);
+        }
         let state = Arc::new(state);
         if let Some(store) = &self.store {
             self.writable_locked(store).await?;
@@ -138,6 +166,14 @@ impl Engine {
             }
         }
         let revision = state.revision;
+        if self.store.is_none() {
+            history.clone_into(
+                &mut self
+                    .installed_history
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+        }
         let started = std::time::Instant::now();
         let compiled = tokio::task::spawn_blocking(move || compile(state))
             .await

@@ -1,7 +1,9 @@
-//! The Replication service's request fields into model values (Watch's
-//! tenant filter). Replication does not import `server`, so its
-//! conversions live here, in the same `TryFrom` style.
+//! The Replication service's request fields into model values (the
+//! tenants a Watch or an Export is filtered to). Replication does not
+//! import `server`, so its conversions live here, in the same `TryFrom`
+//! style.
 
+use crate::engine::Scope;
 use crate::model::ids::IdError;
 use crate::model::{ErrorKind, HasKind, TenantId};
 use crate::proto;
@@ -10,7 +12,11 @@ use crate::proto;
 #[derive(Debug)]
 pub struct WatchTenants(pub Vec<TenantId>);
 
-/// A tenant in Watch's filter that is not a tenant id: INVALID_ARGUMENT.
+/// The tenants an Export is asked for (`None`: all).
+#[derive(Debug)]
+pub struct ExportTenants(pub Option<Scope>);
+
+/// A tenant in a filter that is not a tenant id: INVALID_ARGUMENT.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("tenants: `{}`: {reason}", crate::model::quote(.tenant))]
 pub struct BadTenant {
@@ -24,18 +30,29 @@ impl HasKind for BadTenant {
     }
 }
 
+/// Each of `tenants` as a tenant id; the first that is not one fails.
+fn tenant_ids(tenants: &[String]) -> Result<Vec<TenantId>, BadTenant> {
+    tenants
+        .iter()
+        .map(|t| {
+            TenantId::new(t.as_str()).map_err(|reason| BadTenant {
+                tenant: t.clone(),
+                reason,
+            })
+        })
+        .collect()
+}
+
 impl TryFrom<&proto::WatchRequest> for WatchTenants {
     type Error = BadTenant;
     fn try_from(r: &proto::WatchRequest) -> Result<Self, BadTenant> {
-        r.tenants
-            .iter()
-            .map(|t| {
-                TenantId::new(t.as_str()).map_err(|reason| BadTenant {
-                    tenant: t.clone(),
-                    reason,
-                })
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
+        tenant_ids(&r.tenants).map(Self)
+    }
+}
+
+impl TryFrom<&proto::ExportRequest> for ExportTenants {
+    type Error = BadTenant;
+    fn try_from(r: &proto::ExportRequest) -> Result<Self, BadTenant> {
+        tenant_ids(&r.tenants).map(|ids| Self(Scope::new(ids)))
     }
 }

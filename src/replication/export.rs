@@ -13,12 +13,22 @@
 //! two nodes at the same revision, and different as soon as one grant
 //! differs. The history id is not in the file (an imported backup starts a
 //! new history and must still export the same bytes).
+//!
+//! An export of some tenants only (`ExportRequest.tenants`, a scoped
+//! replica's bootstrap) has the same header, which also names them
+//! (`"scope":["acme","globex"]`, sorted), and only their lines. Its digest
+//! is the digest of that file: equal to the state digest of a replica that
+//! holds those tenants at that revision (`GetState` on it), never to the
+//! whole state's. A full export has no `scope` key, so its bytes are as
+//! they always were; a build that does not know the key refuses a filtered
+//! file rather than read it as a whole state.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::model::{CatalogEntry, Grant, State};
+use crate::engine::Scope;
+use crate::model::{CatalogEntry, Grant, State, TenantId};
 use crate::store::image::{self, ImageError};
 
 /// The first line of an export.
@@ -32,6 +42,10 @@ struct Header {
     bridges_grants: Vec<Grant>,
     /// How many tenant lines follow.
     tenants: u64,
+    /// The tenants an export of some tenants only was asked for (sorted;
+    /// some may not exist); absent in a full export.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    scope: Vec<TenantId>,
 }
 
 const FORMAT: &str = "rampart-export";
@@ -55,21 +69,38 @@ pub enum ExportError {
 /// The lines of the export of `state`, each ending in `\n`, produced one at
 /// a time (a tenant's line is built only when it is reached).
 pub fn lines(state: &State) -> impl Iterator<Item = Result<Vec<u8>, ExportError>> + '_ {
+    lines_in(state, None)
+}
+
+/// The lines of the export of `state`'s tenants in `scope` (`None`: every
+/// tenant, as [`lines`]).
+pub fn lines_in<'a>(
+    state: &'a State,
+    scope: Option<&'a Scope>,
+) -> impl Iterator<Item = Result<Vec<u8>, ExportError>> + 'a {
+    let held = move |id: &TenantId| scope.is_none_or(|s| s.holds(id.as_str()));
     let header = Header {
         format: FORMAT.to_owned(),
         version: VERSION,
         revision: state.revision,
         catalog: state.catalog.entries().to_vec(),
         bridges_grants: state.bridges_grants.to_vec(),
-        tenants: state.tenants.len() as u64,
+        tenants: state.tenants.keys().filter(|id| held(id)).count() as u64,
+        scope: scope.map(|s| s.tenants().to_vec()).unwrap_or_default(),
     };
     let first =
         serde_json::to_vec(&header).map_err(|e| ExportError::Encode(format!("the header: {e}")));
     std::iter::once(first)
-        .chain(state.tenants.values().map(|t| {
-            image::encode_tenant(t)
-                .map_err(|e| ExportError::Encode(format!("tenant `{}`: {e}", t.id)))
-        }))
+        .chain(
+            state
+                .tenants
+                .iter()
+                .filter(move |(id, _)| held(id))
+                .map(|(_, t)| {
+                    image::encode_tenant(t)
+                        .map_err(|e| ExportError::Encode(format!("tenant `{}`: {e}", t.id)))
+                }),
+        )
         .map(|line| {
             line.map(|mut l| {
                 l.push(b'\n');
@@ -91,8 +122,14 @@ pub fn format_digest(hasher: Sha256) -> String {
 
 /// The state digest: `sha256:<hex>` of the export of `state`.
 pub fn digest(state: &State) -> Result<String, ExportError> {
+    digest_in(state, None)
+}
+
+/// `sha256:<hex>` of the export of `state`'s tenants in `scope` (`None`:
+/// the state digest, as [`digest`]).
+pub fn digest_in(state: &State, scope: Option<&Scope>) -> Result<String, ExportError> {
     let mut hasher = Sha256::new();
-    for line in lines(state) {
+    for line in lines_in(state, scope) {
         hasher.update(line?);
     }
     Ok(format_digest(hasher))
@@ -265,6 +302,55 @@ mod tests {
         let mut r = Reader::new();
         let err = r.feed(b"{\"format\":\"other\"}\n").unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn a_filtered_export_holds_the_header_and_the_named_tenants_only() {
+        let state = demo();
+        let t = |id: &str| TenantId::new(id).unwrap();
+        let scope = Scope::new([t("globex"), t("not-yet")]).unwrap();
+        let bytes: Vec<u8> = lines_in(&state, Some(&scope))
+            .flat_map(Result::unwrap)
+            .collect();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(header["tenants"], 1);
+        assert_eq!(header["scope"], serde_json::json!(["globex", "not-yet"]));
+        assert_eq!(
+            header["catalog"],
+            serde_json::to_value(state.catalog.entries()).unwrap()
+        );
+        assert_eq!(text.lines().count(), 2);
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("{\"id\":\"globex\"")
+        );
+        // A full export has no `scope` key: its bytes are as before.
+        assert!(
+            !String::from_utf8(export(&state))
+                .unwrap()
+                .contains("\"scope\"")
+        );
+
+        // It reads back as the state of those tenants, and its digest is
+        // the digest of that state exported with the same filter: what a
+        // replica holding them reports.
+        let mut r = Reader::new();
+        r.feed(&bytes).unwrap();
+        let (back, got) = r.finish(None).unwrap();
+        let mut held = state.clone();
+        scope.restrict(&mut held);
+        assert_eq!(back, held);
+        assert_eq!(got, digest_in(&held, Some(&scope)).unwrap());
+        assert_eq!(got, digest_in(&state, Some(&scope)).unwrap());
+        assert_ne!(
+            got,
+            digest(&held).unwrap(),
+            "the filter is part of the file"
+        );
+        assert_ne!(got, digest(&state).unwrap());
     }
 
     #[test]

@@ -10,6 +10,13 @@
 //! A new replica's store has a fresh history of its own, so its first Watch
 //! is refused and it bootstraps: one path for "new", "too far behind" and
 //! "the leader was restored from a backup".
+//!
+//! A scoped replica (its engine holds some tenants only, `--tenants`) asks
+//! for those tenants in every Export and Watch, reconnects and
+//! re-bootstraps included, and moves to each Watch checkpoint's revision
+//! (`Engine::skip_to`): the filtered stream skips the revisions of other
+//! tenants' changes. Its engine has no store: it starts empty, so its first
+//! round bootstraps, and it keeps the history it installed in memory.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,7 +28,7 @@ use tracing::{error, info, warn};
 use super::ReplicaStatus;
 use super::service::{Origin, receive_export};
 use crate::client::{self, AuthedChannel, Bearer, ClientSecurity};
-use crate::engine::{Engine, SubmitError};
+use crate::engine::{Engine, Scope, SubmitError};
 use crate::model::{Mutation, Timestamp};
 use crate::proto::{self, replication_client::ReplicationClient, watch_event::Event};
 use crate::store::{Change, StoreError};
@@ -153,15 +160,9 @@ async fn watch(
     serving: &mut bool,
     backoff: &mut Duration,
 ) -> Ended {
-    let history = match engine.store() {
-        Some(store) => {
-            let store = Arc::clone(store);
-            match crate::store::blocking(move || store.history()).await {
-                Ok(h) => h.id,
-                Err(e) => return Ended::Reconnect(e.to_string()),
-            }
-        }
-        None => String::new(),
+    let history = match engine.history().await {
+        Ok(h) => h.id,
+        Err(e) => return Ended::Reconnect(e.to_string()),
     };
     let from = engine.load().revision();
     if fresh {
@@ -169,7 +170,9 @@ async fn watch(
     }
     let request = proto::WatchRequest {
         from_revision: from,
-        tenants: Vec::new(),
+        // A scoped replica hears only its tenants' changes (and those of
+        // none), with checkpoints for the revisions left out.
+        tenants: engine.scope().map(Scope::names).unwrap_or_default(),
         history,
     };
     let mut stream = match client.watch(request).await {
@@ -214,6 +217,15 @@ async fn watch(
         }
         let head = events.iter().map(|e| e.head_revision).max().unwrap_or(0);
         status.leader_revision.store(head, Ordering::Relaxed);
+        // Every change up to a checkpoint was sent or left out by the
+        // filter: a scoped replica moves to it (`Engine::skip_to`).
+        let through = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                Some(Event::Checkpoint(c)) => Some(c.revision),
+                _ => None,
+            })
+            .max();
         let changes: Vec<proto::Change> = events
             .into_iter()
             .filter_map(|e| match e.event {
@@ -231,6 +243,11 @@ async fn watch(
                 }
                 Failure::Retry(why) => return Ended::Reconnect(why),
             }
+        }
+        if let Some(through) = through
+            && let Err(e) = engine.skip_to(through).await
+        {
+            return Ended::Reconnect(e.to_string());
         }
         let applied = engine.load().revision();
         let lag = match last_time {
@@ -329,8 +346,11 @@ async fn bootstrap(
     client: &mut ReplicationClient<AuthedChannel>,
     engine: &Engine,
 ) -> Result<u64, String> {
+    let request = proto::ExportRequest {
+        tenants: engine.scope().map(Scope::names).unwrap_or_default(),
+    };
     let mut stream = client
-        .export(proto::ExportRequest {})
+        .export(request)
         .await
         .map_err(|s| s.message().to_owned())?
         .into_inner();

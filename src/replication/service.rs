@@ -16,11 +16,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info};
 
-use super::convert::WatchTenants;
+use super::convert::{ExportTenants, WatchTenants};
 use super::export::{self, ExportError};
 use super::refusal::{WatchError, watch_refusal};
 use super::{ReplicaStatus, ReplicationConfig, Role};
-use crate::engine::{Engine, StoreHealth};
+use crate::engine::{Engine, Scope, StoreHealth};
 use crate::proto::{self, replication_server::Replication};
 use crate::store::{Change, History, Store, StoreError, new_history_id};
 
@@ -111,12 +111,53 @@ impl ReplicationService {
     }
 
     fn store(&self) -> Result<Arc<dyn Store>, Status> {
-        self.engine.store().cloned().ok_or_else(|| {
-            Status::failed_precondition("this node keeps no changelog (it runs without a store)")
+        self.engine.store().cloned().ok_or_else(|| match self.engine.scope() {
+            Some(scope) => Status::failed_precondition(format!(
+                "this node holds only the tenants named by --tenants ({}) and keeps no changelog: watch {}",
+                scope.listed(),
+                self.leader_named()
+            )),
+            None => {
+                Status::failed_precondition("this node keeps no changelog (it runs without a store)")
+            }
         })
     }
 
-    /// The digest of the current snapshot's state, cached per revision.
+    /// "its leader at URL", or "the leader" where this node is none's replica.
+    fn leader_named(&self) -> String {
+        match &self.config.role {
+            Role::Replica { leader, .. } => format!("its leader at {leader}"),
+            Role::Leader => "the leader".to_owned(),
+        }
+    }
+
+    /// The tenants an export (or a digest) covers: those `asked` (`None`:
+    /// every tenant). A node that holds some tenants only (`--tenants`)
+    /// exports those it holds, and refuses, naming the others, to pass a
+    /// part off as the whole or to export tenants it does not hold.
+    fn export_scope(&self, asked: Option<Scope>) -> Result<Option<Scope>, Status> {
+        let Some(held) = self.engine.scope() else {
+            return Ok(asked);
+        };
+        match asked {
+            None => Err(Status::failed_precondition(format!(
+                "this node holds only the tenants named by --tenants ({}): export those (`tenants`), or the whole state from {}",
+                held.listed(),
+                self.leader_named()
+            ))),
+            Some(asked) if held.covers(&asked) => Ok(Some(asked)),
+            Some(asked) => Err(Status::failed_precondition(format!(
+                "this node holds only the tenants named by --tenants ({}), not {}: export them from {}",
+                held.listed(),
+                crate::model::backticked(&held.missing(&asked)),
+                self.leader_named()
+            ))),
+        }
+    }
+
+    /// The digest of the current snapshot's state, cached per revision: on
+    /// a node that holds some tenants only, the digest of the export of
+    /// those (what its leader's Export of the same tenants hashes to).
     async fn current_digest(&self) -> Result<(u64, String), Status> {
         let (snapshot, history) = self.view().await?;
         let state = Arc::clone(snapshot.state());
@@ -129,7 +170,8 @@ impl ReplicationService {
             return Ok((*rev, digest.clone()));
         }
         let revision = state.revision;
-        let digest = tokio::task::spawn_blocking(move || export::digest(&state))
+        let scope = self.engine.scope().cloned();
+        let digest = tokio::task::spawn_blocking(move || export::digest_in(&state, scope.as_ref()))
             .await
             .map_err(|e| Status::internal(format!("digest task failed: {e}")))?
             .map_err(|e| Status::internal(e.to_string()))?;
@@ -139,33 +181,11 @@ impl ReplicationService {
 
     /// The published snapshot and this node's history, read together.
     async fn view(&self) -> Result<(Arc<crate::policy::Snapshot>, History), Status> {
-        let (snapshot, history) = self.engine.consistent_view().await.map_err(store_status)?;
-        let last = snapshot.revision();
-        Ok((
-            snapshot,
-            history.unwrap_or(History {
-                id: String::new(),
-                first: last.saturating_add(1),
-                last,
-            }),
-        ))
+        self.engine.consistent_view().await.map_err(store_status)
     }
 
     async fn history(&self) -> Result<History, Status> {
-        match self.engine.store() {
-            Some(store) => {
-                let store = Arc::clone(store);
-                blocking(move || store.history()).await
-            }
-            None => {
-                let last = self.engine.load().revision();
-                Ok(History {
-                    id: String::new(),
-                    first: last.saturating_add(1),
-                    last,
-                })
-            }
-        }
+        self.engine.history().await.map_err(store_status)
     }
 }
 
@@ -311,6 +331,9 @@ impl Replication for ReplicationService {
             // The first time the client is caught up it hears so at once
             // (a replica becomes ready without waiting a heartbeat).
             let mut told_caught_up = false;
+            // The last revision the client heard of, by a change or a
+            // checkpoint.
+            let mut told = from;
             let wanted = |change: &Change| {
                 tenants.is_empty() || change.mutation.tenant().is_none_or(|t| tenants.contains(t))
             };
@@ -401,6 +424,26 @@ impl Replication for ReplicationService {
                     if tx.send(event).await.is_err() {
                         return;
                     }
+                    told = cursor;
+                }
+                if cursor > told {
+                    // The page ended with changes the filter left out: say
+                    // at once how far the stream got, so a scoped replica
+                    // reaches the revision (`at_least_revision`) without
+                    // waiting for a heartbeat.
+                    let checkpoint = proto::WatchEvent {
+                        event: Some(proto::watch_event::Event::Checkpoint(
+                            proto::WatchCheckpoint {
+                                revision: cursor,
+                                history: history.clone(),
+                            },
+                        )),
+                        head_revision: head.max(cursor),
+                    };
+                    if tx.send(Ok(checkpoint)).await.is_err() {
+                        return;
+                    }
+                    told = cursor;
                 }
             }
         });
@@ -409,14 +452,21 @@ impl Replication for ReplicationService {
 
     async fn export(
         &self,
-        _request: Request<proto::ExportRequest>,
+        request: Request<proto::ExportRequest>,
     ) -> Result<Response<Self::ExportStream>, Status> {
+        let ExportTenants(asked) =
+            ExportTenants::try_from(request.get_ref()).map_err(|e| proto::status(&e))?;
+        let scope = self.export_scope(asked)?;
         let (snapshot, history) = self.view().await?;
         let state = Arc::clone(snapshot.state());
         let history = history.id;
         let revision = state.revision;
         let (tx, rx) = mpsc::channel::<Result<proto::ExportChunk, Status>>(4);
-        info!(revision, "export started");
+        info!(
+            revision,
+            tenants = scope.as_ref().map_or(0, |s| s.tenants().len()),
+            "export started"
+        );
         tokio::task::spawn_blocking(move || {
             let chunk = |data: Vec<u8>, digest: String| proto::ExportChunk {
                 revision,
@@ -426,7 +476,7 @@ impl Replication for ReplicationService {
             };
             let mut hasher_input = Vec::with_capacity(CHUNK_BYTES);
             let mut digest = sha2::Sha256::default();
-            for line in export::lines(&state) {
+            for line in export::lines_in(&state, scope.as_ref()) {
                 let line = match line {
                     Ok(l) => l,
                     Err(e) => {
@@ -513,6 +563,7 @@ impl Replication for ReplicationService {
             watchers: self.watchers(),
             store_writable: store_error.is_empty(),
             store_error,
+            tenants: self.engine.scope().map(Scope::names).unwrap_or_default(),
             ..Default::default()
         };
         if let Role::Replica { leader, status, .. } = &self.config.role {

@@ -156,10 +156,12 @@ impl AuthorizationService {
             permission,
         };
         let (verdict, explanation) = if explain {
-            let (v, e) = policy::explain(snapshot, &request, now).map_err(|e| proto::status(&e))?;
+            let (v, e) = policy::explain(snapshot, &request, now)
+                .map_err(|e| convert::check_status(&e, self.engine.scope()))?;
             (v, Some(e))
         } else {
-            let v = policy::evaluate(snapshot, &request, now).map_err(|e| proto::status(&e))?;
+            let v = policy::evaluate(snapshot, &request, now)
+                .map_err(|e| convert::check_status(&e, self.engine.scope()))?;
             (v, None)
         };
         if self.config.strict_catalog && verdict.reason == Reason::UnknownPermission {
@@ -340,7 +342,7 @@ impl Authorization for AuthorizationService {
             &req.subject,
             Timestamp::now(),
         )
-        .map_err(|e| proto::status(&e))?
+        .map_err(|e| convert::check_status(&e, self.engine.scope()))?
         .ok_or_else(|| {
             Status::new(
                 Code::NotFound,
@@ -398,7 +400,7 @@ impl Authorization for AuthorizationService {
             limit,
             Timestamp::now(),
         )
-        .map_err(|e| proto::status(&e))?;
+        .map_err(|e| convert::check_status(&e, self.engine.scope()))?;
         let next_page_token = if more {
             subjects.last().cloned().unwrap_or_default()
         } else {

@@ -1,8 +1,10 @@
 //! The families read at scrape time rather than recorded as they happen:
-//! the snapshot revision, Watch streams, throttled connections, a replica's
-//! lag, the data dir's free space. Each is written by the source the composition root registers.
+//! the snapshot revision, the tenants held, Watch streams, throttled
+//! connections, a replica's lag, the data dir's free space. Each is written
+//! by the source the composition root registers.
 
 use super::metrics::Exposition;
+use crate::model::TenantId;
 
 /// A replica's follower, as one scrape reads it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -24,6 +26,30 @@ impl Exposition {
             "Revision of the snapshot checks are answered from.",
         );
         self.sample("rampart_snapshot_revision", &[], revision);
+    }
+
+    /// `rampart_tenants_held` and, on a replica started with `--tenants`,
+    /// `rampart_tenants_scope_info` naming them.
+    pub fn tenants(&mut self, held: usize, scope: Option<&[TenantId]>) {
+        self.family(
+            "rampart_tenants_held",
+            "gauge",
+            "Tenants the snapshot holds (on a replica started with --tenants, those of its tenants that exist).",
+        );
+        self.sample("rampart_tenants_held", &[], held);
+        if let Some(scope) = scope {
+            let named = scope
+                .iter()
+                .map(TenantId::as_str)
+                .collect::<Vec<_>>()
+                .join(",");
+            self.family(
+                "rampart_tenants_scope_info",
+                "gauge",
+                "Always 1 on a replica started with --tenants, which holds those tenants only; the label names them, sorted, comma-separated.",
+            );
+            self.sample("rampart_tenants_scope_info", &[("tenants", &named)], 1);
+        }
     }
 
     /// `rampart_watch_streams`.

@@ -43,6 +43,11 @@ pub struct ExportArgs {
     /// Write here instead of stdout.
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// Only this tenant's part (repeat for more): the header (catalog,
+    /// Bridges grants) and its line. Its digest is that of a replica
+    /// holding these tenants (`serve --tenants`), not the whole state's.
+    #[arg(long = "tenant", value_name = "TENANT")]
+    pub tenants: Vec<String>,
 }
 
 /// `import` arguments.
@@ -99,6 +104,7 @@ pub async fn status(mut client: Client, a: StatusArgs) -> Result<Report, Failure
         "watchers": s.watchers,
         "store_writable": s.store_writable,
         "store_error": s.store_error,
+        "tenants": s.tenants,
     });
     let mut rows = vec![
         ("role", s.role.clone()),
@@ -107,6 +113,14 @@ pub async fn status(mut client: Client, a: StatusArgs) -> Result<Report, Failure
         ("oldest retained", s.oldest_retained.to_string()),
         ("watchers", s.watchers.to_string()),
         ("store writable", s.store_writable.to_string()),
+        (
+            "tenants",
+            if s.tenants.is_empty() {
+                "all".to_owned()
+            } else {
+                format!("{} (--tenants)", s.tenants.join(", "))
+            },
+        ),
     ];
     if !s.store_error.is_empty() {
         rows.push(("store error", s.store_error.clone()));
@@ -136,7 +150,12 @@ pub async fn status(mut client: Client, a: StatusArgs) -> Result<Report, Failure
 
 /// `export`: the bytes go to the file or stdout; the summary to stderr.
 pub async fn export(mut client: Client, a: ExportArgs) -> Result<Report, Failure> {
-    let r = client.replication.export(proto::ExportRequest {}).await;
+    let r = client
+        .replication
+        .export(proto::ExportRequest {
+            tenants: a.tenants.clone(),
+        })
+        .await;
     let mut stream = client.read(r)?;
     let mut out: Box<dyn Write> = match &a.file {
         Some(path) => Box::new(std::io::BufWriter::new(
@@ -170,10 +189,15 @@ pub async fn export(mut client: Client, a: ExportArgs) -> Result<Report, Failure
         ))
         .into());
     }
+    let part = if a.tenants.is_empty() {
+        String::new()
+    } else {
+        format!(" of tenant(s) {}", a.tenants.join(", "))
+    };
     eprintln!(
         "{}",
         terminal_safe(&format!(
-            "rampart ctl: exported revision {revision} ({bytes} bytes, {actual}, history {history})"
+            "rampart ctl: exported revision {revision}{part} ({bytes} bytes, {actual}, history {history})"
         ))
     );
     Ok(Report::Nothing)

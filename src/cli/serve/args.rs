@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::security::SecurityArgs;
+use crate::engine::Scope;
+use crate::model::TenantId;
 use crate::replication::{ReplicaStatus, ReplicationConfig, Role};
 use crate::server::DataPlaneConfig;
 use crate::server::limits::Limits;
@@ -72,6 +74,15 @@ pub struct ServeArgs {
     /// changelog, answer checks, refuse admin calls.
     #[arg(long, env = "RAMPART_FOLLOW", value_name = "URL")]
     pub follow: Option<String>,
+    /// With --follow: hold only these tenants (tenant ids, comma-separated):
+    /// bootstrap from an export of them, follow only their changes (and
+    /// those of the catalog and the Bridges grants), and answer a check
+    /// about any other tenant NOT_FOUND saying so. For a sidecar beside an
+    /// application that needs those tenants only. Such a replica keeps its
+    /// state in memory (--data-dir is not used) and bootstraps again from
+    /// its leader at each start.
+    #[arg(long, env = "RAMPART_TENANTS", value_name = "IDS", value_delimiter = ',', value_parser = parse_tenant)]
+    pub tenants: Vec<TenantId>,
     /// A replica reports NOT_SERVING while the change it applies is older
     /// than this, in milliseconds.
     #[arg(long, env = "RAMPART_MAX_LAG_MS", default_value_t = 5_000)]
@@ -150,6 +161,11 @@ fn log_format_parser() -> impl clap::builder::TypedValueParser<Value = LogFormat
     clap::builder::PossibleValuesParser::new(LogFormat::NAMES).try_map(|s| s.parse::<LogFormat>())
 }
 
+/// One `--tenants` value: a tenant id, or an error naming it.
+fn parse_tenant(text: &str) -> Result<TenantId, String> {
+    TenantId::new(text).map_err(|e| e.to_string())
+}
+
 /// A duration as a number and a unit: `s`, `m`, `h` or `d`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -212,6 +228,19 @@ impl ServeArgs {
             consistency_wait: Duration::from_millis(self.consistency_wait_ms),
             limits: self.limits.limits(),
         }
+    }
+
+    /// The tenants this node holds (`--tenants`; `None`: every tenant), or
+    /// why the flags do not allow it.
+    pub fn scope(&self) -> Result<Option<Scope>, String> {
+        let scope = Scope::new(self.tenants.iter().cloned());
+        if scope.is_some() && self.follow.is_none() {
+            return Err(
+                "--tenants needs --follow: only a read replica can hold some of the tenants (a leader holds every tenant); add --follow URL of the leader, or drop --tenants"
+                    .to_owned(),
+            );
+        }
+        Ok(scope)
     }
 
     pub fn retention(&self) -> Retention {
@@ -564,6 +593,50 @@ mod tests {
         assert_eq!(parse(&["--log-format", "text"]).unwrap(), LogFormat::Text);
         let err = parse(&["--log-format", "yaml"]).unwrap_err().to_string();
         assert!(err.contains("[possible values: text, json]"), "{err}");
+    }
+
+    #[test]
+    fn tenants_are_tenant_ids_and_need_follow() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            crate::cli::Cli::try_parse_from([&["rampart", "serve"], args].concat()).map(|cli| {
+                match cli.command {
+                    crate::cli::Command::Serve(serve) => serve,
+                    _ => unreachable!("parsed `serve`"),
+                }
+            })
+        };
+        let follow = ["--follow", "http://leader:50051"];
+        let args = parse(
+            &[
+                &follow[..],
+                &["--tenants", "globex,acme", "--tenants", "acme"],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(args.scope().unwrap().unwrap().names(), ["acme", "globex"]);
+        assert_eq!(parse(&follow).unwrap().scope().unwrap(), None);
+        assert_eq!(parse(&[]).unwrap().scope().unwrap(), None);
+        // A bad id is named, with the rule it breaks.
+        let err = parse(&[&follow[..], &["--tenants", "acme,bad/id"]].concat())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'bad/id'") && err.contains("--tenants"),
+            "{err}"
+        );
+        assert!(
+            err.contains("tenant id `bad/id` has a character outside"),
+            "{err}"
+        );
+        let err = parse(&[&follow[..], &["--tenants", "acme,"]].concat())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tenant id must not be empty"), "{err}");
+        // Only on a replica, for now.
+        let err = parse(&["--tenants", "acme"]).unwrap().scope().unwrap_err();
+        assert!(err.starts_with("--tenants needs --follow"), "{err}");
     }
 
     #[test]

@@ -212,6 +212,13 @@ fn http_options(
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
+    let scope = match args.scope() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rampart: {e}");
+            return ExitCode::from(64);
+        }
+    };
     let stop = shutdown_signal();
     // Installed now: SIGHUP's default action would end the process.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -253,6 +260,24 @@ async fn serve(args: ServeArgs) -> ExitCode {
         ),
     }
     let started = std::time::Instant::now();
+    if let Some(scope) = scope {
+        // A replica of some tenants: no store (engine/scope.rs).
+        info!(
+            tenants = %scope.listed(),
+            leader = args.follow.as_deref().unwrap_or_default(),
+            "starting as a read replica of some tenants (--tenants): the state is kept in memory, --data-dir is not used"
+        );
+        let engine = Arc::new(Engine::scoped(scope));
+        let parts = Assembled {
+            store: None,
+            engine,
+            security,
+            http,
+            ext_authz,
+            free_space: None,
+        };
+        return run(args, parts, stop, hangup).await;
+    }
     let free_space = (args.min_free_space > 0 && args.store.is_none())
         .then(|| Arc::new(FreeSpace::statvfs(&args.data_dir, args.min_free_space)));
     let opened = match args.store.clone() {
@@ -340,15 +365,56 @@ async fn serve(args: ServeArgs) -> ExitCode {
         data_dir = %args.data_dir.display(),
         "policy loaded"
     );
-    let checkpoints = tokio::spawn(maintenance::maintenance_loop(
-        Arc::clone(&engine),
-        Arc::clone(&store),
-        args.checkpoint_every,
-        args.retention(),
-    ));
+    let parts = Assembled {
+        store: Some(store),
+        engine,
+        security,
+        http,
+        ext_authz,
+        free_space,
+    };
+    run(args, parts, stop, hangup).await
+}
+
+/// What `serve` assembled before it listens.
+struct Assembled {
+    /// `None` for a replica of some tenants (`--tenants`), which keeps its
+    /// state in memory.
+    store: Option<Arc<dyn Store>>,
+    engine: Arc<Engine>,
+    security: security::Security,
+    http: Option<node::HttpOptions>,
+    ext_authz: Option<Arc<Mapping>>,
+    free_space: Option<Arc<FreeSpace>>,
+}
+
+/// Serves the node until a signal or a stuck store, then shuts down in
+/// order (and, with a store, checkpoints it).
+async fn run(
+    args: ServeArgs,
+    parts: Assembled,
+    stop: impl std::future::Future<Output = ()>,
+    hangup: Option<tokio::signal::unix::Signal>,
+) -> ExitCode {
+    let Assembled {
+        store,
+        engine,
+        security,
+        http,
+        ext_authz,
+        free_space,
+    } = parts;
+    let checkpoints = store.as_ref().map(|store| {
+        tokio::spawn(maintenance::maintenance_loop(
+            Arc::clone(&engine),
+            Arc::clone(store),
+            args.checkpoint_every,
+            args.retention(),
+        ))
+    });
     let repairs = tokio::spawn(maintenance::repair_loop(Arc::clone(&engine)));
     // A shared store (PostgreSQL): follow the other nodes' writes.
-    let follows = store.shared().then(|| {
+    let follows = store.as_ref().filter(|s| s.shared()).map(|_| {
         tokio::spawn(maintenance::follow_shared_loop(
             Arc::clone(&engine),
             Duration::from_millis(args.poll_store_ms),
@@ -411,11 +477,16 @@ async fn serve(args: ServeArgs) -> ExitCode {
     handle
         .shutdown(Duration::from_millis(args.shutdown_grace_ms))
         .await;
-    checkpoints.abort();
+    if let Some(checkpoints) = checkpoints {
+        checkpoints.abort();
+    }
     if stuck.is_some() {
         // Nothing more is written: the store may hold a thread forever.
         return ExitCode::from(EXIT_STORE_STUCK);
     }
+    let Some(store) = store else {
+        return ExitCode::SUCCESS;
+    };
     let state = Arc::clone(engine.load().state());
     let last = blocking(move || store.checkpoint(&state).and_then(|()| store.flush()));
     match tokio::time::timeout(FINAL_CHECKPOINT_TIMEOUT, last).await {

@@ -350,7 +350,12 @@ fn scrape(
     let guard = Arc::clone(guard);
     let scrape = Telemetry::default()
         .source(move |page| {
-            page.revision(scrape_engine.load().revision());
+            let snapshot = scrape_engine.load();
+            page.revision(snapshot.revision());
+            page.tenants(
+                snapshot.state().tenants.len(),
+                scrape_engine.scope().map(crate::engine::Scope::tenants),
+            );
             page.engine(scrape_engine.metrics());
         })
         .source(move |page| page.checks(&checks))

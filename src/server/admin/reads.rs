@@ -18,7 +18,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::{acting_as, caller};
-use crate::engine::Engine;
+use crate::engine::{Engine, Scope};
 use crate::model::rules::{ReadOp, Reader, Row};
 use crate::model::{Subject, Tenant, Timestamp};
 use crate::policy::Snapshot;
@@ -65,18 +65,20 @@ fn page<K, T: Message>(
     (out, String::new())
 }
 
-/// The tenant `id` in `snapshot`, or NOT_FOUND naming it; first,
+/// The tenant `id` in `snapshot`, or NOT_FOUND naming it (saying so when
+/// the node holds other tenants only, `serve --tenants`); first,
 /// PERMISSION_DENIED if the caller's credential is confined elsewhere.
 fn known_tenant<'a>(
     snapshot: &'a Snapshot,
+    scope: Option<&Scope>,
     who: Option<&Principal>,
     id: &str,
 ) -> Result<&'a Arc<crate::model::Tenant>, Status> {
     confine(who, id)?;
-    snapshot
-        .state()
-        .tenant(id)
-        .ok_or_else(|| Status::not_found(format!("unknown tenant `{}`", crate::model::quote(id))))
+    snapshot.state().tenant(id).ok_or_else(|| match scope {
+        Some(scope) if !scope.holds(id) => Status::not_found(scope.not_served(id)),
+        _ => Status::not_found(format!("unknown tenant `{}`", crate::model::quote(id))),
+    })
 }
 
 /// Who reads tenant `t`: the request's `actor` as the credential allows
@@ -173,7 +175,7 @@ pub(super) fn get_role(
 ) -> Result<Response<proto::RoleInfo>, Status> {
     let (who, r) = caller(r);
     let snapshot = engine.load();
-    let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
+    let t = known_tenant(&snapshot, engine.scope(), who.as_ref(), &r.tenant)?;
     let RoleLookup { role: name } = RoleLookup::try_from(&r)?;
     let found = reader(&snapshot, who.as_ref(), t, &r.actor)?
         .get_role(t, &name)
@@ -199,7 +201,7 @@ pub(super) fn list_roles(
 ) -> Result<Response<proto::ListRolesResponse>, Status> {
     let (who, r) = caller(r);
     let snapshot = engine.load();
-    let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
+    let t = known_tenant(&snapshot, engine.scope(), who.as_ref(), &r.tenant)?;
     let Page { size, after: start } = Page::try_from(&r)?;
     let reader = reader(&snapshot, who.as_ref(), t, &r.actor)?;
     let roles = after(&t.roles, &start)
@@ -228,7 +230,7 @@ pub(super) fn list_groups(
 ) -> Result<Response<proto::ListGroupsResponse>, Status> {
     let (who, r) = caller(r);
     let snapshot = engine.load();
-    let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
+    let t = known_tenant(&snapshot, engine.scope(), who.as_ref(), &r.tenant)?;
     let Page { size, after: start } = Page::try_from(&r)?;
     let reader = reader(&snapshot, who.as_ref(), t, &r.actor)?;
     let groups = after(&t.groups, &start)
@@ -255,7 +257,7 @@ pub(super) fn list_users(
 ) -> Result<Response<proto::ListUsersResponse>, Status> {
     let (who, r) = caller(r);
     let snapshot = engine.load();
-    let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
+    let t = known_tenant(&snapshot, engine.scope(), who.as_ref(), &r.tenant)?;
     let Page { size, after: start } = Page::try_from(&r)?;
     let reader = reader(&snapshot, who.as_ref(), t, &r.actor)?;
     let users = after(&t.users, &start)
@@ -289,7 +291,7 @@ pub(super) fn list_bindings(
 ) -> Result<Response<proto::ListBindingsResponse>, Status> {
     let (who, r) = caller(r);
     let snapshot = engine.load();
-    let t = known_tenant(&snapshot, who.as_ref(), &r.tenant)?;
+    let t = known_tenant(&snapshot, engine.scope(), who.as_ref(), &r.tenant)?;
     let BindingFilter { subject: only } = BindingFilter::try_from(&r)?;
     let Page { size, after: start } = Page::try_from(&r)?;
     let reader = reader(&snapshot, who.as_ref(), t, &r.actor)?;

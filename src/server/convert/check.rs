@@ -1,9 +1,10 @@
 //! The Authorization service's conversions: the fields every check
 //! carries, and verdicts and explanations into messages.
 
-use tonic::Code;
+use tonic::{Code, Status};
 
 use super::{FieldError, required};
+use crate::engine::Scope;
 use crate::model::HasKind;
 use crate::model::ids::{MAX_ALIAS_BYTES, MAX_ID_BYTES};
 use crate::policy::{CheckError, Decision, Explanation, Reason, Verdict};
@@ -12,6 +13,20 @@ use crate::proto;
 /// The gRPC code for a check error.
 pub fn check_error_code(e: &CheckError) -> Code {
     proto::code(e.kind())
+}
+
+/// A check's error as its status (Check, BatchCheck items, the listings,
+/// and the front ends that call them). A tenant outside those this node
+/// holds (`serve --tenants`: `scope`) is NOT_FOUND saying so, naming the
+/// flag; one inside them that does not exist is the usual NOT_FOUND. Only
+/// the error path comes here.
+pub fn check_status(e: &CheckError, scope: Option<&Scope>) -> Status {
+    if let (CheckError::UnknownTenant(tenant), Some(scope)) = (e, scope)
+        && !scope.holds(tenant)
+    {
+        return Status::not_found(scope.not_served(tenant));
+    }
+    proto::status(e)
 }
 
 /// The limit on tenant fields.

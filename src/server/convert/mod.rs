@@ -17,7 +17,8 @@ use crate::proto;
 
 pub use check::{
     MAX_CORRELATION_BYTES, MAX_FIELD_BYTES, MAX_PERMISSION_BYTES, MAX_SUBJECT_BYTES,
-    check_error_code, check_fields, decision, decision_name, reason, reason_name, response,
+    check_error_code, check_fields, check_status, decision, decision_name, reason, reason_name,
+    response,
 };
 
 /// A request field that is missing or does not parse: INVALID_ARGUMENT,
