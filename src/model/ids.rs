@@ -4,8 +4,6 @@
 //! can rely on its shape. Nothing here knows about storage or the wire.
 
 use std::borrow::Borrow;
-use std::cell::RefCell;
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -108,48 +106,6 @@ fn user_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@' | b'+' | b'/')
 }
 
-thread_local! {
-    /// The identifiers made on this thread inside [`interning`], by text.
-    static INTERNED: RefCell<Option<HashSet<Arc<str>>>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` with every identifier made on this thread sharing one
-/// allocation per distinct text: decoding a tenant names each user in its
-/// record, its bindings' keys and values and its groups' member lists, and
-/// without this each mention is an allocation of its own (about 160 bytes a
-/// user of a decoded state, measured with `benches/memory.rs`). Nested
-/// calls share the outer pool; the pool is dropped when the outer one ends.
-pub fn interning<R>(f: impl FnOnce() -> R) -> R {
-    let outer = INTERNED.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let outer = pool.is_some();
-        if !outer {
-            *pool = Some(HashSet::new());
-        }
-        outer
-    });
-    let out = f();
-    if !outer {
-        INTERNED.with(|pool| pool.borrow_mut().take());
-    }
-    out
-}
-
-/// `value` as a shared string: the pooled one inside [`interning`].
-fn shared(value: &str) -> Arc<str> {
-    INTERNED.with(|pool| match pool.borrow_mut().as_mut() {
-        Some(pool) => match pool.get(value) {
-            Some(known) => Arc::clone(known),
-            None => {
-                let new: Arc<str> = Arc::from(value);
-                pool.insert(Arc::clone(&new));
-                new
-            }
-        },
-        None => Arc::from(value),
-    })
-}
-
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $validate:expr) => {
         $(#[$doc])*
@@ -175,12 +131,18 @@ macro_rules! id_type {
             pub fn new(value: impl AsRef<str>) -> Result<Self, IdError> {
                 let value = value.as_ref();
                 ($validate)(value)?;
-                Ok(Self(shared(value)))
+                Ok(Self(super::intern::shared(value)))
             }
 
             /// The identifier as text.
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// Whether both hold one allocation (`model::intern`).
+            #[cfg(test)]
+            pub(crate) fn shares_with(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0)
             }
         }
 
@@ -378,23 +340,6 @@ impl fmt::Display for Subject {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_made_while_interning_share_their_text() {
-        let (a, b, other) = interning(|| {
-            let a = UserId::new("alice").unwrap();
-            // Nested: the same pool.
-            let b = interning(|| UserId::new("alice").unwrap());
-            (a, b, UserId::new("bob").unwrap())
-        });
-        assert!(Arc::ptr_eq(&a.0, &b.0));
-        assert_eq!((a.as_str(), other.as_str()), ("alice", "bob"));
-        // Outside, each is its own; the pool is gone.
-        let c = UserId::new("alice").unwrap();
-        let d = UserId::new("alice").unwrap();
-        assert!(!Arc::ptr_eq(&c.0, &d.0) && !Arc::ptr_eq(&a.0, &c.0));
-        assert!(INTERNED.with(|pool| pool.borrow().is_none()));
-    }
 
     #[test]
     fn names_follow_rediacc_rules() {

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod catalog;
 pub mod decision;
 pub mod ids;
+pub mod intern;
 pub mod kind;
 pub mod mutation;
 pub mod operation;

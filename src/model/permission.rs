@@ -187,6 +187,16 @@ pub struct GrantPattern {
 impl GrantPattern {
     /// Parses a pattern such as `documents:edit:*` or `ACM:USER:UPDATE:INFO:{subject}`.
     pub fn parse(text: &str) -> Result<Self, PathError> {
+        super::intern::pattern(text, Self::parse_new)
+    }
+
+    /// Whether both hold one allocation (`model::intern`).
+    #[cfg(test)]
+    pub(crate) fn shares_with(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.segments, &other.segments)
+    }
+
+    fn parse_new(text: &str) -> Result<Self, PathError> {
         let parts = split(text)?;
         let last = parts.len() - 1;
         let mut segments = Vec::with_capacity(parts.len());
@@ -198,12 +208,12 @@ impl GrantPattern {
                 SUBJECT_SEGMENT => segments.push(PatternSegment::Subject),
                 literal => {
                     check_literal(text, literal)?;
-                    segments.push(PatternSegment::Literal(Arc::from(literal)));
+                    segments.push(PatternSegment::Literal(super::intern::shared(literal)));
                 }
             }
         }
         Ok(Self {
-            text: Arc::from(text),
+            text: super::intern::shared(text),
             segments: segments.into(),
             star,
         })

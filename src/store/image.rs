@@ -201,9 +201,9 @@ pub fn encode_tenant(tenant: &Tenant) -> Result<Vec<u8>, serde_json::Error> {
 
 /// Reads what [`encode_tenant`] wrote.
 /// Every identifier mentioned more than once shares one allocation
-/// (`ids::interning`).
+/// (`model::intern`).
 pub fn decode_tenant(bytes: &[u8]) -> Result<Tenant, ImageError> {
-    crate::model::ids::interning(|| {
+    crate::model::intern::interning(|| {
         serde_json::from_slice::<TenantImage>(bytes)
             .map_err(|e| ImageError::Decode(e.to_string()))?
             .into_tenant()
