@@ -459,13 +459,11 @@ impl TenantBin<'_> {
         let mut groups = imbl::OrdMap::new();
         for (g, name) in self.groups.into_iter().zip(&group_names) {
             let mut members = imbl::OrdSet::new();
-            let mut last: Option<Subject> = None;
             for m in g.members {
                 let member = subject(m)?;
-                ascending(last.as_ref(), &member, tenant, "member", || {
+                ascending(members.get_max(), &member, tenant, "member", || {
                     format!("{member} of group `{name}`")
                 })?;
-                last = Some(member.clone());
                 members.insert(member);
             }
             groups.insert(
@@ -479,7 +477,6 @@ impl TenantBin<'_> {
         }
 
         let mut bindings = imbl::OrdMap::new();
-        let mut last: Option<(Subject, RoleName)> = None;
         for b in self.bindings {
             let subject = subject(b.subject)?;
             let role = match b.role {
@@ -492,19 +489,21 @@ impl TenantBin<'_> {
                 NameBin::Name(n) => RoleName::new(n).map_err(|e| bad("binding", &e))?,
             };
             let key = (subject, role);
-            ascending(last.as_ref(), &key, tenant, "binding", || {
-                format!("({}, {})", key.0, key.1)
-            })?;
-            last = Some(key.clone());
-            let (subject, role) = key.clone();
-            bindings.insert(
-                key,
-                Binding {
-                    subject,
-                    role,
-                    expires: b.expires.map(Timestamp),
-                },
-            );
+            // Against the largest key so far (the last one, if in order):
+            // no copy of each key kept aside.
+            ascending(
+                bindings.get_max().map(|(k, _)| k),
+                &key,
+                tenant,
+                "binding",
+                || format!("({}, {})", key.0, key.1),
+            )?;
+            let binding = Binding {
+                subject: key.0.clone(),
+                role: key.1.clone(),
+                expires: b.expires.map(Timestamp),
+            };
+            bindings.insert(key, binding);
         }
 
         let mut t = Tenant::new(id.clone(), self.name);
