@@ -343,3 +343,86 @@ fn a_checkpoint_is_skipped_while_another_node_writes_one() {
     assert_eq!(store.checkpoint_revision().unwrap(), 2, "written");
     assert_eq!(PgStore::connect(&url).unwrap().load().unwrap(), state);
 }
+
+/// Checkpoints are written in format 2 (binary tenant parts, the header
+/// says so); one that an older rampart wrote (format 1: no `format` in the
+/// header, JSON parts) still loads, and the next checkpoint is format 2.
+#[test]
+fn a_format_1_checkpoint_still_loads_and_the_next_is_binary() {
+    let Some(url) = common::postgres::database() else {
+        return;
+    };
+    let store = PgStore::connect(&url).unwrap();
+    store.append(&[tenant(1), tenant(2)]).unwrap();
+    let state = store.load().unwrap();
+    store.checkpoint(&state).unwrap();
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let parts = |db: &mut postgres::Client| -> Vec<(i32, Vec<u8>)> {
+        db.query(
+            "SELECT part, body FROM rampart_checkpoint WHERE revision = 2 ORDER BY part",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    let written = parts(&mut db);
+    let header: serde_json::Value = serde_json::from_slice(&written[0].1).unwrap();
+    assert_eq!(header["format"], 2);
+    assert_eq!(written.len(), 3);
+    assert!(
+        written[1..]
+            .iter()
+            .all(|(_, b)| rampart::store::image::binary::is_binary(b))
+    );
+
+    // As the previous rampart wrote it.
+    let mut old = header.clone();
+    old.as_object_mut().unwrap().remove("format");
+    let old_parts: Vec<Vec<u8>> = std::iter::once(serde_json::to_vec(&old).unwrap())
+        .chain(
+            state
+                .tenants
+                .values()
+                .map(|t| rampart::store::image::encode_tenant(t).unwrap()),
+        )
+        .collect();
+    for (part, body) in old_parts.iter().enumerate() {
+        db.execute(
+            "UPDATE rampart_checkpoint SET body = $1 WHERE revision = 2 AND part = $2",
+            &[body, &(part as i32)],
+        )
+        .unwrap();
+    }
+    let reopened = PgStore::connect(&url).unwrap();
+    assert_eq!(reopened.load().unwrap(), state);
+
+    // A damaged binary part is refused, naming the part (PostgreSQL keeps
+    // no checksum of its own: the image's is what catches it).
+    reopened.append(&[tenant(3)]).unwrap();
+    let next = reopened.load().unwrap();
+    reopened.checkpoint(&next).unwrap();
+    let mut flipped = db
+        .query_one(
+            "SELECT body FROM rampart_checkpoint WHERE revision = 3 AND part = 2",
+            &[],
+        )
+        .unwrap()
+        .get::<_, Vec<u8>>(0);
+    assert!(rampart::store::image::binary::is_binary(&flipped));
+    let n = flipped.len() / 2;
+    flipped[n] ^= 1;
+    db.execute(
+        "UPDATE rampart_checkpoint SET body = $1 WHERE revision = 3 AND part = 2",
+        &[&flipped],
+    )
+    .unwrap();
+    match PgStore::connect(&url).unwrap().load() {
+        Err(rampart::store::StoreError::Corrupt { at, why }) => {
+            assert_eq!(at, "checkpoint 3 part 2");
+            assert!(why.contains("checksum"), "{why}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}

@@ -8,6 +8,10 @@
 //! damaged image is an [`ImageError`], never a state that breaks an
 //! invariant. This module only converts; where images are kept is the
 //! backend's business.
+//!
+//! Two encodings: JSON ([`encode_tenant`]), for the export file and the
+//! checkpoints of format 1, and the binary image of [`binary`], for the
+//! checkpoints written since (faster to read, and smaller).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +26,8 @@ use crate::model::{
     Binding, Catalog, CatalogEntry, Grant, Group, Role, State, Tenant, TenantId, TenantSettings,
     User,
 };
+
+pub mod binary;
 
 /// The whole state at one revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +69,26 @@ pub enum ImageError {
     DuplicateTenant(String),
     #[error("catalog: {0}")]
     Catalog(#[from] CatalogError),
+    /// A binary image was expected, and these bytes do not start with its tag.
+    #[error("not a binary tenant image: it does not start with the tag")]
+    NotBinary,
+    /// A binary image cut short: `bytes` of the `want` its frame says.
+    #[error("truncated: {bytes} bytes of a binary tenant image of {want}")]
+    Truncated { bytes: usize, want: u64 },
+    /// A binary image of a layout this build does not know.
+    #[error(
+        "a binary tenant image of version {found}: this rampart reads version {known} (written by a newer rampart?)"
+    )]
+    Version { found: u16, known: u16 },
+    /// A binary image whose bytes are not those written.
+    #[error("the binary tenant image's checksum is {found:08x} instead of {want:08x}")]
+    Checksum { found: u32, want: u32 },
+    /// A binary image that is well framed but does not describe a tenant.
+    #[error("malformed binary tenant image: {0}")]
+    Malformed(String),
+    /// A tenant that cannot be written as a binary image.
+    #[error("cannot encode the binary tenant image: {0}")]
+    Encode(String),
 }
 
 impl Image {
@@ -250,7 +276,7 @@ fn values<S: Serializer, K: Ord + Clone, V: Serialize + Clone>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::model::ids::Alias;
     use crate::model::{
@@ -258,7 +284,8 @@ mod tests {
         UserStatus,
     };
 
-    fn sample() -> State {
+    /// A state with a bit of everything an image must keep.
+    pub(in crate::store::image) fn sample() -> State {
         let mut state = State::new();
         state.revision = 42;
         let mut catalog = Catalog::with_builtins();

@@ -12,7 +12,9 @@
 //! durable.
 //!
 //! On-disk layout and durability notes for sled are in `sled/mod.rs`; the
-//! checkpoint format (a JSON image of the state) is in `image.rs`.
+//! images a checkpoint is made of are in `image.rs` (JSON, checkpoint
+//! format 1 and the export file) and `image/binary.rs` (a tenant's binary
+//! image, checkpoint format 2).
 
 mod blocking;
 pub mod image;

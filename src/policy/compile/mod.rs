@@ -27,6 +27,7 @@
 //! incremental path is tested against.
 
 mod grants;
+mod parallel;
 mod patch;
 mod sharded;
 mod users;
@@ -190,16 +191,20 @@ impl TenantSnapshot {
     }
 }
 
-/// Compiles every tenant of `state`.
+/// Compiles every tenant of `state`, each on its own, on every core.
 pub fn compile(state: Arc<State>) -> Snapshot {
     let catalog = Arc::new(CatalogIndex::build(&state.catalog));
-    let mut tenants = FastMap::default();
-    for (id, tenant) in &state.tenants {
-        tenants.insert(
-            id.clone(),
-            Arc::new(compile_tenant(&state, &catalog, Arc::clone(tenant))),
-        );
-    }
+    // Largest first, so that no core is left with a big tenant at the end.
+    let mut order: Vec<(&TenantId, &Arc<Tenant>)> = state.tenants.iter().collect();
+    order.sort_by_key(|(_, t)| std::cmp::Reverse(t.users.len() + t.bindings.len()));
+    let compiled = parallel::map(&order, |(_, tenant)| {
+        Arc::new(compile_tenant(&state, &catalog, Arc::clone(tenant)))
+    });
+    let tenants: FastMap<TenantId, Arc<TenantSnapshot>> = order
+        .iter()
+        .map(|(id, _)| (*id).clone())
+        .zip(compiled)
+        .collect();
     Snapshot {
         revision: state.revision,
         state,

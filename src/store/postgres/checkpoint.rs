@@ -1,17 +1,31 @@
-//! Checkpoints in `rampart_checkpoint`: part 0 is the header (revision,
-//! catalog, bridge grants, tenant count), part i+1 is tenant i's image, so
-//! no single value grows with the whole state.
+//! Checkpoints in `rampart_checkpoint`: part 0 is the header (format,
+//! revision, catalog, bridge grants, tenant count), part i+1 is tenant i's
+//! image, so no single value grows with the whole state. Format 2 (written
+//! since) keeps tenants as `image::binary` images, which carry their own
+//! checksum; format 1 (a header without `format`) as JSON, still read.
 
 use postgres::{Client, GenericClient};
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, corrupt, int, pg};
 use crate::model::{CatalogEntry, Grant, State};
-use crate::store::image::{assemble, decode_tenant, encode_tenant};
+use crate::store::image::{assemble, binary, decode_tenant};
+
+/// The header's `format`: 2, tenant parts are binary images. A header
+/// without it is format 1 (JSON parts). A rampart from before formats
+/// refuses a header that has one (`deny_unknown_fields`), rather than
+/// misreading the parts.
+const FORMAT: u32 = 2;
+
+fn format_one() -> u32 {
+    1
+}
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Header {
+    #[serde(default = "format_one")]
+    format: u32,
     revision: u64,
     catalog: Vec<CatalogEntry>,
     bridges_grants: Vec<Grant>,
@@ -20,21 +34,22 @@ struct Header {
 
 /// The parts of a checkpoint of `state`, in order.
 pub(super) fn encode(state: &State) -> Result<Vec<Vec<u8>>, StoreError> {
-    let unencodable = |e: serde_json::Error| {
+    let unencodable = |e: &dyn std::fmt::Display| {
         StoreError::Backend(format!(
             "the checkpoint at revision {} cannot be encoded: {e}",
             state.revision
         ))
     };
     let header = Header {
+        format: FORMAT,
         revision: state.revision,
         catalog: state.catalog.entries().to_vec(),
         bridges_grants: state.bridges_grants.to_vec(),
         tenants: state.tenants.len(),
     };
-    let mut parts = vec![serde_json::to_vec(&header).map_err(unencodable)?];
+    let mut parts = vec![serde_json::to_vec(&header).map_err(|e| unencodable(&e))?];
     for tenant in state.tenants.values() {
-        parts.push(encode_tenant(tenant).map_err(unencodable)?);
+        parts.push(binary::encode_tenant(tenant).map_err(|e| unencodable(&e))?);
     }
     Ok(parts)
 }
@@ -79,6 +94,15 @@ pub(super) fn read(
     };
     let header: Header =
         serde_json::from_slice(first.get::<_, &[u8]>(1)).map_err(|e| corrupt(at(0), e))?;
+    if !(1..=FORMAT).contains(&header.format) {
+        return Err(corrupt(
+            at(0),
+            format!(
+                "format {}: this rampart reads formats 1 to {FORMAT} (written by a newer rampart?)",
+                header.format
+            ),
+        ));
+    }
     if first.get::<_, i32>(0) != 0 || header.revision != revision || header.tenants != rest.len() {
         return Err(corrupt(
             format!("checkpoint {revision}"),
@@ -95,7 +119,11 @@ pub(super) fn read(
         if usize::try_from(*part).ok() != Some(i + 1) {
             return Err(corrupt(at(*part), format!("expected part {}", i + 1)));
         }
-        decode_tenant(body).map_err(|e| corrupt(at(*part), e))
+        match header.format {
+            1 => decode_tenant(body),
+            _ => binary::decode_tenant(body),
+        }
+        .map_err(|e| corrupt(at(*part), e))
     })?;
     assemble(revision, header.catalog, header.bridges_grants, tenants)
         .map_err(|e| corrupt(format!("checkpoint {revision}"), e))

@@ -21,8 +21,13 @@ const CHUNK_BYTES: usize = 4 * 1024;
 /// Flush a checkpoint's log writes every this many chunks (1 MiB), so a
 /// commit's flush never has to push more than about that much of it.
 const FLUSH_EVERY_CHUNKS: usize = 256;
-/// The header's `format`, bumped when the checkpoint layout changes.
-const FORMAT: u32 = 1;
+/// The header's `format`, bumped when the checkpoint layout changes: 1,
+/// tenant parts are the JSON of `image::encode_tenant`; 2, they are
+/// `image::binary` images (with their own tag, version and checksum). The
+/// header is JSON in both. Format 1 is still read; only 2 is written.
+const FORMAT: u32 = 2;
+/// The oldest format still read.
+const OLDEST_FORMAT: u32 = 1;
 
 /// The checkpoint header (part 0).
 #[derive(Serialize, Deserialize)]
@@ -236,20 +241,40 @@ impl Handle {
         let bytes = self.read_part(revision, 0, header_bytes, &header_at)?;
         check_crc(header_crc, &bytes, &header_at)?;
         let header: Header = decode(header_at, &bytes)?;
-        if header.format != FORMAT || header.revision != revision {
+        let format = header.format;
+        if !(OLDEST_FORMAT..=FORMAT).contains(&format) {
             return Err(corrupt(
                 header_at(),
-                format!("format {} at revision {}", header.format, header.revision),
+                format!(
+                    "format {format}: this rampart reads formats {OLDEST_FORMAT} to {FORMAT} (written by a newer rampart?)"
+                ),
             ));
         }
-        // Tenants are independent parts: read and decode them on every
-        // core (decoding JSON is most of a cold start).
+        if header.revision != revision {
+            return Err(corrupt(
+                header_at(),
+                format!("holds revision {}", header.revision),
+            ));
+        }
+        // Tenants are independent parts: each worker reads, checks and
+        // decodes one at a time, so only the parts in flight are held as
+        // bytes beside the decoded state.
         let read_one = |i: usize, info: &PartInfo| -> Result<crate::model::Tenant, StoreError> {
-            let at = || format!("checkpoint {revision} tenant `{}`", info.id);
+            let at = || {
+                format!(
+                    "checkpoint {revision} part {} (tenant `{}`)",
+                    i + 1,
+                    info.id
+                )
+            };
             let part = u32::try_from(i + 1).map_err(|_| corrupt(at(), "too many tenants"))?;
             let bytes = self.read_part(revision, part, info.bytes, &at)?;
             check_crc(info.crc32, &bytes, &at)?;
-            let tenant = image::decode_tenant(&bytes).map_err(|e| corrupt(at(), e))?;
+            let tenant = match format {
+                1 => image::decode_tenant(&bytes),
+                _ => image::binary::decode_tenant(&bytes),
+            }
+            .map_err(|e| corrupt(at(), e))?;
             if tenant.id != info.id {
                 return Err(corrupt(at(), format!("holds tenant `{}`", tenant.id)));
             }
@@ -310,7 +335,7 @@ impl Handle {
         self.remove_checkpoints_but(current)?;
         let mut tenants = Vec::with_capacity(state.tenants.len());
         for (i, tenant) in state.tenants.values().enumerate() {
-            let bytes = image::encode_tenant(tenant).map_err(|e| {
+            let bytes = image::binary::encode_tenant(tenant).map_err(|e| {
                 StoreError::Backend(format!("cannot encode tenant `{}`: {e}", tenant.id))
             })?;
             let part =

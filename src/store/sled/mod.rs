@@ -10,12 +10,13 @@
 //! | `meta`       | `next_audit_seq`                      | next seq, big-endian u64       |
 //! | `meta`       | `first_retained`                      | oldest changelog revision kept, big-endian u64 (absent: 1) |
 //! | `meta`       | `history`                             | the history id, UTF-8          |
-//! | `meta`       | `checkpoint`                          | revision u64 ++ header bytes u64 (big-endian) |
-//! | `checkpoint` | revision u64 ++ part u32 ++ chunk u32 | up to 4 KiB of a part's JSON   |
+//! | `meta`       | `checkpoint`                          | revision u64 ++ header bytes u64 ++ header CRC-32 u32 (big-endian) |
+//! | `checkpoint` | revision u64 ++ part u32 ++ chunk u32 | up to 4 KiB of a part          |
 //!
 //! A checkpoint is a set of parts under its revision: part 0 is the header
-//! (revision, catalog, bridge grants, and each tenant's id and size), part
-//! `i + 1` is tenant `i` as `image::TenantImage` JSON. Each part is cut into
+//! (JSON: format, revision, catalog, bridge grants, and each tenant's id,
+//! size and CRC-32), part `i + 1` is tenant `i`: an `image::binary` image
+//! (format 2), or `image::TenantImage` JSON (format 1, still read). Each part is cut into
 //! small chunks so no sled page grows past sled's blob threshold (~128 KiB
 //! with the default segment size): blobs are separate files that sled never
 //! fsyncs.
