@@ -141,6 +141,7 @@ macro_rules! id_type {
 
             /// Whether both hold one allocation (`model::intern`).
             #[cfg(test)]
+            #[allow(dead_code, reason = "the tests use it for some id types")]
             pub(crate) fn shares_with(&self, other: &Self) -> bool {
                 Arc::ptr_eq(&self.0, &other.0)
             }
