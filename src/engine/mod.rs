@@ -12,13 +12,16 @@
 //! after the reply sees it. A refused attempt is audited and changes nothing.
 //!
 //! This file is the handle and its reads; `writer.rs` is everything done
-//! under the writer lock, and `repair.rs` what it does when the store fails
-//! a write.
+//! under the writer lock, `repair.rs` what it does when the store fails
+//! a write, and `dropper.rs` the thread that frees replaced snapshots, so
+//! that no reader releasing the last reference to one pays for freeing it.
 
 mod catch_up;
+mod dropper;
 mod repair;
 mod writer;
 
+pub use self::dropper::Dropper;
 pub use self::repair::{REPAIR_EVERY, STORE_TIMEOUT, StoreHealth};
 
 use std::sync::Arc;
@@ -90,6 +93,8 @@ pub struct Engine {
     health: watch::Sender<StoreHealth>,
     /// When a failed store was last tried again.
     last_repair: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Frees replaced snapshots off the readers' threads (`dropper.rs`).
+    dropper: Dropper<Snapshot>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -128,7 +133,13 @@ impl Engine {
             store_timeout: STORE_TIMEOUT,
             health: watch::channel(StoreHealth::Writable).0,
             last_repair: std::sync::Mutex::new(None),
+            dropper: Dropper::new(),
         }
+    }
+
+    /// The thread that frees replaced snapshots: how many it has freed.
+    pub fn dropper(&self) -> &Dropper<Snapshot> {
+        &self.dropper
     }
 
     /// The writer's metrics.
