@@ -91,13 +91,22 @@ pub(crate) fn evaluate_in(
     permission: &str,
     now: Timestamp,
 ) -> Result<Verdict, CheckError> {
-    // Interned paths are valid by construction; split and validate the
-    // others once, in one pass, and hand the segments to both walks.
+    // Interned paths are valid by construction, and so are the texts of
+    // parameterless catalog entries (whose trie answers the tenant keeps);
+    // split and validate the others once, in one pass, and hand the
+    // segments to both walks.
     let grants = &*tenant.grants;
     let interned = grants.perms.get(permission).copied();
-    let segments = match interned {
+    let literal = match interned {
         Some(_) => None,
-        None => match Segments::parse(permission) {
+        None => snapshot
+            .catalog
+            .literal(permission)
+            .and_then(|l| grants.literal_bits(l)),
+    };
+    let segments = match (interned, literal) {
+        (Some(_), _) | (None, Some(_)) => None,
+        (None, None) => match Segments::parse(permission) {
             Some(s) => Some(s),
             None => {
                 validate_path(permission).map_err(CheckError::InvalidPermission)?;
@@ -125,6 +134,8 @@ pub(crate) fn evaluate_in(
             .perm_covered
             .get(p as usize)
             .is_some_and(Option::is_some),
+        // A catalog entry's own text: covered by that entry.
+        (None, _) if literal.is_some() => true,
         (None, Some(segments)) => snapshot
             .catalog
             .covering_segments(segments.as_slice())
@@ -135,13 +146,16 @@ pub(crate) fn evaluate_in(
         return Ok(Verdict::deny(Reason::UnknownPermission));
     }
     let set = tenant.user_set(user, now.unix());
-    let (mut allow, mut deny) = match (interned, &segments) {
-        (Some(p), _) => (
+    let (mut allow, mut deny) = match (interned, literal, &segments) {
+        (Some(p), _, _) => (
             bits::intersects(grants.perm_allow(p), set),
             bits::intersects(grants.perm_deny(p), set),
         ),
-        (None, Some(segments)) => walk(grants, segments.as_slice(), set),
-        (None, None) => (false, false),
+        (None, Some((allow, deny)), _) => {
+            (bits::intersects(allow, set), bits::intersects(deny, set))
+        }
+        (None, None, Some(segments)) => walk(grants, segments.as_slice(), set),
+        (None, None, None) => (false, false),
     };
     for g in &grants.subject_grants {
         if bits::get(set, g.role) && g.pattern.matches(permission, subject) {
