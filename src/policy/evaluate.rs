@@ -76,10 +76,20 @@ pub fn evaluate(
     request: &Request<'_>,
     now: Timestamp,
 ) -> Result<Verdict, CheckError> {
-    let tenant = snapshot
-        .tenants
-        .get(request.tenant)
-        .ok_or_else(|| CheckError::UnknownTenant(request.tenant.to_owned()))?;
+    let tenant = snapshot.tenants.get(request.tenant).map(|t| &**t);
+    evaluate_with(snapshot, tenant, request, now)
+}
+
+/// [`evaluate`] with `request.tenant` already looked up in `snapshot`
+/// (`None`: it has no such tenant), for a caller deciding many requests of
+/// one tenant (a batch looks it up once).
+pub fn evaluate_with(
+    snapshot: &Snapshot,
+    tenant: Option<&TenantSnapshot>,
+    request: &Request<'_>,
+    now: Timestamp,
+) -> Result<Verdict, CheckError> {
+    let tenant = tenant.ok_or_else(|| CheckError::UnknownTenant(request.tenant.to_owned()))?;
     evaluate_in(snapshot, tenant, request.subject, request.permission, now)
 }
 

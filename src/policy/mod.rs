@@ -17,5 +17,5 @@ pub use crate::model::decision::{Decision, Reason};
 pub use compile::{Snapshot, TenantSnapshot, compile, recompile};
 pub use evaluate::{
     CheckError, DecidingGrant, Explanation, Request, SubjectPermissions, Verdict, evaluate,
-    explain, list_subject_permissions, list_subjects,
+    evaluate_with, explain, list_subject_permissions, list_subjects,
 };

@@ -12,11 +12,11 @@ use super::auth::{Principal, confine};
 use super::convert::{self, MAX_CORRELATION_BYTES};
 use crate::engine::Engine;
 use crate::model::Timestamp;
-use crate::policy::{self, Decision, Reason, Snapshot};
+use crate::policy::{self, Decision, Reason, Snapshot, TenantSnapshot};
 use crate::proto::{self, authorization_server::Authorization};
 use crate::telemetry::DecisionLog;
 use crate::telemetry::decision_log::Record;
-use crate::telemetry::metrics::{CheckMetrics, decision_name};
+use crate::telemetry::metrics::{CheckMetrics, CheckTally, decision_name};
 
 /// Data-plane settings.
 #[derive(Debug, Clone)]
@@ -68,6 +68,35 @@ struct Call<'a> {
     /// The caller, when the server authenticates: its credential may be
     /// confined to some tenants.
     who: Option<&'a Principal>,
+}
+
+/// What one call (a Check, a whole BatchCheck) has looked up and counted
+/// so far: the tenant the last item named, and the decisions, added to
+/// the metrics once at the end ([`Memo::finish`]).
+#[derive(Default)]
+struct Memo<'a> {
+    /// The last tenant id asked about, and what the snapshot holds for it.
+    tenant: Option<(&'a str, Option<&'a TenantSnapshot>)>,
+    tally: CheckTally,
+}
+
+impl<'a> Memo<'a> {
+    /// `tenant` in `snapshot`, looked up again only when it is not the
+    /// one the item before named.
+    fn tenant(&mut self, snapshot: &'a Snapshot, tenant: &'a str) -> Option<&'a TenantSnapshot> {
+        match self.tenant {
+            Some((last, found)) if last == tenant => found,
+            _ => {
+                let found = snapshot.tenant(tenant).map(|t| &**t);
+                self.tenant = Some((tenant, found));
+                found
+            }
+        }
+    }
+
+    fn finish(&self, metrics: &CheckMetrics) {
+        metrics.checks(&self.tally);
+    }
 }
 
 /// The caller (`None` without credentials) and the message.
@@ -136,13 +165,14 @@ impl AuthorizationService {
     }
 
     /// Decides one item; the verdict, or the status it fails with. Counts
-    /// the decision and hands it to the decision log.
+    /// the decision (into `memo`) and hands it to the decision log.
     #[expect(clippy::too_many_arguments, reason = "one item's fields and its call")]
-    fn decide(
+    fn decide<'a>(
         &self,
         call: &Call<'_>,
-        snapshot: &Snapshot,
-        tenant: &str,
+        memo: &mut Memo<'a>,
+        snapshot: &'a Snapshot,
+        tenant: &'a str,
         subject: &str,
         permission: &str,
         explain: bool,
@@ -159,7 +189,9 @@ impl AuthorizationService {
             let (v, e) = policy::explain(snapshot, &request, now).map_err(|e| proto::status(&e))?;
             (v, Some(e))
         } else {
-            let v = policy::evaluate(snapshot, &request, now).map_err(|e| proto::status(&e))?;
+            let found = memo.tenant(snapshot, tenant);
+            let v = policy::evaluate_with(snapshot, found, &request, now)
+                .map_err(|e| proto::status(&e))?;
             (v, None)
         };
         if self.config.strict_catalog && verdict.reason == Reason::UnknownPermission {
@@ -167,7 +199,7 @@ impl AuthorizationService {
                 "permission `{permission}` is not covered by the catalog (the server runs with --strict-catalog)"
             )));
         }
-        self.metrics.check(verdict.decision, verdict.reason);
+        memo.tally.count(verdict.decision, verdict.reason);
         if let Some(log) = &self.log
             && log.wants(verdict.decision == Decision::Deny)
         {
@@ -218,27 +250,37 @@ impl AuthorizationService {
         let now = Timestamp::now();
         let revision = snapshot.revision();
         let logged_id = OnceCell::new();
+        let mut memo = Memo::default();
         let mut results = Vec::with_capacity(req.items.len());
-        for item in req.items {
-            let outcome = if item.correlation_id.len() > MAX_CORRELATION_BYTES {
+        for item in &req.items {
+            // The item's fields are slices of the request's buffer
+            // (`proto::item`); read each once.
+            let (tenant, subject, permission, correlation_id) = (
+                item.tenant.as_str(),
+                item.subject.as_str(),
+                item.permission.as_str(),
+                item.correlation_id.as_str(),
+            );
+            let outcome = if correlation_id.len() > MAX_CORRELATION_BYTES {
                 Err(Status::invalid_argument(format!(
                     "`correlation_id` is {} bytes, more than the limit of {MAX_CORRELATION_BYTES}",
-                    item.correlation_id.len()
+                    correlation_id.len()
                 )))
             } else {
                 let call = Call {
                     method: "BatchCheck",
                     request_id,
                     logged_id: &logged_id,
-                    correlation_id: &item.correlation_id,
+                    correlation_id,
                     who,
                 };
                 self.decide(
                     &call,
+                    &mut memo,
                     &snapshot,
-                    &item.tenant,
-                    &item.subject,
-                    &item.permission,
+                    tenant,
+                    subject,
+                    permission,
                     req.explain,
                     now,
                 )
@@ -249,7 +291,7 @@ impl AuthorizationService {
                     .is_ok_and(|r| r.decision == convert::decision(stop) as i32)
             });
             results.push(proto::BatchCheckResult {
-                correlation_id: item.correlation_id,
+                correlation_id: item.correlation_id.clone(),
                 outcome: Some(match outcome {
                     Ok(r) => proto::batch_check_result::Outcome::Response(r),
                     Err(s) => proto::batch_check_result::Outcome::Error(proto::ItemError {
@@ -262,6 +304,7 @@ impl AuthorizationService {
                 break;
             }
         }
+        memo.finish(&self.metrics);
         Ok(proto::BatchCheckResponse { results, revision })
     }
 }
@@ -297,15 +340,19 @@ impl Authorization for AuthorizationService {
             correlation_id: "",
             who: who.as_ref(),
         };
+        let mut memo = Memo::default();
         let response = self.decide(
             &call,
+            &mut memo,
             &snapshot,
             &req.tenant,
             &req.subject,
             &req.permission,
             req.explain,
             Timestamp::now(),
-        )?;
+        );
+        memo.finish(&self.metrics);
+        let response = response?;
         record(&response);
         Ok(Response::new(response))
     }
