@@ -347,7 +347,9 @@ impl Message for BatchCheckRequest {
                 };
                 let merged = match taken {
                     Ok(true) => Ok(()),
-                    Ok(false) => encoding::message::merge_repeated(wire_type, &mut self.items, buf, ctx),
+                    Ok(false) => {
+                        encoding::message::merge_repeated(wire_type, &mut self.items, buf, ctx)
+                    }
                     Err(e) => Err(e),
                 };
                 (merged, "items")
@@ -574,7 +576,10 @@ mod tests {
                 BatchCheckItem::decode(Bytes::from(bytes.clone())).unwrap(),
                 item
             );
-            assert_eq!(Generated::decode(item.encode_to_vec().as_slice()).unwrap(), generated);
+            assert_eq!(
+                Generated::decode(item.encode_to_vec().as_slice()).unwrap(),
+                generated
+            );
         }
     }
 
@@ -655,10 +660,11 @@ mod tests {
             );
             // Split into small chunks: items are not in one chunk, and take
             // prost's way.
-            let chunked = bytes.chunks(3).fold(
-                Box::new(Bytes::new()) as Box<dyn Buf>,
-                |acc, c| Box::new(acc.chain(Bytes::copy_from_slice(c))),
-            );
+            let chunked = bytes
+                .chunks(3)
+                .fold(Box::new(Bytes::new()) as Box<dyn Buf>, |acc, c| {
+                    Box::new(acc.chain(Bytes::copy_from_slice(c)))
+                });
             assert_eq!(BatchCheckRequest::decode(chunked).unwrap(), ours);
         }
     }
@@ -726,8 +732,16 @@ mod tests {
             message: "`tenant` must not be empty".into(),
         };
         for (id, theirs, ours) in [
-            ("7", Some(generated::Outcome::Response(response.clone())), Some(batch_check_result::Outcome::Response(response))),
-            ("", Some(generated::Outcome::Error(error.clone())), Some(batch_check_result::Outcome::Error(error))),
+            (
+                "7",
+                Some(generated::Outcome::Response(response.clone())),
+                Some(batch_check_result::Outcome::Response(response)),
+            ),
+            (
+                "",
+                Some(generated::Outcome::Error(error.clone())),
+                Some(batch_check_result::Outcome::Error(error)),
+            ),
             ("x", None, None),
         ] {
             let generated = generated::BatchCheckResult {
@@ -746,8 +760,12 @@ mod tests {
         // A bad field inside the outcome is refused with prost's words.
         let bad = vec![(2 << 3) | 2, 2, 0x08, 0x80];
         assert_eq!(
-            BatchCheckResult::decode(bad.as_slice()).unwrap_err().to_string(),
-            generated::BatchCheckResult::decode(bad.as_slice()).unwrap_err().to_string()
+            BatchCheckResult::decode(bad.as_slice())
+                .unwrap_err()
+                .to_string(),
+            generated::BatchCheckResult::decode(bad.as_slice())
+                .unwrap_err()
+                .to_string()
         );
     }
 }
