@@ -2,6 +2,7 @@
 //! listings, each answered from one snapshot whose revision it reports.
 
 use std::cell::OnceCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,16 +72,28 @@ struct Call<'a> {
 }
 
 /// What one call (a Check, a whole BatchCheck) has looked up and counted
-/// so far: the tenant the last item named, and the decisions, added to
-/// the metrics once at the end ([`Memo::finish`]).
+/// so far: the tenant the last item named, in a batch each subject asked
+/// about in it, and the decisions, added to the metrics once at the end
+/// ([`Memo::finish`]).
 #[derive(Default)]
 struct Memo<'a> {
     /// The last tenant id asked about, and what the snapshot holds for it.
     tenant: Option<(&'a str, Option<&'a TenantSnapshot>)>,
+    /// In a batch: the subjects of that tenant looked up so far (cleared
+    /// when an item names another tenant). A Check looks up its one.
+    members: Option<HashMap<&'a str, policy::Member<'a>, foldhash::fast::RandomState>>,
     tally: CheckTally,
 }
 
 impl<'a> Memo<'a> {
+    /// For a batch: remembers each subject it looks up.
+    fn for_batch() -> Self {
+        Self {
+            members: Some(HashMap::default()),
+            ..Self::default()
+        }
+    }
+
     /// `tenant` in `snapshot`, looked up again only when it is not the
     /// one the item before named.
     fn tenant(&mut self, snapshot: &'a Snapshot, tenant: &'a str) -> Option<&'a TenantSnapshot> {
@@ -89,8 +102,37 @@ impl<'a> Memo<'a> {
             _ => {
                 let found = snapshot.tenant(tenant).map(|t| &**t);
                 self.tenant = Some((tenant, found));
+                if let Some(members) = &mut self.members {
+                    members.clear();
+                }
                 found
             }
+        }
+    }
+
+    /// Decides `permission` for `subject` in `tenant` (the one [`Memo::tenant`]
+    /// last found), looking the subject up once per batch.
+    fn decide(
+        &mut self,
+        snapshot: &Snapshot,
+        tenant: &'a TenantSnapshot,
+        subject: &'a str,
+        permission: &str,
+        now: Timestamp,
+    ) -> Result<policy::Verdict, policy::CheckError> {
+        match &mut self.members {
+            Some(members) => {
+                let member = members
+                    .entry(subject)
+                    .or_insert_with(|| policy::member(tenant, subject, now));
+                policy::decide_for(snapshot, tenant, member, permission)
+            }
+            None => policy::decide_for(
+                snapshot,
+                tenant,
+                &policy::member(tenant, subject, now),
+                permission,
+            ),
         }
     }
 
@@ -173,7 +215,7 @@ impl AuthorizationService {
         memo: &mut Memo<'a>,
         snapshot: &'a Snapshot,
         tenant: &'a str,
-        subject: &str,
+        subject: &'a str,
         permission: &str,
         explain: bool,
         now: Timestamp,
@@ -189,9 +231,11 @@ impl AuthorizationService {
             let (v, e) = policy::explain(snapshot, &request, now).map_err(|e| proto::status(&e))?;
             (v, Some(e))
         } else {
-            let found = memo.tenant(snapshot, tenant);
-            let v = policy::evaluate_with(snapshot, found, &request, now)
-                .map_err(|e| proto::status(&e))?;
+            let v = match memo.tenant(snapshot, tenant) {
+                Some(found) => memo.decide(snapshot, found, subject, permission, now),
+                None => policy::evaluate_with(snapshot, None, &request, now),
+            }
+            .map_err(|e| proto::status(&e))?;
             (v, None)
         };
         if self.config.strict_catalog && verdict.reason == Reason::UnknownPermission {
@@ -250,7 +294,7 @@ impl AuthorizationService {
         let now = Timestamp::now();
         let revision = snapshot.revision();
         let logged_id = OnceCell::new();
-        let mut memo = Memo::default();
+        let mut memo = Memo::for_batch();
         let mut results = Vec::with_capacity(req.items.len());
         for item in &req.items {
             // The item's fields are slices of the request's buffer
