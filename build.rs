@@ -22,6 +22,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // tonic-prost's codec, but a decode failure is marked so the
         // server can tell it from its own INTERNAL (src/proto/codec.rs).
         .codec_path("crate::proto::codec::Codec")
+        // Written by hand so a batch's strings are not copied out of the
+        // request (src/proto/item.rs); the wire format is the same.
+        .extern_path(
+            ".rampart.v1.BatchCheckItem",
+            "crate::proto::item::BatchCheckItem",
+        )
+        .extern_path(
+            ".rampart.v1.BatchCheckRequest",
+            "crate::proto::item::BatchCheckRequest",
+        )
+        .extern_path(
+            ".rampart.v1.BatchCheckResult",
+            "crate::proto::item::BatchCheckResult",
+        )
         .file_descriptor_set_path(out_dir.join("rampart_descriptor.bin"))
         .compile_with_config(config, &protos, &["proto"])?;
     Ok(())

@@ -1,6 +1,8 @@
 //! The generated `rampart.v1` messages and services, and their descriptors
 //! for reflection; the codec they use (`codec.rs`: a decode failure is
-//! marked, so the server can answer it `INVALID_ARGUMENT`).
+//! marked, so the server can answer it `INVALID_ARGUMENT`); and the three
+//! messages written by hand, `BatchCheckRequest`, `BatchCheckItem` and
+//! `BatchCheckResult` (`item.rs`: a batch's strings are not copied).
 
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +15,9 @@
 tonic::include_proto!("rampart.v1");
 
 pub mod codec;
+pub mod item;
+
+pub use item::{BatchCheckItem, BatchCheckRequest, BatchCheckResult, Text, batch_check_result};
 
 /// The encoded descriptors of `proto/rampart/v1/*.proto`, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rampart_descriptor");

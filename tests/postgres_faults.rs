@@ -573,7 +573,7 @@ fn assert_acknowledged_kept(
                 .map(|&(user, _)| BatchCheckItem {
                     tenant: "acme".into(),
                     subject: user.into(),
-                    permission: format!("profile:edit:{user}"),
+                    permission: format!("profile:edit:{user}").into(),
                     correlation_id: user.into(),
                 })
                 .collect();

@@ -192,16 +192,16 @@ fn grpc_requests_seeds() {
         proto::BatchCheckRequest {
             items: vec![
                 proto::BatchCheckItem {
-                    correlation_id: s("1"),
-                    tenant: s("acme"),
-                    subject: s("dave"),
-                    permission: s("ACM:ROLE:INSERT"),
+                    correlation_id: s("1").into(),
+                    tenant: s("acme").into(),
+                    subject: s("dave").into(),
+                    permission: s("ACM:ROLE:INSERT").into(),
                 },
                 proto::BatchCheckItem {
-                    correlation_id: s("2"),
-                    tenant: s("globex"),
-                    subject: s("alice"),
-                    permission: s("bad::path"),
+                    correlation_id: s("2").into(),
+                    tenant: s("globex").into(),
+                    subject: s("alice").into(),
+                    permission: s("bad::path").into(),
                 },
             ],
             ..Default::default()

@@ -161,9 +161,10 @@ impl Engine {
                         why: e.to_string(),
                     })?;
                 let prev: &Snapshot = compiled.as_ref().unwrap_or(&*snapshot);
-                compiled = Some(timed(&self.metrics, || {
+                let next = timed(&self.metrics, || {
                     recompile(prev, Arc::new(state.clone()), &touched)
-                }));
+                });
+                self.retire(compiled.replace(next));
             }
         }
         if let Some(compiled) = compiled {

@@ -12,14 +12,17 @@
 //! after the reply sees it. A refused attempt is audited and changes nothing.
 //!
 //! This file is the handle and its reads; `writer.rs` is everything done
-//! under the writer lock, and `repair.rs` what it does when the store fails
-//! a write.
+//! under the writer lock, `repair.rs` what it does when the store fails
+//! a write, and `dropper.rs` the thread that frees replaced snapshots, so
+//! that no reader releasing the last reference to one pays for freeing it.
 
 mod catch_up;
+mod dropper;
 mod repair;
 mod scope;
 mod writer;
 
+pub use self::dropper::Dropper;
 pub use self::repair::{REPAIR_EVERY, STORE_TIMEOUT, StoreHealth};
 pub use self::scope::Scope;
 
@@ -98,6 +101,8 @@ pub struct Engine {
     /// The history of the state installed last, for an engine with no
     /// store (which otherwise keeps it).
     installed_history: std::sync::Mutex<String>,
+    /// Frees replaced snapshots off the readers' threads (`dropper.rs`).
+    dropper: Dropper<Snapshot>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -138,7 +143,13 @@ impl Engine {
             last_repair: std::sync::Mutex::new(None),
             scope: None,
             installed_history: std::sync::Mutex::new(String::new()),
+            dropper: Dropper::new(),
         }
+    }
+
+    /// The thread that frees replaced snapshots: how many it has freed.
+    pub fn dropper(&self) -> &Dropper<Snapshot> {
+        &self.dropper
     }
 
     /// The writer's metrics.

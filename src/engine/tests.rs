@@ -375,3 +375,33 @@ async fn a_refused_attempt_is_audited_bounded() {
         last.outcome
     );
 }
+
+/// Issue #15: freeing a replaced snapshot never lands on a reader. The
+/// reader here holds the published snapshot across a swap and lets go of
+/// it on its own thread; the dropper thread holds a reference of its own
+/// until then, so the reader's is never the last (the thread that does
+/// free it is `dropper.rs`'s test).
+#[test]
+fn a_reader_letting_go_of_a_replaced_snapshot_does_not_free_it() {
+    let engine = Engine::new(State::default());
+    let freed = engine.dropper().freed();
+    let held = engine.load();
+    let weak = Arc::downgrade(&held);
+    let (go, released) = std::sync::mpsc::channel::<()>();
+    let reader = std::thread::spawn(move || {
+        released.recv().unwrap();
+        drop(held);
+    });
+    engine.publish(compile(Arc::new(State::default())));
+    // Only the reader and the dropper hold it now: the engine let go.
+    assert_eq!(weak.strong_count(), 2);
+    go.send(()).unwrap();
+    reader.join().unwrap();
+    assert_eq!(
+        engine
+            .dropper()
+            .wait_freed(freed + 1, Duration::from_secs(60)),
+        freed + 1
+    );
+    assert_eq!(weak.strong_count(), 0);
+}

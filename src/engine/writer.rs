@@ -69,9 +69,10 @@ impl Engine {
                     error,
                 })?;
             let prev: &Snapshot = compiled.as_ref().unwrap_or(&*snapshot);
-            compiled = Some(timed(&self.metrics, || {
+            let next = timed(&self.metrics, || {
                 recompile(prev, Arc::new(state.clone()), &touched)
-            }));
+            });
+            self.retire(compiled.replace(next));
         }
         if self.scope.is_some()
             && compiled
@@ -184,10 +185,21 @@ impl Engine {
     }
 
     /// Swaps in `snapshot` and wakes waiters. Only the writer calls this.
+    /// The snapshot it replaces goes to the dropper thread, which frees it
+    /// once no reader holds it (`dropper.rs`).
     pub(super) fn publish(&self, snapshot: Snapshot) {
         let revision = snapshot.revision();
-        self.current.store(Arc::new(snapshot));
+        let old = self.current.swap(Arc::new(snapshot));
+        self.dropper.retire(old);
         self.revision.send_replace(revision);
+    }
+
+    /// A snapshot compiled within a batch and replaced by the next one: freed
+    /// by the dropper, not on the writer's worker (which serves checks too).
+    pub(super) fn retire(&self, replaced: Option<Snapshot>) {
+        if let Some(replaced) = replaced {
+            self.dropper.retire(Arc::new(replaced));
+        }
     }
 
     /// Validates, commits and publishes one change, as `actor` with
@@ -327,7 +339,7 @@ impl Engine {
                     let recompiled = timed(&self.metrics, || {
                         recompile(authority, Arc::clone(&next), &touched)
                     });
-                    compiled = Some(recompiled);
+                    self.retire(compiled.replace(recompiled));
                     state = next;
                     records.push(Outcomes::Applied {
                         revision,

@@ -23,6 +23,13 @@ struct Node {
 #[derive(Debug)]
 pub struct CatalogIndex {
     nodes: Vec<Node>,
+    /// The entries written without a parameter, by their text (a valid
+    /// permission path that such an entry covers): each one's number, in
+    /// entry order, so a tenant can keep what its grants say about each in
+    /// a flat table (`GrantIndex::literal_walk`).
+    literals: HashMap<Box<str>, u32, RandomState>,
+    /// The same entries' texts, by number.
+    literal_paths: Vec<Box<str>>,
 }
 
 impl CatalogIndex {
@@ -64,7 +71,42 @@ impl CatalogIndex {
                 nodes[at].terminal.get_or_insert(idx);
             }
         }
-        Self { nodes }
+        let mut literals = HashMap::default();
+        let mut literal_paths = Vec::new();
+        for entry in catalog.entries() {
+            let text = entry.pattern.as_str();
+            let literal = entry
+                .pattern
+                .segments()
+                .iter()
+                .all(|s| matches!(s, CatalogSegment::Literal(_)));
+            // Only a text that is itself a well-formed path: a check that
+            // finds its permission here skips validating it.
+            if literal
+                && smallvec_lite::Segments::parse(text).is_some()
+                && !literals.contains_key(text)
+            {
+                literals.insert(Box::from(text), literal_paths.len() as u32);
+                literal_paths.push(Box::from(text));
+            }
+        }
+        Self {
+            nodes,
+            literals,
+            literal_paths,
+        }
+    }
+
+    /// The number of the parameterless entry whose text is `path`, if one
+    /// is: such a path is well formed and covered, with no walk.
+    #[inline]
+    pub fn literal(&self, path: &str) -> Option<u32> {
+        self.literals.get(path).copied()
+    }
+
+    /// The texts of the parameterless entries, by number.
+    pub fn literal_paths(&self) -> &[Box<str>] {
+        &self.literal_paths
     }
 
     /// The index of an entry that covers `path`, preferring literal segments
@@ -215,6 +257,17 @@ mod tests {
                 c.covering(path).is_some(),
                 "disagree on {path}"
             );
+            if index.literal(path).is_some() {
+                assert!(c.covering(path).is_some(), "{path} is no covered path");
+            }
+        }
+        assert!(index.literal("a:b:d").is_some());
+        assert!(index.literal("view_cases").is_some());
+        assert!(index.literal("a:b:c").is_none(), "a parameter's path");
+        assert!(index.literal("SCRIPTING:EXECUTE").is_none());
+        let paths = index.literal_paths();
+        for (n, path) in paths.iter().enumerate() {
+            assert_eq!(index.literal(path), Some(n as u32));
         }
     }
 }

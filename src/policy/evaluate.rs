@@ -76,11 +76,62 @@ pub fn evaluate(
     request: &Request<'_>,
     now: Timestamp,
 ) -> Result<Verdict, CheckError> {
-    let tenant = snapshot
-        .tenants
-        .get(request.tenant)
-        .ok_or_else(|| CheckError::UnknownTenant(request.tenant.to_owned()))?;
+    let tenant = snapshot.tenants.get(request.tenant).map(|t| &**t);
+    evaluate_with(snapshot, tenant, request, now)
+}
+
+/// [`evaluate`] with `request.tenant` already looked up in `snapshot`
+/// (`None`: it has no such tenant), for a caller deciding many requests of
+/// one tenant (a batch looks it up once).
+pub fn evaluate_with(
+    snapshot: &Snapshot,
+    tenant: Option<&TenantSnapshot>,
+    request: &Request<'_>,
+    now: Timestamp,
+) -> Result<Verdict, CheckError> {
+    let tenant = tenant.ok_or_else(|| CheckError::UnknownTenant(request.tenant.to_owned()))?;
     evaluate_in(snapshot, tenant, request.subject, request.permission, now)
+}
+
+/// Who a subject is in a tenant at one time: [`member`] looks it up once,
+/// and [`decide_for`] decides any number of permissions with it (a batch
+/// that asks many things about one subject resolves it once).
+#[derive(Debug, Clone)]
+pub enum Member<'a> {
+    /// Not a well-formed subject.
+    Invalid(CheckError),
+    /// No member is known by it, as an id or an alias.
+    Unknown,
+    /// A member, inactive.
+    Inactive,
+    /// An active member: its id (the subject, or the member whose alias it
+    /// is) and its role set at that time.
+    Active { id: &'a str, set: &'a [u64] },
+}
+
+/// Looks `subject` up in `tenant` at `now`: as a member's id, then as an
+/// alias; `{subject}` grants then match the member's id.
+#[inline]
+pub fn member<'a>(tenant: &'a TenantSnapshot, subject: &'a str, now: Timestamp) -> Member<'a> {
+    if let Err(e) = check_subject(subject) {
+        return Member::Invalid(e);
+    }
+    // A member's id is one probe, as before aliases; an alias costs a
+    // second lookup, only on a miss.
+    let (user, id) = match tenant.users.get(subject) {
+        Some(user) => (user, subject),
+        None => match tenant.by_alias(subject) {
+            Some(found) => found,
+            None => return Member::Unknown,
+        },
+    };
+    if !user.active {
+        return Member::Inactive;
+    }
+    Member::Active {
+        id,
+        set: tenant.user_set(user, now.unix()),
+    }
 }
 
 /// [`evaluate`] with the tenant already found.
@@ -91,13 +142,35 @@ pub(crate) fn evaluate_in(
     permission: &str,
     now: Timestamp,
 ) -> Result<Verdict, CheckError> {
-    // Interned paths are valid by construction; split and validate the
-    // others once, in one pass, and hand the segments to both walks.
+    decide_for(snapshot, tenant, &member(tenant, subject, now), permission)
+}
+
+/// Decides `permission` for a subject already looked up in `tenant`
+/// ([`member`], at the time of the check), by the decision rule in its
+/// order: a malformed permission is an error before anything about the
+/// subject is.
+pub fn decide_for(
+    snapshot: &Snapshot,
+    tenant: &TenantSnapshot,
+    member: &Member<'_>,
+    permission: &str,
+) -> Result<Verdict, CheckError> {
+    // Interned paths are valid by construction, and so are the texts of
+    // parameterless catalog entries (whose trie answers the tenant keeps);
+    // split and validate the others once, in one pass, and hand the
+    // segments to both walks.
     let grants = &*tenant.grants;
     let interned = grants.perms.get(permission).copied();
-    let segments = match interned {
+    let literal = match interned {
         Some(_) => None,
-        None => match Segments::parse(permission) {
+        None => snapshot
+            .catalog
+            .literal(permission)
+            .and_then(|l| grants.literal_bits(l)),
+    };
+    let segments = match (interned, literal) {
+        (Some(_), _) | (None, Some(_)) => None,
+        (None, None) => match Segments::parse(permission) {
             Some(s) => Some(s),
             None => {
                 validate_path(permission).map_err(CheckError::InvalidPermission)?;
@@ -107,24 +180,19 @@ pub(crate) fn evaluate_in(
             }
         },
     };
-    check_subject(subject)?;
-    // A member's id is one probe, as before aliases; an alias costs a
-    // second lookup, only on a miss. `{subject}` means the member's id.
-    let (user, subject) = match tenant.users.get(subject) {
-        Some(user) => (user, subject),
-        None => match tenant.by_alias(subject) {
-            Some(found) => found,
-            None => return Ok(Verdict::deny(Reason::UnknownSubject)),
-        },
+    let (subject, set) = match member {
+        Member::Invalid(e) => return Err(e.clone()),
+        Member::Unknown => return Ok(Verdict::deny(Reason::UnknownSubject)),
+        Member::Inactive => return Ok(Verdict::deny(Reason::SubjectInactive)),
+        Member::Active { id, set } => (*id, *set),
     };
-    if !user.active {
-        return Ok(Verdict::deny(Reason::SubjectInactive));
-    }
     let covered = match (interned, &segments) {
         (Some(p), _) => grants
             .perm_covered
             .get(p as usize)
             .is_some_and(Option::is_some),
+        // A catalog entry's own text: covered by that entry.
+        (None, _) if literal.is_some() => true,
         (None, Some(segments)) => snapshot
             .catalog
             .covering_segments(segments.as_slice())
@@ -134,14 +202,16 @@ pub(crate) fn evaluate_in(
     if !covered {
         return Ok(Verdict::deny(Reason::UnknownPermission));
     }
-    let set = tenant.user_set(user, now.unix());
-    let (mut allow, mut deny) = match (interned, &segments) {
-        (Some(p), _) => (
+    let (mut allow, mut deny) = match (interned, literal, &segments) {
+        (Some(p), _, _) => (
             bits::intersects(grants.perm_allow(p), set),
             bits::intersects(grants.perm_deny(p), set),
         ),
-        (None, Some(segments)) => walk(grants, segments.as_slice(), set),
-        (None, None) => (false, false),
+        (None, Some((allow, deny)), _) => {
+            (bits::intersects(allow, set), bits::intersects(deny, set))
+        }
+        (None, None, Some(segments)) => walk(grants, segments.as_slice(), set),
+        (None, None, None) => (false, false),
     };
     for g in &grants.subject_grants {
         if bits::get(set, g.role) && g.pattern.matches(permission, subject) {

@@ -16,6 +16,6 @@ mod alias_tests;
 pub use crate::model::decision::{Decision, Reason};
 pub use compile::{Snapshot, TenantSnapshot, compile, recompile};
 pub use evaluate::{
-    CheckError, DecidingGrant, Explanation, Request, SubjectPermissions, Verdict, evaluate,
-    explain, list_subject_permissions, list_subjects,
+    CheckError, DecidingGrant, Explanation, Member, Request, SubjectPermissions, Verdict,
+    decide_for, evaluate, evaluate_with, explain, list_subject_permissions, list_subjects, member,
 };

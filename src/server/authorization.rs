@@ -2,6 +2,7 @@
 //! listings, each answered from one snapshot whose revision it reports.
 
 use std::cell::OnceCell;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +13,11 @@ use super::auth::{Principal, confine};
 use super::convert::{self, MAX_CORRELATION_BYTES};
 use crate::engine::Engine;
 use crate::model::Timestamp;
-use crate::policy::{self, Decision, Reason, Snapshot};
+use crate::policy::{self, Decision, Reason, Snapshot, TenantSnapshot};
 use crate::proto::{self, authorization_server::Authorization};
 use crate::telemetry::DecisionLog;
 use crate::telemetry::decision_log::Record;
-use crate::telemetry::metrics::{CheckMetrics, decision_name};
+use crate::telemetry::metrics::{CheckMetrics, CheckTally, decision_name};
 
 /// Data-plane settings.
 #[derive(Debug, Clone)]
@@ -68,6 +69,76 @@ struct Call<'a> {
     /// The caller, when the server authenticates: its credential may be
     /// confined to some tenants.
     who: Option<&'a Principal>,
+}
+
+/// What one call (a Check, a whole BatchCheck) has looked up and counted
+/// so far: the tenant the last item named, in a batch each subject asked
+/// about in it, and the decisions, added to the metrics once at the end
+/// ([`Memo::finish`]).
+#[derive(Default)]
+struct Memo<'a> {
+    /// The last tenant id asked about, and what the snapshot holds for it.
+    tenant: Option<(&'a str, Option<&'a TenantSnapshot>)>,
+    /// In a batch: the subjects of that tenant looked up so far (cleared
+    /// when an item names another tenant). A Check looks up its one.
+    members: Option<HashMap<&'a str, policy::Member<'a>, foldhash::fast::RandomState>>,
+    tally: CheckTally,
+}
+
+impl<'a> Memo<'a> {
+    /// For a batch: remembers each subject it looks up.
+    fn for_batch() -> Self {
+        Self {
+            members: Some(HashMap::default()),
+            ..Self::default()
+        }
+    }
+
+    /// `tenant` in `snapshot`, looked up again only when it is not the
+    /// one the item before named.
+    fn tenant(&mut self, snapshot: &'a Snapshot, tenant: &'a str) -> Option<&'a TenantSnapshot> {
+        match self.tenant {
+            Some((last, found)) if last == tenant => found,
+            _ => {
+                let found = snapshot.tenant(tenant).map(|t| &**t);
+                self.tenant = Some((tenant, found));
+                if let Some(members) = &mut self.members {
+                    members.clear();
+                }
+                found
+            }
+        }
+    }
+
+    /// Decides `permission` for `subject` in `tenant` (the one [`Memo::tenant`]
+    /// last found), looking the subject up once per batch.
+    fn decide(
+        &mut self,
+        snapshot: &Snapshot,
+        tenant: &'a TenantSnapshot,
+        subject: &'a str,
+        permission: &str,
+        now: Timestamp,
+    ) -> Result<policy::Verdict, policy::CheckError> {
+        match &mut self.members {
+            Some(members) => {
+                let member = members
+                    .entry(subject)
+                    .or_insert_with(|| policy::member(tenant, subject, now));
+                policy::decide_for(snapshot, tenant, member, permission)
+            }
+            None => policy::decide_for(
+                snapshot,
+                tenant,
+                &policy::member(tenant, subject, now),
+                permission,
+            ),
+        }
+    }
+
+    fn finish(&self, metrics: &CheckMetrics) {
+        metrics.checks(&self.tally);
+    }
 }
 
 /// The caller (`None` without credentials) and the message.
@@ -136,14 +207,15 @@ impl AuthorizationService {
     }
 
     /// Decides one item; the verdict, or the status it fails with. Counts
-    /// the decision and hands it to the decision log.
+    /// the decision (into `memo`) and hands it to the decision log.
     #[expect(clippy::too_many_arguments, reason = "one item's fields and its call")]
-    fn decide(
+    fn decide<'a>(
         &self,
         call: &Call<'_>,
-        snapshot: &Snapshot,
-        tenant: &str,
-        subject: &str,
+        memo: &mut Memo<'a>,
+        snapshot: &'a Snapshot,
+        tenant: &'a str,
+        subject: &'a str,
         permission: &str,
         explain: bool,
         now: Timestamp,
@@ -160,8 +232,11 @@ impl AuthorizationService {
                 .map_err(|e| convert::check_status(&e, self.engine.scope()))?;
             (v, Some(e))
         } else {
-            let v = policy::evaluate(snapshot, &request, now)
-                .map_err(|e| convert::check_status(&e, self.engine.scope()))?;
+            let v = match memo.tenant(snapshot, tenant) {
+                Some(found) => memo.decide(snapshot, found, subject, permission, now),
+                None => policy::evaluate_with(snapshot, None, &request, now),
+            }
+            .map_err(|e| convert::check_status(&e, self.engine.scope()))?;
             (v, None)
         };
         if self.config.strict_catalog && verdict.reason == Reason::UnknownPermission {
@@ -169,7 +244,7 @@ impl AuthorizationService {
                 "permission `{permission}` is not covered by the catalog (the server runs with --strict-catalog)"
             )));
         }
-        self.metrics.check(verdict.decision, verdict.reason);
+        memo.tally.count(verdict.decision, verdict.reason);
         if let Some(log) = &self.log
             && log.wants(verdict.decision == Decision::Deny)
         {
@@ -220,27 +295,37 @@ impl AuthorizationService {
         let now = Timestamp::now();
         let revision = snapshot.revision();
         let logged_id = OnceCell::new();
+        let mut memo = Memo::for_batch();
         let mut results = Vec::with_capacity(req.items.len());
-        for item in req.items {
-            let outcome = if item.correlation_id.len() > MAX_CORRELATION_BYTES {
+        for item in &req.items {
+            // The item's fields are slices of the request's buffer
+            // (`proto::item`); read each once.
+            let (tenant, subject, permission, correlation_id) = (
+                item.tenant.as_str(),
+                item.subject.as_str(),
+                item.permission.as_str(),
+                item.correlation_id.as_str(),
+            );
+            let outcome = if correlation_id.len() > MAX_CORRELATION_BYTES {
                 Err(Status::invalid_argument(format!(
                     "`correlation_id` is {} bytes, more than the limit of {MAX_CORRELATION_BYTES}",
-                    item.correlation_id.len()
+                    correlation_id.len()
                 )))
             } else {
                 let call = Call {
                     method: "BatchCheck",
                     request_id,
                     logged_id: &logged_id,
-                    correlation_id: &item.correlation_id,
+                    correlation_id,
                     who,
                 };
                 self.decide(
                     &call,
+                    &mut memo,
                     &snapshot,
-                    &item.tenant,
-                    &item.subject,
-                    &item.permission,
+                    tenant,
+                    subject,
+                    permission,
                     req.explain,
                     now,
                 )
@@ -251,7 +336,7 @@ impl AuthorizationService {
                     .is_ok_and(|r| r.decision == convert::decision(stop) as i32)
             });
             results.push(proto::BatchCheckResult {
-                correlation_id: item.correlation_id,
+                correlation_id: item.correlation_id.clone(),
                 outcome: Some(match outcome {
                     Ok(r) => proto::batch_check_result::Outcome::Response(r),
                     Err(s) => proto::batch_check_result::Outcome::Error(proto::ItemError {
@@ -264,6 +349,7 @@ impl AuthorizationService {
                 break;
             }
         }
+        memo.finish(&self.metrics);
         Ok(proto::BatchCheckResponse { results, revision })
     }
 }
@@ -299,15 +385,19 @@ impl Authorization for AuthorizationService {
             correlation_id: "",
             who: who.as_ref(),
         };
+        let mut memo = Memo::default();
         let response = self.decide(
             &call,
+            &mut memo,
             &snapshot,
             &req.tenant,
             &req.subject,
             &req.permission,
             req.explain,
             Timestamp::now(),
-        )?;
+        );
+        memo.finish(&self.metrics);
+        let response = response?;
         record(&response);
         Ok(Response::new(response))
     }

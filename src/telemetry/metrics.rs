@@ -24,6 +24,12 @@ impl Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Adds `n`.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -246,6 +252,37 @@ impl CheckMetrics {
     #[inline]
     pub fn check(&self, decision: Decision, reason: Reason) {
         self.checks[decision as usize][reason as usize].inc();
+    }
+
+    /// Counts the decisions of a batch, tallied by the caller: one add per
+    /// decision and reason that occurred, not one per item (every item's
+    /// add would contend for the same cache line across cores).
+    pub fn checks(&self, tally: &CheckTally) {
+        for (row, counts) in self.checks.iter().zip(&tally.0) {
+            for (counter, &n) in row.iter().zip(counts) {
+                if n > 0 {
+                    counter.add(n);
+                }
+            }
+        }
+    }
+}
+
+/// Decisions counted locally, then added to [`CheckMetrics`] at once.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CheckTally([[u64; REASONS.len()]; DECISIONS.len()]);
+
+impl CheckTally {
+    /// Counts one decision.
+    #[inline]
+    pub fn count(&mut self, decision: Decision, reason: Reason) {
+        if let Some(n) = self
+            .0
+            .get_mut(decision as usize)
+            .and_then(|row| row.get_mut(reason as usize))
+        {
+            *n += 1;
+        }
     }
 }
 

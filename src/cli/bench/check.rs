@@ -26,10 +26,10 @@ pub async fn run_load(
             .map(|i| {
                 let it = &items[i % items.len()];
                 BatchCheckItem {
-                    tenant: it.tenant.clone(),
-                    subject: it.subject.clone(),
-                    permission: it.permission.clone(),
-                    correlation_id: i.to_string(),
+                    tenant: it.tenant.as_str().into(),
+                    subject: it.subject.as_str().into(),
+                    permission: it.permission.as_str().into(),
+                    correlation_id: i.to_string().into(),
                 }
             })
             .collect(),

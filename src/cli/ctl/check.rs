@@ -251,10 +251,10 @@ fn text_item(n: usize, line: &str) -> Result<BatchCheckItem, ItemError> {
         }
     };
     Ok(BatchCheckItem {
-        tenant: (*tenant).to_owned(),
-        subject: (*subject).to_owned(),
-        permission: (*permission).to_owned(),
-        correlation_id: id.to_owned(),
+        tenant: (*tenant).into(),
+        subject: (*subject).into(),
+        permission: (*permission).into(),
+        correlation_id: id.into(),
     })
 }
 
@@ -273,10 +273,10 @@ fn json_item(item: usize, v: &Value) -> Result<BatchCheckItem, ItemError> {
         }),
     };
     Ok(BatchCheckItem {
-        tenant: field("tenant", true)?,
-        subject: field("subject", true)?,
-        permission: field("permission", true)?,
-        correlation_id: field("correlation_id", false)?,
+        tenant: field("tenant", true)?.into(),
+        subject: field("subject", true)?.into(),
+        permission: field("permission", true)?.into(),
+        correlation_id: field("correlation_id", false)?.into(),
     })
 }
 

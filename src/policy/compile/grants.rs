@@ -41,6 +41,15 @@ pub(crate) struct GrantIndex {
     /// Arena: for each star node, `words` allow then `words` deny.
     pub(crate) star_bits: Vec<u64>,
     pub(crate) subject_grants: Vec<SubjectGrant>,
+    /// For each parameterless catalog entry (by its number in the catalog
+    /// index this was built with), the offset into `walk_bits` of what the
+    /// wildcard trie says about its path: a check of such a permission that
+    /// no grant names is one probe, like an interned one, not a trie walk.
+    // INVARIANT: built with the snapshot's own catalog index (a catalog
+    // change rebuilds every tenant's permission side, `recompile`).
+    pub(crate) literal_walk: Vec<u32>,
+    /// Arena: for each distinct trie answer, `words` allow then `words` deny.
+    pub(crate) walk_bits: Vec<u64>,
 }
 
 impl GrantIndex {
@@ -142,7 +151,7 @@ impl GrantIndex {
             bits::set(&mut perm_bits[base..base + words], ri);
         }
 
-        Self {
+        let mut index = Self {
             words,
             perms,
             perm_bits,
@@ -150,7 +159,60 @@ impl GrantIndex {
             trie,
             star_bits,
             subject_grants,
+            literal_walk: Vec::new(),
+            walk_bits: Vec::new(),
+        };
+        index.walk_literals(catalog);
+        index
+    }
+
+    /// Walks the trie once for each parameterless catalog entry, keeping
+    /// each distinct answer once (most entries meet no `prefix:*` grant).
+    fn walk_literals(&mut self, catalog: &CatalogIndex) {
+        let words = self.words;
+        let mut seen: FastMap<Vec<u64>, u32> = FastMap::default();
+        let mut literal_walk = Vec::with_capacity(catalog.literal_paths().len());
+        let mut walk_bits = Vec::new();
+        let mut bits = vec![0u64; 2 * words];
+        for path in catalog.literal_paths() {
+            bits.fill(0);
+            let (allow, deny) = bits.split_at_mut(words);
+            let mut at = 0usize;
+            for segment in path.split(':') {
+                let Some(node) = self.trie.get(at) else {
+                    break;
+                };
+                if let Some(o) = node.star {
+                    bits::or_into(allow, self.star_allow(o));
+                    bits::or_into(deny, self.star_deny(o));
+                }
+                match node.children.get(segment) {
+                    Some(&n) => at = n as usize,
+                    None => break,
+                }
+            }
+            let offset = match seen.get(&bits) {
+                Some(&o) => o,
+                None => {
+                    let o = walk_bits.len() as u32;
+                    walk_bits.extend_from_slice(&bits);
+                    seen.insert(bits.clone(), o);
+                    o
+                }
+            };
+            literal_walk.push(offset);
         }
+        self.literal_walk = literal_walk;
+        self.walk_bits = walk_bits;
+    }
+
+    /// What the wildcard trie allows for catalog literal `literal`, and
+    /// what it denies; `None` if the number is not one this was built with.
+    #[inline]
+    pub(crate) fn literal_bits(&self, literal: u32) -> Option<(&[u64], &[u64])> {
+        let start = *self.literal_walk.get(literal as usize)? as usize;
+        let bits = self.walk_bits.get(start..start + 2 * self.words)?;
+        Some(bits.split_at(self.words))
     }
 
     pub(crate) fn perm_allow(&self, perm: u32) -> &[u64] {

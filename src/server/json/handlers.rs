@@ -162,10 +162,10 @@ async fn decide(
             .iter()
             .filter_map(|t| t.as_ref().ok())
             .map(|t| proto::BatchCheckItem {
-                tenant: t.tenant.clone(),
-                subject: t.subject.clone(),
-                permission: t.permission.clone(),
-                correlation_id: String::new(),
+                tenant: t.tenant.as_str().into(),
+                subject: t.subject.as_str().into(),
+                permission: t.permission.as_str().into(),
+                correlation_id: proto::Text::default(),
             })
             .collect(),
         consistency: None,

@@ -99,10 +99,10 @@ impl BatchCheckRequest {
                 .items
                 .into_iter()
                 .map(|i| proto::BatchCheckItem {
-                    tenant: i.tenant,
-                    subject: i.subject,
-                    permission: i.permission,
-                    correlation_id: i.correlation_id,
+                    tenant: i.tenant.into(),
+                    subject: i.subject.into(),
+                    permission: i.permission.into(),
+                    correlation_id: i.correlation_id.into(),
                 })
                 .collect(),
         })
@@ -214,7 +214,7 @@ impl From<proto::BatchCheckResponse> for BatchCheckResponse {
                         None => (None, None),
                     };
                     BatchCheckResult {
-                        correlation_id: item.correlation_id,
+                        correlation_id: item.correlation_id.into(),
                         response,
                         error,
                     }
