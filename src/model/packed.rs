@@ -15,17 +15,9 @@ use imbl::{OrdMap, OrdSet};
 /// later duplicate replaces an earlier one, as `insert` does).
 pub fn map<K: Ord + Clone, V: Clone>(entries: Vec<(K, V)>) -> OrdMap<K, V> {
     let mut out = OrdMap::new();
-    let mut second = Vec::with_capacity(entries.len() / 2);
-    for (i, (k, v)) in entries.into_iter().enumerate() {
-        if i % 2 == 0 {
-            out.insert(k, v);
-        } else {
-            second.push((k, v));
-        }
-    }
-    for (k, v) in second {
+    every_other_first(entries, |(k, v)| {
         out.insert(k, v);
-    }
+    });
     out
 }
 
@@ -34,18 +26,23 @@ pub fn set<T: Ord + Clone>(mut items: Vec<T>) -> OrdSet<T> {
     items.sort_unstable();
     items.dedup();
     let mut out = OrdSet::new();
+    every_other_first(items, |item| {
+        out.insert(item);
+    });
+    out
+}
+
+/// Hands `insert` the items at even positions, then those at odd ones.
+fn every_other_first<T>(items: Vec<T>, mut insert: impl FnMut(T)) {
     let mut second = Vec::with_capacity(items.len() / 2);
     for (i, item) in items.into_iter().enumerate() {
         if i % 2 == 0 {
-            out.insert(item);
+            insert(item);
         } else {
             second.push(item);
         }
     }
-    for item in second {
-        out.insert(item);
-    }
-    out
+    second.into_iter().for_each(insert);
 }
 
 /// Serde's `deserialize_with` for an [`OrdSet`] field: read as a list, built

@@ -371,15 +371,7 @@ impl Replication for ReplicationService {
                     }
                 };
                 if page.is_empty() {
-                    let checkpoint = proto::WatchEvent {
-                        event: Some(proto::watch_event::Event::Checkpoint(
-                            proto::WatchCheckpoint {
-                                revision: cursor,
-                                history: history.clone(),
-                            },
-                        )),
-                        head_revision: head.max(cursor),
-                    };
+                    let checkpoint = checkpoint_event(cursor, &history, head);
                     if !told_caught_up {
                         told_caught_up = true;
                         if tx.send(Ok(checkpoint)).await.is_err() {
@@ -431,15 +423,7 @@ impl Replication for ReplicationService {
                     // at once how far the stream got, so a scoped replica
                     // reaches the revision (`at_least_revision`) without
                     // waiting for a heartbeat.
-                    let checkpoint = proto::WatchEvent {
-                        event: Some(proto::watch_event::Event::Checkpoint(
-                            proto::WatchCheckpoint {
-                                revision: cursor,
-                                history: history.clone(),
-                            },
-                        )),
-                        head_revision: head.max(cursor),
-                    };
+                    let checkpoint = checkpoint_event(cursor, &history, head);
                     if tx.send(Ok(checkpoint)).await.is_err() {
                         return;
                     }
@@ -588,4 +572,17 @@ fn replica_fields(
     out.reconnects = ReplicaStatus::get(&status.reconnects);
     out.rebootstraps = ReplicaStatus::get(&status.rebootstraps);
     out.connected = status.connected.load(Ordering::Relaxed);
+}
+
+/// A Watch checkpoint: the stream has got to `cursor` of `history`.
+fn checkpoint_event(cursor: u64, history: &str, head: u64) -> proto::WatchEvent {
+    proto::WatchEvent {
+        event: Some(proto::watch_event::Event::Checkpoint(
+            proto::WatchCheckpoint {
+                revision: cursor,
+                history: history.to_owned(),
+            },
+        )),
+        head_revision: head.max(cursor),
+    }
 }

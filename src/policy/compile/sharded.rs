@@ -66,7 +66,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Sharded<K, V> {
 
     #[inline]
     fn shard_of(&self, hash: u64) -> usize {
-        ((hash >> 32) as usize) & (self.shards.len() - 1)
+        shard_index(hash, self.shards.len())
     }
 
     /// How many entries.
@@ -157,34 +157,19 @@ impl<K: Hash + Eq + Clone, V: Clone> Sharded<K, V> {
 
     /// The same entries over `count` shards.
     fn reshard(&mut self, count: usize) {
-        let mut next: Vec<HashMap<K, V, RandomState>> = (0..count)
-            .map(|_| HashMap::with_hasher(self.hasher.clone()))
-            .collect();
-        let mask = count - 1;
-        for (k, v) in self.iter() {
-            let i = ((self.hasher.hash_one(k) >> 32) as usize) & mask;
-            if let Some(shard) = next.get_mut(i) {
-                shard.insert(k.clone(), v.clone());
-            }
-        }
-        self.shards = next.into_iter().map(Arc::new).collect();
+        let entries = self.iter().map(|(k, v)| (k.clone(), v.clone()));
+        *self = Self::build(self.hasher.clone(), count, entries);
     }
-}
 
-impl<K: Hash + Eq + Clone, V: Clone> FromIterator<(K, V)> for Sharded<K, V> {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let entries: Vec<(K, V)> = iter.into_iter().collect();
-        let count = (entries.len() / (MAX_SHARD / 2))
-            .next_power_of_two()
-            .clamp(1, MAX_SHARDS);
-        let hasher = RandomState::default();
-        let mask = count - 1;
+    /// A map of `entries` over `count` shards (a later key twice replaces
+    /// the earlier).
+    fn build(hasher: RandomState, count: usize, entries: impl Iterator<Item = (K, V)>) -> Self {
         let mut shards: Vec<HashMap<K, V, RandomState>> = (0..count)
             .map(|_| HashMap::with_hasher(hasher.clone()))
             .collect();
         let mut len = 0;
         for (k, v) in entries {
-            let i = ((hasher.hash_one(&k) >> 32) as usize) & mask;
+            let i = shard_index(hasher.hash_one(&k), count);
             if let Some(shard) = shards.get_mut(i)
                 && shard.insert(k, v).is_none()
             {
@@ -199,6 +184,23 @@ impl<K: Hash + Eq + Clone, V: Clone> FromIterator<(K, V)> for Sharded<K, V> {
             shards: shards.into_iter().map(Arc::new).collect(),
             len,
         }
+    }
+}
+
+/// The shard of `count` (a power of two) a hash falls in: bits 32 and up,
+/// below which hashbrown picks the bucket, above which it keeps its tags.
+#[inline]
+fn shard_index(hash: u64, count: usize) -> usize {
+    ((hash >> 32) as usize) & (count - 1)
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> FromIterator<(K, V)> for Sharded<K, V> {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let entries: Vec<(K, V)> = iter.into_iter().collect();
+        let count = (entries.len() / (MAX_SHARD / 2))
+            .next_power_of_two()
+            .clamp(1, MAX_SHARDS);
+        Self::build(RandomState::default(), count, entries.into_iter())
     }
 }
 
