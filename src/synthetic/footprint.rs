@@ -55,10 +55,9 @@ pub fn footprint(snapshot: Snapshot, allocated: &mut dyn FnMut() -> u64) -> Vec<
             took($name, allocated);
         };
     }
-    drop_each!("compiled: users (id → class)", users);
-    drop_each!("compiled: parents (subject → groups)", parents);
-    drop_each!("compiled: class table (key → class)", class_ids);
-    drop_each!("compiled: classes (key, phases)", classes);
+    drop_each!("compiled: users (id → role set)", users);
+    drop_each!("compiled: parents (group → groups)", parents);
+    drop_each!("compiled: timed phases", timed);
     drop_each!("compiled: role sets", sets);
     drop_each!("compiled: grant index", grants);
     let models: Vec<_> = compiled.into_iter().map(|t| t.tenant).collect();

@@ -14,15 +14,15 @@
 //!   that are not interned; `{subject}` grants stay as patterns resolved at
 //!   check time.
 //!
-//! - users with the same own bindings and the same direct groups share a
-//!   *class*, whose phases are computed once.
+//! - a user's entry is its role set's id, or for the few users an expiring
+//!   binding reaches, the index of its phases.
 //!
 //! A compiled tenant is two halves that change for different reasons: the
 //! permission side ([`grants`], rebuilt when a grant, the catalog or the
 //! bridge grants change) and the user side ([`users`]: persistent maps and
 //! vectors, patched when a binding, a membership or a user changes: a
-//! user's entry when its own bindings or groups change, the classes under a
-//! group when the group's do). [`recompile`] redoes only what a mutation's
+//! user's entry when its own bindings or groups change, the entries of the
+//! users under a group when the group's do). [`recompile`] redoes only what a mutation's
 //! [`Touched`] names; [`compile`] builds everything and is the reference the
 //! incremental path is tested against.
 
@@ -45,7 +45,7 @@ use crate::model::{RoleName, State, TenantId, Timestamp, Touched};
 use users::Resolver;
 
 pub(crate) use grants::GrantIndex;
-pub(crate) use users::{Class, Parents, RoleSets, UserEntry};
+pub(crate) use users::{Parents, RoleSets, Timed, UserEntry};
 
 pub(crate) type FastMap<K, V> = HashMap<K, V, RandomState>;
 /// A persistent hash map: O(1) to copy, O(shard) to change.
@@ -91,22 +91,19 @@ pub struct TenantSnapshot {
     /// Role index → name, sorted by name.
     pub(crate) roles: Arc<[RoleName]>,
     pub(crate) users: PMap<UserId, UserEntry>,
-    /// The classes `users` point into, and the table that finds one by key.
-    pub(crate) classes: imbl::Vector<Class>,
-    /// A class key's hash ([`ClassKey::hash64`]) → the class. Two keys of
-    /// one hash keep the later (the earlier is made again if met again),
-    /// so the table holds no copy of the keys.
-    pub(crate) class_ids: PMap<u64, u32>,
-    /// The distinct role sets the classes' phases point into.
+    /// The phases of the users an expiring binding reaches.
+    pub(crate) timed: Timed,
+    /// The distinct role sets the users' entries and phases point into.
     pub(crate) sets: RoleSets,
-    /// How many classes and sets the last full compile made. A patch never
-    /// drops either, so once they outgrow these by far the tenant is
+    /// How many timed phases and sets the last full compile made. A patch
+    /// never drops either, so once they outgrow these by far the tenant is
     /// compiled afresh.
     pub(crate) at_full: (usize, usize),
     /// The permission side, shared until a grant changes.
     pub(crate) grants: Arc<GrantIndex>,
-    /// Who lists whom, for patches, explanations and the admin rules (a
-    /// subject's bindings are a range of the tenant's own map).
+    /// Which groups list each group, for patches, explanations and the
+    /// admin rules (a subject's bindings are a range of the tenant's own
+    /// map; the groups that list a user are read from the model).
     pub(crate) parents: Parents,
 }
 
@@ -148,12 +145,15 @@ impl TenantSnapshot {
         Some((self.users.get(id)?, id.as_str()))
     }
 
-    /// The role set of a user at `now`; empty if its class is unknown
-    /// (cannot happen: a patch never drops a class).
+    /// The role set of a user at `now`; empty if its phases are unknown
+    /// (cannot happen: a patch never drops any).
     #[inline]
     pub(crate) fn user_set(&self, user: &UserEntry, now: i64) -> &[u64] {
-        match self.classes.get(user.class as usize) {
-            Some(class) => self.sets.get(class.phases.set_at(now)),
+        if !user.timed {
+            return self.sets.get(user.at);
+        }
+        match self.timed.get(user.at as usize) {
+            Some(phases) => self.sets.get(users::set_at(phases, now)),
             None => &[],
         }
     }
@@ -182,9 +182,17 @@ impl TenantSnapshot {
             if !own.is_empty() {
                 bindings.insert(subject.clone(), own);
             }
-            if let Some(groups) = self.parents.get(&subject) {
+            let groups = match &subject {
+                Subject::User(_) => self.tenant.groups_listing(&subject),
+                Subject::Group(_) => self
+                    .parents
+                    .get(&subject)
+                    .map(|g| g.to_vec())
+                    .unwrap_or_default(),
+            };
+            if !groups.is_empty() {
                 queue.extend(groups.iter().cloned().map(Subject::Group));
-                parents.insert(subject, groups.to_vec());
+                parents.insert(subject, groups);
             }
         }
         (parents, bindings)
@@ -226,23 +234,15 @@ pub fn compile_tenant(
     let index = users::Built::new(&tenant);
     let mut sets = users::RoleSetsBuilder::new(words);
     let mut resolver = Resolver::new(&roles, &index);
-    let mut class_ids: FastMap<u64, u32> = FastMap::default();
-    let mut classes: Vec<Class> = Vec::new();
+    let mut timed: Vec<Arc<[(i64, u32)]>> = Vec::new();
     let mut entries: Vec<(UserId, UserEntry)> = Vec::with_capacity(tenant.users.len());
     for (id, user) in &tenant.users {
-        let key = resolver.key(id);
-        let hash = key.hash64();
-        let class = match class_ids.get(&hash) {
-            Some(&c) if classes.get(c as usize).is_some_and(|k| k.key == key) => c,
-            _ => {
-                let c = classes.len() as u32;
-                let phases = resolver.phases(&key, &mut sets);
-                class_ids.insert(hash, c);
-                classes.push(Class { key, phases });
-                c
-            }
-        };
-        entries.push((id.clone(), users::entry(user.status, class)));
+        let phases = resolver.phases(id, &mut sets);
+        let entry = users::entry(user.status, phases, |p| {
+            timed.push(p);
+            (timed.len() - 1) as u32
+        });
+        entries.push((id.clone(), entry));
     }
     drop(resolver);
     let sets = sets.finish();
@@ -251,9 +251,8 @@ pub fn compile_tenant(
         words,
         roles,
         users: entries.into_iter().collect(),
-        at_full: (classes.len(), sets.len()),
-        classes: classes.into_iter().collect(),
-        class_ids: class_ids.into_iter().collect(),
+        at_full: (timed.len(), sets.len()),
+        timed: timed.into_iter().collect(),
         sets,
         grants,
         parents: index.parents_index(),

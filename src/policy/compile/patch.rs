@@ -1,13 +1,13 @@
 //! Patching a compiled tenant after a mutation. Only what the mutation
 //! names is computed again: the entries of the users whose own bindings,
-//! groups or status changed, and the classes under a group whose bindings
+//! groups or status changed, and of the users under a group whose bindings
 //! or enclosing groups changed. Everything else is shared with the previous
 //! snapshot.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use super::users::{self, Class, Live, Resolver};
+use super::users::{self, Live, Resolver};
 use super::{GrantIndex, TenantSnapshot, compile_tenant};
 use crate::model::State;
 use crate::model::TenantTouch;
@@ -15,8 +15,9 @@ use crate::model::ids::{GroupName, Subject, UserId};
 use crate::model::tenant::Tenant;
 use crate::policy::catalog_index::CatalogIndex;
 
-/// Classes or sets a patched tenant may hold beyond twice those of its last
-/// full compile before it is compiled afresh (which drops the unused ones).
+/// Timed phases or sets a patched tenant may hold beyond twice those of its
+/// last full compile before it is compiled afresh (which drops the unused
+/// ones).
 pub(super) const SPARE: usize = 1024;
 
 /// `prev` brought up to `tenant` after a change described by `touch`;
@@ -69,63 +70,55 @@ pub(super) fn patch_tenant(
         }
     }
     for (group, member) in &touch.members {
-        set_listed(&mut next.parents, &tenant, group, member);
+        if let Subject::Group(_) = member {
+            set_listed(&mut next.parents, &tenant, group, member);
+        }
     }
 
-    let index = Live {
-        tenant: &tenant,
-        parents: &next.parents,
-    };
-    let mut resolver = Resolver::new(&prev.roles, &index);
-
-    // Classes under a changed group: their keys are the same, their roles may not be.
+    // The users under a changed group: those its groups, and every group
+    // it lists transitively, list now (one a change took out of a group is
+    // named by the change itself).
     if !redo_groups.is_empty() {
         let mut under: HashSet<GroupName> = HashSet::new();
         for group in redo_groups {
             users::groups_under(&tenant, group, &mut under);
             users::groups_under(&prev.tenant, group, &mut under);
         }
-        let stale: Vec<usize> = next
-            .classes
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.key.parents.iter().any(|g| under.contains(g)))
-            .map(|(i, _)| i)
-            .collect();
-        for i in stale {
-            if let Some(class) = next.classes.get(i) {
-                let key = class.key.clone();
-                let phases = resolver.phases(&key, &mut next.sets);
-                next.classes.set(i, Class { key, phases });
+        for group in under.iter().filter_map(|g| tenant.groups.get(g)) {
+            for member in &group.members {
+                if let Subject::User(u) = member {
+                    redo_users.insert(u);
+                }
             }
         }
     }
 
-    // Users whose own bindings or groups changed move to another class.
+    let index = Live {
+        tenant: &tenant,
+        parents: &next.parents,
+        users: users::user_groups(&tenant, redo_users.iter().copied()),
+    };
+    let mut resolver = Resolver::new(&prev.roles, &index);
     for id in redo_users {
         let Some(user) = tenant.users.get(id) else {
             next.users.remove(id);
             continue;
         };
-        let key = resolver.key(id);
-        let hash = key.hash64();
-        let class = match next.class_ids.get(&hash) {
-            Some(&c) if next.classes.get(c as usize).is_some_and(|k| k.key == key) => c,
-            _ => {
-                let c = next.classes.len() as u32;
-                let phases = resolver.phases(&key, &mut next.sets);
-                next.class_ids.insert(hash, c);
-                next.classes.push_back(Class { key, phases });
-                c
-            }
-        };
-        next.users
-            .insert(id.clone(), users::entry(user.status, class));
+        let phases = resolver.phases(id, &mut next.sets);
+        let timed = &mut next.timed;
+        let entry = users::entry(user.status, phases, |p| {
+            timed.push_back(p);
+            (timed.len() - 1) as u32
+        });
+        if next.users.get(id) != Some(&entry) {
+            next.users.insert(id.clone(), entry);
+        }
     }
     drop(resolver);
+    drop(index);
 
-    let (classes, sets) = next.at_full;
-    if next.classes.len() > 2 * classes + SPARE || next.sets.len() > 2 * sets + SPARE {
+    let (timed, sets) = next.at_full;
+    if next.timed.len() > 2 * timed + SPARE || next.sets.len() > 2 * sets + SPARE {
         return compile_tenant(state, catalog, tenant);
     }
     next.tenant = tenant;

@@ -121,7 +121,7 @@ fn profile_changes_share_everything() {
     });
     assert!(a.users.ptr_eq(&b.users));
     assert!(Arc::ptr_eq(&a.grants, &b.grants));
-    assert!(a.parents.ptr_eq(&b.parents) && a.class_ids.ptr_eq(&b.class_ids));
+    assert!(a.parents.ptr_eq(&b.parents) && a.timed.len() == b.timed.len());
     assert!(!Arc::ptr_eq(a.tenant(), b.tenant()));
 }
 
@@ -137,13 +137,12 @@ fn a_binding_recompiles_one_user_and_keeps_the_grants() {
     assert_eq!(moved(&a, &b), ["u1"]);
     assert!(Arc::ptr_eq(&a.grants, &b.grants));
     assert!(a.parents.ptr_eq(&b.parents));
-    // u1 now holds {Users, a, b}: a new class and a new set.
-    assert_eq!(b.classes.len(), a.classes.len() + 1);
+    // u1 now holds {Users, a, b}: a new set.
     assert_eq!(b.role_set_count(), a.role_set_count() + 1);
 }
 
 #[test]
-fn a_group_binding_recompiles_classes_not_users() {
+fn a_group_binding_recompiles_its_members_only() {
     let (a, b) = patched(Mutation::Assign {
         tenant: tenant(),
         subject: Subject::Group(GroupName::new("g").unwrap()),
@@ -154,8 +153,9 @@ fn a_group_binding_recompiles_classes_not_users() {
     // after 100); the others (odd ones, bound to `b`) change.
     let members: Vec<String> = [1, 3, 5, 7, 9].map(|u| format!("u{u}")).to_vec();
     assert_eq!(changed(&a, &b), members);
-    // Its members' classes changed, no user entry did.
-    assert!(a.users.ptr_eq(&b.users));
+    // Only theirs are new entries (timed: `a` expires at 100), in new phases.
+    assert_eq!(moved(&a, &b), members);
+    assert_eq!(b.timed.len(), a.timed.len() + members.len());
 }
 
 #[test]
@@ -189,19 +189,97 @@ fn removing_a_member_updates_its_groups() {
         member: Subject::User(UserId::new("u3").unwrap()),
     });
     let u3 = Subject::User(UserId::new("u3").unwrap());
-    assert!(a.parents.contains_key(&u3) && !b.parents.contains_key(&u3));
-    // No binding on `g`: u3's roles are the same, in another class.
+    assert_eq!(
+        a.tenant().groups_listing(&u3),
+        [GroupName::new("g").unwrap()]
+    );
+    assert!(b.tenant().groups_listing(&u3).is_empty());
+    // No binding on `g`: u3's roles, and so its entry, are the same.
     assert!(changed(&a, &b).is_empty());
-    assert_eq!(moved(&a, &b), ["u3"]);
+    assert!(moved(&a, &b).is_empty());
+    // Users are not in the parents index (their groups are the model's).
+    assert!(!a.parents.contains_key(&u3));
+}
+
+#[test]
+fn a_subgroup_link_updates_the_parents_index_and_the_users_under_it() {
+    let g = |n: &str| GroupName::new(n).unwrap();
+    let mut state = base();
+    let mut snapshot = compile(Arc::new(state.clone()));
+    let steps = [
+        Mutation::CreateGroup {
+            tenant: tenant(),
+            group: g("h"),
+            description: String::new(),
+        },
+        Mutation::AddMember {
+            tenant: tenant(),
+            group: g("h"),
+            member: Subject::User(UserId::new("u20").unwrap()),
+        },
+        Mutation::Assign {
+            tenant: tenant(),
+            subject: Subject::Group(g("g")),
+            role: RoleName::new("a").unwrap(),
+            expires: None,
+        },
+        Mutation::AddMember {
+            tenant: tenant(),
+            group: g("g"),
+            member: Subject::Group(g("h")),
+        },
+    ];
+    for m in &steps {
+        let touched = apply(&mut state, m).unwrap();
+        snapshot = recompile(&snapshot, Arc::new(state.clone()), &touched);
+    }
+    let t = snapshot.tenant("t").unwrap();
+    let h = Subject::Group(g("h"));
+    assert_eq!(t.parents.get(&h).map(|p| p.to_vec()), Some(vec![g("g")]));
+    // u20 (bound to `a` itself) and u21 (to `b`): only u21 is under h.
+    let now = Timestamp(0);
+    let roles = |u: &str| t.compiled_roles(u, now).unwrap();
+    assert!(roles("u20").contains(&RoleName::new("a").unwrap()));
+    let full = compile(Arc::new(state.clone()));
+    for u in 0..50 {
+        let id = format!("u{u}");
+        assert_eq!(
+            t.compiled_roles(&id, now),
+            full.tenant("t").unwrap().compiled_roles(&id, now),
+            "{id}"
+        );
+    }
+    // Taking h out again drops the index entry and a's grant to u20's side.
+    let touched = apply(
+        &mut state,
+        &Mutation::RemoveMember {
+            tenant: tenant(),
+            group: g("g"),
+            member: h.clone(),
+        },
+    )
+    .unwrap();
+    let after = recompile(&snapshot, Arc::new(state.clone()), &touched);
+    let t = after.tenant("t").unwrap();
+    assert!(!t.parents.contains_key(&h));
+    let full = compile(Arc::new(state));
+    for u in 0..50 {
+        let id = format!("u{u}");
+        assert_eq!(
+            t.compiled_roles(&id, now),
+            full.tenant("t").unwrap().compiled_roles(&id, now),
+            "{id}"
+        );
+    }
 }
 
 #[test]
 fn unused_classes_do_not_pile_up() {
-    // Each assignment with a new expiry moves u1 to a new class; the old
-    // ones stay until the tenant is compiled afresh.
+    // Each assignment with a new expiry gives u1 new phases; the old ones
+    // stay until the tenant is compiled afresh.
     let mut state = base();
     let mut snapshot = compile(Arc::new(state.clone()));
-    let start = snapshot.tenant("t").unwrap().classes.len();
+    let start = snapshot.tenant("t").unwrap().timed.len();
     let mut recompiled = false;
     for i in 0..1500 {
         let touched = apply(
@@ -216,8 +294,8 @@ fn unused_classes_do_not_pile_up() {
         .unwrap();
         snapshot = recompile(&snapshot, Arc::new(state.clone()), &touched);
         let t = snapshot.tenant("t").unwrap();
-        assert!(t.classes.len() <= 2 * t.at_full.0 + patch::SPARE + 1);
-        recompiled |= t.classes.len() < start + i as usize + 1;
+        assert!(t.timed.len() <= 2 * t.at_full.0 + patch::SPARE + 1);
+        recompiled |= t.timed.len() < start + i as usize + 1;
     }
     assert!(recompiled);
     let full = compile(Arc::new(state.clone()));

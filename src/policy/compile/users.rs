@@ -1,13 +1,20 @@
 //! The user side of a compiled tenant.
 //!
 //! A user's roles come from `Users`, its own bindings and the groups that
-//! list it (and every group above those). Users with the same own bindings
-//! and the same direct groups (the same [`ClassKey`]) have the same roles at
-//! every instant, so they share a [`Class`], whose phases are computed once;
-//! a user's entry is just its class and whether it is active. A change to a
-//! group (its bindings, or the groups above it) recomputes the classes below
-//! it, and no user entry; a change to one user's bindings or memberships
-//! moves that one user to another class.
+//! list it (and every group above those). A user's entry is 8 bytes: whether
+//! it is active and the id of its role set (hash-consed: users with the same
+//! roles share one), or, for the few users an expiring binding reaches, the
+//! index of its phases (the role set for each interval between expiries).
+//! A change to a user's bindings or memberships recomputes that user's
+//! entry; a change to a group (its bindings, or the groups above it)
+//! recomputes the entries of every user under it.
+//!
+//! An earlier design shared *classes* between users with the same own
+//! bindings and direct groups; in tenants shaped like the benches nearly
+//! every user had a class of its own, and the classes, their table and the
+//! per-user groups index they needed cost 240 bytes a user (BENCHMARKS.md,
+//! "Issue #15"). The groups that list a user are read from the model when a
+//! patch or an explanation needs them.
 //!
 //! Everything is a persistent map or vector, or sits behind an `Arc`, so a
 //! compiled tenant is copied in O(1) and patched in place of what changed.
@@ -20,10 +27,11 @@ use crate::model::RoleName;
 use crate::model::ids::{GroupName, Subject, UserId};
 use crate::model::tenant::{Binding, Tenant, UserStatus};
 
-/// For each subject, the groups that list it directly, sorted by name.
+/// For each group, the groups that list it directly, sorted by name. (Not
+/// users: a user's groups are read from the model, see the module doc.)
 pub(crate) type Parents = PMap<Subject, Arc<[GroupName]>>;
 
-/// When a class's role set changes, and to which.
+/// When a user's role set changes, and to which.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Phases {
     /// No expiring binding: one role set forever.
@@ -33,52 +41,33 @@ pub(crate) enum Phases {
     Timed(Arc<[(i64, u32)]>),
 }
 
-impl Phases {
-    /// The role set in force at `now` (seconds since the epoch).
-    #[inline]
-    pub(crate) fn set_at(&self, now: i64) -> u32 {
-        match self {
-            Phases::One(set) => *set,
-            Phases::Timed(phases) => phases
-                .iter()
-                .find(|(until, _)| now < *until)
-                .or(phases.last())
-                .map_or(u32::MAX, |(_, set)| *set),
-        }
-    }
+/// The role set in force at `now` (seconds since the epoch) of timed
+/// phases.
+#[inline]
+pub(crate) fn set_at(phases: &[(i64, u32)], now: i64) -> u32 {
+    phases
+        .iter()
+        .find(|(until, _)| now < *until)
+        .or(phases.last())
+        .map_or(u32::MAX, |(_, set)| *set)
 }
 
-/// What a user's roles are computed from besides `Users`: its own bindings
-/// (role bit, expiry or `i64::MAX`), in bit order, and its direct groups.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct ClassKey {
-    pub(crate) direct: Arc<[(u32, i64)]>,
-    pub(crate) parents: Arc<[GroupName]>,
-}
-
-impl ClassKey {
-    /// The hash the class table finds a key by.
-    pub(crate) fn hash64(&self) -> u64 {
-        use std::hash::BuildHasher;
-        foldhash::fast::FixedState::with_seed(0xc1a55).hash_one(self)
-    }
-}
-
-/// Users that share a key, and their roles over time.
-#[derive(Debug, Clone)]
-pub(crate) struct Class {
-    pub(crate) key: ClassKey,
-    pub(crate) phases: Phases,
-}
-
-/// One user, compiled.
+/// One user, compiled: 8 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct UserEntry {
     pub(crate) active: bool,
-    pub(crate) class: u32,
+    /// `at` indexes the tenant's timed phases, not its role sets.
+    pub(crate) timed: bool,
+    /// The user's role set, or (when `timed`) its phases.
+    pub(crate) at: u32,
 }
 
-/// The distinct role sets of a tenant's classes, `words` each, hash-consed.
+/// The phases of the users an expiring binding reaches, in the order
+/// compiles and patches added them (a patch never removes one: see
+/// `TenantSnapshot::at_full`).
+pub(crate) type Timed = imbl::Vector<Arc<[(i64, u32)]>>;
+
+/// The distinct role sets of a tenant's users, `words` each, hash-consed.
 ///
 /// Copying is O(1): the arena is shared until a set is added (then copied
 /// once: the number of distinct sets is small), the table is persistent.
@@ -234,10 +223,11 @@ impl<'a> Built<'a> {
         }
     }
 
-    /// The persistent parents index.
+    /// The persistent parents index: the groups' entries only.
     pub(crate) fn parents_index(&self) -> Parents {
         self.parents
             .iter()
+            .filter(|(s, _)| matches!(s, Subject::Group(_)))
             .map(|(s, g)| (s.clone(), Arc::clone(g)))
             .collect()
     }
@@ -257,16 +247,21 @@ impl Index for Built<'_> {
     }
 }
 
-/// The index of a patch: the tenant's own bindings map (ranges of it) and
-/// the patched parents index.
+/// The index of a patch: the tenant's own bindings map (ranges of it), the
+/// patched groups' parents index, and the groups of the users the patch
+/// recomputes ([`user_groups`]).
 pub(crate) struct Live<'a> {
     pub(crate) tenant: &'a Tenant,
     pub(crate) parents: &'a Parents,
+    pub(crate) users: FastMap<Subject, Arc<[GroupName]>>,
 }
 
 impl Index for Live<'_> {
     fn parents(&self, subject: &Subject) -> Option<&Arc<[GroupName]>> {
-        self.parents.get(subject)
+        match subject {
+            Subject::User(_) => self.users.get(subject),
+            Subject::Group(_) => self.parents.get(subject),
+        }
     }
 
     fn bindings(&self, subject: &Subject, f: &mut dyn FnMut(&Binding)) {
@@ -276,12 +271,11 @@ impl Index for Live<'_> {
     }
 }
 
-/// Computes class keys and classes' phases from an [`Index`].
+/// Computes users' phases from an [`Index`].
 pub(crate) struct Resolver<'a, I: Index> {
     role_index: FastMap<&'a RoleName, u32>,
     users_role: Option<u32>,
     index: &'a I,
-    no_parents: Arc<[GroupName]>,
     /// Group → the roles its members get from it and every group above it.
     memo: FastMap<GroupName, Arc<[(u32, i64)]>>,
 }
@@ -298,34 +292,22 @@ impl<'a, I: Index> Resolver<'a, I> {
             role_index,
             users_role,
             index,
-            no_parents: Arc::from(Vec::new()),
             memo: FastMap::default(),
         }
     }
 
-    /// The key of `user`.
-    pub(crate) fn key(&self, user: &UserId) -> ClassKey {
+    /// The phases of `user`: its own bindings, `Users`, and what its groups
+    /// and every group above them bring.
+    pub(crate) fn phases(&mut self, user: &UserId, sets: &mut impl Intern) -> Phases {
         let subject = Subject::User(user.clone());
-        let mut direct = Vec::new();
-        self.add_bindings(&mut direct, &subject);
-        direct.sort_unstable();
-        ClassKey {
-            direct: Arc::from(direct),
-            parents: self
-                .index
-                .parents(&subject)
-                .map_or_else(|| Arc::clone(&self.no_parents), Arc::clone),
-        }
-    }
-
-    /// The phases of the class `key` names.
-    pub(crate) fn phases(&mut self, key: &ClassKey, sets: &mut impl Intern) -> Phases {
         // Role → latest expiry over every path that brings it (i64::MAX: never).
-        let mut reach: Vec<(u32, i64)> = key.direct.to_vec();
+        let mut reach: Vec<(u32, i64)> = Vec::new();
+        self.add_bindings(&mut reach, &subject);
         if let Some(r) = self.users_role {
             merge(&mut reach, r, i64::MAX);
         }
-        for group in key.parents.iter() {
+        let index = self.index;
+        for group in index.parents(&subject).into_iter().flat_map(|p| p.iter()) {
             for &(r, until) in self.group_roles(group).iter() {
                 merge(&mut reach, r, until);
             }
@@ -372,12 +354,60 @@ impl<'a, I: Index> Resolver<'a, I> {
     }
 }
 
-/// The entry of a user of `status` in `class`.
-pub(crate) fn entry(status: UserStatus, class: u32) -> UserEntry {
-    UserEntry {
-        active: status == UserStatus::Active,
-        class,
+/// The entry of a user of `status` with `phases`; `keep` stores timed
+/// phases and says at which index.
+pub(crate) fn entry(
+    status: UserStatus,
+    phases: Phases,
+    keep: impl FnOnce(Arc<[(i64, u32)]>) -> u32,
+) -> UserEntry {
+    let active = status == UserStatus::Active;
+    match phases {
+        Phases::One(set) => UserEntry {
+            active,
+            timed: false,
+            at: set,
+        },
+        Phases::Timed(phases) => UserEntry {
+            active,
+            timed: true,
+            at: keep(phases),
+        },
     }
+}
+
+/// The groups that list each of `users` directly, in name order (users no
+/// group lists are left out): one look into every group for a few users,
+/// one pass over every membership for many.
+pub(crate) fn user_groups<'a>(
+    tenant: &Tenant,
+    users: impl ExactSizeIterator<Item = &'a UserId>,
+) -> FastMap<Subject, Arc<[GroupName]>> {
+    let memberships: usize = tenant.groups.values().map(|g| g.members.len()).sum();
+    let wanted: HashSet<Subject> = users.map(|u| Subject::User(u.clone())).collect();
+    let mut lists: FastMap<Subject, Vec<GroupName>> = FastMap::default();
+    // A set lookup costs about as much as a few steps of a walk.
+    if wanted.len().saturating_mul(tenant.groups.len()) < memberships / 4 {
+        for subject in &wanted {
+            let groups = tenant.groups_listing(subject);
+            if !groups.is_empty() {
+                lists.insert(subject.clone(), groups);
+            }
+        }
+    } else {
+        for group in tenant.groups.values() {
+            for member in group.members.iter().filter(|m| wanted.contains(*m)) {
+                lists
+                    .entry(member.clone())
+                    .or_default()
+                    .push(group.name.clone());
+            }
+        }
+    }
+    lists
+        .into_iter()
+        .map(|(s, groups)| (s, Arc::from(groups)))
+        .collect()
 }
 
 fn merge(reach: &mut Vec<(u32, i64)>, role: u32, until: i64) {
