@@ -8,10 +8,16 @@
 //! its own (about 160 bytes a user, and 150 a grant, of a decoded state,
 //! measured with `benches/memory.rs`). Outside `interning` nothing is
 //! pooled, so values made at run time cost what they did.
+//!
+//! Tenants of one deployment mostly grant the same catalog's paths, so a
+//! reader of many tenants (a checkpoint, an export) passes one
+//! [`SharedPatterns`] to [`interning_with`] on every thread it decodes on:
+//! each distinct pattern is then one allocation for the whole state, not
+//! one a tenant (30 MiB of the 1M-user bench state, BENCHMARKS.md).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::permission::{GrantPattern, PathError};
 
@@ -19,6 +25,24 @@ use super::permission::{GrantPattern, PathError};
 struct Pool {
     strings: HashSet<Arc<str>>,
     patterns: HashMap<Arc<str>, GrantPattern>,
+    shared: Option<SharedPatterns>,
+}
+
+/// Grant patterns pooled across threads and tenants: what one reader of
+/// many tenants hands to [`interning_with`].
+#[derive(Debug, Clone, Default)]
+pub struct SharedPatterns(Arc<Mutex<HashMap<Arc<str>, GrantPattern>>>);
+
+impl SharedPatterns {
+    fn get(&self, text: &str) -> Option<GrantPattern> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(text).cloned()
+    }
+
+    fn insert(&self, text: Arc<str>, pattern: GrantPattern) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(text).or_insert(pattern);
+    }
 }
 
 thread_local! {
@@ -29,11 +53,24 @@ thread_local! {
 /// by text. Nested calls share the outer pool; the pool is dropped when
 /// the outer call ends.
 pub fn interning<R>(f: impl FnOnce() -> R) -> R {
+    pooled(None, f)
+}
+
+/// [`interning`], with grant patterns also looked up in and added to
+/// `shared` (unless an outer call on this thread already pools).
+pub fn interning_with<R>(shared: &SharedPatterns, f: impl FnOnce() -> R) -> R {
+    pooled(Some(shared), f)
+}
+
+fn pooled<R>(shared: Option<&SharedPatterns>, f: impl FnOnce() -> R) -> R {
     let outer = POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let outer = pool.is_some();
         if !outer {
-            *pool = Some(Pool::default());
+            *pool = Some(Pool {
+                shared: shared.cloned(),
+                ..Pool::default()
+            });
         }
         outer
     });
@@ -65,18 +102,26 @@ pub(crate) fn pattern(
     parse: impl FnOnce(&str) -> Result<GrantPattern, PathError>,
 ) -> Result<GrantPattern, PathError> {
     let known = POOL.with(|pool| {
-        pool.borrow()
-            .as_ref()
-            .map(|pool| pool.patterns.get(text).cloned())
+        pool.borrow().as_ref().map(|pool| {
+            let local = pool.patterns.get(text).cloned();
+            let across = || pool.shared.as_ref().and_then(|s| s.get(text));
+            (local.is_some(), local.or_else(across))
+        })
     });
     match known {
-        Some(Some(known)) => Ok(known),
+        Some((true, Some(known))) => Ok(known),
         // Parsed with the pool released: parsing pools the segments.
-        Some(None) => {
-            let new = parse(text)?;
+        Some((_, found)) => {
+            let new = match found {
+                Some(found) => found,
+                None => parse(text)?,
+            };
             let key = shared(text);
             POOL.with(|pool| {
                 if let Some(pool) = pool.borrow_mut().as_mut() {
+                    if let Some(across) = &pool.shared {
+                        across.insert(Arc::clone(&key), new.clone());
+                    }
                     pool.patterns.insert(key, new.clone());
                 }
             });
@@ -106,6 +151,26 @@ mod tests {
         let d = UserId::new("alice").unwrap();
         assert!(!c.shares_with(&d) && !a.shares_with(&c));
         assert!(POOL.with(|pool| pool.borrow().is_none()));
+    }
+
+    #[test]
+    fn patterns_are_shared_across_threads_and_pools() {
+        let shared = SharedPatterns::default();
+        let on_thread = |s: SharedPatterns| {
+            std::thread::spawn(move || {
+                interning_with(&s, || GrantPattern::parse("docs:read:*").unwrap())
+            })
+            .join()
+            .unwrap()
+        };
+        let a = on_thread(shared.clone());
+        let b = on_thread(shared.clone());
+        let c = interning_with(&shared, || GrantPattern::parse("docs:read:*").unwrap());
+        assert!(a.shares_with(&b) && a.shares_with(&c));
+        // Without the shared pool, each pool parses its own.
+        let d = interning(|| GrantPattern::parse("docs:read:*").unwrap());
+        assert!(!a.shares_with(&d) && a == d);
+        assert!(interning_with(&shared, || GrantPattern::parse("docs:*:x").is_err()));
     }
 
     #[test]

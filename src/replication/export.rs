@@ -145,6 +145,8 @@ pub struct Reader {
     line: u64,
     header: Option<Header>,
     tenants: Vec<crate::model::Tenant>,
+    /// One pattern pool for every tenant read (`model::intern`).
+    patterns: crate::model::intern::SharedPatterns,
 }
 
 impl std::fmt::Debug for Reader {
@@ -202,7 +204,10 @@ impl Reader {
                         header.tenants
                     )));
                 }
-                let tenant = image::decode_tenant(line).map_err(|e| bad(e.to_string()))?;
+                let tenant = crate::model::intern::interning_with(&self.patterns, || {
+                    image::decode_tenant(line)
+                })
+                .map_err(|e| bad(e.to_string()))?;
                 self.tenants.push(tenant);
             }
         }

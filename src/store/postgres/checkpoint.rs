@@ -115,14 +115,15 @@ pub(super) fn read(
         ));
     }
     let parts: Vec<(i32, &[u8])> = rest.iter().map(|row| (row.get(0), row.get(1))).collect();
+    let patterns = crate::model::intern::SharedPatterns::default();
     let tenants = crate::store::parallel::in_order(&parts, |i, (part, body)| {
         if usize::try_from(*part).ok() != Some(i + 1) {
             return Err(corrupt(at(*part), format!("expected part {}", i + 1)));
         }
-        match header.format {
+        crate::model::intern::interning_with(&patterns, || match header.format {
             1 => decode_tenant(body),
             _ => binary::decode_tenant(body),
-        }
+        })
         .map_err(|e| corrupt(at(*part), e))
     })?;
     assemble(revision, header.catalog, header.bridges_grants, tenants)

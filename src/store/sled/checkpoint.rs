@@ -259,6 +259,7 @@ impl Handle {
         // Tenants are independent parts: each worker reads, checks and
         // decodes one at a time, so only the parts in flight are held as
         // bytes beside the decoded state.
+        let patterns = crate::model::intern::SharedPatterns::default();
         let read_one = |i: usize, info: &PartInfo| -> Result<crate::model::Tenant, StoreError> {
             let at = || {
                 format!(
@@ -270,10 +271,10 @@ impl Handle {
             let part = u32::try_from(i + 1).map_err(|_| corrupt(at(), "too many tenants"))?;
             let bytes = self.read_part(revision, part, info.bytes, &at)?;
             check_crc(info.crc32, &bytes, &at)?;
-            let tenant = match format {
+            let tenant = crate::model::intern::interning_with(&patterns, || match format {
                 1 => image::decode_tenant(&bytes),
                 _ => image::binary::decode_tenant(&bytes),
-            }
+            })
             .map_err(|e| corrupt(at(), e))?;
             if tenant.id != info.id {
                 return Err(corrupt(at(), format!("holds tenant `{}`", tenant.id)));
