@@ -58,7 +58,7 @@ fn main() {
     let parts: Vec<Vec<u8>> = state
         .tenants
         .values()
-        .map(|t| image::encode_tenant(t).unwrap())
+        .map(|t| image::binary::encode_tenant(t).unwrap())
         .collect();
     let catalog = state.catalog.entries().to_vec();
     let bridges = state.bridges_grants.to_vec();
@@ -73,9 +73,15 @@ fn main() {
     );
 
     let base = allocated();
+    // As a checkpoint is read: binary parts, one pattern pool for all.
+    let patterns = rampart::model::intern::SharedPatterns::default();
     let tenants: Vec<_> = parts
         .iter()
-        .map(|p| image::decode_tenant(p).unwrap())
+        .map(|p| {
+            rampart::model::intern::interning_with(&patterns, || {
+                image::binary::decode_tenant(p).unwrap()
+            })
+        })
         .collect();
     let state = image::assemble(revision, catalog, bridges, tenants).unwrap();
     let model = allocated() - base;

@@ -163,6 +163,15 @@ impl GrantIndex {
             walk_bits: Vec::new(),
         };
         index.walk_literals(catalog);
+        // Built by pushing: give back what doubling left unused (a tenant
+        // keeps its index until a grant changes).
+        index.perms.shrink_to_fit();
+        index.perm_bits.shrink_to_fit();
+        index.perm_covered.shrink_to_fit();
+        index.trie.shrink_to_fit();
+        index.star_bits.shrink_to_fit();
+        index.subject_grants.shrink_to_fit();
+        index.walk_bits.shrink_to_fit();
         index
     }
 

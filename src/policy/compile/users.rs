@@ -145,7 +145,8 @@ impl RoleSetsBuilder {
         }
     }
 
-    pub(crate) fn finish(self) -> RoleSets {
+    pub(crate) fn finish(mut self) -> RoleSets {
+        self.arena.shrink_to_fit();
         RoleSets {
             words: self.words,
             arena: Arc::new(self.arena),
