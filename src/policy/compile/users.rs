@@ -385,7 +385,8 @@ pub(crate) fn user_groups<'a>(
     users: impl ExactSizeIterator<Item = &'a UserId>,
 ) -> FastMap<Subject, Arc<[GroupName]>> {
     let memberships: usize = tenant.groups.values().map(|g| g.members.len()).sum();
-    let wanted: HashSet<Subject> = users.map(|u| Subject::User(u.clone())).collect();
+    let wanted: HashSet<Subject, foldhash::fast::RandomState> =
+        users.map(|u| Subject::User(u.clone())).collect();
     let mut lists: FastMap<Subject, Vec<GroupName>> = FastMap::default();
     // A set lookup costs about as much as a few steps of a walk.
     if wanted.len().saturating_mul(tenant.groups.len()) < memberships / 4 {
