@@ -419,17 +419,12 @@ fn generate_tenant(spec: &Spec, t: usize, entries: &[Entry], rng: &mut Rng) -> O
         } else {
             UserStatus::Active
         };
-        tenant.users.insert(
-            user_id.clone(),
-            User {
-                email: Some(format!("{user_id}@example.com")),
-                id: user_id.clone(),
-                display_name: None,
-                status,
-                aliases: Default::default(),
-                attributes: Default::default(),
-            },
-        );
+        tenant.users.insert(user_id.clone(), {
+            let mut user =
+                User::new(user_id.clone()).with_email(Some(format!("{user_id}@example.com")));
+            user.status = status;
+            user
+        });
         let subject = Subject::User(user_id);
         let system = if i < admins {
             Some(RoleName::administrators())

@@ -151,22 +151,19 @@ fn build(spec: &Spec) -> State {
     t.roles.get_mut(&RoleName::users()).unwrap().grants = grants(&spec.users_grants);
     let users: Vec<UserId> = USERS.iter().map(|u| UserId::new(u).unwrap()).collect();
     for (i, u) in users.iter().enumerate() {
-        t.insert_user(User {
-            id: u.clone(),
-            email: None,
-            display_name: None,
-            status: if spec.statuses[i] {
-                UserStatus::Active
-            } else {
-                UserStatus::Inactive
-            },
-            aliases: ALIASES
+        let mut user = User::new(u.clone()).with_aliases(
+            ALIASES
                 .iter()
                 .filter(|(of, _)| *of == i)
                 .map(|(_, a)| Alias::new(a).unwrap())
                 .collect(),
-            attributes: Default::default(),
-        });
+        );
+        user.status = if spec.statuses[i] {
+            UserStatus::Active
+        } else {
+            UserStatus::Inactive
+        };
+        t.insert_user(user);
     }
     let groups: Vec<GroupName> = (0..4)
         .map(|i| GroupName::new(format!("g{i}")).unwrap())

@@ -357,18 +357,13 @@ fn build(input: &Input) -> State {
             t.roles.insert(r.name.clone(), r);
         }
         for (i, id) in USERS.iter().take(users).enumerate() {
-            t.insert_user(User {
-                id: UserId::new(id).unwrap(),
-                email: None,
-                display_name: None,
-                status: if spec.inactive[i] {
-                    UserStatus::Inactive
-                } else {
-                    UserStatus::Active
-                },
-                aliases: aliases[i].clone(),
-                attributes: Default::default(),
-            });
+            let mut user = User::new(UserId::new(id).unwrap()).with_aliases(aliases[i].clone());
+            user.status = if spec.inactive[i] {
+                UserStatus::Inactive
+            } else {
+                UserStatus::Active
+            };
+            t.insert_user(user);
         }
         for g in 0..GROUPS {
             let name = group(g as u8);

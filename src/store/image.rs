@@ -334,25 +334,18 @@ pub(super) mod tests {
             ];
             t.roles.insert(editors.clone(), role);
             let alice = UserId::new("alice@x.org").unwrap();
-            t.users.insert(
-                alice.clone(),
-                User {
-                    id: alice.clone(),
-                    email: Some("alice@x.org".into()),
-                    display_name: None,
-                    status: UserStatus::Inactive,
-                    aliases: Default::default(),
-                    attributes: Default::default(),
-                },
-            );
+            let mut user = User::new(alice.clone()).with_email(Some("alice@x.org".into()));
+            user.status = UserStatus::Inactive;
+            t.users.insert(alice.clone(), user);
             // A member with aliases: the index is rebuilt on reading.
-            t.insert_user(User {
-                aliases: ["spiffe://c/ns/x/sa/rick", "CiRmZDA2"]
-                    .iter()
-                    .map(|a| Alias::new(a).unwrap())
-                    .collect(),
-                ..User::new(UserId::new("rick").unwrap())
-            });
+            t.insert_user(
+                User::new(UserId::new("rick").unwrap()).with_aliases(
+                    ["spiffe://c/ns/x/sa/rick", "CiRmZDA2"]
+                        .iter()
+                        .map(|a| Alias::new(a).unwrap())
+                        .collect(),
+                ),
+            );
             let eng = GroupName::new("eng team").unwrap();
             t.groups.insert(
                 eng.clone(),
@@ -421,7 +414,7 @@ pub(super) mod tests {
             "users":[{"id":"alice","email":null,"display_name":null,"status":"active"}],
             "bindings":[{"subject":"alice","role":"Administrators","expires":null}]}"#;
         let t = decode_tenant(old.as_bytes()).unwrap();
-        assert!(t.users["alice"].aliases.is_empty());
+        assert!(t.users["alice"].aliases().is_empty());
         assert_eq!(t.aliases().count(), 0);
         assert!(t.alias_index_is_consistent());
         // It writes back the same, less white space.
@@ -495,7 +488,7 @@ pub(super) mod tests {
             .users
             .iter_mut()
             .find(|u| u.id.as_str() == "alice@x.org");
-        alice.unwrap().aliases = rick.unwrap().aliases;
+        alice.unwrap().set_aliases(rick.unwrap().aliases().clone());
         assert!(matches!(
             shared.into_tenant(),
             Err(ImageError::Duplicate { what: "alias", .. })

@@ -422,7 +422,7 @@ pub(super) fn check_actor(
         } => {
             // The attributes it will have: those given, or its profile's.
             let attributes = match state.profile_of(user) {
-                Some((_, profile)) if attributes.is_empty() => &profile.attributes,
+                Some((_, profile)) if attributes.is_empty() => profile.attributes(),
                 _ => attributes,
             };
             let on = On {

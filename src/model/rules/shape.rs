@@ -506,19 +506,19 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             // A user of other tenants keeps the one profile they all see.
             let profile = state.profile_of(user);
             if let Some((other, profile)) = profile {
-                let differs = |given: &Option<String>, have: &Option<String>| {
-                    given.as_ref().is_some_and(|g| Some(g) != have.as_ref())
+                let differs = |given: &Option<String>, have: Option<&str>| {
+                    given.as_deref().is_some_and(|g| Some(g) != have)
                 };
-                let field = if differs(email, &profile.email) {
+                let field = if differs(email, profile.email()) {
                     Some("email")
-                } else if differs(display_name, &profile.display_name) {
+                } else if differs(display_name, profile.display_name()) {
                     Some("display name")
                 } else if !aliases.is_empty()
                     && aliases.iter().collect::<BTreeSet<_>>()
-                        != profile.aliases.iter().collect::<BTreeSet<_>>()
+                        != profile.aliases().iter().collect::<BTreeSet<_>>()
                 {
                     Some("set of aliases")
-                } else if !attributes.is_empty() && *attributes != profile.attributes {
+                } else if !attributes.is_empty() && attributes != profile.attributes() {
                     Some("set of attributes")
                 } else {
                     None
@@ -533,7 +533,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             }
             // The aliases it will have here: those given, or the profile's.
             let effective: Vec<&Alias> = match profile {
-                Some((_, p)) if aliases.is_empty() => p.aliases.iter().collect(),
+                Some((_, p)) if aliases.is_empty() => p.aliases().iter().collect(),
                 _ => aliases.iter().collect(),
             };
             if let Some(clash) = t.alias_clash(user, effective, true) {

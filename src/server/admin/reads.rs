@@ -265,12 +265,12 @@ pub(super) fn list_users(
         .map(|(k, u)| {
             let row = proto::UserInfo {
                 user: u.id.to_string(),
-                email: u.email.clone().unwrap_or_default(),
-                display_name: u.display_name.clone().unwrap_or_default(),
+                email: u.email().unwrap_or_default().to_owned(),
+                display_name: u.display_name().unwrap_or_default().to_owned(),
                 status: u.status.as_str().to_owned(),
-                aliases: u.aliases.iter().map(|a| a.to_string()).collect(),
+                aliases: u.aliases().iter().map(|a| a.to_string()).collect(),
                 attributes: u
-                    .attributes
+                    .attributes()
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),

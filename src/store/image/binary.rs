@@ -265,12 +265,12 @@ impl<'a> TenantBin<'a> {
             .values()
             .map(|u| UserBin {
                 id: u.id.as_str(),
-                email: u.email.as_deref(),
-                display_name: u.display_name.as_deref(),
+                email: u.email(),
+                display_name: u.display_name(),
                 inactive: u.status == UserStatus::Inactive,
-                aliases: u.aliases.iter().map(Alias::as_str).collect(),
+                aliases: u.aliases().iter().map(Alias::as_str).collect(),
                 attributes: u
-                    .attributes
+                    .attributes()
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect(),
@@ -409,21 +409,15 @@ impl TenantBin<'_> {
                 attributes.insert(k.to_owned(), v.to_owned());
             }
             user_ids.push(id.clone());
-            users.push((
-                id.clone(),
-                User {
-                    id,
-                    email: u.email.map(str::to_owned),
-                    display_name: u.display_name.map(str::to_owned),
-                    status: if u.inactive {
-                        UserStatus::Inactive
-                    } else {
-                        UserStatus::Active
-                    },
-                    aliases,
-                    attributes,
-                },
-            ));
+            let mut user = User::new(id.clone())
+                .with_email(u.email.map(str::to_owned))
+                .with_display_name(u.display_name.map(str::to_owned))
+                .with_aliases(aliases)
+                .with_attributes(attributes);
+            if u.inactive {
+                user.status = UserStatus::Inactive;
+            }
+            users.push((id, user));
         }
 
         // Group names first: members may name any group by index.
@@ -561,11 +555,13 @@ mod tests {
         let state = sample();
         let mut profiled = acme();
         let mut user = User::new(UserId::new("zoe").unwrap());
-        user.display_name = Some("Zoë «Z» Ng".into());
+        user.set_display_name(Some("Zoë «Z» Ng".into()));
         user.status = UserStatus::Inactive;
-        user.attributes = [("realm", "ldap"), ("site", "x-1")]
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .into();
+        user.set_attributes(
+            [("realm", "ldap"), ("site", "x-1")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+        );
         profiled.insert_user(user);
         profiled.settings.administrator_roles = [RoleName::new("editors").unwrap()].into();
         for t in state
