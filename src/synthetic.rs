@@ -305,14 +305,11 @@ pub fn generate(spec: &Spec) -> State {
 }
 
 fn bind(tenant: &mut Tenant, subject: Subject, role: RoleName, expires: Option<Timestamp>) {
-    tenant.bindings.insert(
-        (subject.clone(), role.clone()),
-        Binding {
-            subject,
-            role,
-            expires,
-        },
-    );
+    tenant.bindings.insert(Binding {
+        subject,
+        role,
+        expires,
+    });
 }
 
 fn generate_tenant(spec: &Spec, t: usize, entries: &[Entry], rng: &mut Rng) -> Option<Tenant> {

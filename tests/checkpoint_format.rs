@@ -84,14 +84,11 @@ fn tenant(id: &str, n: usize) -> Tenant {
             members.insert(Subject::User(u.clone()));
         }
         let subject = Subject::User(u);
-        t.bindings.insert(
-            (subject.clone(), readers.clone()),
-            Binding {
-                subject,
-                role: readers.clone(),
-                expires: (i % 10 == 0).then_some(Timestamp(1_900_000_000)),
-            },
-        );
+        t.bindings.insert(Binding {
+            subject,
+            role: readers.clone(),
+            expires: (i % 10 == 0).then_some(Timestamp(1_900_000_000)),
+        });
     }
     t.groups.insert(
         group.clone(),

@@ -196,25 +196,19 @@ fn build(spec: &Spec) -> State {
             Subject::Group(groups[s - 4].clone())
         };
         let role = role_names[r].clone();
-        t.bindings.insert(
-            (subject.clone(), role.clone()),
-            Binding {
-                subject,
-                role,
-                expires: exp.map(Timestamp),
-            },
-        );
+        t.bindings.insert(Binding {
+            subject,
+            role,
+            expires: exp.map(Timestamp),
+        });
     }
     // A bridge, to cover the deployment's Bridges grants.
     let bridge = Subject::User(users[2].clone());
-    t.bindings.insert(
-        (bridge.clone(), RoleName::bridges()),
-        Binding {
-            subject: bridge,
-            role: RoleName::bridges(),
-            expires: None,
-        },
-    );
+    t.bindings.insert(Binding {
+        subject: bridge,
+        role: RoleName::bridges(),
+        expires: None,
+    });
     state.tenants.insert(t.id.clone(), Arc::new(t));
     state.revision = 1;
     state

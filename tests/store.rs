@@ -861,14 +861,11 @@ fn big_tenant(id: &str, n: usize) -> Tenant {
             members.insert(Subject::User(u.clone()));
         } else {
             let subject = Subject::User(u);
-            tenant.bindings.insert(
-                (subject.clone(), readers.clone()),
-                rampart::model::Binding {
-                    subject,
-                    role: readers.clone(),
-                    expires: None,
-                },
-            );
+            tenant.bindings.insert(rampart::model::Binding {
+                subject,
+                role: readers.clone(),
+                expires: None,
+            });
         }
     }
     tenant.groups.insert(

@@ -478,14 +478,11 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             if t.settings.single_role_per_user && matches!(subject, Subject::User(_)) {
                 t.drop_bindings(|s, _| s == subject);
             }
-            t.bindings.insert(
-                (subject.clone(), role.clone()),
-                Binding {
-                    subject: subject.clone(),
-                    role: role.clone(),
-                    expires: *expires,
-                },
-            );
+            t.bindings.insert(Binding {
+                subject: subject.clone(),
+                role: role.clone(),
+                expires: *expires,
+            });
             touched.tenant(tenant).subjects.insert(subject.clone());
         }
         Mutation::Unassign {
@@ -494,10 +491,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             role,
         } => {
             let t = tenant_mut(state, m, tenant)?;
-            if t.bindings
-                .remove(&(subject.clone(), role.clone()))
-                .is_none()
-            {
+            if t.bindings.remove(subject, role).is_none() {
                 return Err(fail(m, format!("`{subject}` is not bound to `{role}`")));
             }
             touched.tenant(tenant).subjects.insert(subject.clone());
@@ -727,8 +721,8 @@ mod tests {
         }
         let roles: Vec<String> = state.tenants[&acme]
             .bindings
-            .keys()
-            .map(|(_, r)| r.to_string())
+            .values()
+            .map(|b| b.role.to_string())
             .collect();
         assert_eq!(roles, vec!["b"]);
     }

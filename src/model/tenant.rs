@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use imbl::{OrdMap, OrdSet};
 
+use super::bindings::Bindings;
 use super::catalog::{Catalog, CatalogEntry, Stability};
 use super::ids::{
     ADMINISTRATORS, Alias, BRIDGES, GroupName, RoleName, Subject, TenantId, USERS, UserId,
@@ -649,8 +650,8 @@ pub struct Tenant {
     /// [`Tenant::remove_user`] and [`Tenant::set_aliases`] (or the whole map is
     /// followed by [`Tenant::reindex_aliases`]), so `aliases` follows them.
     pub users: OrdMap<UserId, User>,
-    /// Keyed by (subject, role): a subject is bound to a role at most once.
-    pub bindings: OrdMap<(Subject, RoleName), Binding>,
+    /// In (subject, role) order: a subject is bound to a role at most once.
+    pub bindings: Bindings,
     /// Alias → the member known by it: derived from `users`, never written
     /// out, so resolving an alias and checking one is free are O(log n).
     /// INVARIANT: holds exactly the aliases of `users`, each naming the
@@ -676,7 +677,7 @@ impl Tenant {
             roles,
             groups: OrdMap::new(),
             users: OrdMap::new(),
-            bindings: OrdMap::new(),
+            bindings: Bindings::new(),
             aliases: OrdMap::new(),
         }
     }
@@ -808,15 +809,7 @@ impl Tenant {
 
     /// Drops the bindings `drop` says so of.
     pub fn drop_bindings(&mut self, drop: impl Fn(&Subject, &RoleName) -> bool) {
-        let gone: Vec<(Subject, RoleName)> = self
-            .bindings
-            .keys()
-            .filter(|(s, r)| drop(s, r))
-            .cloned()
-            .collect();
-        for key in gone {
-            self.bindings.remove(&key);
-        }
+        self.bindings.retain(|b| !drop(&b.subject, &b.role));
     }
 
     /// Removes `subject` from every group that lists it.
@@ -844,24 +837,9 @@ impl Tenant {
     }
 
     /// The bindings of one subject, live or not, in role-name order: a range
-    /// of the bindings map, O(log n + k).
+    /// of the bindings, O(log n + k).
     pub fn bindings_of(&self, subject: &Subject) -> Vec<Binding> {
-        // `!` sorts before every valid role name: a name's first character
-        // is neither white space nor a control character, so it is above
-        // U+0020, and `!` is U+0021.
-        let Ok(least) = RoleName::new("!") else {
-            return self
-                .bindings
-                .values()
-                .filter(|b| b.subject == *subject)
-                .cloned()
-                .collect();
-        };
-        self.bindings
-            .range((subject.clone(), least)..)
-            .take_while(|((s, _), _)| s == subject)
-            .map(|(_, b)| b.clone())
-            .collect()
+        self.bindings.of(subject).cloned().collect()
     }
 
     /// The groups `group` lists directly, in name order: a range of its
@@ -877,7 +855,7 @@ impl Tenant {
                 Subject::User(_) => None,
             }
         }
-        // `!` sorts before every valid group name (see `bindings_of`).
+        // `!` sorts before every valid group name (see `Bindings::of`).
         match GroupName::new("!") {
             Ok(least) => found
                 .members
@@ -1257,14 +1235,11 @@ mod tests {
                 Some(Timestamp(100)),
             ),
         ] {
-            t.bindings.insert(
-                (subject.clone(), role.clone()),
-                Binding {
-                    subject,
-                    role,
-                    expires,
-                },
-            );
+            t.bindings.insert(Binding {
+                subject,
+                role,
+                expires,
+            });
         }
         let parents = t.parents();
         let bindings = t.bindings_by_subject();
@@ -1304,14 +1279,11 @@ mod tests {
             (&group, "\"quoted"),
         ] {
             let role = RoleName::new(role).unwrap();
-            t.bindings.insert(
-                (subject.clone(), role.clone()),
-                Binding {
-                    subject: subject.clone(),
-                    role,
-                    expires: None,
-                },
-            );
+            t.bindings.insert(Binding {
+                subject: subject.clone(),
+                role,
+                expires: None,
+            });
         }
         let all = t.bindings_by_subject();
         for subject in [&alice, &bob, &group, &Subject::Group(g("b"))] {

@@ -23,8 +23,8 @@ use crate::model::catalog::CatalogError;
 use crate::model::ids::SYSTEM_ROLES;
 use crate::model::packed;
 use crate::model::{
-    Binding, Catalog, CatalogEntry, Grant, Group, Role, State, Tenant, TenantId, TenantSettings,
-    User,
+    Binding, Bindings, Catalog, CatalogEntry, Grant, Group, Role, State, Tenant, TenantId,
+    TenantSettings, User,
 };
 
 pub mod binary;
@@ -179,7 +179,7 @@ impl TenantImage {
         t.roles = packed::map(roles.into_iter().collect());
         t.groups = packed::map(groups.into_iter().collect());
         t.users = packed::map(users.into_iter().collect());
-        t.bindings = packed::map(bindings.into_iter().collect());
+        t.bindings = Bindings::from_sorted(bindings.into_values().collect());
         // The alias index is derived, never written: rebuilt here, so an
         // image from before aliases (none) and one with them read alike.
         if let Some(alias) = t.reindex_aliases() {
@@ -249,8 +249,8 @@ struct TenantView<'a> {
     groups: &'a imbl::OrdMap<crate::model::GroupName, Group>,
     #[serde(serialize_with = "values")]
     users: &'a imbl::OrdMap<crate::model::UserId, User>,
-    #[serde(serialize_with = "values")]
-    bindings: &'a imbl::OrdMap<(crate::model::Subject, crate::model::RoleName), Binding>,
+    #[serde(serialize_with = "bindings")]
+    bindings: &'a Bindings,
 }
 
 impl<'a> From<&'a Tenant> for TenantView<'a> {
@@ -265,6 +265,11 @@ impl<'a> From<&'a Tenant> for TenantView<'a> {
             bindings: &t.bindings,
         }
     }
+}
+
+/// The bindings as a list, in key order (as [`values`]).
+fn bindings<S: Serializer>(bindings: &&Bindings, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(bindings.values())
 }
 
 /// A map's values as a list (`serialize_with` passes `&field`, hence `&&`).
@@ -359,14 +364,11 @@ pub(super) mod tests {
                 (Subject::User(alice.clone()), Some(Timestamp(1_798_761_600))),
                 (Subject::Group(eng.clone()), None),
             ] {
-                t.bindings.insert(
-                    (subject.clone(), editors.clone()),
-                    Binding {
-                        subject,
-                        role: editors.clone(),
-                        expires,
-                    },
-                );
+                t.bindings.insert(Binding {
+                    subject,
+                    role: editors.clone(),
+                    expires,
+                });
             }
             state.tenants.insert(t.id.clone(), Arc::new(t));
         }

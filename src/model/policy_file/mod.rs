@@ -575,14 +575,13 @@ fn load_tenant(
                 continue;
             }
         };
-        let key = (subject.clone(), role.clone());
-        if tenant.bindings.contains_key(&key) {
+        if tenant.bindings.contains(&subject, &role) {
             errors.push(here, format!("`{subject}` is bound to `{role}` twice"));
             continue;
         }
         if tenant.settings.single_role_per_user
             && matches!(subject, Subject::User(_))
-            && tenant.bindings.keys().any(|(s, _)| *s == subject)
+            && tenant.bindings.of(&subject).next().is_some()
         {
             errors.push(
                 here,
@@ -592,14 +591,11 @@ fn load_tenant(
             );
             continue;
         }
-        tenant.bindings.insert(
-            key,
-            Binding {
-                subject,
-                role,
-                expires,
-            },
-        );
+        tenant.bindings.insert(Binding {
+            subject,
+            role,
+            expires,
+        });
     }
     tenant
 }

@@ -249,7 +249,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 .is_some_and(|s| s.single_role_per_user == Some(true))
             {
                 let mut seen = BTreeSet::new();
-                for (s, _) in t.bindings.keys() {
+                for s in t.bindings.values().map(|b| &b.subject) {
                     if matches!(s, Subject::User(_)) && !seen.insert(s) {
                         return Err(AdminError::SingleRoleConflict { subject: s.clone() });
                     }
@@ -590,7 +590,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             {
                 return Err(AdminError::ExpiryNotInFuture { expires: *e });
             }
-            if let Some(b) = t.bindings.get(&(subject.clone(), role.clone()))
+            if let Some(b) = t.bindings.get(subject, role)
                 && b.expires == *expires
             {
                 return Err(AdminError::AlreadyBound {
@@ -605,7 +605,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             role,
         } => {
             let t = tenant(state, id)?;
-            if !t.bindings.contains_key(&(subject.clone(), role.clone())) {
+            if !t.bindings.contains(subject, role) {
                 return Err(AdminError::NotBound {
                     subject: subject.clone(),
                     role: role.clone(),

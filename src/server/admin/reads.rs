@@ -184,7 +184,7 @@ pub(super) fn get_role(
         role: name.to_string(),
         description: found.description.clone(),
         kind: kind_name(&name).to_owned(),
-        members: t.bindings.keys().filter(|(_, r)| *r == name).count() as u32,
+        members: t.bindings.values().filter(|b| b.role == name).count() as u32,
         grants: snapshot
             .state()
             .grants_of(found)
@@ -211,7 +211,7 @@ pub(super) fn list_roles(
                 role: role.name.to_string(),
                 description: role.description.clone(),
                 kind: kind_name(&role.name).to_owned(),
-                members: t.bindings.keys().filter(|(_, r)| *r == role.name).count() as u32,
+                members: t.bindings.values().filter(|b| b.role == role.name).count() as u32,
                 grants: snapshot.state().grants_of(role).len() as u32,
             };
             (k, row)
@@ -295,16 +295,18 @@ pub(super) fn list_bindings(
     let BindingFilter { subject: only } = BindingFilter::try_from(&r)?;
     let Page { size, after: start } = Page::try_from(&r)?;
     let reader = reader(&snapshot, who.as_ref(), t, &r.actor)?;
-    let bindings = after(&t.bindings, &start)
-        .filter(|(_, b)| only.as_ref().is_none_or(|s| *s == b.subject))
-        .filter(|(_, b)| reader.sees(ReadOp::ListBindings, Row::subject(&b.subject)))
-        .map(|(k, b)| {
+    let bindings = t
+        .bindings
+        .after(start.as_ref().map(|(s, r)| (s, r)))
+        .filter(|b| only.as_ref().is_none_or(|s| *s == b.subject))
+        .filter(|b| reader.sees(ReadOp::ListBindings, Row::subject(&b.subject)))
+        .map(|b| {
             let row = proto::BindingInfo {
                 subject: b.subject.reference(),
                 role: b.role.to_string(),
                 expires: b.expires.map(|e| e.to_string()).unwrap_or_default(),
             };
-            (k, row)
+            ((&b.subject, &b.role), row)
         });
     let (bindings, next_page_token) = page(bindings, size, |(s, role)| {
         page_token(&[&s.reference(), role.as_str()])
