@@ -305,14 +305,11 @@ pub fn generate(spec: &Spec) -> State {
 }
 
 fn bind(tenant: &mut Tenant, subject: Subject, role: RoleName, expires: Option<Timestamp>) {
-    tenant.bindings.insert(
-        (subject.clone(), role.clone()),
-        Binding {
-            subject,
-            role,
-            expires,
-        },
-    );
+    tenant.bindings.insert(Binding {
+        subject,
+        role,
+        expires,
+    });
 }
 
 fn generate_tenant(spec: &Spec, t: usize, entries: &[Entry], rng: &mut Rng) -> Option<Tenant> {
@@ -419,17 +416,12 @@ fn generate_tenant(spec: &Spec, t: usize, entries: &[Entry], rng: &mut Rng) -> O
         } else {
             UserStatus::Active
         };
-        tenant.users.insert(
-            user_id.clone(),
-            User {
-                email: Some(format!("{user_id}@example.com")),
-                id: user_id.clone(),
-                display_name: None,
-                status,
-                aliases: Default::default(),
-                attributes: Default::default(),
-            },
-        );
+        tenant.users.insert(user_id.clone(), {
+            let mut user =
+                User::new(user_id.clone()).with_email(Some(format!("{user_id}@example.com")));
+            user.status = status;
+            user
+        });
         let subject = Subject::User(user_id);
         let system = if i < admins {
             Some(RoleName::administrators())

@@ -151,22 +151,19 @@ fn build(spec: &Spec) -> State {
     t.roles.get_mut(&RoleName::users()).unwrap().grants = grants(&spec.users_grants);
     let users: Vec<UserId> = USERS.iter().map(|u| UserId::new(u).unwrap()).collect();
     for (i, u) in users.iter().enumerate() {
-        t.insert_user(User {
-            id: u.clone(),
-            email: None,
-            display_name: None,
-            status: if spec.statuses[i] {
-                UserStatus::Active
-            } else {
-                UserStatus::Inactive
-            },
-            aliases: ALIASES
+        let mut user = User::new(u.clone()).with_aliases(
+            ALIASES
                 .iter()
                 .filter(|(of, _)| *of == i)
                 .map(|(_, a)| Alias::new(a).unwrap())
                 .collect(),
-            attributes: Default::default(),
-        });
+        );
+        user.status = if spec.statuses[i] {
+            UserStatus::Active
+        } else {
+            UserStatus::Inactive
+        };
+        t.insert_user(user);
     }
     let groups: Vec<GroupName> = (0..4)
         .map(|i| GroupName::new(format!("g{i}")).unwrap())
@@ -199,25 +196,19 @@ fn build(spec: &Spec) -> State {
             Subject::Group(groups[s - 4].clone())
         };
         let role = role_names[r].clone();
-        t.bindings.insert(
-            (subject.clone(), role.clone()),
-            Binding {
-                subject,
-                role,
-                expires: exp.map(Timestamp),
-            },
-        );
+        t.bindings.insert(Binding {
+            subject,
+            role,
+            expires: exp.map(Timestamp),
+        });
     }
     // A bridge, to cover the deployment's Bridges grants.
     let bridge = Subject::User(users[2].clone());
-    t.bindings.insert(
-        (bridge.clone(), RoleName::bridges()),
-        Binding {
-            subject: bridge,
-            role: RoleName::bridges(),
-            expires: None,
-        },
-    );
+    t.bindings.insert(Binding {
+        subject: bridge,
+        role: RoleName::bridges(),
+        expires: None,
+    });
     state.tenants.insert(t.id.clone(), Arc::new(t));
     state.revision = 1;
     state

@@ -424,8 +424,8 @@ fn the_properties_have_teeth() {
     );
     let email = |s: &State| {
         s.tenants["beta"].users[&UserId::new("sam").unwrap()]
-            .email
-            .clone()
+            .email()
+            .map(str::to_owned)
     };
     assert_eq!(email(&edited).as_deref(), Some("sam@acme.test"));
     // Yet a credential confined to acme may not, even then.

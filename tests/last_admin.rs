@@ -269,10 +269,10 @@ fn the_issues_sequence_is_refused_at_the_demotion() {
     );
     // Applied anyway, the tenant has an administrator now and none later.
     let mut t = (**after.tenants.get("acme").unwrap()).clone();
-    t.bindings.remove(&(
-        Subject::User(UserId::new("ada").unwrap()),
-        RoleName::administrators(),
-    ));
+    t.bindings.remove(
+        &Subject::User(UserId::new("ada").unwrap()),
+        &RoleName::administrators(),
+    );
     assert!(!active_administrators(&t, now).is_empty());
     assert!(active_administrators(&t, Timestamp(START + 31 * DAY)).is_empty());
 }

@@ -853,27 +853,19 @@ fn big_tenant(id: &str, n: usize) -> Tenant {
         let u = user(&format!("user{i:07}"));
         tenant.users.insert(
             u.clone(),
-            User {
-                id: u.clone(),
-                email: Some(format!("user{i}@example.org")),
-                display_name: Some(format!("User {i}")),
-                status: UserStatus::Active,
-                aliases: Default::default(),
-                attributes: Default::default(),
-            },
+            User::new(u.clone())
+                .with_email(Some(format!("user{i}@example.org")))
+                .with_display_name(Some(format!("User {i}"))),
         );
         if i % 2 == 0 {
             members.insert(Subject::User(u.clone()));
         } else {
             let subject = Subject::User(u);
-            tenant.bindings.insert(
-                (subject.clone(), readers.clone()),
-                rampart::model::Binding {
-                    subject,
-                    role: readers.clone(),
-                    expires: None,
-                },
-            );
+            tenant.bindings.insert(rampart::model::Binding {
+                subject,
+                role: readers.clone(),
+                expires: None,
+            });
         }
     }
     tenant.groups.insert(

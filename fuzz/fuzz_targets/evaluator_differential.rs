@@ -357,18 +357,13 @@ fn build(input: &Input) -> State {
             t.roles.insert(r.name.clone(), r);
         }
         for (i, id) in USERS.iter().take(users).enumerate() {
-            t.insert_user(User {
-                id: UserId::new(id).unwrap(),
-                email: None,
-                display_name: None,
-                status: if spec.inactive[i] {
-                    UserStatus::Inactive
-                } else {
-                    UserStatus::Active
-                },
-                aliases: aliases[i].clone(),
-                attributes: Default::default(),
-            });
+            let mut user = User::new(UserId::new(id).unwrap()).with_aliases(aliases[i].clone());
+            user.status = if spec.inactive[i] {
+                UserStatus::Inactive
+            } else {
+                UserStatus::Active
+            };
+            t.insert_user(user);
         }
         for g in 0..GROUPS {
             let name = group(g as u8);
@@ -406,25 +401,19 @@ fn build(input: &Input) -> State {
                 Subject::Group(group((s - users) as u8))
             };
             let role = role(r);
-            t.bindings.insert(
-                (subject.clone(), role.clone()),
-                Binding {
-                    subject,
-                    role,
-                    expires: e.map(expiry),
-                },
-            );
+            t.bindings.insert(Binding {
+                subject,
+                role,
+                expires: e.map(expiry),
+            });
         }
         // A bridge, for the deployment's Bridges grants.
         let bridge = Subject::User(user(1));
-        t.bindings.insert(
-            (bridge.clone(), RoleName::bridges()),
-            Binding {
-                subject: bridge,
-                role: RoleName::bridges(),
-                expires: None,
-            },
-        );
+        t.bindings.insert(Binding {
+            subject: bridge,
+            role: RoleName::bridges(),
+            expires: None,
+        });
         // Two aliases that clash make no valid state: give up on this input.
         if t.reindex_aliases().is_some() {
             return State::new();

@@ -375,14 +375,13 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             if let Some(clash) = t.alias_clash(user, aliases, true) {
                 return Err(fail(m, clash.to_string()));
             }
-            t.insert_user(User {
-                email,
-                display_name,
-                status: *status,
-                aliases: aliases.iter().cloned().collect(),
-                attributes: attributes.clone(),
-                ..User::new(user.clone())
-            });
+            let mut joining = User::new(user.clone())
+                .with_email(email)
+                .with_display_name(display_name)
+                .with_aliases(aliases.iter().cloned().collect())
+                .with_attributes(attributes.clone());
+            joining.status = *status;
+            t.insert_user(joining);
             // Bindings and memberships may name the user before it joins.
             touched
                 .tenant(tenant)
@@ -434,13 +433,13 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
                 let t = Arc::make_mut(t);
                 if let Some(u) = t.users.get_mut(user) {
                     if let Some(e) = email {
-                        u.email = (!e.is_empty()).then(|| e.clone());
+                        u.set_email((!e.is_empty()).then(|| e.clone()));
                     }
                     if let Some(d) = display_name {
-                        u.display_name = (!d.is_empty()).then(|| d.clone());
+                        u.set_display_name((!d.is_empty()).then(|| d.clone()));
                     }
                     if let Some(a) = attributes {
-                        u.attributes.clone_from(a);
+                        u.set_attributes(a.clone());
                     }
                 }
                 if let Some(aliases) = aliases {
@@ -479,14 +478,11 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             if t.settings.single_role_per_user && matches!(subject, Subject::User(_)) {
                 t.drop_bindings(|s, _| s == subject);
             }
-            t.bindings.insert(
-                (subject.clone(), role.clone()),
-                Binding {
-                    subject: subject.clone(),
-                    role: role.clone(),
-                    expires: *expires,
-                },
-            );
+            t.bindings.insert(Binding {
+                subject: subject.clone(),
+                role: role.clone(),
+                expires: *expires,
+            });
             touched.tenant(tenant).subjects.insert(subject.clone());
         }
         Mutation::Unassign {
@@ -495,10 +491,7 @@ fn apply_in(state: &mut State, m: &Mutation) -> Result<Touched, ApplyError> {
             role,
         } => {
             let t = tenant_mut(state, m, tenant)?;
-            if t.bindings
-                .remove(&(subject.clone(), role.clone()))
-                .is_none()
-            {
+            if t.bindings.remove(subject, role).is_none() {
                 return Err(fail(m, format!("`{subject}` is not bound to `{role}`")));
             }
             touched.tenant(tenant).subjects.insert(subject.clone());
@@ -609,7 +602,7 @@ mod tests {
             assert_eq!(owner(&state, tenant, "E1"), None);
             assert_eq!(owner(&state, tenant, "idp-2"), Some(rick.clone()));
             let u = &state.tenants[&t(tenant)].users[&rick];
-            assert_eq!(u.aliases, [alias("idp-2")].into());
+            assert_eq!(*u.aliases(), [alias("idp-2")].into());
         }
         // `None` leaves them.
         apply(
@@ -728,8 +721,8 @@ mod tests {
         }
         let roles: Vec<String> = state.tenants[&acme]
             .bindings
-            .keys()
-            .map(|(_, r)| r.to_string())
+            .values()
+            .map(|b| b.role.to_string())
             .collect();
         assert_eq!(roles, vec!["b"]);
     }

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod bindings;
 pub mod catalog;
 pub mod decision;
 pub mod ids;
@@ -25,6 +26,7 @@ pub mod text;
 pub mod time;
 
 pub use apply::{ApplyError, TenantTouch, Touched, apply};
+pub use bindings::Bindings;
 pub use catalog::{Catalog, CatalogEntry, CatalogPattern, Stability};
 pub use decision::{Decision, Reason};
 pub use ids::{GroupName, RoleName, Subject, TenantId, UserId};

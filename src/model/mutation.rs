@@ -251,16 +251,16 @@ impl Mutation {
             && let Some((_, profile)) = state.profile_of(user)
         {
             if attributes.is_empty() {
-                attributes.clone_from(&profile.attributes);
+                attributes.clone_from(profile.attributes());
             }
             if email.is_none() {
-                email.clone_from(&profile.email);
+                *email = profile.email().map(str::to_owned);
             }
             if display_name.is_none() {
-                display_name.clone_from(&profile.display_name);
+                *display_name = profile.display_name().map(str::to_owned);
             }
             if aliases.is_empty() {
-                aliases.extend(profile.aliases.iter().cloned());
+                aliases.extend(profile.aliases().iter().cloned());
             }
         }
     }

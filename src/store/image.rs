@@ -23,8 +23,8 @@ use crate::model::catalog::CatalogError;
 use crate::model::ids::SYSTEM_ROLES;
 use crate::model::packed;
 use crate::model::{
-    Binding, Catalog, CatalogEntry, Grant, Group, Role, State, Tenant, TenantId, TenantSettings,
-    User,
+    Binding, Bindings, Catalog, CatalogEntry, Grant, Group, Role, State, Tenant, TenantId,
+    TenantSettings, User,
 };
 
 pub mod binary;
@@ -179,7 +179,7 @@ impl TenantImage {
         t.roles = packed::map(roles.into_iter().collect());
         t.groups = packed::map(groups.into_iter().collect());
         t.users = packed::map(users.into_iter().collect());
-        t.bindings = packed::map(bindings.into_iter().collect());
+        t.bindings = Bindings::from_sorted(bindings.into_values().collect());
         // The alias index is derived, never written: rebuilt here, so an
         // image from before aliases (none) and one with them read alike.
         if let Some(alias) = t.reindex_aliases() {
@@ -249,8 +249,8 @@ struct TenantView<'a> {
     groups: &'a imbl::OrdMap<crate::model::GroupName, Group>,
     #[serde(serialize_with = "values")]
     users: &'a imbl::OrdMap<crate::model::UserId, User>,
-    #[serde(serialize_with = "values")]
-    bindings: &'a imbl::OrdMap<(crate::model::Subject, crate::model::RoleName), Binding>,
+    #[serde(serialize_with = "bindings")]
+    bindings: &'a Bindings,
 }
 
 impl<'a> From<&'a Tenant> for TenantView<'a> {
@@ -265,6 +265,11 @@ impl<'a> From<&'a Tenant> for TenantView<'a> {
             bindings: &t.bindings,
         }
     }
+}
+
+/// The bindings as a list, in key order (as [`values`]).
+fn bindings<S: Serializer>(bindings: &&Bindings, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(bindings.values())
 }
 
 /// A map's values as a list (`serialize_with` passes `&field`, hence `&&`).
@@ -334,25 +339,18 @@ pub(super) mod tests {
             ];
             t.roles.insert(editors.clone(), role);
             let alice = UserId::new("alice@x.org").unwrap();
-            t.users.insert(
-                alice.clone(),
-                User {
-                    id: alice.clone(),
-                    email: Some("alice@x.org".into()),
-                    display_name: None,
-                    status: UserStatus::Inactive,
-                    aliases: Default::default(),
-                    attributes: Default::default(),
-                },
-            );
+            let mut user = User::new(alice.clone()).with_email(Some("alice@x.org".into()));
+            user.status = UserStatus::Inactive;
+            t.users.insert(alice.clone(), user);
             // A member with aliases: the index is rebuilt on reading.
-            t.insert_user(User {
-                aliases: ["spiffe://c/ns/x/sa/rick", "CiRmZDA2"]
-                    .iter()
-                    .map(|a| Alias::new(a).unwrap())
-                    .collect(),
-                ..User::new(UserId::new("rick").unwrap())
-            });
+            t.insert_user(
+                User::new(UserId::new("rick").unwrap()).with_aliases(
+                    ["spiffe://c/ns/x/sa/rick", "CiRmZDA2"]
+                        .iter()
+                        .map(|a| Alias::new(a).unwrap())
+                        .collect(),
+                ),
+            );
             let eng = GroupName::new("eng team").unwrap();
             t.groups.insert(
                 eng.clone(),
@@ -366,14 +364,11 @@ pub(super) mod tests {
                 (Subject::User(alice.clone()), Some(Timestamp(1_798_761_600))),
                 (Subject::Group(eng.clone()), None),
             ] {
-                t.bindings.insert(
-                    (subject.clone(), editors.clone()),
-                    Binding {
-                        subject,
-                        role: editors.clone(),
-                        expires,
-                    },
-                );
+                t.bindings.insert(Binding {
+                    subject,
+                    role: editors.clone(),
+                    expires,
+                });
             }
             state.tenants.insert(t.id.clone(), Arc::new(t));
         }
@@ -421,7 +416,7 @@ pub(super) mod tests {
             "users":[{"id":"alice","email":null,"display_name":null,"status":"active"}],
             "bindings":[{"subject":"alice","role":"Administrators","expires":null}]}"#;
         let t = decode_tenant(old.as_bytes()).unwrap();
-        assert!(t.users["alice"].aliases.is_empty());
+        assert!(t.users["alice"].aliases().is_empty());
         assert_eq!(t.aliases().count(), 0);
         assert!(t.alias_index_is_consistent());
         // It writes back the same, less white space.
@@ -495,7 +490,7 @@ pub(super) mod tests {
             .users
             .iter_mut()
             .find(|u| u.id.as_str() == "alice@x.org");
-        alice.unwrap().aliases = rick.unwrap().aliases;
+        alice.unwrap().set_aliases(rick.unwrap().aliases().clone());
         assert!(matches!(
             shared.into_tenant(),
             Err(ImageError::Duplicate { what: "alias", .. })

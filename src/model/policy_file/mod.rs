@@ -188,20 +188,23 @@ fn share_profiles(state: &mut State) {
     for t in state.tenants.values() {
         for u in t.users.values() {
             let p = profiles.entry(u.id.clone()).or_default();
-            p.0 = p.0.take().or_else(|| u.email.clone());
-            p.1 = p.1.take().or_else(|| u.display_name.clone());
+            p.0 = p.0.take().or_else(|| u.email().map(str::to_owned));
+            p.1 = p.1.take().or_else(|| u.display_name().map(str::to_owned));
             if p.2.is_empty() {
-                p.2.clone_from(&u.aliases);
+                p.2.clone_from(u.aliases());
             }
             if p.3.is_empty() {
-                p.3.clone_from(&u.attributes);
+                p.3.clone_from(u.attributes());
             }
         }
     }
     for t in state.tenants.values_mut() {
         if !t.users.values().any(|u| {
             let p = &profiles[&u.id];
-            u.email != p.0 || u.display_name != p.1 || u.aliases != p.2 || u.attributes != p.3
+            u.email() != p.0.as_deref()
+                || u.display_name() != p.1.as_deref()
+                || *u.aliases() != p.2
+                || *u.attributes() != p.3
         }) {
             continue;
         }
@@ -210,10 +213,10 @@ fn share_profiles(state: &mut State) {
         for id in ids {
             if let Some(u) = t.users.get_mut(&id) {
                 let p = &profiles[&id];
-                u.email.clone_from(&p.0);
-                u.display_name.clone_from(&p.1);
-                u.aliases.clone_from(&p.2);
-                u.attributes.clone_from(&p.3);
+                u.set_email(p.0.clone());
+                u.set_display_name(p.1.clone());
+                u.set_aliases(p.2.clone());
+                u.set_attributes(p.3.clone());
             }
         }
     }
@@ -226,7 +229,7 @@ fn index_aliases(t: &mut Tenant, errors: &mut Errors) {
     let mut held: BTreeMap<&Alias, &UserId> = BTreeMap::new();
     for u in t.users.values() {
         let here = format!("tenants[{}].users[{}].aliases", t.id, u.id);
-        for alias in &u.aliases {
+        for alias in u.aliases() {
             let shown = quote(alias.as_str());
             if let Some((other, _)) = t.users.get_key_value(alias.as_str()) {
                 errors.push(
@@ -433,7 +436,9 @@ fn load_tenant(
             let Some(o) = other.users.get(&id) else {
                 continue;
             };
-            if !u.attributes.is_empty() && !o.attributes.is_empty() && u.attributes != o.attributes
+            if !u.attributes.is_empty()
+                && !o.attributes().is_empty()
+                && u.attributes != *o.attributes()
             {
                 errors.push(
                     &here,
@@ -443,7 +448,7 @@ fn load_tenant(
                     ),
                 );
             }
-            if !aliases.is_empty() && !o.aliases.is_empty() && aliases != o.aliases {
+            if !aliases.is_empty() && !o.aliases().is_empty() && aliases != *o.aliases() {
                 errors.push(
                     &here,
                     format!(
@@ -453,8 +458,8 @@ fn load_tenant(
                 );
             }
             let fields = [
-                ("email", &u.email, &o.email),
-                ("display_name", &u.display_name, &o.display_name),
+                ("email", u.email.as_deref(), o.email()),
+                ("display_name", u.display_name.as_deref(), o.display_name()),
             ];
             for (field, given, there) in fields {
                 if let (Some(given), Some(there)) = (given, there)
@@ -472,17 +477,15 @@ fn load_tenant(
         }
         // The alias index is built once every tenant has its profiles
         // (`index_aliases`).
-        tenant.users.insert(
-            id.clone(),
-            User {
-                id,
-                email: u.email.clone(),
-                display_name: u.display_name.clone(),
-                status,
-                aliases,
-                attributes: u.attributes.clone(),
-            },
-        );
+        tenant.users.insert(id.clone(), {
+            let mut user = User::new(id)
+                .with_email(u.email.clone())
+                .with_display_name(u.display_name.clone())
+                .with_aliases(aliases)
+                .with_attributes(u.attributes.clone());
+            user.status = status;
+            user
+        });
     }
 
     // Groups: names first, so members may name groups defined later.
@@ -572,14 +575,13 @@ fn load_tenant(
                 continue;
             }
         };
-        let key = (subject.clone(), role.clone());
-        if tenant.bindings.contains_key(&key) {
+        if tenant.bindings.contains(&subject, &role) {
             errors.push(here, format!("`{subject}` is bound to `{role}` twice"));
             continue;
         }
         if tenant.settings.single_role_per_user
             && matches!(subject, Subject::User(_))
-            && tenant.bindings.keys().any(|(s, _)| *s == subject)
+            && tenant.bindings.of(&subject).next().is_some()
         {
             errors.push(
                 here,
@@ -589,14 +591,11 @@ fn load_tenant(
             );
             continue;
         }
-        tenant.bindings.insert(
-            key,
-            Binding {
-                subject,
-                role,
-                expires,
-            },
-        );
+        tenant.bindings.insert(Binding {
+            subject,
+            role,
+            expires,
+        });
     }
     tenant
 }

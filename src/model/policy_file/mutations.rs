@@ -61,11 +61,11 @@ pub fn to_mutations(state: &State) -> Vec<Mutation> {
             out.push(Mutation::AddUser {
                 tenant: t.id.clone(),
                 user: u.id.clone(),
-                email: u.email.clone(),
-                display_name: u.display_name.clone(),
+                email: u.email().map(str::to_owned),
+                display_name: u.display_name().map(str::to_owned),
                 status: u.status,
-                aliases: u.aliases.iter().cloned().collect(),
-                attributes: u.attributes.clone(),
+                aliases: u.aliases().iter().cloned().collect(),
+                attributes: u.attributes().clone(),
             });
         }
         for g in t.groups.values() {

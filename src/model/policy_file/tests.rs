@@ -194,7 +194,7 @@ fn aliases_load_are_shared_and_round_trip() {
     for tenant in ["acme", "beta"] {
         let t = state.tenant(tenant).unwrap();
         // Given once, they are the user's in every tenant, and indexed.
-        assert_eq!(t.users[&rick].aliases.len(), 2, "{tenant}");
+        assert_eq!(t.users[&rick].aliases().len(), 2, "{tenant}");
         assert_eq!(t.alias_owner("E-1001"), Some(&rick), "{tenant}");
         assert!(t.alias_index_is_consistent());
     }

@@ -422,7 +422,7 @@ pub(super) fn check_actor(
         } => {
             // The attributes it will have: those given, or its profile's.
             let attributes = match state.profile_of(user) {
-                Some((_, profile)) if attributes.is_empty() => &profile.attributes,
+                Some((_, profile)) if attributes.is_empty() => profile.attributes(),
                 _ => attributes,
             };
             let on = On {
@@ -497,12 +497,7 @@ pub(super) fn check_actor(
                 && t.settings.single_role_per_user
                 && matches!(subject, Subject::User(_))
             {
-                moved_roles.extend(
-                    t.bindings
-                        .keys()
-                        .filter(|(s, _)| s == subject)
-                        .map(|(_, r)| r.clone()),
-                );
+                moved_roles.extend(t.bindings.of(subject).map(|b| b.role.clone()));
             }
             hand_out(state, t, &view, actor, moved_roles)
         }

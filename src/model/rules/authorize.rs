@@ -40,7 +40,7 @@ impl<'a> On<'a> {
     pub(super) fn user(t: &'a Tenant, user: &'a UserId) -> Self {
         Self {
             user: Some(user),
-            attributes: t.users.get(user).map(|u| &u.attributes),
+            attributes: t.users.get(user).map(|u| u.attributes()),
             ..Self::default()
         }
     }

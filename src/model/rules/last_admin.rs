@@ -104,8 +104,8 @@ pub(super) fn check_last_admin(
             // that may expire.
             let replaces_role = t.settings.single_role_per_user
                 && t.bindings
-                    .keys()
-                    .any(|(s, r)| s == subject && t.settings.is_administrator_role(r));
+                    .of(subject)
+                    .any(|b| t.settings.is_administrator_role(&b.role));
             !replaces_role && !t.settings.is_administrator_role(role)
         }),
         _ => false,

@@ -249,7 +249,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
                 .is_some_and(|s| s.single_role_per_user == Some(true))
             {
                 let mut seen = BTreeSet::new();
-                for (s, _) in t.bindings.keys() {
+                for s in t.bindings.values().map(|b| &b.subject) {
                     if matches!(s, Subject::User(_)) && !seen.insert(s) {
                         return Err(AdminError::SingleRoleConflict { subject: s.clone() });
                     }
@@ -506,19 +506,19 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             // A user of other tenants keeps the one profile they all see.
             let profile = state.profile_of(user);
             if let Some((other, profile)) = profile {
-                let differs = |given: &Option<String>, have: &Option<String>| {
-                    given.as_ref().is_some_and(|g| Some(g) != have.as_ref())
+                let differs = |given: &Option<String>, have: Option<&str>| {
+                    given.as_deref().is_some_and(|g| Some(g) != have)
                 };
-                let field = if differs(email, &profile.email) {
+                let field = if differs(email, profile.email()) {
                     Some("email")
-                } else if differs(display_name, &profile.display_name) {
+                } else if differs(display_name, profile.display_name()) {
                     Some("display name")
                 } else if !aliases.is_empty()
                     && aliases.iter().collect::<BTreeSet<_>>()
-                        != profile.aliases.iter().collect::<BTreeSet<_>>()
+                        != profile.aliases().iter().collect::<BTreeSet<_>>()
                 {
                     Some("set of aliases")
-                } else if !attributes.is_empty() && *attributes != profile.attributes {
+                } else if !attributes.is_empty() && attributes != profile.attributes() {
                     Some("set of attributes")
                 } else {
                     None
@@ -533,7 +533,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             }
             // The aliases it will have here: those given, or the profile's.
             let effective: Vec<&Alias> = match profile {
-                Some((_, p)) if aliases.is_empty() => p.aliases.iter().collect(),
+                Some((_, p)) if aliases.is_empty() => p.aliases().iter().collect(),
                 _ => aliases.iter().collect(),
             };
             if let Some(clash) = t.alias_clash(user, effective, true) {
@@ -590,7 +590,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             {
                 return Err(AdminError::ExpiryNotInFuture { expires: *e });
             }
-            if let Some(b) = t.bindings.get(&(subject.clone(), role.clone()))
+            if let Some(b) = t.bindings.get(subject, role)
                 && b.expires == *expires
             {
                 return Err(AdminError::AlreadyBound {
@@ -605,7 +605,7 @@ pub(super) fn check_shape(state: &State, m: &Mutation, now: Timestamp) -> Result
             role,
         } => {
             let t = tenant(state, id)?;
-            if !t.bindings.contains_key(&(subject.clone(), role.clone())) {
+            if !t.bindings.contains(subject, role) {
                 return Err(AdminError::NotBound {
                     subject: subject.clone(),
                     role: role.clone(),

@@ -184,7 +184,7 @@ pub(super) fn get_role(
         role: name.to_string(),
         description: found.description.clone(),
         kind: kind_name(&name).to_owned(),
-        members: t.bindings.keys().filter(|(_, r)| *r == name).count() as u32,
+        members: t.bindings.values().filter(|b| b.role == name).count() as u32,
         grants: snapshot
             .state()
             .grants_of(found)
@@ -211,7 +211,7 @@ pub(super) fn list_roles(
                 role: role.name.to_string(),
                 description: role.description.clone(),
                 kind: kind_name(&role.name).to_owned(),
-                members: t.bindings.keys().filter(|(_, r)| *r == role.name).count() as u32,
+                members: t.bindings.values().filter(|b| b.role == role.name).count() as u32,
                 grants: snapshot.state().grants_of(role).len() as u32,
             };
             (k, row)
@@ -265,12 +265,12 @@ pub(super) fn list_users(
         .map(|(k, u)| {
             let row = proto::UserInfo {
                 user: u.id.to_string(),
-                email: u.email.clone().unwrap_or_default(),
-                display_name: u.display_name.clone().unwrap_or_default(),
+                email: u.email().unwrap_or_default().to_owned(),
+                display_name: u.display_name().unwrap_or_default().to_owned(),
                 status: u.status.as_str().to_owned(),
-                aliases: u.aliases.iter().map(|a| a.to_string()).collect(),
+                aliases: u.aliases().iter().map(|a| a.to_string()).collect(),
                 attributes: u
-                    .attributes
+                    .attributes()
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
@@ -295,16 +295,18 @@ pub(super) fn list_bindings(
     let BindingFilter { subject: only } = BindingFilter::try_from(&r)?;
     let Page { size, after: start } = Page::try_from(&r)?;
     let reader = reader(&snapshot, who.as_ref(), t, &r.actor)?;
-    let bindings = after(&t.bindings, &start)
-        .filter(|(_, b)| only.as_ref().is_none_or(|s| *s == b.subject))
-        .filter(|(_, b)| reader.sees(ReadOp::ListBindings, Row::subject(&b.subject)))
-        .map(|(k, b)| {
+    let bindings = t
+        .bindings
+        .after(start.as_ref().map(|(s, r)| (s, r)))
+        .filter(|b| only.as_ref().is_none_or(|s| *s == b.subject))
+        .filter(|b| reader.sees(ReadOp::ListBindings, Row::subject(&b.subject)))
+        .map(|b| {
             let row = proto::BindingInfo {
                 subject: b.subject.reference(),
                 role: b.role.to_string(),
                 expires: b.expires.map(|e| e.to_string()).unwrap_or_default(),
             };
-            (k, row)
+            ((&b.subject, &b.role), row)
         });
     let (bindings, next_page_token) = page(bindings, size, |(s, role)| {
         page_token(&[&s.reference(), role.as_str()])

@@ -34,8 +34,8 @@ use super::ImageError;
 use crate::model::ids::{Alias, SYSTEM_ROLES};
 use crate::model::packed;
 use crate::model::{
-    Binding, Effect, Grant, GrantPattern, Group, GroupName, Role, RoleName, Subject, Tenant,
-    TenantId, TenantSettings, Timestamp, User, UserId, UserStatus,
+    Binding, Bindings, Effect, Grant, GrantPattern, Group, GroupName, Role, RoleName, Subject,
+    Tenant, TenantId, TenantSettings, Timestamp, User, UserId, UserStatus,
 };
 
 /// The first bytes of every binary tenant image: `0x89` is not where JSON
@@ -265,12 +265,12 @@ impl<'a> TenantBin<'a> {
             .values()
             .map(|u| UserBin {
                 id: u.id.as_str(),
-                email: u.email.as_deref(),
-                display_name: u.display_name.as_deref(),
+                email: u.email(),
+                display_name: u.display_name(),
                 inactive: u.status == UserStatus::Inactive,
-                aliases: u.aliases.iter().map(Alias::as_str).collect(),
+                aliases: u.aliases().iter().map(Alias::as_str).collect(),
                 attributes: u
-                    .attributes
+                    .attributes()
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect(),
@@ -409,21 +409,15 @@ impl TenantBin<'_> {
                 attributes.insert(k.to_owned(), v.to_owned());
             }
             user_ids.push(id.clone());
-            users.push((
-                id.clone(),
-                User {
-                    id,
-                    email: u.email.map(str::to_owned),
-                    display_name: u.display_name.map(str::to_owned),
-                    status: if u.inactive {
-                        UserStatus::Inactive
-                    } else {
-                        UserStatus::Active
-                    },
-                    aliases,
-                    attributes,
-                },
-            ));
+            let mut user = User::new(id.clone())
+                .with_email(u.email.map(str::to_owned))
+                .with_display_name(u.display_name.map(str::to_owned))
+                .with_aliases(aliases)
+                .with_attributes(attributes);
+            if u.inactive {
+                user.status = UserStatus::Inactive;
+            }
+            users.push((id, user));
         }
 
         // Group names first: members may name any group by index.
@@ -482,8 +476,7 @@ impl TenantBin<'_> {
             ));
         }
 
-        let mut bindings: Vec<((Subject, RoleName), Binding)> =
-            Vec::with_capacity(self.bindings.len());
+        let mut bindings: Vec<Binding> = Vec::with_capacity(self.bindings.len());
         for b in self.bindings {
             let subject = subject(b.subject)?;
             let role = match b.role {
@@ -495,20 +488,18 @@ impl TenantBin<'_> {
                 })?,
                 NameBin::Name(n) => RoleName::new(n).map_err(|e| bad("binding", &e))?,
             };
-            let key = (subject, role);
             ascending(
-                bindings.last().map(|(k, _)| k),
-                &key,
+                bindings.last().map(|b| (&b.subject, &b.role)).as_ref(),
+                &(&subject, &role),
                 tenant,
                 "binding",
-                || format!("({}, {})", key.0, key.1),
+                || format!("({subject}, {role})"),
             )?;
-            let binding = Binding {
-                subject: key.0.clone(),
-                role: key.1.clone(),
+            bindings.push(Binding {
+                subject,
+                role,
                 expires: b.expires.map(Timestamp),
-            };
-            bindings.push((key, binding));
+            });
         }
 
         // Every list is in ascending order (checked above): the maps are
@@ -518,7 +509,7 @@ impl TenantBin<'_> {
         t.roles = packed::map(roles);
         t.groups = packed::map(groups);
         t.users = packed::map(users);
-        t.bindings = packed::map(bindings);
+        t.bindings = Bindings::from_sorted(bindings);
         // The alias index is derived, never written.
         if let Some(alias) = t.reindex_aliases() {
             return Err(ImageError::Duplicate {
@@ -561,11 +552,13 @@ mod tests {
         let state = sample();
         let mut profiled = acme();
         let mut user = User::new(UserId::new("zoe").unwrap());
-        user.display_name = Some("Zoë «Z» Ng".into());
+        user.set_display_name(Some("Zoë «Z» Ng".into()));
         user.status = UserStatus::Inactive;
-        user.attributes = [("realm", "ldap"), ("site", "x-1")]
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .into();
+        user.set_attributes(
+            [("realm", "ldap"), ("site", "x-1")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+        );
         profiled.insert_user(user);
         profiled.settings.administrator_roles = [RoleName::new("editors").unwrap()].into();
         for t in state
@@ -594,8 +587,8 @@ mod tests {
         let (id, _) = t.users.iter().next().unwrap();
         let binding = t
             .bindings
-            .keys()
-            .find_map(|(s, _)| match s {
+            .values()
+            .find_map(|b| match &b.subject {
                 Subject::User(u) if u == id => Some(u),
                 _ => None,
             })
@@ -611,14 +604,11 @@ mod tests {
         let gone = Subject::Group(GroupName::new("gone").unwrap());
         let role = RoleName::new("no-such-role").unwrap();
         for subject in [ghost.clone(), gone.clone()] {
-            t.bindings.insert(
-                (subject.clone(), role.clone()),
-                Binding {
-                    subject,
-                    role: role.clone(),
-                    expires: Some(Timestamp(-5)),
-                },
-            );
+            t.bindings.insert(Binding {
+                subject,
+                role: role.clone(),
+                expires: Some(Timestamp(-5)),
+            });
         }
         let group = t.groups.values().next().unwrap().name.clone();
         let mut g = t.groups[&group].clone();
