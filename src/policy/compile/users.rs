@@ -193,7 +193,7 @@ pub(crate) struct Built<'a> {
 
 impl<'a> Built<'a> {
     pub(crate) fn new(tenant: &'a Tenant) -> Self {
-        // The bindings map is ordered by (subject, role): one run per subject.
+        // The bindings are ordered by (subject, role): one run per subject.
         let flat: Vec<&Binding> = tenant.bindings.values().collect();
         let mut ranges: FastMap<&Subject, (usize, usize)> = FastMap::default();
         let mut start = 0;
@@ -248,7 +248,7 @@ impl Index for Built<'_> {
     }
 }
 
-/// The index of a patch: the tenant's own bindings map (ranges of it), the
+/// The index of a patch: the tenant's own bindings (ranges of them), the
 /// patched groups' parents index, and the groups of the users the patch
 /// recomputes ([`user_groups`]).
 pub(crate) struct Live<'a> {
