@@ -238,7 +238,7 @@ pub fn compile_tenant(
     let mut entries: Vec<(UserId, UserEntry)> = Vec::with_capacity(tenant.users.len());
     for (id, user) in &tenant.users {
         let phases = resolver.phases(id, &mut sets);
-        let entry = users::entry(user.status, phases, |p| {
+        let entry = users::entry(user.status, phases, resolver.group_count(id), |p| {
             timed.push(p);
             (timed.len() - 1) as u32
         });

@@ -77,7 +77,12 @@ pub(super) fn patch_tenant(
 
     // The users under a changed group: those its groups, and every group
     // it lists transitively, list now (one a change took out of a group is
-    // named by the change itself).
+    // named by the change itself). Such a user's groups did not change: if
+    // as many groups of `under` list it as its entry counts, those are all
+    // of its groups, and no look through the tenant's other groups is
+    // needed to find them.
+    let mut known: crate::policy::compile::FastMap<Subject, Vec<GroupName>> = Default::default();
+    let mut under_users: BTreeSet<&UserId> = BTreeSet::new();
     if !redo_groups.is_empty() {
         let mut under: HashSet<GroupName> = HashSet::new();
         for group in redo_groups {
@@ -86,17 +91,46 @@ pub(super) fn patch_tenant(
         }
         for group in under.iter().filter_map(|g| tenant.groups.get(g)) {
             for member in &group.members {
-                if let Subject::User(u) = member {
-                    redo_users.insert(u);
+                if let Subject::User(u) = member
+                    && !redo_users.contains(u)
+                {
+                    under_users.insert(u);
+                    known
+                        .entry(member.clone())
+                        .or_default()
+                        .push(group.name.clone());
                 }
             }
         }
     }
+    known.retain(|subject, groups| {
+        let Subject::User(u) = subject else {
+            return false;
+        };
+        let counted = prev.users.get(u).map(|e| e.groups);
+        counted.is_some_and(|c| c < u8::MAX && usize::from(c) == groups.len())
+    });
+    let lookup = redo_users
+        .iter()
+        .copied()
+        .chain(
+            under_users
+                .iter()
+                .copied()
+                .filter(|u| !known.contains_key(&Subject::User((*u).clone()))),
+        )
+        .collect::<Vec<_>>();
+    let mut groups = users::user_groups(&tenant, lookup.into_iter());
+    groups.extend(known.into_iter().map(|(s, mut g)| {
+        g.sort();
+        (s, Arc::from(g))
+    }));
+    redo_users.extend(under_users);
 
     let index = Live {
         tenant: &tenant,
         parents: &next.parents,
-        users: users::user_groups(&tenant, redo_users.iter().copied()),
+        users: groups,
     };
     let mut resolver = Resolver::new(&prev.roles, &index);
     for id in redo_users {
@@ -106,7 +140,7 @@ pub(super) fn patch_tenant(
         };
         let phases = resolver.phases(id, &mut next.sets);
         let timed = &mut next.timed;
-        let entry = users::entry(user.status, phases, |p| {
+        let entry = users::entry(user.status, phases, resolver.group_count(id), |p| {
             timed.push_back(p);
             (timed.len() - 1) as u32
         });

@@ -194,9 +194,12 @@ fn removing_a_member_updates_its_groups() {
         [GroupName::new("g").unwrap()]
     );
     assert!(b.tenant().groups_listing(&u3).is_empty());
-    // No binding on `g`: u3's roles, and so its entry, are the same.
+    // No binding on `g`: u3's roles are the same; its entry counts one
+    // group less.
     assert!(changed(&a, &b).is_empty());
-    assert!(moved(&a, &b).is_empty());
+    assert_eq!(moved(&a, &b), ["u3"]);
+    let count = |t: &TenantSnapshot| t.users.get("u3").map(|e| e.groups);
+    assert_eq!((count(&a), count(&b)), (Some(1), Some(0)));
     // Users are not in the parents index (their groups are the model's).
     assert!(!a.parents.contains_key(&u3));
 }
@@ -271,6 +274,78 @@ fn a_subgroup_link_updates_the_parents_index_and_the_users_under_it() {
             "{id}"
         );
     }
+}
+
+#[test]
+fn a_group_patch_finds_the_groups_of_members_listed_elsewhere_too() {
+    // u0..u9 are in g; u1 and u2 are also in h, which the change leaves
+    // alone: their roles must still count h's.
+    let g = |n: &str| GroupName::new(n).unwrap();
+    let mut state = base();
+    let setup = [
+        Mutation::CreateGroup {
+            tenant: tenant(),
+            group: g("h"),
+            description: String::new(),
+        },
+        Mutation::Assign {
+            tenant: tenant(),
+            subject: Subject::Group(g("h")),
+            role: RoleName::new("b").unwrap(),
+            expires: None,
+        },
+        Mutation::AddMember {
+            tenant: tenant(),
+            group: g("h"),
+            member: Subject::User(UserId::new("u1").unwrap()),
+        },
+        Mutation::AddMember {
+            tenant: tenant(),
+            group: g("h"),
+            member: Subject::User(UserId::new("u2").unwrap()),
+        },
+    ];
+    for m in &setup {
+        apply(&mut state, m).unwrap();
+    }
+    let before = compile(Arc::new(state.clone()));
+    let touched = apply(
+        &mut state,
+        &Mutation::Assign {
+            tenant: tenant(),
+            subject: Subject::Group(g("g")),
+            role: RoleName::new("a").unwrap(),
+            expires: None,
+        },
+    )
+    .unwrap();
+    let after = recompile(&before, Arc::new(state.clone()), &touched);
+    let full = compile(Arc::new(state));
+    let (t, f) = (after.tenant("t").unwrap(), full.tenant("t").unwrap());
+    for u in 0..50 {
+        let id = format!("u{u}");
+        assert_eq!(
+            t.compiled_roles(&id, Timestamp(0)),
+            f.compiled_roles(&id, Timestamp(0)),
+            "{id}"
+        );
+        assert_eq!(
+            t.users.get(id.as_str()),
+            f.users
+                .get(id.as_str())
+                .map(|e| UserEntry {
+                    at: t.users.get(id.as_str()).map_or(0, |e| e.at),
+                    ..*e
+                })
+                .as_ref(),
+            "{id}"
+        );
+    }
+    let roles = t.compiled_roles("u2", Timestamp(0)).unwrap();
+    assert!(
+        roles.contains(&RoleName::new("a").unwrap())
+            && roles.contains(&RoleName::new("b").unwrap())
+    );
 }
 
 #[test]

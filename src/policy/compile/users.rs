@@ -58,6 +58,10 @@ pub(crate) struct UserEntry {
     pub(crate) active: bool,
     /// `at` indexes the tenant's timed phases, not its role sets.
     pub(crate) timed: bool,
+    /// How many groups list the user directly (255: that many or more).
+    /// A patch of a group uses it to know it found all of a member's
+    /// groups among those under the group (`patch`).
+    pub(crate) groups: u8,
     /// The user's role set, or (when `timed`) its phases.
     pub(crate) at: u32,
 }
@@ -316,6 +320,13 @@ impl<'a, I: Index> Resolver<'a, I> {
         phases_of(&reach, sets)
     }
 
+    /// How many groups list `user` directly.
+    pub(crate) fn group_count(&self, user: &UserId) -> usize {
+        self.index
+            .parents(&Subject::User(user.clone()))
+            .map_or(0, |g| g.len())
+    }
+
     fn add_bindings(&self, reach: &mut Vec<(u32, i64)>, subject: &Subject) {
         self.index.bindings(subject, &mut |b| {
             if let Some(&r) = self.role_index.get(&b.role) {
@@ -360,18 +371,22 @@ impl<'a, I: Index> Resolver<'a, I> {
 pub(crate) fn entry(
     status: UserStatus,
     phases: Phases,
+    groups: usize,
     keep: impl FnOnce(Arc<[(i64, u32)]>) -> u32,
 ) -> UserEntry {
     let active = status == UserStatus::Active;
+    let groups = u8::try_from(groups).unwrap_or(u8::MAX);
     match phases {
         Phases::One(set) => UserEntry {
             active,
             timed: false,
+            groups,
             at: set,
         },
         Phases::Timed(phases) => UserEntry {
             active,
             timed: true,
+            groups,
             at: keep(phases),
         },
     }
