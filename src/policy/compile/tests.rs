@@ -110,6 +110,28 @@ fn changed(a: &TenantSnapshot, b: &TenantSnapshot) -> Vec<String> {
     ids
 }
 
+/// Asserts that `snapshot` holds every user of [`base`] as a full compile
+/// of `state` does: the same roles at each of `times`, and the same entry
+/// but for its set's or phases' number.
+fn assert_as_full(snapshot: &Snapshot, state: &State, times: &[i64]) {
+    let full = compile(Arc::new(state.clone()));
+    let (t, f) = (snapshot.tenant("t").unwrap(), full.tenant("t").unwrap());
+    let shape = |e: &UserEntry| (e.active, e.timed, e.groups);
+    for u in 0..50 {
+        let id = format!("u{u}");
+        for &now in times {
+            let now = Timestamp(now);
+            assert_eq!(
+                t.compiled_roles(&id, now),
+                f.compiled_roles(&id, now),
+                "{id}"
+            );
+        }
+        let entry = |s: &TenantSnapshot| s.users.get(id.as_str()).map(shape);
+        assert_eq!(entry(t), entry(f), "{id}");
+    }
+}
+
 #[test]
 fn profile_changes_share_everything() {
     let (a, b) = patched(Mutation::UpdateUserInfo {
@@ -218,7 +240,7 @@ fn a_subgroup_link_updates_the_parents_index_and_the_users_under_it() {
         Mutation::AddMember {
             tenant: tenant(),
             group: g("h"),
-            member: Subject::User(UserId::new("u20").unwrap()),
+            member: Subject::User(UserId::new("u21").unwrap()),
         },
         Mutation::Assign {
             tenant: tenant(),
@@ -239,20 +261,11 @@ fn a_subgroup_link_updates_the_parents_index_and_the_users_under_it() {
     let t = snapshot.tenant("t").unwrap();
     let h = Subject::Group(g("h"));
     assert_eq!(t.parents.get(&h).map(|p| p.to_vec()), Some(vec![g("g")]));
-    // u20 (bound to `a` itself) and u21 (to `b`): only u21 is under h.
-    let now = Timestamp(0);
-    let roles = |u: &str| t.compiled_roles(u, now).unwrap();
-    assert!(roles("u20").contains(&RoleName::new("a").unwrap()));
-    let full = compile(Arc::new(state.clone()));
-    for u in 0..50 {
-        let id = format!("u{u}");
-        assert_eq!(
-            t.compiled_roles(&id, now),
-            full.tenant("t").unwrap().compiled_roles(&id, now),
-            "{id}"
-        );
-    }
-    // Taking h out again drops the index entry and a's grant to u20's side.
+    // u21 is bound to `b`; it gets `a` from g, through h.
+    let a = RoleName::new("a").unwrap();
+    assert!(t.compiled_roles("u21", Timestamp(0)).unwrap().contains(&a));
+    assert_as_full(&snapshot, &state, &[0]);
+    // Taking h out of g again drops the index entry, and u21's `a`.
     let touched = apply(
         &mut state,
         &Mutation::RemoveMember {
@@ -265,15 +278,8 @@ fn a_subgroup_link_updates_the_parents_index_and_the_users_under_it() {
     let after = recompile(&snapshot, Arc::new(state.clone()), &touched);
     let t = after.tenant("t").unwrap();
     assert!(!t.parents.contains_key(&h));
-    let full = compile(Arc::new(state));
-    for u in 0..50 {
-        let id = format!("u{u}");
-        assert_eq!(
-            t.compiled_roles(&id, now),
-            full.tenant("t").unwrap().compiled_roles(&id, now),
-            "{id}"
-        );
-    }
+    assert!(!t.compiled_roles("u21", Timestamp(0)).unwrap().contains(&a));
+    assert_as_full(&after, &state, &[0]);
 }
 
 #[test]
@@ -320,28 +326,12 @@ fn a_group_patch_finds_the_groups_of_members_listed_elsewhere_too() {
     )
     .unwrap();
     let after = recompile(&before, Arc::new(state.clone()), &touched);
-    let full = compile(Arc::new(state));
-    let (t, f) = (after.tenant("t").unwrap(), full.tenant("t").unwrap());
-    for u in 0..50 {
-        let id = format!("u{u}");
-        assert_eq!(
-            t.compiled_roles(&id, Timestamp(0)),
-            f.compiled_roles(&id, Timestamp(0)),
-            "{id}"
-        );
-        assert_eq!(
-            t.users.get(id.as_str()),
-            f.users
-                .get(id.as_str())
-                .map(|e| UserEntry {
-                    at: t.users.get(id.as_str()).map_or(0, |e| e.at),
-                    ..*e
-                })
-                .as_ref(),
-            "{id}"
-        );
-    }
-    let roles = t.compiled_roles("u2", Timestamp(0)).unwrap();
+    assert_as_full(&after, &state, &[0]);
+    let roles = after
+        .tenant("t")
+        .unwrap()
+        .compiled_roles("u2", Timestamp(0))
+        .unwrap();
     assert!(
         roles.contains(&RoleName::new("a").unwrap())
             && roles.contains(&RoleName::new("b").unwrap())
@@ -349,7 +339,7 @@ fn a_group_patch_finds_the_groups_of_members_listed_elsewhere_too() {
 }
 
 #[test]
-fn unused_classes_do_not_pile_up() {
+fn unused_phases_do_not_pile_up() {
     // Each assignment with a new expiry gives u1 new phases; the old ones
     // stay until the tenant is compiled afresh.
     let mut state = base();
@@ -373,19 +363,5 @@ fn unused_classes_do_not_pile_up() {
         recompiled |= t.timed.len() < start + i as usize + 1;
     }
     assert!(recompiled);
-    let full = compile(Arc::new(state.clone()));
-    for u in 0..50 {
-        let id = format!("u{u}");
-        for now in [0, 1_200, 5_000] {
-            assert_eq!(
-                snapshot
-                    .tenant("t")
-                    .unwrap()
-                    .compiled_roles(&id, Timestamp(now)),
-                full.tenant("t")
-                    .unwrap()
-                    .compiled_roles(&id, Timestamp(now)),
-            );
-        }
-    }
+    assert_as_full(&snapshot, &state, &[0, 1_200, 5_000]);
 }
