@@ -237,8 +237,8 @@ pub fn compile_tenant(
     let mut timed: Vec<Arc<[(i64, u32)]>> = Vec::new();
     let mut entries: Vec<(UserId, UserEntry)> = Vec::with_capacity(tenant.users.len());
     for (id, user) in &tenant.users {
-        let phases = resolver.phases(id, &mut sets);
-        let entry = users::entry(user.status, phases, resolver.group_count(id), |p| {
+        let (phases, groups) = resolver.phases(id, &mut sets);
+        let entry = users::entry(user.status, phases, groups, |p| {
             timed.push(p);
             (timed.len() - 1) as u32
         });

@@ -81,8 +81,7 @@ pub(super) fn patch_tenant(
     // as many groups of `under` list it as its entry counts, those are all
     // of its groups, and no look through the tenant's other groups is
     // needed to find them.
-    let mut known: crate::policy::compile::FastMap<Subject, Vec<GroupName>> = Default::default();
-    let mut under_users: BTreeSet<&UserId> = BTreeSet::new();
+    let mut under_users: super::FastMap<&UserId, Vec<GroupName>> = Default::default();
     if !redo_groups.is_empty() {
         let mut under: HashSet<GroupName> = HashSet::new();
         for group in redo_groups {
@@ -94,38 +93,25 @@ pub(super) fn patch_tenant(
                 if let Subject::User(u) = member
                     && !redo_users.contains(u)
                 {
-                    under_users.insert(u);
-                    known
-                        .entry(member.clone())
-                        .or_default()
-                        .push(group.name.clone());
+                    under_users.entry(u).or_default().push(group.name.clone());
                 }
             }
         }
     }
-    known.retain(|subject, groups| {
-        let Subject::User(u) = subject else {
-            return false;
-        };
+    let mut lookup: Vec<&UserId> = redo_users.iter().copied().collect();
+    let mut known = Vec::new();
+    for (u, mut listed) in under_users {
+        redo_users.insert(u);
         let counted = prev.users.get(u).map(|e| e.groups);
-        counted.is_some_and(|c| c < u8::MAX && usize::from(c) == groups.len())
-    });
-    let lookup = redo_users
-        .iter()
-        .copied()
-        .chain(
-            under_users
-                .iter()
-                .copied()
-                .filter(|u| !known.contains_key(&Subject::User((*u).clone()))),
-        )
-        .collect::<Vec<_>>();
-    let mut groups = users::user_groups(&tenant, lookup.into_iter());
-    groups.extend(known.into_iter().map(|(s, mut g)| {
-        g.sort();
-        (s, Arc::from(g))
-    }));
-    redo_users.extend(under_users);
+        if counted.is_some_and(|c| c < u8::MAX && usize::from(c) == listed.len()) {
+            listed.sort();
+            known.push((Subject::User(u.clone()), Arc::from(listed)));
+        } else {
+            lookup.push(u);
+        }
+    }
+    let mut groups = users::user_groups(&tenant, lookup);
+    groups.extend(known);
 
     let index = Live {
         tenant: &tenant,
@@ -138,9 +124,9 @@ pub(super) fn patch_tenant(
             next.users.remove(id);
             continue;
         };
-        let phases = resolver.phases(id, &mut next.sets);
+        let (phases, groups) = resolver.phases(id, &mut next.sets);
         let timed = &mut next.timed;
-        let entry = users::entry(user.status, phases, resolver.group_count(id), |p| {
+        let entry = users::entry(user.status, phases, groups, |p| {
             timed.push_back(p);
             (timed.len() - 1) as u32
         });

@@ -301,9 +301,9 @@ impl<'a, I: Index> Resolver<'a, I> {
         }
     }
 
-    /// The phases of `user`: its own bindings, `Users`, and what its groups
-    /// and every group above them bring.
-    pub(crate) fn phases(&mut self, user: &UserId, sets: &mut impl Intern) -> Phases {
+    /// The phases of `user` (its own bindings, `Users`, and what its groups
+    /// and every group above them bring), and how many groups list it.
+    pub(crate) fn phases(&mut self, user: &UserId, sets: &mut impl Intern) -> (Phases, usize) {
         let subject = Subject::User(user.clone());
         // Role → latest expiry over every path that brings it (i64::MAX: never).
         let mut reach: Vec<(u32, i64)> = Vec::new();
@@ -311,20 +311,13 @@ impl<'a, I: Index> Resolver<'a, I> {
         if let Some(r) = self.users_role {
             merge(&mut reach, r, i64::MAX);
         }
-        let index = self.index;
-        for group in index.parents(&subject).into_iter().flat_map(|p| p.iter()) {
+        let groups: &[GroupName] = self.index.parents(&subject).map_or(&[], |p| p);
+        for group in groups {
             for &(r, until) in self.group_roles(group).iter() {
                 merge(&mut reach, r, until);
             }
         }
-        phases_of(&reach, sets)
-    }
-
-    /// How many groups list `user` directly.
-    pub(crate) fn group_count(&self, user: &UserId) -> usize {
-        self.index
-            .parents(&Subject::User(user.clone()))
-            .map_or(0, |g| g.len())
+        (phases_of(&reach, sets), groups.len())
     }
 
     fn add_bindings(&self, reach: &mut Vec<(u32, i64)>, subject: &Subject) {
@@ -397,11 +390,13 @@ pub(crate) fn entry(
 /// one pass over every membership for many.
 pub(crate) fn user_groups<'a>(
     tenant: &Tenant,
-    users: impl ExactSizeIterator<Item = &'a UserId>,
+    users: impl IntoIterator<Item = &'a UserId>,
 ) -> FastMap<Subject, Arc<[GroupName]>> {
     let memberships: usize = tenant.groups.values().map(|g| g.members.len()).sum();
-    let wanted: HashSet<Subject, foldhash::fast::RandomState> =
-        users.map(|u| Subject::User(u.clone())).collect();
+    let wanted: HashSet<Subject, foldhash::fast::RandomState> = users
+        .into_iter()
+        .map(|u| Subject::User(u.clone()))
+        .collect();
     let mut lists: FastMap<Subject, Vec<GroupName>> = FastMap::default();
     // A set lookup costs about as much as a few steps of a walk.
     if wanted.len().saturating_mul(tenant.groups.len()) < memberships / 4 {
