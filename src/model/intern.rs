@@ -101,34 +101,42 @@ pub(crate) fn pattern(
     text: &str,
     parse: impl FnOnce(&str) -> Result<GrantPattern, PathError>,
 ) -> Result<GrantPattern, PathError> {
+    // The pool's answer: `Some(found)`; `None` outside `interning`.
     let known = POOL.with(|pool| {
-        pool.borrow().as_ref().map(|pool| {
-            let local = pool.patterns.get(text).cloned();
-            let across = || pool.shared.as_ref().and_then(|s| s.get(text));
-            (local.is_some(), local.or_else(across))
-        })
+        pool.borrow()
+            .as_ref()
+            .map(|pool| match pool.patterns.get(text) {
+                Some(local) => Found::Local(local.clone()),
+                None => match pool.shared.as_ref().and_then(|s| s.get(text)) {
+                    Some(across) => Found::Shared(across),
+                    None => Found::Nowhere,
+                },
+            })
     });
-    match known {
-        Some((true, Some(known))) => Ok(known),
+    let (new, share) = match known {
+        None => return parse(text),
+        Some(Found::Local(known)) => return Ok(known),
+        Some(Found::Shared(across)) => (across, false),
         // Parsed with the pool released: parsing pools the segments.
-        Some((_, found)) => {
-            let new = match found {
-                Some(found) => found,
-                None => parse(text)?,
-            };
-            let key = shared(text);
-            POOL.with(|pool| {
-                if let Some(pool) = pool.borrow_mut().as_mut() {
-                    if let Some(across) = &pool.shared {
-                        across.insert(Arc::clone(&key), new.clone());
-                    }
-                    pool.patterns.insert(key, new.clone());
-                }
-            });
-            Ok(new)
+        Some(Found::Nowhere) => (parse(text)?, true),
+    };
+    let key = shared(text);
+    POOL.with(|pool| {
+        if let Some(pool) = pool.borrow_mut().as_mut() {
+            if let Some(across) = pool.shared.as_ref().filter(|_| share) {
+                across.insert(Arc::clone(&key), new.clone());
+            }
+            pool.patterns.insert(key, new.clone());
         }
-        None => parse(text),
-    }
+    });
+    Ok(new)
+}
+
+/// Where [`pattern`] found a pattern.
+enum Found {
+    Local(GrantPattern),
+    Shared(GrantPattern),
+    Nowhere,
 }
 
 #[cfg(test)]
