@@ -24,6 +24,7 @@ pub mod template;
 pub mod tenant;
 pub mod text;
 pub mod time;
+pub mod user;
 
 pub use apply::{ApplyError, TenantTouch, Touched, apply};
 pub use bindings::Bindings;
