@@ -39,6 +39,33 @@ pub fn ones(bits: &[u64]) -> impl Iterator<Item = usize> + '_ {
     })
 }
 
+/// The union of two bitsets, read without building it: a user's own roles
+/// and the roles of the groups that list it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Union<'a>(pub &'a [u64], pub &'a [u64]);
+
+impl Union<'_> {
+    /// Whether the union shares a bit with `other`.
+    #[inline]
+    pub fn intersects(&self, other: &[u64]) -> bool {
+        intersects(self.0, other) || intersects(self.1, other)
+    }
+
+    /// Whether bit `i` is set in either.
+    #[inline]
+    pub fn get(&self, i: usize) -> bool {
+        get(self.0, i) || get(self.1, i)
+    }
+
+    /// The union, built.
+    pub fn to_vec(&self) -> Vec<u64> {
+        let mut all = vec![0; self.0.len().max(self.1.len())];
+        or_into(&mut all, self.0);
+        or_into(&mut all, self.1);
+        all
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +85,11 @@ mod tests {
         or_into(&mut c, &a);
         assert_eq!(c, a);
         assert_eq!(words_for(0), 1);
+        let mut d = vec![0u64; 3];
+        set(&mut d, 5);
+        let u = Union(&d, &b);
+        assert!(u.get(5) && u.get(129) && !u.get(0));
+        assert!(u.intersects(&a) && !Union(&d, &[]).intersects(&a));
+        assert_eq!(ones(&u.to_vec()).collect::<Vec<_>>(), vec![5, 129]);
     }
 }

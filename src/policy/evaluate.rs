@@ -105,8 +105,8 @@ pub enum Member<'a> {
     /// A member, inactive.
     Inactive,
     /// An active member: its id (the subject, or the member whose alias it
-    /// is) and its role set at that time.
-    Active { id: &'a str, set: &'a [u64] },
+    /// is) and its roles at that time.
+    Active { id: &'a str, set: bits::Union<'a> },
 }
 
 /// Looks `subject` up in `tenant` at `now`: as a member's id, then as an
@@ -125,12 +125,12 @@ pub fn member<'a>(tenant: &'a TenantSnapshot, subject: &'a str, now: Timestamp) 
             None => return Member::Unknown,
         },
     };
-    if !user.active {
+    if !user.active() {
         return Member::Inactive;
     }
     Member::Active {
         id,
-        set: tenant.user_set(user, now.unix()),
+        set: tenant.user_roles(*user, now.unix()),
     }
 }
 
@@ -204,17 +204,17 @@ pub fn decide_for(
     }
     let (mut allow, mut deny) = match (interned, literal, &segments) {
         (Some(p), _, _) => (
-            bits::intersects(grants.perm_allow(p), set),
-            bits::intersects(grants.perm_deny(p), set),
+            set.intersects(grants.perm_allow(p)),
+            set.intersects(grants.perm_deny(p)),
         ),
         (None, Some((allow, deny)), _) => {
-            (bits::intersects(allow, set), bits::intersects(deny, set))
+            (set.intersects(allow), set.intersects(deny))
         }
         (None, None, Some(segments)) => walk(grants, segments.as_slice(), set),
         (None, None, None) => (false, false),
     };
     for g in &grants.subject_grants {
-        if bits::get(set, g.role) && g.pattern.matches(permission, subject) {
+        if set.get(g.role) && g.pattern.matches(permission, subject) {
             match g.effect {
                 Effect::Allow => allow = true,
                 Effect::Deny => deny = true,
@@ -235,7 +235,7 @@ pub fn decide_for(
 
 /// Walks the wildcard trie along `segments`: does a `prefix:*` grant of
 /// one of `set`'s roles allow it, and does one deny it?
-fn walk(grants: &GrantIndex, segments: &[&str], set: &[u64]) -> (bool, bool) {
+fn walk(grants: &GrantIndex, segments: &[&str], set: bits::Union<'_>) -> (bool, bool) {
     let (mut allow, mut deny) = (false, false);
     let mut at = 0usize;
     for segment in segments {
@@ -243,8 +243,8 @@ fn walk(grants: &GrantIndex, segments: &[&str], set: &[u64]) -> (bool, bool) {
             break;
         };
         if let Some(o) = node.star {
-            allow |= bits::intersects(grants.star_allow(o), set);
-            deny |= bits::intersects(grants.star_deny(o), set);
+            allow |= set.intersects(grants.star_allow(o));
+            deny |= set.intersects(grants.star_deny(o));
         }
         match node.children.get(*segment) {
             Some(&n) => at = n as usize,

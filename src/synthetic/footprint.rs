@@ -55,7 +55,8 @@ pub fn footprint(snapshot: Snapshot, allocated: &mut dyn FnMut() -> u64) -> Vec<
             took($name, allocated);
         };
     }
-    drop_each!("compiled: users (id → role set)", users);
+    drop_each!("compiled: users (id → role set, cohort)", users);
+    drop_each!("compiled: cohorts (groups → their roles)", cohorts);
     drop_each!("compiled: parents (group → groups)", parents);
     drop_each!("compiled: timed phases", timed);
     drop_each!("compiled: role sets", sets);

@@ -14,15 +14,17 @@
 //!   that are not interned; `{subject}` grants stay as patterns resolved at
 //!   check time.
 //!
-//! - a user's entry is its role set's id, or for the few users an expiring
-//!   binding reaches, the index of its phases.
+//! - a user's entry is its own role set's id (or, for the few users an
+//!   expiring binding of their own reaches, the index of its phases) and
+//!   its *cohort*: the groups that list it, whose roles users listed by the
+//!   same groups share.
 //!
 //! A compiled tenant is two halves that change for different reasons: the
 //! permission side ([`grants`], rebuilt when a grant, the catalog or the
 //! bridge grants change) and the user side ([`users`]: persistent maps and
 //! vectors, patched when a binding, a membership or a user changes: a
-//! user's entry when its own bindings or groups change, the entries of the
-//! users under a group when the group's do). [`recompile`] redoes only what a mutation's
+//! user's entry when its own bindings or groups change, the cohorts that
+//! name a group under a group whose bindings or parents change). [`recompile`] redoes only what a mutation's
 //! [`Touched`] names; [`compile`] builds everything and is the reference the
 //! incremental path is tested against.
 
@@ -40,12 +42,12 @@ use foldhash::fast::RandomState;
 use super::bits;
 use super::catalog_index::CatalogIndex;
 use crate::model::ids::{GroupName, Subject, UserId};
-use crate::model::tenant::{Binding, Tenant};
+use crate::model::tenant::{Binding, Tenant, UserStatus};
 use crate::model::{RoleName, State, TenantId, Timestamp, Touched};
-use users::Resolver;
+use users::{Index, Resolver};
 
 pub(crate) use grants::GrantIndex;
-pub(crate) use users::{Parents, RoleSets, Timed, UserEntry};
+pub(crate) use users::{Cohorts, Parents, RoleSets, Timed, UserEntry};
 
 pub(crate) type FastMap<K, V> = HashMap<K, V, RandomState>;
 /// A persistent hash map: O(1) to copy, O(shard) to change.
@@ -91,14 +93,17 @@ pub struct TenantSnapshot {
     /// Role index → name, sorted by name.
     pub(crate) roles: Arc<[RoleName]>,
     pub(crate) users: PMap<UserId, UserEntry>,
-    /// The phases of the users an expiring binding reaches.
+    /// The phases of the users an expiring binding of their own reaches.
     pub(crate) timed: Timed,
+    /// The groups that list users, one entry per distinct list, with the
+    /// roles they bring.
+    pub(crate) cohorts: Cohorts,
     /// The distinct role sets the users' entries and phases point into.
     pub(crate) sets: RoleSets,
-    /// How many timed phases and sets the last full compile made. A patch
-    /// never drops either, so once they outgrow these by far the tenant is
-    /// compiled afresh.
-    pub(crate) at_full: (usize, usize),
+    /// How many timed phases, sets and cohorts the last full compile made.
+    /// A patch never drops any, so once they outgrow these by far the
+    /// tenant is compiled afresh.
+    pub(crate) at_full: (usize, usize, usize),
     /// The permission side, shared until a grant changes.
     pub(crate) grants: Arc<GrantIndex>,
     /// Which groups list each group, for patches, explanations and the
@@ -128,9 +133,9 @@ impl TenantSnapshot {
     /// sorted; `None` if the tenant has no such user.
     pub fn compiled_roles(&self, user: &str, now: Timestamp) -> Option<Vec<RoleName>> {
         let entry = self.users.get(user)?;
-        let set = self.user_set(entry, now.unix());
+        let set = self.user_roles(*entry, now.unix()).to_vec();
         Some(
-            bits::ones(set)
+            bits::ones(&set)
                 .filter_map(|i| self.roles.get(i).cloned())
                 .collect(),
         )
@@ -145,17 +150,24 @@ impl TenantSnapshot {
         Some((self.users.get(id)?, id.as_str()))
     }
 
-    /// The role set of a user at `now`; empty if its phases are unknown
-    /// (cannot happen: a patch never drops any).
+    /// The roles of a user at `now`: its own role set and its cohort's
+    /// (either empty if its phases or cohort are unknown, which cannot
+    /// happen: a patch never drops any).
     #[inline]
-    pub(crate) fn user_set(&self, user: &UserEntry, now: i64) -> &[u64] {
-        if !user.timed {
-            return self.sets.get(user.at);
-        }
-        match self.timed.get(user.at as usize) {
-            Some(phases) => self.sets.get(users::set_at(phases, now)),
+    pub(crate) fn user_roles(&self, user: UserEntry, now: i64) -> bits::Union<'_> {
+        let own = if user.timed() {
+            self.timed
+                .get(user.own() as usize)
+                .map_or(&[][..], |p| self.sets.get(users::set_at(p, now)))
+        } else {
+            self.sets.get(user.own())
+        };
+        let groups = match self.cohorts.get(user.cohort()).map(|c| &c.phases) {
+            Some(users::Phases::One(set)) => self.sets.get(*set),
+            Some(users::Phases::Timed(p)) => self.sets.get(users::set_at(p, now)),
             None => &[],
-        }
+        };
+        bits::Union(own, groups)
     }
 
     /// The parents and bindings of `user` and of every group above it: all
@@ -235,10 +247,16 @@ pub fn compile_tenant(
     let mut sets = users::RoleSetsBuilder::new(words);
     let mut resolver = Resolver::new(&roles, &index);
     let mut timed: Vec<Arc<[(i64, u32)]>> = Vec::new();
+    let mut cohorts = Cohorts::default();
+    cohorts.intern(Arc::from([]), |g| resolver.cohort(g, &mut sets));
     let mut entries: Vec<(UserId, UserEntry)> = Vec::with_capacity(tenant.users.len());
     for (id, user) in &tenant.users {
-        let (phases, groups) = resolver.phases(id, &mut sets);
-        let entry = users::entry(user.status, phases, groups, |p| {
+        let groups = index
+            .parents(&Subject::User(id.clone()))
+            .map_or_else(|| Arc::from([]), Arc::clone);
+        let cohort = cohorts.intern(groups, |g| resolver.cohort(g, &mut sets));
+        let own = resolver.own(id, &mut sets);
+        let entry = UserEntry::new(user.status == UserStatus::Active, own, cohort, |p| {
             timed.push(p);
             (timed.len() - 1) as u32
         });
@@ -251,8 +269,9 @@ pub fn compile_tenant(
         words,
         roles,
         users: entries.into_iter().collect(),
-        at_full: (timed.len(), sets.len()),
+        at_full: (timed.len(), sets.len(), cohorts.len()),
         timed: timed.into_iter().collect(),
+        cohorts,
         sets,
         grants,
         parents: index.parents_index(),

@@ -1,23 +1,23 @@
 //! Patching a compiled tenant after a mutation. Only what the mutation
 //! names is computed again: the entries of the users whose own bindings,
-//! groups or status changed, and of the users under a group whose bindings
-//! or enclosing groups changed. Everything else is shared with the previous
-//! snapshot.
+//! groups or status changed, and the cohorts that name a group under a
+//! group whose bindings or enclosing groups changed. Everything else is
+//! shared with the previous snapshot.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use super::users::{self, Live, Resolver};
+use super::users::{self, Live, Resolver, UserEntry};
 use super::{GrantIndex, TenantSnapshot, compile_tenant};
 use crate::model::State;
 use crate::model::TenantTouch;
 use crate::model::ids::{GroupName, Subject, UserId};
-use crate::model::tenant::Tenant;
+use crate::model::tenant::{Tenant, UserStatus};
 use crate::policy::catalog_index::CatalogIndex;
 
-/// Timed phases or sets a patched tenant may hold beyond twice those of its
-/// last full compile before it is compiled afresh (which drops the unused
-/// ones).
+/// Timed phases, sets or cohorts a patched tenant may hold beyond twice
+/// those of its last full compile before it is compiled afresh (which drops
+/// the unused ones).
 pub(super) const SPARE: usize = 1024;
 
 /// `prev` brought up to `tenant` after a change described by `touch`;
@@ -53,9 +53,11 @@ pub(super) fn patch_tenant(
         ));
     }
 
-    // What to redo: users whose own bindings, groups or status changed;
-    // groups whose bindings or enclosing groups changed.
+    // What to redo: users whose own bindings, groups or status changed
+    // (and, of those, the ones whose groups may have changed); groups whose
+    // bindings or enclosing groups changed.
     let mut redo_users: BTreeSet<&UserId> = BTreeSet::new();
+    let mut regroup: HashSet<&UserId> = HashSet::new();
     let mut redo_groups: Vec<&GroupName> = Vec::new();
     let named = touch
         .subjects
@@ -70,63 +72,59 @@ pub(super) fn patch_tenant(
         }
     }
     for (group, member) in &touch.members {
-        if let Subject::Group(_) = member {
-            set_listed(&mut next.parents, &tenant, group, member);
+        match member {
+            Subject::Group(_) => set_listed(&mut next.parents, &tenant, group, member),
+            Subject::User(u) => {
+                regroup.insert(u);
+            }
         }
     }
 
-    // The users under a changed group: those its groups, and every group
-    // it lists transitively, list now (one a change took out of a group is
-    // named by the change itself). Such a user's groups did not change: if
-    // as many groups of `under` list it as its entry counts, those are all
-    // of its groups, and no look through the tenant's other groups is
-    // needed to find them.
-    let mut under_users: super::FastMap<&UserId, Vec<GroupName>> = Default::default();
+    let index = Live {
+        tenant: &tenant,
+        parents: &next.parents,
+    };
+    let mut resolver = Resolver::new(&prev.roles, &index);
+    let sets = &mut next.sets;
+
+    // The cohorts that name a group under a changed group (or one it
+    // listed before the change) bring other roles now; no user's entry
+    // changes.
     if !redo_groups.is_empty() {
         let mut under: HashSet<GroupName> = HashSet::new();
         for group in redo_groups {
             users::groups_under(&tenant, group, &mut under);
             users::groups_under(&prev.tenant, group, &mut under);
         }
-        for group in under.iter().filter_map(|g| tenant.groups.get(g)) {
-            for member in &group.members {
-                if let Subject::User(u) = member
-                    && !redo_users.contains(u)
-                {
-                    under_users.entry(u).or_default().push(group.name.clone());
-                }
-            }
-        }
+        next.cohorts
+            .redo(&under, |groups| resolver.cohort(groups, sets));
     }
-    let mut lookup: Vec<&UserId> = redo_users.iter().copied().collect();
-    let mut known = Vec::new();
-    for (u, mut listed) in under_users {
-        redo_users.insert(u);
-        let counted = prev.users.get(u).map(|e| e.groups);
-        if counted.is_some_and(|c| c < u8::MAX && usize::from(c) == listed.len()) {
-            listed.sort();
-            known.push((Subject::User(u.clone()), Arc::from(listed)));
-        } else {
-            lookup.push(u);
-        }
-    }
-    let mut groups = users::user_groups(&tenant, lookup);
-    groups.extend(known);
 
-    let index = Live {
-        tenant: &tenant,
-        parents: &next.parents,
-        users: groups,
-    };
-    let mut resolver = Resolver::new(&prev.roles, &index);
+    // The users named: their own roles again, and their cohort when their
+    // groups may have changed (or they are new).
+    let lookup = redo_users
+        .iter()
+        .copied()
+        .filter(|u| regroup.contains(u) || prev.users.get(*u).is_none());
+    let mut groups = users::user_groups(&tenant, lookup);
     for id in redo_users {
         let Some(user) = tenant.users.get(id) else {
             next.users.remove(id);
             continue;
         };
-        let (phases, groups) = resolver.phases(id, &mut next.sets);
+        let cohort = match prev.users.get(id) {
+            Some(e) if !regroup.contains(id) => e.cohort(),
+            _ => {
+                let listed = groups
+                    .remove(&Subject::User(id.clone()))
+                    .unwrap_or_else(|| Arc::from([]));
+                next.cohorts
+                    .intern(listed, |g| resolver.cohort(g, sets))
+            }
+        };
+        let own = resolver.own(id, sets);
         let timed = &mut next.timed;
-        let entry = users::entry(user.status, phases, groups, |p| {
+        let entry = UserEntry::new(user.status == UserStatus::Active, own, cohort, |p| {
             timed.push_back(p);
             (timed.len() - 1) as u32
         });
@@ -137,8 +135,11 @@ pub(super) fn patch_tenant(
     drop(resolver);
     drop(index);
 
-    let (timed, sets) = next.at_full;
-    if next.timed.len() > 2 * timed + SPARE || next.sets.len() > 2 * sets + SPARE {
+    let (timed, sets, cohorts) = next.at_full;
+    if next.timed.len() > 2 * timed + SPARE
+        || next.sets.len() > 2 * sets + SPARE
+        || next.cohorts.len() > (2 * cohorts + SPARE).min(users::MAX_COHORTS)
+    {
         return compile_tenant(state, catalog, tenant);
     }
     next.tenant = tenant;

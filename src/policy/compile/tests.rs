@@ -110,13 +110,22 @@ fn changed(a: &TenantSnapshot, b: &TenantSnapshot) -> Vec<String> {
     ids
 }
 
+/// The groups of `user`'s cohort in `t`.
+fn cohort_of(t: &TenantSnapshot, user: &str) -> Option<Vec<GroupName>> {
+    let entry = t.users.get(user)?;
+    Some(t.cohorts.get(entry.cohort())?.groups.to_vec())
+}
+
 /// Asserts that `snapshot` holds every user of [`base`] as a full compile
 /// of `state` does: the same roles at each of `times`, and the same entry
-/// but for its set's or phases' number.
+/// but for its set's, phases' or cohort's number.
 fn assert_as_full(snapshot: &Snapshot, state: &State, times: &[i64]) {
     let full = compile(Arc::new(state.clone()));
     let (t, f) = (snapshot.tenant("t").unwrap(), full.tenant("t").unwrap());
-    let shape = |e: &UserEntry| (e.active, e.timed, e.groups);
+    let shape = |s: &TenantSnapshot, e: &UserEntry| {
+        let groups = s.cohorts.get(e.cohort()).map(|c| c.groups.to_vec());
+        (e.active(), e.timed(), groups)
+    };
     for u in 0..50 {
         let id = format!("u{u}");
         for &now in times {
@@ -127,7 +136,7 @@ fn assert_as_full(snapshot: &Snapshot, state: &State, times: &[i64]) {
                 "{id}"
             );
         }
-        let entry = |s: &TenantSnapshot| s.users.get(id.as_str()).map(shape);
+        let entry = |s: &TenantSnapshot| s.users.get(id.as_str()).map(|e| shape(s, e));
         assert_eq!(entry(t), entry(f), "{id}");
     }
 }
@@ -164,20 +173,26 @@ fn a_binding_recompiles_one_user_and_keeps_the_grants() {
 }
 
 #[test]
-fn a_group_binding_recompiles_its_members_only() {
+fn a_group_binding_recompiles_its_cohort_and_no_user() {
     let (a, b) = patched(Mutation::Assign {
         tenant: tenant(),
         subject: Subject::Group(GroupName::new("g").unwrap()),
         role: RoleName::new("a").unwrap(),
         expires: Some(Timestamp(100)),
     });
-    // Members already bound to `a` keep their set (Users+a, before and
+    // Members already bound to `a` keep their roles (Users+a, before and
     // after 100); the others (odd ones, bound to `b`) change.
     let members: Vec<String> = [1, 3, 5, 7, 9].map(|u| format!("u{u}")).to_vec();
     assert_eq!(changed(&a, &b), members);
-    // Only theirs are new entries (timed: `a` expires at 100), in new phases.
-    assert_eq!(moved(&a, &b), members);
-    assert_eq!(b.timed.len(), a.timed.len() + members.len());
+    // No entry changed: the cohort of `g` brings `a` until 100.
+    assert!(moved(&a, &b).is_empty() && a.users.ptr_eq(&b.users));
+    assert_eq!(b.timed.len(), a.timed.len());
+    let g = b.users.get("u1").unwrap().cohort();
+    assert!(matches!(a.cohorts.get(g).unwrap().phases, users::Phases::One(_)));
+    match &b.cohorts.get(g).unwrap().phases {
+        users::Phases::Timed(p) => assert_eq!(p.first().map(|p| p.0), Some(100)),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -216,13 +231,15 @@ fn removing_a_member_updates_its_groups() {
         [GroupName::new("g").unwrap()]
     );
     assert!(b.tenant().groups_listing(&u3).is_empty());
-    // No binding on `g`: u3's roles are the same; its entry counts one
-    // group less.
+    // No binding on `g`: u3's roles are the same; its entry names the
+    // cohort of no group now.
     assert!(changed(&a, &b).is_empty());
     assert_eq!(moved(&a, &b), ["u3"]);
-    let count = |t: &TenantSnapshot| t.users.get("u3").map(|e| e.groups);
-    assert_eq!((count(&a), count(&b)), (Some(1), Some(0)));
-    // Users are not in the parents index (their groups are the model's).
+    let g = GroupName::new("g").unwrap();
+    assert_eq!(cohort_of(&a, "u3"), Some(vec![g.clone()]));
+    assert_eq!(cohort_of(&b, "u3"), Some(vec![]));
+    assert_eq!(cohort_of(&b, "u4"), Some(vec![g]));
+    // Users are not in the parents index (their groups are their cohort's).
     assert!(!a.parents.contains_key(&u3));
 }
 
@@ -364,4 +381,48 @@ fn unused_phases_do_not_pile_up() {
     }
     assert!(recompiled);
     assert_as_full(&snapshot, &state, &[0, 1_200, 5_000]);
+}
+
+#[test]
+fn a_cohort_outlives_its_group_and_stays_true() {
+    // u0..u9 are in g. Deleting g moves them to the cohort of no group and
+    // leaves g's cohort unused; a new g, bound to `a`, with u1 alone in it,
+    // finds that cohort again: it must hold the new g's roles, and only u1
+    // may get them.
+    let g = || GroupName::new("g").unwrap();
+    let mut state = base();
+    let mut snapshot = compile(Arc::new(state.clone()));
+    let steps = [
+        Mutation::DeleteGroup {
+            tenant: tenant(),
+            group: g(),
+        },
+        Mutation::CreateGroup {
+            tenant: tenant(),
+            group: g(),
+            description: String::new(),
+        },
+        Mutation::Assign {
+            tenant: tenant(),
+            subject: Subject::Group(g()),
+            role: RoleName::new("a").unwrap(),
+            expires: None,
+        },
+        Mutation::AddMember {
+            tenant: tenant(),
+            group: g(),
+            member: Subject::User(UserId::new("u1").unwrap()),
+        },
+    ];
+    for (i, m) in steps.iter().enumerate() {
+        let touched = apply(&mut state, m).unwrap();
+        snapshot = recompile(&snapshot, Arc::new(state.clone()), &touched);
+        assert_as_full(&snapshot, &state, &[0]);
+        let t = snapshot.tenant("t").unwrap();
+        assert_eq!(t.cohorts.len(), 2, "step {i}: none added, none dropped");
+    }
+    let t = snapshot.tenant("t").unwrap();
+    let a = RoleName::new("a").unwrap();
+    assert!(t.compiled_roles("u1", Timestamp(0)).unwrap().contains(&a));
+    assert!(!t.compiled_roles("u3", Timestamp(0)).unwrap().contains(&a));
 }

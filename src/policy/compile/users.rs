@@ -1,20 +1,26 @@
 //! The user side of a compiled tenant.
 //!
-//! A user's roles come from `Users`, its own bindings and the groups that
-//! list it (and every group above those). A user's entry is 8 bytes: whether
-//! it is active and the id of its role set (hash-consed: users with the same
-//! roles share one), or, for the few users an expiring binding reaches, the
-//! index of its phases (the role set for each interval between expiries).
-//! A change to a user's bindings or memberships recomputes that user's
-//! entry; a change to a group (its bindings, or the groups above it)
-//! recomputes the entries of every user under it.
+//! A user's roles come from two places, compiled apart: its own bindings
+//! (and `Users`), and the groups that list it (and every group above
+//! those). Users listed by the same groups form a *cohort*, and share the
+//! cohort's roles; a check unites the user's own role set with its
+//! cohort's. A user's entry is 8 bytes: its own role set's id (hash-consed:
+//! users with the same own roles share one) or, for the few users an
+//! expiring binding of their own reaches, the index of its phases (the
+//! role set for each interval between expiries); its cohort; whether it is
+//! active.
 //!
-//! An earlier design shared *classes* between users with the same own
-//! bindings and direct groups; in tenants shaped like the benches nearly
-//! every user had a class of its own, and the classes, their table and the
-//! per-user groups index they needed cost 240 bytes a user (BENCHMARKS.md,
-//! "Issue #15"). The groups that list a user are read from the model when a
-//! patch or an explanation needs them.
+//! So a change to a user's bindings or memberships recomputes that user's
+//! entry, and a change to a group (its bindings, or the groups above it)
+//! recomputes the cohorts that name a group under it: no user's entry
+//! changes, however many users the group holds.
+//!
+//! An earlier design kept *classes* of users with the same own bindings and
+//! direct groups; in tenants shaped like the benches nearly every user had
+//! a class of its own, and the classes, their table and the per-user
+//! groups index they needed cost 240 bytes a user (BENCHMARKS.md, "Issue
+//! #15"). Cohorts are keyed by groups alone, which users share widely; a
+//! user's own roles are its entry's.
 //!
 //! Everything is a persistent map or vector, or sits behind an `Arc`, so a
 //! compiled tenant is copied in O(1) and patched in place of what changed.
@@ -25,10 +31,10 @@ use std::sync::Arc;
 use super::{FastMap, PMap, bits};
 use crate::model::RoleName;
 use crate::model::ids::{GroupName, Subject, UserId};
-use crate::model::tenant::{Binding, Tenant, UserStatus};
+use crate::model::tenant::{Binding, Tenant};
 
 /// For each group, the groups that list it directly, sorted by name. (Not
-/// users: a user's groups are read from the model, see the module doc.)
+/// users: a user's groups are its cohort's.)
 pub(crate) type Parents = PMap<Subject, Arc<[GroupName]>>;
 
 /// When a user's role set changes, and to which.
@@ -55,15 +61,120 @@ pub(crate) fn set_at(phases: &[(i64, u32)], now: i64) -> u32 {
 /// One user, compiled: 8 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct UserEntry {
-    pub(crate) active: bool,
-    /// `at` indexes the tenant's timed phases, not its role sets.
-    pub(crate) timed: bool,
-    /// How many groups list the user directly (255: that many or more).
-    /// A patch of a group uses it to know it found all of a member's
-    /// groups among those under the group (`patch`).
-    pub(crate) groups: u8,
-    /// The user's role set, or (when `timed`) its phases.
-    pub(crate) at: u32,
+    /// The user's own role set, or (when timed) its own phases.
+    own: u32,
+    /// `cohort << 2 | timed << 1 | active`.
+    meta: u32,
+}
+
+/// The most cohorts a tenant may hold (the entry keeps two flag bits
+/// beside the id).
+pub(crate) const MAX_COHORTS: usize = 1 << 30;
+
+impl UserEntry {
+    pub(crate) fn new(active: bool, own: Phases, cohort: u32, keep: impl FnOnce(Arc<[(i64, u32)]>) -> u32) -> Self {
+        let (timed, own) = match own {
+            Phases::One(set) => (false, set),
+            Phases::Timed(phases) => (true, keep(phases)),
+        };
+        Self {
+            own,
+            meta: cohort << 2 | u32::from(timed) << 1 | u32::from(active),
+        }
+    }
+
+    /// Whether the user is active.
+    #[inline]
+    pub(crate) fn active(self) -> bool {
+        self.meta & 1 != 0
+    }
+
+    /// Whether `own` indexes the tenant's timed phases, not its role sets.
+    #[inline]
+    pub(crate) fn timed(self) -> bool {
+        self.meta & 2 != 0
+    }
+
+    /// The user's own role set, or (when [`timed`](Self::timed)) phases.
+    #[inline]
+    pub(crate) fn own(self) -> u32 {
+        self.own
+    }
+
+    /// The user's cohort: the groups that list it.
+    #[inline]
+    pub(crate) fn cohort(self) -> u32 {
+        self.meta >> 2
+    }
+}
+
+/// Users listed by the same groups: the groups, sorted, and the phases of
+/// the roles those groups (and every group above them) bring.
+#[derive(Debug, Clone)]
+pub(crate) struct Cohort {
+    pub(crate) groups: Arc<[GroupName]>,
+    pub(crate) phases: Phases,
+}
+
+/// A tenant's cohorts, numbered; cohort 0 is the users no group lists.
+/// Persistent, like the rest; a patch never removes a cohort (see
+/// `TenantSnapshot::at_full`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cohorts {
+    list: imbl::Vector<Cohort>,
+    ids: PMap<Arc<[GroupName]>, u32>,
+}
+
+impl Cohorts {
+    /// How many.
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Cohort `id`.
+    #[inline]
+    pub(crate) fn get(&self, id: u32) -> Option<&Cohort> {
+        self.list.get(id as usize)
+    }
+
+    /// The id of the cohort of `groups` (sorted), added with the phases
+    /// `phases` gives if it is new.
+    pub(crate) fn intern(
+        &mut self,
+        groups: Arc<[GroupName]>,
+        phases: impl FnOnce(&[GroupName]) -> Phases,
+    ) -> u32 {
+        if let Some(&id) = self.ids.get(&groups) {
+            return id;
+        }
+        let id = self.list.len() as u32;
+        let phases = phases(&groups);
+        self.ids.insert(Arc::clone(&groups), id);
+        self.list.push_back(Cohort { groups, phases });
+        id
+    }
+
+    /// Computes again the phases of every cohort that names one of
+    /// `groups`.
+    pub(crate) fn redo(
+        &mut self,
+        groups: &HashSet<GroupName>,
+        mut phases: impl FnMut(&[GroupName]) -> Phases,
+    ) {
+        // By index, so only the chunks of the cohorts redone are copied.
+        for id in 0..self.list.len() {
+            let Some(cohort) = self.list.get(id) else {
+                continue;
+            };
+            if cohort.groups.iter().any(|g| groups.contains(g)) {
+                let redone = Cohort {
+                    phases: phases(&cohort.groups),
+                    groups: Arc::clone(&cohort.groups),
+                };
+                self.list.set(id, redone);
+            }
+        }
+    }
 }
 
 /// The phases of the users an expiring binding reaches, in the order
@@ -252,21 +363,16 @@ impl Index for Built<'_> {
     }
 }
 
-/// The index of a patch: the tenant's own bindings (ranges of them), the
-/// patched groups' parents index, and the groups of the users the patch
-/// recomputes ([`user_groups`]).
+/// The index of a patch: the tenant's own bindings (ranges of them) and
+/// the patched groups' parents index.
 pub(crate) struct Live<'a> {
     pub(crate) tenant: &'a Tenant,
     pub(crate) parents: &'a Parents,
-    pub(crate) users: FastMap<Subject, Arc<[GroupName]>>,
 }
 
 impl Index for Live<'_> {
     fn parents(&self, subject: &Subject) -> Option<&Arc<[GroupName]>> {
-        match subject {
-            Subject::User(_) => self.users.get(subject),
-            Subject::Group(_) => self.parents.get(subject),
-        }
+        self.parents.get(subject)
     }
 
     fn bindings(&self, subject: &Subject, f: &mut dyn FnMut(&Binding)) {
@@ -301,23 +407,27 @@ impl<'a, I: Index> Resolver<'a, I> {
         }
     }
 
-    /// The phases of `user` (its own bindings, `Users`, and what its groups
-    /// and every group above them bring), and how many groups list it.
-    pub(crate) fn phases(&mut self, user: &UserId, sets: &mut impl Intern) -> (Phases, usize) {
-        let subject = Subject::User(user.clone());
+    /// The phases of `user`'s own roles: its bindings, and `Users`.
+    pub(crate) fn own(&self, user: &UserId, sets: &mut impl Intern) -> Phases {
         // Role → latest expiry over every path that brings it (i64::MAX: never).
         let mut reach: Vec<(u32, i64)> = Vec::new();
-        self.add_bindings(&mut reach, &subject);
+        self.add_bindings(&mut reach, &Subject::User(user.clone()));
         if let Some(r) = self.users_role {
             merge(&mut reach, r, i64::MAX);
         }
-        let groups: &[GroupName] = self.index.parents(&subject).map_or(&[], |p| p);
+        phases_of(&reach, sets)
+    }
+
+    /// The phases of the roles `groups` and every group above them bring
+    /// to the users they list.
+    pub(crate) fn cohort(&mut self, groups: &[GroupName], sets: &mut impl Intern) -> Phases {
+        let mut reach: Vec<(u32, i64)> = Vec::new();
         for group in groups {
             for &(r, until) in self.group_roles(group).iter() {
                 merge(&mut reach, r, until);
             }
         }
-        (phases_of(&reach, sets), groups.len())
+        phases_of(&reach, sets)
     }
 
     fn add_bindings(&self, reach: &mut Vec<(u32, i64)>, subject: &Subject) {
@@ -356,32 +466,6 @@ impl<'a, I: Index> Resolver<'a, I> {
         let reach: Arc<[(u32, i64)]> = Arc::from(reach);
         self.memo.insert(group.clone(), Arc::clone(&reach));
         reach
-    }
-}
-
-/// The entry of a user of `status` with `phases`; `keep` stores timed
-/// phases and says at which index.
-pub(crate) fn entry(
-    status: UserStatus,
-    phases: Phases,
-    groups: usize,
-    keep: impl FnOnce(Arc<[(i64, u32)]>) -> u32,
-) -> UserEntry {
-    let active = status == UserStatus::Active;
-    let groups = u8::try_from(groups).unwrap_or(u8::MAX);
-    match phases {
-        Phases::One(set) => UserEntry {
-            active,
-            timed: false,
-            groups,
-            at: set,
-        },
-        Phases::Timed(phases) => UserEntry {
-            active,
-            timed: true,
-            groups,
-            at: keep(phases),
-        },
     }
 }
 
