@@ -207,9 +207,7 @@ pub fn decide_for(
             set.intersects(grants.perm_allow(p)),
             set.intersects(grants.perm_deny(p)),
         ),
-        (None, Some((allow, deny)), _) => {
-            (set.intersects(allow), set.intersects(deny))
-        }
+        (None, Some((allow, deny)), _) => (set.intersects(allow), set.intersects(deny)),
         (None, None, Some(segments)) => walk(grants, segments.as_slice(), set),
         (None, None, None) => (false, false),
     };

@@ -28,6 +28,7 @@
 //! [`Touched`] names; [`compile`] builds everything and is the reference the
 //! incremental path is tested against.
 
+mod chunked;
 mod grants;
 mod parallel;
 mod patch;
@@ -162,11 +163,10 @@ impl TenantSnapshot {
         } else {
             self.sets.get(user.own())
         };
-        let groups = match self.cohorts.get(user.cohort()).map(|c| &c.phases) {
-            Some(users::Phases::One(set)) => self.sets.get(*set),
-            Some(users::Phases::Timed(p)) => self.sets.get(users::set_at(p, now)),
-            None => &[],
-        };
+        let groups = self
+            .cohorts
+            .set_at(user.cohort(), now)
+            .map_or(&[][..], |set| self.sets.get(set));
         bits::Union(own, groups)
     }
 
@@ -248,12 +248,11 @@ pub fn compile_tenant(
     let mut resolver = Resolver::new(&roles, &index);
     let mut timed: Vec<Arc<[(i64, u32)]>> = Vec::new();
     let mut cohorts = Cohorts::default();
-    cohorts.intern(Arc::from([]), |g| resolver.cohort(g, &mut sets));
+    cohorts.intern(&[], |g| resolver.cohort(g, &mut sets));
     let mut entries: Vec<(UserId, UserEntry)> = Vec::with_capacity(tenant.users.len());
     for (id, user) in &tenant.users {
-        let groups = index
-            .parents(&Subject::User(id.clone()))
-            .map_or_else(|| Arc::from([]), Arc::clone);
+        let groups = index.parents(&Subject::User(id.clone()));
+        let groups: &[GroupName] = groups.map_or(&[], |g| g);
         let cohort = cohorts.intern(groups, |g| resolver.cohort(g, &mut sets));
         let own = resolver.own(id, &mut sets);
         let entry = UserEntry::new(user.status == UserStatus::Active, own, cohort, |p| {
@@ -264,12 +263,13 @@ pub fn compile_tenant(
     }
     drop(resolver);
     let sets = sets.finish();
+    cohorts.shrink_to_fit();
 
     TenantSnapshot {
         words,
         roles,
         users: entries.into_iter().collect(),
-        at_full: (timed.len(), sets.len(), cohorts.len()),
+        at_full: (timed.len(), sets.len(), cohorts.weight()),
         timed: timed.into_iter().collect(),
         cohorts,
         sets,

@@ -115,11 +115,9 @@ pub(super) fn patch_tenant(
         let cohort = match prev.users.get(id) {
             Some(e) if !regroup.contains(id) => e.cohort(),
             _ => {
-                let listed = groups
-                    .remove(&Subject::User(id.clone()))
-                    .unwrap_or_else(|| Arc::from([]));
-                next.cohorts
-                    .intern(listed, |g| resolver.cohort(g, sets))
+                let listed = groups.remove(&Subject::User(id.clone()));
+                let listed: &[GroupName] = listed.as_deref().unwrap_or(&[]);
+                next.cohorts.intern(listed, |g| resolver.cohort(g, sets))
             }
         };
         let own = resolver.own(id, sets);
@@ -138,7 +136,7 @@ pub(super) fn patch_tenant(
     let (timed, sets, cohorts) = next.at_full;
     if next.timed.len() > 2 * timed + SPARE
         || next.sets.len() > 2 * sets + SPARE
-        || next.cohorts.len() > (2 * cohorts + SPARE).min(users::MAX_COHORTS)
+        || next.cohorts.weight() > (2 * cohorts + SPARE).min(users::MAX_COHORTS)
     {
         return compile_tenant(state, catalog, tenant);
     }

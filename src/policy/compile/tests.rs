@@ -113,7 +113,7 @@ fn changed(a: &TenantSnapshot, b: &TenantSnapshot) -> Vec<String> {
 /// The groups of `user`'s cohort in `t`.
 fn cohort_of(t: &TenantSnapshot, user: &str) -> Option<Vec<GroupName>> {
     let entry = t.users.get(user)?;
-    Some(t.cohorts.get(entry.cohort())?.groups.to_vec())
+    Some(t.cohorts.groups(entry.cohort()))
 }
 
 /// Asserts that `snapshot` holds every user of [`base`] as a full compile
@@ -123,7 +123,7 @@ fn assert_as_full(snapshot: &Snapshot, state: &State, times: &[i64]) {
     let full = compile(Arc::new(state.clone()));
     let (t, f) = (snapshot.tenant("t").unwrap(), full.tenant("t").unwrap());
     let shape = |s: &TenantSnapshot, e: &UserEntry| {
-        let groups = s.cohorts.get(e.cohort()).map(|c| c.groups.to_vec());
+        let groups = s.cohorts.groups(e.cohort());
         (e.active(), e.timed(), groups)
     };
     for u in 0..50 {
@@ -188,8 +188,8 @@ fn a_group_binding_recompiles_its_cohort_and_no_user() {
     assert!(moved(&a, &b).is_empty() && a.users.ptr_eq(&b.users));
     assert_eq!(b.timed.len(), a.timed.len());
     let g = b.users.get("u1").unwrap().cohort();
-    assert!(matches!(a.cohorts.get(g).unwrap().phases, users::Phases::One(_)));
-    match &b.cohorts.get(g).unwrap().phases {
+    assert!(matches!(a.cohorts.phases(g), Some(users::Phases::One(_))));
+    match &b.cohorts.phases(g).unwrap() {
         users::Phases::Timed(p) => assert_eq!(p.first().map(|p| p.0), Some(100)),
         other => panic!("{other:?}"),
     }

@@ -28,6 +28,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::chunked::Chunked;
 use super::{FastMap, PMap, bits};
 use crate::model::RoleName;
 use crate::model::ids::{GroupName, Subject, UserId};
@@ -72,7 +73,12 @@ pub(crate) struct UserEntry {
 pub(crate) const MAX_COHORTS: usize = 1 << 30;
 
 impl UserEntry {
-    pub(crate) fn new(active: bool, own: Phases, cohort: u32, keep: impl FnOnce(Arc<[(i64, u32)]>) -> u32) -> Self {
+    pub(crate) fn new(
+        active: bool,
+        own: Phases,
+        cohort: u32,
+        keep: impl FnOnce(Arc<[(i64, u32)]>) -> u32,
+    ) -> Self {
         let (timed, own) = match own {
             Phases::One(set) => (false, set),
             Phases::Timed(phases) => (true, keep(phases)),
@@ -108,49 +114,140 @@ impl UserEntry {
     }
 }
 
-/// Users listed by the same groups: the groups, sorted, and the phases of
-/// the roles those groups (and every group above them) bring.
-#[derive(Debug, Clone)]
-pub(crate) struct Cohort {
-    pub(crate) groups: Arc<[GroupName]>,
-    pub(crate) phases: Phases,
+/// A cohort's groups (a run of [`Cohorts::runs`]) and its phases.
+#[derive(Debug, Clone, Copy)]
+struct CohortEntry {
+    start: u32,
+    len: u32,
+    /// A role set's id or, with [`TIMED`] set, an index into
+    /// [`Cohorts::timed`].
+    at: u32,
 }
+
+const TIMED: u32 = 1 << 31;
 
 /// A tenant's cohorts, numbered; cohort 0 is the users no group lists.
 /// Persistent, like the rest; a patch never removes a cohort (see
-/// `TenantSnapshot::at_full`).
+/// `TenantSnapshot::at_full`). Groups are numbered here (a name keeps its
+/// number for good, even once deleted) so a cohort's groups are a run of
+/// 4-byte numbers: a cohort costs about 30 bytes (BENCHMARKS.md).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Cohorts {
-    list: imbl::Vector<Cohort>,
-    ids: PMap<Arc<[GroupName]>, u32>,
+    list: Chunked<CohortEntry>,
+    /// Every cohort's groups, by number, sorted: one run per cohort.
+    runs: Chunked<u32>,
+    /// The phases of the cohorts whose groups' bindings expire.
+    timed: Chunked<Arc<[(i64, u32)]>>,
+    /// A cohort's groups' hash (its low 32 bits) → its id. Two cohorts of
+    /// one hash keep the later (the earlier is then added again if met
+    /// again: a wasted cohort, never a wrong one).
+    ids: PMap<u32, u32>,
+    /// Group → its number here; and back.
+    group_ids: PMap<GroupName, u32>,
+    group_names: Chunked<GroupName>,
+}
+
+fn runs_hash(groups: &[u32]) -> u32 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0xc0_4027).hash_one(groups) as u32
 }
 
 impl Cohorts {
-    /// How many.
+    /// How many cohorts and timed phases: what grows as patches leave
+    /// unused ones behind.
+    pub(crate) fn weight(&self) -> usize {
+        self.list.len() + self.timed.len()
+    }
+
+    /// How many cohorts.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.list.len()
     }
 
-    /// Cohort `id`.
+    /// The role set cohort `id` brings at `now`.
     #[inline]
-    pub(crate) fn get(&self, id: u32) -> Option<&Cohort> {
-        self.list.get(id as usize)
+    pub(crate) fn set_at(&self, id: u32, now: i64) -> Option<u32> {
+        let at = self.list.get(id as usize)?.at;
+        if at & TIMED == 0 {
+            return Some(at);
+        }
+        Some(set_at(self.timed.get((at & !TIMED) as usize)?, now))
     }
 
-    /// The id of the cohort of `groups` (sorted), added with the phases
-    /// `phases` gives if it is new.
-    pub(crate) fn intern(
-        &mut self,
-        groups: Arc<[GroupName]>,
-        phases: impl FnOnce(&[GroupName]) -> Phases,
-    ) -> u32 {
-        if let Some(&id) = self.ids.get(&groups) {
+    /// Cohort `id`'s phases.
+    #[cfg(test)]
+    pub(crate) fn phases(&self, id: u32) -> Option<Phases> {
+        let at = self.list.get(id as usize)?.at;
+        Some(if at & TIMED == 0 {
+            Phases::One(at)
+        } else {
+            Phases::Timed(Arc::clone(self.timed.get((at & !TIMED) as usize)?))
+        })
+    }
+
+    /// Cohort `id`'s groups, in name order.
+    pub(crate) fn groups(&self, id: u32) -> Vec<GroupName> {
+        let mut names: Vec<GroupName> = self
+            .run(id)
+            .filter_map(|g| self.group_names.get(g as usize).cloned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn run(&self, id: u32) -> impl Iterator<Item = u32> + '_ {
+        let (start, len) = self
+            .list
+            .get(id as usize)
+            .map_or((0, 0), |e| (e.start as usize, e.len as usize));
+        (start..start + len).filter_map(|i| self.runs.get(i).copied())
+    }
+
+    fn group_id(&mut self, name: &GroupName) -> u32 {
+        if let Some(&id) = self.group_ids.get(name) {
             return id;
         }
-        let id = self.list.len() as u32;
-        let phases = phases(&groups);
-        self.ids.insert(Arc::clone(&groups), id);
-        self.list.push_back(Cohort { groups, phases });
+        let id = self.group_names.push(name.clone()) as u32;
+        self.group_ids.insert(name.clone(), id);
+        id
+    }
+
+    fn store(&mut self, phases: Phases) -> u32 {
+        match phases {
+            Phases::One(set) => set,
+            Phases::Timed(phases) => self.timed.push(phases) as u32 | TIMED,
+        }
+    }
+
+    /// The id of the cohort of `groups`, added with the phases `phases`
+    /// gives if it is new.
+    pub(crate) fn intern(
+        &mut self,
+        groups: &[GroupName],
+        phases: impl FnOnce(&[GroupName]) -> Phases,
+    ) -> u32 {
+        let mut run: Vec<u32> = groups.iter().map(|g| self.group_id(g)).collect();
+        run.sort_unstable();
+        run.dedup();
+        let hash = runs_hash(&run);
+        if let Some(&id) = self.ids.get(&hash)
+            && self.run(id).eq(run.iter().copied())
+        {
+            return id;
+        }
+        let at = self.store(phases(groups));
+        let start = self.runs.len() as u32;
+        for &g in &run {
+            self.runs.push(g);
+        }
+        let entry = CohortEntry {
+            start,
+            len: run.len() as u32,
+            at,
+        };
+        let id = self.list.push(entry) as u32;
+        self.ids.insert(hash, id);
         id
     }
 
@@ -161,19 +258,38 @@ impl Cohorts {
         groups: &HashSet<GroupName>,
         mut phases: impl FnMut(&[GroupName]) -> Phases,
     ) {
-        // By index, so only the chunks of the cohorts redone are copied.
-        for id in 0..self.list.len() {
-            let Some(cohort) = self.list.get(id) else {
-                continue;
-            };
-            if cohort.groups.iter().any(|g| groups.contains(g)) {
-                let redone = Cohort {
-                    phases: phases(&cohort.groups),
-                    groups: Arc::clone(&cohort.groups),
-                };
-                self.list.set(id, redone);
+        let wanted: HashSet<u32> = groups
+            .iter()
+            .filter_map(|g| self.group_ids.get(g).copied())
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        // One pass over both: the runs are in cohort order, back to back.
+        let mut runs = self.runs.iter();
+        let hit: Vec<u32> = (self.list.iter().enumerate())
+            .filter(|(_, e)| {
+                let run = runs.by_ref().take(e.len as usize);
+                run.fold(false, |hit, g| hit | wanted.contains(g))
+            })
+            .map(|(id, _)| id as u32)
+            .collect();
+        drop(runs);
+        for id in hit {
+            let names = self.groups(id);
+            let at = self.store(phases(&names));
+            if let Some(&entry) = self.list.get(id as usize) {
+                self.list.set(id as usize, CohortEntry { at, ..entry });
             }
         }
+    }
+
+    /// Frees the room kept for growth (after a full compile).
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.list.shrink_to_fit();
+        self.runs.shrink_to_fit();
+        self.timed.shrink_to_fit();
+        self.group_names.shrink_to_fit();
     }
 }
 
