@@ -8,7 +8,9 @@ deploy/validate.sh after the schema check): what a schema cannot say.
   port it listens on, authentication (--tokens-file) when it listens beyond
   loopback, a follow token when it follows, a termination grace period
   longer than its preStop sleep plus --shutdown-grace-ms.
-- A node on sled keeps its store in --data-dir=/data. A node on PostgreSQL
+- A node on sled keeps its store in --data-dir=/data; a replica of some
+  tenants (--tenants, with --follow) keeps none: no --data-dir, no writable
+  volume. A node on PostgreSQL
   gets the URL from a Secret (RAMPART_STORE, secretKeyRef), a postgres://
   URL that names several hosts only with target_session_attrs=read-write,
   and has no --data-dir and no writable volume: it runs in a Deployment,
@@ -171,6 +173,16 @@ def check_container(where, c, pod, is_rampart, pg_node=False):
             if not m.get("readOnly") or "emptyDir" in v or "persistentVolumeClaim" in v:
                 error(where, f"volume {m['name']} at {m['mountPath']}: a node on PostgreSQL keeps no "
                              "state locally (its mounts are read-only Secrets and ConfigMaps)")
+    elif "--tenants" in f:
+        # A replica of some tenants keeps its state in memory.
+        if "--follow" not in f:
+            error(where, "--tenants needs --follow (a leader holds every tenant)")
+        if "--data-dir" in f:
+            error(where, "a replica with --tenants keeps no store: drop --data-dir")
+        for m in c.get("volumeMounts") or []:
+            if not m.get("readOnly"):
+                error(where, f"volume {m['name']} at {m['mountPath']}: a replica with --tenants "
+                             "writes nothing (its mounts are read-only Secrets and ConfigMaps)")
     elif f.get("--data-dir") != "/data":
         error(where, "--data-dir must be /data (the only writable volume)")
     for flag in ("--data-dir", "--bootstrap", "--tokens-file", "--follow-token-file"):
