@@ -131,7 +131,6 @@ pub(super) fn patch_tenant(
         }
     }
     drop(resolver);
-    drop(index);
 
     let (timed, sets, cohorts) = next.at_full;
     if next.timed.len() > 2 * timed + SPARE
