@@ -311,6 +311,32 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    // The issue's 100k-user tenant: users in about two random groups of
+    // 1,000, so tens of thousands of cohorts, which a group's patch scans.
+    let spec = rampart::synthetic::Spec::issue_tenant();
+    let issue = rampart::synthetic::generate(&spec);
+    let issue_base = compile(Arc::new(issue.clone()));
+    let t000 = TenantId::new(rampart::synthetic::Spec::tenant_id(0)).unwrap();
+    let mut g = c.benchmark_group("recompile_issue_100k");
+    for (name, group) in [
+        ("assign_top_group", "group0000"),
+        ("assign_leaf_group", "group0999"),
+    ] {
+        let m = Mutation::Assign {
+            tenant: t000.clone(),
+            subject: Subject::Group(GroupName::new(group).unwrap()),
+            role: RoleName::new("role000").unwrap(),
+            expires: None,
+        };
+        let mut next = issue.clone();
+        let touched = apply(&mut next, &m).unwrap();
+        let next = Arc::new(next);
+        g.bench_function(name, |b| {
+            b.iter(|| recompile(&issue_base, Arc::clone(&next), black_box(&touched)));
+        });
+    }
+    g.finish();
+
     // Not the compiler's: the admin rules and `apply`, for the whole picture.
     let mut g = c.benchmark_group("validate_100k");
     g.sample_size(20);

@@ -23,6 +23,7 @@ use prost::Message;
 use rampart::model::{QUICKSTART_POLICY, policy_file};
 use rampart::proto;
 use rampart::replication::export::lines;
+use rampart::store::image::binary::{TAG, encode_tenant};
 use rampart_fuzz::grpc_pick;
 use rcgen::{CertificateParams, DnType, KeyPair, SanType};
 
@@ -147,6 +148,28 @@ fn export_seeds() {
             let mut input = vec![chunk];
             input.extend_from_slice(&bytes);
             write(&dir, &format!("{name}-{}.jsonl", chunk + 1), input);
+        }
+    }
+}
+
+fn binary_image_seeds() {
+    let dir = corpus("binary_image");
+    for (name, text) in [
+        ("quickstart", QUICKSTART_POLICY),
+        ("authzen-todo", TODO_POLICY),
+    ] {
+        let state = policy_file::load_str(text).unwrap();
+        for (id, tenant) in &state.tenants {
+            let image = encode_tenant(tenant).unwrap();
+            // The first byte chooses (binary_image.rs): odd, the image as
+            // it is; even, its payload, framed by the target.
+            let mut whole = vec![1u8];
+            whole.extend_from_slice(&image);
+            write(&dir, &format!("{name}-{id}.image"), whole);
+            let head = TAG.len() + 2 + 8;
+            let mut payload = vec![0u8];
+            payload.extend_from_slice(&image[head..image.len() - 4]);
+            write(&dir, &format!("{name}-{id}.payload"), payload);
         }
     }
 }
@@ -696,6 +719,7 @@ fn main() {
     tokens_file_seeds();
     cert_subject_seeds();
     export_seeds();
+    binary_image_seeds();
     grpc_requests_seeds();
     differential_seeds();
 }

@@ -258,11 +258,16 @@ impl Cohorts {
         groups: &HashSet<GroupName>,
         mut phases: impl FnMut(&[GroupName]) -> Phases,
     ) {
-        let wanted: HashSet<u32> = groups
-            .iter()
-            .filter_map(|g| self.group_ids.get(g).copied())
-            .collect();
-        if wanted.is_empty() {
+        // Group numbers are dense: a flag each.
+        let mut wanted = vec![false; self.group_names.len()];
+        let mut any = false;
+        for id in groups.iter().filter_map(|g| self.group_ids.get(g)) {
+            if let Some(w) = wanted.get_mut(*id as usize) {
+                *w = true;
+                any = true;
+            }
+        }
+        if !any {
             return;
         }
         // One pass over both: the runs are in cohort order, back to back.
@@ -270,7 +275,9 @@ impl Cohorts {
         let hit: Vec<u32> = (self.list.iter().enumerate())
             .filter(|(_, e)| {
                 let run = runs.by_ref().take(e.len as usize);
-                run.fold(false, |hit, g| hit | wanted.contains(g))
+                run.fold(false, |hit, g| {
+                    hit | wanted.get(*g as usize).copied().unwrap_or(false)
+                })
             })
             .map(|(id, _)| id as u32)
             .collect();
