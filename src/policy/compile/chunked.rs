@@ -54,7 +54,13 @@ impl<T: Clone> Chunked<T> {
         match chunks.last_mut() {
             Some(last) if last.len() < CHUNK => Arc::make_mut(last).push(value),
             _ => {
-                let mut chunk = Vec::with_capacity(CHUNK);
+                // The first chunk grows as it fills (most tenants' cohorts
+                // need less than a chunk); later ones are made whole.
+                let mut chunk = if chunks.is_empty() {
+                    Vec::new()
+                } else {
+                    Vec::with_capacity(CHUNK)
+                };
                 chunk.push(value);
                 chunks.push(Arc::new(chunk));
             }

@@ -426,3 +426,138 @@ fn a_cohort_outlives_its_group_and_stays_true() {
     assert!(t.compiled_roles("u1", Timestamp(0)).unwrap().contains(&a));
     assert!(!t.compiled_roles("u3", Timestamp(0)).unwrap().contains(&a));
 }
+
+/// After every patch, every cohort (used or not) brings what a fresh
+/// computation from the model says, at each time; every user's cohort is
+/// exactly the groups that list it; and every user's roles are a full
+/// compile's.
+fn assert_cohorts_true(snapshot: &Snapshot, state: &State) {
+    let t = snapshot.tenant("t").unwrap();
+    let tenant = &state.tenants[&tenant()];
+    for (id, entry) in t.users.iter() {
+        let listed = tenant.groups_listing(&Subject::User(id.clone()));
+        assert_eq!(t.cohorts.groups(entry.cohort()), listed, "{id}'s cohort");
+    }
+    let index = users::Built::new(tenant);
+    let mut resolver = users::Resolver::new(&t.roles, &index);
+    for id in 0..t.cohorts.len() as u32 {
+        let mut fresh = users::RoleSetsBuilder::new(t.words);
+        let phases = resolver.cohort(&t.cohorts.groups(id), &mut fresh);
+        let fresh = fresh.finish();
+        for now in [0, 50, 100, 150, 200, 250, 300] {
+            let want = match &phases {
+                users::Phases::One(s) => *s,
+                users::Phases::Timed(p) => users::set_at(p, now),
+            };
+            let got = t.cohorts.set_at(id, now).map(|s| t.sets.get(s).to_vec());
+            assert_eq!(got, Some(fresh.get(want).to_vec()), "cohort {id} at {now}");
+        }
+    }
+    assert_as_full(snapshot, state, &[0, 100, 150, 200, 250, 300]);
+}
+
+fn cohort_mutation() -> impl proptest::strategy::Strategy<Value = Mutation> {
+    use proptest::prelude::*;
+    let g = || prop::sample::select(vec!["g", "h", "k"]).prop_map(|g| GroupName::new(g).unwrap());
+    let u = || (0..6usize).prop_map(|u| UserId::new(format!("u{u}")).unwrap());
+    let r = || prop::sample::select(vec!["a", "b"]).prop_map(|r| RoleName::new(r).unwrap());
+    let subject = move || prop_oneof![u().prop_map(Subject::User), g().prop_map(Subject::Group)];
+    prop_oneof![
+        4 => (g(), subject()).prop_map(|(group, member)| Mutation::AddMember {
+            tenant: tenant(),
+            group,
+            member
+        }),
+        3 => (g(), subject()).prop_map(|(group, member)| Mutation::RemoveMember {
+            tenant: tenant(),
+            group,
+            member
+        }),
+        3 => (subject(), r(), prop::option::of(prop::sample::select(vec![100i64, 150, 250])))
+            .prop_map(|(subject, role, e)| Mutation::Assign {
+                tenant: tenant(),
+                subject,
+                role,
+                expires: e.map(Timestamp),
+            }),
+        2 => (subject(), r()).prop_map(|(subject, role)| Mutation::Unassign {
+            tenant: tenant(),
+            subject,
+            role
+        }),
+        2 => g().prop_map(|group| Mutation::DeleteGroup { tenant: tenant(), group }),
+        2 => g().prop_map(|group| Mutation::CreateGroup {
+            tenant: tenant(),
+            group,
+            description: String::new()
+        }),
+        1 => u().prop_map(|user| Mutation::RemoveUser { tenant: tenant(), user }),
+        1 => u().prop_map(|user| Mutation::AddUser {
+            tenant: tenant(),
+            user,
+            email: None,
+            display_name: None,
+            status: UserStatus::Active,
+            aliases: Vec::new(),
+            attributes: Default::default(),
+        }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+    #[test]
+    fn cohorts_stay_true_through_any_changes(steps in proptest::collection::vec(cohort_mutation(), 1..40)) {
+        let mut state = base();
+        for g in ["h", "k"] {
+            let m = Mutation::CreateGroup {
+                tenant: tenant(),
+                group: GroupName::new(g).unwrap(),
+                description: String::new(),
+            };
+            apply(&mut state, &m).unwrap();
+        }
+        let mut snapshot = compile(Arc::new(state.clone()));
+        for m in &steps {
+            // Refused changes (a cycle, an unknown subject) change nothing.
+            let Ok(touched) = apply(&mut state, m) else {
+                continue;
+            };
+            snapshot = recompile(&snapshot, Arc::new(state.clone()), &touched);
+            assert_cohorts_true(&snapshot, &state);
+        }
+    }
+}
+
+#[test]
+fn users_alternating_between_two_group_lists_share_two_cohorts() {
+    // 200 users alternating between two lists of groups: two cohorts (and
+    // the one of no group), whatever their hashes.
+    let mut state = base();
+    for i in 0..8 {
+        let m = Mutation::CreateGroup {
+            tenant: tenant(),
+            group: GroupName::new(format!("x{i}")).unwrap(),
+            description: String::new(),
+        };
+        apply(&mut state, &m).unwrap();
+    }
+    for u in 10..50 {
+        for g in if u % 2 == 0 {
+            ["x1", "x6"]
+        } else {
+            ["x3", "x5"]
+        } {
+            let m = Mutation::AddMember {
+                tenant: tenant(),
+                group: GroupName::new(g).unwrap(),
+                member: Subject::User(UserId::new(format!("u{u}")).unwrap()),
+            };
+            apply(&mut state, &m).unwrap();
+        }
+    }
+    let snapshot = compile(Arc::new(state.clone()));
+    // none, [g], [x1, x6], [x3, x5]
+    assert_eq!(snapshot.tenant("t").unwrap().cohorts.len(), 4);
+    assert_cohorts_true(&snapshot, &state);
+}

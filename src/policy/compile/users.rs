@@ -79,6 +79,10 @@ impl UserEntry {
         cohort: u32,
         keep: impl FnOnce(Arc<[(i64, u32)]>) -> u32,
     ) -> Self {
+        debug_assert!(
+            (cohort as usize) < MAX_COHORTS,
+            "cohort {cohort} out of range"
+        );
         let (timed, own) = match own {
             Phases::One(set) => (false, set),
             Phases::Timed(phases) => (true, keep(phases)),
@@ -138,18 +142,19 @@ pub(crate) struct Cohorts {
     runs: Chunked<u32>,
     /// The phases of the cohorts whose groups' bindings expire.
     timed: Chunked<Arc<[(i64, u32)]>>,
-    /// A cohort's groups' hash (its low 32 bits) → its id. Two cohorts of
-    /// one hash keep the later (the earlier is then added again if met
-    /// again: a wasted cohort, never a wrong one).
-    ids: PMap<u32, u32>,
+    /// A cohort's groups' hash → its id. Two cohorts of one hash keep the
+    /// later (the earlier is then added again if met again: a wasted
+    /// cohort, never a wrong one; a 32-bit hash made that happen with a few
+    /// hundred groups, so all 64 bits are kept).
+    ids: PMap<u64, u32>,
     /// Group → its number here; and back.
     group_ids: PMap<GroupName, u32>,
     group_names: Chunked<GroupName>,
 }
 
-fn runs_hash(groups: &[u32]) -> u32 {
+fn runs_hash(groups: &[u32]) -> u64 {
     use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0xc0_4027).hash_one(groups) as u32
+    foldhash::fast::FixedState::with_seed(0xc0_4027).hash_one(groups)
 }
 
 impl Cohorts {
@@ -214,6 +219,7 @@ impl Cohorts {
     }
 
     fn store(&mut self, phases: Phases) -> u32 {
+        debug_assert!(self.timed.len() < TIMED as usize);
         match phases {
             Phases::One(set) => set,
             Phases::Timed(phases) => self.timed.push(phases) as u32 | TIMED,
@@ -283,9 +289,20 @@ impl Cohorts {
             .collect();
         drop(runs);
         for id in hit {
+            let Some(&entry) = self.list.get(id as usize) else {
+                continue;
+            };
             let names = self.groups(id);
-            let at = self.store(phases(&names));
-            if let Some(&entry) = self.list.get(id as usize) {
+            let redone = phases(&names);
+            // Timed phases that did not change keep their index, so that
+            // patches of a group with an expiring binding do not pile them up.
+            let same = match (&redone, entry.at & TIMED != 0) {
+                (Phases::One(set), false) => *set == entry.at,
+                (Phases::Timed(p), true) => self.timed.get((entry.at & !TIMED) as usize) == Some(p),
+                _ => false,
+            };
+            if !same {
+                let at = self.store(redone);
                 self.list.set(id as usize, CohortEntry { at, ..entry });
             }
         }
