@@ -561,3 +561,29 @@ fn users_alternating_between_two_group_lists_share_two_cohorts() {
     assert_eq!(snapshot.tenant("t").unwrap().cohorts.len(), 4);
     assert_cohorts_true(&snapshot, &state);
 }
+
+#[test]
+fn cohorts_whose_hashes_collide_are_both_found_again() {
+    // Group numbers 32 and 610, and 57 and 578, hash to the same 32-bit
+    // key (found by the review of this table, which then kept only the
+    // later and made a new cohort at every alternation).
+    assert_eq!(users::runs_hash(&[32, 610]), users::runs_hash(&[57, 578]));
+    let mut cohorts = Cohorts::default();
+    let name = |i: usize| GroupName::new(format!("n{i:03}")).unwrap();
+    for i in 0..611 {
+        cohorts.intern(&[name(i)], |_| users::Phases::One(0));
+    }
+    let (a, b) = ([name(32), name(610)], [name(57), name(578)]);
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids.push(cohorts.intern(&a, |_| users::Phases::One(1)));
+        ids.push(cohorts.intern(&b, |_| users::Phases::One(2)));
+    }
+    assert_eq!(cohorts.len(), 611 + 2);
+    assert!(ids.chunks(2).all(|p| p == [611, 612]));
+    assert_eq!(cohorts.groups(612), b.to_vec());
+    assert_eq!(
+        (cohorts.set_at(611, 0), cohorts.set_at(612, 0)),
+        (Some(1), Some(2))
+    );
+}

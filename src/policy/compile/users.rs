@@ -142,19 +142,19 @@ pub(crate) struct Cohorts {
     runs: Chunked<u32>,
     /// The phases of the cohorts whose groups' bindings expire.
     timed: Chunked<Arc<[(i64, u32)]>>,
-    /// A cohort's groups' hash → its id. Two cohorts of one hash keep the
-    /// later (the earlier is then added again if met again: a wasted
-    /// cohort, never a wrong one; a 32-bit hash made that happen with a few
-    /// hundred groups, so all 64 bits are kept).
-    ids: PMap<u64, u32>,
+    /// A cohort's groups' hash (32 bits) → its id, open addressing: a
+    /// cohort whose key is taken by another goes to the next free key (no
+    /// cohort is ever removed but by a full compile, so a probe sequence
+    /// never breaks). 8 bytes a slot.
+    ids: PMap<u32, u32>,
     /// Group → its number here; and back.
     group_ids: PMap<GroupName, u32>,
     group_names: Chunked<GroupName>,
 }
 
-fn runs_hash(groups: &[u32]) -> u64 {
+pub(super) fn runs_hash(groups: &[u32]) -> u32 {
     use std::hash::BuildHasher;
-    foldhash::fast::FixedState::with_seed(0xc0_4027).hash_one(groups)
+    foldhash::fast::FixedState::with_seed(0xc0_4027).hash_one(groups) as u32
 }
 
 impl Cohorts {
@@ -236,11 +236,12 @@ impl Cohorts {
         let mut run: Vec<u32> = groups.iter().map(|g| self.group_id(g)).collect();
         run.sort_unstable();
         run.dedup();
-        let hash = runs_hash(&run);
-        if let Some(&id) = self.ids.get(&hash)
-            && self.run(id).eq(run.iter().copied())
-        {
-            return id;
+        let mut key = runs_hash(&run);
+        while let Some(&id) = self.ids.get(&key) {
+            if self.run(id).eq(run.iter().copied()) {
+                return id;
+            }
+            key = key.wrapping_add(1);
         }
         let at = self.store(phases(groups));
         let start = self.runs.len() as u32;
@@ -253,7 +254,7 @@ impl Cohorts {
             at,
         };
         let id = self.list.push(entry) as u32;
-        self.ids.insert(hash, id);
+        self.ids.insert(key, id);
         id
     }
 
