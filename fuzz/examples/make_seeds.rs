@@ -23,7 +23,7 @@ use prost::Message;
 use rampart::model::{QUICKSTART_POLICY, policy_file};
 use rampart::proto;
 use rampart::replication::export::lines;
-use rampart::store::image::binary::{TAG, encode_tenant};
+use rampart::store::image::binary::{encode_tenant, payload};
 use rampart_fuzz::grpc_pick;
 use rcgen::{CertificateParams, DnType, KeyPair, SanType};
 
@@ -132,12 +132,15 @@ fn cert_subject_seeds() {
     );
 }
 
+/// The example policies export and image seeds are made of.
+const EXAMPLES: [(&str, &str); 2] = [
+    ("quickstart", QUICKSTART_POLICY),
+    ("authzen-todo", TODO_POLICY),
+];
+
 fn export_seeds() {
     let dir = corpus("export_import");
-    for (name, text) in [
-        ("quickstart", QUICKSTART_POLICY),
-        ("authzen-todo", TODO_POLICY),
-    ] {
+    for (name, text) in EXAMPLES {
         let state = policy_file::load_str(text).unwrap();
         let bytes: Vec<u8> = lines(&state)
             .map(Result::unwrap)
@@ -154,10 +157,7 @@ fn export_seeds() {
 
 fn binary_image_seeds() {
     let dir = corpus("binary_image");
-    for (name, text) in [
-        ("quickstart", QUICKSTART_POLICY),
-        ("authzen-todo", TODO_POLICY),
-    ] {
+    for (name, text) in EXAMPLES {
         let state = policy_file::load_str(text).unwrap();
         for (id, tenant) in &state.tenants {
             let image = encode_tenant(tenant).unwrap();
@@ -166,10 +166,9 @@ fn binary_image_seeds() {
             let mut whole = vec![1u8];
             whole.extend_from_slice(&image);
             write(&dir, &format!("{name}-{id}.image"), whole);
-            let head = TAG.len() + 2 + 8;
-            let mut payload = vec![0u8];
-            payload.extend_from_slice(&image[head..image.len() - 4]);
-            write(&dir, &format!("{name}-{id}.payload"), payload);
+            let mut framed = vec![0u8];
+            framed.extend_from_slice(payload(&image).unwrap());
+            write(&dir, &format!("{name}-{id}.payload"), framed);
         }
     }
 }

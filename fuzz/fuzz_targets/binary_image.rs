@@ -12,24 +12,17 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rampart::store::image::binary::{TAG, VERSION, decode_tenant, encode_tenant};
-
-/// `payload` in a right frame, as `encode_tenant` writes one.
-fn framed(payload: &[u8]) -> Vec<u8> {
-    let mut out = TAG.to_vec();
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(payload);
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
-}
+use rampart::store::image::binary::{VERSION, decode_tenant, encode_tenant, framed};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    let bytes = if first % 2 == 1 { rest.to_vec() } else { framed(rest) };
+    let bytes = if first % 2 == 1 {
+        rest.to_vec()
+    } else {
+        framed(VERSION, rest)
+    };
     let Ok(tenant) = decode_tenant(&bytes) else {
         return;
     };

@@ -56,18 +56,46 @@ pub fn is_binary(bytes: &[u8]) -> bool {
 /// The binary image of `tenant`.
 pub fn encode_tenant(tenant: &Tenant) -> Result<Vec<u8>, ImageError> {
     let bin = TenantBin::of(tenant)?;
-    let mut out = Vec::with_capacity(64 + tenant.users.len() * 24);
+    let out = head(VERSION, 64 + tenant.users.len() * 24);
+    let out = postcard::to_extend(&bin, out).map_err(|e| ImageError::Encode(e.to_string()))?;
+    Ok(seal(out))
+}
+
+/// `payload` framed as a binary image of layout `version`: what
+/// [`encode_tenant`] writes around its payload. For tests and fuzzing,
+/// which need a right frame around bytes of their own.
+pub fn framed(version: u16, payload: &[u8]) -> Vec<u8> {
+    let mut out = head(version, payload.len() + 4);
+    out.extend_from_slice(payload);
+    seal(out)
+}
+
+/// The payload of a framed image (its frame unchecked): what [`framed`]
+/// takes. For tests and fuzzing, like it.
+pub fn payload(image: &[u8]) -> Option<&[u8]> {
+    image.get(HEAD..image.len().checked_sub(4)?)
+}
+
+/// The tag, `version` and a length to be filled in by [`seal`], with room
+/// for `capacity` more bytes.
+fn head(version: u16, capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEAD + capacity);
     out.extend_from_slice(&TAG);
-    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&[0; 8]);
-    let mut out = postcard::to_extend(&bin, out).map_err(|e| ImageError::Encode(e.to_string()))?;
-    let len = (out.len() - HEAD) as u64;
+    out
+}
+
+/// [`head`] followed by a payload, with the payload's length filled in and
+/// the checksum of it all appended.
+fn seal(mut out: Vec<u8>) -> Vec<u8> {
+    let len = out.len().saturating_sub(HEAD) as u64;
     if let Some(at) = out.get_mut(HEAD - 8..HEAD) {
         at.copy_from_slice(&len.to_le_bytes());
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    Ok(out)
+    out
 }
 
 /// Reads what [`encode_tenant`] wrote, checking its frame first: the tag,
@@ -533,20 +561,6 @@ mod tests {
     }
 
     /// Frames `payload` as a part of `version`, with a right checksum.
-    fn framed(version: u16, payload: &[u8]) -> Vec<u8> {
-        let mut out = TAG.to_vec();
-        out.extend_from_slice(&version.to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(payload);
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
-    }
-
-    fn payload(part: &[u8]) -> &[u8] {
-        &part[HEAD..part.len() - 4]
-    }
-
     #[test]
     fn every_tenant_round_trips() {
         let state = sample();
@@ -656,7 +670,7 @@ mod tests {
     #[test]
     fn another_version_is_refused_by_name() {
         let bytes = encode_tenant(&acme()).unwrap();
-        let newer = framed(VERSION + 1, payload(&bytes));
+        let newer = framed(VERSION + 1, payload(&bytes).unwrap());
         assert_eq!(
             decode_tenant(&newer).unwrap_err(),
             ImageError::Version {
@@ -683,7 +697,7 @@ mod tests {
         // As a bug or a hand edit would write it: the frame is right, the
         // payload is not. Every prefix, and every byte changed, of the payload.
         let bytes = encode_tenant(&acme()).unwrap();
-        let good = payload(&bytes).to_vec();
+        let good = payload(&bytes).unwrap().to_vec();
         for len in 0..good.len() {
             assert!(decode_tenant(&framed(VERSION, &good[..len])).is_err());
         }
