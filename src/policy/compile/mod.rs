@@ -29,6 +29,7 @@
 //! incremental path is tested against.
 
 mod chunked;
+mod cohorts;
 mod grants;
 mod parallel;
 mod patch;
@@ -47,8 +48,9 @@ use crate::model::tenant::{Binding, Tenant, UserStatus};
 use crate::model::{RoleName, State, TenantId, Timestamp, Touched};
 use users::{Index, Resolver};
 
+pub(crate) use cohorts::Cohorts;
 pub(crate) use grants::GrantIndex;
-pub(crate) use users::{Cohorts, Parents, RoleSets, Timed, UserEntry};
+pub(crate) use users::{Parents, RoleSets, Timed, UserEntry};
 
 pub(crate) type FastMap<K, V> = HashMap<K, V, RandomState>;
 /// A persistent hash map: O(1) to copy, O(shard) to change.
@@ -251,10 +253,10 @@ pub fn compile_tenant(
     cohorts.intern(&[], |g| resolver.cohort(g, &mut sets));
     let mut entries: Vec<(UserId, UserEntry)> = Vec::with_capacity(tenant.users.len());
     for (id, user) in &tenant.users {
-        let groups = index.parents(&Subject::User(id.clone()));
-        let groups: &[GroupName] = groups.map_or(&[], |g| g);
+        let subject = Subject::User(id.clone());
+        let groups: &[GroupName] = index.parents(&subject).map_or(&[], |g| g);
         let cohort = cohorts.intern(groups, |g| resolver.cohort(g, &mut sets));
-        let own = resolver.own(id, &mut sets);
+        let own = resolver.own(&subject, &mut sets);
         let entry = UserEntry::new(user.status == UserStatus::Active, own, cohort, |p| {
             timed.push(p);
             (timed.len() - 1) as u32

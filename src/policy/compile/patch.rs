@@ -101,26 +101,29 @@ pub(super) fn patch_tenant(
     }
 
     // The users named: their own roles again, and their cohort when their
-    // groups may have changed (or they are new).
-    let lookup = redo_users
-        .iter()
-        .copied()
-        .filter(|u| regroup.contains(u) || prev.users.get(*u).is_none());
-    let mut groups = users::user_groups(&tenant, lookup);
+    // groups may have changed or they are new.
+    regroup.extend(
+        redo_users
+            .iter()
+            .copied()
+            .filter(|u| prev.users.get(*u).is_none()),
+    );
+    let mut groups = users::user_groups(&tenant, regroup.iter().copied());
     for id in redo_users {
         let Some(user) = tenant.users.get(id) else {
             next.users.remove(id);
             continue;
         };
-        let cohort = match prev.users.get(id) {
-            Some(e) if !regroup.contains(id) => e.cohort(),
-            _ => {
-                let listed = groups.remove(&Subject::User(id.clone()));
+        let subject = Subject::User(id.clone());
+        let cohort = match prev.users.get(id).filter(|_| !regroup.contains(id)) {
+            Some(e) => e.cohort(),
+            None => {
+                let listed = groups.remove(&subject);
                 let listed: &[GroupName] = listed.as_deref().unwrap_or(&[]);
                 next.cohorts.intern(listed, |g| resolver.cohort(g, sets))
             }
         };
-        let own = resolver.own(id, sets);
+        let own = resolver.own(&subject, sets);
         let timed = &mut next.timed;
         let entry = UserEntry::new(user.status == UserStatus::Active, own, cohort, |p| {
             timed.push_back(p);

@@ -567,7 +567,10 @@ fn cohorts_whose_hashes_collide_are_both_found_again() {
     // Group numbers 32 and 610, and 57 and 578, hash to the same 32-bit
     // key (found by the review of this table, which then kept only the
     // later and made a new cohort at every alternation).
-    assert_eq!(users::runs_hash(&[32, 610]), users::runs_hash(&[57, 578]));
+    assert_eq!(
+        cohorts::runs_hash(&[32, 610]),
+        cohorts::runs_hash(&[57, 578])
+    );
     let mut cohorts = Cohorts::default();
     let name = |i: usize| GroupName::new(format!("n{i:03}")).unwrap();
     for i in 0..611 {
