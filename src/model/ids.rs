@@ -3,9 +3,9 @@
 //! Each newtype is validated once, at construction, so the rest of the crate
 //! can rely on its shape. Nothing here knows about storage or the wire.
 
+use arcstr::ArcStr;
 use std::borrow::Borrow;
 use std::fmt;
-use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -111,7 +111,7 @@ macro_rules! id_type {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
         #[serde(try_from = "String", into = "String")]
-        pub struct $name(Arc<str>);
+        pub struct $name(ArcStr);
 
         impl TryFrom<String> for $name {
             type Error = IdError;
@@ -143,7 +143,7 @@ macro_rules! id_type {
             #[cfg(test)]
             #[allow(dead_code, reason = "the tests use it for some id types")]
             pub(crate) fn shares_with(&self, other: &Self) -> bool {
-                Arc::ptr_eq(&self.0, &other.0)
+                ArcStr::ptr_eq(&self.0, &other.0)
             }
         }
 
@@ -265,15 +265,15 @@ pub const SYSTEM_ROLES: [&str; 3] = [ADMINISTRATORS, USERS, BRIDGES];
 impl RoleName {
     /// `Administrators`.
     pub fn administrators() -> Self {
-        Self(Arc::from(ADMINISTRATORS))
+        Self(arcstr::literal!(ADMINISTRATORS))
     }
     /// `Users`.
     pub fn users() -> Self {
-        Self(Arc::from(USERS))
+        Self(arcstr::literal!(USERS))
     }
     /// `Bridges`.
     pub fn bridges() -> Self {
-        Self(Arc::from(BRIDGES))
+        Self(arcstr::literal!(BRIDGES))
     }
     /// Whether this is one of the reserved system roles.
     pub fn is_system(&self) -> bool {

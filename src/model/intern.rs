@@ -19,19 +19,21 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use arcstr::ArcStr;
+
 use super::permission::{GrantPattern, PathError};
 
 #[derive(Default)]
 struct Pool {
-    strings: HashSet<Arc<str>>,
-    patterns: HashMap<Arc<str>, GrantPattern>,
+    strings: HashSet<ArcStr>,
+    patterns: HashMap<ArcStr, GrantPattern>,
     shared: Option<SharedPatterns>,
 }
 
 /// Grant patterns pooled across threads and tenants: what one reader of
 /// many tenants hands to [`interning_with`].
 #[derive(Debug, Clone, Default)]
-pub struct SharedPatterns(Arc<Mutex<HashMap<Arc<str>, GrantPattern>>>);
+pub struct SharedPatterns(Arc<Mutex<HashMap<ArcStr, GrantPattern>>>);
 
 impl SharedPatterns {
     fn get(&self, text: &str) -> Option<GrantPattern> {
@@ -39,7 +41,7 @@ impl SharedPatterns {
         map.get(text).cloned()
     }
 
-    fn insert(&self, text: Arc<str>, pattern: GrantPattern) {
+    fn insert(&self, text: ArcStr, pattern: GrantPattern) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry(text).or_insert(pattern);
     }
@@ -82,17 +84,17 @@ fn pooled<R>(shared: Option<&SharedPatterns>, f: impl FnOnce() -> R) -> R {
 }
 
 /// `value` as a shared string: the pooled one inside [`interning`].
-pub(crate) fn shared(value: &str) -> Arc<str> {
+pub(crate) fn shared(value: &str) -> ArcStr {
     POOL.with(|pool| match pool.borrow_mut().as_mut() {
         Some(pool) => match pool.strings.get(value) {
-            Some(known) => Arc::clone(known),
+            Some(known) => known.clone(),
             None => {
-                let new: Arc<str> = Arc::from(value);
-                pool.strings.insert(Arc::clone(&new));
+                let new = ArcStr::from(value);
+                pool.strings.insert(new.clone());
                 new
             }
         },
-        None => Arc::from(value),
+        None => ArcStr::from(value),
     })
 }
 
@@ -124,7 +126,7 @@ pub(crate) fn pattern(
     POOL.with(|pool| {
         if let Some(pool) = pool.borrow_mut().as_mut() {
             if let Some(across) = pool.shared.as_ref().filter(|_| share) {
-                across.insert(Arc::clone(&key), new.clone());
+                across.insert(key.clone(), new.clone());
             }
             pool.patterns.insert(key, new.clone());
         }

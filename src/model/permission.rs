@@ -8,6 +8,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arcstr::ArcStr;
 use thiserror::Error;
 
 use super::ids::truncate;
@@ -168,7 +169,7 @@ impl fmt::Display for Effect {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PatternSegment {
     /// Matches exactly this text.
-    Literal(Arc<str>),
+    Literal(ArcStr),
     /// Matches the checking subject's own id.
     Subject,
 }
@@ -179,7 +180,7 @@ pub enum PatternSegment {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct GrantPattern {
-    text: Arc<str>,
+    text: ArcStr,
     segments: Arc<[PatternSegment]>,
     star: bool,
 }
