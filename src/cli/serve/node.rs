@@ -274,6 +274,7 @@ pub async fn start_with(
     let follower = match replication.role {
         // INVARIANT: the engine was built from a loaded state, so a snapshot is in place.
         Role::Leader => {
+            release_freed_memory().await;
             set_health(&health, true).await;
             None
         }
@@ -294,7 +295,12 @@ pub async fn start_with(
                 status,
                 Arc::new(move |serving| {
                     let reporter = reporter.clone();
-                    Box::pin(async move { set_health(&reporter, serving).await })
+                    Box::pin(async move {
+                        if serving {
+                            release_freed_memory().await;
+                        }
+                        set_health(&reporter, serving).await
+                    })
                 }),
             )))
         }
@@ -315,6 +321,18 @@ pub async fn start_with(
         admin_health,
         decision_log_writer,
     })
+}
+
+/// Hands the memory a load freed (decoding buffers, the intern pools,
+/// compile scratch) back to the system before the node says SERVING: glibc
+/// keeps it otherwise, a quarter of a 100,000-user tenant's resident
+/// memory (BENCHMARKS.md, "Issue #15: thin ids"). On a blocking thread: it
+/// walks every arena.
+async fn release_freed_memory() {
+    let released = tokio::task::spawn_blocking(rampart_malloc_trim::release_free_memory)
+        .await
+        .unwrap_or(false);
+    tracing::debug!(released, "returned the memory the load freed to the system");
 }
 
 /// The Admin service is SERVING while the store takes writes, NOT_SERVING
