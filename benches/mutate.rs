@@ -103,7 +103,7 @@ fn build() -> State {
             tenant: acme.clone(),
             subject: Subject::Group(group(g)),
             role: role(g),
-            expires: (g < 10).then_some(Timestamp(2_000_000_000 + g as i64)),
+            expires: (g < 10).then_some(Timestamp::from_unix(2_000_000_000 + g as i64)),
         });
         if g >= 10 {
             ms.push(Mutation::AddMember {
@@ -162,7 +162,8 @@ fn mixed(acme: &TenantId, step: u64) -> Mutation {
             tenant,
             subject: Subject::User(user(u)),
             role: role(next(ROLES)),
-            expires: (next(3) == 0).then(|| Timestamp(2_000_000_000 + 3600 * next(10) as i64)),
+            expires: (next(3) == 0)
+                .then(|| Timestamp::from_unix(2_000_000_000 + 3600 * next(10) as i64)),
         },
         1 => Mutation::AddMember {
             tenant,
@@ -347,7 +348,7 @@ fn bench(c: &mut Criterion) {
                 &base,
                 &Actor::Operator,
                 &cases[0].1,
-                Timestamp(1_000),
+                Timestamp::from_unix(1_000),
             )
             .unwrap()
         });
@@ -363,7 +364,7 @@ fn bench(c: &mut Criterion) {
                 subject,
                 permission,
             },
-            Timestamp(1_000),
+            Timestamp::from_unix(1_000),
         )
         .unwrap()
     };

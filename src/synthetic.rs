@@ -33,7 +33,7 @@ use crate::model::{
 
 /// The instant the benches check at: 2026-11-22T00:00:00Z. Expiring
 /// bindings fall on both sides of it.
-pub const NOW: Timestamp = Timestamp(1_795_305_600);
+pub const NOW: Timestamp = Timestamp::from_unix(1_795_305_600);
 
 /// The actions of every catalog resource.
 const ACTIONS: [&str; 5] = ["read", "list", "create", "update", "delete"];
@@ -440,9 +440,9 @@ fn generate_tenant(spec: &Spec, t: usize, entries: &[Entry], rng: &mut Rng) -> O
             let expires = rng.chance(spec.expiring_per_mille).then(|| {
                 let days = rng.between(1, 90) as i64 * 86_400;
                 if rng.chance(500) {
-                    Timestamp(NOW.0 - days)
+                    Timestamp::from_unix(NOW.unix() - days)
                 } else {
-                    Timestamp(NOW.0 + days)
+                    Timestamp::from_unix(NOW.unix() + days)
                 }
             });
             bind(&mut tenant, subject.clone(), role.clone(), expires);

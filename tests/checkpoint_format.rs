@@ -87,7 +87,7 @@ fn tenant(id: &str, n: usize) -> Tenant {
         t.bindings.insert(Binding {
             subject,
             role: readers.clone(),
-            expires: (i % 10 == 0).then_some(Timestamp(1_900_000_000)),
+            expires: (i % 10 == 0).then_some(Timestamp::from_unix(1_900_000_000)),
         });
     }
     t.groups.insert(
@@ -119,7 +119,7 @@ fn store_with(dir: &Path, state: &State) {
 fn record(m: &Mutation, revision: u64) -> AuditRecord {
     AuditRecord {
         seq: 0,
-        time: Timestamp(1_700_000_000),
+        time: Timestamp::from_unix(1_700_000_000),
         actor: None,
         credential: "operator".into(),
         revision,

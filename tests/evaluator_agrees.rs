@@ -199,7 +199,7 @@ fn build(spec: &Spec) -> State {
         t.bindings.insert(Binding {
             subject,
             role,
-            expires: exp.map(Timestamp),
+            expires: exp.map(Timestamp::from_unix),
         });
     }
     // A bridge, to cover the deployment's Bridges grants.
@@ -243,7 +243,7 @@ proptest! {
         let snapshot = compile(Arc::clone(&state));
         for (tenant, subject, permission, now) in &requests {
             let req = Request { tenant, subject, permission };
-            let now = Timestamp(*now);
+            let now = Timestamp::from_unix(*now);
             let compiled = evaluate(&snapshot, &req, now);
             let plain = reference::decide(&state, &req, now).map(|o| o.verdict);
             prop_assert_eq!(&compiled, &plain, "request {:?} at {:?}", req, now);

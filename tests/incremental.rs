@@ -169,7 +169,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
                     tenant,
                     subject,
                     role,
-                    expires: e.map(Timestamp),
+                    expires: e.map(Timestamp::from_unix),
                 }
             }
         ),
@@ -229,8 +229,8 @@ proptest! {
                     for now in [5, 15, 25] {
                         let req = Request { tenant, subject, permission };
                         prop_assert_eq!(
-                            evaluate(&incremental, &req, Timestamp(now)),
-                            evaluate(&full, &req, Timestamp(now)),
+                            evaluate(&incremental, &req, Timestamp::from_unix(now)),
+                            evaluate(&full, &req, Timestamp::from_unix(now)),
                             "{:?} at {}", req, now
                         );
                     }
@@ -257,8 +257,8 @@ proptest! {
                     for now in NESTED_TIMES {
                         let req = Request { tenant: "n", subject, permission };
                         prop_assert_eq!(
-                            evaluate(&incremental, &req, Timestamp(now)),
-                            evaluate(&full, &req, Timestamp(now)),
+                            evaluate(&incremental, &req, Timestamp::from_unix(now)),
+                            evaluate(&full, &req, Timestamp::from_unix(now)),
                             "{:?} at {} after {:?}", req, now, m
                         );
                     }
@@ -288,7 +288,7 @@ fn assert_same(incremental: &Snapshot, full: &Snapshot, state: &State, times: &[
         users.extend(["u1", "u9"].map(|u| UserId::new(u).unwrap()));
         for user in &users {
             for &now in times {
-                let now = Timestamp(now);
+                let now = Timestamp::from_unix(now);
                 assert_eq!(
                     inc.compiled_roles(user.as_str(), now),
                     all.compiled_roles(user.as_str(), now),
@@ -406,7 +406,7 @@ fn nested_tenant() -> State {
             tenant: n(),
             subject,
             role: role(r),
-            expires: expires.map(Timestamp),
+            expires: expires.map(Timestamp::from_unix),
         });
     }
     let mut state = State::new();
@@ -437,7 +437,7 @@ fn nested_mutation() -> impl Strategy<Value = Mutation> {
                 tenant: n(),
                 subject,
                 role,
-                expires: e.map(Timestamp),
+                expires: e.map(Timestamp::from_unix),
             }
         ),
         2 => (subject(), r()).prop_map(|(subject, role)| Mutation::Unassign {
@@ -551,7 +551,7 @@ fn a_group_binding_changes_many_users_at_once() {
             tenant: t(),
             subject: Subject::Group(group(0)),
             role: role("c"),
-            expires: Some(Timestamp(100)),
+            expires: Some(Timestamp::from_unix(100)),
         },
         Mutation::RemoveMember {
             tenant: t(),
@@ -586,7 +586,7 @@ fn a_group_binding_changes_many_users_at_once() {
                 .filter(|u| {
                     s.tenant("big")
                         .unwrap()
-                        .compiled_roles(&format!("u{u}"), Timestamp(now))
+                        .compiled_roles(&format!("u{u}"), Timestamp::from_unix(now))
                         .unwrap()
                         .contains(&c)
                 })

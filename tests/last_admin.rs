@@ -80,7 +80,7 @@ fn role() -> impl Strategy<Value = RoleName> {
 fn expires() -> impl Strategy<Value = Option<Timestamp>> {
     prop_oneof![
         Just(None),
-        (1i64..60).prop_map(|d| Some(Timestamp(START + d * DAY))),
+        (1i64..60).prop_map(|d| Some(Timestamp::from_unix(START + d * DAY))),
     ]
 }
 
@@ -153,7 +153,7 @@ fn fixture() -> State {
 /// all of them.
 fn future_instants(state: &State, now: Timestamp) -> Vec<Timestamp> {
     let t = state.tenants.get("acme").unwrap();
-    let mut out = vec![now, Timestamp(START + 10_000 * DAY)];
+    let mut out = vec![now, Timestamp::from_unix(START + 10_000 * DAY)];
     out.extend(
         t.bindings
             .values()
@@ -168,11 +168,11 @@ fn future_instants(state: &State, now: Timestamp) -> Vec<Timestamp> {
 /// leaves a time with no active administrator.
 fn run(steps: &[(usize, i64, Mutation)]) -> usize {
     let mut state = fixture();
-    let mut now = Timestamp(START);
+    let mut now = Timestamp::from_unix(START);
     let mut log = Vec::new();
     let mut accepted = 0;
     for (who, wait, m) in steps {
-        now = Timestamp(now.0 + wait * DAY);
+        now = Timestamp::from_unix(now.unix() + wait * DAY);
         let actor = match who % (USERS.len() + 1) {
             0 => Actor::Operator,
             i => Actor::User(UserId::new(USERS[i - 1]).unwrap()),
@@ -184,7 +184,7 @@ fn run(steps: &[(usize, i64, Mutation)]) -> usize {
         accepted += 1;
         log.push(format!(
             "at +{}d {actor:?}: {}",
-            (now.0 - START) / DAY,
+            (now.unix() - START) / DAY,
             serde_json::to_string(m).unwrap()
         ));
         state = next;
@@ -220,7 +220,7 @@ proptest! {
 fn the_issues_sequence_is_refused_at_the_demotion() {
     let mut state = fixture();
     // Only ada and ben: cy is no administrator, ben's group binding goes.
-    let now = Timestamp(START);
+    let now = Timestamp::from_unix(START);
     let op = |state: &State, m: Mutation| {
         validate(state, state, &Actor::Operator, &m, now)
             .map(|(s, _)| s)
@@ -252,7 +252,7 @@ fn the_issues_sequence_is_refused_at_the_demotion() {
         tenant: tenant(),
         subject: Subject::User(UserId::new("ben").unwrap()),
         role: RoleName::administrators(),
-        expires: Some(Timestamp(START + 30 * DAY)),
+        expires: Some(Timestamp::from_unix(START + 30 * DAY)),
     };
     let (after, _) = validate(&state, &state, &ada, &expire_ben, now).unwrap();
     let demote_ada = Mutation::Unassign {
@@ -274,7 +274,7 @@ fn the_issues_sequence_is_refused_at_the_demotion() {
         &RoleName::administrators(),
     );
     assert!(!active_administrators(&t, now).is_empty());
-    assert!(active_administrators(&t, Timestamp(START + 31 * DAY)).is_empty());
+    assert!(active_administrators(&t, Timestamp::from_unix(START + 31 * DAY)).is_empty());
 }
 
 /// Random sequences are accepted often enough to mean something.

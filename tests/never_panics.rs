@@ -70,9 +70,9 @@ proptest! {
         let snapshot = &*QUICKSTART;
         for tenant in [tenant.as_str(), "acme"] {
             let request = Request { tenant, subject: &subject, permission: &permission };
-            let _ = evaluate(snapshot, &request, Timestamp(0));
-            let _ = explain(snapshot, &request, Timestamp(0));
-            let _ = list_subjects(snapshot, tenant, &permission, Some(&subject), 10, Timestamp(0));
+            let _ = evaluate(snapshot, &request, Timestamp::from_unix(0));
+            let _ = explain(snapshot, &request, Timestamp::from_unix(0));
+            let _ = list_subjects(snapshot, tenant, &permission, Some(&subject), 10, Timestamp::from_unix(0));
         }
     }
 }

@@ -102,7 +102,7 @@ fn history() -> Vec<Mutation> {
         tenant: t("acme"),
         subject: Subject::User(user("alice")),
         role: role("editors"),
-        expires: Some(Timestamp(1_798_761_600)),
+        expires: Some(Timestamp::from_unix(1_798_761_600)),
     });
     out.push(Mutation::Assign {
         tenant: t("acme"),
@@ -144,7 +144,7 @@ fn states(ms: &[Mutation]) -> Vec<State> {
 fn record(m: &Mutation, actor: Option<&str>, outcome: Outcome, revision: u64) -> AuditRecord {
     AuditRecord {
         seq: 0,
-        time: Timestamp(1_700_000_000 + revision as i64),
+        time: Timestamp::from_unix(1_700_000_000 + revision as i64),
         actor: actor.map(str::to_owned),
         credential: if actor.is_some() { "token" } else { "operator" }.into(),
         revision,
@@ -641,7 +641,7 @@ fn what_cannot_be_read_back_is_never_committed<T: Harness>(h: &mut T) {
         tenant: t("acme"),
         subject: Subject::User(user("alice")),
         role: role("editors"),
-        expires: Some(Timestamp(253_402_300_800)),
+        expires: Some(Timestamp::from_unix(253_402_300_800)),
     };
     let mut expected = states(&ms[..7]).pop().unwrap();
     match store.commit(8, &far, record(&far, None, Outcome::Applied, 8)) {
@@ -657,7 +657,7 @@ fn what_cannot_be_read_back_is_never_committed<T: Harness>(h: &mut T) {
     }
     // The same for an audit record's time, on a commit and on a refusal.
     let mut late = record(&ms[7], None, Outcome::Applied, 8);
-    late.time = Timestamp(253_402_300_800);
+    late.time = Timestamp::from_unix(253_402_300_800);
     let before = store.audit(&AuditFilter::default()).unwrap().len();
     let committed = store.commit(store.revision().unwrap() + 1, &ms[7], late.clone());
     let refused = store.record_refusal(late);
@@ -1284,7 +1284,7 @@ fn retention_bounds_compaction<T: Harness>(h: &mut T) {
     let store = h.open();
     commit_all(&store, &ms, 0);
     // `record` stamps revision r at 1_700_000_000 + r.
-    let now = Timestamp(1_700_000_000 + n as i64);
+    let now = Timestamp::from_unix(1_700_000_000 + n as i64);
     let none = Retention::default();
     assert_eq!(
         none.cutoff(&store, now).unwrap(),
@@ -1317,7 +1317,7 @@ fn retention_bounds_compaction<T: Harness>(h: &mut T) {
     };
     assert_eq!(five.cutoff(&store, now).unwrap(), n - 5);
     // An hour later, they are all older than the bound.
-    let later = Timestamp(now.0 + 7200);
+    let later = Timestamp::from_unix(now.unix() + 7200);
     assert_eq!(hour.cutoff(&store, later).unwrap(), n + 1);
     assert_eq!(both.cutoff(&store, later).unwrap(), n - 1);
     let first = store.compact(both.cutoff(&store, later).unwrap()).unwrap();
@@ -1370,7 +1370,7 @@ fn append_takes_the_next_revision_without_audit<T: Harness>(h: &mut T) {
     let store = h.open();
     let change = |revision: u64| Change {
         revision,
-        time: Some(Timestamp(1_700_000_000)),
+        time: Some(Timestamp::from_unix(1_700_000_000)),
         mutation: ms[revision as usize - 1].clone(),
     };
     store.append(&[change(1)]).unwrap();

@@ -317,7 +317,7 @@ struct Input {
 }
 
 fn expiry(e: u8) -> Timestamp {
-    Timestamp([10, 20, 30][usize::from(e) % 3])
+    Timestamp::from_unix([10, 20, 30][usize::from(e) % 3])
 }
 
 fn grants(specs: &[GrantSpec]) -> Vec<Grant> {
@@ -456,7 +456,7 @@ fn agree(state: &Arc<State>, snapshot: &Snapshot, requests: &[RequestSpec]) {
         let tenant = ["t", "s", "nope"][usize::from(r.tenant) % 3];
         let subject = request_subject(r.subject);
         let permission = request_permission(&r.permission);
-        let now = Timestamp(NOWS[usize::from(r.now) % NOWS.len()]);
+        let now = Timestamp::from_unix(NOWS[usize::from(r.now) % NOWS.len()]);
         let req = Request {
             tenant,
             subject,
@@ -506,7 +506,7 @@ fuzz_target!(|input: Input| {
     agree(&state, &snapshot, &input.requests);
     for change in input.changes.iter().take(6) {
         let m = change.mutation();
-        let Ok((next, touched)) = validate(&state, &*state, &Actor::Operator, &m, Timestamp(0))
+        let Ok((next, touched)) = validate(&state, &*state, &Actor::Operator, &m, Timestamp::from_unix(0))
         else {
             continue;
         };

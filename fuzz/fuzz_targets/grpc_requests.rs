@@ -108,7 +108,7 @@ impl Services {
         if let Mutation::Assign {
             expires: Some(t), ..
         } = &m
-            && t.0.abs_diff(now.0) < 60
+            && t.unix().abs_diff(now.unix()) < 60
         {
             return;
         }

@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
 
     let state = Arc::new(state);
     let snapshot = compile(Arc::clone(&state));
-    let now = Timestamp(1_700_000_000);
+    let now = Timestamp::from_unix(1_700_000_000);
     let permissions: Vec<&str> = state
         .catalog
         .entries()

@@ -420,7 +420,7 @@ mod tests {
             tenant: t("acme"),
             subject: Subject::parse("group:eng").unwrap(),
             role: RoleName::new("editors").unwrap(),
-            expires: Some(Timestamp(10)),
+            expires: Some(Timestamp::from_unix(10)),
         };
         let text = serde_json::to_string(&m).unwrap();
         assert!(text.contains("\"kind\":\"assign\""), "{text}");

@@ -800,7 +800,7 @@ mod tests {
             (
                 Subject::User(alice.clone()),
                 viewers.clone(),
-                Some(Timestamp(100)),
+                Some(Timestamp::from_unix(100)),
             ),
         ] {
             t.bindings.insert(Binding {
@@ -812,7 +812,7 @@ mod tests {
         let parents = t.parents();
         let bindings = t.bindings_by_subject();
         let at = |now| {
-            t.effective_roles(&alice, Timestamp(now), &parents, &bindings)
+            t.effective_roles(&alice, Timestamp::from_unix(now), &parents, &bindings)
                 .into_iter()
                 .map(|e| (e.role.to_string(), e.chain.len()))
                 .collect::<Vec<_>>()

@@ -55,7 +55,7 @@ pub const MAX_ALIASES: usize = 16;
 
 /// A member of the tenant.
 ///
-/// Kept small (at most 48 bytes, `users_stay_small`): a tenant's users map
+/// Kept small (at most 40 bytes, `users_stay_small`): a tenant's users map
 /// holds one inline in every slot, so each byte here is a byte per user.
 /// The profile text is boxed, and what most users lack (a display name,
 /// aliases, attributes) lives behind one pointer that is `None` when all
@@ -372,7 +372,7 @@ pub(crate) mod tests {
     fn users_stay_small() {
         // A users map holds one inline in every slot (`User`'s doc).
         assert!(
-            std::mem::size_of::<User>() <= 48,
+            std::mem::size_of::<User>() <= 40,
             "{}",
             std::mem::size_of::<User>()
         );

@@ -41,7 +41,7 @@ fn check(snapshot: &Snapshot, subject: &str, permission: &str) -> Result<Verdict
         subject,
         permission,
     };
-    evaluate(snapshot, &request, Timestamp(0))
+    evaluate(snapshot, &request, Timestamp::from_unix(0))
 }
 
 fn verdict(decision: Decision, reason: Reason) -> Result<Verdict, CheckError> {
@@ -96,7 +96,8 @@ fn an_alias_is_decided_as_its_member() {
             subject,
             permission: "todo:update:rick@the-citadel.com",
         };
-        let plain = reference::decide(&snapshot.state, &request, Timestamp(0)).map(|o| o.verdict);
+        let plain = reference::decide(&snapshot.state, &request, Timestamp::from_unix(0))
+            .map(|o| o.verdict);
         assert_eq!(
             plain,
             check(&snapshot, subject, "todo:update:rick@the-citadel.com"),
@@ -113,7 +114,7 @@ fn explain_and_the_listing_name_the_member() {
         subject: RICK_IDP,
         permission: "todo:update:rick@the-citadel.com",
     };
-    let (v, why) = explain(&snapshot, &request, Timestamp(0)).unwrap();
+    let (v, why) = explain(&snapshot, &request, Timestamp::from_unix(0)).unwrap();
     assert_eq!(v.decision, Decision::Allow);
     let rick = UserId::new("rick@the-citadel.com").unwrap();
     assert_eq!(why.user.as_ref(), Some(&rick));
@@ -125,7 +126,7 @@ fn explain_and_the_listing_name_the_member() {
         subject: "E-1",
         permission: "todo:read",
     };
-    let (_, why) = explain(&snapshot, &request, Timestamp(0)).unwrap();
+    let (_, why) = explain(&snapshot, &request, Timestamp::from_unix(0)).unwrap();
     assert_eq!(why.user.as_ref().map(UserId::as_str), Some("rick"));
     assert_eq!(why.grants[0].via, ["user:rick", "group:staff"]);
 
@@ -134,17 +135,17 @@ fn explain_and_the_listing_name_the_member() {
         subject: "nobody",
         permission: "todo:read",
     };
-    let (v, why) = explain(&snapshot, &request, Timestamp(0)).unwrap();
+    let (v, why) = explain(&snapshot, &request, Timestamp::from_unix(0)).unwrap();
     assert_eq!(v.reason, Reason::UnknownSubject);
     assert_eq!(why.user, None);
 
-    let listing = list_subject_permissions(&snapshot, "todo", "E-1", Timestamp(0))
+    let listing = list_subject_permissions(&snapshot, "todo", "E-1", Timestamp::from_unix(0))
         .unwrap()
         .unwrap();
     assert_eq!(listing.user.as_str(), "rick");
     assert!(listing.permissions.iter().any(|(p, _, _)| p == "todo:read"));
     assert!(
-        list_subject_permissions(&snapshot, "todo", "nobody", Timestamp(0))
+        list_subject_permissions(&snapshot, "todo", "nobody", Timestamp::from_unix(0))
             .unwrap()
             .is_none()
     );

@@ -361,7 +361,10 @@ pub(super) mod tests {
                 },
             );
             for (subject, expires) in [
-                (Subject::User(alice.clone()), Some(Timestamp(1_798_761_600))),
+                (
+                    Subject::User(alice.clone()),
+                    Some(Timestamp::from_unix(1_798_761_600)),
+                ),
                 (Subject::Group(eng.clone()), None),
             ] {
                 t.bindings.insert(Binding {

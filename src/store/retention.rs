@@ -30,7 +30,7 @@ impl Retention {
         }
         if let Some(age) = self.age {
             let oldest_kept = now
-                .0
+                .unix()
                 .saturating_sub(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
             // The first entry young enough to keep; entries are in commit
             // (so time) order.
@@ -41,7 +41,8 @@ impl Retention {
                     break;
                 }
                 for change in page {
-                    if change.revision >= cutoff || change.time.is_some_and(|t| t.0 >= oldest_kept)
+                    if change.revision >= cutoff
+                        || change.time.is_some_and(|t| t.unix() >= oldest_kept)
                     {
                         cutoff = cutoff.min(change.revision);
                         break 'scan;

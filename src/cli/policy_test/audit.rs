@@ -103,7 +103,14 @@ mod tests {
         let actor = Actor::User(UserId::new("bob").unwrap());
         let e = AdminError::SelfAdd;
         let verdict = if refused { Err(&e) } else { Ok(2) };
-        AuditRecord::attempt(&State::default(), &actor, "t", &m, verdict, Timestamp(0))
+        AuditRecord::attempt(
+            &State::default(),
+            &actor,
+            "t",
+            &m,
+            verdict,
+            Timestamp::from_unix(0),
+        )
     }
 
     fn expect(yaml: &str) -> ExpectAudit {

@@ -228,7 +228,7 @@ tenants:
     }
 
     fn admit(s: &State, who: &Actor) -> Result<Reader, AdminError> {
-        Reader::admit(s, s, who, &acme(), Timestamp(1_800_000_000))
+        Reader::admit(s, s, who, &acme(), Timestamp::from_unix(1_800_000_000))
     }
 
     fn roles_seen(s: &State, r: &Reader, op: ReadOp) -> Vec<String> {
@@ -293,7 +293,7 @@ tenants:
             &s,
             &user("ann"),
             &TenantId::new("nope").unwrap(),
-            Timestamp(0),
+            Timestamp::from_unix(0),
         )
         .unwrap_err();
         assert_eq!(e.refusal().code_name(), "NOT_FOUND");

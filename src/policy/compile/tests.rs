@@ -99,7 +99,7 @@ fn changed(a: &TenantSnapshot, b: &TenantSnapshot) -> Vec<String> {
         .chain(b.users.keys())
         .filter(|id| {
             [50, 150].into_iter().any(|t| {
-                let now = Timestamp(t);
+                let now = Timestamp::from_unix(t);
                 a.compiled_roles(id.as_str(), now) != b.compiled_roles(id.as_str(), now)
             })
         })
@@ -129,7 +129,7 @@ fn assert_as_full(snapshot: &Snapshot, state: &State, times: &[i64]) {
     for u in 0..50 {
         let id = format!("u{u}");
         for &now in times {
-            let now = Timestamp(now);
+            let now = Timestamp::from_unix(now);
             assert_eq!(
                 t.compiled_roles(&id, now),
                 f.compiled_roles(&id, now),
@@ -178,7 +178,7 @@ fn a_group_binding_recompiles_its_cohort_and_no_user() {
         tenant: tenant(),
         subject: Subject::Group(GroupName::new("g").unwrap()),
         role: RoleName::new("a").unwrap(),
-        expires: Some(Timestamp(100)),
+        expires: Some(Timestamp::from_unix(100)),
     });
     // Members already bound to `a` keep their roles (Users+a, before and
     // after 100); the others (odd ones, bound to `b`) change.
@@ -280,7 +280,11 @@ fn a_subgroup_link_updates_the_parents_index_and_the_users_under_it() {
     assert_eq!(t.parents.get(&h).map(|p| p.to_vec()), Some(vec![g("g")]));
     // u21 is bound to `b`; it gets `a` from g, through h.
     let a = RoleName::new("a").unwrap();
-    assert!(t.compiled_roles("u21", Timestamp(0)).unwrap().contains(&a));
+    assert!(
+        t.compiled_roles("u21", Timestamp::from_unix(0))
+            .unwrap()
+            .contains(&a)
+    );
     assert_as_full(&snapshot, &state, &[0]);
     // Taking h out of g again drops the index entry, and u21's `a`.
     let touched = apply(
@@ -295,7 +299,11 @@ fn a_subgroup_link_updates_the_parents_index_and_the_users_under_it() {
     let after = recompile(&snapshot, Arc::new(state.clone()), &touched);
     let t = after.tenant("t").unwrap();
     assert!(!t.parents.contains_key(&h));
-    assert!(!t.compiled_roles("u21", Timestamp(0)).unwrap().contains(&a));
+    assert!(
+        !t.compiled_roles("u21", Timestamp::from_unix(0))
+            .unwrap()
+            .contains(&a)
+    );
     assert_as_full(&after, &state, &[0]);
 }
 
@@ -347,7 +355,7 @@ fn a_group_patch_finds_the_groups_of_members_listed_elsewhere_too() {
     let roles = after
         .tenant("t")
         .unwrap()
-        .compiled_roles("u2", Timestamp(0))
+        .compiled_roles("u2", Timestamp::from_unix(0))
         .unwrap();
     assert!(
         roles.contains(&RoleName::new("a").unwrap())
@@ -370,7 +378,7 @@ fn unused_phases_do_not_pile_up() {
                 tenant: tenant(),
                 subject: Subject::User(UserId::new("u1").unwrap()),
                 role: RoleName::new("a").unwrap(),
-                expires: Some(Timestamp(1_000 + i)),
+                expires: Some(Timestamp::from_unix(1_000 + i)),
             },
         )
         .unwrap();
@@ -423,8 +431,16 @@ fn a_cohort_outlives_its_group_and_stays_true() {
     }
     let t = snapshot.tenant("t").unwrap();
     let a = RoleName::new("a").unwrap();
-    assert!(t.compiled_roles("u1", Timestamp(0)).unwrap().contains(&a));
-    assert!(!t.compiled_roles("u3", Timestamp(0)).unwrap().contains(&a));
+    assert!(
+        t.compiled_roles("u1", Timestamp::from_unix(0))
+            .unwrap()
+            .contains(&a)
+    );
+    assert!(
+        !t.compiled_roles("u3", Timestamp::from_unix(0))
+            .unwrap()
+            .contains(&a)
+    );
 }
 
 /// After every patch, every cohort (used or not) brings what a fresh
@@ -478,7 +494,7 @@ fn cohort_mutation() -> impl proptest::strategy::Strategy<Value = Mutation> {
                 tenant: tenant(),
                 subject,
                 role,
-                expires: e.map(Timestamp),
+                expires: e.map(Timestamp::from_unix),
             }),
         2 => (subject(), r()).prop_map(|(subject, role)| Mutation::Unassign {
             tenant: tenant(),

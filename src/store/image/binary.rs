@@ -312,7 +312,7 @@ impl<'a> TenantBin<'a> {
                 role: roles_at
                     .get(b.role.as_str())
                     .map_or(NameBin::Name(b.role.as_str()), |&i| NameBin::Index(i)),
-                expires: b.expires.map(|e| e.0),
+                expires: b.expires.map(Timestamp::unix),
             })
             .collect();
         Ok(Self {
@@ -526,7 +526,7 @@ impl TenantBin<'_> {
             bindings.push(Binding {
                 subject,
                 role,
-                expires: b.expires.map(Timestamp),
+                expires: b.expires.map(Timestamp::from_unix),
             });
         }
 
@@ -621,7 +621,7 @@ mod tests {
             t.bindings.insert(Binding {
                 subject,
                 role: role.clone(),
-                expires: Some(Timestamp(-5)),
+                expires: Some(Timestamp::from_unix(-5)),
             });
         }
         let group = t.groups.values().next().unwrap().name.clone();
