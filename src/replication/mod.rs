@@ -7,6 +7,7 @@
 //!   kind `OutOfRange` through `proto::status`).
 //! - `service.rs`: the `rampart.v1.Replication` gRPC service (Watch,
 //!   Export, Import, GetState) that every node serves.
+//! - `watch.rs`: one Watch stream, a task paging through the changelog.
 //! - `follower.rs`: `rampart serve --follow`: bootstrap with Export, tail
 //!   Watch, apply through `Engine::replicate`, reconnect, re-bootstrap.
 //!
@@ -18,6 +19,7 @@ pub mod export;
 pub mod follower;
 pub mod refusal;
 pub mod service;
+mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,6 +28,7 @@ use crate::store::Retention;
 
 pub use follower::{FollowConfig, follow};
 pub use service::ReplicationService;
+pub use watch::change_event;
 
 /// A replica's replication status, shared between the follower task, the
 /// Replication service (GetState) and the logs. Plain atomics: read

@@ -1,10 +1,7 @@
 //! The `rampart.v1.Replication` service: Watch, Export, Import, GetState.
 //!
-//! Watch reads the store's changelog page by page from the client's
-//! revision, then waits on the engine's revision channel for more: every
-//! watcher reads the same durable log, so a slow watcher holds nothing up
-//! but itself, and "in order, no gaps" holds by construction (each page is
-//! checked to follow the last).
+//! A Watch is checked and its stream handed to a task (`watch.rs`), which
+//! reads the store's changelog page by page from the client's revision.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,14 +15,13 @@ use tracing::{debug, info};
 
 use super::convert::{ExportTenants, WatchTenants};
 use super::export::{self, ExportError};
-use super::refusal::{WatchError, watch_refusal};
+use super::refusal::watch_refusal;
+use super::watch::{PAGE, Watcher};
 use super::{ReplicaStatus, ReplicationConfig, Role};
 use crate::engine::{Engine, Scope, StoreHealth};
 use crate::proto::{self, replication_server::Replication};
-use crate::store::{Change, History, Store, StoreError, new_history_id};
+use crate::store::{History, Store, StoreError, new_history_id};
 
-/// Changelog entries read per page.
-const PAGE: usize = 512;
 /// Bytes of export data per chunk.
 const CHUNK_BYTES: usize = 1 << 20;
 
@@ -56,33 +52,6 @@ impl std::fmt::Debug for ReplicationService {
 /// read is UNAVAILABLE, as in every service).
 fn store_status(e: StoreError) -> Status {
     proto::status(&e)
-}
-
-/// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Status> {
-    crate::store::blocking(f).await.map_err(store_status)
-}
-
-/// The wire form of a change.
-pub fn change_event(change: &Change, head: u64) -> Result<proto::WatchEvent, Status> {
-    let mutation = serde_json::to_vec(&change.mutation)
-        .map_err(|e| Status::internal(format!("revision {}: {e}", change.revision)))?;
-    Ok(proto::WatchEvent {
-        event: Some(proto::watch_event::Event::Change(proto::Change {
-            revision: change.revision,
-            time: change.time.map(|t| t.to_string()).unwrap_or_default(),
-            kind: change.mutation.kind().to_owned(),
-            tenant: change
-                .mutation
-                .tenant()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            mutation,
-        })),
-        head_revision: head,
-    })
 }
 
 impl ReplicationService {
@@ -319,117 +288,23 @@ impl Replication for ReplicationService {
         let (tx, rx) = mpsc::channel(PAGE);
         self.watchers.fetch_add(1, Ordering::Relaxed);
         let guard = Watching(Arc::clone(&self.watchers));
-        let mut revisions = self.engine.revisions();
-        let mut stopping = self.stopping.clone();
-        let heartbeat = self.config.heartbeat;
-        let history = have.id;
-        let from = req.from_revision;
-        debug!(from, tenants = tenants.len(), "watch started");
+        let watcher = Watcher {
+            store,
+            revisions: self.engine.revisions(),
+            stopping: self.stopping.clone(),
+            heartbeat: self.config.heartbeat,
+            history: have.id,
+            from: req.from_revision,
+            tenants,
+        };
+        debug!(
+            from = watcher.from,
+            tenants = watcher.tenants.len(),
+            "watch started"
+        );
         tokio::spawn(async move {
             let _guard = guard;
-            let mut cursor = from;
-            // The first time the client is caught up it hears so at once
-            // (a replica becomes ready without waiting a heartbeat).
-            let mut told_caught_up = false;
-            // The last revision the client heard of, by a change or a
-            // checkpoint.
-            let mut told = from;
-            let wanted = |change: &Change| {
-                tenants.is_empty() || change.mutation.tenant().is_none_or(|t| tenants.contains(t))
-            };
-            loop {
-                // Only what is published: a change is published once
-                // durable, so a watcher never gets a change the node could
-                // still lose in a crash.
-                let head = *revisions.borrow_and_update();
-                let page = if cursor < head {
-                    let store = Arc::clone(&store);
-                    blocking(move || {
-                        let mut page = store.changelog(cursor, PAGE)?;
-                        page.retain(|c| c.revision <= head);
-                        Ok((page, store.history()?.id))
-                    })
-                    .await
-                } else {
-                    Ok((Vec::new(), history.clone()))
-                };
-                let page = match page {
-                    Ok((_, now)) if now != history => {
-                        // Installed anew (a replica's re-bootstrap): the
-                        // revisions after the cursor are another history's.
-                        let changed = WatchError::HistoryChanged {
-                            was: history.clone(),
-                            now,
-                        };
-                        let _ = tx.send(Err(proto::status(&changed))).await;
-                        return;
-                    }
-                    Ok((page, _)) => page,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                if page.is_empty() {
-                    let checkpoint = checkpoint_event(cursor, &history, head);
-                    if !told_caught_up {
-                        told_caught_up = true;
-                        if tx.send(Ok(checkpoint)).await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    tokio::select! {
-                        changed = revisions.changed() => {
-                            if changed.is_err() {
-                                return;
-                            }
-                        }
-                        () = tokio::time::sleep(heartbeat) => {
-                            if tx.send(Ok(checkpoint)).await.is_err() {
-                                return;
-                            }
-                        }
-                        () = tx.closed() => return,
-                        () = async { let _ = stopping.wait_for(|s| *s).await; } => {
-                            let _ = tx.send(Err(proto::status(&WatchError::ShuttingDown))).await;
-                            return;
-                        }
-                    }
-                    continue;
-                }
-                for change in page {
-                    if Some(change.revision) != cursor.checked_add(1) {
-                        // Compacted between pages: the client must bootstrap.
-                        let compacted = WatchError::Compacted {
-                            wanted: cursor.saturating_add(1),
-                            next: change.revision,
-                        };
-                        let _ = tx.send(Err(proto::status(&compacted))).await;
-                        return;
-                    }
-                    cursor = change.revision;
-                    if !wanted(&change) {
-                        continue;
-                    }
-                    let event = change_event(&change, head.max(cursor));
-                    if tx.send(event).await.is_err() {
-                        return;
-                    }
-                    told = cursor;
-                }
-                if cursor > told {
-                    // The page ended with changes the filter left out: say
-                    // at once how far the stream got, so a scoped replica
-                    // reaches the revision (`at_least_revision`) without
-                    // waiting for a heartbeat.
-                    let checkpoint = checkpoint_event(cursor, &history, head);
-                    if tx.send(Ok(checkpoint)).await.is_err() {
-                        return;
-                    }
-                    told = cursor;
-                }
-            }
+            watcher.run(tx).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -572,17 +447,4 @@ fn replica_fields(
     out.reconnects = ReplicaStatus::get(&status.reconnects);
     out.rebootstraps = ReplicaStatus::get(&status.rebootstraps);
     out.connected = status.connected.load(Ordering::Relaxed);
-}
-
-/// A Watch checkpoint: the stream has got to `cursor` of `history`.
-fn checkpoint_event(cursor: u64, history: &str, head: u64) -> proto::WatchEvent {
-    proto::WatchEvent {
-        event: Some(proto::watch_event::Event::Checkpoint(
-            proto::WatchCheckpoint {
-                revision: cursor,
-                history: history.to_owned(),
-            },
-        )),
-        head_revision: head.max(cursor),
-    }
 }
