@@ -13,11 +13,13 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info};
 
+use super::caller::Caller;
 use super::convert::{ExportTenants, WatchTenants};
 use super::export::{self, ExportError};
+use super::filter::TenantFilter;
 use super::refusal::watch_refusal;
 use super::watch::{PAGE, Watcher};
-use super::{ReplicaStatus, ReplicationConfig, Role};
+use super::{ReplicaStatus, ReplicationConfig, Role, TENANTS_HEADER};
 use crate::engine::{Engine, Scope, StoreHealth};
 use crate::proto::{self, replication_server::Replication};
 use crate::store::{History, Store, StoreError, new_history_id};
@@ -34,8 +36,8 @@ pub struct ReplicationService {
     engine: Arc<Engine>,
     config: Arc<ReplicationConfig>,
     watchers: Arc<AtomicU64>,
-    /// The last digest computed: (revision, history, digest).
-    digest: Arc<Mutex<Option<(u64, String, String)>>>,
+    /// The last digest computed.
+    digest: Arc<Mutex<Option<Digested>>>,
     /// Becomes `true` when the server shuts down: Watch streams end.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -46,6 +48,15 @@ impl std::fmt::Debug for ReplicationService {
             .field("role", &self.config.role)
             .finish_non_exhaustive()
     }
+}
+
+/// A digest computed, and what of: a revision of a history, some tenants
+/// (`None`: every tenant).
+struct Digested {
+    revision: u64,
+    history: String,
+    scope: Option<Scope>,
+    digest: String,
 }
 
 /// A store failure as the caller's status: its kind's code (a failed
@@ -124,27 +135,56 @@ impl ReplicationService {
         }
     }
 
-    /// The digest of the current snapshot's state, cached per revision: on
-    /// a node that holds some tenants only, the digest of the export of
-    /// those (what its leader's Export of the same tenants hashes to).
-    async fn current_digest(&self) -> Result<(u64, String), Status> {
+    /// The tenants GetState tells `caller` about (`None`: every tenant):
+    /// those the node holds; for a caller confined to tenants, those of its
+    /// tenants the node holds, and a refusal where it holds none of them.
+    fn state_scope(&self, caller: Option<&Caller>) -> Result<Option<Scope>, Status> {
+        let held = self.engine.scope();
+        let Some((name, own)) = caller.and_then(|c| c.tenants.as_ref().map(|t| (&c.name, t)))
+        else {
+            return Ok(held.cloned());
+        };
+        let Some(held) = held else {
+            return Ok(Some(own.clone()));
+        };
+        let seen = own.tenants().iter().filter(|t| held.holds(t.as_str()));
+        match Scope::new(seen.cloned()) {
+            Some(seen) => Ok(Some(seen)),
+            None => Err(Status::failed_precondition(format!(
+                "this node holds none of the tenants credential `{name}` is confined to ({}): ask {}",
+                own.listed(),
+                self.leader_named()
+            ))),
+        }
+    }
+
+    /// The digest of the current snapshot's export of `scope` (`None`:
+    /// every tenant), cached per revision: what Export of the same tenants
+    /// hashes to, on this node or its leader.
+    async fn current_digest(&self, scope: Option<Scope>) -> Result<(u64, String), Status> {
         let (snapshot, history) = self.view().await?;
         let state = Arc::clone(snapshot.state());
         let history = history.id;
         let mut cached = self.digest.lock().await;
-        if let Some((rev, hist, digest)) = cached.as_ref()
-            && *rev == state.revision
-            && *hist == history
+        if let Some(c) = cached.as_ref()
+            && c.revision == state.revision
+            && c.history == history
+            && c.scope == scope
         {
-            return Ok((*rev, digest.clone()));
+            return Ok((c.revision, c.digest.clone()));
         }
         let revision = state.revision;
-        let scope = self.engine.scope().cloned();
-        let digest = tokio::task::spawn_blocking(move || export::digest_in(&state, scope.as_ref()))
+        let of = scope.clone();
+        let digest = tokio::task::spawn_blocking(move || export::digest_in(&state, of.as_ref()))
             .await
             .map_err(|e| Status::internal(format!("digest task failed: {e}")))?
             .map_err(|e| Status::internal(e.to_string()))?;
-        *cached = Some((revision, history, digest.clone()));
+        *cached = Some(Digested {
+            revision,
+            history,
+            scope,
+            digest: digest.clone(),
+        });
         Ok((revision, digest))
     }
 
@@ -278,10 +318,22 @@ impl Replication for ReplicationService {
         &self,
         request: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = Caller::of(&request).cloned();
         let req = request.into_inner();
         let store = self.store()?;
-        let WatchTenants(tenants) = WatchTenants::try_from(&req).map_err(|e| proto::status(&e))?;
-        let have = self.history().await?;
+        let WatchTenants(asked) = WatchTenants::try_from(&req).map_err(|e| proto::status(&e))?;
+        let tenants =
+            Caller::narrow(caller.as_ref(), Scope::new(asked)).map_err(|e| proto::status(&e))?;
+        let header = tenants.as_ref().map(tenants_header).transpose()?;
+        // A filter is made at a snapshot of this history.
+        let (have, filter) = match tenants {
+            None => (self.history().await?, None),
+            Some(tenants) => {
+                let (snapshot, have) = self.view().await?;
+                let filter = TenantFilter::new(tenants, snapshot.state());
+                (have, Some((filter, snapshot.revision())))
+            }
+        };
         if let Some(refused) = watch_refusal(req.from_revision, &req.history, &have) {
             return Err(proto::status(&refused));
         }
@@ -289,24 +341,31 @@ impl Replication for ReplicationService {
         self.watchers.fetch_add(1, Ordering::Relaxed);
         let guard = Watching(Arc::clone(&self.watchers));
         let watcher = Watcher {
+            engine: Arc::clone(&self.engine),
             store,
             revisions: self.engine.revisions(),
             stopping: self.stopping.clone(),
             heartbeat: self.config.heartbeat,
             history: have.id,
             from: req.from_revision,
-            tenants,
+            filter,
         };
         debug!(
             from = watcher.from,
-            tenants = watcher.tenants.len(),
+            tenants = watcher
+                .filter
+                .as_ref()
+                .map_or(0, |(f, _)| f.tenants().tenants().len()),
             "watch started"
         );
         tokio::spawn(async move {
             let _guard = guard;
             watcher.run(tx).await;
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(with_header(
+            Response::new(Box::pin(ReceiverStream::new(rx))),
+            header,
+        ))
     }
 
     async fn export(
@@ -315,7 +374,9 @@ impl Replication for ReplicationService {
     ) -> Result<Response<Self::ExportStream>, Status> {
         let ExportTenants(asked) =
             ExportTenants::try_from(request.get_ref()).map_err(|e| proto::status(&e))?;
+        let asked = Caller::narrow(Caller::of(&request), asked).map_err(|e| proto::status(&e))?;
         let scope = self.export_scope(asked)?;
+        let header = scope.as_ref().map(tenants_header).transpose()?;
         let (snapshot, history) = self.view().await?;
         let state = Arc::clone(snapshot.state());
         let history = history.id;
@@ -356,7 +417,10 @@ impl Replication for ReplicationService {
             let digest = export::format_digest(digest);
             let _ = tx.blocking_send(Ok(chunk(hasher_input, digest)));
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(with_header(
+            Response::new(Box::pin(ReceiverStream::new(rx))),
+            header,
+        ))
     }
 
     async fn import(
@@ -395,6 +459,8 @@ impl Replication for ReplicationService {
         &self,
         request: Request<proto::GetStateRequest>,
     ) -> Result<Response<proto::GetStateResponse>, Status> {
+        // A confined caller hears of its tenants only.
+        let scope = self.state_scope(Caller::of(&request))?;
         // A store that cannot be read (a database outage) is part of the
         // answer, not a failure of it: the node still serves checks.
         let (history, oldest_retained, unreadable) = match self.history().await {
@@ -403,7 +469,7 @@ impl Replication for ReplicationService {
         };
         // With a digest, the revision is the one the digest is of.
         let (revision, digest) = if request.into_inner().digest {
-            self.current_digest().await?
+            self.current_digest(scope.clone()).await?
         } else {
             (self.engine.load().revision(), String::new())
         };
@@ -422,7 +488,11 @@ impl Replication for ReplicationService {
             watchers: self.watchers(),
             store_writable: store_error.is_empty(),
             store_error,
-            tenants: self.engine.scope().map(Scope::names).unwrap_or_default(),
+            // The tenants held: empty on a node that holds every tenant.
+            tenants: match (self.engine.scope(), scope) {
+                (Some(_), Some(seen)) => seen.names(),
+                _ => Vec::new(),
+            },
             ..Default::default()
         };
         if let Role::Replica { leader, status, .. } = &self.config.role {
@@ -447,4 +517,25 @@ fn replica_fields(
     out.reconnects = ReplicaStatus::get(&status.reconnects);
     out.rebootstraps = ReplicaStatus::get(&status.rebootstraps);
     out.connected = status.connected.load(Ordering::Relaxed);
+}
+
+/// The `rampart-tenants` response header: the tenants a Watch or an
+/// Export covers, comma-separated, when not every tenant (a follower of
+/// every tenant refuses such a stream, naming them).
+fn tenants_header(scope: &Scope) -> Result<tonic::metadata::AsciiMetadataValue, Status> {
+    scope
+        .names()
+        .join(",")
+        .parse()
+        .map_err(|_| Status::internal("a tenant id is not a header value"))
+}
+
+fn with_header<T>(
+    mut response: Response<T>,
+    header: Option<tonic::metadata::AsciiMetadataValue>,
+) -> Response<T> {
+    if let Some(value) = header {
+        response.metadata_mut().insert(TENANTS_HEADER, value);
+    }
+    response
 }

@@ -7,6 +7,11 @@
 //! each page is checked to follow the last. A page never goes past the
 //! published revision (a change is published once durable), and each page
 //! re-reads the node's history, ending the stream if it changed.
+//!
+//! A stream filtered to some tenants asks its [`TenantFilter`] what to
+//! send, and moves it along every change, sent or not; before it starts,
+//! it moves the filter from the snapshot it was made at to the client's
+//! revision ([`Watcher::seed`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +19,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
 
+use super::filter::TenantFilter;
 use super::refusal::WatchError;
-use crate::model::TenantId;
+use crate::engine::Engine;
 use crate::proto;
 use crate::store::{Change, Store, StoreError};
 
@@ -70,6 +76,9 @@ fn checkpoint_event(cursor: u64, history: &str, head: u64) -> proto::WatchEvent 
 
 /// One stream's settings and state.
 pub(super) struct Watcher {
+    /// The node's engine: its published snapshot, which a filter starts
+    /// again from whenever the stream is caught up with it.
+    pub engine: Arc<Engine>,
     pub store: Arc<dyn Store>,
     /// The engine's published revisions.
     pub revisions: watch::Receiver<u64>,
@@ -80,15 +89,26 @@ pub(super) struct Watcher {
     pub history: String,
     /// The revision the client has: events start after it.
     pub from: u64,
-    /// The tenants whose changes it wants (empty: all).
-    pub tenants: Vec<TenantId>,
+    /// The tenants whose changes it sends, made at the revision beside it
+    /// (`None`: every change).
+    pub filter: Option<(TenantFilter, u64)>,
 }
 
 impl Watcher {
     /// Streams into `tx` until the client goes away, the server stops or
     /// the stream cannot go on (its error is the last event).
     pub(super) async fn run(mut self, tx: Events) {
-        let (history, tenants) = (self.history.clone(), std::mem::take(&mut self.tenants));
+        let history = self.history.clone();
+        let mut filter = match self.filter.take() {
+            None => None,
+            Some((filter, at)) => match self.seed(filter, at).await {
+                Ok(filter) => Some(filter),
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            },
+        };
         let mut cursor = self.from;
         // The first time the client is caught up it hears so at once (a
         // replica becomes ready without waiting a heartbeat).
@@ -96,9 +116,6 @@ impl Watcher {
         // The last revision the client heard of, by a change or a
         // checkpoint.
         let mut told = self.from;
-        let wanted = |change: &Change| {
-            tenants.is_empty() || change.mutation.tenant().is_none_or(|t| tenants.contains(t))
-        };
         loop {
             // Only what is published: a change is published once durable,
             // so a watcher never gets a change the node could still lose
@@ -112,6 +129,12 @@ impl Watcher {
                 }
             };
             if page.is_empty() {
+                if let Some(filter) = &mut filter {
+                    let snapshot = self.engine.load();
+                    if snapshot.revision() == cursor {
+                        filter.rebase(snapshot.state());
+                    }
+                }
                 let checkpoint = checkpoint_event(cursor, &history, head);
                 if !told_caught_up {
                     told_caught_up = true;
@@ -136,7 +159,11 @@ impl Watcher {
                     return;
                 }
                 cursor = change.revision;
-                if !wanted(&change) {
+                let wanted = filter.as_ref().is_none_or(|f| f.admits(&change.mutation));
+                if let Some(filter) = &mut filter {
+                    filter.forward(&change.mutation);
+                }
+                if !wanted {
                     continue;
                 }
                 let event = change_event(&change, head.max(cursor));
@@ -182,6 +209,51 @@ impl Watcher {
             return Err(proto::status(&changed));
         }
         Ok(page)
+    }
+
+    /// `filter`, made at revision `at`, moved to the client's revision
+    /// along the changelog between them. OUT_OF_RANGE when the changes to
+    /// move back over delete one of its tenants.
+    async fn seed(&self, mut filter: TenantFilter, at: u64) -> Result<TenantFilter, Status> {
+        let (low, high) = (self.from.min(at), self.from.max(at));
+        // The changes that move the filter, in revision order.
+        let mut tracked = Vec::new();
+        let mut cursor = low;
+        while cursor < high {
+            let page = self.page(cursor, high).await?;
+            if page.is_empty() {
+                return Err(Status::internal(format!(
+                    "the changelog ends at revision {cursor}, before revision {high}"
+                )));
+            }
+            for change in page {
+                if change.revision != cursor + 1 {
+                    let compacted = WatchError::Compacted {
+                        wanted: cursor + 1,
+                        next: change.revision,
+                    };
+                    return Err(proto::status(&compacted));
+                }
+                cursor = change.revision;
+                if filter.tracks(&change.mutation) {
+                    tracked.push(change);
+                }
+            }
+        }
+        if self.from >= at {
+            tracked.iter().for_each(|c| filter.forward(&c.mutation));
+            return Ok(filter);
+        }
+        for change in tracked.iter().rev() {
+            filter.backward(&change.mutation).map_err(|unknown| {
+                proto::status(&WatchError::DeletedSince {
+                    tenant: unknown.tenant.to_string(),
+                    deleted: change.revision,
+                    from: self.from,
+                })
+            })?;
+        }
+        Ok(filter)
     }
 
     /// Waits, caught up, for a new revision (`true`), sending `checkpoint`
