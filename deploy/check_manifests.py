@@ -21,6 +21,9 @@ deploy/validate.sh after the schema check): what a schema cannot say.
   a PodDisruptionBudget and selected by a Service.
 - Token files: each plain-text token's SHA-256 is in the tokens file that
   must accept it, with the scope it needs; tokens files hold hashes only.
+  A sidecar replica's follow token is confined (`tenants`) to tenants that
+  cover the sidecar's --tenants: a leaked one reads no other tenant, and
+  one that covers less would be refused by the leader.
 - deploy/base/policy.yaml and deploy/postgres/policy.yaml are copies of
   examples/quickstart/policy.yaml.
 - Trace sampling settings (OTEL_TRACES_SAMPLER and its ARG) that rampart
@@ -306,7 +309,22 @@ def check_references(docs):
                         need(f"{where} envFrom", kind, ef[field].get("name"), None, ef[field].get("optional"))
 
 
-def check_tokens(deploy):
+def sidecar_tenants(docs):
+    """The --tenants of the rampart containers that have them (sidecar
+    replicas), together."""
+    out = set()
+    for d in docs:
+        if d.get("kind") not in ("Deployment", "StatefulSet"):
+            continue
+        pod = d["spec"]["template"]["spec"]
+        for c in (pod.get("initContainers") or []) + (pod.get("containers") or []):
+            tenants = flags(c.get("args") or []).get("--tenants")
+            if tenants:
+                out |= set(tenants.split(","))
+    return out
+
+
+def check_tokens(deploy, docs):
     def tokens_file(path):
         spec = tomllib.loads(path.read_text())
         if set(spec) - {"token", "client_cert"}:
@@ -316,9 +334,12 @@ def check_tokens(deploy):
             h = t.get("sha256", "")
             if len(h) != 64 or any(ch not in "0123456789abcdef" for ch in h):
                 error(path, f"token `{t.get('name')}`: sha256 must be 64 lowercase hex digits")
-            if set(t) - {"name", "sha256", "scopes"}:
-                error(path, f"token `{t.get('name')}`: only name, sha256 and scopes (no plain tokens)")
-            out[h] = set(t.get("scopes", []))
+            if set(t) - {"name", "sha256", "scopes", "tenants"}:
+                error(path, f"token `{t.get('name')}`: only name, sha256, scopes and tenants (no plain tokens)")
+            tenants = t.get("tenants")
+            if tenants is not None and (not tenants or not all(isinstance(x, str) for x in tenants)):
+                error(path, f"token `{t.get('name')}`: tenants must be a non-empty list of tenant ids")
+            out[h] = (set(t.get("scopes", [])), None if tenants is None else set(tenants))
         return out
 
     def plain(path):
@@ -333,20 +354,30 @@ def check_tokens(deploy):
     base = tokens_file(deploy / "base" / "tokens.toml")
     sidecar = tokens_file(deploy / "sidecar" / "tokens.toml")
     postgres = tokens_file(deploy / "postgres" / "tokens.toml")
-    for token, accepted_by, scope in (
-        ("base/replica-follow.token", ("base", base), "watch"),
-        ("sidecar/follow.token", ("base", base), "watch"),
+    held = sidecar_tenants(docs)
+    for token, accepted_by, scope, confined in (
+        ("base/replica-follow.token", ("base", base), "watch", False),
+        ("sidecar/follow.token", ("base", base), "watch", True),
         # deploy/postgres/sidecar: the same sidecar, following the nodes.
-        ("sidecar/follow.token", ("postgres", postgres), "watch"),
-        ("sidecar/app.token", ("sidecar", sidecar), "check"),
+        ("sidecar/follow.token", ("postgres", postgres), "watch", True),
+        ("sidecar/app.token", ("sidecar", sidecar), "check", False),
     ):
         where, accepted = accepted_by
-        scopes = accepted.get(plain(deploy / token))
-        if scopes is None:
+        entry = accepted.get(plain(deploy / token))
+        if entry is None:
             error(f"deploy/{token}", f"its SHA-256 is in no entry of deploy/{where}/tokens.toml, "
                                      "which must accept it")
-        elif scope not in scopes and "operator" not in scopes:
+            continue
+        scopes, tenants = entry
+        if scope not in scopes and "operator" not in scopes:
             error(f"deploy/{token}", f"its entry in deploy/{where}/tokens.toml lacks the `{scope}` scope")
+        if confined and tenants is None:
+            error(f"deploy/{token}", f"its entry in deploy/{where}/tokens.toml has no `tenants`: a sidecar's "
+                                     f"follow token should be confined to the tenants it holds ({', '.join(sorted(held))})")
+        elif confined and held - tenants:
+            error(f"deploy/{token}", f"its entry in deploy/{where}/tokens.toml is confined to "
+                                     f"{', '.join(sorted(tenants))}, not the sidecar's --tenants "
+                                     f"{', '.join(sorted(held - tenants))}: the leader would refuse it")
 
 
 def main():
@@ -358,7 +389,7 @@ def main():
     check_workloads(docs)
     check_references(docs)
     deploy = a.root / "deploy"
-    check_tokens(deploy)
+    check_tokens(deploy, docs)
     quickstart = a.root / "examples" / "quickstart" / "policy.yaml"
     for copy in ("base", "postgres"):
         if (deploy / copy / "policy.yaml").read_bytes() != quickstart.read_bytes():

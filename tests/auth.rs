@@ -681,13 +681,27 @@ fn token_new_prints_confined_entries_the_server_accepts_and_refuses_bad_ones() {
     assert!(entry.contains("actor = \"ann\""), "{entry}");
     Credentials::parse(&entry, "printed").unwrap();
     for bad in [
-        &["--scope", "watch", "--tenant", "acme"][..],
+        &["--scope", "operator", "--tenant", "acme"][..],
         &["--scope", "check", "--actor", "ann"][..],
     ] {
         let out = run(bad);
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
         assert!(out.stdout.is_empty(), "printed a token for {bad:?}");
     }
+    // A sidecar's follow token, confined to its tenants.
+    let watch = run(&["--scope", "watch", "--tenant", "acme"]);
+    assert!(watch.status.success(), "{watch:?}");
+    let text = String::from_utf8(watch.stdout).unwrap();
+    let entry: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("[[token]]"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        entry.contains("scopes = [\"watch\"]") && entry.contains("tenants = [\"acme\"]"),
+        "{entry}"
+    );
+    Credentials::parse(&entry, "printed").unwrap();
 }
 
 #[test]

@@ -423,12 +423,12 @@ fn confinement_is_checked_when_the_credentials_load() {
     let refused = [
         (entry("tenants = []", "\"check\""), "`tenants` is empty"),
         (
-            entry("tenants = [\"acme\"]", "\"watch\""),
-            "`tenants` confines",
+            entry("tenants = [\"acme\"]", "\"operator\""),
+            "an `operator` credential changes the whole deployment",
         ),
         (
-            entry("tenants = [\"acme\"]", "\"operator\""),
-            "`tenants` confines",
+            entry("tenants = [\"acme\"]", "\"watch\", \"operator\""),
+            "an `operator` credential changes the whole deployment",
         ),
         (
             entry("tenants = [\"no spaces\"]", "\"check\""),
@@ -459,4 +459,12 @@ fn confinement_is_checked_when_the_credentials_load() {
         "\"admin\", \"check\"",
     );
     Credentials::parse(&ok, "tokens.toml").unwrap();
+    // A sidecar's follow token: Watch, Export and GetState of its tenants.
+    let sidecar = entry("tenants = [\"acme\"]", "\"watch\"");
+    assert_eq!(
+        Credentials::parse(&sidecar, "tokens.toml")
+            .unwrap()
+            .counts(),
+        (1, 0)
+    );
 }

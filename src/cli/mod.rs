@@ -78,7 +78,9 @@ pub enum TokenCmd {
         #[arg(long = "scope", value_delimiter = ',', default_value = "check", value_parser = ["check", "admin", "watch", "operator"])]
         scopes: Vec<String>,
         /// Confine it to these tenants (repeat or comma-separate): Check and
-        /// Admin calls only there, and only changes no other tenant sees.
+        /// Admin calls only there, and only changes no other tenant sees;
+        /// Watch, Export and GetState only of these tenants (a sidecar's
+        /// follow token). Not with the operator scope.
         #[arg(long = "tenant", value_delimiter = ',')]
         tenants: Vec<String>,
         /// Bind its Admin calls to this user: they act as this actor,

@@ -17,6 +17,14 @@
 //! (`Engine::skip_to`): the filtered stream skips the revisions of other
 //! tenants' changes. Its engine has no store: it starts empty, so its first
 //! round bootstraps, and it keeps the history it installed in memory.
+//!
+//! A leader that refuses the replica's credential (UNAUTHENTICATED,
+//! PERMISSION_DENIED: a wrong token, or one confined to fewer tenants than
+//! `--tenants` names) is logged as an error naming why, and tried again
+//! with backoff, since the leader may reload its tokens file. So is a
+//! leader that answers a replica of every tenant with some tenants only
+//! (its token is confined to them): installing that as the whole state, or
+//! following its gaps, would be wrong.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,8 +33,8 @@ use std::time::Duration;
 use tonic::Code;
 use tracing::{error, info, warn};
 
-use super::ReplicaStatus;
 use super::service::{Origin, receive_export};
+use super::{ReplicaStatus, TENANTS_HEADER};
 use crate::client::{self, AuthedChannel, Bearer, ClientSecurity};
 use crate::engine::{Engine, Scope, SubmitError};
 use crate::model::{Mutation, Timestamp};
@@ -65,6 +73,37 @@ enum Ended {
     Rebootstrap(String),
     /// The connection failed or closed: reconnect after a pause.
     Reconnect(String),
+    /// The leader refuses what this replica asks with its credential: try
+    /// again after a pause (the leader may reload its tokens), loudly.
+    Refused(String),
+}
+
+impl Ended {
+    /// How a status from the leader ends a round.
+    fn from_status(s: &tonic::Status) -> Self {
+        let why = s.message().to_owned();
+        match s.code() {
+            Code::OutOfRange => Self::Rebootstrap(why),
+            Code::PermissionDenied | Code::Unauthenticated => Self::Refused(why),
+            _ => Self::Reconnect(why),
+        }
+    }
+}
+
+/// A refusal when a replica of every tenant (no `--tenants`, `scope`
+/// `None`) hears a stream or an export of some tenants only: the leader
+/// confines its credential to them.
+fn confined_answer(
+    scope: Option<&Scope>,
+    metadata: &tonic::metadata::MetadataMap,
+) -> Option<Ended> {
+    if scope.is_some() {
+        return None;
+    }
+    let tenants = metadata.get(TENANTS_HEADER)?.to_str().unwrap_or("?");
+    Some(Ended::Refused(format!(
+        "the leader sends this replica of every tenant only tenant(s) {tenants}, as its follow token is confined to them: give it a token that is not confined, or start it with --tenants {tenants}"
+    )))
 }
 
 /// Follows the leader until the task is aborted.
@@ -110,9 +149,13 @@ pub async fn follow(
                                 info!(revision, "bootstrapped from the leader");
                                 continue;
                             }
-                            Err(e) => {
+                            Err(Ended::Refused(why)) => {
                                 must_bootstrap = true;
-                                Ended::Reconnect(format!("bootstrap failed: {e}"))
+                                Ended::Refused(why)
+                            }
+                            Err(Ended::Reconnect(why) | Ended::Rebootstrap(why)) => {
+                                must_bootstrap = true;
+                                Ended::Reconnect(format!("bootstrap failed: {why}"))
                             }
                         }
                     }
@@ -120,13 +163,19 @@ pub async fn follow(
                 }
             }
         };
-        if let Ended::Reconnect(why) = ended {
-            status.connected.store(false, Ordering::Relaxed);
-            status.reconnects.fetch_add(1, Ordering::Relaxed);
-            warn!(leader = %config.leader, reason = %why, retry_ms = backoff.as_millis() as u64, "lost the leader; reconnecting");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(config.backoff_max);
+        let retry_ms = backoff.as_millis() as u64;
+        match ended {
+            Ended::Reconnect(why) | Ended::Rebootstrap(why) => {
+                warn!(leader = %config.leader, reason = %why, retry_ms, "lost the leader; reconnecting");
+            }
+            Ended::Refused(why) => {
+                error!(leader = %config.leader, reason = %why, retry_ms, "the leader refuses this replica (its follow token, the leader's tokens file or --tenants must change); trying again");
+            }
         }
+        status.connected.store(false, Ordering::Relaxed);
+        status.reconnects.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(config.backoff_max);
     }
 }
 
@@ -176,9 +225,11 @@ async fn watch(
         history,
     };
     let mut stream = match client.watch(request).await {
-        Ok(r) => r.into_inner(),
-        Err(s) if s.code() == Code::OutOfRange => return Ended::Rebootstrap(s.message().into()),
-        Err(s) => return Ended::Reconnect(s.message().into()),
+        Ok(r) => match confined_answer(engine.scope(), r.metadata()) {
+            Some(refused) => return refused,
+            None => r.into_inner(),
+        },
+        Err(s) => return Ended::from_status(&s),
     };
     status.connected.store(true, Ordering::Relaxed);
     *backoff = Duration::from_millis(100);
@@ -190,10 +241,7 @@ async fn watch(
         let mut events = vec![match stream.message().await {
             Ok(Some(e)) => e,
             Ok(None) => return Ended::Reconnect("the leader closed the stream".into()),
-            Err(s) if s.code() == Code::OutOfRange => {
-                return Ended::Rebootstrap(s.message().into());
-            }
-            Err(s) => return Ended::Reconnect(s.message().into()),
+            Err(s) => return Ended::from_status(&s),
         }];
         let mut ended = None;
         while events.len() < BATCH {
@@ -204,12 +252,8 @@ async fn watch(
                     ended = Some(Ended::Reconnect("the leader closed the stream".into()));
                     break;
                 }
-                Ok(Err(s)) if s.code() == Code::OutOfRange => {
-                    ended = Some(Ended::Rebootstrap(s.message().into()));
-                    break;
-                }
                 Ok(Err(s)) => {
-                    ended = Some(Ended::Reconnect(s.message().into()));
+                    ended = Some(Ended::from_status(&s));
                     break;
                 }
                 Err(_) => break,
@@ -345,21 +389,23 @@ async fn apply(engine: &Engine, changes: Vec<proto::Change>) -> Result<(), Failu
 async fn bootstrap(
     client: &mut ReplicationClient<AuthedChannel>,
     engine: &Engine,
-) -> Result<u64, String> {
+) -> Result<u64, Ended> {
     let request = proto::ExportRequest {
         tenants: engine.scope().map(Scope::names).unwrap_or_default(),
     };
-    let mut stream = client
+    let response = client
         .export(request)
         .await
-        .map_err(|s| s.message().to_owned())?
-        .into_inner();
-    let received = receive_export(&mut stream, Origin::Leader)
+        .map_err(|s| Ended::from_status(&s))?;
+    if let Some(refused) = confined_answer(engine.scope(), response.metadata()) {
+        return Err(refused);
+    }
+    let received = receive_export(&mut response.into_inner(), Origin::Leader)
         .await
-        .map_err(|s| s.message().to_owned())?;
+        .map_err(|s| Ended::from_status(&s))?;
     let (state, history) = (received.state, received.history);
     engine
         .install(state, &history)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| Ended::Reconnect(e.to_string()))
 }

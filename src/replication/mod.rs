@@ -1,31 +1,43 @@
 //! Replication: the changelog streamed to read replicas, the whole state
 //! exported and imported, and the replica that follows a leader.
 //!
+//! - `caller.rs`: who calls, and the tenants its credential confines it to.
 //! - `convert.rs`: the service's request fields into model values.
 //! - `export.rs`: the export file (JSON lines) and the state digest.
 //! - `refusal.rs`: why a Watch is refused or ended (`WatchError`, its
 //!   kind `OutOfRange` through `proto::status`).
 //! - `service.rs`: the `rampart.v1.Replication` gRPC service (Watch,
 //!   Export, Import, GetState) that every node serves.
+//! - `watch.rs`: one Watch stream, a task paging through the changelog.
+//! - `filter.rs`: what a Watch filtered to some tenants sends.
 //! - `follower.rs`: `rampart serve --follow`: bootstrap with Export, tail
 //!   Watch, apply through `Engine::replicate`, reconnect, re-bootstrap.
 //!
 //! The guarantees and what is not promised are in ARCHITECTURE.md
 //! ("Replication").
 
+pub mod caller;
 pub mod convert;
 pub mod export;
+mod filter;
 pub mod follower;
 pub mod refusal;
 pub mod service;
+mod watch;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::store::Retention;
 
+pub use caller::Caller;
 pub use follower::{FollowConfig, follow};
 pub use service::ReplicationService;
+pub use watch::change_event;
+
+/// The response header that names the tenants a Watch or an Export
+/// covers, when not every tenant.
+pub const TENANTS_HEADER: &str = "rampart-tenants";
 
 /// A replica's replication status, shared between the follower task, the
 /// Replication service (GetState) and the logs. Plain atomics: read

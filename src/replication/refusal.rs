@@ -34,6 +34,17 @@ pub enum WatchError {
         "revision {wanted} is no longer retained (the next retained is {next}): bootstrap again with Export"
     )]
     Compacted { wanted: u64, next: u64 },
+    /// A stream filtered to tenants that would start before the deletion
+    /// of one of them: which users that tenant held then is not known
+    /// here, so whose profile changes it may send is not either.
+    #[error(
+        "tenant `{tenant}` was deleted at revision {deleted}, after revision {from}: a stream filtered to it cannot start before that: bootstrap again with Export"
+    )]
+    DeletedSince {
+        tenant: String,
+        deleted: u64,
+        from: u64,
+    },
     /// The server is shutting down: the stream ends, the client reconnects.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -47,7 +58,8 @@ impl HasKind for WatchError {
             | Self::Ahead { .. }
             | Self::NotRetained { .. }
             | Self::HistoryChanged { .. }
-            | Self::Compacted { .. } => ErrorKind::OutOfRange,
+            | Self::Compacted { .. }
+            | Self::DeletedSince { .. } => ErrorKind::OutOfRange,
         }
     }
 }
@@ -150,6 +162,18 @@ mod tests {
             (
                 Code::OutOfRange,
                 "revision 6 is no longer retained (the next retained is 8): bootstrap again with Export".into()
+            )
+        );
+        let deleted = WatchError::DeletedSince {
+            tenant: "acme".into(),
+            deleted: 12,
+            from: 7,
+        };
+        assert_eq!(
+            answer(&deleted),
+            (
+                Code::OutOfRange,
+                "tenant `acme` was deleted at revision 12, after revision 7: a stream filtered to it cannot start before that: bootstrap again with Export".into()
             )
         );
         assert_eq!(

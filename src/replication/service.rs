@@ -1,10 +1,7 @@
 //! The `rampart.v1.Replication` service: Watch, Export, Import, GetState.
 //!
-//! Watch reads the store's changelog page by page from the client's
-//! revision, then waits on the engine's revision channel for more: every
-//! watcher reads the same durable log, so a slow watcher holds nothing up
-//! but itself, and "in order, no gaps" holds by construction (each page is
-//! checked to follow the last).
+//! A Watch is checked and its stream handed to a task (`watch.rs`), which
+//! reads the store's changelog page by page from the client's revision.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,16 +13,17 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info};
 
+use super::caller::Caller;
 use super::convert::{ExportTenants, WatchTenants};
 use super::export::{self, ExportError};
-use super::refusal::{WatchError, watch_refusal};
-use super::{ReplicaStatus, ReplicationConfig, Role};
+use super::filter::TenantFilter;
+use super::refusal::watch_refusal;
+use super::watch::{PAGE, Watcher};
+use super::{ReplicaStatus, ReplicationConfig, Role, TENANTS_HEADER};
 use crate::engine::{Engine, Scope, StoreHealth};
 use crate::proto::{self, replication_server::Replication};
-use crate::store::{Change, History, Store, StoreError, new_history_id};
+use crate::store::{History, Store, StoreError, new_history_id};
 
-/// Changelog entries read per page.
-const PAGE: usize = 512;
 /// Bytes of export data per chunk.
 const CHUNK_BYTES: usize = 1 << 20;
 
@@ -38,8 +36,8 @@ pub struct ReplicationService {
     engine: Arc<Engine>,
     config: Arc<ReplicationConfig>,
     watchers: Arc<AtomicU64>,
-    /// The last digest computed: (revision, history, digest).
-    digest: Arc<Mutex<Option<(u64, String, String)>>>,
+    /// The last digest computed.
+    digest: Arc<Mutex<Option<Digested>>>,
     /// Becomes `true` when the server shuts down: Watch streams end.
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -52,37 +50,19 @@ impl std::fmt::Debug for ReplicationService {
     }
 }
 
+/// A digest computed, and what of: a revision of a history, some tenants
+/// (`None`: every tenant).
+struct Digested {
+    revision: u64,
+    history: String,
+    scope: Option<Scope>,
+    digest: String,
+}
+
 /// A store failure as the caller's status: its kind's code (a failed
 /// read is UNAVAILABLE, as in every service).
 fn store_status(e: StoreError) -> Status {
     proto::status(&e)
-}
-
-/// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, Status> {
-    crate::store::blocking(f).await.map_err(store_status)
-}
-
-/// The wire form of a change.
-pub fn change_event(change: &Change, head: u64) -> Result<proto::WatchEvent, Status> {
-    let mutation = serde_json::to_vec(&change.mutation)
-        .map_err(|e| Status::internal(format!("revision {}: {e}", change.revision)))?;
-    Ok(proto::WatchEvent {
-        event: Some(proto::watch_event::Event::Change(proto::Change {
-            revision: change.revision,
-            time: change.time.map(|t| t.to_string()).unwrap_or_default(),
-            kind: change.mutation.kind().to_owned(),
-            tenant: change
-                .mutation
-                .tenant()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            mutation,
-        })),
-        head_revision: head,
-    })
 }
 
 impl ReplicationService {
@@ -155,27 +135,56 @@ impl ReplicationService {
         }
     }
 
-    /// The digest of the current snapshot's state, cached per revision: on
-    /// a node that holds some tenants only, the digest of the export of
-    /// those (what its leader's Export of the same tenants hashes to).
-    async fn current_digest(&self) -> Result<(u64, String), Status> {
+    /// The tenants GetState tells `caller` about (`None`: every tenant):
+    /// those the node holds; for a caller confined to tenants, those of its
+    /// tenants the node holds, and a refusal where it holds none of them.
+    fn state_scope(&self, caller: Option<&Caller>) -> Result<Option<Scope>, Status> {
+        let held = self.engine.scope();
+        let Some((name, own)) = caller.and_then(|c| c.tenants.as_ref().map(|t| (&c.name, t)))
+        else {
+            return Ok(held.cloned());
+        };
+        let Some(held) = held else {
+            return Ok(Some(own.clone()));
+        };
+        let seen = own.tenants().iter().filter(|t| held.holds(t.as_str()));
+        match Scope::new(seen.cloned()) {
+            Some(seen) => Ok(Some(seen)),
+            None => Err(Status::failed_precondition(format!(
+                "this node holds none of the tenants credential `{name}` is confined to ({}): ask {}",
+                own.listed(),
+                self.leader_named()
+            ))),
+        }
+    }
+
+    /// The digest of the current snapshot's export of `scope` (`None`:
+    /// every tenant), cached per revision: what Export of the same tenants
+    /// hashes to, on this node or its leader.
+    async fn current_digest(&self, scope: Option<Scope>) -> Result<(u64, String), Status> {
         let (snapshot, history) = self.view().await?;
         let state = Arc::clone(snapshot.state());
         let history = history.id;
         let mut cached = self.digest.lock().await;
-        if let Some((rev, hist, digest)) = cached.as_ref()
-            && *rev == state.revision
-            && *hist == history
+        if let Some(c) = cached.as_ref()
+            && c.revision == state.revision
+            && c.history == history
+            && c.scope == scope
         {
-            return Ok((*rev, digest.clone()));
+            return Ok((c.revision, c.digest.clone()));
         }
         let revision = state.revision;
-        let scope = self.engine.scope().cloned();
-        let digest = tokio::task::spawn_blocking(move || export::digest_in(&state, scope.as_ref()))
+        let of = scope.clone();
+        let digest = tokio::task::spawn_blocking(move || export::digest_in(&state, of.as_ref()))
             .await
             .map_err(|e| Status::internal(format!("digest task failed: {e}")))?
             .map_err(|e| Status::internal(e.to_string()))?;
-        *cached = Some((revision, history, digest.clone()));
+        *cached = Some(Digested {
+            revision,
+            history,
+            scope,
+            digest: digest.clone(),
+        });
         Ok((revision, digest))
     }
 
@@ -309,129 +318,54 @@ impl Replication for ReplicationService {
         &self,
         request: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = Caller::of(&request).cloned();
         let req = request.into_inner();
         let store = self.store()?;
-        let WatchTenants(tenants) = WatchTenants::try_from(&req).map_err(|e| proto::status(&e))?;
-        let have = self.history().await?;
+        let WatchTenants(asked) = WatchTenants::try_from(&req).map_err(|e| proto::status(&e))?;
+        let tenants =
+            Caller::narrow(caller.as_ref(), Scope::new(asked)).map_err(|e| proto::status(&e))?;
+        let header = tenants.as_ref().map(tenants_header).transpose()?;
+        // A filter is made at a snapshot of this history.
+        let (have, filter) = match tenants {
+            None => (self.history().await?, None),
+            Some(tenants) => {
+                let (snapshot, have) = self.view().await?;
+                let filter = TenantFilter::new(tenants, snapshot.state());
+                (have, Some((filter, snapshot.revision())))
+            }
+        };
         if let Some(refused) = watch_refusal(req.from_revision, &req.history, &have) {
             return Err(proto::status(&refused));
         }
         let (tx, rx) = mpsc::channel(PAGE);
         self.watchers.fetch_add(1, Ordering::Relaxed);
         let guard = Watching(Arc::clone(&self.watchers));
-        let mut revisions = self.engine.revisions();
-        let mut stopping = self.stopping.clone();
-        let heartbeat = self.config.heartbeat;
-        let history = have.id;
-        let from = req.from_revision;
-        debug!(from, tenants = tenants.len(), "watch started");
+        let watcher = Watcher {
+            engine: Arc::clone(&self.engine),
+            store,
+            revisions: self.engine.revisions(),
+            stopping: self.stopping.clone(),
+            heartbeat: self.config.heartbeat,
+            history: have.id,
+            from: req.from_revision,
+            filter,
+        };
+        debug!(
+            from = watcher.from,
+            tenants = watcher
+                .filter
+                .as_ref()
+                .map_or(0, |(f, _)| f.tenants().tenants().len()),
+            "watch started"
+        );
         tokio::spawn(async move {
             let _guard = guard;
-            let mut cursor = from;
-            // The first time the client is caught up it hears so at once
-            // (a replica becomes ready without waiting a heartbeat).
-            let mut told_caught_up = false;
-            // The last revision the client heard of, by a change or a
-            // checkpoint.
-            let mut told = from;
-            let wanted = |change: &Change| {
-                tenants.is_empty() || change.mutation.tenant().is_none_or(|t| tenants.contains(t))
-            };
-            loop {
-                // Only what is published: a change is published once
-                // durable, so a watcher never gets a change the node could
-                // still lose in a crash.
-                let head = *revisions.borrow_and_update();
-                let page = if cursor < head {
-                    let store = Arc::clone(&store);
-                    blocking(move || {
-                        let mut page = store.changelog(cursor, PAGE)?;
-                        page.retain(|c| c.revision <= head);
-                        Ok((page, store.history()?.id))
-                    })
-                    .await
-                } else {
-                    Ok((Vec::new(), history.clone()))
-                };
-                let page = match page {
-                    Ok((_, now)) if now != history => {
-                        // Installed anew (a replica's re-bootstrap): the
-                        // revisions after the cursor are another history's.
-                        let changed = WatchError::HistoryChanged {
-                            was: history.clone(),
-                            now,
-                        };
-                        let _ = tx.send(Err(proto::status(&changed))).await;
-                        return;
-                    }
-                    Ok((page, _)) => page,
-                    Err(e) => {
-                        let _ = tx.send(Err(e)).await;
-                        return;
-                    }
-                };
-                if page.is_empty() {
-                    let checkpoint = checkpoint_event(cursor, &history, head);
-                    if !told_caught_up {
-                        told_caught_up = true;
-                        if tx.send(Ok(checkpoint)).await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    tokio::select! {
-                        changed = revisions.changed() => {
-                            if changed.is_err() {
-                                return;
-                            }
-                        }
-                        () = tokio::time::sleep(heartbeat) => {
-                            if tx.send(Ok(checkpoint)).await.is_err() {
-                                return;
-                            }
-                        }
-                        () = tx.closed() => return,
-                        () = async { let _ = stopping.wait_for(|s| *s).await; } => {
-                            let _ = tx.send(Err(proto::status(&WatchError::ShuttingDown))).await;
-                            return;
-                        }
-                    }
-                    continue;
-                }
-                for change in page {
-                    if Some(change.revision) != cursor.checked_add(1) {
-                        // Compacted between pages: the client must bootstrap.
-                        let compacted = WatchError::Compacted {
-                            wanted: cursor.saturating_add(1),
-                            next: change.revision,
-                        };
-                        let _ = tx.send(Err(proto::status(&compacted))).await;
-                        return;
-                    }
-                    cursor = change.revision;
-                    if !wanted(&change) {
-                        continue;
-                    }
-                    let event = change_event(&change, head.max(cursor));
-                    if tx.send(event).await.is_err() {
-                        return;
-                    }
-                    told = cursor;
-                }
-                if cursor > told {
-                    // The page ended with changes the filter left out: say
-                    // at once how far the stream got, so a scoped replica
-                    // reaches the revision (`at_least_revision`) without
-                    // waiting for a heartbeat.
-                    let checkpoint = checkpoint_event(cursor, &history, head);
-                    if tx.send(Ok(checkpoint)).await.is_err() {
-                        return;
-                    }
-                    told = cursor;
-                }
-            }
+            watcher.run(tx).await;
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(with_header(
+            Response::new(Box::pin(ReceiverStream::new(rx))),
+            header,
+        ))
     }
 
     async fn export(
@@ -440,7 +374,9 @@ impl Replication for ReplicationService {
     ) -> Result<Response<Self::ExportStream>, Status> {
         let ExportTenants(asked) =
             ExportTenants::try_from(request.get_ref()).map_err(|e| proto::status(&e))?;
+        let asked = Caller::narrow(Caller::of(&request), asked).map_err(|e| proto::status(&e))?;
         let scope = self.export_scope(asked)?;
+        let header = scope.as_ref().map(tenants_header).transpose()?;
         let (snapshot, history) = self.view().await?;
         let state = Arc::clone(snapshot.state());
         let history = history.id;
@@ -481,7 +417,10 @@ impl Replication for ReplicationService {
             let digest = export::format_digest(digest);
             let _ = tx.blocking_send(Ok(chunk(hasher_input, digest)));
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(with_header(
+            Response::new(Box::pin(ReceiverStream::new(rx))),
+            header,
+        ))
     }
 
     async fn import(
@@ -520,6 +459,8 @@ impl Replication for ReplicationService {
         &self,
         request: Request<proto::GetStateRequest>,
     ) -> Result<Response<proto::GetStateResponse>, Status> {
+        // A confined caller hears of its tenants only.
+        let scope = self.state_scope(Caller::of(&request))?;
         // A store that cannot be read (a database outage) is part of the
         // answer, not a failure of it: the node still serves checks.
         let (history, oldest_retained, unreadable) = match self.history().await {
@@ -528,7 +469,7 @@ impl Replication for ReplicationService {
         };
         // With a digest, the revision is the one the digest is of.
         let (revision, digest) = if request.into_inner().digest {
-            self.current_digest().await?
+            self.current_digest(scope.clone()).await?
         } else {
             (self.engine.load().revision(), String::new())
         };
@@ -547,7 +488,11 @@ impl Replication for ReplicationService {
             watchers: self.watchers(),
             store_writable: store_error.is_empty(),
             store_error,
-            tenants: self.engine.scope().map(Scope::names).unwrap_or_default(),
+            // The tenants held: empty on a node that holds every tenant.
+            tenants: match (self.engine.scope(), scope) {
+                (Some(_), Some(seen)) => seen.names(),
+                _ => Vec::new(),
+            },
             ..Default::default()
         };
         if let Role::Replica { leader, status, .. } = &self.config.role {
@@ -574,15 +519,23 @@ fn replica_fields(
     out.connected = status.connected.load(Ordering::Relaxed);
 }
 
-/// A Watch checkpoint: the stream has got to `cursor` of `history`.
-fn checkpoint_event(cursor: u64, history: &str, head: u64) -> proto::WatchEvent {
-    proto::WatchEvent {
-        event: Some(proto::watch_event::Event::Checkpoint(
-            proto::WatchCheckpoint {
-                revision: cursor,
-                history: history.to_owned(),
-            },
-        )),
-        head_revision: head.max(cursor),
+/// The `rampart-tenants` response header: the tenants a Watch or an
+/// Export covers, comma-separated, when not every tenant (a follower of
+/// every tenant refuses such a stream, naming them).
+fn tenants_header(scope: &Scope) -> Result<tonic::metadata::AsciiMetadataValue, Status> {
+    scope
+        .names()
+        .join(",")
+        .parse()
+        .map_err(|_| Status::internal("a tenant id is not a header value"))
+}
+
+fn with_header<T>(
+    mut response: Response<T>,
+    header: Option<tonic::metadata::AsciiMetadataValue>,
+) -> Response<T> {
+    if let Some(value) = header {
+        response.metadata_mut().insert(TENANTS_HEADER, value);
     }
+    response
 }

@@ -78,7 +78,9 @@ pub struct ServeArgs {
     /// bootstrap from an export of them, follow only their changes (and
     /// those of the catalog and the Bridges grants), and answer a check
     /// about any other tenant NOT_FOUND saying so. For a sidecar beside an
-    /// application that needs those tenants only. Such a replica keeps its
+    /// application that needs those tenants only; give it a follow token
+    /// confined to them on the leader (`tenants` in its tokens file), so a
+    /// compromised pod cannot read other tenants. Such a replica keeps its
     /// state in memory (--data-dir is not used) and bootstraps again from
     /// its leader at each start.
     #[arg(long, env = "RAMPART_TENANTS", value_name = "IDS", value_delimiter = ',', value_parser = parse_tenant)]

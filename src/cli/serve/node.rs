@@ -16,10 +16,11 @@ use tonic_health::server::HealthReporter;
 use tracing::{error, info, warn};
 
 use super::security::Security;
-use crate::engine::{Engine, StoreHealth};
+use crate::engine::{Engine, Scope, StoreHealth};
+use crate::model::TenantId;
 use crate::proto;
 use crate::replication::{
-    FollowConfig, ReplicaStatus, ReplicationConfig, ReplicationService, Role, follow,
+    Caller, FollowConfig, ReplicaStatus, ReplicationConfig, ReplicationService, Role, follow,
 };
 use crate::server::{self, DataPlaneConfig, Edges, auth, conn, set_admin_health, set_health};
 use crate::store::FreeSpace;
@@ -221,10 +222,11 @@ pub async fn start_with(
         .credentials
         .clone()
         .map(|c| Arc::new(arc_swap::ArcSwap::new(c)));
-    let extra = Routes::new(
+    let extra = Routes::new(tonic::service::interceptor::InterceptedService::new(
         proto::replication_server::ReplicationServer::new(replication_service)
             .max_decoding_message_size(64 << 20),
-    );
+        replication_caller,
+    ));
     let http_edges = http.map(|h| server::json::HttpEdges {
         authorization: server::AuthorizationService::new(Arc::clone(&engine), data_plane.clone())
             .with_telemetry(Arc::clone(&checks), decision_log.clone()),
@@ -333,6 +335,40 @@ async fn release_freed_memory() {
         .await
         .unwrap_or(false);
     tracing::debug!(released, "returned the memory the load freed to the system");
+}
+
+/// Hands the Replication service its [`Caller`]: the authenticated
+/// principal's name and the tenants its credential confines it to (the
+/// auth layer is `server`'s, which `replication` may not import). Without
+/// a principal (no credentials configured) there is no caller: every
+/// tenant. Fails closed: tenants that do not convert refuse the call.
+fn replication_caller(
+    mut request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
+    let Some(principal) = request.extensions().get::<auth::Principal>() else {
+        return Ok(request);
+    };
+    let tenants = match &principal.bounds.tenants {
+        None => None,
+        Some(names) => {
+            let ids = names.iter().map(|n| TenantId::new(n.as_str()).ok());
+            match ids.collect::<Option<Vec<_>>>().and_then(Scope::new) {
+                Some(scope) => Some(scope),
+                None => {
+                    return Err(tonic::Status::permission_denied(format!(
+                        "credential `{}` is confined to tenants that are not tenant ids",
+                        principal.name
+                    )));
+                }
+            }
+        }
+    };
+    let caller = Caller {
+        name: Arc::clone(&principal.name),
+        tenants,
+    };
+    request.extensions_mut().insert(caller);
+    Ok(request)
 }
 
 /// The Admin service is SERVING while the store takes writes, NOT_SERVING

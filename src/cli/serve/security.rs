@@ -69,7 +69,9 @@ pub struct SecurityArgs {
     )]
     pub follow_key: Option<PathBuf>,
     /// A file holding the bearer token the replica sends its leader (it
-    /// needs the `watch` scope). Or put the token in RAMPART_FOLLOW_TOKEN.
+    /// needs the `watch` scope; for a replica of some tenants, best one
+    /// confined to them: `tenants` in the leader's tokens file). Or put the
+    /// token in RAMPART_FOLLOW_TOKEN.
     #[arg(
         long,
         env = "RAMPART_FOLLOW_TOKEN_FILE",

@@ -18,9 +18,8 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 use thiserror::Error;
 use tonic::Status;
 
-use super::{Bounds, Principal, Scope, Scopes};
+use super::{Bounds, Principal, Scope, Scopes, bounds};
 use crate::client::parse_hash;
-use crate::model::{TenantId, UserId};
 use crate::server::tls::peer_names;
 
 /// Why a credentials file or variable cannot be used. Never carries a
@@ -390,46 +389,6 @@ fn redact_quoted(text: &str) -> String {
     out
 }
 
-/// An entry's `tenants` and `actor`, checked against its scopes. Errors
-/// name the field, never its value.
-pub fn bounds(
-    scopes: Scopes,
-    tenants: Option<Vec<String>>,
-    actor: Option<String>,
-) -> Result<Bounds, &'static str> {
-    if let Some(tenants) = &tenants {
-        if tenants.is_empty() {
-            return Err("`tenants` is empty: leave it out to allow every tenant");
-        }
-        if scopes.allows(Scope::Watch) {
-            return Err(
-                "`tenants` confines `check` and `admin`; a `watch` or `operator` credential reads or changes the whole deployment",
-            );
-        }
-        if tenants.iter().any(|t| TenantId::new(t).is_err()) {
-            return Err("`tenants` lists a value that is not a valid tenant id");
-        }
-    }
-    if let Some(actor) = &actor {
-        if !scopes.allows(Scope::Admin) || scopes.allows(Scope::Operator) {
-            return Err(
-                "`actor` binds Admin calls to one user: it needs the `admin` scope and not `operator` (which acts as anyone)",
-            );
-        }
-        if UserId::new(actor).is_err() {
-            return Err("`actor` is not a valid user id");
-        }
-    }
-    Ok(Bounds {
-        tenants: tenants.map(|mut t| {
-            t.sort();
-            t.dedup();
-            t.into()
-        }),
-        actor: actor.map(Into::into),
-    })
-}
-
 fn check_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
         Err("the name must be 1 to 100 characters, none of them control characters")
@@ -704,6 +663,40 @@ pub(super) mod tests {
         c.add_client_cert_uri("spiffe://replica-1", Scopes::default(), "x")
             .unwrap();
         assert_eq!(c.counts(), (0, 3));
+    }
+
+    #[test]
+    fn tenants_confine_watch_credentials_too_but_not_operator_ones() {
+        let entry = |scopes: &str| {
+            format!(
+                "[[token]]\nname = \"sidecar\"\nsha256 = \"{}\"\nscopes = [{scopes}]\ntenants = [\"globex\", \"acme\"]\n",
+                hash_hex("t-sidecar")
+            )
+        };
+        for scopes in ["\"watch\"", "\"watch\", \"check\"", "\"admin\", \"watch\""] {
+            let creds = Credentials::parse(&entry(scopes), "test").unwrap();
+            let p = creds.token("t-sidecar").unwrap();
+            assert!(p.has(Scope::Watch) && !p.has(Scope::Operator), "{scopes}");
+            let tenants = p.bounds.tenants.as_deref().unwrap();
+            assert_eq!(tenants, ["acme".to_owned(), "globex".to_owned()]);
+            assert!(p.may_see("acme") && !p.may_see("initech"));
+        }
+        for scopes in ["\"operator\"", "\"watch\", \"operator\""] {
+            let e = Credentials::parse(&entry(scopes), "tokens.toml")
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                "tokens.toml: [[token]] `sidecar`: `tenants` confines `check`, `admin` and `watch`; an `operator` credential changes the whole deployment"
+            );
+        }
+        // The same rule for a certificate's entry.
+        let cert = "[[client_cert]]\nsubject_cn = \"sidecar\"\nscopes = [\"watch\"]\ntenants = [\"acme\"]\n";
+        assert_eq!(Credentials::parse(cert, "test").unwrap().counts(), (0, 1));
+        let e = Credentials::parse(&cert.replace("watch", "operator"), "test")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("an `operator` credential"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! hash belongs must not end up in a log).
 //!
 //! - `scopes`: [`Scope`], [`Scopes`], [`Principal`] and its [`Bounds`]
-//!   (tenants, a bound actor), [`confine`], [`Need`];
+//!   (tenants, a bound actor) as an entry's scopes allow them ([`bounds`]),
+//!   [`confine`], [`Need`];
 //! - `credentials`: the credentials file and what it configures
 //!   ([`Credentials`], [`CredentialsError`]);
 //! - `layer`: authenticating one call ([`AuthLayer`], [`LiveCredentials`]).
@@ -21,9 +22,9 @@ mod credentials;
 mod layer;
 mod scopes;
 
-pub use credentials::{Credentials, CredentialsError, bounds};
+pub use credentials::{Credentials, CredentialsError};
 pub use layer::{AuthLayer, LiveCredentials, PeerCerts};
-pub use scopes::{Bounds, Need, Principal, Scope, Scopes, confine};
+pub use scopes::{Bounds, Need, Principal, Scope, Scopes, bounds, confine};
 
 use crate::proto::{admin_server, authorization_server, replication_server};
 

@@ -1,9 +1,11 @@
 //! Who a caller is and what it may do: [`Scope`], [`Scopes`], the
-//! [`Principal`] put into each authenticated request, and what a call
-//! [`Need`]s.
+//! [`Bounds`] an entry may add to them ([`bounds`]), the [`Principal`]
+//! put into each authenticated request, and what a call [`Need`]s.
 
 use std::fmt;
 use std::sync::Arc;
+
+use crate::model::{TenantId, UserId};
 
 /// What a credential may do. `Operator` implies every other scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -80,11 +82,53 @@ impl fmt::Display for Scopes {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bounds {
     /// `Some`: Check and Admin calls only in these tenants, and only changes
-    /// no other tenant sees. `None`: every tenant.
+    /// no other tenant sees; Watch, Export and GetState only of these
+    /// tenants (enforced by the Replication service, to which the
+    /// composition root hands them). `None`: every tenant.
     pub tenants: Option<Arc<[String]>>,
     /// `Some`: Admin calls act as this user, whatever their `actor` says
     /// (an empty `actor` means this one; another is refused).
     pub actor: Option<Arc<str>>,
+}
+
+/// An entry's `tenants` and `actor`, checked against its scopes. Errors
+/// name the field, never its value.
+pub fn bounds(
+    scopes: Scopes,
+    tenants: Option<Vec<String>>,
+    actor: Option<String>,
+) -> Result<Bounds, &'static str> {
+    if let Some(tenants) = &tenants {
+        if tenants.is_empty() {
+            return Err("`tenants` is empty: leave it out to allow every tenant");
+        }
+        if scopes.allows(Scope::Operator) {
+            return Err(
+                "`tenants` confines `check`, `admin` and `watch`; an `operator` credential changes the whole deployment",
+            );
+        }
+        if tenants.iter().any(|t| TenantId::new(t).is_err()) {
+            return Err("`tenants` lists a value that is not a valid tenant id");
+        }
+    }
+    if let Some(actor) = &actor {
+        if !scopes.allows(Scope::Admin) || scopes.allows(Scope::Operator) {
+            return Err(
+                "`actor` binds Admin calls to one user: it needs the `admin` scope and not `operator` (which acts as anyone)",
+            );
+        }
+        if UserId::new(actor).is_err() {
+            return Err("`actor` is not a valid user id");
+        }
+    }
+    Ok(Bounds {
+        tenants: tenants.map(|mut t| {
+            t.sort();
+            t.dedup();
+            t.into()
+        }),
+        actor: actor.map(Into::into),
+    })
 }
 
 /// An authenticated caller, put into each request's extensions by
