@@ -22,6 +22,7 @@ use tonic::Status;
 use super::filter::TenantFilter;
 use super::refusal::WatchError;
 use crate::engine::Engine;
+use crate::model::Mutation;
 use crate::proto;
 use crate::store::{Change, Store, StoreError};
 
@@ -101,7 +102,7 @@ impl Watcher {
         let history = self.history.clone();
         let mut filter = match self.filter.take() {
             None => None,
-            Some((filter, at)) => match self.seed(filter, at).await {
+            Some((filter, at)) => match self.seed(filter, at, &tx).await {
                 Ok(filter) => Some(filter),
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
@@ -213,18 +214,33 @@ impl Watcher {
 
     /// `filter`, made at revision `at`, moved to the client's revision
     /// along the changelog between them. OUT_OF_RANGE when the changes to
-    /// move back over delete one of its tenants.
-    async fn seed(&self, mut filter: TenantFilter, at: u64) -> Result<TenantFilter, Status> {
+    /// move back over delete one of its tenants, or were compacted away
+    /// meanwhile. Stops, CANCELLED, when the client has gone (`tx` closed):
+    /// a client that opens and drops Watches does not cost a whole replay
+    /// each.
+    async fn seed(
+        &self,
+        mut filter: TenantFilter,
+        at: u64,
+        tx: &Events,
+    ) -> Result<TenantFilter, Status> {
         let (low, high) = (self.from.min(at), self.from.max(at));
-        // The changes that move the filter, in revision order.
-        let mut tracked = Vec::new();
+        // The mutations that move the filter, in revision order (only
+        // those: a page's other changes are dropped as it is read).
+        let mut tracked: Vec<(u64, Mutation)> = Vec::new();
         let mut cursor = low;
         while cursor < high {
+            if tx.is_closed() {
+                return Err(Status::cancelled("the client went away"));
+            }
             let page = self.page(cursor, high).await?;
             if page.is_empty() {
-                return Err(Status::internal(format!(
-                    "the changelog ends at revision {cursor}, before revision {high}"
-                )));
+                // Compacted up to past `high` since the stream started.
+                let compacted = WatchError::Compacted {
+                    wanted: cursor + 1,
+                    next: high + 1,
+                };
+                return Err(proto::status(&compacted));
             }
             for change in page {
                 if change.revision != cursor + 1 {
@@ -236,19 +252,19 @@ impl Watcher {
                 }
                 cursor = change.revision;
                 if filter.tracks(&change.mutation) {
-                    tracked.push(change);
+                    tracked.push((change.revision, change.mutation));
                 }
             }
         }
         if self.from >= at {
-            tracked.iter().for_each(|c| filter.forward(&c.mutation));
+            tracked.iter().for_each(|(_, m)| filter.forward(m));
             return Ok(filter);
         }
-        for change in tracked.iter().rev() {
-            filter.backward(&change.mutation).map_err(|unknown| {
+        for (revision, mutation) in tracked.iter().rev() {
+            filter.backward(mutation).map_err(|unknown| {
                 proto::status(&WatchError::DeletedSince {
                     tenant: unknown.tenant.to_string(),
-                    deleted: change.revision,
+                    deleted: *revision,
                     from: self.from,
                 })
             })?;
