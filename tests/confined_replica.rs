@@ -28,8 +28,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::node::{Node, listen};
 use rampart::cli::serve::security::Security;
-use rampart::cli::serve::{ServerHandle, ServerOptions, start_with};
+use rampart::cli::serve::{ServerOptions, start_with};
 use rampart::client::{ClientSecurity, hash_hex};
 use rampart::engine::{Engine, Scope};
 use rampart::model::rules::Actor;
@@ -63,20 +64,6 @@ fn tokens() -> String {
     )
 }
 
-struct Node {
-    engine: Arc<Engine>,
-    handle: ServerHandle,
-}
-
-impl Node {
-    fn url(&self) -> String {
-        format!("http://{}", self.handle.addr)
-    }
-    async fn stop(self) {
-        self.handle.shutdown(Duration::from_secs(2)).await;
-    }
-}
-
 async fn leader(dir: &Path) -> Node {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
     let engine = Arc::new(Engine::open(store).unwrap());
@@ -100,8 +87,7 @@ async fn leader(dir: &Path) -> Node {
 }
 
 async fn node(engine: Arc<Engine>, options: ServerOptions) -> Node {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let handle = start_with(listener, Arc::clone(&engine), options)
+    let handle = start_with(listen(None).await, Arc::clone(&engine), options)
         .await
         .unwrap();
     Node { engine, handle }

@@ -16,12 +16,15 @@
     reason = "test code"
 )]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampart::cli::serve::{ServerHandle, ServerOptions, start_with};
+use common::node::{Node, listen};
+use rampart::cli::serve::{ServerOptions, start_with};
 use rampart::engine::Engine;
 use rampart::model::rules::Actor;
 use rampart::model::{
@@ -66,24 +69,6 @@ tenants:
 "#;
 
 const HEARTBEAT: Duration = Duration::from_millis(200);
-
-/// One node: its engine, its server, where its store lives.
-struct Node {
-    engine: Arc<Engine>,
-    handle: ServerHandle,
-}
-
-impl Node {
-    fn url(&self) -> String {
-        format!("http://{}", self.handle.addr)
-    }
-    async fn stop(self) {
-        self.handle.shutdown(Duration::from_secs(2)).await;
-        // Let the server's tasks drop their engine (and store) handles.
-        drop(self.engine);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn open_store(dir: &Path) -> Arc<dyn Store> {
     // A just-stopped node's sled may still be closing: retry the lock.
@@ -140,21 +125,6 @@ fn replication(role: Role) -> ReplicationConfig {
         role,
         heartbeat: HEARTBEAT,
         ..ReplicationConfig::default()
-    }
-}
-
-async fn listen(addr: Option<SocketAddr>) -> tokio::net::TcpListener {
-    let addr = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
-    let started = Instant::now();
-    loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => return l,
-            Err(e) if started.elapsed() < Duration::from_secs(10) => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("cannot bind {addr}: {e}"),
-        }
     }
 }
 

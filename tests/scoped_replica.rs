@@ -30,7 +30,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampart::cli::serve::{ServerHandle, ServerOptions, start_with};
+use common::node::{Node, listen};
+use rampart::cli::serve::{ServerOptions, start_with};
 use rampart::engine::{Engine, Scope};
 use rampart::model::rules::Actor;
 use rampart::model::{
@@ -69,43 +70,12 @@ tenants:
 /// The subset message's tail for the tenants `a, c, e`.
 const HELD: &str = "it holds only the tenants named by --tenants (a, c, e)";
 
-struct Node {
-    engine: Arc<Engine>,
-    handle: ServerHandle,
-}
-
-impl Node {
-    fn url(&self) -> String {
-        format!("http://{}", self.handle.addr)
-    }
-    async fn stop(self) {
-        self.handle.shutdown(Duration::from_secs(2)).await;
-        drop(self.engine);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn t(id: &str) -> TenantId {
     TenantId::new(id).unwrap()
 }
 
 fn u(id: &str) -> UserId {
     UserId::new(id).unwrap()
-}
-
-async fn listen(addr: Option<SocketAddr>) -> tokio::net::TcpListener {
-    let addr = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
-    let started = Instant::now();
-    loop {
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => return l,
-            Err(e) if started.elapsed() < Duration::from_secs(10) => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("cannot bind {addr}: {e}"),
-        }
-    }
 }
 
 /// A leader on a sled store in `dir`, bootstrapped with `POLICY`, whose

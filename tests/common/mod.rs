@@ -8,6 +8,7 @@
     reason = "test code; each test file uses a part"
 )]
 
+pub mod node;
 pub mod postgres;
 pub mod tls;
 
